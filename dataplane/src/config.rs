@@ -1,0 +1,289 @@
+//! The TOML configuration file: what it may say, and its validation into a [`Plan`].
+//!
+//! Every refusal names the file, the key and the reason ([`ConfigError`]); `dataplane` exits
+//! with code 2 on one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::device::Device;
+use crate::plan::{self, Plan};
+
+/// A refused configuration: the file, the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// The dotted key (e.g. `ports.fh0.kind`), or `-` for the whole file.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The `[eal]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalSection {
+    /// Lcore ids (= CPU ids) EAL runs on; the first is the main lcore unless `main_lcore` says.
+    /// Absent: taken from the process's allowed CPUs.
+    pub lcores: Option<Vec<u32>>,
+    /// An explicit `--lcores` mapping such as `0@0,1@1` (lcore@cpu); overrides `lcores`.
+    pub lcore_map: Option<String>,
+    /// The main (control) lcore.
+    pub main_lcore: Option<u32>,
+    /// Run without huge pages (development only: slow, and virtio-user does not work).
+    #[serde(default)]
+    pub no_huge: bool,
+    /// Memory to reserve in MiB (`-m`); absent: what EAL takes on demand.
+    pub memory_mb: Option<u32>,
+    /// hugetlbfs mount to use (`--huge-dir`).
+    pub huge_dir: Option<PathBuf>,
+    /// Prefix of the huge-page files and runtime directory (`--file-prefix`); must be unique
+    /// per DPDK process on the machine.
+    pub file_prefix: Option<String>,
+    /// Keep no files in the runtime directory (`--in-memory`).
+    #[serde(default)]
+    pub in_memory: bool,
+    /// One file per memory segment list (`--single-file-segments`).
+    #[serde(default)]
+    pub single_file_segments: bool,
+    /// Do not scan the PCI bus (`--no-pci`); implied when no port is a PCI device.
+    pub no_pci: Option<bool>,
+    /// EAL log level (`--log-level`), e.g. `notice`.
+    pub log_level: Option<String>,
+    /// More EAL arguments, passed as they are.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// The `[mempool]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolSection {
+    /// Mbufs per NUMA socket; absent: computed from descriptors, queues and workers.
+    pub mbufs: Option<u32>,
+    /// Per-lcore cache size.
+    #[serde(default = "default_cache")]
+    pub cache: u32,
+    /// Data room per mbuf in bytes, headroom included.
+    #[serde(default = "default_data_room")]
+    pub data_room: u16,
+}
+
+fn default_cache() -> u32 {
+    256
+}
+fn default_data_room() -> u16 {
+    2176
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        Self { mbufs: None, cache: default_cache(), data_room: default_data_room() }
+    }
+}
+
+/// One `[ports.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    /// The port's role (fronthaul, midhaul, ...).
+    pub role: String,
+    /// `pci`, `vhost-user`, `virtio-user`, `memif`, `ring`, `pcap`, `tap`, `null`, `af_packet`.
+    pub kind: String,
+    /// PCI address (kind `pci`).
+    pub pci: Option<String>,
+    /// Socket path (vhost-user, virtio-user, memif).
+    pub path: Option<PathBuf>,
+    /// vhost-user: connect to an existing socket (default: create it).
+    pub client: Option<bool>,
+    /// virtio-user / memif: create the socket and wait (default: connect).
+    pub server: Option<bool>,
+    /// memif interface id.
+    pub id: Option<u32>,
+    /// Kernel interface (tap, af_packet, pcap live).
+    pub iface: Option<String>,
+    /// pcap: file to read.
+    pub rx_pcap: Option<PathBuf>,
+    /// pcap: file to write.
+    pub tx_pcap: Option<PathBuf>,
+    /// Receive queues (RSS spreads flows across them).
+    #[serde(default = "one")]
+    pub queues: u16,
+    /// Receive descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub rxd: u16,
+    /// Transmit descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub txd: u16,
+    /// MTU.
+    pub mtu: Option<u16>,
+    /// Promiscuous mode.
+    #[serde(default = "yes")]
+    pub promiscuous: bool,
+}
+
+fn one() -> u16 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_desc() -> u16 {
+    1024
+}
+
+/// One `[[workers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// The lcore it runs on.
+    pub lcore: u32,
+    /// The (port, queue) pairs it polls, as `port` or `port:queue`.
+    #[serde(default)]
+    pub rx: Vec<String>,
+}
+
+/// The `[forwarding]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingSection {
+    /// Pairs of ports whose traffic is exchanged both ways: `[["fh0", "mh0"]]`.
+    #[serde(default)]
+    pub cross_connect: Vec<[String; 2]>,
+    /// Transmit retries while a tx queue is full, before the rest is dropped and counted.
+    #[serde(default = "default_tx_retries")]
+    pub tx_retries: u32,
+    /// Packets per rx burst (at most 256).
+    #[serde(default = "default_burst")]
+    pub burst: u16,
+}
+
+fn default_tx_retries() -> u32 {
+    8
+}
+fn default_burst() -> u16 {
+    32
+}
+
+/// The `[stats]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSection {
+    /// Seconds between stats lines (0: none).
+    pub period: Option<f64>,
+    /// Where to write the final counters as JSON.
+    pub json: Option<PathBuf>,
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// EAL settings.
+    #[serde(default)]
+    pub eal: EalSection,
+    /// Mempool sizing.
+    #[serde(default)]
+    pub mempool: MempoolSection,
+    /// Ports by name.
+    #[serde(default)]
+    pub ports: BTreeMap<String, PortSection>,
+    /// Workers; absent: one per worker lcore, (port, queue) pairs assigned round-robin.
+    #[serde(default)]
+    pub workers: Vec<WorkerSection>,
+    /// How packets are forwarded.
+    #[serde(default)]
+    pub forwarding: ForwardingSection,
+    /// Stats output.
+    #[serde(default)]
+    pub stats: StatsSection,
+}
+
+impl ConfigFile {
+    /// Parses TOML text; `file` is only used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<ConfigFile, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let mut reason = inner.message().to_string();
+            if let Some(span) = inner.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                reason = format!("{reason} (line {line})");
+            }
+            ConfigError { file: file.to_owned(), key: if key == "." { "-".into() } else { key }, reason }
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(file: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ConfigError { file: file.to_owned(), key: "-".into(), reason: format!("cannot read: {e}") })?;
+        Self::parse(&text, file)
+    }
+}
+
+/// Loads, parses and validates a configuration file into a plan.
+pub fn load_plan(file: &Path, allowed_cpus: &[u32]) -> Result<Plan, ConfigError> {
+    let cfg = ConfigFile::load(file)?;
+    plan::build(&cfg, file, allowed_cpus)
+}
+
+impl PortSection {
+    /// The device this table describes, or the key and reason it is refused.
+    pub fn device(&self) -> Result<Device, (&'static str, String)> {
+        let need_path = |k: &str| self.path.clone().ok_or(("path", format!("required for kind {k}")));
+        let dev = match self.kind.as_str() {
+            "pci" => {
+                let a = self.pci.clone().ok_or(("pci", "required for kind pci (e.g. \"0000:3b:02.0\")".to_string()))?;
+                if !is_pci_address(&a) {
+                    return Err(("pci", format!("{a:?} is not a PCI address of the form DDDD:BB:DD.F")));
+                }
+                Device::Pci { address: a }
+            }
+            "vhost-user" => Device::VhostUser { path: need_path("vhost-user")?, client: self.client.unwrap_or(false) },
+            "virtio-user" => Device::VirtioUser { path: need_path("virtio-user")?, server: self.server.unwrap_or(false) },
+            "memif" => Device::Memif { socket: need_path("memif")?, server: self.server.unwrap_or(false), id: self.id.unwrap_or(0) },
+            "ring" => Device::Ring,
+            "null" => Device::Null,
+            "tap" => Device::Tap { iface: self.iface.clone().ok_or(("iface", "required for kind tap".to_string()))? },
+            "af_packet" => Device::AfPacket { iface: self.iface.clone().ok_or(("iface", "required for kind af_packet".to_string()))? },
+            "pcap" => {
+                if self.iface.is_none() && self.rx_pcap.is_none() && self.tx_pcap.is_none() {
+                    return Err(("kind", "pcap needs iface, rx_pcap or tx_pcap".into()));
+                }
+                Device::Pcap { rx_pcap: self.rx_pcap.clone(), tx_pcap: self.tx_pcap.clone(), iface: self.iface.clone() }
+            }
+            other => {
+                return Err((
+                    "kind",
+                    format!("unknown port kind {other:?}; expected one of pci, vhost-user, virtio-user, memif, ring, pcap, tap, null, af_packet"),
+                ))
+            }
+        };
+        Ok(dev)
+    }
+}
+
+/// Whether `s` has the form `DDDD:BB:DD.F` (hex digits; function 0-7).
+pub fn is_pci_address(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_hexdigit())
+        && (b'0'..=b'7').contains(&b[11])
+}

@@ -1,0 +1,78 @@
+//! The thin safe layer over DPDK: EAL, mempools, mbufs, ports and their queues, lcores.
+//!
+//! Every `unsafe` block of the dataplane lives in this module, each with a `// SAFETY:` line.
+
+pub mod eal;
+pub mod lcore;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+
+use std::ffi::CStr;
+
+pub use eal::Eal;
+pub use mbuf::Mbuf;
+pub use mempool::Mempool;
+pub use port::{Port, PortConfig, PortStats, RxQueue, TxQueue};
+
+/// An error from a DPDK call: what was being done and DPDK's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {reason} (errno {errno})")]
+pub struct DpdkError {
+    /// The operation that failed.
+    pub what: String,
+    /// DPDK's text for the error number.
+    pub reason: String,
+    /// The (positive) error number.
+    pub errno: i32,
+}
+
+impl DpdkError {
+    /// An error for `what` with error number `errno` (sign ignored).
+    pub fn new(what: impl Into<String>, errno: i32) -> Self {
+        let errno = errno.abs();
+        Self { what: what.into(), reason: strerror(errno), errno }
+    }
+
+    /// An error for `what` with the calling thread's current `rte_errno`.
+    pub fn last(what: impl Into<String>) -> Self {
+        // SAFETY: reads a thread-local integer; no preconditions.
+        let errno = unsafe { dpdk_sys::rte_errno_value() };
+        Self::new(what, errno)
+    }
+}
+
+/// Turns a DPDK return code (negative errno on failure) into a result.
+pub(crate) fn check(rc: i32, what: impl FnOnce() -> String) -> Result<i32, DpdkError> {
+    if rc < 0 {
+        Err(DpdkError::new(what(), rc))
+    } else {
+        Ok(rc)
+    }
+}
+
+/// DPDK's description of an error number.
+pub fn strerror(errno: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
+    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }.to_string_lossy().into_owned()
+}
+
+/// The DPDK version string, e.g. `DPDK 22.11.11` (valid before EAL init).
+pub fn version() -> String {
+    // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
+    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }.to_string_lossy().into_owned()
+}
+
+/// Reads the CPU's time-stamp counter (through DPDK's `rte_rdtsc`).
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the TSC; no memory is touched.
+    unsafe { dpdk_sys::rte_rdtsc() }
+}
+
+/// TSC ticks per second, as EAL measured them (valid after EAL init).
+pub fn tsc_hz() -> u64 {
+    // SAFETY: returns a value EAL computed at init; no preconditions beyond a call after init,
+    // before which it returns 0.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}

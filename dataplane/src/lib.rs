@@ -1,0 +1,14 @@
+//! The dataplane: EAL, mempools, ports, lcores, config, stats and control.
+//!
+//! A [`config::ConfigFile`] is validated into a [`plan::Plan`] without touching DPDK;
+//! [`runtime::run`] then brings the plan up on real DPDK and runs one [`worker::Worker`] per
+//! worker lcore. All `unsafe` code is in [`dpdk`].
+
+pub mod config;
+pub mod counters;
+pub mod device;
+pub mod dpdk;
+pub mod hugepages;
+pub mod plan;
+pub mod runtime;
+pub mod worker;

@@ -1,0 +1,90 @@
+//! `dataplane`: a DPDK poll-mode CNF. `run` forwards; `check` validates and prints the plan.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dataplane::config;
+use dataplane::runtime::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "dataplane", version, about = "DPDK poll-mode packet-processing dataplane")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bring up the ports and forward until stopped (SIGINT/SIGTERM) or --duration expires.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Print a stats line per port every this many seconds.
+        #[arg(long, default_value_t = 0.0)]
+        stats_period: f64,
+        /// Write final per-port and per-worker counters to this JSON file.
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+        /// Do not reserve or mount huge pages (they are set up already).
+        #[arg(long)]
+        no_hugepage_setup: bool,
+        /// Extra EAL arguments, after `--`.
+        #[arg(last = true)]
+        eal_args: Vec<String>,
+    },
+    /// Validate the configuration and print the resolved plan without starting DPDK.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn allowed_cpus() -> Vec<u32> {
+    core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id as u32).collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { config, json } => match config::load_plan(&config, &allowed_cpus()) {
+            Ok(plan) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+                } else {
+                    print!("{plan}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run { config, duration, stats_period, stats_json, no_hugepage_setup, eal_args } => {
+            let plan = match config::load_plan(&config, &allowed_cpus()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup };
+            match runtime::run(&plan, &opts) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

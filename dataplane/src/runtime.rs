@@ -1,0 +1,369 @@
+//! `dataplane run`: brings up EAL, mempools and ports from a plan, launches the workers,
+//! reports stats from the main lcore, and tears everything down in order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::device::Device;
+use crate::counters::{WorkerCounters, WorkerSnapshot};
+use crate::dpdk::{self, lcore, Eal, Mempool, Port, PortConfig, PortStats};
+use crate::hugepages;
+use crate::plan::Plan;
+use crate::worker::{RxBinding, Worker};
+
+/// Options of one run that are not in the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop by itself after this many seconds.
+    pub duration: Option<f64>,
+    /// Seconds between stats lines (0: none).
+    pub stats_period: f64,
+    /// Where to write final counters as JSON.
+    pub stats_json: Option<PathBuf>,
+    /// More EAL arguments (after the config's).
+    pub extra_eal_args: Vec<String>,
+    /// Do not reserve or mount huge pages.
+    pub no_hugepage_setup: bool,
+}
+
+/// Final counters of one port.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortReport {
+    /// Our name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Device.
+    pub device: String,
+    /// DPDK port id.
+    pub port_id: u16,
+    /// Driver name.
+    pub driver: String,
+    /// MAC address.
+    pub mac: String,
+    /// Hardware (driver) counters.
+    pub hw: PortStats,
+    /// Packets the workers received from it.
+    pub rx: u64,
+    /// Packets the workers sent on it.
+    pub tx: u64,
+    /// Packets dropped on its full tx queues.
+    pub tx_dropped: u64,
+}
+
+/// Final counters of one worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerReport {
+    /// Its lcore.
+    pub lcore: u32,
+    /// Its counters.
+    #[serde(flatten)]
+    pub counters: WorkerSnapshot,
+}
+
+/// A mempool's state after the ports were closed.
+#[derive(Debug, Clone, Serialize)]
+pub struct MempoolReport {
+    /// Pool name.
+    pub name: String,
+    /// Mbufs in all.
+    pub size: u32,
+    /// Mbufs still out after every port was closed (0 = none leaked).
+    pub in_use_after_stop: u32,
+}
+
+/// What a run did, written as `--stats-json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// DPDK version.
+    pub dpdk_version: String,
+    /// Config file.
+    pub config: PathBuf,
+    /// Seconds the workers ran.
+    pub duration_s: f64,
+    /// TSC frequency.
+    pub tsc_hz: u64,
+    /// Per port.
+    pub ports: Vec<PortReport>,
+    /// Per worker.
+    pub workers: Vec<WorkerReport>,
+    /// Per mempool.
+    pub mempools: Vec<MempoolReport>,
+    /// Why it stopped.
+    pub stopped_by: String,
+}
+
+/// A failed run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Huge pages could not be set up.
+    #[error("huge pages: {0}")]
+    Hugepages(String),
+    /// A DPDK call failed.
+    #[error(transparent)]
+    Dpdk(#[from] dpdk::DpdkError),
+    /// Writing the stats file failed.
+    #[error("writing {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Runs the plan until the duration expires or SIGINT/SIGTERM arrives.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    if plan.no_huge {
+        eprintln!("WARNING: ============================================================");
+        eprintln!("WARNING: running WITHOUT huge pages (no_huge): development mode only,");
+        eprintln!("WARNING: slower, and not what production deployments measure.");
+        eprintln!("WARNING: ============================================================");
+    } else if !opts.no_hugepage_setup {
+        let dir = plan.huge_dir.clone().unwrap_or_else(|| PathBuf::from("/dev/hugepages"));
+        for done in hugepages::ensure(plan.memory_mb as u64, &dir).map_err(RunError::Hugepages)? {
+            eprintln!("setup: {done}");
+        }
+    }
+
+    prepare_sockets(plan)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&signalled));
+    }
+
+    let mut args = plan.eal_args.clone();
+    args.extend(opts.extra_eal_args.iter().cloned());
+    eprintln!("EAL: {}", args.join(" "));
+    let eal = Eal::init(&args)?;
+    let result = run_with_eal(&eal, plan, opts, &stop, &signalled);
+    eal.cleanup();
+    result
+}
+
+/// Creates the folders of the sockets we serve, and removes stale socket files left there by
+/// an earlier run (a listening socket cannot bind over them).
+fn prepare_sockets(plan: &Plan) -> Result<(), RunError> {
+    use std::os::unix::fs::FileTypeExt;
+    for p in &plan.ports {
+        let path = match &p.device {
+            Device::VhostUser { path, client: false } | Device::VirtioUser { path, server: true } | Device::Memif { socket: path, server: true, .. } => path,
+            _ => continue,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| RunError::Io(dir.to_owned(), e))?;
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            std::fs::remove_file(path).map_err(|e| RunError::Io(path.to_owned(), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions, stop: &Arc<AtomicBool>, signalled: &Arc<AtomicBool>) -> Result<RunReport, RunError> {
+    let mut ports: Vec<Port> = Vec::with_capacity(plan.ports.len());
+    for p in &plan.ports {
+        ports.push(Port::by_name(eal, p.eal.ethdev_name())?);
+    }
+    let mut pools: BTreeMap<i32, Mempool> = BTreeMap::new();
+    for port in &ports {
+        let s = port.socket().max(0);
+        if let std::collections::btree_map::Entry::Vacant(e) = pools.entry(s) {
+            let m = &plan.mempool;
+            e.insert(Mempool::create(eal, &format!("mbufs_s{s}"), m.mbufs, m.cache, m.data_room, s)?);
+        }
+    }
+    let outcome = run_ports(eal, plan, opts, &mut ports, &pools, stop, signalled);
+    // Close every port so its queues give their mbufs back, then check the pools.
+    for port in ports {
+        let name = port.name().to_owned();
+        if let Err(e) = port.close() {
+            eprintln!("warning: closing {name}: {e}");
+        }
+    }
+    let mempools: Vec<MempoolReport> =
+        pools.values().map(|p| MempoolReport { name: p.name().to_owned(), size: p.size(), in_use_after_stop: p.in_use() }).collect();
+    for (_, pool) in pools {
+        if let Err((pool, out)) = pool.free() {
+            eprintln!("error: mempool {} has {out} mbufs still out after every port closed (leak)", pool.name());
+        }
+    }
+    let mut report = outcome?;
+    report.mempools = mempools;
+    if let Some(path) = opts.stats_json.as_ref().or(plan.stats_json.as_ref()) {
+        write_json(path, &report)?;
+    }
+    Ok(report)
+}
+
+fn write_json(path: &Path, report: &RunReport) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(report).expect("report serialises");
+    std::fs::write(path, text + "\n").map_err(|e| RunError::Io(path.to_owned(), e))
+}
+
+fn run_ports(
+    eal: &Eal,
+    plan: &Plan,
+    opts: &RunOptions,
+    ports: &mut [Port],
+    pools: &BTreeMap<i32, Mempool>,
+    stop: &Arc<AtomicBool>,
+    signalled: &Arc<AtomicBool>,
+) -> Result<RunReport, RunError> {
+    for (port, pp) in ports.iter_mut().zip(&plan.ports) {
+        let cfg = PortConfig { rx_queues: pp.rx_queues, tx_queues: pp.tx_queues, rxd: pp.rxd, txd: pp.txd, mtu: pp.mtu, promiscuous: pp.promiscuous, tx_checksum: false };
+        port.configure(&cfg, &pools[&port.socket().max(0)])?;
+        port.start()?;
+        eprintln!(
+            "port {} ({}, {}) id {} mac {} driver {}: started, {} rxq / {} txq",
+            pp.name,
+            pp.role,
+            pp.device,
+            port.id(),
+            fmt_mac(port.mac()),
+            port.driver(),
+            pp.rx_queues,
+            pp.tx_queues
+        );
+    }
+
+    let mut counters = Vec::new();
+    let mut launched = Vec::new();
+    let mut launch_err = None;
+    for (wi, wp) in plan.workers.iter().enumerate() {
+        let c = Arc::new(WorkerCounters::new(ports.len()));
+        let worker = Worker {
+            rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p].expect("validated") }).collect(),
+            tx: ports.iter().map(|p| p.tx_queue(wi as u16)).collect(),
+            counters: Arc::clone(&c),
+            stop: Arc::clone(stop),
+            burst: plan.burst as usize,
+            tx_retries: plan.tx_retries,
+        };
+        match lcore::launch(eal, wp.lcore, move || worker.run()) {
+            Ok(()) => {
+                launched.push(wp.lcore);
+                counters.push((wp.lcore, c));
+            }
+            Err(e) => {
+                launch_err = Some(e);
+                break;
+            }
+        }
+    }
+    let started = Instant::now();
+    let period = if opts.stats_period > 0.0 { opts.stats_period } else { plan.stats_period };
+    let mut stopped_by = "launch failure".to_string();
+    if launch_err.is_none() {
+        eprintln!("running: {} worker(s) on lcores {:?}", launched.len(), launched);
+        stopped_by = control_loop(plan, opts, ports, &counters, signalled, started, period);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for l in &launched {
+        lcore::wait(eal, *l);
+    }
+    let duration_s = started.elapsed().as_secs_f64();
+    if let Some(e) = launch_err {
+        return Err(e.into());
+    }
+
+    let snaps: Vec<(u32, WorkerSnapshot)> = counters.iter().map(|(l, c)| (*l, c.snapshot())).collect();
+    let port_reports = ports
+        .iter()
+        .zip(&plan.ports)
+        .enumerate()
+        .map(|(i, (port, pp))| PortReport {
+            name: pp.name.clone(),
+            role: pp.role.clone(),
+            device: pp.device.to_string(),
+            port_id: port.id(),
+            driver: port.driver(),
+            mac: fmt_mac(port.mac()),
+            hw: port.stats(),
+            rx: snaps.iter().map(|(_, s)| s.ports[i].rx).sum(),
+            tx: snaps.iter().map(|(_, s)| s.ports[i].tx).sum(),
+            tx_dropped: snaps.iter().map(|(_, s)| s.ports[i].tx_dropped).sum(),
+        })
+        .collect::<Vec<_>>();
+    print_summary(&port_reports, &snaps, duration_s);
+    Ok(RunReport {
+        dpdk_version: dpdk::version(),
+        config: plan.file.clone(),
+        duration_s,
+        tsc_hz: dpdk::tsc_hz(),
+        ports: port_reports,
+        workers: snaps.into_iter().map(|(lcore, counters)| WorkerReport { lcore, counters }).collect(),
+        mempools: Vec::new(),
+        stopped_by,
+    })
+}
+
+/// Waits on the main lcore, printing a stats line per port each period. Returns why it ended.
+fn control_loop(
+    plan: &Plan,
+    opts: &RunOptions,
+    ports: &[Port],
+    counters: &[(u32, Arc<WorkerCounters>)],
+    signalled: &AtomicBool,
+    started: Instant,
+    period: f64,
+) -> String {
+    let mut last: Vec<PortStats> = ports.iter().map(Port::stats).collect();
+    let mut last_drops: Vec<u64> = vec![0; ports.len()];
+    let mut last_t = Instant::now();
+    let deadline = opts.duration.map(|d| started + Duration::from_secs_f64(d));
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if signalled.load(Ordering::Relaxed) {
+            return "signal".into();
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return "duration".into();
+        }
+        if period > 0.0 && last_t.elapsed().as_secs_f64() >= period {
+            let dt = last_t.elapsed().as_secs_f64();
+            last_t = Instant::now();
+            let t = started.elapsed().as_secs_f64();
+            for (i, (port, pp)) in ports.iter().zip(&plan.ports).enumerate() {
+                let s = port.stats();
+                let drops: u64 = counters.iter().map(|(_, c)| c.ports[i].tx_dropped.load(Ordering::Relaxed)).sum();
+                let l = last[i];
+                let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / dt;
+                println!(
+                    "[{t:7.1}s] {:<10} rx {:8.3} Mpps {:9.1} Mbit/s | tx {:8.3} Mpps {:9.1} Mbit/s | missed {} tx-drop {} | link {}",
+                    pp.name,
+                    rate(s.ipackets, l.ipackets) / 1e6,
+                    rate(s.ibytes, l.ibytes) * 8.0 / 1e6,
+                    rate(s.opackets, l.opackets) / 1e6,
+                    rate(s.obytes, l.obytes) * 8.0 / 1e6,
+                    s.imissed.saturating_sub(l.imissed),
+                    drops.saturating_sub(last_drops[i]),
+                    if port.link().up { "up" } else { "down" }
+                );
+                last[i] = s;
+                last_drops[i] = drops;
+            }
+        }
+    }
+}
+
+fn print_summary(ports: &[PortReport], workers: &[(u32, WorkerSnapshot)], secs: f64) {
+    println!("---- summary after {secs:.1} s ----");
+    for p in ports {
+        println!(
+            "{:<10} rx {:>12} tx {:>12} tx-dropped {:>8} | hw rx {:>12} tx {:>12} missed {} errors {}/{}",
+            p.name, p.rx, p.tx, p.tx_dropped, p.hw.ipackets, p.hw.opackets, p.hw.imissed, p.hw.ierrors, p.hw.oerrors
+        );
+    }
+    for (l, w) in workers {
+        println!("worker lcore {l}: polls {} busy {} cycles/packet {:.1}", w.polls, w.busy_polls, w.cycles_per_packet);
+    }
+}

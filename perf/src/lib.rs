@@ -1,0 +1,3 @@
+//! Benchmark harness and traffic tools.
+
+pub mod frames;
