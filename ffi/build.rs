@@ -63,6 +63,9 @@ fn main() {
     for l in &dpdk.libs {
         println!("cargo:rustc-link-lib={l}");
     }
+    // The ring PMD is a plugin, but `rte_eth_from_rings` (in-process ring ports for tests and
+    // labs) is its public API: link it by name (`--as-needed` drops it where unused).
+    println!("cargo:rustc-link-lib=rte_net_ring");
     for p in &dpdk.link_paths {
         println!("cargo:rustc-link-search=native={}", p.display());
     }

@@ -14,6 +14,7 @@
 #include <rte_bus_vdev.h>
 #include <rte_acl.h>
 #include <rte_ring.h>
+#include <rte_eth_ring.h>
 #include <rte_pdump.h>
 #include <rte_version.h>
 #include <rte_prefetch.h>

@@ -209,6 +209,8 @@ pub struct ConfigFile {
     /// Stats output.
     #[serde(default)]
     pub stats: StatsSection,
+    /// Ports found from what the platform hands the pod or VM.
+    pub discovery: Option<crate::discovery::DiscoveryConfig>,
 }
 
 impl ConfigFile {
@@ -235,10 +237,40 @@ impl ConfigFile {
     }
 }
 
-/// Loads, parses and validates a configuration file into a plan.
-pub fn load_plan(file: &Path, allowed_cpus: &[u32]) -> Result<Plan, ConfigError> {
-    let cfg = ConfigFile::load(file)?;
-    plan::build(&cfg, file, allowed_cpus)
+/// The embedded default configuration (`config/default.toml`): two vhost-user ports
+/// cross-connected, no NIC needed.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
+
+/// The name errors give the embedded default.
+pub const EMBEDDED_NAME: &str = "<embedded config/default.toml>";
+
+/// Loads, parses and validates a configuration file (or, with `None`, the embedded default)
+/// into a plan, reading this machine's CPUs and running the config's port discovery.
+pub fn load_plan(file: Option<&Path>) -> Result<Plan, ConfigError> {
+    let (cfg, name) = match file {
+        Some(file) => (ConfigFile::load(file)?, file.to_owned()),
+        None => {
+            let name = PathBuf::from(EMBEDDED_NAME);
+            (ConfigFile::parse(EMBEDDED_DEFAULT, &name)?, name)
+        }
+    };
+    let host = gather_host(&cfg, &name)?;
+    plan::build(&cfg, &name, &host)
+}
+
+/// Reads the allowed and isolated CPUs and runs port discovery, as the config asks.
+pub fn gather_host(cfg: &ConfigFile, file: &Path) -> Result<plan::Host, ConfigError> {
+    use crate::discovery::{self, cores, SystemEnvironment};
+    let err = |key: &str, reason: String| ConfigError { file: file.to_owned(), key: key.into(), reason };
+    let allowed_cpus = cores::allowed_cpus().map_err(|e| err("eal.lcores", e.to_string()))?;
+    let isolated_cpus = cores::isolated_cpus().unwrap_or_default();
+    let mut host = plan::Host { allowed_cpus, isolated_cpus, ..Default::default() };
+    if let Some(d) = &cfg.discovery {
+        let found = discovery::discover(d, &SystemEnvironment).map_err(|e| err("discovery", e.to_string()))?;
+        host.discovered = found.ports;
+        host.notes = found.warnings;
+    }
+    Ok(host)
 }
 
 impl PortSection {

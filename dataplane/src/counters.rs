@@ -21,6 +21,8 @@ pub struct PortCounters {
     pub tx: AtomicU64,
     /// Packets the worker dropped because this port's tx queue stayed full.
     pub tx_dropped: AtomicU64,
+    /// Packets received on this port and dropped because they had nowhere to go.
+    pub rx_no_route: AtomicU64,
 }
 
 /// One worker's counters.
@@ -48,7 +50,12 @@ impl WorkerCounters {
         let ports: Vec<PortSnapshot> = self
             .ports
             .iter()
-            .map(|p| PortSnapshot { rx: p.rx.load(Relaxed), tx: p.tx.load(Relaxed), tx_dropped: p.tx_dropped.load(Relaxed) })
+            .map(|p| PortSnapshot {
+                rx: p.rx.load(Relaxed),
+                tx: p.tx.load(Relaxed),
+                tx_dropped: p.tx_dropped.load(Relaxed),
+                rx_no_route: p.rx_no_route.load(Relaxed),
+            })
             .collect();
         let rx: u64 = ports.iter().map(|p| p.rx).sum();
         let busy_cycles = self.busy_cycles.load(Relaxed);
@@ -71,6 +78,8 @@ pub struct PortSnapshot {
     pub tx: u64,
     /// Packets dropped on a full tx queue.
     pub tx_dropped: u64,
+    /// Packets received and dropped for want of a route.
+    pub rx_no_route: u64,
 }
 
 /// A copy of one worker's counters.

@@ -129,7 +129,8 @@ impl Device {
                 "net_memif",
                 format!("socket={},role={},id={id}", socket.display(), if *server { "server" } else { "client" }),
             ),
-            Device::Ring => vdev("net_ring", String::new()),
+            // `rte_eth_from_rings(name)` names its ethdev `net_ring_<name>`: use the same form.
+            Device::Ring => vdev("net_ring_", String::new()),
             Device::Pcap { rx_pcap, tx_pcap, iface } => {
                 let mut args = Vec::new();
                 if let Some(i) = iface {

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod counters;
 pub mod device;
+pub mod discovery;
 pub mod dpdk;
 pub mod hugepages;
 pub mod plan;

@@ -18,9 +18,9 @@ struct Cli {
 enum Cmd {
     /// Bring up the ports and forward until stopped (SIGINT/SIGTERM) or --duration expires.
     Run {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); without it, the embedded default (two vhost-user ports).
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
@@ -39,23 +39,19 @@ enum Cmd {
     },
     /// Validate the configuration and print the resolved plan without starting DPDK.
     Check {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); without it, the embedded default.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-fn allowed_cpus() -> Vec<u32> {
-    core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id as u32).collect()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { config, json } => match config::load_plan(&config, &allowed_cpus()) {
+        Cmd::Check { config, json } => match config::load_plan(config.as_deref()) {
             Ok(plan) => {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
@@ -70,14 +66,14 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run { config, duration, stats_period, stats_json, no_hugepage_setup, eal_args } => {
-            let plan = match config::load_plan(&config, &allowed_cpus()) {
+            let plan = match config::load_plan(config.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup };
+            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup, stop: None };
             match runtime::run(&plan, &opts) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -9,6 +9,28 @@ use serde::Serialize;
 
 use crate::config::{ConfigError, ConfigFile};
 use crate::device::{Device, EalDevice};
+use crate::discovery::{cores, DiscoveredPort};
+
+/// What the plan needs to know about the machine and platform: CPUs, and ports found by
+/// discovery. Gathered by [`crate::config::load_plan`]; tests make their own.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    /// CPUs this process may run on (empty: unknown, anything goes).
+    pub allowed_cpus: Vec<u32>,
+    /// CPUs isolated from the kernel scheduler.
+    pub isolated_cpus: Vec<u32>,
+    /// Ports found by the `[discovery]` sources.
+    pub discovered: Vec<DiscoveredPort>,
+    /// Notes from discovery, shown as warnings.
+    pub notes: Vec<String>,
+}
+
+impl Host {
+    /// A host with these allowed CPUs, all isolated, and nothing discovered.
+    pub fn with_cpus(cpus: &[u32]) -> Host {
+        Host { allowed_cpus: cpus.to_vec(), isolated_cpus: cpus.to_vec(), ..Default::default() }
+    }
+}
 
 /// Most packets one rx burst may return (the worker's vector size).
 pub const MAX_BURST: usize = 256;
@@ -156,15 +178,17 @@ fn split_top(s: &str) -> Vec<&str> {
     out
 }
 
-/// Validates `cfg` and resolves it into a plan. `allowed_cpus` are the CPUs this process may
-/// run on (used when no lcores are given, and to refuse lcores outside them).
-pub fn build(cfg: &ConfigFile, file: &Path, allowed_cpus: &[u32]) -> Result<Plan, ConfigError> {
+/// Validates `cfg` and resolves it into a plan. `host.allowed_cpus` are used when no lcores
+/// are given, and to refuse lcores outside them; `host.discovered` ports join the explicit
+/// ones (explicit ports win, by name or role).
+pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigError> {
     let cx = Ctx { file };
-    let mut warnings = Vec::new();
+    let mut warnings = host.notes.clone();
+    let allowed_cpus = host.allowed_cpus.as_slice();
 
     // Ports.
-    if cfg.ports.is_empty() {
-        return Err(cx.err("ports", "no ports configured"));
+    if cfg.ports.is_empty() && host.discovered.is_empty() {
+        return Err(cx.err("ports", "no ports configured (and none discovered)"));
     }
     let mut ports: Vec<PortPlan> = Vec::new();
     for (name, p) in &cfg.ports {
@@ -203,6 +227,24 @@ pub fn build(cfg: &ConfigFile, file: &Path, allowed_cpus: &[u32]) -> Result<Plan
             promiscuous: p.promiscuous,
         });
     }
+    let explicit: Vec<String> = cfg.ports.iter().flat_map(|(n, p)| [n.clone(), p.role.clone()]).collect();
+    let (kept, notes) = crate::discovery::merge_ports(&explicit, host.discovered.clone());
+    warnings.extend(notes);
+    for d in kept {
+        ports.push(PortPlan {
+            name: d.name,
+            role: d.role,
+            device: d.device,
+            source: d.source,
+            eal: EalDevice::Allow(String::new()),
+            rx_queues: 1,
+            tx_queues: 0,
+            rxd: 1024,
+            txd: 1024,
+            mtu: None,
+            promiscuous: true,
+        });
+    }
     let mut seen_paths = BTreeSet::new();
     for p in &ports {
         let path = match &p.device {
@@ -235,18 +277,18 @@ pub fn build(cfg: &ConfigFile, file: &Path, allowed_cpus: &[u32]) -> Result<Plan
                 }
             }
             let s = l.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let main = cfg.eal.main_lcore.unwrap_or(l[0]);
+            let not_isolated: Vec<u32> = l.iter().copied().filter(|c| *c != main && !host.isolated_cpus.contains(c)).collect();
+            if !not_isolated.is_empty() {
+                warnings.push(format!("worker CPUs {not_isolated:?} are not isolated (isolcpus/nohz_full): expect latency spikes from other work"));
+            }
             (l.clone(), vec!["-l".to_string(), s])
         }
         (None, None) => {
-            let cpus: Vec<u32> = if allowed_cpus.is_empty() { vec![0] } else { allowed_cpus.to_vec() };
-            if cpus.len() == 1 {
-                warnings.push(format!("only CPU {} is allowed: the main lcore and the worker share it", cpus[0]));
-                let m = format!("0@{c},1@{c}", c = cpus[0]);
-                (vec![0, 1], vec!["--lcores".to_string(), m])
-            } else {
-                let s = cpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-                (cpus, vec!["-l".to_string(), s])
-            }
+            let lp = cores::plan_lcores(None, allowed_cpus, &host.isolated_cpus).map_err(|e| cx.err("eal.lcores", e.to_string()))?;
+            warnings.extend(lp.warnings.iter().cloned());
+            let ids: Vec<u32> = (0..=lp.workers.len() as u32).collect();
+            (ids, vec!["--lcores".to_string(), lp.eal_lcores()])
         }
     };
     let mut uniq = BTreeSet::new();
@@ -337,12 +379,12 @@ pub fn build(cfg: &ConfigFile, file: &Path, allowed_cpus: &[u32]) -> Result<Plan
         peer[ia] = Some(ib);
         peer[ib] = Some(ia);
     }
+    if peer.iter().all(Option::is_none) {
+        return Err(cx.err("forwarding.cross_connect", "no port pair: packets would have nowhere to go"));
+    }
     for (i, p) in ports.iter().enumerate() {
         if peer[i].is_none() {
-            return Err(cx.err(
-                "forwarding.cross_connect",
-                format!("port {} is in no pair: its packets would have nowhere to go", p.name),
-            ));
+            warnings.push(format!("port {} is in no cross-connect pair: what it receives is dropped (counted as no-route)", p.name));
         }
     }
     let burst = cfg.forwarding.burst;

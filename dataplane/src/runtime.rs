@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub extra_eal_args: Vec<String>,
     /// Do not reserve or mount huge pages.
     pub no_hugepage_setup: bool,
+    /// Stop when this is set (besides signals and the duration); for embedding and tests.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Final counters of one port.
@@ -54,6 +56,8 @@ pub struct PortReport {
     pub tx: u64,
     /// Packets dropped on its full tx queues.
     pub tx_dropped: u64,
+    /// Packets it received that had nowhere to go.
+    pub rx_no_route: u64,
 }
 
 /// Final counters of one worker.
@@ -134,17 +138,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
     }
 
     prepare_sockets(plan)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let signalled = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, Arc::clone(&signalled));
-    }
-
     let mut args = plan.eal_args.clone();
     args.extend(opts.extra_eal_args.iter().cloned());
     eprintln!("EAL: {}", args.join(" "));
     let eal = Eal::init(&args)?;
-    let result = run_with_eal(&eal, plan, opts, &stop, &signalled);
+    let result = run_with_eal(&eal, plan, opts);
     eal.cleanup();
     result
 }
@@ -168,7 +166,15 @@ fn prepare_sockets(plan: &Plan) -> Result<(), RunError> {
     Ok(())
 }
 
-fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions, stop: &Arc<AtomicBool>, signalled: &Arc<AtomicBool>) -> Result<RunReport, RunError> {
+/// Runs the plan on an EAL that is already up, whose ports (named as the plan's ethdevs)
+/// exist. Stops on SIGINT/SIGTERM, `opts.duration` or `opts.stop`.
+pub fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = opts.stop.clone().unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&signalled));
+    }
+    let (stop, signalled) = (&stop, &signalled);
     let mut ports: Vec<Port> = Vec::with_capacity(plan.ports.len());
     for p in &plan.ports {
         ports.push(Port::by_name(eal, p.eal.ethdev_name())?);
@@ -241,7 +247,7 @@ fn run_ports(
     for (wi, wp) in plan.workers.iter().enumerate() {
         let c = Arc::new(WorkerCounters::new(ports.len()));
         let worker = Worker {
-            rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p].expect("validated") }).collect(),
+            rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p] }).collect(),
             tx: ports.iter().map(|p| p.tx_queue(wi as u16)).collect(),
             counters: Arc::clone(&c),
             stop: Arc::clone(stop),
@@ -291,6 +297,7 @@ fn run_ports(
             rx: snaps.iter().map(|(_, s)| s.ports[i].rx).sum(),
             tx: snaps.iter().map(|(_, s)| s.ports[i].tx).sum(),
             tx_dropped: snaps.iter().map(|(_, s)| s.ports[i].tx_dropped).sum(),
+            rx_no_route: snaps.iter().map(|(_, s)| s.ports[i].rx_no_route).sum(),
         })
         .collect::<Vec<_>>();
     print_summary(&port_reports, &snaps, duration_s);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::counters::{bump, WorkerCounters};
+use crate::dpdk::port::free_bulk;
 use crate::dpdk::{rdtsc, Mbuf, RxQueue, TxQueue};
 use crate::plan::MAX_BURST;
 
@@ -17,8 +18,8 @@ pub struct RxBinding {
     pub queue: RxQueue,
     /// Our index of its port.
     pub port: usize,
-    /// Our index of the port its packets are sent to.
-    pub out: usize,
+    /// Our index of the port its packets are sent to (`None`: dropped as no-route).
+    pub out: Option<usize>,
 }
 
 /// Everything a worker owns.
@@ -53,12 +54,20 @@ impl Worker {
                 if n == 0 {
                     continue;
                 }
-                let (sent, dropped) = self.tx[b.out].tx_all(&mut pkts, self.tx_retries);
                 bump(&c.ports[b.port].rx, n as u64);
-                let pc = &c.ports[b.out];
-                bump(&pc.tx, sent as u64);
-                if dropped != 0 {
-                    bump(&pc.tx_dropped, dropped as u64);
+                match b.out {
+                    Some(out) => {
+                        let (sent, dropped) = self.tx[out].tx_all(&mut pkts, self.tx_retries);
+                        let pc = &c.ports[out];
+                        bump(&pc.tx, sent as u64);
+                        if dropped != 0 {
+                            bump(&pc.tx_dropped, dropped as u64);
+                        }
+                    }
+                    None => {
+                        free_bulk(&mut pkts);
+                        bump(&c.ports[b.port].rx_no_route, n as u64);
+                    }
                 }
                 bump(&c.busy_polls, 1);
                 bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));

@@ -1,3 +1,5 @@
 //! Benchmark harness and traffic tools.
 
 pub mod frames;
+pub mod procs;
+pub mod topology;

@@ -1,0 +1,89 @@
+//! DPDK rings (`rte_ring`) and ring-backed ports (`rte_eth_from_rings`): in-process wires for
+//! tests and labs.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+use arrayvec::ArrayVec;
+
+use super::{DpdkError, Eal, Mbuf};
+
+/// A multi-producer, multi-consumer ring of mbuf pointers. Freed on drop (drain it first:
+/// mbufs left inside are freed with it).
+#[derive(Debug)]
+pub struct Ring {
+    ptr: NonNull<dpdk_sys::rte_ring>,
+}
+
+// SAFETY: an MP/MC rte_ring is safe to use from several threads at once.
+unsafe impl Send for Ring {}
+// SAFETY: as above; enqueue/dequeue take &self and are thread-safe for MP/MC rings.
+unsafe impl Sync for Ring {}
+
+impl Ring {
+    /// Creates a ring of `size` slots (a power of two; holds size-1) named `name`.
+    pub fn create(_eal: &Eal, name: &str, size: u32) -> Result<Ring, DpdkError> {
+        let c = CString::new(name).map_err(|_| DpdkError::new("ring name contains NUL", libc::EINVAL))?;
+        // SAFETY: EAL is initialised; c is a valid C string; flags 0 = MP/MC.
+        let p = unsafe { dpdk_sys::rte_ring_create(c.as_ptr(), size, 0, 0) };
+        NonNull::new(p).map(|ptr| Ring { ptr }).ok_or_else(|| DpdkError::last(format!("ring {name} of {size}")))
+    }
+
+    /// Enqueues as many of `pkts` as fit, from the front; they leave the vector.
+    pub fn enqueue<const N: usize>(&self, pkts: &mut ArrayVec<Mbuf, N>) -> usize {
+        let ptr = pkts.as_mut_ptr() as *const *mut std::os::raw::c_void;
+        // SAFETY: ptr points at len valid mbuf pointers (Mbuf is repr(transparent)); the ring is
+        // live and MP-safe.
+        let n = unsafe { dpdk_sys::rte_ring_enqueue_burst(self.ptr.as_ptr(), ptr, pkts.len() as u32, std::ptr::null_mut()) } as usize;
+        for m in pkts.drain(..n) {
+            let _ = m.into_raw();
+        }
+        n
+    }
+
+    /// Dequeues up to the vector's free room.
+    pub fn dequeue<const N: usize>(&self, out: &mut ArrayVec<Mbuf, N>) -> usize {
+        let room = out.remaining_capacity();
+        let mut raw: [*mut std::os::raw::c_void; N] = [std::ptr::null_mut(); N];
+        // SAFETY: raw has room for `room` pointers; the ring is live and MC-safe.
+        let n = unsafe { dpdk_sys::rte_ring_dequeue_burst(self.ptr.as_ptr(), raw.as_mut_ptr(), room as u32, std::ptr::null_mut()) } as usize;
+        for &p in &raw[..n] {
+            // SAFETY: only mbufs are ever enqueued on rings this type owns; each dequeued pointer
+            // is now ours alone, and n <= room.
+            unsafe { out.push_unchecked(Mbuf::from_raw(NonNull::new_unchecked(p as *mut dpdk_sys::rte_mbuf))) };
+        }
+        n
+    }
+
+    /// Entries in the ring.
+    pub fn count(&self) -> u32 {
+        // SAFETY: the ring is live.
+        unsafe { dpdk_sys::rte_ring_count(self.ptr.as_ptr()) }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let mut v: ArrayVec<Mbuf, 64> = ArrayVec::new();
+        while self.dequeue(&mut v) != 0 {
+            v.clear();
+        }
+        // SAFETY: the ring is ours, drained, and no port uses it any more (ports are closed
+        // before their rings are dropped by the code that created both).
+        unsafe { dpdk_sys::rte_ring_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// Creates an ethdev named `net_ring_<name>` (the name a `ring` port at index `name` has in a
+/// plan) that receives from `rx` and transmits into `tx`. The rings must outlive the port.
+pub fn ring_port(_eal: &Eal, name: &str, rx: &Ring, tx: &Ring) -> Result<u16, DpdkError> {
+    let c = CString::new(name).map_err(|_| DpdkError::new("port name contains NUL", libc::EINVAL))?;
+    let rxs = [rx.ptr.as_ptr()];
+    let txs = [tx.ptr.as_ptr()];
+    // SAFETY: valid C string and arrays of one live ring each; DPDK copies the arrays.
+    let rc = unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, 0) };
+    if rc < 0 {
+        return Err(DpdkError::last(format!("ring port {name}")));
+    }
+    Ok(rc as u16)
+}

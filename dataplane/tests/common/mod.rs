@@ -1,0 +1,143 @@
+//! Shared set-up for tests that run real DPDK in-process: EAL without huge pages, ring ports.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrayvec::ArrayVec;
+use dataplane::config::ConfigFile;
+use dataplane::dpdk::ring::{ring_port, Ring};
+use dataplane::dpdk::{Eal, Mbuf, Mempool};
+use dataplane::plan::{self, Plan};
+
+/// A two-port cross-connect plan over ring ports (ethdevs net_ring_0 and net_ring_1).
+pub fn ring_plan(extra: &str) -> Plan {
+    let text = format!(
+        r#"
+[eal]
+lcores = [0, 1]
+no_huge = true
+[ports.r0]
+role = "fronthaul"
+kind = "ring"
+[ports.r1]
+role = "midhaul"
+kind = "ring"
+[forwarding]
+cross_connect = [["r0", "r1"]]
+{extra}
+"#
+    );
+    let cfg = ConfigFile::parse(&text, Path::new("test.toml")).expect("parses");
+    plan::build(&cfg, Path::new("test.toml"), &plan::Host::with_cpus(&[0, 1])).expect("valid plan")
+}
+
+/// Initialises EAL in this process (once) without huge pages or PCI.
+pub fn eal(prefix: &str) -> Eal {
+    let prefix = format!("{prefix}-{}", std::process::id());
+    Eal::init(&["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--file-prefix", &prefix, "--log-level", "warning"])
+        .expect("EAL init")
+}
+
+/// The wires of a two-port ring topology: what the test puts in front of each port and
+/// what comes out of it.
+pub struct Wires {
+    /// Into port 0 (its rx).
+    pub in0: Ring,
+    /// Out of port 0 (its tx).
+    pub out0: Ring,
+    /// Into port 1.
+    pub in1: Ring,
+    /// Out of port 1.
+    pub out1: Ring,
+}
+
+/// Creates net_ring_0 and net_ring_1 over four rings; port 1's tx ring has `out1_size` slots.
+pub fn ring_ports(eal: &Eal, out1_size: u32) -> Wires {
+    let w = Wires {
+        in0: Ring::create(eal, "in0", 32768).unwrap(),
+        out0: Ring::create(eal, "out0", 32768).unwrap(),
+        in1: Ring::create(eal, "in1", 32768).unwrap(),
+        out1: Ring::create(eal, "out1", out1_size).unwrap(),
+    };
+    ring_port(eal, "0", &w.in0, &w.out0).unwrap();
+    ring_port(eal, "1", &w.in1, &w.out1).unwrap();
+    w
+}
+
+/// A 64-byte UDP frame carrying `seq` in its payload (bytes 42..46).
+pub fn frame(seq: u32, net: u8) -> Vec<u8> {
+    let mut f = perf_frame(net);
+    f[42..46].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
+fn perf_frame(net: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 1 - net, 1]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, net, 1]);
+    f[12] = 0x08;
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&50u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f
+}
+
+/// Puts `n` frames numbered from 0 on `ring` (waiting while it is full, at most 10 s).
+pub fn inject(pool: &Mempool, ring: &Ring, n: u32, net: u8) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    let mut seq = 0;
+    while seq < n {
+        while !v.is_full() && seq < n {
+            let mut m = pool.alloc().expect("test pool has room");
+            assert!(m.append(&frame(seq, net)));
+            v.push(m);
+            seq += 1;
+        }
+        while !v.is_empty() {
+            ring.enqueue(&mut v);
+            assert!(Instant::now() < deadline, "ring stayed full");
+        }
+    }
+}
+
+/// Checks that `seqs` is exactly 0..n in order, without printing thousands of numbers.
+pub fn assert_in_order(seqs: &[u32], n: u32, what: &str) {
+    assert_eq!(seqs.len(), n as usize, "{what}: packet count");
+    if let Some(i) = seqs.iter().enumerate().position(|(i, &s)| s != i as u32) {
+        panic!("{what}: packet {i} carries sequence number {} (reordered or lost)", seqs[i]);
+    }
+}
+
+/// Takes frames off `ring` until `n` arrived or `timeout` passed; returns their sequence numbers.
+pub fn collect(ring: &Ring, n: usize, timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    let mut seqs = Vec::with_capacity(n);
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    while seqs.len() < n && Instant::now() < deadline {
+        if ring.dequeue(&mut v) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for m in v.drain(..) {
+            let d = m.data();
+            seqs.push(u32::from_be_bytes([d[42], d[43], d[44], d[45]]));
+        }
+    }
+    seqs
+}
+
+/// Sets `flag` after `f` returns (also when it panics, so the runtime never hangs).
+pub fn stop_after<T>(flag: Arc<AtomicBool>, f: impl FnOnce() -> T) -> T {
+    struct Guard(Arc<AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let _g = Guard(flag);
+    f()
+}
