@@ -211,6 +211,9 @@ pub struct ConfigFile {
     pub stats: StatsSection,
     /// Ports found from what the platform hands the pod or VM.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
+    /// A node graph every worker runs its rx bursts through (instead of the plain
+    /// cross-connect): `input`, `[[pipeline.nodes]]` (name, kind, params), `[[pipeline.edges]]`.
+    pub pipeline: Option<pipeline::GraphSpec>,
 }
 
 impl ConfigFile {

@@ -10,6 +10,7 @@ pub mod device;
 pub mod discovery;
 pub mod dpdk;
 pub mod hugepages;
+pub mod nodes;
 pub mod plan;
 pub mod runtime;
 pub mod worker;

@@ -30,6 +30,9 @@ enum Cmd {
         /// Write final per-port and per-worker counters to this JSON file.
         #[arg(long)]
         stats_json: Option<PathBuf>,
+        /// Trace the first N packets' path through the pipeline (printed at stop).
+        #[arg(long, default_value_t = 0)]
+        trace: u32,
         /// Do not reserve or mount huge pages (they are set up already).
         #[arg(long)]
         no_hugepage_setup: bool,
@@ -65,7 +68,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { config, duration, stats_period, stats_json, no_hugepage_setup, eal_args } => {
+        Cmd::Run { config, duration, stats_period, stats_json, trace, no_hugepage_setup, eal_args } => {
             let plan = match config::load_plan(config.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -73,7 +76,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup, stop: None };
+            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup, stop: None, trace };
             match runtime::run(&plan, &opts) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

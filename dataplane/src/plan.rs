@@ -113,6 +113,8 @@ pub struct Plan {
     pub peer: Vec<Option<usize>>,
     /// Mempool sizing.
     pub mempool: MempoolPlan,
+    /// The node graph the workers run, if any (validated against the ports).
+    pub pipeline: Option<pipeline::GraphSpec>,
     /// Packets per rx burst.
     pub burst: u16,
     /// Tx retries before dropping.
@@ -379,12 +381,20 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         peer[ia] = Some(ib);
         peer[ib] = Some(ia);
     }
-    if peer.iter().all(Option::is_none) {
+    if let Some(spec) = &cfg.pipeline {
+        if !cfg.forwarding.cross_connect.is_empty() {
+            return Err(cx.err("forwarding.cross_connect", "a [pipeline] decides where packets go: use its forward node's pairs instead"));
+        }
+        let infos: Vec<pipeline::PortInfo> = ports.iter().enumerate().map(|(i, p)| pipeline::PortInfo::new(i as u16, p.name.clone(), p.role.clone())).collect();
+        pipeline::Graph::<pipeline::TestBuf>::build(spec, &crate::nodes::registry(), &infos)
+            .map_err(|e| cx.err(format!("pipeline.{}", e.key), e.reason.to_string()))?;
+    } else if peer.iter().all(Option::is_none) {
         return Err(cx.err("forwarding.cross_connect", "no port pair: packets would have nowhere to go"));
-    }
-    for (i, p) in ports.iter().enumerate() {
-        if peer[i].is_none() {
-            warnings.push(format!("port {} is in no cross-connect pair: what it receives is dropped (counted as no-route)", p.name));
+    } else {
+        for (i, p) in ports.iter().enumerate() {
+            if peer[i].is_none() {
+                warnings.push(format!("port {} is in no cross-connect pair: what it receives is dropped (counted as no-route)", p.name));
+            }
         }
     }
     let burst = cfg.forwarding.burst;
@@ -473,6 +483,7 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         workers,
         peer,
         mempool,
+        pipeline: cfg.pipeline.clone(),
         burst,
         tx_retries: cfg.forwarding.tx_retries,
         stats_period,
@@ -517,7 +528,15 @@ impl fmt::Display for Plan {
             if self.mempool.computed { " (computed)" } else { "" }
         )?;
         writeln!(f, "memory: {} MiB {}", self.memory_mb, if self.no_huge { "WITHOUT huge pages" } else { "in huge pages" })?;
-        writeln!(f, "forwarding: cross-connect, burst {}, tx retries {}", self.burst, self.tx_retries)?;
+        match &self.pipeline {
+            Some(g) => {
+                let nodes: Vec<String> = g.nodes.iter().map(|n| format!("{}({})", n.name, n.kind)).collect();
+                let edges: Vec<String> = g.edges.iter().map(|e| format!("{}{} -> {}", e.from, e.output.as_deref().map(|o| format!(".{o}")).unwrap_or_default(), e.to)).collect();
+                writeln!(f, "pipeline: nodes {}; edges {}", nodes.join(" "), edges.join(", "))?;
+                writeln!(f, "forwarding: through the pipeline, burst {}, tx retries {}", self.burst, self.tx_retries)?;
+            }
+            None => writeln!(f, "forwarding: cross-connect, burst {}, tx retries {}", self.burst, self.tx_retries)?,
+        }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;
         }

@@ -14,7 +14,8 @@ use crate::counters::{WorkerCounters, WorkerSnapshot};
 use crate::dpdk::{self, lcore, Eal, Mempool, Port, PortConfig, PortStats};
 use crate::hugepages;
 use crate::plan::Plan;
-use crate::worker::{RxBinding, Worker};
+use crate::worker::{Forwarding, RxBinding, Worker};
+use pipeline::{render_runtime_table, Graph, PortInfo, RuntimeSnapshot, StatsHandle, TraceHandle};
 
 /// Options of one run that are not in the config file.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,8 @@ pub struct RunOptions {
     pub no_hugepage_setup: bool,
     /// Stop when this is set (besides signals and the duration); for embedding and tests.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Record the path of the first this-many packets per worker through the pipeline.
+    pub trace: u32,
 }
 
 /// Final counters of one port.
@@ -98,6 +101,8 @@ pub struct RunReport {
     pub workers: Vec<WorkerReport>,
     /// Per mempool.
     pub mempools: Vec<MempoolReport>,
+    /// Per worker, the pipeline's per-node counters (empty without a pipeline).
+    pub pipeline: Vec<RuntimeSnapshot>,
     /// Why it stopped.
     pub stopped_by: String,
 }
@@ -111,6 +116,9 @@ pub enum RunError {
     /// A DPDK call failed.
     #[error(transparent)]
     Dpdk(#[from] dpdk::DpdkError),
+    /// The pipeline could not be built for the ports EAL created.
+    #[error("{0}")]
+    Pipeline(String),
     /// Writing the stats file failed.
     #[error("writing {0}: {1}")]
     Io(PathBuf, std::io::Error),
@@ -142,6 +150,9 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
     args.extend(opts.extra_eal_args.iter().cloned());
     eprintln!("EAL: {}", args.join(" "));
     let eal = Eal::init(&args)?;
+    if let Err(e) = eal.enable_pdump() {
+        eprintln!("warning: packet capture (dpdk-dumpcap) unavailable: {e}");
+    }
     let result = run_with_eal(&eal, plan, opts);
     eal.cleanup();
     result
@@ -241,12 +252,28 @@ fn run_ports(
         );
     }
 
-    let mut counters = Vec::new();
-    let mut launched = Vec::new();
-    let mut launch_err = None;
+    // Build every worker (and its graph) before launching any, so a failure leaves none running.
+    let mut workers = Vec::new();
+    let mut graphs: Vec<(u32, StatsHandle, TraceHandle)> = Vec::new();
     for (wi, wp) in plan.workers.iter().enumerate() {
         let c = Arc::new(WorkerCounters::new(ports.len()));
+        let forwarding = match &plan.pipeline {
+            None => Forwarding::CrossConnect,
+            Some(spec) => {
+                let infos: Vec<PortInfo> =
+                    ports.iter().zip(&plan.ports).map(|(p, pp)| PortInfo::new(p.id(), pp.name.clone(), pp.role.clone())).collect();
+                let g = Graph::build(spec, &crate::nodes::registry(), &infos)
+                    .map_err(|e| RunError::Pipeline(format!("pipeline.{}: {}", e.key, e.reason)))?;
+                if opts.trace > 0 {
+                    g.tracer().arm(opts.trace);
+                }
+                graphs.push((wp.lcore, g.stats(), g.tracer()));
+                let txv = g.new_tx_vectors();
+                Forwarding::Graph(Box::new(g), txv)
+            }
+        };
         let worker = Worker {
+            forwarding,
             rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p] }).collect(),
             tx: ports.iter().map(|p| p.tx_queue(wi as u16)).collect(),
             counters: Arc::clone(&c),
@@ -254,10 +281,16 @@ fn run_ports(
             burst: plan.burst as usize,
             tx_retries: plan.tx_retries,
         };
-        match lcore::launch(eal, wp.lcore, move || worker.run()) {
+        workers.push((wp.lcore, c, worker));
+    }
+    let mut counters = Vec::new();
+    let mut launched = Vec::new();
+    let mut launch_err = None;
+    for (lcore_id, c, worker) in workers {
+        match lcore::launch(eal, lcore_id, move || worker.run()) {
             Ok(()) => {
-                launched.push(wp.lcore);
-                counters.push((wp.lcore, c));
+                launched.push(lcore_id);
+                counters.push((lcore_id, c));
             }
             Err(e) => {
                 launch_err = Some(e);
@@ -270,7 +303,7 @@ fn run_ports(
     let mut stopped_by = "launch failure".to_string();
     if launch_err.is_none() {
         eprintln!("running: {} worker(s) on lcores {:?}", launched.len(), launched);
-        stopped_by = control_loop(plan, opts, ports, &counters, signalled, started, period);
+        stopped_by = control_loop(plan, opts, ports, &counters, &graphs, signalled, started, period);
     }
     stop.store(true, Ordering::SeqCst);
     for l in &launched {
@@ -281,6 +314,18 @@ fn run_ports(
         return Err(e.into());
     }
 
+    let runtime = runtime_snapshots(&graphs);
+    if !runtime.is_empty() {
+        println!("---- pipeline runtime (like VPP's show runtime) ----");
+        print!("{}", render_runtime_table(&runtime));
+        print!("{}", pipeline::stats::render_drops_table(&runtime));
+    }
+    if opts.trace > 0 {
+        for (l, _, t) in &graphs {
+            println!("---- trace, worker lcore {l} ----");
+            print!("{}", t.render());
+        }
+    }
     let snaps: Vec<(u32, WorkerSnapshot)> = counters.iter().map(|(l, c)| (*l, c.snapshot())).collect();
     let port_reports = ports
         .iter()
@@ -309,6 +354,7 @@ fn run_ports(
         ports: port_reports,
         workers: snaps.into_iter().map(|(lcore, counters)| WorkerReport { lcore, counters }).collect(),
         mempools: Vec::new(),
+        pipeline: runtime,
         stopped_by,
     })
 }
@@ -319,10 +365,12 @@ fn control_loop(
     opts: &RunOptions,
     ports: &[Port],
     counters: &[(u32, Arc<WorkerCounters>)],
+    graphs: &[(u32, StatsHandle, TraceHandle)],
     signalled: &AtomicBool,
     started: Instant,
     period: f64,
 ) -> String {
+    let mut last_runtime = runtime_snapshots(graphs);
     let mut last: Vec<PortStats> = ports.iter().map(Port::stats).collect();
     let mut last_drops: Vec<u64> = vec![0; ports.len()];
     let mut last_t = Instant::now();
@@ -358,8 +406,18 @@ fn control_loop(
                 last[i] = s;
                 last_drops[i] = drops;
             }
+            if !graphs.is_empty() {
+                let now = runtime_snapshots(graphs);
+                let delta: Vec<RuntimeSnapshot> = now.iter().zip(&last_runtime).map(|(a, b)| a.delta(b)).collect();
+                print!("{}", render_runtime_table(&delta));
+                last_runtime = now;
+            }
         }
     }
+}
+
+fn runtime_snapshots(graphs: &[(u32, StatsHandle, TraceHandle)]) -> Vec<RuntimeSnapshot> {
+    graphs.iter().map(|(l, h, _)| h.snapshot_as(format!("lcore {l}"))).collect()
 }
 
 fn print_summary(ports: &[PortReport], workers: &[(u32, WorkerSnapshot)], secs: f64) {

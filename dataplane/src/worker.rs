@@ -10,6 +10,7 @@ use crate::counters::{bump, WorkerCounters};
 use crate::dpdk::port::free_bulk;
 use crate::dpdk::{rdtsc, Mbuf, RxQueue, TxQueue};
 use crate::plan::MAX_BURST;
+use pipeline::{Graph, TxVectors};
 
 /// One rx queue and where its packets go.
 #[derive(Debug)]
@@ -22,9 +23,28 @@ pub struct RxBinding {
     pub out: Option<usize>,
 }
 
+/// How a worker turns a received burst into transmissions.
+pub enum Forwarding {
+    /// Each rx queue's burst goes to its binding's `out` port as it is.
+    CrossConnect,
+    /// Bursts run through this worker's own node graph, which fills per-port tx vectors.
+    Graph(Box<Graph<Mbuf>>, TxVectors<Mbuf>),
+}
+
+impl std::fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Forwarding::CrossConnect => "CrossConnect",
+            Forwarding::Graph(..) => "Graph",
+        })
+    }
+}
+
 /// Everything a worker owns.
 #[derive(Debug)]
 pub struct Worker {
+    /// Cross-connect or a node graph.
+    pub forwarding: Forwarding,
     /// Its rx queues, polled round-robin.
     pub rx: Vec<RxBinding>,
     /// Its tx queue on every port, by port index.
@@ -42,6 +62,15 @@ pub struct Worker {
 impl Worker {
     /// Polls until `stop` is set. Returns 0.
     pub fn run(mut self) -> i32 {
+        let forwarding = std::mem::replace(&mut self.forwarding, Forwarding::CrossConnect);
+        match forwarding {
+            Forwarding::CrossConnect => self.run_cross_connect(),
+            Forwarding::Graph(mut g, mut txv) => self.run_graph(&mut g, &mut txv),
+        }
+        0
+    }
+
+    fn run_cross_connect(&mut self) {
         let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
         let burst = self.burst.min(MAX_BURST);
         let c = Arc::clone(&self.counters);
@@ -77,6 +106,42 @@ impl Worker {
             }
         }
         c.polls.store(polls, Relaxed);
-        0
+    }
+
+    fn run_graph(&mut self, graph: &mut Graph<Mbuf>, txv: &mut TxVectors<Mbuf>) {
+        let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
+        let burst = self.burst.min(MAX_BURST);
+        let c = Arc::clone(&self.counters);
+        let mut polls = 0u64;
+        while !self.stop.load(Relaxed) {
+            polls += 1;
+            for b in self.rx.iter_mut() {
+                let t0 = rdtsc();
+                let n = b.queue.rx_burst(&mut pkts, burst);
+                if n == 0 {
+                    continue;
+                }
+                bump(&c.ports[b.port].rx, n as u64);
+                graph.process(&mut pkts, txv);
+                for (slot, tx) in self.tx.iter_mut().enumerate() {
+                    let v = txv.pkts_mut(slot);
+                    if v.is_empty() {
+                        continue;
+                    }
+                    let (sent, dropped) = tx.tx_all(v, self.tx_retries);
+                    let pc = &c.ports[slot];
+                    bump(&pc.tx, sent as u64);
+                    if dropped != 0 {
+                        bump(&pc.tx_dropped, dropped as u64);
+                    }
+                }
+                bump(&c.busy_polls, 1);
+                bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));
+            }
+            if polls & 1023 == 0 {
+                c.polls.store(polls, Relaxed);
+            }
+        }
+        c.polls.store(polls, Relaxed);
     }
 }

@@ -70,9 +70,19 @@ impl Eal {
         unsafe { dpdk_sys::rte_eal_has_hugepages() != 0 }
     }
 
+    /// Initialises DPDK's packet-capture framework so that `dpdk-dumpcap` (a secondary
+    /// process with the same `--file-prefix`) can capture on our ports while we run.
+    pub fn enable_pdump(&self) -> Result<(), DpdkError> {
+        // SAFETY: valid after EAL init (proved by self); called once from the main lcore.
+        let rc = unsafe { dpdk_sys::rte_pdump_init() };
+        super::check(rc, || "pdump init".to_string()).map(|_| ())
+    }
+
     /// Releases EAL resources (huge-page files, vdevs). Call last, once every port is closed
     /// and every mempool freed.
     pub fn cleanup(self) {
+        // SAFETY: uninit of pdump is harmless when it was never initialised.
+        unsafe { dpdk_sys::rte_pdump_uninit() };
         // SAFETY: called once (self is consumed) on the main thread after workers stopped.
         unsafe { dpdk_sys::rte_eal_cleanup() };
     }

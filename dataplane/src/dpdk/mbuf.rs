@@ -124,6 +124,16 @@ impl pipeline::PacketBuf for Mbuf {
     fn in_port(&self) -> u16 {
         self.port()
     }
+    #[inline(always)]
+    fn prefetch(&self) {
+        let m = self.raw();
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint and never faults, whatever the address; the address is the
+        // start of this mbuf's packet data.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((m.buf_addr as *const i8).add(m.data_off as usize))
+        };
+    }
     fn request_csum_offload(&mut self, l2_len: u16, l3_len: u16, ipv4: bool, l4_tcp: bool) -> bool {
         self.set_tx_csum_offload(l2_len, l3_len, ipv4, l4_tcp);
         true

@@ -5,8 +5,10 @@
 //! cargo run --release -p perf --bin pipeline-bench -- [--json FILE] [--bursts N] [--rounds N] [--burst-size N]
 //! ```
 //!
-//! Pipelines: `parse -> forward` (parse cost), `empty -> forward` (the empty node's
-//! clocks/packet are the graph's own overhead per node) and `parse -> macswap -> forward`.
+//! Pipelines: `parse -> forward` (parse cost), `empty -> forward` (graph overhead: the empty
+//! input node's clocks/packet, which include resetting the metadata of the burst),
+//! `parse -> empty -> forward` (an empty node mid-graph: the pure per-node hand-off) and
+//! `parse -> macswap -> forward`.
 //! Cycles are TSC ticks measured by the graph around each node's vector (including moving
 //! the packets on); Mpps is wall-clock over the replay loop, including refilling buffers
 //! from templates. Figures are the best of `--rounds` rounds (median alongside), since a
@@ -18,7 +20,7 @@ use pipeline::{render_runtime_table, Graph, GraphSpec, PortInfo, Registry, TestB
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
-const PIPELINES: [(&str, &str); 3] = [
+const PIPELINES: [(&str, &str); 4] = [
     (
         "parse -> forward",
         r#"
@@ -44,6 +46,27 @@ const PIPELINES: [(&str, &str); 3] = [
         name = "forward"
         kind = "forward"
         params = { mode = "cross-connect", pairs = [["p0", "p1"]] }
+        [[edges]]
+        from = "empty"
+        to = "forward"
+        "#,
+    ),
+    (
+        "parse -> empty -> forward",
+        r#"
+        [[nodes]]
+        name = "parse"
+        kind = "parse"
+        [[nodes]]
+        name = "empty"
+        kind = "empty"
+        [[nodes]]
+        name = "forward"
+        kind = "forward"
+        params = { mode = "cross-connect", pairs = [["p0", "p1"]] }
+        [[edges]]
+        from = "parse"
+        to = "empty"
         [[edges]]
         from = "empty"
         to = "forward"
@@ -80,16 +103,32 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { json: None, bursts: 40_000, rounds: 20, burst_size: VECTOR_SIZE };
+    let mut a = Args {
+        json: None,
+        bursts: 40_000,
+        rounds: 20,
+        burst_size: VECTOR_SIZE,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
             "--json" => a.json = Some(val("--json")?),
-            "--bursts" => a.bursts = val("--bursts")?.parse().map_err(|e| format!("--bursts: {e}"))?,
-            "--rounds" => a.rounds = val("--rounds")?.parse::<u64>().map_err(|e| format!("--rounds: {e}"))?.max(1),
+            "--bursts" => {
+                a.bursts = val("--bursts")?
+                    .parse()
+                    .map_err(|e| format!("--bursts: {e}"))?
+            }
+            "--rounds" => {
+                a.rounds = val("--rounds")?
+                    .parse::<u64>()
+                    .map_err(|e| format!("--rounds: {e}"))?
+                    .max(1)
+            }
             "--burst-size" => {
-                a.burst_size = val("--burst-size")?.parse().map_err(|e| format!("--burst-size: {e}"))?;
+                a.burst_size = val("--burst-size")?
+                    .parse()
+                    .map_err(|e| format!("--burst-size: {e}"))?;
                 if a.burst_size == 0 || a.burst_size > VECTOR_SIZE {
                     return Err(format!("--burst-size must be 1..={VECTOR_SIZE}"));
                 }
@@ -108,13 +147,29 @@ fn parse_args() -> Result<Args, String> {
 ///
 /// The machine may be shared, so the replay runs in `rounds` rounds and each figure is the
 /// best (lowest cycles, highest rate) over rounds, with the median alongside.
-fn run_one(name: &str, spec_toml: &str, flows: u32, args: &Args, tsc_hz: u64) -> Result<Value, String> {
-    let ports = [PortInfo::new(0, "p0", "fronthaul"), PortInfo::new(1, "p1", "midhaul")];
+fn run_one(
+    name: &str,
+    spec_toml: &str,
+    flows: u32,
+    args: &Args,
+    tsc_hz: u64,
+) -> Result<Value, String> {
+    let ports = [
+        PortInfo::new(0, "p0", "fronthaul"),
+        PortInfo::new(1, "p1", "midhaul"),
+    ];
     let spec = GraphSpec::from_toml(spec_toml).map_err(|e| e.to_string())?;
-    let mut graph = Graph::<TestBuf>::build(&spec, &Registry::with_builtins(), &ports).map_err(|e| e.to_string())?;
+    let mut graph = Graph::<TestBuf>::build(&spec, &Registry::with_builtins(), &ports)
+        .map_err(|e| e.to_string())?;
     let mut tx = graph.new_tx_vectors();
-    let mut src = PacketSource::from_spec(&SourceSpec::simple(flows, L4Proto::Udp, IpVersion::V4)).map_err(|e| e.to_string())?;
-    src.replay(&mut graph, &mut tx, (args.bursts / 10).max(100), args.burst_size);
+    let mut src = PacketSource::from_spec(&SourceSpec::simple(flows, L4Proto::Udp, IpVersion::V4))
+        .map_err(|e| e.to_string())?;
+    src.replay(
+        &mut graph,
+        &mut tx,
+        (args.bursts / 10).max(100),
+        args.burst_size,
+    );
     let allocated = src.buffers_allocated();
     let per_round = (args.bursts / args.rounds).max(1);
     let mut node_cpp: Vec<Vec<f64>> = vec![Vec::new(); graph.node_names().count()];
@@ -126,7 +181,10 @@ fn run_one(name: &str, spec_toml: &str, flows: u32, args: &Args, tsc_hz: u64) ->
         let report = src.replay(&mut graph, &mut tx, per_round, args.burst_size);
         let delta = graph.snapshot().delta(&before);
         if report.tx != report.packets {
-            return Err(format!("{name}: sent {} of {} packets", report.tx, report.packets));
+            return Err(format!(
+                "{name}: sent {} of {} packets",
+                report.tx, report.packets
+            ));
         }
         for (v, n) in node_cpp.iter_mut().zip(&delta.nodes) {
             v.push(n.clocks_per_packet());
@@ -149,7 +207,11 @@ fn run_one(name: &str, spec_toml: &str, flows: u32, args: &Args, tsc_hz: u64) ->
     let mut nodes = serde_json::Map::new();
     let mut nodes_median = serde_json::Map::new();
     for (n, v) in names.iter().zip(&node_cpp) {
-        println!("   {n:<10} best {:>6.2}  median {:>6.2} cycles/pkt", min(v), median(v));
+        println!(
+            "   {n:<10} best {:>6.2}  median {:>6.2} cycles/pkt",
+            min(v),
+            median(v)
+        );
         nodes.insert(n.clone(), json!(min(v)));
         nodes_median.insert(n.clone(), json!(median(v)));
     }
@@ -206,7 +268,12 @@ fn main() -> ExitCode {
         }
     };
     let tsc_hz = cycles::estimate_hz(200);
-    println!("TSC {:.3} GHz, {} bursts of {} packets per run, 64-byte UDP/IPv4\n", tsc_hz as f64 / 1e9, args.bursts, args.burst_size);
+    println!(
+        "TSC {:.3} GHz, {} bursts of {} packets per run, 64-byte UDP/IPv4\n",
+        tsc_hz as f64 / 1e9,
+        args.bursts,
+        args.burst_size
+    );
     let mut results = Vec::new();
     for flows in [1u32, 10_000] {
         for (name, spec) in PIPELINES {
@@ -221,11 +288,13 @@ fn main() -> ExitCode {
     }
     let parse = node_cpp(&results, "parse -> forward", "parse");
     let overhead = node_cpp(&results, "empty -> forward", "empty");
-    println!("parse: {parse:.2} cycles/pkt (target <= 25); graph overhead (empty node): {overhead:.2} cycles/pkt (target <= 5)");
+    let mid = node_cpp(&results, "parse -> empty -> forward", "empty");
+    println!("parse: {parse:.2} cycles/pkt (target <= 25); graph overhead (empty input node): {overhead:.2} cycles/pkt (target <= 5); empty node mid-graph: {mid:.2}");
     if let Some(path) = &args.json {
         let doc = json!({
             "parse_cycles_per_packet": parse,
             "graph_overhead_cycles_per_packet": overhead,
+            "empty_mid_graph_cycles_per_packet": mid,
             "forward_cycles_per_packet": node_cpp(&results, "parse -> forward", "forward"),
             "macswap_cycles_per_packet": node_cpp(&results, "parse -> macswap -> forward", "macswap"),
             "tsc_hz": tsc_hz,

@@ -1,0 +1,1334 @@
+//! Per-worker connection tracking, shared by the stateful ACL ("allow related") and the L4
+//! load balancer.
+//!
+//! # Design
+//! * **One table per worker**: every method takes `&mut self`; no locks, no atomics.
+//! * **Fixed memory**: [`ConnTrack::with_capacity`] allocates `2 * capacity` rounded up to
+//!   a power of two slots of 64 bytes (one cache line each, `#[repr(align(64))]`) and
+//!   nothing is allocated afterwards. At most `capacity` entries are stored, so the load
+//!   factor stays at or below 0.5 (or lower with [`ConnTrack::with_capacity_and_slots`]).
+//!   For large tables, back the allocation with huge pages (e.g. run with
+//!   `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, or system-wide transparent huge pages).
+//! * **Open addressing with linear probing**, bounded to [`MAX_PROBE`] slots from the home
+//!   slot, and backward-shift deletion (no tombstones, so probe lengths never degrade).
+//!   Each probe reads one cache line.
+//! * **Bidirectional**: the entry stores the originator's [`FlowKey`]; the slot is chosen
+//!   by [`FlowKey::symmetric_hash`], so a lookup with the reply key (addresses and ports
+//!   swapped) lands in the same probe sequence and matches the stored key reversed. The
+//!   lookup reports which [`Direction`] the packet travels. (A NAT that rewrites the
+//!   reply's addresses needs a second entry keyed by the translated tuple.)
+//! * **Payload**: a small `T: Copy + Default` per entry (backend id, NAT info, ACL rule id).
+//!   With `T` up to 16 bytes an entry is exactly 64 bytes; larger `T` spills to 128.
+//! * **Time** is a caller-supplied monotonic tick count (TSC, milliseconds, ...), and
+//!   [`Timeouts`] are in the same ticks. Each entry stores its expiry tick; every lookup hit
+//!   and TCP update refreshes it from the timeout of the entry's protocol and state
+//!   (VPP-like defaults: UDP 600 s, TCP established 86 400 s, TCP transient 120 s,
+//!   other protocols 30 s). An expired entry is treated as absent by lookups and is
+//!   reclaimed by [`ConnTrack::age`] (a cursor-based scan of a bounded number of slots per
+//!   call, meant to be called once per poll loop), by a new insert of the same flow, or by
+//!   an insert into a full table that finds it on its probe path.
+//! * **Full table**: an insert beyond `capacity` (or, very rarely, one whose probe window
+//!   holds no free or expired slot) fails with [`InsertError::Full`] and counts
+//!   [`CtStats::full_drops`]; live entries are never evicted.
+//!
+//! # Handles
+//! A [`Handle`] names a slot. It stays valid until the next call that removes entries
+//! ([`ConnTrack::remove`], [`ConnTrack::age`], [`ConnTrack::clear`]): backward-shift
+//! deletion moves entries. Lookups, inserts and TCP updates never move entries. A stale
+//! handle is memory-safe but may name another entry or an empty slot (then accessors
+//! return `None`).
+//!
+//! # Batching
+//! [`ConnTrack::lookup_batch`] hashes a chunk of keys first, then touches every home slot
+//! in a separate tight loop (a plain load whose value feeds `std::hint::black_box`; keeping
+//! the loop tiny lets many misses sit in the reorder window at once), then probes.
+//! `_mm_prefetch` is not used: on rustc 1.95 it is a safe function only inside
+//! `#[target_feature(enable = "sse")]` code, and calling such code from normal code still
+//! needs `unsafe`, which this crate avoids. (At load 0.5 about a quarter of the entries are
+//! not in their home slot, so a hit reads 1.45 cache lines on average; the lines past the
+//! home slot are not touched ahead.)
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lb::flow::{FlowKey, PROTO_TCP, PROTO_UDP};
+
+/// Longest probe sequence (in slots, from the home slot) an entry may sit at.
+pub const MAX_PROBE: usize = 128;
+
+/// Keys hashed and touched ahead of probing in one step of [`ConnTrack::lookup_batch`].
+pub const BATCH_CHUNK: usize = 64;
+
+/// Largest accepted capacity (slot indexes fit a `u32` handle).
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+// State byte: low 3 bits are the state code (0 = empty slot), high 4 bits record which
+// TCP SYN/FIN flags were seen per direction.
+const ST_EMPTY: u8 = 0;
+const ST_UDP: u8 = 1;
+const ST_OTHER: u8 = 2;
+const ST_SYN: u8 = 3;
+const ST_EST: u8 = 4;
+const ST_FIN: u8 = 5;
+const ST_CLOSED: u8 = 6;
+const ST_MASK: u8 = 0x07;
+const SEEN_SYN_O: u8 = 0x10;
+const SEEN_SYN_R: u8 = 0x20;
+const SEEN_FIN_O: u8 = 0x40;
+const SEEN_FIN_R: u8 = 0x80;
+
+/// Idle timeouts in seconds, as written in configuration. Defaults follow VPP's ACL plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutSecs {
+    /// UDP flows (default 600 s).
+    pub udp: u64,
+    /// TCP after the handshake (default 86 400 s = 24 h).
+    pub tcp_established: u64,
+    /// TCP during the handshake, after a FIN, or after RST (default 120 s).
+    pub tcp_transient: u64,
+    /// Any other protocol, e.g. ICMP (default 30 s).
+    pub other: u64,
+}
+
+impl Default for TimeoutSecs {
+    fn default() -> Self {
+        Self {
+            udp: 600,
+            tcp_established: 86_400,
+            tcp_transient: 120,
+            other: 30,
+        }
+    }
+}
+
+impl TimeoutSecs {
+    /// These timeouts in ticks of a clock running at `ticks_per_sec` (saturating).
+    pub fn to_ticks(&self, ticks_per_sec: u64) -> Timeouts {
+        Timeouts {
+            udp: self.udp.saturating_mul(ticks_per_sec),
+            tcp_established: self.tcp_established.saturating_mul(ticks_per_sec),
+            tcp_transient: self.tcp_transient.saturating_mul(ticks_per_sec),
+            other: self.other.saturating_mul(ticks_per_sec),
+        }
+    }
+}
+
+/// Idle timeouts in caller ticks (the unit of the `now` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// UDP flows.
+    pub udp: u64,
+    /// TCP established.
+    pub tcp_established: u64,
+    /// TCP handshake, FIN seen, closed/RST.
+    pub tcp_transient: u64,
+    /// Other protocols.
+    pub other: u64,
+}
+
+impl Timeouts {
+    /// The VPP-like defaults ([`TimeoutSecs::default`]) for a clock of `ticks_per_sec`.
+    pub fn vpp_defaults(ticks_per_sec: u64) -> Self {
+        TimeoutSecs::default().to_ticks(ticks_per_sec)
+    }
+
+    fn by_state(&self) -> [u64; 8] {
+        let mut t = [0u64; 8];
+        t[ST_UDP as usize] = self.udp;
+        t[ST_OTHER as usize] = self.other;
+        t[ST_SYN as usize] = self.tcp_transient;
+        t[ST_EST as usize] = self.tcp_established;
+        t[ST_FIN as usize] = self.tcp_transient;
+        t[ST_CLOSED as usize] = self.tcp_transient;
+        t
+    }
+}
+
+/// Which way a packet travels relative to the connection's originator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Same direction as the packet that created the entry.
+    Original,
+    /// The reverse direction (source and destination swapped).
+    Reply,
+}
+
+/// Tracking state of a connection; it selects the idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    /// A UDP flow.
+    Udp,
+    /// A flow of a protocol other than TCP and UDP.
+    Other,
+    /// TCP, handshake in progress (transient timeout).
+    TcpSynSeen,
+    /// TCP, SYN seen both ways or picked up mid-stream (established timeout).
+    TcpEstablished,
+    /// TCP, FIN seen in one direction (transient timeout).
+    TcpFinSeen,
+    /// TCP, FIN seen both ways or RST (transient timeout; a new SYN reopens it).
+    TcpClosed,
+}
+
+impl ConnState {
+    fn from_code(c: u8) -> Self {
+        match c & ST_MASK {
+            ST_UDP => Self::Udp,
+            ST_SYN => Self::TcpSynSeen,
+            ST_EST => Self::TcpEstablished,
+            ST_FIN => Self::TcpFinSeen,
+            ST_CLOSED => Self::TcpClosed,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// TCP header flags, as in the wire byte (byte 13 of the TCP header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+
+    /// Whether every bit of `bits` is set.
+    #[inline]
+    pub fn contains(self, bits: u8) -> bool {
+        self.0 & bits == bits
+    }
+}
+
+/// A slot of the table holding a connection; see the module docs for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle(u32);
+
+impl Handle {
+    /// The slot index (for diagnostics).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Why an insert failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// No room: the table holds `capacity` entries (or the probe window is full). Counted
+    /// in [`CtStats::full_drops`].
+    #[error("connection table full")]
+    Full,
+    /// A live entry for this flow (either direction) exists already.
+    #[error("connection already tracked")]
+    Exists(Handle),
+}
+
+/// Event counters of one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CtStats {
+    /// Entries created (including ones that reused an expired slot).
+    pub inserted: u64,
+    /// Expired entries reclaimed, by [`ConnTrack::age`], reuse on insert, or removal.
+    pub expired: u64,
+    /// Live entries removed by [`ConnTrack::remove`].
+    pub removed: u64,
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found nothing (or only an expired entry).
+    pub misses: u64,
+    /// Inserts refused because the table was full.
+    pub full_drops: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Slot<T> {
+    expires: u64,
+    key: FlowKey,
+    /// State code | seen flags; 0 = empty.
+    state: u8,
+    /// Distance from the home slot (< MAX_PROBE).
+    dist: u8,
+    payload: T,
+}
+
+impl<T: Default> Slot<T> {
+    fn empty() -> Self {
+        Self {
+            expires: 0,
+            key: FlowKey::default(),
+            state: ST_EMPTY,
+            dist: 0,
+            payload: T::default(),
+        }
+    }
+}
+
+/// A per-worker bidirectional connection table with per-entry payload `T`.
+pub struct ConnTrack<T> {
+    slots: Box<[Slot<T>]>,
+    mask: usize,
+    max_probe: usize,
+    capacity: usize,
+    len: usize,
+    cursor: usize,
+    timeouts: Timeouts,
+    tmo: [u64; 8],
+    stats: CtStats,
+}
+
+impl<T> fmt::Debug for ConnTrack<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTrack")
+            .field("capacity", &self.capacity)
+            .field("slots", &self.slots.len())
+            .field("len", &self.len)
+            .field("timeouts", &self.timeouts)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+#[inline(always)]
+fn matches(e: &FlowKey, k: &FlowKey) -> Option<Direction> {
+    if e.proto != k.proto || e.family != k.family {
+        return None;
+    }
+    if e.src_port == k.src_port && e.dst_port == k.dst_port && e.src == k.src && e.dst == k.dst {
+        return Some(Direction::Original);
+    }
+    if e.src_port == k.dst_port && e.dst_port == k.src_port && e.src == k.dst && e.dst == k.src {
+        return Some(Direction::Reply);
+    }
+    None
+}
+
+fn initial_state(proto: u8) -> u8 {
+    match proto {
+        PROTO_TCP => ST_SYN,
+        PROTO_UDP => ST_UDP,
+        _ => ST_OTHER,
+    }
+}
+
+/// The TCP transition function: state code and seen-flags in, new state code out.
+fn tcp_next(st: u8, seen: &mut u8, f: TcpFlags, dir: Direction) -> u8 {
+    let (syn_bit, fin_bit) = match dir {
+        Direction::Original => (SEEN_SYN_O, SEEN_FIN_O),
+        Direction::Reply => (SEEN_SYN_R, SEEN_FIN_R),
+    };
+    if f.contains(TcpFlags::RST) {
+        return ST_CLOSED;
+    }
+    if st == ST_CLOSED {
+        // A fresh SYN on a closed tuple (port reuse) starts a new handshake.
+        if f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK) {
+            *seen = syn_bit;
+            return ST_SYN;
+        }
+        return ST_CLOSED;
+    }
+    if f.contains(TcpFlags::SYN) {
+        *seen |= syn_bit;
+    }
+    if f.contains(TcpFlags::FIN) {
+        *seen |= fin_bit;
+    }
+    if *seen & (SEEN_FIN_O | SEEN_FIN_R) == SEEN_FIN_O | SEEN_FIN_R {
+        return ST_CLOSED;
+    }
+    if *seen & (SEEN_FIN_O | SEEN_FIN_R) != 0 {
+        return ST_FIN;
+    }
+    if st == ST_SYN {
+        let syns = *seen & (SEEN_SYN_O | SEEN_SYN_R);
+        if syns == SEEN_SYN_O | SEEN_SYN_R || (syns == 0 && f.contains(TcpFlags::ACK)) {
+            // Handshake seen both ways, or a mid-stream pickup (e.g. after an ECMP change
+            // moved the flow to this node).
+            return ST_EST;
+        }
+    }
+    st
+}
+
+impl<T: Copy + Default> ConnTrack<T> {
+    /// A table for at most `capacity` connections (at least 1, at most [`MAX_CAPACITY`])
+    /// with the given idle timeouts: `next_pow2(2 * capacity)` slots of 64 bytes (for `T`
+    /// up to 16 bytes), allocated once.
+    pub fn with_capacity(capacity: usize, timeouts: Timeouts) -> Self {
+        Self::with_capacity_and_slots(capacity, 0, timeouts)
+    }
+
+    /// As [`ConnTrack::with_capacity`] but with at least `min_slots` slots (rounded up to a
+    /// power of two; never fewer than `2 * capacity`). A sparser table trades memory for
+    /// shorter probes: a hit reads on average 1.45 cache lines at load 0.5, 1.07 at 0.125.
+    pub fn with_capacity_and_slots(capacity: usize, min_slots: usize, timeouts: Timeouts) -> Self {
+        assert!(
+            capacity <= MAX_CAPACITY,
+            "conntrack capacity {capacity} exceeds {MAX_CAPACITY}"
+        );
+        assert!(
+            min_slots <= 2 * MAX_CAPACITY,
+            "conntrack slot count {min_slots} exceeds {}",
+            2 * MAX_CAPACITY
+        );
+        let capacity = capacity.max(1);
+        let nslots = (capacity * 2).max(min_slots).next_power_of_two();
+        Self {
+            slots: vec![Slot::empty(); nslots].into_boxed_slice(),
+            mask: nslots - 1,
+            max_probe: MAX_PROBE.min(nslots),
+            capacity,
+            len: 0,
+            cursor: 0,
+            timeouts,
+            tmo: timeouts.by_state(),
+            stats: CtStats::default(),
+        }
+    }
+
+    /// The maximum number of entries.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of slots (a power of two, at least twice the capacity).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes of slot memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<Slot<T>>()
+    }
+
+    /// Number of occupied slots: live entries plus expired ones not yet reclaimed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no slot is occupied.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The event counters.
+    pub fn stats(&self) -> &CtStats {
+        &self.stats
+    }
+
+    /// The idle timeouts in use.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// The hash that places `key` (and its reverse) in this table:
+    /// [`FlowKey::symmetric_hash`]. Compute it once and pass it to the `_hashed` variants.
+    #[inline]
+    pub fn hash(key: &FlowKey) -> u64 {
+        key.symmetric_hash()
+    }
+
+    /// Finds the slot of `key` in either direction, live or expired.
+    #[inline(always)]
+    fn probe(&self, key: &FlowKey, hash: u64) -> Option<(usize, Direction)> {
+        let mut i = hash as usize & self.mask;
+        for _ in 0..self.max_probe {
+            let s = &self.slots[i];
+            if s.state == ST_EMPTY {
+                return None;
+            }
+            if let Some(d) = matches(&s.key, key) {
+                return Some((i, d));
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn hit(&mut self, found: Option<(usize, Direction)>, now: u64) -> Option<(usize, Direction)> {
+        match found {
+            Some((i, d)) if now < self.slots[i].expires => {
+                self.stats.hits += 1;
+                let tmo = self.tmo[(self.slots[i].state & ST_MASK) as usize];
+                self.slots[i].expires = now.saturating_add(tmo);
+                Some((i, d))
+            }
+            _ => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Looks up a packet's flow (either direction) at time `now`. A hit refreshes the
+    /// entry's idle timer and returns its handle, the packet's direction and the payload.
+    /// Expired entries are misses.
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Option<(Handle, Direction, &mut T)> {
+        self.lookup_hashed(key, key.symmetric_hash(), now)
+    }
+
+    /// [`ConnTrack::lookup`] with a precomputed [`ConnTrack::hash`].
+    #[inline]
+    pub fn lookup_hashed(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+    ) -> Option<(Handle, Direction, &mut T)> {
+        let found = self.probe(key, hash);
+        let (i, d) = self.hit(found, now)?;
+        Some((Handle(i as u32), d, &mut self.slots[i].payload))
+    }
+
+    /// Looks up `keys[i]` into `out[i]` (as [`ConnTrack::lookup`], payloads via
+    /// [`ConnTrack::payload_mut`]); returns the number of hits. Works in chunks of
+    /// [`BATCH_CHUNK`] keys: hashes them all, then loads each home slot's cache line in a
+    /// tight loop, then probes, so the cache misses of a chunk overlap instead of following
+    /// one another. Panics if `out` is shorter than `keys`.
+    pub fn lookup_batch(
+        &mut self,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Option<(Handle, Direction)>],
+    ) -> usize {
+        assert!(
+            out.len() >= keys.len(),
+            "lookup_batch: output shorter than input"
+        );
+        let mut hits = 0;
+        let mut hashes = [0u64; BATCH_CHUNK];
+        for (kc, oc) in keys.chunks(BATCH_CHUNK).zip(out.chunks_mut(BATCH_CHUNK)) {
+            let hc = &mut hashes[..kc.len()];
+            for (h, k) in hc.iter_mut().zip(kc) {
+                *h = k.symmetric_hash();
+            }
+            // A separate, tight loop of independent loads: many misses fit in the reorder
+            // window at once (fusing it with the hashing above halves the overlap).
+            let mut touch = 0u64;
+            for &h in hc.iter() {
+                touch ^= self.slots[h as usize & self.mask].expires;
+            }
+            std::hint::black_box(touch);
+            for ((k, &h), o) in kc.iter().zip(hc.iter()).zip(oc.iter_mut()) {
+                let found = self.probe(k, h);
+                *o = self.hit(found, now).map(|(i, d)| (Handle(i as u32), d));
+                hits += o.is_some() as usize;
+            }
+        }
+        hits
+    }
+
+    /// Finds a live entry without refreshing it or counting a lookup (for diagnostics and
+    /// control-plane queries).
+    pub fn peek(&self, key: &FlowKey, now: u64) -> Option<(Handle, Direction, &T)> {
+        let (i, d) = self.probe(key, key.symmetric_hash())?;
+        let s = &self.slots[i];
+        (now < s.expires).then_some((Handle(i as u32), d, &s.payload))
+    }
+
+    /// Starts tracking the flow whose first packet has `key` (that packet's direction
+    /// becomes [`Direction::Original`]). TCP entries start in [`ConnState::TcpSynSeen`]; call
+    /// [`ConnTrack::update_tcp`] with the packet's flags. An expired entry for the same flow
+    /// is reused in place; when the table is full, the first expired entry on the probe path
+    /// is taken over (counted as expired) before giving up with [`InsertError::Full`].
+    #[inline]
+    pub fn insert(&mut self, key: &FlowKey, now: u64, payload: T) -> Result<Handle, InsertError> {
+        self.insert_hashed(key, key.symmetric_hash(), now, payload)
+    }
+
+    /// [`ConnTrack::insert`] with a precomputed [`ConnTrack::hash`].
+    pub fn insert_hashed(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+        payload: T,
+    ) -> Result<Handle, InsertError> {
+        let home = hash as usize & self.mask;
+        let mut i = home;
+        let mut empty = None;
+        for d in 0..self.max_probe {
+            let s = &self.slots[i];
+            if s.state == ST_EMPTY {
+                empty = Some((i, d));
+                break;
+            }
+            if matches(&s.key, key).is_some() {
+                if now < s.expires {
+                    return Err(InsertError::Exists(Handle(i as u32)));
+                }
+                // The same flow, expired: start it afresh in place.
+                self.stats.expired += 1;
+                let d = s.dist as usize;
+                return Ok(self.write(i, d, key, now, payload));
+            }
+            i = (i + 1) & self.mask;
+        }
+        if let Some((i, d)) = empty.filter(|_| self.len < self.capacity) {
+            self.len += 1;
+            return Ok(self.write(i, d, key, now, payload));
+        }
+        // Full (or no free slot in the probe window): take over the first expired entry on
+        // the probe path, if any. Live entries are never evicted.
+        let mut i = home;
+        for d in 0..self.max_probe {
+            let s = &self.slots[i];
+            if s.state == ST_EMPTY {
+                break;
+            }
+            if now >= s.expires {
+                self.stats.expired += 1;
+                return Ok(self.write(i, d, key, now, payload));
+            }
+            i = (i + 1) & self.mask;
+        }
+        self.stats.full_drops += 1;
+        Err(InsertError::Full)
+    }
+
+    #[inline(always)]
+    fn write(&mut self, i: usize, dist: usize, key: &FlowKey, now: u64, payload: T) -> Handle {
+        let st = initial_state(key.proto);
+        self.slots[i] = Slot {
+            expires: now.saturating_add(self.tmo[st as usize]),
+            key: *key,
+            state: st,
+            dist: dist as u8,
+            payload,
+        };
+        self.stats.inserted += 1;
+        Handle(i as u32)
+    }
+
+    /// Advances the TCP state machine of the entry `h` for a packet with `flags` travelling
+    /// in `dir`, and refreshes its idle timer from the new state. Non-TCP entries are only
+    /// refreshed. Returns the new state, or `None` for a handle of an empty slot.
+    ///
+    /// Transitions: RST -> closed; FIN in one direction -> FIN seen, in both -> closed;
+    /// SYN in both directions (SYN, SYN-ACK) -> established; an ACK without any SYN seen
+    /// (mid-stream pickup) -> established; a SYN without ACK on a closed entry -> SYN seen.
+    pub fn update_tcp(
+        &mut self,
+        h: Handle,
+        flags: TcpFlags,
+        dir: Direction,
+        now: u64,
+    ) -> Option<ConnState> {
+        let s = self.slots.get_mut(h.0 as usize)?;
+        if s.state == ST_EMPTY {
+            return None;
+        }
+        let st = s.state & ST_MASK;
+        let mut seen = s.state & !ST_MASK;
+        let new = if st >= ST_SYN {
+            tcp_next(st, &mut seen, flags, dir)
+        } else {
+            st
+        };
+        s.state = new | seen;
+        s.expires = now.saturating_add(self.tmo[new as usize]);
+        Some(ConnState::from_code(new))
+    }
+
+    /// The payload of entry `h`, `None` for an empty slot.
+    #[inline]
+    pub fn payload(&self, h: Handle) -> Option<&T> {
+        let s = self.slots.get(h.0 as usize)?;
+        (s.state != ST_EMPTY).then_some(&s.payload)
+    }
+
+    /// The payload of entry `h`, writable; `None` for an empty slot.
+    #[inline]
+    pub fn payload_mut(&mut self, h: Handle) -> Option<&mut T> {
+        let s = self.slots.get_mut(h.0 as usize)?;
+        (s.state != ST_EMPTY).then_some(&mut s.payload)
+    }
+
+    /// The tracking state of entry `h`.
+    pub fn state(&self, h: Handle) -> Option<ConnState> {
+        let s = self.slots.get(h.0 as usize)?;
+        (s.state != ST_EMPTY).then(|| ConnState::from_code(s.state))
+    }
+
+    /// The originator's key of entry `h`.
+    pub fn key(&self, h: Handle) -> Option<&FlowKey> {
+        let s = self.slots.get(h.0 as usize)?;
+        (s.state != ST_EMPTY).then_some(&s.key)
+    }
+
+    /// The tick at which entry `h` expires unless refreshed.
+    pub fn expires_at(&self, h: Handle) -> Option<u64> {
+        let s = self.slots.get(h.0 as usize)?;
+        (s.state != ST_EMPTY).then_some(s.expires)
+    }
+
+    /// Stops tracking `key`'s flow (either direction). Returns the payload if the entry was
+    /// live at `now`; an expired entry is reclaimed too but returns `None`.
+    pub fn remove(&mut self, key: &FlowKey, now: u64) -> Option<T> {
+        let (i, _) = self.probe(key, key.symmetric_hash())?;
+        let s = self.slots[i];
+        self.delete_at(i);
+        if now < s.expires {
+            self.stats.removed += 1;
+            Some(s.payload)
+        } else {
+            self.stats.expired += 1;
+            None
+        }
+    }
+
+    /// Reclaims expired entries, examining at most `max_scan` slots from where the previous
+    /// call stopped (wrapping around). Returns how many entries it freed. After freeing an
+    /// entry the same slot is examined again (backward shift may have moved another entry
+    /// into it), so a full sweep takes `slot_count()` plus the number freed examinations;
+    /// calling it with `max_scan = slot_count() / k` every poll sweeps the table in about
+    /// `k` polls.
+    pub fn age(&mut self, now: u64, max_scan: usize) -> usize {
+        let mut freed = 0;
+        if self.len == 0 {
+            return 0;
+        }
+        for _ in 0..max_scan {
+            let i = self.cursor;
+            let s = &self.slots[i];
+            if s.state != ST_EMPTY && now >= s.expires {
+                // The backward shift may pull a later entry into slot i: look at it again.
+                self.delete_at(i);
+                freed += 1;
+            } else {
+                self.cursor = (i + 1) & self.mask;
+            }
+        }
+        self.stats.expired += freed as u64;
+        freed
+    }
+
+    /// Removes every entry (keeps the counters).
+    pub fn clear(&mut self) {
+        self.slots.fill(Slot::empty());
+        self.len = 0;
+        self.cursor = 0;
+    }
+
+    /// Backward-shift deletion (Knuth's algorithm R) of the entry in `hole`.
+    fn delete_at(&mut self, mut hole: usize) {
+        let mask = self.mask;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let s = &self.slots[j];
+            if s.state == ST_EMPTY {
+                break;
+            }
+            let gap = j.wrapping_sub(hole) & mask;
+            let d = s.dist as usize;
+            if d >= gap {
+                let mut e = *s;
+                e.dist = (d - gap) as u8;
+                self.slots[hole] = e;
+                hole = j;
+            }
+        }
+        self.slots[hole] = Slot::empty();
+        self.len -= 1;
+    }
+
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let mut n = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.state == ST_EMPTY {
+                continue;
+            }
+            n += 1;
+            let home = s.key.symmetric_hash() as usize & self.mask;
+            assert_eq!(
+                (i.wrapping_sub(home)) & self.mask,
+                s.dist as usize,
+                "slot {i}: wrong dist"
+            );
+            assert!((s.dist as usize) < self.max_probe);
+            for k in 0..s.dist as usize {
+                assert_ne!(
+                    self.slots[(home + k) & self.mask].state,
+                    ST_EMPTY,
+                    "hole in probe path of slot {i}"
+                );
+            }
+        }
+        assert_eq!(n, self.len);
+        assert!(self.len <= self.capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::flow::{PROTO_ICMP, PROTO_UDP};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const TMO: Timeouts = Timeouts {
+        udp: 50,
+        tcp_established: 300,
+        tcp_transient: 20,
+        other: 10,
+    };
+
+    fn tcp(i: u32) -> FlowKey {
+        FlowKey::v4(
+            [10, 0, (i >> 8) as u8, i as u8],
+            [10, 9, 9, 9],
+            1000 + (i % 50000) as u16,
+            80,
+            PROTO_TCP,
+        )
+    }
+
+    fn udp6(i: u32) -> FlowKey {
+        let mut s = [0u8; 16];
+        s[0] = 0x20;
+        s[12..].copy_from_slice(&i.to_be_bytes());
+        FlowKey::v6(s, [0xfd; 16], 5000, 53, PROTO_UDP)
+    }
+
+    #[test]
+    fn slot_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot<u32>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u8; 16]>>(), 64);
+        assert_eq!(std::mem::align_of::<Slot<u8>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u64; 3]>>(), 128);
+    }
+
+    #[test]
+    fn geometry() {
+        let ct = ConnTrack::<u32>::with_capacity(1000, TMO);
+        assert_eq!(
+            (ct.capacity(), ct.slot_count(), ct.memory_bytes()),
+            (1000, 2048, 2048 * 64)
+        );
+        let ct = ConnTrack::<u32>::with_capacity(0, TMO);
+        assert_eq!((ct.capacity(), ct.slot_count()), (1, 2));
+        assert_eq!(
+            Timeouts::vpp_defaults(1000),
+            Timeouts {
+                udp: 600_000,
+                tcp_established: 86_400_000,
+                tcp_transient: 120_000,
+                other: 30_000
+            }
+        );
+    }
+
+    #[test]
+    fn bidirectional_lookup() {
+        let mut ct = ConnTrack::<u32>::with_capacity(64, TMO);
+        let k = tcp(1);
+        let h = ct.insert(&k, 0, 7).unwrap();
+        let (h1, d1, p) = ct.lookup(&k, 1).unwrap();
+        assert_eq!((h1, d1, *p), (h, Direction::Original, 7));
+        *p = 8;
+        let (h2, d2, p) = ct.lookup(&k.reversed(), 2).unwrap();
+        assert_eq!((h2, d2, *p), (h, Direction::Reply, 8));
+        assert_eq!(ct.key(h), Some(&k));
+        assert!(ct.lookup(&tcp(2), 2).is_none());
+        // Same ports/addresses, other protocol: a different flow.
+        let mut u = k;
+        u.proto = PROTO_UDP;
+        assert!(ct.lookup(&u, 2).is_none());
+        // Insert from the reply side finds the live entry.
+        assert_eq!(ct.insert(&k.reversed(), 3, 9), Err(InsertError::Exists(h)));
+        let v6 = udp6(5);
+        let h6 = ct.insert(&v6.reversed(), 3, 1).unwrap();
+        assert_eq!(
+            ct.lookup(&v6, 4).map(|(h, d, _)| (h, d)),
+            Some((h6, Direction::Reply))
+        );
+        assert_eq!(ct.stats().hits, 3);
+        assert_eq!(ct.stats().misses, 2);
+        assert_eq!(ct.remove(&k.reversed(), 5), Some(8));
+        assert!(ct.lookup(&k, 5).is_none());
+        assert_eq!(ct.len(), 1);
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn udp_and_other_timeouts_and_refresh() {
+        let mut ct = ConnTrack::<u8>::with_capacity(16, TMO);
+        let u = udp6(1);
+        let i = FlowKey::v4([1, 1, 1, 1], [2, 2, 2, 2], 77, 0, PROTO_ICMP);
+        let hu = ct.insert(&u, 100, 1).unwrap();
+        let hi = ct.insert(&i, 100, 2).unwrap();
+        assert_eq!(
+            (ct.state(hu), ct.state(hi)),
+            (Some(ConnState::Udp), Some(ConnState::Other))
+        );
+        assert_eq!(
+            (ct.expires_at(hu), ct.expires_at(hi)),
+            (Some(150), Some(110))
+        );
+        assert!(ct.lookup(&i, 109).is_some()); // refresh: now expires at 119
+        assert!(ct.lookup(&i, 118).is_some());
+        assert!(ct.lookup(&i, 128).is_none()); // idle > 10
+        assert!(ct.peek(&u, 149).is_some());
+        assert!(ct.lookup(&u, 150).is_none());
+        assert_eq!(ct.len(), 2); // expired but not reclaimed yet
+                                 // Expired twin is reused in place by a new insert.
+        let hu2 = ct.insert(&u, 151, 3).unwrap();
+        assert_eq!(hu2, hu);
+        assert_eq!(ct.len(), 2);
+        assert_eq!(ct.stats().expired, 1);
+        assert_eq!(ct.age(1000, ct.slot_count()), 2);
+        assert!(ct.is_empty());
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn tcp_state_machine_and_timeouts() {
+        use Direction::*;
+        const S: u8 = TcpFlags::SYN;
+        const A: u8 = TcpFlags::ACK;
+        const F: u8 = TcpFlags::FIN;
+        const R: u8 = TcpFlags::RST;
+        let mut ct = ConnTrack::<()>::with_capacity(16, TMO);
+        let k = tcp(3);
+        let h = ct.insert(&k, 0, ()).unwrap();
+        let mut step =
+            |f: u8, d: Direction, now: u64| ct.update_tcp(h, TcpFlags(f), d, now).unwrap();
+        assert_eq!(step(S, Original, 0), ConnState::TcpSynSeen);
+        assert_eq!(step(S | A, Reply, 1), ConnState::TcpEstablished);
+        assert_eq!(step(A, Original, 2), ConnState::TcpEstablished);
+        assert_eq!(ct.expires_at(h), Some(2 + 300));
+        assert!(ct.lookup(&k, 301).is_some()); // established: long timeout, refreshed
+        assert_eq!(
+            ct.update_tcp(h, TcpFlags(F | A), Reply, 310),
+            Some(ConnState::TcpFinSeen)
+        );
+        assert_eq!(ct.expires_at(h), Some(330));
+        assert_eq!(
+            ct.update_tcp(h, TcpFlags(A), Original, 311),
+            Some(ConnState::TcpFinSeen)
+        );
+        assert_eq!(
+            ct.update_tcp(h, TcpFlags(F | A), Original, 312),
+            Some(ConnState::TcpClosed)
+        );
+        assert_eq!(
+            ct.update_tcp(h, TcpFlags(A), Reply, 313),
+            Some(ConnState::TcpClosed)
+        );
+        assert!(ct.lookup(&k, 332).is_some());
+        assert!(ct.lookup(&k, 353).is_none()); // closed: transient timeout
+                                               // Port reuse: a new SYN on a closed entry restarts the handshake.
+        let k2 = tcp(4);
+        let h2 = ct.insert(&k2, 400, ()).unwrap();
+        assert_eq!(
+            ct.update_tcp(h2, TcpFlags(R), Reply, 400),
+            Some(ConnState::TcpClosed)
+        );
+        assert_eq!(
+            ct.update_tcp(h2, TcpFlags(S), Original, 401),
+            Some(ConnState::TcpSynSeen)
+        );
+        assert_eq!(ct.expires_at(h2), Some(421));
+        assert!(ct.lookup(&k2, 421).is_none()); // handshake never completed
+                                                // Mid-stream pickup: first packet is a plain ACK.
+        let k3 = tcp(5);
+        let h3 = ct.insert(&k3, 500, ()).unwrap();
+        assert_eq!(
+            ct.update_tcp(h3, TcpFlags(A | TcpFlags::PSH), Reply, 500),
+            Some(ConnState::TcpEstablished)
+        );
+        // SYN only from one side stays transient; RST from established closes.
+        let k4 = tcp(6);
+        let h4 = ct.insert(&k4, 600, ()).unwrap();
+        assert_eq!(
+            ct.update_tcp(h4, TcpFlags(S), Original, 600),
+            Some(ConnState::TcpSynSeen)
+        );
+        assert_eq!(
+            ct.update_tcp(h4, TcpFlags(A), Original, 601),
+            Some(ConnState::TcpSynSeen)
+        );
+        assert_eq!(
+            ct.update_tcp(h4, TcpFlags(S | A), Reply, 602),
+            Some(ConnState::TcpEstablished)
+        );
+        assert_eq!(
+            ct.update_tcp(h4, TcpFlags(R | A), Original, 603),
+            Some(ConnState::TcpClosed)
+        );
+        // UDP entries ignore TCP flags.
+        let hu = ct.insert(&udp6(1), 700, ()).unwrap();
+        assert_eq!(
+            ct.update_tcp(hu, TcpFlags(R), Original, 700),
+            Some(ConnState::Udp)
+        );
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn full_table_refuses_and_counts() {
+        let mut ct = ConnTrack::<u32>::with_capacity(4, TMO);
+        for i in 0..4 {
+            ct.insert(&tcp(i), 0, i).unwrap();
+        }
+        assert_eq!(ct.insert(&tcp(10), 0, 10), Err(InsertError::Full));
+        assert_eq!(ct.insert(&tcp(11), 1, 11), Err(InsertError::Full));
+        assert_eq!(ct.stats().full_drops, 2);
+        for i in 0..4 {
+            assert_eq!(
+                ct.lookup(&tcp(i), 1).map(|x| *x.2),
+                Some(i),
+                "live entry evicted"
+            );
+        }
+        // Once entries expire (transient timeout 20) the same flow can come back in place,
+        // and after aging new flows fit again.
+        ct.lookup(&tcp(0), 15);
+        assert_eq!(
+            ct.insert(&tcp(1), 25, 100).map(|h| *ct.payload(h).unwrap()),
+            Ok(100)
+        );
+        assert_eq!(ct.len(), 4);
+        assert_eq!(ct.age(25, 2 * ct.slot_count()), 2);
+        assert!(ct.insert(&tcp(12), 25, 12).is_ok());
+        assert!(ct.insert(&tcp(13), 25, 13).is_ok());
+        assert_eq!(ct.insert(&tcp(14), 25, 14), Err(InsertError::Full));
+        assert!(ct.lookup(&tcp(0), 25).is_some(), "refreshed entry kept");
+        ct.check_invariants();
+        assert_eq!(ct.stats().full_drops, 3);
+    }
+
+    #[test]
+    fn aging_is_bounded_and_complete() {
+        let n = 10_000u32;
+        let mut ct = ConnTrack::<u32>::with_capacity(n as usize, TMO);
+        for i in 0..n {
+            // Even: UDP (timeout 50); odd: TCP established (timeout 300).
+            if i % 2 == 0 {
+                ct.insert(&udp6(i), 0, i).unwrap();
+            } else {
+                let h = ct.insert(&tcp(i), 0, i).unwrap();
+                ct.update_tcp(h, TcpFlags(TcpFlags::ACK), Direction::Original, 0);
+            }
+        }
+        assert_eq!(ct.age(10, ct.slot_count()), 0);
+        let per_call = 1000;
+        let mut total = 0;
+        let mut calls = 0;
+        while total < (n / 2) as usize {
+            let f = ct.age(100, per_call);
+            assert!(f <= per_call);
+            total += f;
+            calls += 1;
+            // One sweep: every slot once plus one re-examination per freed entry.
+            assert!(
+                calls <= (ct.slot_count() + (n / 2) as usize) / per_call + 1,
+                "aging did not finish in one sweep"
+            );
+        }
+        assert_eq!(total, (n / 2) as usize);
+        assert_eq!(ct.len(), (n / 2) as usize);
+        ct.check_invariants();
+        for i in (1..n).step_by(2) {
+            assert!(ct.peek(&tcp(i), 100).is_some());
+        }
+        total = 0;
+        for _ in 0..=(ct.slot_count() + (n / 2) as usize) / per_call {
+            total += ct.age(1000, per_call);
+        }
+        assert_eq!(total, (n / 2) as usize);
+        assert!(ct.is_empty());
+        assert_eq!(ct.stats().expired, n as u64);
+    }
+
+    #[test]
+    fn batch_matches_single_lookups() {
+        let mut ct = ConnTrack::<u32>::with_capacity(1000, TMO);
+        let keys: Vec<FlowKey> = (0..300)
+            .map(|i| if i % 3 == 0 { udp6(i) } else { tcp(i) })
+            .collect();
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 4 != 0) {
+            ct.insert(k, 0, i as u32).unwrap();
+        }
+        let queries: Vec<FlowKey> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| if i % 2 == 0 { k.reversed() } else { *k })
+            .collect();
+        let mut out = vec![None; queries.len()];
+        let hits = ct.lookup_batch(&queries, 1, &mut out);
+        assert_eq!(hits, 225);
+        for (i, (q, o)) in queries.iter().zip(&out).enumerate() {
+            let single = ct.peek(q, 1).map(|(h, d, _)| (h, d));
+            assert_eq!(*o, single, "query {i}");
+            if let Some((h, d)) = o {
+                assert_eq!(*ct.payload(*h).unwrap(), i as u32);
+                assert_eq!(
+                    *d,
+                    if i % 2 == 0 {
+                        Direction::Reply
+                    } else {
+                        Direction::Original
+                    }
+                );
+            }
+        }
+        assert_eq!((ct.stats().hits, ct.stats().misses), (225, 75));
+    }
+
+    #[test]
+    fn churn_keeps_invariants() {
+        // Heavy insert/remove churn on a small, crowded table exercises backward shift
+        // across the wrap-around point.
+        let mut ct = ConnTrack::<u32>::with_capacity(32, TMO);
+        let mut live = std::collections::HashSet::new();
+        let mut x = 12345u64;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 48) as u32;
+            if live.contains(&k) {
+                assert_eq!(ct.remove(&tcp(k), 0), Some(k));
+                live.remove(&k);
+            } else {
+                match ct.insert(&tcp(k), 0, k) {
+                    Ok(_) => {
+                        live.insert(k);
+                    }
+                    Err(e) => {
+                        assert_eq!(e, InsertError::Full);
+                        assert_eq!(live.len(), 32);
+                    }
+                }
+            }
+            if step % 1000 == 0 {
+                ct.check_invariants();
+            }
+            assert_eq!(ct.len(), live.len());
+        }
+        for k in 0..48 {
+            assert_eq!(ct.peek(&tcp(k), 0).is_some(), live.contains(&k));
+        }
+    }
+
+    /// Key pool for the model test: TCP and UDP, v4 and v6, some sharing addresses.
+    fn pool() -> Vec<FlowKey> {
+        let mut v: Vec<FlowKey> = (0..8).map(tcp).collect();
+        v.extend((0..6).map(udp6));
+        v.push(FlowKey::v4([1, 1, 1, 1], [2, 2, 2, 2], 9, 0, PROTO_ICMP));
+        v.push(FlowKey::v4(
+            [10, 9, 9, 9],
+            [10, 0, 0, 0],
+            80,
+            1000,
+            PROTO_UDP,
+        )); // reverse-ish of tcp(0), other proto
+        v
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, bool, u32),
+        Lookup(usize, bool),
+        Remove(usize, bool),
+        Tcp(usize, bool, u8),
+        Advance(u64),
+        Age(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let n = pool().len();
+        prop_oneof![
+            3 => (0..n, any::<bool>(), any::<u32>()).prop_map(|(k, f, p)| Op::Insert(k, f, p)),
+            4 => (0..n, any::<bool>()).prop_map(|(k, f)| Op::Lookup(k, f)),
+            1 => (0..n, any::<bool>()).prop_map(|(k, f)| Op::Remove(k, f)),
+            3 => (0..n, any::<bool>(), prop::sample::select(vec![0x02u8, 0x12, 0x10, 0x11, 0x01, 0x04, 0x14, 0x18])).prop_map(|(k, f, fl)| Op::Tcp(k, f, fl)),
+            2 => (0u64..40).prop_map(Op::Advance),
+            1 => (0usize..80).prop_map(Op::Age),
+        ]
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct Model {
+        flipped: bool,
+        payload: u32,
+        expires: u64,
+        state: u8,
+        seen: u8,
+    }
+
+    fn run_model(ops: Vec<Op>, capacity: usize) -> Result<(), TestCaseError> {
+        let keys = pool();
+        let tmo = TMO.by_state();
+        let mut ct = ConnTrack::<u32>::with_capacity(capacity, TMO);
+        let mut model: HashMap<usize, Model> = HashMap::new();
+        let (mut now, mut hits, mut misses) = (0u64, 0u64, 0u64);
+        let key = |k: usize, f: bool| if f { keys[k].reversed() } else { keys[k] };
+        let dir = |m: &Model, f: bool| {
+            if m.flipped == f {
+                Direction::Original
+            } else {
+                Direction::Reply
+            }
+        };
+        for op in ops {
+            match op {
+                Op::Insert(k, f, p) => {
+                    let live = model.get(&k).filter(|m| now < m.expires).copied();
+                    let r = ct.insert(&key(k, f), now, p);
+                    match (live, r) {
+                        (Some(_), Err(InsertError::Exists(h))) => prop_assert_eq!(
+                            ct.key(h).copied().map(|x| x.proto),
+                            Some(keys[k].proto)
+                        ),
+                        (None, Ok(h)) => {
+                            let st = initial_state(keys[k].proto);
+                            model.insert(
+                                k,
+                                Model {
+                                    flipped: f,
+                                    payload: p,
+                                    expires: now + tmo[st as usize],
+                                    state: st,
+                                    seen: 0,
+                                },
+                            );
+                            prop_assert_eq!(ct.payload(h), Some(&p));
+                        }
+                        (None, Err(InsertError::Full)) => {
+                            prop_assert!(capacity < keys.len());
+                            prop_assert_eq!(ct.len(), capacity);
+                        }
+                        (l, r) => prop_assert!(false, "insert {}: model {:?} real {:?}", k, l, r),
+                    }
+                }
+                Op::Lookup(k, f) => {
+                    let got = ct.lookup(&key(k, f), now).map(|(_, d, p)| (d, *p));
+                    let want = match model.get_mut(&k) {
+                        Some(m) if now < m.expires => {
+                            m.expires = now + tmo[m.state as usize];
+                            hits += 1;
+                            Some((dir(m, f), m.payload))
+                        }
+                        _ => {
+                            misses += 1;
+                            None
+                        }
+                    };
+                    prop_assert_eq!(got, want);
+                }
+                Op::Remove(k, f) => {
+                    let want = model
+                        .remove(&k)
+                        .filter(|m| now < m.expires)
+                        .map(|m| m.payload);
+                    prop_assert_eq!(ct.remove(&key(k, f), now), want);
+                }
+                Op::Tcp(k, f, fl) => {
+                    let got = ct.lookup(&key(k, f), now).map(|(h, d, _)| (h, d));
+                    let got = got.map(|(h, d)| ct.update_tcp(h, TcpFlags(fl), d, now).unwrap());
+                    let want = match model.get_mut(&k) {
+                        Some(m) if now < m.expires => {
+                            hits += 1;
+                            let d = dir(m, f);
+                            if m.state >= ST_SYN {
+                                m.state = tcp_next(m.state, &mut m.seen, TcpFlags(fl), d);
+                            }
+                            m.expires = now + tmo[m.state as usize];
+                            Some(ConnState::from_code(m.state))
+                        }
+                        _ => {
+                            misses += 1;
+                            None
+                        }
+                    };
+                    prop_assert_eq!(got, want);
+                }
+                Op::Advance(dt) => now += dt,
+                Op::Age(max) => {
+                    let before = ct.len();
+                    let freed = ct.age(now, max);
+                    prop_assert!(freed <= max);
+                    prop_assert_eq!(ct.len(), before - freed);
+                    // A whole sweep needs slot_count() + freed examinations (a slot is looked
+                    // at again after a deletion), and freed <= capacity <= slot_count() / 2.
+                    if max >= ct.slot_count() * 3 / 2 {
+                        prop_assert_eq!(
+                            ct.len(),
+                            model.values().filter(|m| now < m.expires).count()
+                        );
+                    }
+                }
+            }
+            // Every live model entry is present (never evicted), with the right payload.
+            for (&k, m) in &model {
+                if now < m.expires {
+                    let got = ct.peek(&keys[k], now).map(|(_, d, p)| (d, *p));
+                    prop_assert_eq!(got, Some((dir(m, false), m.payload)), "key {}", k);
+                } else {
+                    prop_assert!(ct.peek(&keys[k], now).is_none());
+                }
+            }
+            let live = model.values().filter(|m| now < m.expires).count();
+            prop_assert!(ct.len() >= live && ct.len() <= capacity);
+            prop_assert_eq!((ct.stats().hits, ct.stats().misses), (hits, misses));
+            ct.check_invariants();
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn prop_matches_reference_model(ops in proptest::collection::vec(op(), 1..200)) {
+            run_model(ops, 16)?;
+        }
+
+        #[test]
+        fn prop_small_table_never_evicts_live(ops in proptest::collection::vec(op(), 1..200)) {
+            run_model(ops, 5)?;
+        }
+    }
+
+    #[test]
+    fn tcp_next_is_total_and_closed_absorbs_non_syn() {
+        for st in ST_SYN..=ST_CLOSED {
+            for seen in (0..16u8).map(|s| s << 4) {
+                for f in 0..=0x3fu8 {
+                    for d in [Direction::Original, Direction::Reply] {
+                        let mut s2 = seen;
+                        let n = tcp_next(st, &mut s2, TcpFlags(f), d);
+                        assert!((ST_SYN..=ST_CLOSED).contains(&n));
+                        if f & TcpFlags::RST != 0 {
+                            assert_eq!(n, ST_CLOSED);
+                        }
+                        if st == ST_CLOSED && f & TcpFlags::SYN == 0 {
+                            assert_eq!(n, ST_CLOSED);
+                        }
+                        if st == ST_EST
+                            && f & (TcpFlags::RST | TcpFlags::FIN) == 0
+                            && seen & (SEEN_FIN_O | SEEN_FIN_R) == 0
+                        {
+                            assert_eq!(n, ST_EST);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The interface every node kind implements.
+
+use super::{Decision, Verdict};
+use crate::meta::PacketMeta;
+use crate::stats::NodeCounters;
+use crate::PacketBuf;
+
+/// One vector handed to a node: the packets, their metadata and a decision slot for each,
+/// all of the same length, plus the node's counters (for kind-specific counters).
+pub struct Frame<'a, P> {
+    /// The packets.
+    pub pkts: &'a mut [P],
+    /// Their metadata, index for index.
+    pub meta: &'a mut [PacketMeta],
+    /// Per-packet decisions, read by the graph when the node returns [`Verdict::PerPacket`].
+    pub decisions: &'a mut [Decision],
+    /// The node's counters; nodes bump their extra counters with
+    /// [`NodeCounters::add_extra`].
+    pub counters: &'a NodeCounters,
+}
+
+impl<P> Frame<'_, P> {
+    /// Number of packets in the vector (at least 1: nodes are not called with empty vectors).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    /// Whether the vector is empty (never true when the graph calls a node).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
+    }
+}
+
+/// A node kind's vector function. Built-in kinds are dispatched through an enum
+/// ([`crate::nodes::NodeImpl`]); other kinds may be boxed (`NodeImpl::Custom`), which costs
+/// one indirect call per vector, never per packet.
+pub trait Node<P: PacketBuf>: Send {
+    /// Processes one vector and returns the decisions.
+    fn process(&mut self, frame: Frame<'_, P>) -> Verdict;
+}

@@ -1,0 +1,390 @@
+//! Flow keys and the fixed, seedless hash functions used for load balancing and
+//! connection tracking.
+//!
+//! Every hash here is a pure function of its input bytes with compile-time constants:
+//! no per-process seed, no `RandomState`. Two dataplane replicas running the same
+//! configuration therefore compute the same hash for the same flow, which is what makes
+//! Maglev backend selection agree across replicas. The exact values are pinned by golden
+//! tests; changing a constant or the mixing order is a behaviour change.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+/// IP protocol number of ICMP.
+pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// Address family of a [`FlowKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum IpFamily {
+    /// IPv4: the address occupies the first 4 bytes of the 16-byte field, the rest is zero.
+    V4 = 4,
+    /// IPv6: all 16 bytes are the address.
+    V6 = 6,
+}
+
+/// Which fields of a flow select the backend (the Maglev hash key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashMode {
+    /// Source and destination address, source and destination port, protocol.
+    #[default]
+    FiveTuple,
+    /// Source address and source port (plus family).
+    SrcIpPort,
+    /// Source address only (plus family): client affinity.
+    SrcIp,
+}
+
+/// The identity of a flow as seen in one direction: addresses, ports, protocol.
+///
+/// IPv4 addresses are stored in the first 4 bytes of the 16-byte fields (network byte
+/// order) with the remaining 12 bytes zero; use [`FlowKey::v4`] / [`FlowKey::v6`] to build
+/// keys so that this invariant holds. Ports are in host byte order. For protocols without
+/// ports, set them to 0 (or, for ICMP echo, the identifier in `src_port` and 0 in `dst_port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Source address (see the type documentation for the IPv4 layout).
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port, host byte order.
+    pub src_port: u16,
+    /// Destination port, host byte order.
+    pub dst_port: u16,
+    /// IP protocol number (6 = TCP, 17 = UDP, ...).
+    pub proto: u8,
+    /// Address family.
+    pub family: IpFamily,
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        Self {
+            src: [0; 16],
+            dst: [0; 16],
+            src_port: 0,
+            dst_port: 0,
+            proto: 0,
+            family: IpFamily::V4,
+        }
+    }
+}
+
+impl FlowKey {
+    /// An IPv4 flow key from address octets (network order) and host-order ports.
+    pub fn v4(src: [u8; 4], dst: [u8; 4], src_port: u16, dst_port: u16, proto: u8) -> Self {
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s[..4].copy_from_slice(&src);
+        d[..4].copy_from_slice(&dst);
+        Self {
+            src: s,
+            dst: d,
+            src_port,
+            dst_port,
+            proto,
+            family: IpFamily::V4,
+        }
+    }
+
+    /// An IPv6 flow key from address octets (network order) and host-order ports.
+    pub fn v6(src: [u8; 16], dst: [u8; 16], src_port: u16, dst_port: u16, proto: u8) -> Self {
+        Self {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+            family: IpFamily::V6,
+        }
+    }
+
+    /// A flow key from `std` addresses; `None` when the two families differ.
+    pub fn from_addrs(
+        src: IpAddr,
+        dst: IpAddr,
+        src_port: u16,
+        dst_port: u16,
+        proto: u8,
+    ) -> Option<Self> {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                Some(Self::v4(s.octets(), d.octets(), src_port, dst_port, proto))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                Some(Self::v6(s.octets(), d.octets(), src_port, dst_port, proto))
+            }
+            _ => None,
+        }
+    }
+
+    /// The source address as a `std` address.
+    pub fn src_addr(&self) -> IpAddr {
+        addr_of(self.family, &self.src)
+    }
+
+    /// The destination address as a `std` address.
+    pub fn dst_addr(&self) -> IpAddr {
+        addr_of(self.family, &self.dst)
+    }
+
+    /// The key of the reply direction: source and destination (addresses and ports) swapped.
+    #[inline]
+    pub fn reversed(&self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+            family: self.family,
+        }
+    }
+
+    /// The stable hash of the fields selected by `mode`, for backend selection
+    /// ([`crate::lb::maglev::Maglev::lookup`]). Direction-sensitive: a reply packet hashes
+    /// differently (the load balancer only hashes client-to-service packets).
+    #[inline]
+    pub fn hash(&self, mode: HashMode) -> u64 {
+        let (s0, s1) = split(&self.src);
+        let fam = (self.family as u64) << 40;
+        match mode {
+            HashMode::FiveTuple => {
+                let (d0, d1) = split(&self.dst);
+                hash5(
+                    s0,
+                    s1,
+                    d0,
+                    d1,
+                    self.src_port as u64
+                        | (self.dst_port as u64) << 16
+                        | (self.proto as u64) << 32
+                        | fam,
+                )
+            }
+            HashMode::SrcIpPort => hash5(s0, s1, 0, 0, self.src_port as u64 | fam | 1 << 48),
+            HashMode::SrcIp => hash5(s0, s1, 0, 0, fam | 2 << 48),
+        }
+    }
+
+    /// A stable hash of the full 5-tuple that is the same for both directions of a flow:
+    /// `k.symmetric_hash() == k.reversed().symmetric_hash()`. Used by the connection table.
+    #[inline]
+    pub fn symmetric_hash(&self) -> u64 {
+        let a = (u128::from_le_bytes(self.src), self.src_port);
+        let b = (u128::from_le_bytes(self.dst), self.dst_port);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        hash5(
+            lo.0 as u64,
+            (lo.0 >> 64) as u64,
+            hi.0 as u64,
+            (hi.0 >> 64) as u64,
+            lo.1 as u64
+                | (hi.1 as u64) << 16
+                | (self.proto as u64) << 32
+                | (self.family as u64) << 40
+                | 3 << 48,
+        )
+    }
+}
+
+fn addr_of(family: IpFamily, a: &[u8; 16]) -> IpAddr {
+    match family {
+        IpFamily::V4 => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+        IpFamily::V6 => IpAddr::V6(Ipv6Addr::from(*a)),
+    }
+}
+
+#[inline(always)]
+fn split(a: &[u8; 16]) -> (u64, u64) {
+    let v = u128::from_le_bytes(*a);
+    (v as u64, (v >> 64) as u64)
+}
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const P3: u64 = 0x5899_65cc_7537_4cc3;
+const P4: u64 = 0x1d8e_4e27_c47d_124f;
+
+/// 64x64 -> 128-bit multiply, folded by xoring the halves (the wyhash mixing step).
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// Stable hash of five 64-bit words (three folded multiplies).
+#[inline(always)]
+pub fn hash5(w0: u64, w1: u64, w2: u64, w3: u64, w4: u64) -> u64 {
+    let a = fold(w0 ^ P0, w1 ^ P1);
+    let b = fold(w2 ^ P2, w3 ^ P3);
+    fold(a ^ w4 ^ P4, b ^ P0 ^ w4.rotate_left(32))
+}
+
+/// 64-bit FNV-1a of `bytes` starting from `basis` (the standard offset basis is
+/// [`FNV_OFFSET_BASIS`]).
+pub fn fnv1a64_with_basis(bytes: &[u8], basis: u64) -> u64 {
+    let mut h = basis;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The standard 64-bit FNV offset basis.
+pub const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Standard 64-bit FNV-1a of `bytes`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    fnv1a64_with_basis(bytes, FNV_OFFSET_BASIS)
+}
+
+/// The MurmurHash3 64-bit finaliser: a bijective avalanche mix.
+#[inline]
+pub fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^= k >> 33;
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    fn sample() -> FlowKey {
+        FlowKey::v4([10, 0, 0, 1], [192, 168, 1, 2], 40000, 80, PROTO_TCP)
+    }
+
+    #[test]
+    fn golden_flow_hashes() {
+        // Pinned values: a change here changes backend selection across a rolling upgrade.
+        let k = sample();
+        let k6 = FlowKey::v6(
+            [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfd; 16],
+            1234,
+            443,
+            PROTO_UDP,
+        );
+        let got = [
+            k.hash(HashMode::FiveTuple),
+            k.hash(HashMode::SrcIpPort),
+            k.hash(HashMode::SrcIp),
+            k.symmetric_hash(),
+            k6.hash(HashMode::FiveTuple),
+            k6.symmetric_hash(),
+            hash5(0, 0, 0, 0, 0),
+            fmix64(1),
+        ];
+        let want: [u64; 8] = GOLDEN_FLOW;
+        assert_eq!(got, want, "got {got:#018x?}");
+    }
+
+    const GOLDEN_FLOW: [u64; 8] = [
+        0xed7b_ffa0_ddc5_1773,
+        0xef1c_012c_481b_4ca5,
+        0xdb2c_d083_44ef_8ccf,
+        0x5a0a_9f27_d8d5_5f20,
+        0xec79_e2eb_7817_a6ec,
+        0x57c7_bdc7_15ea_f5ca,
+        0xb441_ec8d_b2e6_7633,
+        0xb456_bcfc_34c2_cb2c,
+    ];
+
+    #[test]
+    fn symmetric_hash_is_symmetric_and_directional_hash_is_not() {
+        let k = sample();
+        assert_eq!(k.symmetric_hash(), k.reversed().symmetric_hash());
+        assert_ne!(
+            k.hash(HashMode::FiveTuple),
+            k.reversed().hash(HashMode::FiveTuple)
+        );
+        assert_eq!(k.reversed().reversed(), k);
+    }
+
+    #[test]
+    fn modes_select_fields() {
+        let k = sample();
+        let mut other_dst = k;
+        other_dst.dst[3] = 99;
+        other_dst.dst_port = 8080;
+        assert_eq!(
+            k.hash(HashMode::SrcIpPort),
+            other_dst.hash(HashMode::SrcIpPort)
+        );
+        assert_eq!(k.hash(HashMode::SrcIp), other_dst.hash(HashMode::SrcIp));
+        assert_ne!(
+            k.hash(HashMode::FiveTuple),
+            other_dst.hash(HashMode::FiveTuple)
+        );
+        let mut other_sport = k;
+        other_sport.src_port = 1;
+        assert_eq!(k.hash(HashMode::SrcIp), other_sport.hash(HashMode::SrcIp));
+        assert_ne!(
+            k.hash(HashMode::SrcIpPort),
+            other_sport.hash(HashMode::SrcIpPort)
+        );
+        // Family is part of every key: 10.0.0.1 and the IPv6 address 0a00:0001:: differ.
+        let mut as6 = k;
+        as6.family = IpFamily::V6;
+        assert_ne!(k.hash(HashMode::SrcIp), as6.hash(HashMode::SrcIp));
+    }
+
+    #[test]
+    fn addr_round_trip() {
+        let k = sample();
+        let back = FlowKey::from_addrs(k.src_addr(), k.dst_addr(), k.src_port, k.dst_port, k.proto)
+            .unwrap();
+        assert_eq!(back, k);
+        assert!(
+            FlowKey::from_addrs(k.src_addr(), IpAddr::V6(Ipv6Addr::LOCALHOST), 1, 2, 6).is_none()
+        );
+    }
+
+    #[test]
+    fn hash_bits_are_unbiased() {
+        // Single-bit input changes flip each output bit about half the time.
+        let base = sample();
+        let mut flips = [0u32; 64];
+        let mut n = 0u32;
+        for byte in 0..4 {
+            for bit in 0..8 {
+                for port in 0..64u16 {
+                    let mut a = base;
+                    a.src_port = port;
+                    let mut b = a;
+                    b.src[byte] ^= 1 << bit;
+                    let x = a.hash(HashMode::FiveTuple) ^ b.hash(HashMode::FiveTuple);
+                    for (i, f) in flips.iter_mut().enumerate() {
+                        *f += ((x >> i) & 1) as u32;
+                    }
+                    n += 1;
+                }
+            }
+        }
+        for (i, &f) in flips.iter().enumerate() {
+            let p = f as f64 / n as f64;
+            assert!((0.4..=0.6).contains(&p), "bit {i} flips with p={p}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Packet-processing pipeline: zero-copy packet views, nodes and the node graph.
+//!
+//! Everything here is generic over [`PacketBuf`], so it runs and tests without DPDK.
+//! The dataplane implements [`PacketBuf`] for the DPDK mbuf.
+//!
+//! - [`wire`]: typed views over packet bytes and checksum helpers.
+//! - [`meta`]: per-packet metadata filled by the `parse` node.
+//! - [`graph`]: graph specs, the node-kind registry, and the vectorised runtime.
+//! - [`nodes`]: built-in node kinds.
+//! - [`stats`]: per-node counters and the `show runtime` table.
+//! - [`trace`]: per-packet path tracing (`show trace`).
+//! - [`source`]: a built-in packet generator / pcap replayer for tests and benchmarks.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod acl;
+pub mod buf;
+pub mod conntrack;
+pub mod cycles;
+pub mod graph;
+pub mod lb;
+pub mod meta;
+pub mod nodes;
+pub mod source;
+pub mod stats;
+pub mod trace;
+pub mod wire;
+
+pub use buf::{PacketBuf, TestBuf};
+pub use graph::{
+    BurstStats, Decision, EdgeSpec, Frame, Graph, GraphSpec, KindInfo, Node, NodeSpec, Params,
+    PortInfo, Registry, SpecError, SpecErrorReason, TxVectors, Verdict, VECTOR_SIZE,
+};
+pub use meta::PacketMeta;
+pub use stats::{render_runtime_table, RuntimeSnapshot, StatsHandle};
+pub use trace::{render_trace, TraceHandle};
