@@ -25,6 +25,22 @@ pub struct VhostTopology {
     pub sock1: PathBuf,
 }
 
+/// The `parse -> forward` pipeline (cross-connect fh0 <-> mh0 by input port), as config text.
+pub const PARSE_FORWARD: &str = r#"
+[pipeline]
+input = "parse"
+[[pipeline.nodes]]
+name = "parse"
+kind = "parse"
+[[pipeline.nodes]]
+name = "forward"
+kind = "forward"
+params = { mode = "cross-connect", pairs = [["fh0", "mh0"]] }
+[[pipeline.edges]]
+from = "parse"
+to = "forward"
+"#;
+
 /// The testpmd binary.
 pub const TESTPMD: &str = "dpdk-testpmd";
 
@@ -38,8 +54,10 @@ impl VhostTopology {
     }
 
     /// Writes a dataplane config for the DUT side: two vhost-user ports, worker on lcore 1,
-    /// with `forwarding` as the `[forwarding]` table's body and `extra` appended.
+    /// with `forwarding` as the `[forwarding]` table's body and `extra` appended. Without a
+    /// `[pipeline]` in `extra`, the two ports are cross-connected.
     pub fn dataplane_config(&self, forwarding: &str, extra: &str) -> PathBuf {
+        let xc = if extra.contains("[pipeline]") { "" } else { "cross_connect = [[\"fh0\", \"mh0\"]]" };
         let text = format!(
             r#"[eal]
 lcores = [0, 1]
@@ -58,7 +76,7 @@ kind = "vhost-user"
 path = "{s1}"
 
 [forwarding]
-cross_connect = [["fh0", "mh0"]]
+{xc}
 {forwarding}
 
 {extra}

@@ -27,8 +27,9 @@ struct Args {
     /// Seconds at the start of each run left out of the rate (warm-up).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// DUTs to run, comma-separated: dataplane-xconnect, testpmd-io, testpmd-macswap, null-sink.
-    #[arg(long, default_value = "dataplane-xconnect,testpmd-io,null-sink")]
+    /// DUTs to run, comma-separated: dataplane-xconnect, dataplane-pipeline (parse -> forward),
+    /// testpmd-io, testpmd-macswap, null-sink (the generator's capacity).
+    #[arg(long, default_value = "dataplane-xconnect,dataplane-pipeline,testpmd-io,null-sink")]
     duts: String,
     /// Write results (every sample, medians, ratios) here.
     #[arg(long)]
@@ -81,6 +82,10 @@ fn run_once(dut: &str, a: &Args) -> Result<Sample, String> {
     let mut d: Proc = match dut {
         "dataplane-xconnect" => {
             let cfg = t.dataplane_config("", "");
+            t.start_dataplane(&cfg, &stats, 0.0)
+        }
+        "dataplane-pipeline" => {
+            let cfg = t.dataplane_config("", perf::topology::PARSE_FORWARD);
             t.start_dataplane(&cfg, &stats, 0.0)
         }
         "testpmd-io" => t.start_testpmd_dut("io"),
@@ -171,6 +176,13 @@ fn main() {
         let r = median(&mut ratios);
         println!("dataplane cross-connect / testpmd io: {r:.3} (median of per-round ratios; ratio of medians {:.3})", d / t);
         headline.insert("xconnect_vs_testpmd".into(), json!(r));
+    }
+    if let (Some(_), Some(_)) = (med.get("dataplane-pipeline"), med.get("testpmd-io")) {
+        let (dv, tv) = (&samples["dataplane-pipeline"], &samples["testpmd-io"]);
+        let mut ratios: Vec<f64> = dv.iter().zip(tv).map(|(x, y)| total(x) / total(y)).collect();
+        let r = median(&mut ratios);
+        println!("dataplane parse -> forward / testpmd io: {r:.3} (median of per-round ratios)");
+        headline.insert("pipeline_vs_testpmd".into(), json!(r));
     }
     if let Some(g) = med.get("null-sink") {
         headline.insert("generator_capacity_mpps".into(), json!(g));
