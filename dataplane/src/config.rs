@@ -156,7 +156,7 @@ pub struct WorkerSection {
 }
 
 /// The `[forwarding]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardingSection {
     /// Pairs of ports whose traffic is exchanged both ways: `[["fh0", "mh0"]]`.
@@ -168,6 +168,12 @@ pub struct ForwardingSection {
     /// Packets per rx burst (at most 256).
     #[serde(default = "default_burst")]
     pub burst: u16,
+}
+
+impl Default for ForwardingSection {
+    fn default() -> Self {
+        Self { cross_connect: Vec::new(), tx_retries: default_tx_retries(), burst: default_burst() }
+    }
 }
 
 fn default_tx_retries() -> u32 {
@@ -185,6 +191,8 @@ pub struct StatsSection {
     pub period: Option<f64>,
     /// Where to write the final counters as JSON.
     pub json: Option<PathBuf>,
+    /// Prometheus endpoint address (`127.0.0.1:9464` by default), or `"off"`.
+    pub prometheus: Option<String>,
 }
 
 /// The whole file, as written.
@@ -272,6 +280,9 @@ pub fn gather_host(cfg: &ConfigFile, file: &Path) -> Result<plan::Host, ConfigEr
         let found = discovery::discover(d, &SystemEnvironment).map_err(|e| err("discovery", e.to_string()))?;
         host.discovered = found.ports;
         host.notes = found.warnings;
+    }
+    if !cfg.eal.no_huge && cfg.eal.huge_dir.is_none() {
+        host.hugepages = Some(crate::hugepage_plan::probe(&SystemEnvironment));
     }
     Ok(host)
 }

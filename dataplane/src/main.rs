@@ -33,6 +33,9 @@ enum Cmd {
         /// Trace the first N packets' path through the pipeline (printed at stop).
         #[arg(long, default_value_t = 0)]
         trace: u32,
+        /// Serve Prometheus metrics here (overrides the config; "off" disables).
+        #[arg(long)]
+        prometheus: Option<String>,
         /// Do not reserve or mount huge pages (they are set up already).
         #[arg(long)]
         no_hugepage_setup: bool,
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { config, duration, stats_period, stats_json, trace, no_hugepage_setup, eal_args } => {
+        Cmd::Run { config, duration, stats_period, stats_json, trace, prometheus, no_hugepage_setup, eal_args } => {
             let plan = match config::load_plan(config.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -76,7 +79,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup, stop: None, trace };
+            let prometheus = match prometheus.as_deref() {
+                None => plan.prometheus,
+                Some("off") => None,
+                Some(a) => match a.parse() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        eprintln!("error: --prometheus {a:?}: not an address like 127.0.0.1:9464");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup, stop: None, trace, prometheus };
             match runtime::run(&plan, &opts) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

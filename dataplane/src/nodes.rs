@@ -5,5 +5,8 @@ use pipeline::{PacketBuf, Registry};
 
 /// The registry every worker's graph is built from.
 pub fn registry<P: PacketBuf + 'static>() -> Registry<P> {
-    Registry::with_builtins()
+    let mut r = Registry::with_builtins();
+    // `acl`: OVN-style ACLs on rte_acl (see pipeline::acl::node and dpdk::acl).
+    crate::dpdk::acl::register(&mut r);
+    r
 }

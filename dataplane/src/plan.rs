@@ -23,6 +23,9 @@ pub struct Host {
     pub discovered: Vec<DiscoveredPort>,
     /// Notes from discovery, shown as warnings.
     pub notes: Vec<String>,
+    /// hugetlbfs mounts found (or why none), when the config names no `huge_dir` and wants
+    /// huge pages; `None`: not looked at (the config's `huge_dir`, if any, is used as is).
+    pub hugepages: Option<Result<Vec<crate::discovery::hugepages::HugepageMount>, String>>,
 }
 
 impl Host {
@@ -103,8 +106,10 @@ pub struct Plan {
     pub no_huge: bool,
     /// Memory EAL may reserve, MiB (for huge-page set-up).
     pub memory_mb: u32,
-    /// hugetlbfs mount, if given.
+    /// hugetlbfs mount, if given or found.
     pub huge_dir: Option<PathBuf>,
+    /// The mount found by discovery and the pool size it allows (when not given).
+    pub hugepages: Option<crate::hugepage_plan::HugepagePlan>,
     /// Ports, by index.
     pub ports: Vec<PortPlan>,
     /// Workers.
@@ -123,6 +128,8 @@ pub struct Plan {
     pub stats_period: f64,
     /// Final stats JSON path.
     pub stats_json: Option<PathBuf>,
+    /// Prometheus endpoint, if any.
+    pub prometheus: Option<std::net::SocketAddr>,
     /// Things worth a look that are not errors.
     pub warnings: Vec<String>,
 }
@@ -426,6 +433,11 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         }
         None => (((need + 1).next_power_of_two() - 1).max(4095) as u32, true),
     };
+    let hugepages = match &host.hugepages {
+        Some(found) => Some(crate::hugepage_plan::resolve(found, mbufs, computed, need.min(u32::MAX as u64) as u32, m.data_room).map_err(|r| cx.err(crate::hugepage_plan::KEY, r))?),
+        None => None,
+    };
+    let mbufs = hugepages.as_ref().map_or(mbufs, |h| h.mbufs);
     let mempool = MempoolPlan { mbufs, cache: m.cache, data_room: m.data_room, computed };
 
     // EAL arguments.
@@ -443,7 +455,8 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     } else if let Some(mb) = cfg.eal.memory_mb {
         eal_args.extend(["-m".into(), mb.to_string()]);
     }
-    if let Some(d) = &cfg.eal.huge_dir {
+    let huge_dir = cfg.eal.huge_dir.clone().or_else(|| hugepages.as_ref().map(|h| h.dir.clone()));
+    if let Some(d) = &huge_dir {
         eal_args.extend(["--huge-dir".into(), d.display().to_string()]);
     }
     if cfg.eal.in_memory {
@@ -472,13 +485,21 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         return Err(cx.err("stats.period", "must be 0 to 3600 seconds"));
     }
 
+    let prometheus = match cfg.stats.prometheus.as_deref() {
+        Some("off") => None,
+        Some(a) => Some(a.parse().map_err(|_| cx.err("stats.prometheus", format!("{a:?} is not an address like 127.0.0.1:9464 (or \"off\")")))?),
+        None => Some(crate::metrics_export::DEFAULT_ADDR.parse().expect("valid default")),
+    };
+
     Ok(Plan {
+        prometheus,
         file: file.to_owned(),
         eal_args,
         main_lcore,
         no_huge: cfg.eal.no_huge,
         memory_mb,
-        huge_dir: cfg.eal.huge_dir.clone(),
+        huge_dir,
+        hugepages,
         ports,
         workers,
         peer,
@@ -527,7 +548,13 @@ impl fmt::Display for Plan {
             self.mempool.cache,
             if self.mempool.computed { " (computed)" } else { "" }
         )?;
+        writeln!(f, "metrics: {}", self.prometheus.map(|a| format!("http://{a}/metrics")).unwrap_or_else(|| "off".into()))?;
         writeln!(f, "memory: {} MiB {}", self.memory_mb, if self.no_huge { "WITHOUT huge pages" } else { "in huge pages" })?;
+        match (&self.hugepages, &self.huge_dir) {
+            (Some(h), _) => writeln!(f, "hugepages: {} (found)", h.describe())?,
+            (None, Some(d)) => writeln!(f, "hugepages: {} (eal.huge_dir)", d.display())?,
+            (None, None) => {}
+        }
         match &self.pipeline {
             Some(g) => {
                 let nodes: Vec<String> = g.nodes.iter().map(|n| format!("{}({})", n.name, n.kind)).collect();

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Record the path of the first this-many packets per worker through the pipeline.
     pub trace: u32,
+    /// Serve Prometheus metrics on this address from the control loop.
+    pub prometheus: Option<std::net::SocketAddr>,
 }
 
 /// Final counters of one port.
@@ -274,7 +276,7 @@ fn run_ports(
         };
         let worker = Worker {
             forwarding,
-            rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p] }).collect(),
+            rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p], stamp_port: ports[p].driver() == "net_ring" }).collect(),
             tx: ports.iter().map(|p| p.tx_queue(wi as u16)).collect(),
             counters: Arc::clone(&c),
             stop: Arc::clone(stop),
@@ -318,7 +320,6 @@ fn run_ports(
     if !runtime.is_empty() {
         println!("---- pipeline runtime (like VPP's show runtime) ----");
         print!("{}", render_runtime_table(&runtime));
-        print!("{}", pipeline::stats::render_drops_table(&runtime));
     }
     if opts.trace > 0 {
         for (l, _, t) in &graphs {
@@ -371,12 +372,39 @@ fn control_loop(
     period: f64,
 ) -> String {
     let mut last_runtime = runtime_snapshots(graphs);
+    let exporter = opts.prometheus.and_then(|a| match crate::metrics_export::Exporter::start(a) {
+        Ok(e) => {
+            eprintln!("metrics: Prometheus endpoint http://{}/metrics", e.local_addr().unwrap_or(a));
+            Some(e)
+        }
+        Err(e) => {
+            eprintln!("warning: no Prometheus endpoint: {e}");
+            None
+        }
+    });
+    let port_names: Vec<String> = plan.ports.iter().map(|p| p.name.clone()).collect();
+    let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut last: Vec<PortStats> = ports.iter().map(Port::stats).collect();
     let mut last_drops: Vec<u64> = vec![0; ports.len()];
     let mut last_t = Instant::now();
     let deadline = opts.duration.map(|d| started + Duration::from_secs_f64(d));
     loop {
         std::thread::sleep(Duration::from_millis(50));
+        if let Some(e) = &exporter {
+            if last_publish.elapsed() >= Duration::from_millis(500) {
+                last_publish = Instant::now();
+                for (port, pp) in ports.iter().zip(&plan.ports) {
+                    crate::metrics_export::publish_port(&pp.name, &pp.role, &port.stats(), port.link().up);
+                }
+                for (l, c) in counters {
+                    crate::metrics_export::publish_worker(*l, &c.snapshot(), &port_names);
+                }
+                for (l, h, _) in graphs {
+                    crate::metrics_export::publish_pipeline(*l, &h.snapshot());
+                }
+            }
+            e.serve_pending();
+        }
         if signalled.load(Ordering::Relaxed) {
             return "signal".into();
         }

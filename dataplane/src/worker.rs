@@ -21,6 +21,8 @@ pub struct RxBinding {
     pub port: usize,
     /// Our index of the port its packets are sent to (`None`: dropped as no-route).
     pub out: Option<usize>,
+    /// Write the port id into each received mbuf (for PMDs that leave it unset, e.g. net_ring).
+    pub stamp_port: bool,
 }
 
 /// How a worker turns a received burst into transmissions.
@@ -122,6 +124,12 @@ impl Worker {
                     continue;
                 }
                 bump(&c.ports[b.port].rx, n as u64);
+                if b.stamp_port {
+                    let id = b.queue.port();
+                    for m in pkts.iter_mut() {
+                        m.set_port(id);
+                    }
+                }
                 graph.process(&mut pkts, txv);
                 for (slot, tx) in self.tx.iter_mut().enumerate() {
                     let v = txv.pkts_mut(slot);

@@ -122,3 +122,13 @@ fn every_example_config_checks() {
     }
     assert!(checked >= 1, "no example config found in {}", dir.display());
 }
+
+#[test]
+fn an_absent_forwarding_table_means_the_defaults() {
+    let text = GOOD.replace("[forwarding]\ncross_connect = [[\"fh0\", \"mh0\"]]\n", "")
+        + "[pipeline]\n[[pipeline.nodes]]\nname = \"f\"\nkind = \"forward\"\nparams = { mode = \"cross-connect\", pairs = [[\"fh0\", \"mh0\"]] }\n";
+    assert!(!text.contains("[forwarding]"));
+    let cfg = ConfigFile::parse(&text, Path::new("x.toml")).unwrap();
+    let p = plan::build(&cfg, Path::new("x.toml"), &plan::Host::with_cpus(&[0, 1])).unwrap();
+    assert_eq!((p.burst, p.tx_retries), (32, 8), "defaults, not zeroes");
+}

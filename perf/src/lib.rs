@@ -1,5 +1,7 @@
 //! Benchmark harness and traffic tools.
 
 pub mod frames;
+pub mod ovs;
 pub mod procs;
 pub mod topology;
+pub mod traffic;

@@ -137,6 +137,28 @@ pub fn ensure_hugepages(mb: u64) {
     }
 }
 
+/// Fetches `http://<addr>/metrics` (Prometheus text) with a plain HTTP/1.1 GET.
+pub fn http_get_metrics(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The address the dataplane said it serves metrics on (from its log).
+pub fn metrics_addr(log: &str) -> Option<String> {
+    let i = log.find("Prometheus endpoint http://")? + "Prometheus endpoint http://".len();
+    Some(log[i..].split('/').next()?.to_string())
+}
+
+/// The value of a Prometheus sample line starting with `series` (name and labels).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
 /// Per-port totals from the "Forward statistics for port N" blocks testpmd prints at exit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TestpmdPortStats {

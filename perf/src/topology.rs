@@ -7,7 +7,10 @@
 //! ```
 //!
 //! The DUT (dataplane or dpdk-testpmd) creates the sockets; the generator (dpgen or
-//! dpdk-testpmd flowgen) connects with `--single-file-segments`.
+//! dpdk-testpmd flowgen) connects with `--single-file-segments`. With
+//! [`VhostTopology::new_server`] it is the other way round: the generator's virtio-user
+//! ports create the sockets (`server=1`) and the DUT connects as vhost-user client (OVS-DPDK's
+//! `dpdkvhostuserclient` ports).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,6 +26,38 @@ pub struct VhostTopology {
     pub sock0: PathBuf,
     /// Socket of the midhaul side.
     pub sock1: PathBuf,
+    /// The generator creates the sockets (virtio-user `server=1`); the DUT connects.
+    pub gen_server: bool,
+}
+
+/// What the generator sends: frame size(s) and flows per port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Traffic {
+    /// Frame size in bytes (without FCS), or `"imix"`, or a comma list (dpgen only).
+    pub size: String,
+    /// Flows per port.
+    pub flows: u32,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic { size: "64".into(), flows: 1024 }
+    }
+}
+
+/// dpgen options beyond rate and duration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DpgenOpts {
+    /// Sizes and flows.
+    pub traffic: Traffic,
+    /// Port 1 sends the replies of port 0's flows (for stateful DUTs).
+    pub mirror: bool,
+    /// Timestamp probes (one per burst) and report round-trip latency.
+    pub latency: bool,
+    /// Seconds between rate lines (0: none).
+    pub stats_period: f64,
+    /// Seconds dpgen keeps the ports open after writing its JSON (DUT counters can be read).
+    pub linger: f64,
 }
 
 /// The `parse -> forward` pipeline (cross-connect fh0 <-> mh0 by input port), as config text.
@@ -50,7 +85,13 @@ impl VhostTopology {
         let scratch = Scratch::new(what);
         let sock0 = scratch.path("fh0.sock");
         let sock1 = scratch.path("mh0.sock");
-        VhostTopology { scratch, sock0, sock1 }
+        VhostTopology { scratch, sock0, sock1, gen_server: false }
+    }
+
+    /// A fresh topology where the generator is the vhost-user server (creates the sockets)
+    /// and the DUT connects to them as client.
+    pub fn new_server(what: &str) -> VhostTopology {
+        VhostTopology { gen_server: true, ..VhostTopology::new(what) }
     }
 
     /// Writes a dataplane config for the DUT side: two vhost-user ports, worker on lcore 1,
@@ -94,7 +135,7 @@ path = "{s1}"
     pub fn start_dataplane(&self, config: &PathBuf, stats_json: &PathBuf, stats_period: f64) -> Proc {
         let mut c = Command::new(workspace_bin("dataplane"));
         c.args(["run", "--config"]).arg(config).arg("--stats-json").arg(stats_json);
-        c.args(["--stats-period", &stats_period.to_string(), "--no-hugepage-setup"]);
+        c.args(["--stats-period", &stats_period.to_string(), "--no-hugepage-setup", "--prometheus", "127.0.0.1:0"]);
         Proc::spawn("dataplane", c, self.scratch.path("dataplane.log"))
     }
 
@@ -126,19 +167,34 @@ path = "{s1}"
             "--file-prefix".into(),
             format!("{prefix}-{}", self.scratch.tag),
             "--vdev".into(),
-            format!("net_virtio_user0,path={}", self.sock0.display()),
+            format!("net_virtio_user0,path={}{}", self.sock0.display(), self.server_opt()),
             "--vdev".into(),
-            format!("net_virtio_user1,path={}", self.sock1.display()),
+            format!("net_virtio_user1,path={}{}", self.sock1.display(), self.server_opt()),
         ]
+    }
+
+    fn server_opt(&self) -> &'static str {
+        if self.gen_server {
+            ",server=1,queues=1"
+        } else {
+            ""
+        }
     }
 
     /// Starts dpdk-testpmd flowgen as generator: both ports send at full speed and count
     /// what they receive. Stop it with SIGINT; its totals come from its log.
     pub fn start_flowgen(&self) -> Proc {
+        self.start_flowgen_with(&Traffic::default())
+    }
+
+    /// [`Self::start_flowgen`] with a frame size (`--txpkts`, a single number: flowgen has
+    /// no IMIX) and flow count (`--flowgen-flows`).
+    pub fn start_flowgen_with(&self, t: &Traffic) -> Proc {
         let mut c = Command::new(TESTPMD);
         c.args(self.generator_eal("tpgen"));
         c.args(["--", "--forward-mode=flowgen", "--nb-cores=1", "--stats-period", "1"]);
         c.args(["--rxd", "1024", "--txd", "1024", "--burst", "32", "--total-num-mbufs", "16384"]);
+        c.arg(format!("--txpkts={}", t.size)).arg(format!("--flowgen-flows={}", t.flows));
         Proc::spawn("testpmd-flowgen", c, self.scratch.path("flowgen.log"))
     }
 
@@ -149,6 +205,23 @@ path = "{s1}"
         c.args(["--rate-mpps", &rate_mpps.to_string(), "--duration", &secs.to_string(), "--json"]).arg(json);
         c.arg("--").args(self.generator_eal("dpgen"));
         Proc::spawn("dpgen", c, self.scratch.path("dpgen.log"))
+    }
+
+    /// Starts dpgen with sizes, flows, mirrored flows and latency probes; `log` names its log.
+    pub fn start_dpgen_with(&self, rate_mpps: f64, secs: f64, json: &PathBuf, o: &DpgenOpts, log: &str) -> Proc {
+        let mut c = Command::new(workspace_bin("dpgen"));
+        c.args(["--port", "net_virtio_user0", "--port", "net_virtio_user1"]);
+        c.args(["--rate-mpps", &rate_mpps.to_string(), "--duration", &secs.to_string(), "--json"]).arg(json);
+        c.args(["--size", &o.traffic.size, "--flows", &o.traffic.flows.to_string(), "--stats-period", &o.stats_period.to_string()]);
+        if o.mirror {
+            c.arg("--mirror");
+        }
+        if o.latency {
+            c.arg("--latency");
+        }
+        c.args(["--linger", &o.linger.to_string()]);
+        c.arg("--").args(self.generator_eal("dpgen"));
+        Proc::spawn("dpgen", c, self.scratch.path(log))
     }
 }
 

@@ -555,6 +555,21 @@ impl<T: Copy + Default> ConnTrack<T> {
         now: u64,
         payload: T,
     ) -> Result<Handle, InsertError> {
+        self.insert_reclaiming(key, hash, now, payload)
+            .map(|(h, _)| h)
+    }
+
+    /// [`ConnTrack::insert_hashed`] that also returns the payload of the expired entry it
+    /// overwrote, if any (the same flow's expired entry, or, in a full table, an expired
+    /// entry on the probe path), so that callers keeping per-payload counts (e.g. active
+    /// connections per backend) see every entry that goes away.
+    pub fn insert_reclaiming(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+        payload: T,
+    ) -> Result<(Handle, Option<T>), InsertError> {
         let home = hash as usize & self.mask;
         let mut i = home;
         let mut empty = None;
@@ -571,13 +586,14 @@ impl<T: Copy + Default> ConnTrack<T> {
                 // The same flow, expired: start it afresh in place.
                 self.stats.expired += 1;
                 let d = s.dist as usize;
-                return Ok(self.write(i, d, key, now, payload));
+                let old = s.payload;
+                return Ok((self.write(i, d, key, now, payload), Some(old)));
             }
             i = (i + 1) & self.mask;
         }
         if let Some((i, d)) = empty.filter(|_| self.len < self.capacity) {
             self.len += 1;
-            return Ok(self.write(i, d, key, now, payload));
+            return Ok((self.write(i, d, key, now, payload), None));
         }
         // Full (or no free slot in the probe window): take over the first expired entry on
         // the probe path, if any. Live entries are never evicted.
@@ -589,7 +605,8 @@ impl<T: Copy + Default> ConnTrack<T> {
             }
             if now >= s.expires {
                 self.stats.expired += 1;
-                return Ok(self.write(i, d, key, now, payload));
+                let old = s.payload;
+                return Ok((self.write(i, d, key, now, payload), Some(old)));
             }
             i = (i + 1) & self.mask;
         }
@@ -676,15 +693,22 @@ impl<T: Copy + Default> ConnTrack<T> {
     /// Stops tracking `key`'s flow (either direction). Returns the payload if the entry was
     /// live at `now`; an expired entry is reclaimed too but returns `None`.
     pub fn remove(&mut self, key: &FlowKey, now: u64) -> Option<T> {
+        self.remove_entry(key, now)
+            .and_then(|(p, live)| live.then_some(p))
+    }
+
+    /// Stops tracking `key`'s flow (either direction), live or expired: returns the payload
+    /// and whether the entry was live at `now`.
+    pub fn remove_entry(&mut self, key: &FlowKey, now: u64) -> Option<(T, bool)> {
         let (i, _) = self.probe(key, key.symmetric_hash())?;
         let s = self.slots[i];
         self.delete_at(i);
         if now < s.expires {
             self.stats.removed += 1;
-            Some(s.payload)
+            Some((s.payload, true))
         } else {
             self.stats.expired += 1;
-            None
+            Some((s.payload, false))
         }
     }
 
@@ -695,6 +719,17 @@ impl<T: Copy + Default> ConnTrack<T> {
     /// calling it with `max_scan = slot_count() / k` every poll sweeps the table in about
     /// `k` polls.
     pub fn age(&mut self, now: u64, max_scan: usize) -> usize {
+        self.age_with(now, max_scan, |_, _| {})
+    }
+
+    /// [`ConnTrack::age`] calling `reclaimed(key, payload)` for every entry it frees.
+    #[inline]
+    pub fn age_with(
+        &mut self,
+        now: u64,
+        max_scan: usize,
+        mut reclaimed: impl FnMut(&FlowKey, &T),
+    ) -> usize {
         let mut freed = 0;
         if self.len == 0 {
             return 0;
@@ -703,6 +738,7 @@ impl<T: Copy + Default> ConnTrack<T> {
             let i = self.cursor;
             let s = &self.slots[i];
             if s.state != ST_EMPTY && now >= s.expires {
+                reclaimed(&s.key, &s.payload);
                 // The backward shift may pull a later entry into slot i: look at it again.
                 self.delete_at(i);
                 freed += 1;

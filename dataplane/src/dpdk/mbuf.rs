@@ -56,6 +56,13 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Records the port the mbuf arrived on (some PMDs, e.g. net_ring, leave it unset).
+    #[inline(always)]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: writes a plain field of the mbuf we exclusively own.
+        unsafe { self.0.as_mut() }.port = port;
+    }
+
     /// The packet bytes of the first segment.
     #[inline(always)]
     pub fn data(&self) -> &[u8] {

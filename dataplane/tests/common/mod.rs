@@ -83,6 +83,11 @@ fn perf_frame(net: u8) -> Vec<u8> {
     f[16..18].copy_from_slice(&50u16.to_be_bytes());
     f[22] = 64;
     f[23] = 17;
+    f[26..30].copy_from_slice(&[10, net + 1, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 2 - net, 0, 1]);
+    f[34..36].copy_from_slice(&1024u16.to_be_bytes());
+    f[36..38].copy_from_slice(&5001u16.to_be_bytes());
+    f[38..40].copy_from_slice(&30u16.to_be_bytes()); // UDP length: 64 - 14 - 20
     f
 }
 

@@ -1,57 +1,115 @@
-//! `bench`: testpmd-style benchmarks of the dataplane against dpdk-testpmd on the same
-//! vhost-user topology, cores and generator, run interleaved (A B A B ...) so the machine's
-//! swings hit every DUT alike. Prints a table of medians (min-max) and ratios, writes JSON.
+//! `bench`: testpmd-style benchmarks of the dataplane against dpdk-testpmd and OVS-DPDK on
+//! the same vhost-user topology, cores and generator, run interleaved (A B A B ...) so the
+//! machine's swings hit every DUT alike. Prints a table of medians (min-max) per frame size
+//! and flow count, ratios from per-round pairs, an RFC 2544-style zero-loss search and
+//! latency; writes everything (every sample, every counter) as JSON.
 //!
 //! ```text
-//! bench --rounds 5 --seconds 8 --json perf/results/quick.json
+//! bench --rounds 5 --seconds 8 --sizes 64,1518 --json perf/results/standard.json
+//! bench --duts dataplane-xconnect,testpmd-io --zero-loss dataplane-xconnect,testpmd-io
 //! ```
+//!
+//! DUTs: dataplane-xconnect, dataplane-pipeline (parse -> forward), testpmd-io,
+//! testpmd-macswap, null-sink (testpmd rxonly), ovs-forward, ovs-acl-1k, ovs-conntrack.
+//! The generator is dpdk-testpmd flowgen, or dpgen for IMIX (flowgen has no IMIX) and for
+//! ovs-conntrack (dpgen --mirror sends the replies of the forward flows, which flowgen never
+//! does, so conntrack sees established connections).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use perf::procs::{ensure_hugepages, wait_for_paths, Proc};
-use perf::topology::{testpmd_rx_pps_samples, VhostTopology};
+use perf::ovs::{Ovs, OvsPipeline};
+use perf::procs::{ensure_hugepages, parse_testpmd_totals, wait_for_paths, Proc};
+use perf::topology::{testpmd_rx_pps_samples, DpgenOpts, Traffic, VhostTopology};
 use serde_json::{json, Value};
 
-#[derive(Parser, Debug)]
-#[command(about = "Interleaved vhost-user benchmarks: dataplane vs dpdk-testpmd")]
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Interleaved vhost-user benchmarks: dataplane vs dpdk-testpmd vs OVS-DPDK")]
 struct Args {
-    /// Interleaved rounds (each runs every DUT once).
+    /// Interleaved rounds (each runs every DUT once per size and flow count).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Seconds of traffic per run.
+    /// Seconds of traffic per run (after the DUT's links are up).
     #[arg(long, default_value_t = 8.0)]
     seconds: f64,
     /// Seconds at the start of each run left out of the rate (warm-up).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// DUTs to run, comma-separated: dataplane-xconnect, dataplane-pipeline (parse -> forward),
-    /// testpmd-io, testpmd-macswap, null-sink (the generator's capacity).
-    #[arg(long, default_value = "dataplane-xconnect,dataplane-pipeline,testpmd-io,null-sink")]
+    /// DUTs, comma-separated (see the program's documentation).
+    #[arg(long, default_value = "dataplane-xconnect,dataplane-pipeline,testpmd-io,ovs-forward")]
     duts: String,
-    /// Write results (every sample, medians, ratios) here.
+    /// Frame sizes (bytes without FCS) and/or `imix`, comma-separated.
+    #[arg(long, default_value = "64")]
+    sizes: String,
+    /// Flow counts per port, comma-separated.
+    #[arg(long, default_value = "1024")]
+    flows: String,
+    /// Always use dpgen (full speed) as generator instead of testpmd flowgen.
+    #[arg(long)]
+    dpgen: bool,
+    /// DUTs to run the zero-loss search and latency measurement on (64-byte, first flow count).
+    #[arg(long, default_value = "")]
+    zero_loss: String,
+    /// Seconds per zero-loss trial.
+    #[arg(long, default_value_t = 3.0)]
+    zl_seconds: f64,
+    /// Binary-search steps per zero-loss search.
+    #[arg(long, default_value_t = 6)]
+    zl_steps: usize,
+    /// Upper bound of the zero-loss search, Mpps per port.
+    #[arg(long, default_value_t = 6.0)]
+    zl_max_mpps: f64,
+    /// Seconds of the latency run (at 50% of the zero-loss rate).
+    #[arg(long, default_value_t = 5.0)]
+    latency_seconds: f64,
+    /// Name of this set of results (quick, standard, ...), recorded in the JSON.
+    #[arg(long, default_value = "adhoc")]
+    set: String,
+    /// Write results (every sample, medians, ratios, headline numbers at the top level) here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Merge the headline figures into this JSON object file (created if missing).
-    #[arg(long)]
-    headline: Option<PathBuf>,
 }
 
-/// One run's outcome: forwarded Mpps per direction as the generator received it.
+/// One run's outcome.
 #[derive(Debug, Clone)]
 struct Sample {
-    /// Mpps received by the generator, port 0 and port 1 (= forwarded by the DUT).
+    /// Mpps the generator received per port (= forwarded by the DUT), after warm-up.
     rx_mpps: [f64; 2],
-    /// Mpps the generator sent (for the null sink: its capacity).
+    /// Mpps the generator sent per port, after warm-up.
     tx_mpps: [f64; 2],
-    /// The DUT's own loss accounting, if it reports one.
+    /// "flowgen" or "dpgen".
+    generator: &'static str,
+    /// Generator totals over the whole run: sent and received per port.
+    gen_tx: [u64; 2],
+    gen_rx: [u64; 2],
+    /// The DUT's in/out/drops accounting.
+    accounting: Value,
+    /// The DUT's own report (dataplane stats JSON, testpmd totals, OVS port stats).
     dut: Value,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+impl Sample {
+    fn fwd(&self) -> f64 {
+        self.rx_mpps[0] + self.rx_mpps[1]
+    }
+    fn sent(&self) -> f64 {
+        self.tx_mpps[0] + self.tx_mpps[1]
+    }
+    fn json(&self) -> Value {
+        json!({
+            "forwarded_mpps": self.rx_mpps, "sent_mpps": self.tx_mpps, "generator": self.generator,
+            "generator_sent": self.gen_tx, "generator_received": self.gen_rx,
+            "generator_lost": (self.gen_tx[0] + self.gen_tx[1]).saturating_sub(self.gen_rx[0] + self.gen_rx[1]),
+            "accounting": self.accounting, "dut": self.dut,
+        })
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return f64::NAN;
     }
@@ -63,167 +121,406 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+fn min_max(v: &[f64]) -> (f64, f64) {
+    (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(0.0, f64::max))
+}
+
 fn tx_pps_samples(out: &str) -> Vec<Vec<u64>> {
     // Same layout as Rx-pps; reuse the parser on the Tx lines.
     testpmd_rx_pps_samples(&out.replace("Rx-pps:", "Rx-ignored:").replace("Tx-pps:", "Rx-pps:"))
 }
 
-fn mean_after_warmup(samples: &[u64], warmup: usize) -> f64 {
-    let s: Vec<u64> = samples.iter().skip(warmup).copied().collect();
-    if s.is_empty() {
-        return 0.0;
+/// dpgen's per-period lines `[  1.0s] port P NAME tx X Mpps  rx Y Mpps` as (tx, rx) per port.
+fn dpgen_rate_samples(out: &str) -> Vec<Vec<(f64, f64)>> {
+    let mut per: Vec<Vec<(f64, f64)>> = Vec::new();
+    for line in out.lines().filter(|l| l.starts_with('[')) {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        let Some(i) = t.iter().position(|w| *w == "port") else { continue };
+        let (Some(p), Some(txi), Some(rxi)) = (t.get(i + 1).and_then(|s| s.parse::<usize>().ok()), t.iter().position(|w| *w == "tx"), t.iter().position(|w| *w == "rx")) else { continue };
+        let (Some(tx), Some(rx)) = (t.get(txi + 1).and_then(|s| s.parse().ok()), t.get(rxi + 1).and_then(|s| s.parse().ok())) else { continue };
+        if per.len() <= p {
+            per.resize(p + 1, Vec::new());
+        }
+        per[p].push((tx, rx));
     }
-    s.iter().sum::<u64>() as f64 / s.len() as f64 / 1e6
+    per
 }
 
-fn run_once(dut: &str, a: &Args) -> Result<Sample, String> {
-    let t = VhostTopology::new(&format!("bench-{dut}"));
-    let stats = t.scratch.path("dut.json");
-    let mut d: Proc = match dut {
-        "dataplane-xconnect" => {
-            let cfg = t.dataplane_config("", "");
-            t.start_dataplane(&cfg, &stats, 0.0)
-        }
-        "dataplane-pipeline" => {
-            let cfg = t.dataplane_config("", perf::topology::PARSE_FORWARD);
-            t.start_dataplane(&cfg, &stats, 0.0)
-        }
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn ovs_pipeline(dut: &str) -> Option<OvsPipeline> {
+    match dut {
+        "ovs-forward" => Some(OvsPipeline::Forward),
+        "ovs-acl-1k" => Some(OvsPipeline::Acl(1000)),
+        "ovs-conntrack" => Some(OvsPipeline::Conntrack),
+        _ => None,
+    }
+}
+
+/// The DUT, however it runs.
+enum Dut {
+    Proc(Proc),
+    Ovs(Ovs),
+}
+
+fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf) -> Result<Dut, String> {
+    Ok(Dut::Proc(match dut {
+        "dataplane-xconnect" => t.start_dataplane(&t.dataplane_config("", ""), stats, 0.0),
+        "dataplane-pipeline" => t.start_dataplane(&t.dataplane_config("", perf::topology::PARSE_FORWARD), stats, 0.0),
         "testpmd-io" => t.start_testpmd_dut("io"),
         "testpmd-macswap" => t.start_testpmd_dut("macswap"),
         "null-sink" => t.start_testpmd_dut("rxonly"),
-        other => return Err(format!("unknown DUT {other}")),
-    };
-    if !wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
-        return Err(format!("{dut}: sockets never appeared:\n{}", d.output()));
+        other => match ovs_pipeline(other) {
+            Some(p) => return Ovs::start(&t.scratch, &t.sock0, &t.sock1, p).map(Dut::Ovs),
+            None => return Err(format!("unknown DUT {other}")),
+        },
+    }))
+}
+
+/// Stops the DUT and returns (its report, its in/out/drops accounting).
+fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), String> {
+    match d {
+        Dut::Ovs(o) => {
+            let r = o.report();
+            o.stop();
+            let ports = r["ports"].as_array().cloned().unwrap_or_default();
+            let sum = |k: &str| ports.iter().map(|p| p[k].as_u64().unwrap_or(0)).sum::<u64>();
+            let (i, out, drops) = (sum("rx"), sum("tx"), sum("tx_dropped") + sum("rx_dropped"));
+            let acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64,
+                "note": "OVS interface counters; unaccounted = dropped by OpenFlow rules (conntrack: +new from port 2, packets before ct commit) or in flight at stop"});
+            Ok((r, acc))
+        }
+        Dut::Proc(mut p) => {
+            p.interrupt();
+            if p.wait(Duration::from_secs(30)).is_none() {
+                return Err(format!("{dut_name} did not stop:\n{}", p.output()));
+            }
+            if dut_name.starts_with("dataplane") {
+                let r: Value = serde_json::from_str(&std::fs::read_to_string(stats).map_err(|e| format!("{dut_name} stats: {e}"))?).map_err(|e| e.to_string())?;
+                let ports = r["ports"].as_array().cloned().unwrap_or_default();
+                let sum = |k: &str| ports.iter().map(|p| p[k].as_u64().unwrap_or(0)).sum::<u64>();
+                let pipe: u64 = r["pipeline"].as_array().map(|w| w.iter().map(|x| x["dropped"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+                let leaked: u64 = r["mempools"].as_array().map(|m| m.iter().map(|x| x["in_use_after_stop"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+                let (i, out, drops) = (sum("rx"), sum("tx"), sum("tx_dropped") + sum("rx_no_route") + pipe);
+                let acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64, "leaked_mbufs": leaked});
+                Ok((r, acc))
+            } else {
+                let tot = parse_testpmd_totals(&p.output());
+                let (i, out): (u64, u64) = (tot.iter().map(|t| t.rx).sum(), tot.iter().map(|t| t.tx).sum());
+                let drops: u64 = if dut_name == "null-sink" { i } else { tot.iter().map(|t| t.tx_dropped).sum() };
+                let r = json!(tot.iter().map(|t| json!({"rx": t.rx, "rx_dropped": t.rx_dropped, "tx": t.tx, "tx_dropped": t.tx_dropped})).collect::<Vec<_>>());
+                let mut acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64});
+                if dut_name == "null-sink" {
+                    acc["note"] = json!("rxonly: every packet received is consumed by design");
+                }
+                Ok((json!({"testpmd_totals": r}), acc))
+            }
+        }
     }
-    let mut gen = t.start_flowgen();
-    std::thread::sleep(Duration::from_secs_f64(a.seconds));
-    gen.interrupt();
-    if gen.wait(Duration::from_secs(30)) != Some(0) {
-        return Err(format!("generator failed:\n{}", gen.output()));
-    }
-    d.interrupt();
-    if d.wait(Duration::from_secs(30)).is_none() {
-        return Err(format!("{dut} did not stop:\n{}", d.output()));
-    }
-    let out = gen.output();
-    let rx = testpmd_rx_pps_samples(&out);
-    let tx = tx_pps_samples(&out);
-    if rx.len() < 2 || tx.len() < 2 {
-        return Err(format!("no rate samples from the generator:\n{out}"));
-    }
-    let w = a.warmup.round() as usize;
-    let dut_report = if dut.starts_with("dataplane") {
-        serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| format!("{dut} stats: {e}"))?).map_err(|e| e.to_string())?
+}
+
+fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
+    let ovs = ovs_pipeline(dut).is_some();
+    let use_dpgen = a.dpgen || traffic.size.contains(',') || traffic.size.eq_ignore_ascii_case("imix") || dut == "ovs-conntrack";
+    let t = if ovs { VhostTopology::new_server(&format!("bench-{dut}")) } else { VhostTopology::new(&format!("bench-{dut}")) };
+    let stats = t.scratch.path("dut.json");
+    let gen_json = t.scratch.path("gen.json");
+    let opts = DpgenOpts { traffic: traffic.clone(), mirror: dut == "ovs-conntrack", latency: false, stats_period: 1.0, linger: 3.0 };
+    // dpgen waits for the links, then sends for warm-up + measured seconds.
+    let dpgen_secs = a.warmup + a.seconds;
+    let start_gen = |t: &VhostTopology| if use_dpgen { t.start_dpgen_with(0.0, dpgen_secs, &gen_json, &opts, "dpgen.log") } else { t.start_flowgen_with(traffic) };
+    let (d, mut gen) = if ovs {
+        // The generator owns the sockets; OVS connects as vhost-user client.
+        let gen = start_gen(&t);
+        // virtio-user in server mode waits for its client at init, port by port: only the
+        // first socket exists before OVS connects (OVS client ports retry until it does).
+        if !wait_for_paths(&[&t.sock0], Duration::from_secs(30)) {
+            return Err(format!("generator sockets never appeared:\n{}", gen.output()));
+        }
+        let d = start_dut(dut, &t, &stats)?;
+        if let Dut::Ovs(o) = &d {
+            o.wait_links_up(Duration::from_secs(60))?;
+        }
+        (d, gen)
     } else {
-        Value::Null
+        let d = start_dut(dut, &t, &stats)?;
+        if !wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
+            let out = if let Dut::Proc(p) = &d { p.output() } else { String::new() };
+            return Err(format!("{dut}: sockets never appeared:\n{out}"));
+        }
+        (d, start_gen(&t))
     };
-    Ok(Sample {
-        rx_mpps: [mean_after_warmup(&rx[0], w), mean_after_warmup(&rx[1], w)],
-        tx_mpps: [mean_after_warmup(&tx[0], w), mean_after_warmup(&tx[1], w)],
-        dut: dut_report,
-    })
+    // Rate samples printed before the links came up (OVS started after flowgen) are skipped.
+    let skip = if use_dpgen { 0 } else { testpmd_rx_pps_samples(&gen.output()).first().map_or(0, Vec::len) };
+    let w = a.warmup.round() as usize;
+    let (rx_mpps, tx_mpps, gen_tx, gen_rx);
+    let (dut_report, accounting);
+    if use_dpgen {
+        // dpgen writes its JSON, then lingers with the ports connected: read the DUT then.
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(dpgen_secs + 60.0);
+        while !gen_json.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        (dut_report, accounting) = stop_dut(dut, d, &stats)?;
+        if gen.wait(Duration::from_secs_f64(dpgen_secs + 60.0)) != Some(0) {
+            return Err(format!("dpgen failed:\n{}", gen.output()));
+        }
+        let s = dpgen_rate_samples(&gen.output());
+        if s.len() < 2 || s[0].len() <= w {
+            return Err(format!("no rate samples from dpgen:\n{}", gen.output()));
+        }
+        let per = |p: usize, rx: bool| mean(&s[p].iter().skip(w).map(|x| if rx { x.1 } else { x.0 }).collect::<Vec<_>>());
+        rx_mpps = [per(0, true), per(1, true)];
+        tx_mpps = [per(0, false), per(1, false)];
+        let g: Value = serde_json::from_str(&std::fs::read_to_string(&gen_json).map_err(|e| format!("dpgen json: {e}"))?).map_err(|e| e.to_string())?;
+        let n = |p: usize, k: &str| g["ports"][p][k].as_u64().unwrap_or(0);
+        gen_tx = [n(0, "tx"), n(1, "tx")];
+        gen_rx = [n(0, "rx"), n(1, "rx")];
+    } else {
+        std::thread::sleep(Duration::from_secs_f64(a.warmup + a.seconds));
+        // OVS forgets a vhost port's counters when its peer goes away, and flowgen cannot
+        // linger: read OVS while traffic still flows (in-flight packets show as unaccounted).
+        let mut early = None;
+        let mut d = Some(d);
+        if ovs {
+            let (r, mut acc) = stop_dut(dut, d.take().ok_or("no DUT")?, &stats)?;
+            acc["note"] = json!("read while flowgen was still sending: in-flight packets count as unaccounted; use --dpgen for exact OVS accounting");
+            early = Some((r, acc));
+        }
+        gen.interrupt();
+        if gen.wait(Duration::from_secs(30)) != Some(0) {
+            return Err(format!("generator failed:\n{}", gen.output()));
+        }
+        let out = gen.output();
+        let (rx, tx) = (testpmd_rx_pps_samples(&out), tx_pps_samples(&out));
+        if rx.len() < 2 || tx.len() < 2 || rx[0].len() <= skip + w {
+            return Err(format!("no rate samples from the generator:\n{out}"));
+        }
+        let per = |v: &Vec<u64>| mean(&v.iter().skip(skip + w).map(|&x| x as f64 / 1e6).collect::<Vec<_>>());
+        rx_mpps = [per(&rx[0]), per(&rx[1])];
+        tx_mpps = [per(&tx[0]), per(&tx[1])];
+        let tot = parse_testpmd_totals(&out);
+        gen_tx = [tot.first().map_or(0, |x| x.tx), tot.get(1).map_or(0, |x| x.tx)];
+        gen_rx = [tot.first().map_or(0, |x| x.rx), tot.get(1).map_or(0, |x| x.rx)];
+        std::thread::sleep(Duration::from_millis(300));
+        (dut_report, accounting) = match early {
+            Some(x) => x,
+            None => stop_dut(dut, d.take().ok_or("no DUT")?, &stats)?,
+        };
+    }
+    Ok(Sample { rx_mpps, tx_mpps, generator: if use_dpgen { "dpgen" } else { "testpmd-flowgen" }, gen_tx, gen_rx, accounting, dut: dut_report })
+}
+
+/// RFC 2544-style binary search with dpgen for the highest rate per port the DUT forwards
+/// with zero loss, then latency at 50% of it. The DUT runs for the whole search.
+fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
+    if ovs_pipeline(dut).is_some() {
+        return Err("zero-loss search runs on dataplane and testpmd DUTs only".into());
+    }
+    let t = VhostTopology::new(&format!("zl-{dut}"));
+    let stats = t.scratch.path("dut.json");
+    let d = start_dut(dut, &t, &stats)?;
+    if !wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
+        return Err(format!("{dut}: sockets never appeared"));
+    }
+    let trial = |rate: f64, secs: f64, latency: bool, n: usize| -> Result<Value, String> {
+        let json = t.scratch.path(&format!("zl-{n}.json"));
+        let opts = DpgenOpts { traffic: Traffic::default(), mirror: false, latency, stats_period: 0.0, linger: 0.0 };
+        let mut g = t.start_dpgen_with(rate, secs, &json, &opts, &format!("zl-{n}.log"));
+        if g.wait(Duration::from_secs_f64(secs + 60.0)) != Some(0) {
+            return Err(format!("dpgen failed:\n{}", g.output()));
+        }
+        serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    };
+    let (mut lo, mut hi) = (0.0f64, a.zl_max_mpps);
+    let mut trials = Vec::new();
+    for step in 0..a.zl_steps {
+        let rate = (lo + hi) / 2.0;
+        let g = trial(rate, a.zl_seconds, false, step)?;
+        let ports = g["ports"].as_array().cloned().unwrap_or_default();
+        let sent: u64 = ports.iter().map(|p| p["tx"].as_u64().unwrap_or(0)).sum();
+        let got: u64 = ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum();
+        let achieved: f64 = ports.iter().map(|p| p["tx_mpps"].as_f64().unwrap_or(0.0)).sum::<f64>() / ports.len().max(1) as f64;
+        // A trial counts only if the generator reached the rate; otherwise it is the limit.
+        let reached = achieved >= 0.98 * rate;
+        let ok = sent == got && reached;
+        eprintln!("zero-loss {dut}: {rate:.3} Mpps/port offered, {achieved:.3} sent, lost {} -> {}", sent.saturating_sub(got), if ok { "pass" } else if !reached { "generator short" } else { "loss" });
+        trials.push(json!({"offered_mpps_per_port": rate, "sent_mpps_per_port": achieved, "sent": sent, "received": got, "lost": sent.saturating_sub(got), "pass": ok, "generator_reached_rate": reached}));
+        if ok {
+            lo = rate;
+        } else {
+            hi = rate;
+        }
+    }
+    let mut res = json!({"dut": dut, "frame_size": 64, "trial_seconds": a.zl_seconds, "zero_loss_mpps_per_port": lo, "zero_loss_mpps_total": 2.0 * lo, "search_upper_bound": a.zl_max_mpps, "trials": trials});
+    if lo > 0.0 {
+        let g = trial(lo / 2.0, a.latency_seconds, true, 99)?;
+        let lat: Vec<Value> = g["ports"].as_array().map(|p| p.iter().map(|x| x["latency"].clone()).collect()).unwrap_or_default();
+        res["latency_at_half_rate"] = json!({"rate_mpps_per_port": lo / 2.0, "seconds": a.latency_seconds, "per_receiving_port": lat});
+    }
+    let (_, acc) = stop_dut(dut, d, &stats)?;
+    res["dut_accounting_whole_search"] = acc;
+    Ok(res)
 }
 
 fn main() {
     let a = Args::parse();
     ensure_hugepages(1536);
-    let duts: Vec<String> = a.duts.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-    for round in 0..a.rounds {
-        for dut in &duts {
-            match run_once(dut, &a) {
-                Ok(s) => {
-                    let dp_loss = loss_note(&s.dut);
-                    eprintln!(
-                        "round {} {:<20} fwd {:6.3} + {:6.3} Mpps (gen tx {:6.3} + {:6.3}){}",
-                        round + 1,
-                        dut,
-                        s.rx_mpps[0],
-                        s.rx_mpps[1],
-                        s.tx_mpps[0],
-                        s.tx_mpps[1],
-                        dp_loss
-                    );
-                    samples.entry(dut.clone()).or_default().push(s);
-                }
-                Err(e) => {
-                    eprintln!("round {} {dut}: FAILED: {e}", round + 1);
-                    std::process::exit(1);
+    let list = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<String>>();
+    let duts = list(&a.duts);
+    let sizes = list(&a.sizes);
+    let flows: Vec<u32> = list(&a.flows).iter().map(|f| f.parse().unwrap_or_else(|_| panic!("--flows: {f} is not a number"))).collect();
+    if duts.iter().any(|d| ovs_pipeline(d).is_some()) && !perf::ovs::available() {
+        eprintln!("bench: OVS-DPDK is not installed ({}): run scripts/setup --bench", perf::ovs::VSWITCHD_DPDK);
+        std::process::exit(2);
+    }
+    let started = std::time::Instant::now();
+    // (size, flows) -> dut -> samples, in round order.
+    let mut samples: BTreeMap<(String, u32), BTreeMap<String, Vec<Sample>>> = BTreeMap::new();
+    for size in &sizes {
+        for &nf in &flows {
+            let traffic = Traffic { size: size.clone(), flows: nf };
+            for round in 0..a.rounds {
+                for dut in &duts {
+                    match run_once(dut, &traffic, &a) {
+                        Ok(s) => {
+                            eprintln!(
+                                "{size:>4}B {nf:>5} flows round {} {:<20} fwd {:6.3} + {:6.3} Mpps (gen {} sent {:6.3} + {:6.3}) DUT in {} out {} drops {} unaccounted {}",
+                                round + 1,
+                                dut,
+                                s.rx_mpps[0],
+                                s.rx_mpps[1],
+                                s.generator,
+                                s.tx_mpps[0],
+                                s.tx_mpps[1],
+                                s.accounting["in"],
+                                s.accounting["out"],
+                                s.accounting["counted_drops"],
+                                s.accounting["unaccounted"]
+                            );
+                            samples.entry((size.clone(), nf)).or_default().entry(dut.clone()).or_default().push(s);
+                        }
+                        Err(e) => {
+                            eprintln!("round {} {dut} ({size}B, {nf} flows): FAILED: {e}", round + 1);
+                            std::process::exit(1);
+                        }
+                    }
                 }
             }
         }
     }
 
-    // Table: per DUT, median (min-max) of total forwarded Mpps (both directions).
-    let total = |s: &Sample| s.rx_mpps[0] + s.rx_mpps[1];
-    let mut med: BTreeMap<String, f64> = BTreeMap::new();
-    println!("\n64-byte frames, vhost-user, DUT on 1 core, generator dpdk-testpmd flowgen on the other; {} rounds x {} s", a.rounds, a.seconds);
-    println!("{:<22} {:>22} {:>14}", "DUT", "forwarded Mpps (both)", "per direction");
-    for (dut, ss) in &samples {
-        let mut v: Vec<f64> = if dut == "null-sink" { ss.iter().map(|s| s.tx_mpps[0] + s.tx_mpps[1]).collect() } else { ss.iter().map(total).collect() };
-        let (lo, hi) = (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(0.0, f64::max));
-        let m = median(&mut v);
-        med.insert(dut.clone(), m);
-        let label = if dut == "null-sink" { "generator capacity (sent into a null sink)".to_string() } else { dut.clone() };
-        println!("{label:<22} {m:>10.3} ({lo:.3}-{hi:.3}) {:>10.3}", m / 2.0);
+    let mut rows = Vec::new();
+    let mut doc = serde_json::Map::new();
+    let mut ratios_by_size = serde_json::Map::new();
+    println!("\nvhost-user, DUT on CPU 1, generator on CPU 0; {} interleaved rounds x {} s (+{} s warm-up); medians (min-max)", a.rounds, a.seconds, a.warmup);
+    println!("{:>5} {:>6} {:<20} {:<16} {:>24} {:>10} {:>9} {:>14}  limit", "size", "flows", "DUT", "generator", "forwarded Mpps (both)", "Gbit/s", "gen sent", "lost (gen)");
+    for ((size, nf), per_dut) in &samples {
+        // The generator's capacity: the highest median send rate of any DUT at this size.
+        let cap = per_dut.values().map(|ss| median(&ss.iter().map(Sample::sent).collect::<Vec<_>>())).fold(0.0, f64::max);
+        let mean_bytes = perf::traffic::size_pattern(size).map(|p| perf::traffic::mean_size(&p)).unwrap_or(64.0);
+        for (dut, ss) in per_dut {
+            let fwd: Vec<f64> = ss.iter().map(Sample::fwd).collect();
+            let sent: Vec<f64> = ss.iter().map(Sample::sent).collect();
+            let (lo, hi) = min_max(&fwd);
+            let (m, ms) = (median(&fwd), median(&sent));
+            let gen_sent: u64 = ss.iter().map(|s| s.gen_tx[0] + s.gen_tx[1]).sum();
+            let gen_lost: u64 = ss.iter().map(|s| (s.gen_tx[0] + s.gen_tx[1]).saturating_sub(s.gen_rx[0] + s.gen_rx[1])).sum();
+            let loss_frac = gen_lost as f64 / gen_sent.max(1) as f64;
+            let unacc: i64 = ss.iter().map(|s| s.accounting["unaccounted"].as_i64().unwrap_or(0)).sum();
+            // Generator-limited: the DUT forwarded (nearly) all it was sent, and the generator
+            // sent about as fast as it ever does at this size. Otherwise the DUT held it back
+            // (lost packets, or back-pressure through the vhost rings slowed the sender).
+            let limit = if dut == "null-sink" {
+                "sink"
+            } else if loss_frac < 0.01 && ms >= 0.9 * cap {
+                "generator"
+            } else {
+                "DUT"
+            };
+            let gbps = m * 1e6 * (mean_bytes + 20.0) * 8.0 / 1e9;
+            println!(
+                "{size:>5} {nf:>6} {dut:<20} {:<16} {m:>9.3} ({lo:.3}-{hi:.3}) {gbps:>10.2} {ms:>9.3} {:>8} {:>4.1}%  {limit}{}",
+                ss[0].generator,
+                gen_lost,
+                loss_frac * 100.0,
+                if dut.starts_with("ovs") || unacc == 0 { String::new() } else { format!(" (DUT in != out + drops by {unacc})") }
+            );
+            rows.push(json!({
+                "size": size, "mean_frame_bytes": mean_bytes, "flows": nf, "dut": dut, "generator": ss[0].generator,
+                "forwarded_mpps_median": m, "forwarded_mpps_min": lo, "forwarded_mpps_max": hi,
+                "forwarded_gbps_median": gbps, "sent_mpps_median": ms, "generator_capacity_mpps": cap,
+                "generator_lost": gen_lost, "generator_sent": gen_sent, "loss_fraction": loss_frac,
+                "dut_unaccounted": unacc, "limit": limit,
+                "samples_forwarded_mpps": fwd,
+            }));
+        }
+        // Per-round ratios (the pairs ran back to back), then their median.
+        let mut r = serde_json::Map::new();
+        for (key, x, y) in [("xconnect_vs_testpmd", "dataplane-xconnect", "testpmd-io"), ("pipeline_vs_testpmd", "dataplane-pipeline", "testpmd-io"), ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward"), ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward")] {
+            if let (Some(xs), Some(ys)) = (per_dut.get(x), per_dut.get(y)) {
+                let per: Vec<f64> = xs.iter().zip(ys).map(|(p, q)| p.fwd() / q.fwd()).collect();
+                let (lo, hi) = min_max(&per);
+                println!("{size:>5}B {nf:>5} flows: {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3})", median(&per));
+                r.insert(key.into(), json!({"median": median(&per), "min": lo, "max": hi, "per_round": per}));
+            }
+        }
+        ratios_by_size.insert(format!("{size}B/{nf}"), Value::Object(r.clone()));
+        if size == &sizes[0] && *nf == flows[0] {
+            for (k, v) in r {
+                doc.insert(k, v["median"].clone());
+            }
+            doc.insert("generator_capacity_mpps".into(), json!(cap));
+        }
     }
-    let mut headline = serde_json::Map::new();
-    if let (Some(d), Some(t)) = (med.get("dataplane-xconnect"), med.get("testpmd-io")) {
-        // Per-round ratios, then their median: interleaved pairs share the machine's state.
-        let (dv, tv) = (&samples["dataplane-xconnect"], &samples["testpmd-io"]);
-        let mut ratios: Vec<f64> = dv.iter().zip(tv).map(|(x, y)| total(x) / total(y)).collect();
-        let r = median(&mut ratios);
-        println!("dataplane cross-connect / testpmd io: {r:.3} (median of per-round ratios; ratio of medians {:.3})", d / t);
-        headline.insert("xconnect_vs_testpmd".into(), json!(r));
-    }
-    if let (Some(_), Some(_)) = (med.get("dataplane-pipeline"), med.get("testpmd-io")) {
-        let (dv, tv) = (&samples["dataplane-pipeline"], &samples["testpmd-io"]);
-        let mut ratios: Vec<f64> = dv.iter().zip(tv).map(|(x, y)| total(x) / total(y)).collect();
-        let r = median(&mut ratios);
-        println!("dataplane parse -> forward / testpmd io: {r:.3} (median of per-round ratios)");
-        headline.insert("pipeline_vs_testpmd".into(), json!(r));
-    }
-    if let Some(g) = med.get("null-sink") {
-        headline.insert("generator_capacity_mpps".into(), json!(g));
-        for (dut, m) in &med {
-            if dut != "null-sink" {
-                let limit = if *m > 0.9 * g { "generator (DUT forwards > 90% of what the generator can send)" } else { "DUT" };
-                println!("{dut}: limit = {limit}");
+    let mut zl = Vec::new();
+    for dut in list(&a.zero_loss) {
+        match zero_loss(&dut, &a) {
+            Ok(r) => {
+                println!("zero loss {dut}: {:.3} Mpps per port; latency at half rate: {}", r["zero_loss_mpps_per_port"], r["latency_at_half_rate"]["per_receiving_port"]);
+                zl.push(r);
+            }
+            Err(e) => {
+                eprintln!("zero-loss {dut}: FAILED: {e}");
+                std::process::exit(1);
             }
         }
     }
-    let doc = json!({
-        "topology": "vhost-user, 64B, flowgen 1024 flows",
-        "rounds": a.rounds,
-        "seconds": a.seconds,
-        "machine": machine(),
-        "medians_mpps": med,
-        "samples": samples.iter().map(|(k, v)| (k.clone(), v.iter().map(|s| json!({"rx_mpps": s.rx_mpps, "tx_mpps": s.tx_mpps, "dut": s.dut})).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
-        "headline": headline.clone(),
-    });
+    doc.insert("set".into(), json!(a.set));
+    doc.insert("when".into(), json!(now_utc()));
+    doc.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
+    doc.insert("machine".into(), machine());
+    doc.insert("topology".into(), json!("two vhost-user ports; DUT on CPU 1 (dataplane worker, testpmd forwarding lcore, OVS PMD), generator on CPU 0 (testpmd flowgen or dpgen via virtio-user). OVS DUTs: generator is the vhost-user server, OVS dpdkvhostuserclient ports."));
+    doc.insert("method".into(), json!({"rounds": a.rounds, "seconds": a.seconds, "warmup": a.warmup, "interleaved": true, "duts": duts, "sizes": sizes, "flows": flows,
+        "forwarded": "Mpps the generator received back (both directions), mean of 1-second samples after warm-up",
+        "limit": "generator if the generator lost < 1% and sent >= 90% of the highest send rate seen at that size, else DUT",
+        "note": "shared 2-core machine, other jobs running: only interleaved ratios are meaningful"}));
+    doc.insert("results".into(), json!(rows));
+    doc.insert("ratios".into(), Value::Object(ratios_by_size));
+    doc.insert("zero_loss".into(), json!(zl));
+    doc.insert(
+        "samples".into(),
+        json!(samples.iter().map(|((s, f), m)| (format!("{s}B/{f}"), m.iter().map(|(d, v)| (d.clone(), v.iter().map(Sample::json).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>())).collect::<BTreeMap<_, _>>()),
+    );
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&doc).unwrap() + "\n").expect("writing json");
+        std::fs::write(p, serde_json::to_string_pretty(&Value::Object(doc)).unwrap() + "\n").expect("writing json");
         eprintln!("wrote {}", p.display());
-    }
-    if let Some(p) = &a.headline {
-        let mut obj: serde_json::Map<String, Value> =
-            std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-        for (k, v) in headline {
-            obj.insert(k, v);
-        }
-        std::fs::write(p, serde_json::to_string_pretty(&Value::Object(obj)).unwrap() + "\n").expect("writing headline");
     }
 }
 
-fn loss_note(dut: &Value) -> String {
-    let Some(ports) = dut["ports"].as_array() else { return String::new() };
-    let rx: u64 = ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum();
-    let tx: u64 = ports.iter().map(|p| p["tx"].as_u64().unwrap_or(0)).sum();
-    let dropped: u64 = ports.iter().map(|p| p["tx_dropped"].as_u64().unwrap_or(0)).sum();
-    let leaked: u64 = dut["mempools"].as_array().map(|m| m.iter().map(|x| x["in_use_after_stop"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
-    let balance = if rx == tx + dropped { "in = out + drops" } else { "IN != OUT + DROPS" };
-    format!("  [dataplane rx {rx} tx {tx} dropped {dropped}: {balance}; leaked mbufs {leaked}]")
+fn now_utc() -> String {
+    std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+fn cmd_first_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string()).unwrap_or_default()
 }
 
 fn machine() -> Value {
@@ -231,5 +528,14 @@ fn machine() -> Value {
         .ok()
         .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_default();
-    json!({ "cpu": cpu, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "dpdk": dataplane::dpdk::version() })
+    json!({
+        "cpu": cpu,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cores": {"generator": 0, "dut": 1},
+        "kernel": cmd_first_line("uname", &["-r"]),
+        "dpdk": dataplane::dpdk::version(),
+        "ovs": cmd_first_line(perf::ovs::VSWITCHD_DPDK, &["--version"]),
+        "rustc": cmd_first_line("rustc", &["--version"]),
+        "dataplane_git": cmd_first_line("git", &["rev-parse", "--short", "HEAD"]),
+    })
 }

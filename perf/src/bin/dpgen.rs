@@ -4,13 +4,18 @@
 //! counts what every port receives, so a zero-loss check compares sent and received per
 //! direction. Ports are whatever EAL creates from the `--vdev`/`-a` arguments after `--`.
 //!
+//! `--size` takes one size, a list (round robin) or `imix`; `--mirror` makes port 1 send the
+//! replies of port 0's flows (so a stateful DUT sees both directions of every connection);
+//! `--latency` stamps the first packet of every burst with the TSC and reports the round
+//! trip (min, mean, p50, p99, max) of the probes that come back on each port.
+//!
 //! ```text
 //! dpgen --port net_virtio_user0 --port net_virtio_user1 --rate-mpps 0.5 --duration 10 \
 //!       --json out.json -- --lcores 0@0,1@0 --no-pci --file-prefix gen --vdev ...
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
@@ -18,6 +23,7 @@ use clap::Parser;
 use dataplane::counters::bump;
 use dataplane::dpdk::{self, lcore, port::free_bulk, Eal, Mbuf, Mempool, Port, PortConfig};
 use perf::frames::udp_frame;
+use perf::traffic::{read_stamp, reply_frame, size_pattern, stamp, LatencyHistogram};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rate-limited DPDK traffic generator")]
@@ -31,9 +37,9 @@ struct Args {
     /// Seconds of transmission.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Frame size in bytes (without FCS), at least 60.
-    #[arg(long, default_value_t = 64)]
-    size: usize,
+    /// Frame size in bytes (without FCS, 60..1518), a comma list sent round robin, or `imix`.
+    #[arg(long, default_value = "64")]
+    size: String,
     /// Number of flows per port (destination IP and source port vary).
     #[arg(long, default_value_t = 1024)]
     flows: u32,
@@ -52,6 +58,16 @@ struct Args {
     /// Packets per burst.
     #[arg(long, default_value_t = 32)]
     burst: usize,
+    /// Port 1 sends the replies of port 0's flows (needs exactly two ports).
+    #[arg(long)]
+    mirror: bool,
+    /// Timestamp the first packet of every burst and report round-trip latency per port.
+    #[arg(long)]
+    latency: bool,
+    /// Seconds to keep the ports open (connected, idle) after writing the JSON, so the DUT's
+    /// counters can be read before the vhost-user connection goes away.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
     /// EAL arguments.
     #[arg(last = true)]
     eal: Vec<String>,
@@ -70,8 +86,12 @@ const MAX_BURST: usize = 64;
 
 fn main() {
     let a = Args::parse();
-    if a.size < 60 || a.size > 1514 || a.burst == 0 || a.burst > MAX_BURST || a.flows == 0 {
-        eprintln!("error: size must be 60..1514, burst 1..{MAX_BURST}, flows >= 1");
+    if let Err(e) = size_pattern(&a.size) {
+        eprintln!("error: --size: {e}");
+        std::process::exit(2);
+    }
+    if a.burst == 0 || a.burst > MAX_BURST || a.flows == 0 || (a.mirror && a.ports.len() != 2) {
+        eprintln!("error: burst must be 1..{MAX_BURST}, flows >= 1, --mirror needs two ports");
         std::process::exit(2);
     }
     let eal = match Eal::init(&a.eal) {
@@ -111,10 +131,27 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let n = ports.len();
-    // Templates: port p sends 10.(p+1).0.1 -> 10.(q+1).x.y (q = the next port), flows vary.
-    let templates: Vec<Vec<Vec<u8>>> = (0..n)
-        .map(|p| (0..a.flows).map(|f| udp_frame(a.size, p as u8, ((p + 1) % n) as u8, f)).collect())
+    let pattern = size_pattern(&a.size).map_err(|e| dpdk::DpdkError::new(e, libc::EINVAL))?;
+    let mut distinct = pattern.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // Which template set each packet of the size pattern uses.
+    let pattern_idx: Vec<usize> = pattern.iter().map(|s| distinct.iter().position(|d| d == s).unwrap_or(0)).collect();
+    // Templates [port][size][flow]: port p sends 10.(p+1).0.1 -> 10.(q+1).x.y (q = the next
+    // port), flows vary; with --mirror port 1 sends the replies of port 0's flows.
+    let templates: Vec<Vec<Vec<Vec<u8>>>> = (0..n)
+        .map(|p| {
+            distinct
+                .iter()
+                .map(|&size| {
+                    (0..a.flows)
+                        .map(|f| if a.mirror && p == 1 { reply_frame(&udp_frame(size, 0, 1, f)) } else { udp_frame(size, p as u8, ((p + 1) % n) as u8, f) })
+                        .collect()
+                })
+                .collect()
+        })
         .collect();
+    let latency_out: Arc<Mutex<Vec<LatencyHistogram>>> = Arc::new(Mutex::new(Vec::new()));
     let counters: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
     let sending = Arc::new(AtomicBool::new(true));
     let running = Arc::new(AtomicBool::new(true));
@@ -125,12 +162,16 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     }
     let job = {
         let (counters, sending, running, pool) = (counters.clone(), sending.clone(), running.clone(), pool.clone());
-        let (rate, burst) = (a.rate_mpps * 1e6, a.burst);
+        let (rate, burst, probes) = (a.rate_mpps * 1e6, a.burst, a.latency);
+        let latency_out = latency_out.clone();
+        let mut hist: Vec<LatencyHistogram> = (0..n).map(|_| LatencyHistogram::default()).collect();
+        let ns_per_tick = 1e9 / hz;
         move || {
             let mut rxqs = rxqs;
             let mut txqs = txqs;
             let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
             let mut next_flow = vec![0usize; txqs.len()];
+            let mut next_size = vec![0usize; txqs.len()];
             let mut tokens = vec![0f64; txqs.len()];
             let mut last = dpdk::rdtsc();
             while running.load(Relaxed) {
@@ -155,9 +196,15 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         }
                         let tpl = &templates[p];
                         for m in pkts.iter_mut() {
-                            let t = &tpl[next_flow[p]];
-                            next_flow[p] = if next_flow[p] + 1 == tpl.len() { 0 } else { next_flow[p] + 1 };
+                            let t = &tpl[pattern_idx[next_size[p]]][next_flow[p]];
+                            next_size[p] = if next_size[p] + 1 == pattern_idx.len() { 0 } else { next_size[p] + 1 };
+                            next_flow[p] = if next_flow[p] + 1 == t_len(tpl) { 0 } else { next_flow[p] + 1 };
                             m.append(t);
+                        }
+                        if probes {
+                            if let Some(m) = pkts.first_mut() {
+                                stamp(m.data_mut(), dpdk::rdtsc());
+                            }
                         }
                         let sent = txq.tx_burst(&mut pkts);
                         tokens[p] -= sent as f64;
@@ -171,6 +218,14 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 for (p, rxq) in rxqs.iter_mut().enumerate() {
                     let got = rxq.rx_burst(&mut pkts, MAX_BURST);
                     if got != 0 {
+                        if probes {
+                            let now = dpdk::rdtsc();
+                            for m in pkts.iter() {
+                                if let Some(ts) = read_stamp(m.data()) {
+                                    hist[p].record((now.wrapping_sub(ts) as f64 * ns_per_tick) as u64);
+                                }
+                            }
+                        }
                         let bytes: usize = pkts.iter().map(|m| m.len()).sum();
                         bump(&counters[p].rx, got as u64);
                         bump(&counters[p].rx_bytes, bytes as u64);
@@ -178,6 +233,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                     }
                 }
             }
+            *latency_out.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut hist);
             0
         }
     };
@@ -209,11 +265,16 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     std::thread::sleep(Duration::from_millis(300));
     running.store(false, Relaxed);
     lcore::wait(eal, worker);
+    let hists = std::mem::take(&mut *latency_out.lock().unwrap_or_else(|e| e.into_inner()));
     let report: Vec<serde_json::Value> = counters
         .iter()
         .enumerate()
         .map(|(p, c)| {
             let (tx, rx) = (c.tx.load(Relaxed), c.rx.load(Relaxed));
+            let lat = hists.get(p).filter(|_| a.latency).map(|h| h.summary()).unwrap_or(serde_json::Value::Null);
+            if !lat.is_null() {
+                println!("port {p} {}: latency (round trip of probes received here) {lat}", a.ports[p]);
+            }
             println!("port {p} {}: tx {tx} rx {rx} ({:.3} / {:.3} Mpps) tx-full {} alloc-fail {}", a.ports[p], tx as f64 / tx_secs / 1e6, rx as f64 / tx_secs / 1e6, c.tx_full.load(Relaxed), c.alloc_fail.load(Relaxed));
             serde_json::json!({
                 "port": a.ports[p],
@@ -224,17 +285,26 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 "alloc_fail": c.alloc_fail.load(Relaxed),
                 "tx_mpps": tx as f64 / tx_secs / 1e6,
                 "rx_mpps": rx as f64 / tx_secs / 1e6,
+                "latency": lat,
             })
         })
         .collect();
     if let Some(path) = &a.json {
-        let doc = serde_json::json!({ "duration_s": tx_secs, "rate_mpps_per_port": a.rate_mpps, "size": a.size, "flows": a.flows, "ports": report });
+        let doc = serde_json::json!({ "duration_s": tx_secs, "rate_mpps_per_port": a.rate_mpps, "size": a.size, "mean_size": perf::traffic::mean_size(&pattern), "flows": a.flows, "mirror": a.mirror, "ports": report });
         std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json") + "\n")
             .map_err(|e| dpdk::DpdkError::new(format!("writing {}: {e}", path.display()), libc::EIO))?;
+    }
+    if a.linger > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(a.linger));
     }
     for p in ports {
         let _ = p.close();
     }
     drop(pool);
     Ok(())
+}
+
+/// Flows per size template set (the same for every size).
+fn t_len(tpl: &[Vec<Vec<u8>>]) -> usize {
+    tpl.first().map_or(1, Vec::len)
 }

@@ -8,14 +8,19 @@
 //! model and [`evaluate_flat`] against the flat rules, with the same verdict rule:
 //! highest priority wins, ties go to the earlier ACL in file order, otherwise the default.
 //!
-//! Pure Rust; no DPDK. The rte_acl compiler and the connection tracker (which admits the
-//! return traffic of `allow-related` sessions) live elsewhere.
+//! The stage: [`key`] lays out the classifier input and compiles flat rules for it,
+//! [`node`] is the `acl` node kind (generic over a [`Classify`] implementation: rte_acl in
+//! the dataplane, [`LinearClassifier`] here), [`publish`] swaps rule sets hitlessly.
+//! Pure Rust; no DPDK.
 
 pub mod counters;
 pub mod expand;
 pub mod expr;
+pub mod key;
 pub mod model;
 pub mod net;
+pub mod node;
+pub mod publish;
 pub mod reference;
 
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};
@@ -26,6 +31,9 @@ pub use model::{
     IpVersion, PortGroup, PortId, RuleSet,
 };
 pub use reference::{effective_priority, evaluate, evaluate_flat, PacketSummary, Verdict};
+pub use key::{compile, AclKey, Classify, CompileError, CompiledAcl, LinearClassifier};
+pub use node::{AclNode, AclParams, HubRegistry, OutportMode};
+pub use publish::{AclHub, AclProgram, PublishReport, StageError};
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,33 @@
-//! L4 load balancing: flow keys with stable hashing and Maglev consistent hashing.
+//! L4 load balancing: flow keys with stable hashing, Maglev consistent hashing, the
+//! service model, and the `lb` node (NAT mode, per-worker connection tracking).
 //!
 //! Per packet, the load balancer looks the flow up in the worker's
 //! [`crate::conntrack::ConnTrack`]; on a miss it picks a backend with
 //! [`Maglev::lookup`] on [`FlowKey::hash`] (for the configured [`HashMode`]) and inserts
 //! the flow with that backend as payload. Both steps are allocation-free.
+//!
+//! - [`service`]: configuration (services, backends, conntrack settings) and the immutable
+//!   runtime [`ServiceTable`].
+//! - [`control`]: [`LbControl`], which builds tables off the workers and publishes them
+//!   (hitless backend changes), and the per-service / per-backend counters.
+//! - [`node`]: the `lb` node kind.
+//! - [`nat`]: the header rewrites (DNAT, reply un-NAT, RST) with checksum updates.
 
+pub mod control;
 pub mod flow;
 pub mod maglev;
+pub mod nat;
+pub mod node;
+pub mod service;
 
 #[cfg(test)]
 mod bench;
 
+pub use control::{BackendStats, EndpointStats, LbControl, LbStats, ServiceStats};
 pub use flow::{FlowKey, HashMode, IpFamily};
 pub use maglev::{Backend, BackendId, BackendState, Maglev, MaglevError, DEFAULT_TABLE_SIZE};
+pub use node::{register, register_with, LbClock, LbNode, NatEntry};
+pub use service::{
+    BackendConfig, BackendStatus, ConfigError, ConntrackConfig, DownPolicy, L4Protocol, LbConfig,
+    ServiceConfig, ServiceTable,
+};

@@ -1,0 +1,620 @@
+//! The classifier's view of a packet ([`AclKey`], one 64-byte buffer per packet), the
+//! rte_acl field layout over it ([`V4_FIELDS`], [`V6_FIELDS`]), the compilation of flat
+//! rules into per-field values ([`compile`]) and a software model of rte_acl that scans
+//! the compiled rules ([`LinearClassifier`]). The [`Classify`] trait is what the ACL node
+//! calls once per family per burst; the dataplane implements it over rte_acl.
+//!
+//! # Key layout (64 bytes, one cache line, multi-byte fields big-endian)
+//!
+//! | offset | size | field | rte_acl type | input index |
+//! |---|---|---|---|---|
+//! | 0 | 1 | IP protocol | BITMASK | 0 |
+//! | 1 | 3 | zero padding | - | - |
+//! | 4 | 4 | input-port classes, bits 0..32 | BITMASK | 1 |
+//! | 8 | 4 | input-port classes, bits 32..64 | BITMASK | 2 |
+//! | 12 | 4 | output-port classes, bits 0..32 | BITMASK | 3 |
+//! | 16 | 4 | output-port classes, bits 32..64 | BITMASK | 4 |
+//! | 20 | 2 | L4 word A: TCP/UDP source port, or ICMP type | RANGE | 5 |
+//! | 22 | 2 | L4 word B: TCP/UDP destination port, or ICMP code | RANGE | 5 |
+//! | 24 | 16 | source address (IPv4: bytes 24..28) | MASK (1 or 4 x 32 bits) | 6 (v6: 6..10) |
+//! | 40 | 16 | destination address (IPv4: bytes 40..44) | MASK | 7 (v6: 10..14) |
+//! | 56 | 8 | zero padding | - | - |
+//!
+//! rte_acl reads its input 4 bytes at a time at each input index's offset (after the
+//! first byte); every group above is a full 4-byte word, and the IPv4 context's last read
+//! ends at byte 44, the IPv6 context's at byte 56, so the 8 trailing bytes are slack: no
+//! read ever leaves the 64-byte key, even if a future field layout ends in a 1- or 2-byte
+//! field (rte_acl may then read up to 4 bytes past its end).
+//!
+//! **Port classes**: every port reference used by any flat rule (a port group, or a port
+//! by name) gets a bit; a port's bitmask has the bits of the references it satisfies. A
+//! rule's `require` refs become `value = mask = bit`, its `exclude` refs `mask = bit,
+//! value = 0`. At most 64 distinct references.
+//!
+//! **L4 words**: a flat rule constrains TCP/UDP ports only when its protocol is exactly
+//! TCP or UDP, and ICMP type/code only when it is exactly ICMP of its family, so one pair
+//! of 16-bit ranges carries either (the packet's protocol selects what goes in the key).
+
+use std::sync::Arc;
+
+use super::expand::{AclTable, FlatRule, PortRef};
+use super::model::{Action, IpNet, IpVersion, PortId, RuleSet};
+use super::reference::dense_priorities;
+use crate::graph::PortInfo;
+use crate::meta::PacketMeta;
+
+/// Bytes of an [`AclKey`].
+pub const KEY_LEN: usize = 64;
+/// Offset of the protocol byte.
+pub const OFF_PROTO: usize = 0;
+/// Offset of the input-port class words.
+pub const OFF_IN: usize = 4;
+/// Offset of the output-port class words.
+pub const OFF_OUT: usize = 12;
+/// Offset of the two L4 words.
+pub const OFF_L4: usize = 20;
+/// Offset of the source address.
+pub const OFF_SRC: usize = 24;
+/// Offset of the destination address.
+pub const OFF_DST: usize = 40;
+/// Most port references (groups or named ports) the rules may use.
+pub const MAX_PORT_CLASSES: usize = 64;
+
+/// The classifier input for one packet (see the module docs for the layout).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct AclKey(pub [u8; KEY_LEN]);
+
+impl Default for AclKey {
+    fn default() -> Self {
+        AclKey([0; KEY_LEN])
+    }
+}
+
+impl std::fmt::Debug for AclKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AclKey(")?;
+        for b in &self.0[..56] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl AclKey {
+    /// Fills the key. `src`/`dst` hold an IPv4 address in bytes 0..4 (rest zero) or an
+    /// IPv6 address; `l4` is (source port, destination port) or (ICMP type, code).
+    #[inline(always)]
+    pub fn set(
+        &mut self,
+        proto: u8,
+        in_bits: u64,
+        out_bits: u64,
+        l4: (u16, u16),
+        src: &[u8; 16],
+        dst: &[u8; 16],
+    ) {
+        let k = &mut self.0;
+        k[OFF_PROTO] = proto;
+        k[OFF_IN..OFF_IN + 4].copy_from_slice(&(in_bits as u32).to_be_bytes());
+        k[OFF_IN + 4..OFF_IN + 8].copy_from_slice(&((in_bits >> 32) as u32).to_be_bytes());
+        k[OFF_OUT..OFF_OUT + 4].copy_from_slice(&(out_bits as u32).to_be_bytes());
+        k[OFF_OUT + 4..OFF_OUT + 8].copy_from_slice(&((out_bits >> 32) as u32).to_be_bytes());
+        k[OFF_L4..OFF_L4 + 2].copy_from_slice(&l4.0.to_be_bytes());
+        k[OFF_L4 + 2..OFF_L4 + 4].copy_from_slice(&l4.1.to_be_bytes());
+        k[OFF_SRC..OFF_SRC + 16].copy_from_slice(src);
+        k[OFF_DST..OFF_DST + 16].copy_from_slice(dst);
+    }
+
+    /// Fills the key from parsed metadata (an IP packet) and the port-class bitmasks.
+    #[inline(always)]
+    pub fn set_from_meta(&mut self, m: &PacketMeta, in_bits: u64, out_bits: u64) {
+        self.set(m.protocol, in_bits, out_bits, l4_words(m), &m.src_addr, &m.dst_addr);
+    }
+}
+
+/// The L4 words of a packet: TCP/UDP ports, ICMP type/code for ICMP of the packet's
+/// family, else zeros.
+#[inline(always)]
+pub fn l4_words(m: &PacketMeta) -> (u16, u16) {
+    match (m.ip_version, m.protocol) {
+        (_, 6 | 17) => (m.src_port, m.dst_port),
+        (4, 1) | (6, 58) => (u16::from(m.icmp_type), u16::from(m.icmp_code)),
+        _ => (0, 0),
+    }
+}
+
+/// rte_acl field types (`RTE_ACL_FIELD_TYPE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Prefix: `value`, `mask_range` = prefix length in bits.
+    Mask = 0,
+    /// Inclusive range: `value` = low, `mask_range` = high.
+    Range = 1,
+    /// `(input & mask_range) == value`.
+    Bitmask = 2,
+}
+
+/// One field of the layout (an `rte_acl_field_def`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldDef {
+    /// Type.
+    pub kind: FieldKind,
+    /// Size in bytes (1, 2 or 4).
+    pub size: u8,
+    /// 4-byte input group.
+    pub input_index: u8,
+    /// Offset in the key.
+    pub offset: u32,
+}
+
+const fn fd(kind: FieldKind, size: u8, input_index: u8, offset: usize) -> FieldDef {
+    FieldDef {
+        kind,
+        size,
+        input_index,
+        offset: offset as u32,
+    }
+}
+
+const COMMON: [FieldDef; 7] = [
+    fd(FieldKind::Bitmask, 1, 0, OFF_PROTO),
+    fd(FieldKind::Bitmask, 4, 1, OFF_IN),
+    fd(FieldKind::Bitmask, 4, 2, OFF_IN + 4),
+    fd(FieldKind::Bitmask, 4, 3, OFF_OUT),
+    fd(FieldKind::Bitmask, 4, 4, OFF_OUT + 4),
+    fd(FieldKind::Range, 2, 5, OFF_L4),
+    fd(FieldKind::Range, 2, 5, OFF_L4 + 2),
+];
+
+/// Number of fields of the IPv4 layout.
+pub const V4_NUM_FIELDS: usize = 9;
+/// Number of fields of the IPv6 layout.
+pub const V6_NUM_FIELDS: usize = 15;
+
+/// The IPv4 layout (field index = position).
+pub const V4_FIELDS: [FieldDef; V4_NUM_FIELDS] = [
+    COMMON[0],
+    COMMON[1],
+    COMMON[2],
+    COMMON[3],
+    COMMON[4],
+    COMMON[5],
+    COMMON[6],
+    fd(FieldKind::Mask, 4, 6, OFF_SRC),
+    fd(FieldKind::Mask, 4, 7, OFF_DST),
+];
+
+/// The IPv6 layout (field index = position).
+pub const V6_FIELDS: [FieldDef; V6_NUM_FIELDS] = [
+    COMMON[0],
+    COMMON[1],
+    COMMON[2],
+    COMMON[3],
+    COMMON[4],
+    COMMON[5],
+    COMMON[6],
+    fd(FieldKind::Mask, 4, 6, OFF_SRC),
+    fd(FieldKind::Mask, 4, 7, OFF_SRC + 4),
+    fd(FieldKind::Mask, 4, 8, OFF_SRC + 8),
+    fd(FieldKind::Mask, 4, 9, OFF_SRC + 12),
+    fd(FieldKind::Mask, 4, 10, OFF_DST),
+    fd(FieldKind::Mask, 4, 11, OFF_DST + 4),
+    fd(FieldKind::Mask, 4, 12, OFF_DST + 8),
+    fd(FieldKind::Mask, 4, 13, OFF_DST + 12),
+];
+
+/// The layout of a family.
+pub fn fields_of(v: IpVersion) -> &'static [FieldDef] {
+    match v {
+        IpVersion::V4 => &V4_FIELDS,
+        IpVersion::V6 => &V6_FIELDS,
+    }
+}
+
+/// A field's value in a compiled rule (host byte order, as rte_acl wants rules).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldValue {
+    /// Value (prefix address, range low, or bitmask value).
+    pub value: u32,
+    /// Prefix length, range high, or bitmask mask.
+    pub mask_range: u32,
+}
+
+/// One rule ready for rte_acl: unique priority, user data (`acl index + 1`) and a value
+/// per field of its family's layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledRule {
+    /// Unique per ACL (rank from [`dense_priorities`]); higher wins.
+    pub priority: u32,
+    /// `acl index + 1` (0 is "no match").
+    pub userdata: u32,
+    /// One per field of [`fields_of`] the family.
+    pub fields: Vec<FieldValue>,
+}
+
+/// Errors compiling flat rules for the classifier.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The rules use more distinct port groups / named ports than the key has bits.
+    #[error("the ACLs use {0} distinct port groups and named ports; at most {MAX_PORT_CLASSES} fit the classifier key")]
+    TooManyPortClasses(usize),
+    /// A flat rule constrains both TCP/UDP ports and ICMP fields (cannot happen for rules
+    /// from the expansion).
+    #[error("acl #{0}: a flat rule constrains both L4 ports and ICMP fields")]
+    L4Overlay(usize),
+    /// The classifier could not be built.
+    #[error("building the classifier: {0}")]
+    Build(String),
+}
+
+/// The port references used by the rules, each with a bit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortClasses {
+    refs: Vec<PortRef>,
+}
+
+impl PortClasses {
+    /// The references used by `flat`'s port matches (sorted, at most 64).
+    pub fn of<'r>(flat: impl IntoIterator<Item = &'r FlatRule>) -> Result<Self, CompileError> {
+        let mut refs: Vec<PortRef> = Vec::new();
+        for r in flat {
+            for pm in [&r.inport, &r.outport] {
+                refs.extend(pm.require.iter().chain(&pm.exclude).cloned());
+            }
+        }
+        refs.sort();
+        refs.dedup();
+        if refs.len() > MAX_PORT_CLASSES {
+            return Err(CompileError::TooManyPortClasses(refs.len()));
+        }
+        Ok(PortClasses { refs })
+    }
+
+    /// Number of classes in use.
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    /// True if no rule tests a port.
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
+    fn bit(&self, r: &PortRef) -> u64 {
+        match self.refs.binary_search(r) {
+            Ok(i) => 1u64 << i,
+            Err(_) => 0,
+        }
+    }
+
+    /// The bitmask of a port: the bits of the references it satisfies.
+    pub fn bits_of(&self, rules: &RuleSet, port: PortId<'_>) -> u64 {
+        self.refs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.matches(rules, port))
+            .fold(0, |acc, (i, _)| acc | 1u64 << i)
+    }
+
+    fn port_field(&self, require: &[PortRef], exclude: &[PortRef]) -> (u64, u64) {
+        let value = require.iter().fold(0, |a, r| a | self.bit(r));
+        let mask = exclude.iter().fold(value, |a, r| a | self.bit(r));
+        (value, mask)
+    }
+}
+
+fn addr_words(net: &IpNet) -> [FieldValue; 4] {
+    let bytes = match net.addr() {
+        std::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
+    let len = u32::from(net.prefix_len());
+    let mut out = [FieldValue::default(); 4];
+    for (i, w) in out.iter_mut().enumerate() {
+        let l = len.saturating_sub(32 * i as u32).min(32);
+        let v = u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+        // Host bits beyond the prefix are zero in a canonical IpNet; mask anyway.
+        let m = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+        *w = FieldValue {
+            value: v & m,
+            mask_range: l,
+        };
+    }
+    out
+}
+
+fn compile_rule(
+    r: &FlatRule,
+    classes: &PortClasses,
+    priority: u32,
+) -> Result<CompiledRule, CompileError> {
+    let ports_full = r.src_port.lo == 0 && r.src_port.hi == u16::MAX && r.dst_port.lo == 0 && r.dst_port.hi == u16::MAX;
+    let icmp_full = r.icmp_type.lo == 0 && r.icmp_type.hi == u8::MAX && r.icmp_code.lo == 0 && r.icmp_code.hi == u8::MAX;
+    if !ports_full && !icmp_full {
+        return Err(CompileError::L4Overlay(r.acl));
+    }
+    let (a, b) = if icmp_full {
+        ((r.src_port.lo, r.src_port.hi), (r.dst_port.lo, r.dst_port.hi))
+    } else {
+        (
+            (u16::from(r.icmp_type.lo), u16::from(r.icmp_type.hi)),
+            (u16::from(r.icmp_code.lo), u16::from(r.icmp_code.hi)),
+        )
+    };
+    let (iv, im) = classes.port_field(&r.inport.require, &r.inport.exclude);
+    let (ov, om) = classes.port_field(&r.outport.require, &r.outport.exclude);
+    let bm = |value: u64, mask: u64| FieldValue {
+        value: value as u32,
+        mask_range: mask as u32,
+    };
+    let mut fields = vec![
+        FieldValue {
+            value: u32::from(r.proto.value),
+            mask_range: u32::from(r.proto.mask),
+        },
+        bm(iv, im),
+        bm(iv >> 32, im >> 32),
+        bm(ov, om),
+        bm(ov >> 32, om >> 32),
+        FieldValue {
+            value: u32::from(a.0),
+            mask_range: u32::from(a.1),
+        },
+        FieldValue {
+            value: u32::from(b.0),
+            mask_range: u32::from(b.1),
+        },
+    ];
+    let (src, dst) = (addr_words(&r.src), addr_words(&r.dst));
+    match r.version {
+        IpVersion::V4 => {
+            fields.push(src[0]);
+            fields.push(dst[0]);
+        }
+        IpVersion::V6 => {
+            fields.extend_from_slice(&src);
+            fields.extend_from_slice(&dst);
+        }
+    }
+    Ok(CompiledRule {
+        priority,
+        userdata: r.acl as u32 + 1,
+        fields,
+    })
+}
+
+/// Flat rules compiled for the classifier, per family, with everything the ACL node
+/// needs to judge a packet from the classifier's answer.
+#[derive(Clone, Debug)]
+pub struct CompiledAcl {
+    /// The rule set (names and actions of the ACLs, port groups).
+    pub rules: Arc<RuleSet>,
+    /// IPv4 rules.
+    pub v4: Vec<CompiledRule>,
+    /// IPv6 rules.
+    pub v6: Vec<CompiledRule>,
+    /// Action per ACL index.
+    pub actions: Vec<Action>,
+    /// The port references and their bits.
+    pub classes: PortClasses,
+    /// Port-class bitmask per port id (index = [`PortInfo::index`]; absent ports: 0).
+    pub port_bits: Vec<u64>,
+}
+
+/// Compiles an expanded rule set for the graph's `ports`: unique priorities by
+/// [`dense_priorities`] (so the classifier agrees with [`super::evaluate`] on ties), port
+/// classes, and per-port bitmasks.
+pub fn compile(table: &AclTable, ports: &[PortInfo]) -> Result<CompiledAcl, CompileError> {
+    let rules = table.rules();
+    let classes = PortClasses::of(table.flat_rules())?;
+    let prio = dense_priorities(rules.acls());
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for r in table.flat_rules() {
+        let c = compile_rule(r, &classes, prio[r.acl])?;
+        match r.version {
+            IpVersion::V4 => v4.push(c),
+            IpVersion::V6 => v6.push(c),
+        }
+    }
+    let size = ports.iter().map(|p| usize::from(p.index) + 1).max().unwrap_or(0);
+    let mut port_bits = vec![0u64; size];
+    for p in ports {
+        let id = if p.role.is_empty() {
+            PortId::named(&p.name)
+        } else {
+            PortId::with_role(&p.name, &p.role)
+        };
+        port_bits[usize::from(p.index)] = classes.bits_of(rules, id);
+    }
+    Ok(CompiledAcl {
+        rules: Arc::new(rules.clone()),
+        v4,
+        v6,
+        actions: rules.acls().iter().map(|a| a.action).collect(),
+        classes,
+        port_bits,
+    })
+}
+
+impl CompiledAcl {
+    /// The rules of a family.
+    pub fn rules_of(&self, v: IpVersion) -> &[CompiledRule] {
+        match v {
+            IpVersion::V4 => &self.v4,
+            IpVersion::V6 => &self.v6,
+        }
+    }
+
+    /// The port-class bitmask of port id `port` (0 for unknown ports).
+    #[inline(always)]
+    pub fn bits(&self, port: u16) -> u64 {
+        self.port_bits.get(usize::from(port)).copied().unwrap_or(0)
+    }
+}
+
+/// A built classifier: for each key of one family, the user data of the
+/// highest-priority matching rule (`acl index + 1`), or 0.
+pub trait Classify: Send + Sync + Sized + 'static {
+    /// Builds a classifier from compiled rules (called on the control thread).
+    fn build(acl: &CompiledAcl) -> Result<Self, CompileError>;
+    /// Classifies a whole burst of one family at once: `results[i]` for `keys[i]`.
+    /// `results` is at least as long as `keys`.
+    fn classify(&self, family: IpVersion, keys: &[AclKey], results: &mut [u32]);
+    /// What it is (e.g. `rte_acl avx2`), for logs and reports.
+    fn describe(&self) -> String;
+}
+
+#[inline(always)]
+fn word(key: &AclKey, f: &FieldDef) -> u32 {
+    let o = f.offset as usize;
+    let k = &key.0;
+    match f.size {
+        1 => u32::from(k[o]),
+        2 => u32::from(u16::from_be_bytes([k[o], k[o + 1]])),
+        _ => u32::from_be_bytes([k[o], k[o + 1], k[o + 2], k[o + 3]]),
+    }
+}
+
+/// True if `key` satisfies every field of `rule` under rte_acl's semantics.
+pub fn key_matches(family: IpVersion, rule: &CompiledRule, key: &AclKey) -> bool {
+    fields_of(family).iter().zip(&rule.fields).all(|(f, v)| {
+        let x = word(key, f);
+        match f.kind {
+            FieldKind::Bitmask => x & v.mask_range == v.value,
+            FieldKind::Range => v.value <= x && x <= v.mask_range,
+            FieldKind::Mask => {
+                let bits = u32::from(f.size) * 8;
+                let m = if v.mask_range == 0 {
+                    0
+                } else {
+                    u32::MAX << (bits - v.mask_range.min(bits))
+                };
+                x & m == v.value & m
+            }
+        }
+    })
+}
+
+/// A software model of rte_acl: scans the compiled rules of the key's family and keeps
+/// the highest-priority match. Used where DPDK is not available (tests, `check`).
+#[derive(Clone, Debug)]
+pub struct LinearClassifier {
+    v4: Vec<CompiledRule>,
+    v6: Vec<CompiledRule>,
+}
+
+impl Classify for LinearClassifier {
+    fn build(acl: &CompiledAcl) -> Result<Self, CompileError> {
+        Ok(LinearClassifier {
+            v4: acl.v4.clone(),
+            v6: acl.v6.clone(),
+        })
+    }
+
+    fn classify(&self, family: IpVersion, keys: &[AclKey], results: &mut [u32]) {
+        let rules = match family {
+            IpVersion::V4 => &self.v4,
+            IpVersion::V6 => &self.v6,
+        };
+        for (k, out) in keys.iter().zip(results.iter_mut()) {
+            let mut best: Option<&CompiledRule> = None;
+            for r in rules {
+                if best.map_or(true, |b| r.priority > b.priority) && key_matches(family, r, k) {
+                    best = Some(r);
+                }
+            }
+            *out = best.map_or(0, |r| r.userdata);
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("linear scan ({} + {} rules)", self.v4.len(), self.v6.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::expand::ExpandLimits;
+    use crate::acl::model::AclFile;
+    use crate::acl::reference::{evaluate, PacketSummary};
+    use std::net::IpAddr;
+
+    const THREE_TIER: &str = include_str!("../../../config/acl-three-tier.toml");
+
+    /// The key a packet summary gives, through PacketMeta like the node does.
+    pub(crate) fn key_of(acl: &CompiledAcl, p: &PacketSummary<'_>, ports: &[PortInfo]) -> AclKey {
+        let id = |name: &str| ports.iter().find(|x| x.name == name).map(|x| x.index);
+        let mut m = PacketMeta::default();
+        let (v, s, d) = match (p.src, p.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (4, PacketMeta::v4_bytes(s.octets()), PacketMeta::v4_bytes(d.octets())),
+            (IpAddr::V6(s), IpAddr::V6(d)) => (6, s.octets(), d.octets()),
+            _ => unreachable!(),
+        };
+        m.ip_version = v;
+        m.src_addr = s;
+        m.dst_addr = d;
+        m.protocol = p.proto;
+        m.src_port = p.src_port;
+        m.dst_port = p.dst_port;
+        m.icmp_type = p.icmp_type;
+        m.icmp_code = p.icmp_code;
+        let mut k = AclKey::default();
+        let bits = |n: &str| id(n).map_or(0, |i| acl.bits(i));
+        k.set_from_meta(&m, bits(p.inport.name), bits(p.outport.name));
+        k
+    }
+
+    #[test]
+    fn three_tier_compiles_and_agrees() {
+        let file: AclFile = toml::from_str(THREE_TIER).unwrap();
+        let rs = RuleSet::from_config(&file.acl).unwrap();
+        let table = AclTable::new(rs, ExpandLimits::default()).unwrap();
+        let ports = [
+            PortInfo::new(0, "web0", ""),
+            PortInfo::new(1, "ba0", ""),
+            PortInfo::new(2, "db0", ""),
+        ];
+        let acl = compile(&table, &ports).unwrap();
+        // Two allows (one /24 each) and the tier drop (3 groups) per family.
+        assert_eq!((acl.v4.len(), acl.v6.len()), (5, 3));
+        assert_eq!(acl.classes.len(), 3);
+        assert_eq!(acl.port_bits.len(), 3);
+        assert!(acl.port_bits.iter().all(|b| b.count_ones() == 1));
+        let c = LinearClassifier::build(&acl).unwrap();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let pk = |i: &'static str, o: &'static str, s, d, dp| {
+            PacketSummary::tcp(PortId::named(i), PortId::named(o), ip(s), ip(d), 40000, dp)
+        };
+        let cases = [
+            pk("web0", "ba0", "10.0.1.10", "10.0.2.20", 8080),
+            pk("ba0", "db0", "10.0.2.20", "10.0.3.30", 5432),
+            pk("web0", "db0", "10.0.1.10", "10.0.3.30", 5432),
+            pk("db0", "ba0", "10.0.3.30", "10.0.2.20", 5432),
+            pk("web0", "ba0", "10.0.1.10", "10.0.2.20", 8081),
+        ];
+        let keys: Vec<AclKey> = cases.iter().map(|p| key_of(&acl, p, &ports)).collect();
+        let mut res = vec![9u32; keys.len()];
+        c.classify(IpVersion::V4, &keys, &mut res);
+        for (p, r) in cases.iter().zip(&res) {
+            let want = evaluate(table.rules(), p).acl.map_or(0, |i| i as u32 + 1);
+            assert_eq!(*r, want, "{p:?}");
+        }
+        assert_eq!(res, vec![1, 2, 3, 3, 3]);
+    }
+
+    #[test]
+    fn address_words() {
+        let w = addr_words(&"2001:db8::/40".parse().unwrap());
+        assert_eq!(w[0], FieldValue { value: 0x2001_0db8, mask_range: 32 });
+        assert_eq!(w[1].mask_range, 8);
+        assert_eq!((w[2].mask_range, w[3].mask_range), (0, 0));
+        let w = addr_words(&"10.1.2.3".parse().unwrap());
+        assert_eq!(w[0], FieldValue { value: 0x0a01_0203, mask_range: 32 });
+    }
+}

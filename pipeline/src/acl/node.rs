@@ -1,0 +1,927 @@
+//! The `acl` node kind: OVN-style ACLs on a compiled classifier, optionally stateful.
+//!
+//! # How a packet is judged (per burst)
+//! 1. At the burst boundary the node adopts a newly published program, if any
+//!    ([`super::publish`]); the whole burst is then judged by one program.
+//! 2. Non-IP packets get the default action (or pass, with `allow_non_ip = true`).
+//! 3. Stateful (`stateful = N`): the flow keys of all IP packets are looked up in the
+//!    worker's connection table in one batch; a packet of a tracked connection, in either
+//!    direction, passes without classification (TCP state is advanced).
+//! 4. The others get a 64-byte key each ([`AclKey`]): protocol, input- and output-port
+//!    class bitmasks, L4 ports or ICMP type/code, addresses. IPv4 and IPv6 keys go to
+//!    their own classifier context: one classify call per family present in the burst.
+//! 5. The result is the winning ACL (highest priority, ties to the earlier ACL in the
+//!    file) or the default action: `allow` -> next; `allow-related` -> next, and a
+//!    connection entry is created (table full: drop `conntrack-full`); `drop` -> drop
+//!    `acl-deny` (no ACL matched: `default-deny`); `reject` -> drop `acl-reject` (no TCP RST
+//!    or ICMP unreachable is sent back). A packet denied in a burst in which a connection
+//!    was created is looked up again, so a reply in the same burst as its request passes.
+//!
+//! # Ports
+//! `inport` is the packet's input port. `outport` is known before the forward node only
+//! if the node is told how it will be decided: `outport = "cross-connect"` with the same
+//! `pairs` as the `forward` node, or `outport = "by-metadata"` (`meta.out_port`, set by an
+//! earlier node), or `outport = "by-route"` with `routes` (destination prefix -> port; the
+//! node then also sets `meta.out_port` for `forward` in `by-metadata` mode). With `outport = "none"` (default) the output port is no port: ACLs that
+//! require `outport == ...` never match and `outport != ...` always does.
+//!
+//! Non-first IP fragments carry no L4 header: they are classified with ports 0 (use the
+//! parse node's `fragments = "drop"` where that matters).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+
+use serde::Deserialize;
+
+use super::key::{AclKey, Classify};
+use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
+use super::publish::{expand_config, AclHub, Installed, WorkerSlot};
+use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
+use crate::graph::{
+    BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
+};
+use crate::lb::flow::{FlowKey, IpFamily, PROTO_TCP};
+use crate::meta::PacketMeta;
+use crate::nodes::NodeImpl;
+use crate::PacketBuf;
+
+/// Drop code: an ACL with action `drop` matched.
+pub const DROP_ACL_DENY: u8 = 0;
+/// Drop code: no ACL matched and the default denies.
+pub const DROP_DEFAULT_DENY: u8 = 1;
+/// Drop code: an ACL with action `reject` matched.
+pub const DROP_ACL_REJECT: u8 = 2;
+/// Drop code: a new `allow-related` session found the connection table full.
+pub const DROP_CONNTRACK_FULL: u8 = 3;
+
+/// Extra counter: packets classified.
+pub const CTR_CLASSIFIED: usize = 0;
+/// Extra counter: packets passed by the connection table.
+pub const CTR_CT_HITS: usize = 1;
+/// Extra counter: connections created.
+pub const CTR_CT_NEW: usize = 2;
+/// Extra counter: non-IP packets.
+pub const CTR_NON_IP: usize = 3;
+/// Extra counter: rule updates adopted.
+pub const CTR_UPDATES: usize = 4;
+
+/// How the node learns the output port of a packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutportMode {
+    /// Not known: no port.
+    #[default]
+    None,
+    /// The peer of the input port in `pairs` (as the `forward` node's cross-connect).
+    CrossConnect,
+    /// `meta.out_port`.
+    ByMetadata,
+    /// By destination address through `routes` (longest prefix first); the node also
+    /// stores the result in `meta.out_port` for a `forward` node in `by-metadata` mode.
+    /// A minimal static router for labs: the routes are scanned per packet.
+    ByRoute,
+}
+
+/// Parameters of the `acl` kind.
+///
+/// ```toml
+/// params = { rules = "config/acl-three-tier.toml", stateful = 65536,
+///            outport = "cross-connect", pairs = [["web0", "ba0"], ["db0", "db0"]] }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclParams {
+    /// A TOML file holding an `[acl]` table (relative paths: from the working directory).
+    #[serde(default)]
+    pub rules: Option<String>,
+    /// The `[acl]` table inline (instead of `rules`).
+    #[serde(default)]
+    pub acl: Option<AclConfig>,
+    /// Overrides the rules' default action.
+    #[serde(default)]
+    pub default: Option<Action>,
+    /// Connection-table capacity per worker; 0 (default): stateless, and
+    /// `allow-related` acts as `allow`.
+    #[serde(default)]
+    pub stateful: usize,
+    /// Connection idle timeouts in seconds (`udp`, `tcp_established`, `tcp_transient`,
+    /// `other`).
+    #[serde(default)]
+    pub timeouts: TimeoutSecs,
+    /// How the output port is known: `none` (default), `cross-connect`, `by-metadata`.
+    #[serde(default)]
+    pub outport: OutportMode,
+    /// Port pairs for `outport = "cross-connect"`.
+    #[serde(default)]
+    pub pairs: Vec<[String; 2]>,
+    /// Routes for `outport = "by-route"`: `[["10.0.1.0/24", "web0"], ...]`.
+    #[serde(default)]
+    pub routes: Vec<[String; 2]>,
+    /// Pass non-IP packets (ARP, ...) instead of giving them the default action.
+    #[serde(default)]
+    pub allow_non_ip: bool,
+}
+
+impl AclParams {
+    /// The `[acl]` table: read from `rules` or inline, with `default` applied.
+    pub fn load(&self) -> Result<AclConfig, ParamError> {
+        let mut cfg = match (&self.rules, &self.acl) {
+            (Some(path), None) => load_rules_file(Path::new(path))?,
+            (None, Some(cfg)) => cfg.clone(),
+            _ => {
+                return Err(ParamError::general(
+                    "give the rules as `rules = \"FILE\"` or as an inline `acl` table (exactly one)",
+                ))
+            }
+        };
+        if let Some(d) = self.default {
+            cfg.default = d;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Reads a file holding an `[acl]` table.
+pub fn load_rules_file(path: &Path) -> Result<AclConfig, ParamError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ParamError::new("rules", format!("{}: cannot read: {e}", path.display())))?;
+    let file: AclFile = toml::from_str(&text).map_err(|e| {
+        ParamError::new(
+            "rules",
+            format!("{}: {}", path.display(), e.to_string().trim()),
+        )
+    })?;
+    Ok(file.acl)
+}
+
+const NO_PORT: u16 = u16::MAX;
+
+struct Scratch {
+    keys: [[AclKey; VECTOR_SIZE]; 2],
+    res: [[u32; VECTOR_SIZE]; 2],
+    /// Family slot -> IP index.
+    fam_idx: [[u16; VECTOR_SIZE]; 2],
+    /// IP index -> packet index.
+    ip_idx: [u16; VECTOR_SIZE],
+    /// IP index -> classifier result (`u32::MAX`: not classified).
+    verdict: [u32; VECTOR_SIZE],
+    flows: [FlowKey; VECTOR_SIZE],
+    ct: [Option<(Handle, Direction)>; VECTOR_SIZE],
+}
+
+impl Scratch {
+    fn boxed() -> Box<Scratch> {
+        Box::new(Scratch {
+            keys: [[AclKey::default(); VECTOR_SIZE]; 2],
+            res: [[0; VECTOR_SIZE]; 2],
+            fam_idx: [[0; VECTOR_SIZE]; 2],
+            ip_idx: [0; VECTOR_SIZE],
+            verdict: [0; VECTOR_SIZE],
+            flows: [FlowKey::default(); VECTOR_SIZE],
+            ct: [None; VECTOR_SIZE],
+        })
+    }
+}
+
+/// The `acl` node of one worker.
+pub struct AclNode<C: Classify> {
+    hub: Arc<AclHub<C>>,
+    slot: Arc<WorkerSlot<C>>,
+    installed: Installed<C>,
+    outport: OutportMode,
+    /// Input port id -> output port id (cross-connect).
+    peer: Box<[u16]>,
+    /// Destination prefixes -> output port id, longest prefix first (by-route).
+    routes: Box<[(IpNet, u16)]>,
+    ct: Option<ConnTrack<()>>,
+    allow_non_ip: bool,
+    scratch: Box<Scratch>,
+}
+
+impl<C: Classify> std::fmt::Debug for AclNode<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AclNode")
+            .field("generation", &self.installed.0.generation)
+            .field("stateful", &self.ct.is_some())
+            .finish()
+    }
+}
+
+/// The hubs of a process by node name: the ACL nodes of all workers with the same node
+/// name share one hub. A hub lives while a node or a control handle holds it.
+pub struct HubRegistry<C> {
+    hubs: Mutex<Vec<(String, Weak<AclHub<C>>)>>,
+}
+
+impl<C: Classify> HubRegistry<C> {
+    /// An empty registry (usable in a `static`).
+    pub const fn new() -> Self {
+        HubRegistry {
+            hubs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The live hub of node `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<AclHub<C>>> {
+        let hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        hubs.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, w)| w.upgrade())
+    }
+
+    fn get_or_create(
+        &self,
+        name: &str,
+        create: impl FnOnce() -> Result<AclHub<C>, ParamError>,
+    ) -> Result<Arc<AclHub<C>>, ParamError> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        hubs.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(h) = hubs.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.upgrade()) {
+            return Ok(h);
+        }
+        let h = Arc::new(create()?);
+        hubs.push((name.to_string(), Arc::downgrade(&h)));
+        Ok(h)
+    }
+}
+
+impl<C: Classify> Default for HubRegistry<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Classify> AclNode<C> {
+    /// Shape of the kind.
+    pub const INFO: KindInfo = KindInfo {
+        outputs: &["next"],
+        drop_reasons: &["acl-deny", "default-deny", "acl-reject", "conntrack-full"],
+        counters: &["classified", "ct-hits", "ct-new", "non-ip", "updates"],
+        transmits: false,
+        fills_meta: false,
+        description: "OVN-style ACLs (port groups, address sets, allow-related via conntrack) on a compiled classifier",
+    };
+
+    /// Builds a worker's node: joins (or creates) the hub of this node name in `hubs`.
+    /// `ticks_per_sec` is the rate of [`crate::cycles::now`] (for connection timeouts).
+    pub fn new(
+        p: &AclParams,
+        ctx: &BuildContext<'_>,
+        hubs: &HubRegistry<C>,
+        ticks_per_sec: u64,
+    ) -> Result<Self, ParamError> {
+        let hub = hubs.get_or_create(ctx.node, || {
+            let cfg = p.load()?;
+            let table = expand_config(&cfg).map_err(|e| {
+                ParamError::new(if p.rules.is_some() { "rules" } else { "acl" }, e.to_string())
+            })?;
+            AclHub::new(table, ctx.ports).map_err(|e| ParamError::general(e.to_string()))
+        })?;
+        Self::with_hub(p, ctx, hub, ticks_per_sec)
+    }
+
+    /// Builds a worker's node on an existing hub.
+    pub fn with_hub(
+        p: &AclParams,
+        ctx: &BuildContext<'_>,
+        hub: Arc<AclHub<C>>,
+        ticks_per_sec: u64,
+    ) -> Result<Self, ParamError> {
+        let size = ctx.ports.iter().map(|p| usize::from(p.index) + 1).max().unwrap_or(0);
+        let mut peer = vec![NO_PORT; size].into_boxed_slice();
+        match p.outport {
+            OutportMode::CrossConnect => {
+                if p.pairs.is_empty() {
+                    return Err(ParamError::new("pairs", "outport = \"cross-connect\" needs the forward node's pairs, e.g. pairs = [[\"web0\", \"ba0\"]]"));
+                }
+                for [a, b] in &p.pairs {
+                    let id = |n: &str| {
+                        ctx.port_slot(n)
+                            .map(|s| ctx.ports[s].index)
+                            .ok_or_else(|| ParamError::new("pairs", format!("unknown port `{n}`")))
+                    };
+                    let (ia, ib) = (id(a)?, id(b)?);
+                    peer[usize::from(ia)] = ib;
+                    peer[usize::from(ib)] = ia;
+                }
+            }
+            _ if !p.pairs.is_empty() => {
+                return Err(ParamError::new("pairs", "`pairs` is only used with outport = \"cross-connect\""));
+            }
+            _ => {}
+        }
+        if (p.outport == OutportMode::ByRoute) == p.routes.is_empty() {
+            return Err(ParamError::new("routes", "`routes` is needed with, and only with, outport = \"by-route\""));
+        }
+        let mut routes = Vec::new();
+        for [prefix, port] in &p.routes {
+            let net: IpNet = prefix
+                .parse()
+                .map_err(|e| ParamError::new("routes", format!("{prefix}: {e}")))?;
+            let id = ctx
+                .port_slot(port)
+                .map(|s| ctx.ports[s].index)
+                .ok_or_else(|| ParamError::new("routes", format!("unknown port `{port}`")))?;
+            routes.push((net, id));
+        }
+        routes.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        if p.stateful > crate::conntrack::MAX_CAPACITY {
+            return Err(ParamError::new(
+                "stateful",
+                format!("at most {} connections", crate::conntrack::MAX_CAPACITY),
+            ));
+        }
+        let ct = (p.stateful > 0).then(|| {
+            ConnTrack::with_capacity(p.stateful, p.timeouts.to_ticks(ticks_per_sec.max(1)))
+        });
+        let (slot, installed) = hub.join();
+        Ok(AclNode {
+            hub,
+            slot,
+            installed,
+            outport: p.outport,
+            peer,
+            routes: routes.into_boxed_slice(),
+            ct,
+            allow_non_ip: p.allow_non_ip,
+            scratch: Scratch::boxed(),
+        })
+    }
+
+    /// The hub this node belongs to (the control handle for updates and counters).
+    pub fn hub(&self) -> &Arc<AclHub<C>> {
+        &self.hub
+    }
+
+    /// The generation of the program this node runs.
+    pub fn generation(&self) -> u64 {
+        self.installed.0.generation
+    }
+
+    /// The connection table, if stateful.
+    pub fn conntrack(&self) -> Option<&ConnTrack<()>> {
+        self.ct.as_ref()
+    }
+
+    #[inline(always)]
+    fn maybe_adopt(&mut self) -> bool {
+        if self.slot.published() == self.installed.0.generation {
+            return false;
+        }
+        let cur = (
+            Arc::clone(&self.installed.0),
+            Arc::clone(&self.installed.1),
+        );
+        match self.slot.adopt(cur) {
+            Ok(new) => {
+                self.installed = new;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[inline(always)]
+fn flow_key(m: &PacketMeta) -> FlowKey {
+    FlowKey {
+        src: m.src_addr,
+        dst: m.dst_addr,
+        src_port: m.src_port,
+        dst_port: m.dst_port,
+        proto: m.protocol,
+        family: if m.ip_version == 6 {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        },
+    }
+}
+
+const UNCLASSIFIED: u32 = u32::MAX;
+
+#[inline]
+fn route(routes: &[(IpNet, u16)], m: &PacketMeta) -> u16 {
+    let Some(dst) = m.dst_ip() else {
+        return NO_PORT;
+    };
+    routes
+        .iter()
+        .find(|(net, _)| net.contains(&dst))
+        .map_or(NO_PORT, |r| r.1)
+}
+
+impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
+    fn process(&mut self, f: Frame<'_, P>) -> Verdict {
+        let n = f.len();
+        if n == 0 {
+            return Verdict::PerPacket;
+        }
+        if self.maybe_adopt() {
+            f.counters.add_extra(CTR_UPDATES, 1);
+        }
+        let AclNode {
+            installed,
+            outport,
+            peer,
+            routes,
+            ct,
+            allow_non_ip,
+            scratch,
+            ..
+        } = self;
+        let prog = &*installed.0;
+        let counters = &*installed.1;
+        let s = &mut **scratch;
+        let default = prog.acl.rules.default_action();
+        let judge = |ud: u32, action: Action| -> Decision {
+            match action {
+                Action::Allow | Action::AllowRelated => Decision::Next(0),
+                Action::Drop if ud == 0 => Decision::Drop(DROP_DEFAULT_DENY),
+                Action::Reject if ud == 0 => Decision::Drop(DROP_DEFAULT_DENY),
+                Action::Drop => Decision::Drop(DROP_ACL_DENY),
+                Action::Reject => Decision::Drop(DROP_ACL_REJECT),
+            }
+        };
+
+        // 1. Split IP from non-IP packets.
+        let mut nip = 0;
+        let mut non_ip = 0u64;
+        for i in 0..n {
+            if *outport == OutportMode::ByRoute && f.meta[i].ip_version != 0 {
+                f.meta[i].out_port = route(routes, &f.meta[i]);
+            }
+            let m = &f.meta[i];
+            if m.ip_version == 4 || m.ip_version == 6 {
+                s.ip_idx[nip] = i as u16;
+                if ct.is_some() {
+                    s.flows[nip] = flow_key(m);
+                }
+                nip += 1;
+            } else {
+                non_ip += 1;
+                f.decisions[i] = if *allow_non_ip {
+                    Decision::Next(0)
+                } else {
+                    counters.record(None, default, f.pkts[i].data().len() as u64);
+                    judge(0, default)
+                };
+            }
+        }
+        if non_ip != 0 {
+            f.counters.add_extra(CTR_NON_IP, non_ip);
+        }
+
+        // 2. Connection table: packets of tracked connections pass.
+        let now = if ct.is_some() { crate::cycles::now() } else { 0 };
+        let mut ct_hits = 0u64;
+        if let Some(ct) = ct.as_mut() {
+            ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
+        }
+
+        // 3. Keys for the rest, per family.
+        let mut nf = [0usize; 2];
+        for j in 0..nip {
+            let i = usize::from(s.ip_idx[j]);
+            let m = &f.meta[i];
+            if let (Some(ct), Some((h, dir))) = (ct.as_mut(), s.ct[j]) {
+                if m.protocol == PROTO_TCP {
+                    ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                }
+                f.decisions[i] = Decision::Next(0);
+                s.verdict[j] = UNCLASSIFIED;
+                ct_hits += 1;
+                continue;
+            }
+            let in_bits = prog.acl.bits(f.pkts[i].in_port());
+            let out_id = match outport {
+                OutportMode::None => NO_PORT,
+                OutportMode::CrossConnect => peer
+                    .get(usize::from(f.pkts[i].in_port()))
+                    .copied()
+                    .unwrap_or(NO_PORT),
+                OutportMode::ByMetadata | OutportMode::ByRoute => m.out_port,
+            };
+            let out_bits = if out_id == NO_PORT { 0 } else { prog.acl.bits(out_id) };
+            let fam = usize::from(m.ip_version == 6);
+            let t = nf[fam];
+            s.keys[fam][t].set_from_meta(m, in_bits, out_bits);
+            s.fam_idx[fam][t] = j as u16;
+            nf[fam] = t + 1;
+        }
+
+        // 4. One classify call per family present.
+        for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
+            let k = nf[fam];
+            if k == 0 {
+                continue;
+            }
+            prog.classifier
+                .classify(v, &s.keys[fam][..k], &mut s.res[fam][..k]);
+            for t in 0..k {
+                s.verdict[usize::from(s.fam_idx[fam][t])] = s.res[fam][t];
+            }
+        }
+        f.counters.add_extra(CTR_CLASSIFIED, (nf[0] + nf[1]) as u64);
+
+        // 5. Verdicts, in packet order.
+        let mut created = 0u64;
+        for j in 0..nip {
+            let ud = s.verdict[j];
+            if ud == UNCLASSIFIED {
+                continue;
+            }
+            let i = usize::from(s.ip_idx[j]);
+            let action = prog.action(ud);
+            let bytes = f.pkts[i].data().len() as u64;
+            counters.record(ud.checked_sub(1).map(|a| a as usize), action, bytes);
+            let mut d = judge(ud, action);
+            if let Some(ct) = ct.as_mut() {
+                let m = &f.meta[i];
+                if action == Action::AllowRelated {
+                    match ct.insert(&s.flows[j], now, ()) {
+                        Ok(h) => {
+                            created += 1;
+                            if m.protocol == PROTO_TCP {
+                                ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
+                            }
+                        }
+                        Err(InsertError::Exists(h)) => {
+                            if m.protocol == PROTO_TCP {
+                                let dir = ct
+                                    .key(h)
+                                    .map_or(Direction::Original, |k| {
+                                        if *k == s.flows[j] {
+                                            Direction::Original
+                                        } else {
+                                            Direction::Reply
+                                        }
+                                    });
+                                ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                            }
+                        }
+                        Err(InsertError::Full) => {
+                            counters.record_conntrack_full();
+                            d = Decision::Drop(DROP_CONNTRACK_FULL);
+                        }
+                    }
+                } else if created != 0 && matches!(d, Decision::Drop(_)) {
+                    // A reply to a connection created earlier in this burst.
+                    if let Some((h, dir, _)) = ct.lookup(&s.flows[j], now) {
+                        if m.protocol == PROTO_TCP {
+                            ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                        }
+                        d = Decision::Next(0);
+                        ct_hits += 1;
+                    }
+                }
+            }
+            f.decisions[i] = d;
+        }
+        if let Some(ct) = ct.as_mut() {
+            ct.age(now, 64);
+        }
+        if ct_hits != 0 {
+            f.counters.add_extra(CTR_CT_HITS, ct_hits);
+        }
+        if created != 0 {
+            f.counters.add_extra(CTR_CT_NEW, created);
+        }
+        let first = f.decisions[0];
+        if f.decisions[1..n].iter().all(|d| *d == first) {
+            Verdict::All(first)
+        } else {
+            Verdict::PerPacket
+        }
+    }
+}
+
+/// Registers the `acl` kind with classifier `C`, its hubs in `hubs`, and the tick rate of
+/// [`crate::cycles::now`] from `ticks_per_sec` (called at each build).
+pub fn register<P, C>(
+    r: &mut Registry<P>,
+    hubs: &'static HubRegistry<C>,
+    ticks_per_sec: fn() -> u64,
+) -> Result<(), crate::graph::RegistryError>
+where
+    P: PacketBuf + 'static,
+    C: Classify,
+{
+    r.register::<AclParams, _>("acl", AclNode::<C>::INFO, move |p, ctx| {
+        Ok(NodeImpl::Custom(Box::new(AclNode::new(
+            &p,
+            ctx,
+            hubs,
+            ticks_per_sec(),
+        )?)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::key::{CompileError, CompiledAcl, LinearClassifier};
+    use crate::graph::{Graph, GraphSpec, PortInfo};
+    use crate::nodes::{parse_packet, ParseConfig};
+    use crate::source::{build_frame, L4Proto, SourceSpec};
+    use crate::stats::NodeCounters;
+    use crate::TestBuf;
+    use arrayvec::ArrayVec;
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    static HUBS: HubRegistry<LinearClassifier> = HubRegistry::new();
+
+    fn ports3() -> Vec<PortInfo> {
+        vec![
+            PortInfo::new(0, "web0", "web"),
+            PortInfo::new(1, "ba0", "ba"),
+            PortInfo::new(2, "db0", "db"),
+        ]
+    }
+
+    fn tcp(src: &str, dst: &str, sport: u16, dport: u16, port: u16) -> TestBuf {
+        let spec = SourceSpec {
+            protocol: L4Proto::Tcp,
+            src_ip: src.parse::<IpAddr>().unwrap(),
+            dst_ip: dst.parse::<IpAddr>().unwrap(),
+            src_port: sport,
+            dst_port: dport,
+            ..SourceSpec::default()
+        };
+        TestBuf::new(build_frame(&spec, 0), port)
+    }
+
+    fn graph(node: &str, stateful: usize) -> Graph<TestBuf> {
+        let mut r = Registry::<TestBuf>::with_builtins();
+        register(&mut r, &HUBS, || 1_000_000_000).unwrap();
+        let spec = GraphSpec::from_toml(&format!(
+            r#"
+            [[nodes]]
+            name = "parse"
+            kind = "parse"
+            [[nodes]]
+            name = "{node}"
+            kind = "acl"
+            params = {{ rules = "../config/acl-three-tier.toml", stateful = {stateful}, outport = "by-route", routes = [["10.0.1.0/24", "web0"], ["10.0.2.0/24", "ba0"], ["10.0.3.0/24", "db0"]] }}
+            [[nodes]]
+            name = "fwd"
+            kind = "forward"
+            params = {{ mode = "by-metadata" }}
+            [[edges]]
+            from = "parse"
+            to = "{node}"
+            [[edges]]
+            from = "{node}"
+            to = "fwd"
+            "#
+        ))
+        .unwrap();
+        Graph::build(&spec, &r, &ports3()).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Runs one burst; returns (port id each packet left by, or None if dropped).
+    fn run(g: &mut Graph<TestBuf>, pkts: Vec<TestBuf>) -> Vec<Option<u16>> {
+        let mut tx = g.new_tx_vectors();
+        let mut rx: ArrayVec<TestBuf, 32> = ArrayVec::new();
+        let tags: Vec<Vec<u8>> = pkts.iter().map(|p| p.data().to_vec()).collect();
+        for p in pkts {
+            rx.push(p);
+        }
+        g.process(&mut rx, &mut tx);
+        let mut out = vec![None; tags.len()];
+        for (port, v) in tx.iter_mut() {
+            for p in v.drain(..) {
+                let i = tags.iter().position(|t| t.as_slice() == p.data()).unwrap();
+                out[i] = Some(port);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn three_tier_stateful() {
+        let mut g = graph("acl-3t", 1024);
+        let hub = HUBS.get("acl-3t").expect("hub lives while the graph does");
+        let (web, ba, db) = ("10.0.1.10", "10.0.2.20", "10.0.3.30");
+        // Requests.
+        let out = run(
+            &mut g,
+            vec![
+                tcp(web, ba, 40000, 8080, 0), // allowed, out ba0
+                tcp(ba, db, 40001, 5432, 1),  // allowed, out db0
+                tcp(web, db, 40002, 5432, 0), // denied (tiers-default-drop)
+                tcp(db, ba, 5432, 40009, 2),  // unrelated inbound: denied
+                tcp(web, "8.8.8.8", 40003, 53, 0), // no tier port: the default (drop)
+            ],
+        );
+        assert_eq!(out, vec![Some(1), Some(2), None, None, None]);
+        // Replies pass by state, not by rule (no ACL allows them).
+        let out = run(
+            &mut g,
+            vec![
+                tcp(ba, web, 8080, 40000, 1),
+                tcp(db, ba, 5432, 40001, 2),
+                tcp(db, web, 5432, 40002, 2),
+            ],
+        );
+        assert_eq!(out, vec![Some(0), Some(1), None]);
+        let snap = g.snapshot();
+        let n = snap.node("acl-3t").unwrap();
+        // web -> db, db -> ba (new), db -> web (no connection: a new one, dropped by rule).
+        assert_eq!(n.drops_for("acl-deny"), 3);
+        assert_eq!(n.drops_for("default-deny"), 1);
+        let c = hub.counters();
+        let by = |name: &str| c.acls.iter().find(|a| a.name == name).unwrap().packets;
+        assert_eq!((by("web-to-ba"), by("ba-to-db"), by("tiers-default-drop")), (1, 1, 3));
+        assert_eq!(c.default_rule.packets, 1);
+        assert_eq!(c.denials.rule_drop, 3);
+    }
+
+    #[test]
+    fn stateless_allow_related_is_allow_and_replies_are_judged() {
+        let mut g = graph("acl-3t-stateless", 0);
+        let out = run(
+            &mut g,
+            vec![
+                tcp("10.0.1.10", "10.0.2.20", 40000, 8080, 0),
+                tcp("10.0.2.20", "10.0.1.10", 8080, 40000, 1),
+            ],
+        );
+        assert_eq!(out, vec![Some(1), None]);
+    }
+
+    #[test]
+    fn conntrack_full_is_counted() {
+        let mut g = graph("acl-3t-full", 1);
+        let out = run(
+            &mut g,
+            vec![
+                tcp("10.0.1.10", "10.0.2.20", 40000, 8080, 0),
+                tcp("10.0.1.11", "10.0.2.20", 40001, 8080, 0),
+            ],
+        );
+        assert_eq!(out, vec![Some(1), None]);
+        assert_eq!(g.snapshot().node("acl-3t-full").unwrap().drops_for("conntrack-full"), 1);
+    }
+
+    #[test]
+    fn bad_params_are_refused() {
+        let mut r = Registry::<TestBuf>::with_builtins();
+        register(&mut r, &HUBS, || 1).unwrap();
+        let build = |params: &str| {
+            let spec = GraphSpec::from_toml(&format!(
+                "[[nodes]]\nname = \"a\"\nkind = \"acl\"\nparams = {params}\n[[nodes]]\nname = \"f\"\nkind = \"forward\"\nparams = {{ mode = \"by-metadata\" }}\n[[edges]]\nfrom = \"a\"\nto = \"f\"\n"
+            ))
+            .unwrap();
+            Graph::build(&spec, &r, &ports3()).err().map(|e| e.reason.to_string())
+        };
+        assert!(build("{ rules = \"/nonexistent.toml\" }").unwrap().contains("cannot read"));
+        assert!(build("{ }").unwrap().contains("exactly one"));
+        assert!(build("{ acl = { rules = [{ direction = \"to-lport\", priority = 1, match = \"ip4.src == $nope\", action = \"allow\" }] } }")
+            .unwrap()
+            .contains("unknown address set"));
+        assert!(build("{ acl = { }, outport = \"cross-connect\" }").unwrap().contains("pairs"));
+        assert!(build("{ acl = { }, outport = \"by-route\", routes = [[\"10.0.0.0/8\", \"nope\"]] }").unwrap().contains("unknown port"));
+        assert_eq!(build("{ acl = { default = \"allow\" } }"), None);
+    }
+
+    // ---- hitless updates under load ----
+
+    static DROPPED_ON: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// The linear model, recording which thread frees it.
+    struct Tracked(LinearClassifier);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            DROPPED_ON.lock().unwrap().push(name);
+        }
+    }
+
+    impl Classify for Tracked {
+        fn build(acl: &CompiledAcl) -> Result<Self, CompileError> {
+            LinearClassifier::build(acl).map(Tracked)
+        }
+        fn classify(&self, family: IpVersion, keys: &[crate::acl::AclKey], results: &mut [u32]) {
+            self.0.classify(family, keys, results)
+        }
+        fn describe(&self) -> String {
+            "tracked".into()
+        }
+    }
+
+    static TRACKED_HUBS: HubRegistry<Tracked> = HubRegistry::new();
+
+    fn only_port(p: u16) -> AclConfig {
+        toml::from_str::<AclFile>(&format!(
+            "[acl]\ndefault = \"drop\"\n[[acl.rules]]\ndirection = \"from-lport\"\npriority = 1\nmatch = \"tcp.dst == {p}\"\naction = \"allow\"\n"
+        ))
+        .unwrap()
+        .acl
+    }
+
+    #[test]
+    fn hitless_updates_under_load() {
+        const WORKERS: usize = 2;
+        const PUBLICATIONS: u64 = 40;
+        let ports = [PortInfo::new(0, "p0", ""), PortInfo::new(1, "p1", "")];
+        let params = AclParams {
+            acl: Some(only_port(80)),
+            ..AclParams::default()
+        };
+        let ctx = BuildContext {
+            node: "hitless",
+            ports: &ports,
+        };
+        let mut nodes: Vec<AclNode<Tracked>> = (0..WORKERS)
+            .map(|_| AclNode::new(&params, &ctx, &TRACKED_HUBS, 1).unwrap())
+            .collect();
+        let hub = Arc::clone(nodes[0].hub());
+        assert_eq!(hub.workers(), WORKERS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let total = Arc::new(AtomicU64::new(0));
+        // A burst: 16 packets to port 80, 16 to port 81. Generation g (odd: port 80 rules,
+        // even: port 81 rules) must pass exactly one half.
+        let frames: Vec<Vec<u8>> = (0..32u16)
+            .map(|i| tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80 + (i & 1), 0).data().to_vec())
+            .collect();
+        let workers: Vec<_> = nodes
+            .drain(..)
+            .enumerate()
+            .map(|(w, mut node)| {
+                let (stop, total, frames) = (stop.clone(), total.clone(), frames.clone());
+                std::thread::Builder::new()
+                    .name(format!("worker{w}"))
+                    .spawn(move || {
+                        let counters = NodeCounters::new(4, 5);
+                        let mut pkts: Vec<TestBuf> = frames.iter().map(|f| TestBuf::new(f.clone(), 0)).collect();
+                        let mut meta = vec![PacketMeta::default(); pkts.len()];
+                        for (p, m) in pkts.iter().zip(meta.iter_mut()) {
+                            parse_packet(p.data(), &ParseConfig::default(), m).unwrap();
+                        }
+                        let mut decisions = vec![Decision::Next(0); pkts.len()];
+                        let mut seen = Vec::new();
+                        let mut bursts = 0u64;
+                        while !stop.load(Ordering::Relaxed) || bursts == 0 {
+                            let v = node.process(Frame {
+                                pkts: &mut pkts,
+                                meta: &mut meta,
+                                decisions: &mut decisions,
+                                counters: &counters,
+                            });
+                            let gen = node.generation();
+                            let want_port = if gen % 2 == 1 { 80 } else { 81 };
+                            assert!(matches!(v, Verdict::PerPacket));
+                            for (m, d) in meta.iter().zip(&decisions) {
+                                let pass = *d == Decision::Next(0);
+                                assert_eq!(pass, m.dst_port == want_port, "generation {gen}: mixed verdicts");
+                            }
+                            if seen.last() != Some(&gen) {
+                                assert!(seen.last().map_or(true, |&g| g < gen), "generations go forward");
+                                seen.push(gen);
+                            }
+                            bursts += 1;
+                            total.fetch_add(pkts.len() as u64, Ordering::Relaxed);
+                        }
+                        (seen, bursts, counters.extra()[CTR_UPDATES].get())
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let mut reports = Vec::new();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn({
+                let hub = hub.clone();
+                move || {
+                    for g in 2..=PUBLICATIONS + 1 {
+                        let cfg = only_port(if g % 2 == 1 { 80 } else { 81 });
+                        let r = hub.publish_config(&cfg, std::time::Duration::from_secs(5)).unwrap();
+                        assert_eq!(r.generation, g);
+                        assert_eq!(r.switched, WORKERS, "every worker switched: {r:?}");
+                        assert_eq!(r.retired_freed, WORKERS);
+                        reports.push(r);
+                    }
+                    reports
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            let (seen, bursts, updates) = w.join().unwrap();
+            assert!(bursts > PUBLICATIONS);
+            assert_eq!(*seen.last().unwrap(), PUBLICATIONS + 1, "ended on the last generation");
+            assert!(updates <= PUBLICATIONS && updates >= 1);
+        }
+        assert!(total.load(Ordering::Relaxed) > 0);
+        // Every replaced classifier was freed by the control thread, none by a worker.
+        let dropped = DROPPED_ON.lock().unwrap().clone();
+        assert_eq!(dropped.len() as u64, PUBLICATIONS, "{dropped:?}");
+        assert!(dropped.iter().all(|t| t == "control"), "{dropped:?}");
+        assert_eq!(hub.generation(), PUBLICATIONS + 1);
+    }
+}

@@ -1,0 +1,311 @@
+//! Header rewrites of the load balancer: destination NAT toward a backend, source NAT of
+//! replies back to the VIP, and turning a client's TCP segment into a RST, with the IPv4
+//! header and TCP/UDP checksums kept valid.
+//!
+//! Address and port rewrites update the checksums incrementally (RFC 1624 eqn. 3, one fold
+//! for address and port together), in software: the packet buffer's checksum-offload hook
+//! is not used, so the result is correct on any port. A UDP checksum of 0 ("none", IPv4)
+//! stays 0; a UDP result of 0 is sent as 0xffff. Every function checks the offsets it uses
+//! against the buffer and returns false (touching nothing) when they do not fit, so a
+//! packet that does not match its metadata cannot cause a panic.
+
+use crate::meta::PacketMeta;
+use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum_bytes};
+use crate::wire::ip_protocol::{TCP, UDP};
+use crate::wire::tcp::flags as tf;
+
+/// Which end of the packet a rewrite changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Source address and port (reply un-NAT).
+    Src,
+    /// Destination address and port (DNAT).
+    Dst,
+}
+
+/// Folds `~hc + sum(~old words) + sum(new words)` into the updated checksum.
+#[inline(always)]
+fn csum_fixup(hc: u16, acc: u64) -> u16 {
+    !fold(u64::from(!hc) + acc)
+}
+
+/// Sum of `~old + new` over the 16-bit words of two equally long byte runs.
+#[inline(always)]
+fn delta(old: &[u8], new: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
+        acc += u64::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    acc
+}
+
+/// Rewrites the source or destination address (first 4 bytes of `addr` for IPv4, all 16
+/// for IPv6) and L4 port of a TCP/UDP packet described by `m`, fixing the IPv4 header
+/// checksum and the TCP/UDP checksum incrementally, and updates `m` to the new tuple.
+/// Returns false, leaving the packet alone, when it is not TCP/UDP over IP or too short.
+#[inline]
+pub fn rewrite(d: &mut [u8], m: &mut PacketMeta, end: End, addr: &[u8; 16], port: u16) -> bool {
+    let l3 = usize::from(m.l3_offset);
+    let l4 = usize::from(m.l4_offset);
+    let csum_at = match m.protocol {
+        TCP => 16,
+        UDP => 6,
+        _ => return false,
+    };
+    if l4 == 0 || l4 + csum_at + 2 > d.len() {
+        return false;
+    }
+    let (alen, aoff) = match (m.ip_version, end) {
+        (4, End::Src) => (4, 12),
+        (4, End::Dst) => (4, 16),
+        (6, End::Src) => (16, 8),
+        (6, End::Dst) => (16, 24),
+        _ => return false,
+    };
+    if l3 + aoff + alen > d.len() || l3 + if alen == 4 { 20 } else { 40 } > l4 {
+        return false;
+    }
+    let poff = l4 + if end == End::Src { 0 } else { 2 };
+    let old_port = [d[poff], d[poff + 1]];
+    let new_port = port.to_be_bytes();
+    let a = l3 + aoff;
+    let addr_delta = delta(&d[a..a + alen], &addr[..alen]);
+    let l4_delta = addr_delta + delta(&old_port, &new_port);
+    if alen == 4 {
+        let hc = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
+        d[l3 + 10..l3 + 12].copy_from_slice(&csum_fixup(hc, addr_delta).to_be_bytes());
+    }
+    let c = l4 + csum_at;
+    let hc = u16::from_be_bytes([d[c], d[c + 1]]);
+    let new = if m.protocol == UDP {
+        match hc {
+            0 => 0,
+            _ => match csum_fixup(hc, l4_delta) {
+                0 => 0xffff,
+                x => x,
+            },
+        }
+    } else {
+        csum_fixup(hc, l4_delta)
+    };
+    d[c..c + 2].copy_from_slice(&new.to_be_bytes());
+    d[a..a + alen].copy_from_slice(&addr[..alen]);
+    d[poff..poff + 2].copy_from_slice(&new_port);
+    match end {
+        End::Src => {
+            m.src_addr[..alen].copy_from_slice(&addr[..alen]);
+            m.src_port = port;
+        }
+        End::Dst => {
+            m.dst_addr[..alen].copy_from_slice(&addr[..alen]);
+            m.dst_port = port;
+        }
+    }
+    true
+}
+
+/// Turns a client's TCP segment (as parsed into `m`) into the RST that answers it, in
+/// place: MAC addresses, IP addresses and ports swapped, TTL/hop limit 64, no TCP options
+/// or payload (the IP length is set to the headers; bytes past it remain as padding),
+/// sequence numbers per RFC 793 (a segment with ACK gets `seq = its ack`, flags RST;
+/// otherwise `seq = 0`, `ack = its seq + length`, flags RST|ACK), checksums recomputed.
+/// `m` is updated to describe the RST. Returns false for anything but TCP over IP that fits.
+pub fn make_rst(d: &mut [u8], m: &mut PacketMeta) -> bool {
+    let l2 = usize::from(m.l2_offset);
+    let l3 = usize::from(m.l3_offset);
+    let l4 = usize::from(m.l4_offset);
+    if m.protocol != TCP || l4 == 0 || l4 + 20 > d.len() || l2 + 12 > l3 {
+        return false;
+    }
+    let doff = usize::from(d[l4 + 12] >> 4) * 4;
+    let hdrs = l4 - l3 + doff;
+    let l3_len = usize::from(m.l3_len);
+    let payload = l3_len.saturating_sub(hdrs) as u32;
+    let (ip_hdr, v4) = match m.ip_version {
+        4 => (l4 - l3, true),
+        6 => (l4 - l3, false),
+        _ => return false,
+    };
+    if (v4 && ip_hdr < 20) || (!v4 && ip_hdr < 40) {
+        return false;
+    }
+    // Ethernet: swap MACs.
+    for i in 0..6 {
+        d.swap(l2 + i, l2 + 6 + i);
+    }
+    let flags = d[l4 + 13];
+    let seq = u32::from_be_bytes([d[l4 + 4], d[l4 + 5], d[l4 + 6], d[l4 + 7]]);
+    let ack = u32::from_be_bytes([d[l4 + 8], d[l4 + 9], d[l4 + 10], d[l4 + 11]]);
+    let seg_len = payload
+        + u32::from(flags & tf::SYN != 0)
+        + u32::from(flags & tf::FIN != 0);
+    let (new_seq, new_ack, new_flags) = if flags & tf::ACK != 0 {
+        (ack, 0, tf::RST)
+    } else {
+        (0, seq.wrapping_add(seg_len), tf::RST | tf::ACK)
+    };
+    // TCP header, 20 bytes, no options.
+    for i in 0..2 {
+        d.swap(l4 + i, l4 + 2 + i);
+    }
+    d[l4 + 4..l4 + 8].copy_from_slice(&new_seq.to_be_bytes());
+    d[l4 + 8..l4 + 12].copy_from_slice(&new_ack.to_be_bytes());
+    d[l4 + 12] = 5 << 4;
+    d[l4 + 13] = new_flags;
+    d[l4 + 14..l4 + 20].fill(0); // window, checksum, urgent
+    let tcp_len = 20u16;
+    let new_l3_len = (ip_hdr + 20) as u16;
+    let pseudo = if v4 {
+        for i in 0..4 {
+            d.swap(l3 + 12 + i, l3 + 16 + i);
+        }
+        d[l3 + 2..l3 + 4].copy_from_slice(&new_l3_len.to_be_bytes());
+        d[l3 + 6] = 0x40; // DF, no fragment offset
+        d[l3 + 7] = 0;
+        d[l3 + 8] = 64;
+        d[l3 + 10] = 0;
+        d[l3 + 11] = 0;
+        let hc = !fold(sum_bytes(0, &d[l3..l4]));
+        d[l3 + 10..l3 + 12].copy_from_slice(&hc.to_be_bytes());
+        let src = [d[l3 + 12], d[l3 + 13], d[l3 + 14], d[l3 + 15]];
+        let dst = [d[l3 + 16], d[l3 + 17], d[l3 + 18], d[l3 + 19]];
+        pseudo_header_v4(src, dst, TCP, tcp_len)
+    } else {
+        for i in 0..16 {
+            d.swap(l3 + 8 + i, l3 + 24 + i);
+        }
+        let plen = (ip_hdr - 40 + 20) as u16;
+        d[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        d[l3 + 7] = 64;
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src.copy_from_slice(&d[l3 + 8..l3 + 24]);
+        dst.copy_from_slice(&d[l3 + 24..l3 + 40]);
+        pseudo_header_v6(&src, &dst, TCP, u32::from(tcp_len))
+    };
+    let c = !fold(sum_bytes(pseudo, &d[l4..l4 + 20]));
+    d[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    std::mem::swap(&mut m.src_addr, &mut m.dst_addr);
+    std::mem::swap(&mut m.src_port, &mut m.dst_port);
+    m.tcp_flags = new_flags;
+    m.l3_len = new_l3_len;
+    m.ttl = 64;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::parse::{parse_packet, ParseConfig};
+    use crate::source::{build_frame, IpVersion, L4Proto, SourceSpec};
+    use crate::wire::{Ipv4Packet, TcpPacket, UdpPacket};
+    use proptest::prelude::*;
+
+    fn meta(f: &[u8]) -> PacketMeta {
+        let mut m = PacketMeta::default();
+        parse_packet(f, &ParseConfig::default(), &mut m).unwrap();
+        m
+    }
+
+    fn valid(f: &[u8]) -> bool {
+        let m = meta(f);
+        let l4 = usize::from(m.l4_offset);
+        let l3 = usize::from(m.l3_offset);
+        let end = l3 + usize::from(m.l3_len);
+        let seg = &f[l4..end];
+        let ok_ip = m.ip_version != 4 || Ipv4Packet::new_checked(&f[l3..end]).unwrap().verify_checksum();
+        let ok_l4 = match (m.ip_version, m.protocol) {
+            (4, TCP) => TcpPacket::new_checked(seg).unwrap().verify_checksum_v4(m.src_v4(), m.dst_v4()),
+            (6, TCP) => TcpPacket::new_checked(seg).unwrap().verify_checksum_v6(&m.src_addr, &m.dst_addr),
+            (4, UDP) => UdpPacket::new_checked(seg).unwrap().verify_checksum_v4(m.src_v4(), m.dst_v4()),
+            (6, UDP) => UdpPacket::new_checked(seg).unwrap().verify_checksum_v6(&m.src_addr, &m.dst_addr),
+            _ => false,
+        };
+        ok_ip && ok_l4
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Random addresses/ports/payload sizes: after a rewrite of either end the packet
+        /// verifies, and the metadata equals a fresh parse.
+        #[test]
+        fn rewrite_keeps_checksums(v6 in any::<bool>(), tcp in any::<bool>(), src in any::<u128>(),
+                                   dst in any::<u128>(), sp in 1u16.., dp in 1u16.., size in 0u16..200,
+                                   na in any::<u128>(), np in any::<u16>(), to_src in any::<bool>()) {
+            let mut spec = SourceSpec::simple(1, if tcp { L4Proto::Tcp } else { L4Proto::Udp },
+                                              if v6 { IpVersion::V6 } else { IpVersion::V4 });
+            spec.frame_size += size;
+            if v6 {
+                spec.src_ip = std::net::Ipv6Addr::from(src).into();
+                spec.dst_ip = std::net::Ipv6Addr::from(dst).into();
+            } else {
+                spec.src_ip = std::net::Ipv4Addr::from(src as u32).into();
+                spec.dst_ip = std::net::Ipv4Addr::from(dst as u32).into();
+            }
+            spec.src_port = sp;
+            spec.dst_port = dp;
+            let mut f = build_frame(&spec, 0);
+            prop_assert!(valid(&f));
+            let mut m = meta(&f);
+            let mut a = na.to_be_bytes();
+            if !v6 { a[4..].fill(0); }
+            let end = if to_src { End::Src } else { End::Dst };
+            prop_assert!(rewrite(&mut f, &mut m, end, &a, np));
+            prop_assert!(valid(&f));
+            prop_assert_eq!(m, meta(&f));
+        }
+    }
+
+    #[test]
+    fn rst_answers_the_segment() {
+        for v6 in [false, true] {
+            let mut spec = SourceSpec::simple(1, L4Proto::Tcp, if v6 { IpVersion::V6 } else { IpVersion::V4 });
+            spec.frame_size += 30;
+            let mut f = build_frame(&spec, 7);
+            let orig = meta(&f);
+            let mut m = orig;
+            assert!(make_rst(&mut f, &mut m));
+            assert!(valid(&f));
+            let fresh = meta(&f);
+            assert_eq!(m, fresh);
+            assert_eq!((fresh.src_addr, fresh.src_port), (orig.dst_addr, orig.dst_port));
+            assert_eq!((fresh.dst_addr, fresh.dst_port), (orig.src_addr, orig.src_port));
+            // The template is PSH|ACK with ack 0: RST with seq = 0 (its ack).
+            assert_eq!(fresh.tcp_flags, tf::RST);
+            let l4 = usize::from(fresh.l4_offset);
+            assert_eq!(&f[l4 + 4..l4 + 8], &[0, 0, 0, 0]);
+            assert_eq!(&f[0..6], &spec.src_mac);
+        }
+        // A SYN without ACK: RST|ACK acknowledging seq + 1.
+        let spec = SourceSpec::simple(1, L4Proto::Tcp, IpVersion::V4);
+        let mut f = build_frame(&spec, 41);
+        let mut m = meta(&f);
+        let l4 = usize::from(m.l4_offset);
+        f[l4 + 13] = tf::SYN;
+        let mut p = TcpPacket::new_unchecked(&mut f[l4..]);
+        p.fill_checksum_v4(m.src_v4(), m.dst_v4());
+        m.tcp_flags = tf::SYN;
+        assert!(make_rst(&mut f, &mut m));
+        assert!(valid(&f));
+        assert_eq!(f[l4 + 13], tf::RST | tf::ACK);
+        // 64-byte frame: 6 bytes of TCP payload after the 20-byte header, plus the SYN.
+        assert_eq!(u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]), 41 + 6 + 1);
+    }
+
+    #[test]
+    fn short_or_foreign_packets_are_left_alone() {
+        let spec = SourceSpec::simple(1, L4Proto::Udp, IpVersion::V4);
+        let f = build_frame(&spec, 0);
+        let mut m = meta(&f);
+        let mut short = f[..30].to_vec();
+        assert!(!rewrite(&mut short, &mut m, End::Dst, &[1; 16], 1));
+        assert_eq!(short, f[..30].to_vec());
+        let mut m2 = m;
+        m2.protocol = 1;
+        let mut g = f.clone();
+        assert!(!rewrite(&mut g, &mut m2, End::Dst, &[1; 16], 1));
+        assert!(!make_rst(&mut g, &mut m), "UDP gets no RST");
+        assert_eq!(g, f);
+    }
+}

@@ -1,0 +1,551 @@
+//! `lb`: the L4 load-balancer node (NAT mode).
+//!
+//! Per vector:
+//! 1. **Classify** (no connection table): a TCP/UDP packet whose destination is a service
+//!    endpoint (VIP, protocol, port) is *for a VIP*; one whose source is a backend
+//!    endpoint is a *reply*; anything else passes unchanged to `next`.
+//! 2. **One batched connection-table lookup** for all of them
+//!    ([`ConnTrack::lookup_batch`]).
+//! 3. For a packet to a VIP: a hit follows its entry's backend (a table swap never moves
+//!    it); a miss picks a backend with the service's Maglev table (active backends only)
+//!    and inserts the flow. The packet is then DNATed (destination address and port to the
+//!    backend's) with incremental checksum updates. If the entry's backend is down or no
+//!    longer configured, the packet is dropped (`backend-down`) or, with
+//!    `down_backend = "reset"`, a TCP packet is turned into a RST to the client and sent on
+//!    the `reset` output (with `meta.out_port` = its input port) and the flow is forgotten.
+//!    When the table is full, new flows still get their Maglev backend without an entry
+//!    (stateless fallback, counted as `ct-full-fallback`).
+//! 4. For a reply: its source is translated back to the VIP and service port.
+//!
+//! # One entry per connection
+//! The connection table matches a packet against an entry's key or its reverse. A DNATed
+//! connection's reply `backend:bport -> client:cport` is not the reverse of the original
+//! key `client:cport -> vip:vport`, so instead of a second (reverse-NAT) entry the node
+//! maps the reply's source endpoint back to the service endpoint *before* the lookup:
+//! backend endpoints are known from the service table, so `backend:bport -> client:cport`
+//! becomes the lookup key `vip:vport -> client:cport`, which is exactly the reverse of the
+//! stored key. The entry's backend id must then equal the reply's backend (otherwise the
+//! packet is not a reply of that connection and passes unchanged). This keeps one entry, one
+//! idle timer and one TCP state machine (fed by both directions) per connection, and half
+//! the memory of the two-entry scheme. A backend endpoint serving several services has
+//! several candidates; the first is looked up in the batch, the others one by one. A reply
+//! that matches no entry (a flow of the stateless fallback, or one whose entry idled out) is
+//! translated anyway when its backend endpoint belongs to exactly one service (counted as
+//! `reply-untracked`), and passed unchanged otherwise (`reply-ambiguous`).
+//!
+//! # Hot path
+//! No allocation, lock or syscall per packet: the table is swapped at most once per vector
+//! (see [`crate::lb::control`]), counters are this worker's own, the connection table is
+//! this worker's own; aging scans a bounded number of slots per vector. Checksums are
+//! updated in software (the offload hook is not used). No L2 direct server return.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::control::{LbControl, LbCounters};
+use super::flow::{FlowKey, IpFamily, PROTO_TCP, PROTO_UDP};
+use super::nat::{self, End};
+use super::service::{DownPolicy, LbConfig, ServiceTable};
+use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags};
+use crate::graph::{
+    Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError, Verdict, VECTOR_SIZE,
+};
+use crate::meta::PacketMeta;
+use crate::PacketBuf;
+
+/// What a connection-table entry of the load balancer holds (12 bytes, so an entry stays
+/// one 64-byte cache line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatEntry {
+    /// Backend id (stable across table swaps).
+    pub backend: u32,
+    /// Service id.
+    pub service: u32,
+    /// The backend port the flow is translated to.
+    pub port: u16,
+}
+
+/// Output slot `next`: everything that continues (translated or passed unchanged).
+pub const OUT_NEXT: u8 = 0;
+/// Output slot `reset`: RSTs answering clients of down backends.
+pub const OUT_RESET: u8 = 1;
+
+/// Drop code: the service has no active backend.
+pub const DROP_NO_BACKEND: u8 = 0;
+/// Drop code: the flow's backend is down or removed.
+pub const DROP_BACKEND_DOWN: u8 = 1;
+/// Drop code: an IP fragment to a VIP (ports unknown; not reassembled).
+pub const DROP_VIP_FRAGMENT: u8 = 2;
+/// Drop code: a packet too short for the rewrite its metadata calls for.
+pub const DROP_BAD_PACKET: u8 = 3;
+
+/// Extra counter: connections created.
+pub const C_NEW: usize = 0;
+/// Extra counter: new flows balanced without an entry because the table was full.
+pub const C_FULL_FALLBACK: usize = 1;
+/// Extra counter: replies translated without a matching entry.
+pub const C_REPLY_UNTRACKED: usize = 2;
+/// Extra counter: replies from a backend endpoint passed unchanged (no unique service).
+pub const C_REPLY_AMBIGUOUS: usize = 3;
+/// Extra counter: RSTs sent for flows of down backends.
+pub const C_RESETS: usize = 4;
+/// Extra counter: table swaps picked up.
+pub const C_TABLE_SWAPS: usize = 5;
+/// Extra counter: connections that ended (expired or removed).
+pub const C_CLOSED: usize = 6;
+
+/// Connection-table slots examined for expiry per vector.
+pub const AGE_SCAN_PER_VECTOR: usize = 64;
+
+/// The clock the node reads once per vector (timeouts are converted to its ticks).
+#[derive(Debug, Clone)]
+pub enum LbClock {
+    /// The CPU time-stamp counter (its rate estimated once per process).
+    Tsc,
+    /// A clock the caller advances (tests drive time explicitly).
+    Manual {
+        /// Current tick.
+        now: Arc<AtomicU64>,
+        /// Ticks per second.
+        hz: u64,
+    },
+}
+
+impl LbClock {
+    /// A manual clock at tick 0 running at `hz` ticks per second, and its handle.
+    pub fn manual(hz: u64) -> (Self, Arc<AtomicU64>) {
+        let now = Arc::new(AtomicU64::new(0));
+        (
+            LbClock::Manual {
+                now: now.clone(),
+                hz,
+            },
+            now,
+        )
+    }
+
+    /// Ticks per second.
+    pub fn hz(&self) -> u64 {
+        match self {
+            LbClock::Tsc => {
+                static HZ: OnceLock<u64> = OnceLock::new();
+                *HZ.get_or_init(|| crate::cycles::estimate_hz(20).max(1))
+            }
+            LbClock::Manual { hz, .. } => *hz,
+        }
+    }
+
+    /// The current tick.
+    #[inline(always)]
+    pub fn now(&self) -> u64 {
+        match self {
+            LbClock::Tsc => crate::cycles::now(),
+            LbClock::Manual { now, .. } => now.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+enum What {
+    #[default]
+    Pass,
+    Vip(u32),
+    Reply { start: u32, count: u32 },
+}
+
+/// Per-vector scratch space, allocated once.
+struct Scratch {
+    keys: [FlowKey; VECTOR_SIZE],
+    out: [Option<(Handle, Direction)>; VECTOR_SIZE],
+    idx: [u16; VECTOR_SIZE],
+    what: [What; VECTOR_SIZE],
+    remove: arrayvec::ArrayVec<FlowKey, VECTOR_SIZE>,
+}
+
+/// The `lb` node of one worker.
+pub struct LbNode {
+    control: Arc<LbControl>,
+    table: Arc<ServiceTable>,
+    epoch: u64,
+    ct: ConnTrack<NatEntry>,
+    counters: Arc<LbCounters>,
+    clock: LbClock,
+    scratch: Box<Scratch>,
+}
+
+impl std::fmt::Debug for LbNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LbNode")
+            .field("generation", &self.table.generation)
+            .field("conntrack", &self.ct)
+            .finish()
+    }
+}
+
+impl LbNode {
+    /// Shape of the kind.
+    pub const INFO: KindInfo = KindInfo {
+        outputs: &["next", "reset"],
+        drop_reasons: &["no-backend", "backend-down", "vip-fragment", "bad-packet"],
+        counters: &[
+            "new-connections",
+            "ct-full-fallback",
+            "reply-untracked",
+            "reply-ambiguous",
+            "resets",
+            "table-swaps",
+            "closed-connections",
+        ],
+        transmits: false,
+        fills_meta: false,
+        description: "L4 load balancer: Maglev backend choice, connection tracking, DNAT and reply un-NAT",
+    };
+
+    /// A node following `control`'s tables, with its own connection table (sized by the
+    /// control's settings) and counters, reading `clock`.
+    pub fn new(control: Arc<LbControl>, clock: LbClock) -> Self {
+        let ctc = control.conntrack();
+        let ct = ConnTrack::with_capacity(ctc.capacity, ctc.timeouts.to_ticks(clock.hz()));
+        let counters = control.register_worker();
+        let (table, epoch) = control.subscribe();
+        Self {
+            control,
+            table,
+            epoch,
+            ct,
+            counters,
+            clock,
+            scratch: Box::new(Scratch {
+                keys: [FlowKey::default(); VECTOR_SIZE],
+                out: [None; VECTOR_SIZE],
+                idx: [0; VECTOR_SIZE],
+                what: [What::Pass; VECTOR_SIZE],
+                remove: arrayvec::ArrayVec::new(),
+            }),
+        }
+    }
+
+    /// A node from parameters: with `control = NAME`, attached to (or creating) the named
+    /// control; otherwise with a private one.
+    pub fn from_config(cfg: &LbConfig, clock: LbClock) -> Result<Self, ParamError> {
+        let to_param = |e: super::service::ConfigError| {
+            if e.key.is_empty() {
+                ParamError::general(e.reason)
+            } else {
+                ParamError::new(e.key, e.reason)
+            }
+        };
+        let cfg = cfg.resolve().map_err(to_param)?;
+        let control = match &cfg.control {
+            Some(name) => LbControl::attach_named(name, &cfg),
+            None => LbControl::new(&cfg),
+        }
+        .map_err(to_param)?;
+        Ok(Self::new(control, clock))
+    }
+
+    /// The control this node follows.
+    pub fn control(&self) -> &Arc<LbControl> {
+        &self.control
+    }
+
+    /// This worker's connection table (diagnostics).
+    pub fn conntrack(&self) -> &ConnTrack<NatEntry> {
+        &self.ct
+    }
+
+    /// The table in use.
+    pub fn table(&self) -> &Arc<ServiceTable> {
+        &self.table
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pick_up_table(&mut self, epoch: u64) {
+        self.table = self.control.table();
+        self.epoch = epoch;
+    }
+}
+
+#[inline(always)]
+fn closed(c: &LbCounters, e: &NatEntry) {
+    if let Some(b) = c.backends.get(e.backend as usize) {
+        b.closed_connections.add(1);
+    }
+    if let Some(s) = c.services.get(e.service as usize) {
+        s.closed_connections.add(1);
+    }
+}
+
+#[inline(always)]
+fn family(m: &PacketMeta) -> IpFamily {
+    if m.ip_version == 6 {
+        IpFamily::V6
+    } else {
+        IpFamily::V4
+    }
+}
+
+impl<P: PacketBuf> Node<P> for LbNode {
+    fn process(&mut self, f: Frame<'_, P>) -> Verdict {
+        let epoch = self.control.epoch();
+        let mut swaps = 0;
+        if epoch != self.epoch {
+            self.pick_up_table(epoch);
+            swaps = 1;
+        }
+        let now = self.clock.now();
+        let Self {
+            table,
+            ct,
+            counters,
+            scratch: s,
+            ..
+        } = self;
+        let t: &ServiceTable = table;
+        let c: &LbCounters = counters;
+        let n = f.len();
+
+        // 1. Classify.
+        let mut k = 0usize;
+        let mut uniform = true;
+        for i in 0..n {
+            f.decisions[i] = Decision::Next(OUT_NEXT);
+            let m = &f.meta[i];
+            if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
+                continue;
+            }
+            if let Some(sid) = t.vip_lookup(&m.dst_addr, m.protocol, m.dst_port, m.ip_version) {
+                if m.is_fragment() {
+                    f.decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
+                    uniform = false;
+                    continue;
+                }
+                s.keys[k] = FlowKey {
+                    src: m.src_addr,
+                    dst: m.dst_addr,
+                    src_port: m.src_port,
+                    dst_port: m.dst_port,
+                    proto: m.protocol,
+                    family: family(m),
+                };
+                s.what[k] = What::Vip(sid);
+            } else {
+                let Some(r) = t.reply_range(&m.src_addr, m.protocol, m.src_port, m.ip_version) else {
+                    continue;
+                };
+                if m.is_fragment() || r.count == 0 {
+                    continue;
+                }
+                let sid = t.cands[r.start as usize].0;
+                let svc = &t.services[sid as usize];
+                s.keys[k] = FlowKey {
+                    src: svc.vip,
+                    dst: m.dst_addr,
+                    src_port: svc.port.unwrap_or(m.src_port),
+                    dst_port: m.dst_port,
+                    proto: m.protocol,
+                    family: family(m),
+                };
+                s.what[k] = What::Reply {
+                    start: r.start,
+                    count: r.count,
+                };
+            }
+            s.idx[k] = i as u16;
+            k += 1;
+        }
+
+        // 2. One batched lookup.
+        if k > 0 {
+            ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
+        }
+
+        // 3. Decide and rewrite.
+        let (mut new_conns, mut fallback, mut untracked, mut ambiguous, mut resets, mut n_closed) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        s.remove.clear();
+        for j in 0..k {
+            let i = usize::from(s.idx[j]);
+            let key = s.keys[j];
+            let m = &mut f.meta[i];
+            let pkt = &mut f.pkts[i];
+            let is_tcp = key.proto == PROTO_TCP;
+            match s.what[j] {
+                What::Pass => {}
+                What::Vip(sid) => {
+                    uniform = false;
+                    let (entry, h) = match s.out[j] {
+                        Some((h, Direction::Original)) => match ct.payload(h) {
+                            Some(e) => (*e, Some(h)),
+                            None => continue,
+                        },
+                        // Stored from the other side: not a connection this node created.
+                        Some((_, Direction::Reply)) => continue,
+                        None => {
+                            let Some(bid) = t.pick(sid, &key) else {
+                                f.decisions[i] = Decision::Drop(DROP_NO_BACKEND);
+                                continue;
+                            };
+                            let be = &t.backends[bid as usize];
+                            let entry = NatEntry {
+                                backend: bid,
+                                service: sid,
+                                port: be.port.unwrap_or(key.dst_port),
+                            };
+                            match ct.insert_reclaiming(&key, ConnTrack::<NatEntry>::hash(&key), now, entry) {
+                                Ok((h, old)) => {
+                                    if let Some(o) = old {
+                                        closed(c, &o);
+                                        n_closed += 1;
+                                    }
+                                    new_conns += 1;
+                                    c.backends[bid as usize].new_connections.add(1);
+                                    c.services[sid as usize].new_connections.add(1);
+                                    (entry, Some(h))
+                                }
+                                // The same new flow twice in one vector.
+                                Err(InsertError::Exists(h)) => match ct.payload(h) {
+                                    Some(e) => (*e, Some(h)),
+                                    None => continue,
+                                },
+                                Err(InsertError::Full) => {
+                                    fallback += 1;
+                                    (entry, None)
+                                }
+                            }
+                        }
+                    };
+                    let be = &t.backends[entry.backend as usize];
+                    if !be.status.serves_established() {
+                        f.decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
+                        if t.down_policy == DownPolicy::Reset {
+                            let _ = s.remove.try_push(key);
+                            if is_tcp && nat::make_rst(pkt.data_mut(), m) {
+                                m.out_port = pkt.in_port();
+                                f.decisions[i] = Decision::Next(OUT_RESET);
+                                resets += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    if let (true, Some(h)) = (is_tcp, h) {
+                        ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
+                    }
+                    let len = pkt.data().len() as u64;
+                    if !nat::rewrite(pkt.data_mut(), m, End::Dst, &be.addr, entry.port) {
+                        f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                        continue;
+                    }
+                    let (sc, bc) = (&c.services[sid as usize], &c.backends[entry.backend as usize]);
+                    sc.packets.add(1);
+                    sc.bytes.add(len);
+                    bc.packets.add(1);
+                    bc.bytes.add(len);
+                }
+                What::Reply { start, count } => {
+                    let cands = &t.cands[start as usize..(start + count) as usize];
+                    // (handle, candidate) of the connection this reply belongs to.
+                    let mut hit = None;
+                    let mut mismatch = false;
+                    if let Some((h, Direction::Reply)) = s.out[j] {
+                        match ct.payload(h) {
+                            Some(e) if e.backend == cands[0].1 => hit = Some((h, cands[0])),
+                            _ => mismatch = true,
+                        }
+                    }
+                    if hit.is_none() {
+                        for &cand in &cands[1..] {
+                            let svc = &t.services[cand.0 as usize];
+                            let mut k2 = key;
+                            k2.src = svc.vip;
+                            k2.src_port = svc.port.unwrap_or(m.src_port);
+                            if let Some((h, Direction::Reply, e)) = ct.lookup(&k2, now) {
+                                if e.backend == cand.1 {
+                                    hit = Some((h, cand));
+                                    break;
+                                }
+                                mismatch = true;
+                            }
+                        }
+                    }
+                    let (sid, bid) = match hit {
+                        Some((h, cand)) => {
+                            if is_tcp {
+                                ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Reply, now);
+                            }
+                            cand
+                        }
+                        None if count == 1 && !mismatch => {
+                            untracked += 1;
+                            cands[0]
+                        }
+                        None => {
+                            ambiguous += 1;
+                            continue;
+                        }
+                    };
+                    uniform = false;
+                    let svc = &t.services[sid as usize];
+                    let vport = svc.port.unwrap_or(m.src_port);
+                    let len = pkt.data().len() as u64;
+                    if !nat::rewrite(pkt.data_mut(), m, End::Src, &svc.vip, vport) {
+                        f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                        continue;
+                    }
+                    let (sc, bc) = (&c.services[sid as usize], &c.backends[bid as usize]);
+                    sc.reply_packets.add(1);
+                    sc.reply_bytes.add(len);
+                    bc.reply_packets.add(1);
+                    bc.reply_bytes.add(len);
+                }
+            }
+        }
+        for key in &s.remove {
+            if let Some((e, _)) = ct.remove_entry(key, now) {
+                closed(c, &e);
+                n_closed += 1;
+            }
+        }
+        n_closed += ct.age_with(now, AGE_SCAN_PER_VECTOR, |_, e| closed(c, e)) as u64;
+
+        let fc = f.counters;
+        for (idx, v) in [
+            (C_NEW, new_conns),
+            (C_FULL_FALLBACK, fallback),
+            (C_REPLY_UNTRACKED, untracked),
+            (C_REPLY_AMBIGUOUS, ambiguous),
+            (C_RESETS, resets),
+            (C_TABLE_SWAPS, swaps),
+            (C_CLOSED, n_closed),
+        ] {
+            if v != 0 {
+                fc.add_extra(idx, v);
+            }
+        }
+        if uniform {
+            Verdict::All(Decision::Next(OUT_NEXT))
+        } else {
+            Verdict::PerPacket
+        }
+    }
+}
+
+/// Registers kind `name` (normally `lb`) whose nodes read `clock`.
+pub fn register_with<P: PacketBuf + 'static>(
+    r: &mut Registry<P>,
+    name: &str,
+    clock: LbClock,
+) -> Result<(), RegistryError> {
+    r.register::<LbConfig, _>(name, LbNode::INFO, move |p, _| {
+        Ok(crate::nodes::NodeImpl::Custom(Box::new(LbNode::from_config(
+            &p,
+            clock.clone(),
+        )?)))
+    })
+}
+
+/// Registers the `lb` kind (TSC clock).
+pub fn register<P: PacketBuf + 'static>(r: &mut Registry<P>) -> Result<(), RegistryError> {
+    register_with(r, "lb", LbClock::Tsc)
+}
