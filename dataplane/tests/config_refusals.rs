@@ -82,6 +82,18 @@ fn refusals_name_the_key_and_the_reason() {
         "eal.no_huge",
         "virtio-user ports need huge pages",
     );
+    let pipe = |kind: &str, extra: &str| {
+        let kind = kind.to_string();
+        let extra = extra.to_string();
+        move |g: &str| {
+            g.replace("cross_connect = [[\"fh0\", \"mh0\"]]", "")
+                + &format!("[pipeline]\n[[pipeline.nodes]]\nname = \"a\"\nkind = \"{kind}\"\n[[pipeline.nodes]]\nname = \"f\"\nkind = \"forward\"\nparams = {{ mode = \"cross-connect\", pairs = [[\"fh0\", \"mh0\"]] }}\n[[pipeline.edges]]\nfrom = \"a\"\nto = \"f\"\n{extra}")
+        }
+    };
+    assert_refused(pipe("parsec", ""), "pipeline.nodes.a.kind", "unknown node kind `parsec`");
+    assert_refused(pipe("parse", "[[pipeline.edges]]\nfrom = \"f\"\nto = \"a\"\n"), "pipeline.edges[1].from", "node `f` has no output");
+    assert_refused(pipe("parse", "[[pipeline.edges]]\nfrom = \"a\"\nto = \"nowhere\"\n"), "pipeline.edges[1].to", "missing node `nowhere`");
+    assert_refused(|g| g.replace("[forwarding]", "[stats]\nprometheus = \"localhost\"\n[forwarding]"), "stats.prometheus", "not an address");
     assert_refused(|_| "this is = = not toml".into(), "-", "");
     assert_refused(|_| String::new(), "ports", "no ports configured");
 }

@@ -131,6 +131,11 @@ path = "{s1}"
         p
     }
 
+    /// The dataplane DUT's EAL file prefix (for secondary processes such as dpdk-dumpcap).
+    pub fn dut_prefix(&self) -> String {
+        format!("dut-{}", self.scratch.tag)
+    }
+
     /// Starts the dataplane as DUT with `config`, writing its final counters to `stats_json`.
     pub fn start_dataplane(&self, config: &PathBuf, stats_json: &PathBuf, stats_period: f64) -> Proc {
         let mut c = Command::new(workspace_bin("dataplane"));

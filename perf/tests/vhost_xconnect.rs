@@ -109,7 +109,17 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
     assert!(rx > 10_000.0, "fh0 received {rx} packets by now:\n{text}");
     assert!(metric_value(&text, "dataplane_port_link_up{port=\"mh0\",role=\"midhaul\"}") == Some(1.0), "{text}");
     assert!(text.contains("dataplane_worker_busy_cycles_total{lcore=\"1\"}"), "{text}");
-    std::thread::sleep(Duration::from_secs(1));
+    // dpdk-dumpcap (a DPDK secondary process) captures from the running dataplane.
+    let pcap = t.scratch.path("fh0.pcapng");
+    let cap = std::process::Command::new("dpdk-dumpcap")
+        .args(["--file-prefix", &t.dut_prefix(), "-i", "net_vhost0", "-c", "50", "-q", "-w"])
+        .arg(&pcap)
+        .output()
+        .expect("dpdk-dumpcap runs");
+    assert!(cap.status.success(), "dpdk-dumpcap: {}", String::from_utf8_lossy(&cap.stderr));
+    let bytes = std::fs::read(&pcap).expect("capture file");
+    assert_eq!(&bytes[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "a pcapng section header");
+    assert!(bytes.len() > 50 * 64, "50 packets of 64 bytes captured: {} bytes", bytes.len());
     gen.interrupt();
     assert_eq!(gen.wait(Duration::from_secs(30)), Some(0), "testpmd failed:\n{}", gen.output());
     std::thread::sleep(Duration::from_millis(500));
