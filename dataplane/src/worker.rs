@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
-use crate::counters::{bump, WorkerCounters};
+use crate::counters::{bump, PortCounters, WorkerCounters};
 use crate::dpdk::port::free_bulk;
 use crate::dpdk::{rdtsc, Mbuf, RxQueue, TxQueue};
 use crate::plan::MAX_BURST;
@@ -64,92 +64,82 @@ pub struct Worker {
 impl Worker {
     /// Polls until `stop` is set. Returns 0.
     pub fn run(mut self) -> i32 {
-        let forwarding = std::mem::replace(&mut self.forwarding, Forwarding::CrossConnect);
-        match forwarding {
-            Forwarding::CrossConnect => self.run_cross_connect(),
-            Forwarding::Graph(mut g, mut txv) => self.run_graph(&mut g, &mut txv),
+        let mut forwarding = std::mem::replace(&mut self.forwarding, Forwarding::CrossConnect);
+        let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
+        let burst = self.burst.min(MAX_BURST);
+        let retries = self.tx_retries;
+        let c = Arc::clone(&self.counters);
+        let mut polls = 0u64;
+        while !self.stop.load(Relaxed) {
+            polls += 1;
+            for b in self.rx.iter_mut() {
+                let t0 = rdtsc();
+                let n = b.queue.rx_burst(&mut pkts, burst);
+                if n == 0 {
+                    continue;
+                }
+                bump(&c.ports[b.port].rx, n as u64);
+                // One branch per burst, never per packet.
+                match &mut forwarding {
+                    Forwarding::CrossConnect => cross_connect(b, &mut pkts, &mut self.tx, &c, retries),
+                    Forwarding::Graph(graph, txv) => through_graph(b, &mut pkts, graph, txv, &mut self.tx, &c, retries),
+                }
+                bump(&c.busy_polls, 1);
+                bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));
+            }
+            if polls & 1023 == 0 {
+                c.polls.store(polls, Relaxed);
+            }
         }
+        c.polls.store(polls, Relaxed);
         0
     }
+}
 
-    fn run_cross_connect(&mut self) {
-        let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
-        let burst = self.burst.min(MAX_BURST);
-        let c = Arc::clone(&self.counters);
-        let mut polls = 0u64;
-        while !self.stop.load(Relaxed) {
-            polls += 1;
-            for b in self.rx.iter_mut() {
-                let t0 = rdtsc();
-                let n = b.queue.rx_burst(&mut pkts, burst);
-                if n == 0 {
-                    continue;
-                }
-                bump(&c.ports[b.port].rx, n as u64);
-                match b.out {
-                    Some(out) => {
-                        let (sent, dropped) = self.tx[out].tx_all(&mut pkts, self.tx_retries);
-                        let pc = &c.ports[out];
-                        bump(&pc.tx, sent as u64);
-                        if dropped != 0 {
-                            bump(&pc.tx_dropped, dropped as u64);
-                        }
-                    }
-                    None => {
-                        free_bulk(&mut pkts);
-                        bump(&c.ports[b.port].rx_no_route, n as u64);
-                    }
-                }
-                bump(&c.busy_polls, 1);
-                bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));
-            }
-            if polls & 1023 == 0 {
-                c.polls.store(polls, Relaxed);
-            }
-        }
-        c.polls.store(polls, Relaxed);
+/// Sends `pkts` on `tx` (bounded retries), counting what went and what was dropped.
+#[inline(always)]
+fn send<const N: usize>(tx: &mut TxQueue, pkts: &mut ArrayVec<Mbuf, N>, pc: &PortCounters, retries: u32) {
+    let (sent, dropped) = tx.tx_all(pkts, retries);
+    bump(&pc.tx, sent as u64);
+    if dropped != 0 {
+        bump(&pc.tx_dropped, dropped as u64);
     }
+}
 
-    fn run_graph(&mut self, graph: &mut Graph<Mbuf>, txv: &mut TxVectors<Mbuf>) {
-        let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
-        let burst = self.burst.min(MAX_BURST);
-        let c = Arc::clone(&self.counters);
-        let mut polls = 0u64;
-        while !self.stop.load(Relaxed) {
-            polls += 1;
-            for b in self.rx.iter_mut() {
-                let t0 = rdtsc();
-                let n = b.queue.rx_burst(&mut pkts, burst);
-                if n == 0 {
-                    continue;
-                }
-                bump(&c.ports[b.port].rx, n as u64);
-                if b.stamp_port {
-                    let id = b.queue.port();
-                    for m in pkts.iter_mut() {
-                        m.set_port(id);
-                    }
-                }
-                graph.process(&mut pkts, txv);
-                for (slot, tx) in self.tx.iter_mut().enumerate() {
-                    let v = txv.pkts_mut(slot);
-                    if v.is_empty() {
-                        continue;
-                    }
-                    let (sent, dropped) = tx.tx_all(v, self.tx_retries);
-                    let pc = &c.ports[slot];
-                    bump(&pc.tx, sent as u64);
-                    if dropped != 0 {
-                        bump(&pc.tx_dropped, dropped as u64);
-                    }
-                }
-                bump(&c.busy_polls, 1);
-                bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));
-            }
-            if polls & 1023 == 0 {
-                c.polls.store(polls, Relaxed);
-            }
+/// A burst goes to the binding's peer port as it is (or is dropped as no-route).
+#[inline(always)]
+fn cross_connect(b: &RxBinding, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, tx: &mut [TxQueue], c: &WorkerCounters, retries: u32) {
+    match b.out {
+        Some(out) => send(&mut tx[out], pkts, &c.ports[out], retries),
+        None => {
+            bump(&c.ports[b.port].rx_no_route, pkts.len() as u64);
+            free_bulk(pkts);
         }
-        c.polls.store(polls, Relaxed);
+    }
+}
+
+/// A burst runs through the worker's graph; each port's tx vector is then drained.
+#[inline(always)]
+fn through_graph(
+    b: &RxBinding,
+    pkts: &mut ArrayVec<Mbuf, MAX_BURST>,
+    graph: &mut Graph<Mbuf>,
+    txv: &mut TxVectors<Mbuf>,
+    tx: &mut [TxQueue],
+    c: &WorkerCounters,
+    retries: u32,
+) {
+    if b.stamp_port {
+        let id = b.queue.port();
+        for m in pkts.iter_mut() {
+            m.set_port(id);
+        }
+    }
+    graph.process(pkts, txv);
+    for (slot, q) in tx.iter_mut().enumerate() {
+        let v = txv.pkts_mut(slot);
+        if !v.is_empty() {
+            send(q, v, &c.ports[slot], retries);
+        }
     }
 }
