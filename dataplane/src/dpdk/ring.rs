@@ -76,12 +76,18 @@ impl Drop for Ring {
 
 /// Creates an ethdev named `net_ring_<name>` (the name a `ring` port at index `name` has in a
 /// plan) that receives from `rx` and transmits into `tx`. The rings must outlive the port.
-pub fn ring_port(_eal: &Eal, name: &str, rx: &Ring, tx: &Ring) -> Result<u16, DpdkError> {
+pub fn ring_port(eal: &Eal, name: &str, rx: &Ring, tx: &Ring) -> Result<u16, DpdkError> {
+    ring_port_multi(eal, name, &[rx], &[tx])
+}
+
+/// Like [`ring_port`], with one ring per rx queue and one per tx queue.
+pub fn ring_port_multi(_eal: &Eal, name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<u16, DpdkError> {
     let c = CString::new(name).map_err(|_| DpdkError::new("port name contains NUL", libc::EINVAL))?;
-    let rxs = [rx.ptr.as_ptr()];
-    let txs = [tx.ptr.as_ptr()];
-    // SAFETY: valid C string and arrays of one live ring each; DPDK copies the arrays.
-    let rc = unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, 0) };
+    let rxs: Vec<*mut dpdk_sys::rte_ring> = rx.iter().map(|r| r.ptr.as_ptr()).collect();
+    let txs: Vec<*mut dpdk_sys::rte_ring> = tx.iter().map(|r| r.ptr.as_ptr()).collect();
+    // SAFETY: valid C string and arrays of live rings with their true lengths; DPDK copies the
+    // arrays.
+    let rc = unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), rxs.len() as u32, txs.as_ptr(), txs.len() as u32, 0) };
     if rc < 0 {
         return Err(DpdkError::last(format!("ring port {name}")));
     }
