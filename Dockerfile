@@ -1,26 +1,35 @@
 # Multi-stage image of the dataplane: built with Debian's libdpdk-dev, run with only the DPDK
 # libraries the binary links and the PMD plugins it loads.
 #
-# Build it with scripts/build-image (makes the debian:bookworm-slim base with debootstrap when
-# no registry is reachable, vendors the crates so the build needs no crates.io, and passes
-# the podman flags this host needs). Run it (vhost-user sockets in /tmp/dataplane):
+# Build it with scripts/build-image, not `podman build .`: it stages the context (sources, the
+# crates vendored so the build needs no crates.io), makes the debian:bookworm-slim base with
+# debootstrap when no registry is reachable, and passes the podman flags this host needs.
+# Run it (vhost-user sockets in /tmp/dataplane):
 #   podman --runtime runc --cgroup-manager=cgroupfs run --rm --privileged \
 #     --ulimit nofile=10000:10000 --ulimit nproc=1000:1000 \
 #     -v /dev/hugepages:/dev/hugepages -v /tmp/dataplane:/tmp/dataplane localhost/dataplane
 # In Kubernetes: config/kubernetes/ (DATAPLANE_CONFIG names the config, discovery does the rest).
 
 FROM docker.io/library/debian:bookworm-slim AS build
-# Debian 12's plain `cargo`/`rustc` (1.63) are too old for this workspace (Cargo.lock v4);
+# Debian 12's plain `rustc` (1.63) and `cargo` are too old for this workspace (Cargo.lock v4);
 # `cargo-web`/`rustc-web` (bookworm-security) carry a current Rust and install the usual
 # /usr/bin/cargo and /usr/bin/rustc.
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libdpdk-dev clang libclang-dev pkg-config cargo-web rustc-web gcc libc6-dev ca-certificates >/dev/null \
  && cargo --version && rustc --version
 WORKDIR /src
-COPY . .
-# Vendored crates (.cargo/config.toml written by scripts/build-image) when present: offline.
-RUN if [ -d vendor ]; then off=--offline; fi; \
-    cargo build --release --locked $off -p dataplane --bin dataplane \
+# The context scripts/build-image stages: the workspace sources, the crates vendored in
+# vendor/ and .cargo/config.toml pointing cargo at them (offline build). Only what the build
+# reads is copied, so edits to scripts or manifests do not recompile.
+COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
+COPY vendor vendor
+COPY ffi ffi
+COPY pipeline pipeline
+COPY dataplane dataplane
+COPY perf perf
+COPY config config
+RUN cargo build --release --locked --offline -p dataplane --bin dataplane \
  && strip --strip-debug target/release/dataplane
 
 FROM docker.io/library/debian:bookworm-slim

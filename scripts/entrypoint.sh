@@ -8,7 +8,7 @@
 # `run` first resolves the plan with `dataplane check`: discovery finds the ports (SR-IOV
 # device-plugin env, Multus network-status, userspace CNI, OpenStack config drive), the
 # exclusive cores (CPU affinity, cgroup cpuset) and the huge pages (the pod's hugetlbfs mount
-# and what is free there), and prints it. The Downward API annotations and vhost-user
+# and what is free there); `run` prints the plan. The Downward API annotations and vhost-user
 # sockets can appear after the container starts, so a refused plan is retried every
 # DATAPLANE_RETRY_INTERVAL seconds, up to DATAPLANE_RETRIES times, before giving up with the
 # refusal (exit 2). Then it execs `dataplane run` on the same config.
@@ -35,7 +35,7 @@ case "$cmd" in
   run)
     n=1
     while :; do
-      if dataplane check -c "$cfg"; then
+      if dataplane check -c "$cfg" >/dev/null; then
         break
       else
         rc=$?

@@ -8,5 +8,7 @@ pub fn registry<P: PacketBuf + 'static>() -> Registry<P> {
     let mut r = Registry::with_builtins();
     // `acl`: OVN-style ACLs on rte_acl (see pipeline::acl::node and dpdk::acl).
     crate::dpdk::acl::register(&mut r);
+    // `lb`: L4 load balancer, Maglev + per-worker conntrack + NAT (see pipeline::lb::node).
+    pipeline::lb::register(&mut r).expect("the lb kind registers once");
     r
 }

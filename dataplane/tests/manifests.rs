@@ -116,7 +116,7 @@ fn nad_problems(d: &Value) -> Vec<String> {
     }
     match cni["type"].as_str() {
         Some("sriov") => {
-            if d["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"].as_str().map_or(true, |r| !r.contains('/')) {
+            if !d["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"].as_str().is_some_and(|r| r.contains('/')) {
                 p.push("sriov network without a k8s.v1.cni.cncf.io/resourceName annotation (prefix/name)".into());
             }
         }
@@ -215,15 +215,15 @@ fn the_checks_catch_broken_manifests() {
     // An unknown field, and a misspelt kind the schemas do not know.
     let broken = dir.join("broken.yaml");
     std::fs::write(&broken, pod.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: IfNotPresent\n      hugepages: true")).unwrap();
-    let (code, lines) = validate(&[broken.clone()]);
+    let (code, lines) = validate(std::slice::from_ref(&broken));
     assert_ne!(code, 0);
     assert!(lines.iter().any(|l| l.starts_with("ERROR") && l.contains("'hugepages' was unexpected")), "{lines:?}");
     std::fs::write(&broken, pod.replace("terminationGracePeriodSeconds: 10", "terminationGracePeriodSeconds: ten")).unwrap();
-    let (code, lines) = validate(&[broken.clone()]);
+    let (code, lines) = validate(std::slice::from_ref(&broken));
     assert_ne!(code, 0);
     assert!(lines.iter().any(|l| l.starts_with("ERROR") && l.contains("'ten' is not of type 'integer'")), "{lines:?}");
     std::fs::write(&broken, pod.replace("kind: Pod", "kind: Podd")).unwrap();
-    let (_, lines) = validate(&[broken.clone()]);
+    let (_, lines) = validate(std::slice::from_ref(&broken));
     assert!(!lines.iter().any(|l| l.contains(" passed for resource ")), "an unknown kind is not validated: {lines:?}");
     std::fs::remove_dir_all(&dir).ok();
 

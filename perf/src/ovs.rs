@@ -144,7 +144,14 @@ impl Ovs {
         c.env("OVS_RUNDIR", &rundir).env("OVS_DBDIR", &rundir);
         let vswitchd = Proc::spawn("ovs-vswitchd", c, scratch.path("ovs-vswitchd.out"));
         let ovs = Ovs { db, vswitchd, rundir, db_sock };
-        ovs.vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev"])?;
+        // Flows go in before the ports exist, so no packet ever meets an empty table.
+        ovs.vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure"])?;
+        let flows = ovs.rundir.join("flows.txt");
+        std::fs::write(&flows, pipeline.flows()).map_err(|e| e.to_string())?;
+        ovs.ofctl(&["del-flows", "br0"])?;
+        let mut c = Command::new("ovs-ofctl");
+        c.env("OVS_RUNDIR", &ovs.rundir).args(["-O", "OpenFlow13", "add-flows", "br0"]).arg(&flows);
+        run(&mut c, "ovs-ofctl add-flows")?;
         for (name, sock, ofport) in [("vh0", sock0, "1"), ("vh1", sock1, "2")] {
             ovs.vsctl(&[
                 "add-port",
@@ -159,12 +166,6 @@ impl Ovs {
                 &format!("ofport_request={ofport}"),
             ])?;
         }
-        let flows = ovs.rundir.join("flows.txt");
-        std::fs::write(&flows, pipeline.flows()).map_err(|e| e.to_string())?;
-        ovs.ofctl(&["del-flows", "br0"])?;
-        let mut c = Command::new("ovs-ofctl");
-        c.env("OVS_RUNDIR", &ovs.rundir).args(["-O", "OpenFlow13", "add-flows", "br0"]).arg(&flows);
-        run(&mut c, "ovs-ofctl add-flows")?;
         Ok(ovs)
     }
 
@@ -234,7 +235,8 @@ impl Ovs {
         let coverage = self.appctl(&["coverage/show"]).unwrap_or_default();
         let drops: Vec<&str> = coverage.lines().map(str::trim).filter(|l| l.contains("drop") && !l.ends_with("total: 0")).collect();
         let db: Vec<String> = ["vh0", "vh1"].iter().map(|p| self.vsctl(&["get", "Interface", p, "statistics"]).unwrap_or_default().trim().to_string()).collect();
-        json!({ "ports": ports, "pmd_stats": pmd.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+        let datapath_drops: u64 = drops.iter().filter(|l| l.starts_with("datapath_drop") || l.starts_with("drop_action")).filter_map(|l| l.rsplit("total:").next()?.trim().parse::<u64>().ok()).sum();
+        json!({ "ports": ports, "datapath_drops": datapath_drops, "pmd_stats": pmd.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
                 "drop_coverage": drops, "interface_statistics_db": db, "error": stats.err() })
     }
 

@@ -197,14 +197,14 @@ impl AclBuilder {
                 break;
             }
         }
-        let ctx = self.ctx;
-        let (family, rules) = (self.family, self.rules);
+        let Some(chosen) = chosen else {
+            // `self` drops here and frees the context.
+            return Err(DpdkError::new(format!("rte_acl: classify method {} not available on this CPU", alg.map_or("any", ClassifyAlg::name)), libc::ENOTSUP));
+        };
+        let classifier = AclClassifier { ctx: self.ctx, family: self.family, rules: self.rules, alg: chosen };
+        // The context now belongs to `classifier` (freed by its drop, exactly once).
         std::mem::forget(self);
-        let classifier = AclClassifier { ctx, family, rules, alg: ClassifyAlg::Scalar };
-        match chosen {
-            Some(alg) => Ok(AclClassifier { alg, ..classifier }),
-            None => Err(DpdkError::new(format!("rte_acl: classify method {} not available on this CPU", alg.map_or("any", ClassifyAlg::name)), libc::ENOTSUP)),
-        }
+        Ok(classifier)
     }
 }
 

@@ -191,9 +191,10 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
             o.stop();
             let ports = r["ports"].as_array().cloned().unwrap_or_default();
             let sum = |k: &str| ports.iter().map(|p| p[k].as_u64().unwrap_or(0)).sum::<u64>();
-            let (i, out, drops) = (sum("rx"), sum("tx"), sum("tx_dropped") + sum("rx_dropped"));
-            let acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64,
-                "note": "OVS interface counters; unaccounted = dropped by OpenFlow rules (conntrack: +new from port 2, packets before ct commit) or in flight at stop"});
+            let dp = r["datapath_drops"].as_u64().unwrap_or(0);
+            let (i, out, drops) = (sum("rx"), sum("tx"), sum("tx_dropped") + sum("rx_dropped") + dp);
+            let acc = json!({"in": i, "out": out, "counted_drops": drops, "datapath_drops": dp, "unaccounted": i as i64 - out as i64 - drops as i64,
+                "note": "OVS interface counters (ofctl dump-ports) + datapath drop coverage counters (drop actions: ACL/firewall rules, upcall errors)"});
             Ok((r, acc))
         }
         Dut::Proc(mut p) => {
@@ -349,7 +350,7 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
         let got: u64 = ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum();
         let achieved: f64 = ports.iter().map(|p| p["tx_mpps"].as_f64().unwrap_or(0.0)).sum::<f64>() / ports.len().max(1) as f64;
         // A trial counts only if the generator reached the rate; otherwise it is the limit.
-        let reached = achieved >= 0.98 * rate;
+        let reached = achieved >= 0.97 * rate;
         let ok = sent == got && reached;
         eprintln!("zero-loss {dut}: {rate:.3} Mpps/port offered, {achieved:.3} sent, lost {} -> {}", sent.saturating_sub(got), if ok { "pass" } else if !reached { "generator short" } else { "loss" });
         trials.push(json!({"offered_mpps_per_port": rate, "sent_mpps_per_port": achieved, "sent": sent, "received": got, "lost": sent.saturating_sub(got), "pass": ok, "generator_reached_rate": reached}));
@@ -359,11 +360,17 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
             hi = rate;
         }
     }
+    let lowest = trials.iter().filter_map(|t| t["offered_mpps_per_port"].as_f64()).fold(f64::INFINITY, f64::min);
     let mut res = json!({"dut": dut, "frame_size": 64, "trial_seconds": a.zl_seconds, "zero_loss_mpps_per_port": lo, "zero_loss_mpps_total": 2.0 * lo, "search_upper_bound": a.zl_max_mpps, "trials": trials});
-    if lo > 0.0 {
-        let g = trial(lo / 2.0, a.latency_seconds, true, 99)?;
+    // Latency at half the zero-loss rate; without one, at half the lowest rate tried, and
+    // labelled so.
+    let (lat_rate, basis) = if lo > 0.0 { (lo / 2.0, "50% of the zero-loss rate") } else { (lowest / 2.0, "no zero-loss rate found: 50% of the lowest rate tried") };
+    if lat_rate.is_finite() && lat_rate > 0.0 {
+        let g = trial(lat_rate, a.latency_seconds, true, 99)?;
         let lat: Vec<Value> = g["ports"].as_array().map(|p| p.iter().map(|x| x["latency"].clone()).collect()).unwrap_or_default();
-        res["latency_at_half_rate"] = json!({"rate_mpps_per_port": lo / 2.0, "seconds": a.latency_seconds, "per_receiving_port": lat});
+        let ports = g["ports"].as_array().cloned().unwrap_or_default();
+        let lost: u64 = ports.iter().map(|p| p["tx"].as_u64().unwrap_or(0)).sum::<u64>().saturating_sub(ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum());
+        res["latency_at_half_rate"] = json!({"rate_mpps_per_port": lat_rate, "basis": basis, "seconds": a.latency_seconds, "lost": lost, "per_receiving_port": lat});
     }
     let (_, acc) = stop_dut(dut, d, &stats)?;
     res["dut_accounting_whole_search"] = acc;

@@ -183,6 +183,8 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         // Whole bursts only: small bursts cost the virtio ring as much as
                         // full ones, so a rate is met by spacing full bursts.
                         if rate > 0.0 {
+                            // Up to 10 ms of credit: a generator preempted on a shared core
+                            // catches up (in bursts) instead of silently sending less.
                             tokens[p] = (tokens[p] + dt * rate).min(burst as f64 * 4.0);
                             if tokens[p] < burst as f64 {
                                 continue;

@@ -128,11 +128,9 @@ impl AclParams {
         let mut cfg = match (&self.rules, &self.acl) {
             (Some(path), None) => load_rules_file(Path::new(path))?,
             (None, Some(cfg)) => cfg.clone(),
-            _ => {
-                return Err(ParamError::general(
-                    "give the rules as `rules = \"FILE\"` or as an inline `acl` table (exactly one)",
-                ))
-            }
+            _ => return Err(ParamError::general(
+                "give the rules as `rules = \"FILE\"` or as an inline `acl` table (exactly one)",
+            )),
         };
         if let Some(d) = self.default {
             cfg.default = d;
@@ -236,7 +234,11 @@ impl<C: Classify> HubRegistry<C> {
     ) -> Result<Arc<AclHub<C>>, ParamError> {
         let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
         hubs.retain(|(_, w)| w.strong_count() > 0);
-        if let Some(h) = hubs.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.upgrade()) {
+        if let Some(h) = hubs
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, w)| w.upgrade())
+        {
             return Ok(h);
         }
         let h = Arc::new(create()?);
@@ -273,7 +275,10 @@ impl<C: Classify> AclNode<C> {
         let hub = hubs.get_or_create(ctx.node, || {
             let cfg = p.load()?;
             let table = expand_config(&cfg).map_err(|e| {
-                ParamError::new(if p.rules.is_some() { "rules" } else { "acl" }, e.to_string())
+                ParamError::new(
+                    if p.rules.is_some() { "rules" } else { "acl" },
+                    e.to_string(),
+                )
             })?;
             AclHub::new(table, ctx.ports).map_err(|e| ParamError::general(e.to_string()))
         })?;
@@ -287,7 +292,12 @@ impl<C: Classify> AclNode<C> {
         hub: Arc<AclHub<C>>,
         ticks_per_sec: u64,
     ) -> Result<Self, ParamError> {
-        let size = ctx.ports.iter().map(|p| usize::from(p.index) + 1).max().unwrap_or(0);
+        let size = ctx
+            .ports
+            .iter()
+            .map(|p| usize::from(p.index) + 1)
+            .max()
+            .unwrap_or(0);
         let mut peer = vec![NO_PORT; size].into_boxed_slice();
         match p.outport {
             OutportMode::CrossConnect => {
@@ -306,12 +316,18 @@ impl<C: Classify> AclNode<C> {
                 }
             }
             _ if !p.pairs.is_empty() => {
-                return Err(ParamError::new("pairs", "`pairs` is only used with outport = \"cross-connect\""));
+                return Err(ParamError::new(
+                    "pairs",
+                    "`pairs` is only used with outport = \"cross-connect\"",
+                ));
             }
             _ => {}
         }
         if (p.outport == OutportMode::ByRoute) == p.routes.is_empty() {
-            return Err(ParamError::new("routes", "`routes` is needed with, and only with, outport = \"by-route\""));
+            return Err(ParamError::new(
+                "routes",
+                "`routes` is needed with, and only with, outport = \"by-route\"",
+            ));
         }
         let mut routes = Vec::new();
         for [prefix, port] in &p.routes {
@@ -368,10 +384,7 @@ impl<C: Classify> AclNode<C> {
         if self.slot.published() == self.installed.0.generation {
             return false;
         }
-        let cur = (
-            Arc::clone(&self.installed.0),
-            Arc::clone(&self.installed.1),
-        );
+        let cur = (Arc::clone(&self.installed.0), Arc::clone(&self.installed.1));
         match self.slot.adopt(cur) {
             Ok(new) => {
                 self.installed = new;
@@ -473,7 +486,11 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         }
 
         // 2. Connection table: packets of tracked connections pass.
-        let now = if ct.is_some() { crate::cycles::now() } else { 0 };
+        let now = if ct.is_some() {
+            crate::cycles::now()
+        } else {
+            0
+        };
         let mut ct_hits = 0u64;
         if let Some(ct) = ct.as_mut() {
             ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
@@ -502,7 +519,11 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
                     .unwrap_or(NO_PORT),
                 OutportMode::ByMetadata | OutportMode::ByRoute => m.out_port,
             };
-            let out_bits = if out_id == NO_PORT { 0 } else { prog.acl.bits(out_id) };
+            let out_bits = if out_id == NO_PORT {
+                0
+            } else {
+                prog.acl.bits(out_id)
+            };
             let fam = usize::from(m.ip_version == 6);
             let t = nf[fam];
             s.keys[fam][t].set_from_meta(m, in_bits, out_bits);
@@ -548,15 +569,13 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
                         }
                         Err(InsertError::Exists(h)) => {
                             if m.protocol == PROTO_TCP {
-                                let dir = ct
-                                    .key(h)
-                                    .map_or(Direction::Original, |k| {
-                                        if *k == s.flows[j] {
-                                            Direction::Original
-                                        } else {
-                                            Direction::Reply
-                                        }
-                                    });
+                                let dir = ct.key(h).map_or(Direction::Original, |k| {
+                                    if *k == s.flows[j] {
+                                        Direction::Original
+                                    } else {
+                                        Direction::Reply
+                                    }
+                                });
                                 ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
                             }
                         }
@@ -708,10 +727,10 @@ mod tests {
         let out = run(
             &mut g,
             vec![
-                tcp(web, ba, 40000, 8080, 0), // allowed, out ba0
-                tcp(ba, db, 40001, 5432, 1),  // allowed, out db0
-                tcp(web, db, 40002, 5432, 0), // denied (tiers-default-drop)
-                tcp(db, ba, 5432, 40009, 2),  // unrelated inbound: denied
+                tcp(web, ba, 40000, 8080, 0),      // allowed, out ba0
+                tcp(ba, db, 40001, 5432, 1),       // allowed, out db0
+                tcp(web, db, 40002, 5432, 0),      // denied (tiers-default-drop)
+                tcp(db, ba, 5432, 40009, 2),       // unrelated inbound: denied
                 tcp(web, "8.8.8.8", 40003, 53, 0), // no tier port: the default (drop)
             ],
         );
@@ -733,7 +752,10 @@ mod tests {
         assert_eq!(n.drops_for("default-deny"), 1);
         let c = hub.counters();
         let by = |name: &str| c.acls.iter().find(|a| a.name == name).unwrap().packets;
-        assert_eq!((by("web-to-ba"), by("ba-to-db"), by("tiers-default-drop")), (1, 1, 3));
+        assert_eq!(
+            (by("web-to-ba"), by("ba-to-db"), by("tiers-default-drop")),
+            (1, 1, 3)
+        );
         assert_eq!(c.default_rule.packets, 1);
         assert_eq!(c.denials.rule_drop, 3);
     }
@@ -762,7 +784,13 @@ mod tests {
             ],
         );
         assert_eq!(out, vec![Some(1), None]);
-        assert_eq!(g.snapshot().node("acl-3t-full").unwrap().drops_for("conntrack-full"), 1);
+        assert_eq!(
+            g.snapshot()
+                .node("acl-3t-full")
+                .unwrap()
+                .drops_for("conntrack-full"),
+            1
+        );
     }
 
     #[test]
@@ -774,16 +802,36 @@ mod tests {
                 "[[nodes]]\nname = \"a\"\nkind = \"acl\"\nparams = {params}\n[[nodes]]\nname = \"f\"\nkind = \"forward\"\nparams = {{ mode = \"by-metadata\" }}\n[[edges]]\nfrom = \"a\"\nto = \"f\"\n"
             ))
             .unwrap();
-            Graph::build(&spec, &r, &ports3()).err().map(|e| e.reason.to_string())
+            Graph::build(&spec, &r, &ports3())
+                .err()
+                .map(|e| e.reason.to_string())
         };
-        assert!(build("{ rules = \"/nonexistent.toml\" }").unwrap().contains("cannot read"));
+        assert!(build("{ rules = \"/nonexistent.toml\" }")
+            .unwrap()
+            .contains("cannot read"));
         assert!(build("{ }").unwrap().contains("exactly one"));
         assert!(build("{ acl = { rules = [{ direction = \"to-lport\", priority = 1, match = \"ip4.src == $nope\", action = \"allow\" }] } }")
             .unwrap()
             .contains("unknown address set"));
-        assert!(build("{ acl = { }, outport = \"cross-connect\" }").unwrap().contains("pairs"));
-        assert!(build("{ acl = { }, outport = \"by-route\", routes = [[\"10.0.0.0/8\", \"nope\"]] }").unwrap().contains("unknown port"));
+        assert!(build("{ acl = { }, outport = \"cross-connect\" }")
+            .unwrap()
+            .contains("pairs"));
+        assert!(build(
+            "{ acl = { }, outport = \"by-route\", routes = [[\"10.0.0.0/8\", \"nope\"]] }"
+        )
+        .unwrap()
+        .contains("unknown port"));
         assert_eq!(build("{ acl = { default = \"allow\" } }"), None);
+    }
+
+    #[test]
+    fn three_tier_config_inlines_the_example_rules() {
+        let cfg: toml::Value = toml::from_str(include_str!("../../../config/three-tier.toml")).unwrap();
+        let nodes = cfg["pipeline"]["nodes"].as_array().unwrap();
+        let acl = nodes.iter().find(|n| n["kind"].as_str() == Some("acl")).unwrap();
+        let inline: AclConfig = acl["params"]["acl"].clone().try_into().unwrap();
+        let file: AclFile = toml::from_str(include_str!("../../../config/acl-three-tier.toml")).unwrap();
+        assert_eq!(inline, file.acl);
     }
 
     // ---- hitless updates under load ----
@@ -845,7 +893,11 @@ mod tests {
         // A burst: 16 packets to port 80, 16 to port 81. Generation g (odd: port 80 rules,
         // even: port 81 rules) must pass exactly one half.
         let frames: Vec<Vec<u8>> = (0..32u16)
-            .map(|i| tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80 + (i & 1), 0).data().to_vec())
+            .map(|i| {
+                tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80 + (i & 1), 0)
+                    .data()
+                    .to_vec()
+            })
             .collect();
         let workers: Vec<_> = nodes
             .drain(..)
@@ -856,7 +908,8 @@ mod tests {
                     .name(format!("worker{w}"))
                     .spawn(move || {
                         let counters = NodeCounters::new(4, 5);
-                        let mut pkts: Vec<TestBuf> = frames.iter().map(|f| TestBuf::new(f.clone(), 0)).collect();
+                        let mut pkts: Vec<TestBuf> =
+                            frames.iter().map(|f| TestBuf::new(f.clone(), 0)).collect();
                         let mut meta = vec![PacketMeta::default(); pkts.len()];
                         for (p, m) in pkts.iter().zip(meta.iter_mut()) {
                             parse_packet(p.data(), &ParseConfig::default(), m).unwrap();
@@ -876,10 +929,17 @@ mod tests {
                             assert!(matches!(v, Verdict::PerPacket));
                             for (m, d) in meta.iter().zip(&decisions) {
                                 let pass = *d == Decision::Next(0);
-                                assert_eq!(pass, m.dst_port == want_port, "generation {gen}: mixed verdicts");
+                                assert_eq!(
+                                    pass,
+                                    m.dst_port == want_port,
+                                    "generation {gen}: mixed verdicts"
+                                );
                             }
                             if seen.last() != Some(&gen) {
-                                assert!(seen.last().map_or(true, |&g| g < gen), "generations go forward");
+                                assert!(
+                                    seen.last().map_or(true, |&g| g < gen),
+                                    "generations go forward"
+                                );
                                 seen.push(gen);
                             }
                             bursts += 1;
@@ -898,7 +958,9 @@ mod tests {
                 move || {
                     for g in 2..=PUBLICATIONS + 1 {
                         let cfg = only_port(if g % 2 == 1 { 80 } else { 81 });
-                        let r = hub.publish_config(&cfg, std::time::Duration::from_secs(5)).unwrap();
+                        let r = hub
+                            .publish_config(&cfg, std::time::Duration::from_secs(5))
+                            .unwrap();
                         assert_eq!(r.generation, g);
                         assert_eq!(r.switched, WORKERS, "every worker switched: {r:?}");
                         assert_eq!(r.retired_freed, WORKERS);
@@ -914,7 +976,11 @@ mod tests {
         for w in workers {
             let (seen, bursts, updates) = w.join().unwrap();
             assert!(bursts > PUBLICATIONS);
-            assert_eq!(*seen.last().unwrap(), PUBLICATIONS + 1, "ended on the last generation");
+            assert_eq!(
+                *seen.last().unwrap(),
+                PUBLICATIONS + 1,
+                "ended on the last generation"
+            );
             assert!(updates <= PUBLICATIONS && updates >= 1);
         }
         assert!(total.load(Ordering::Relaxed) > 0);

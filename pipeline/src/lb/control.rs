@@ -240,13 +240,22 @@ impl LbControl {
     pub fn update(&self, cfg: &LbConfig) -> Result<u64, ConfigError> {
         let cfg = cfg.resolve()?;
         if cfg.conntrack != self.conntrack {
-            return Err(ConfigError::new("conntrack", "fixed when the nodes were built"));
+            return Err(ConfigError::new(
+                "conntrack",
+                "fixed when the nodes were built",
+            ));
         }
         if cfg.max_services != self.max_services {
-            return Err(ConfigError::new("max_services", "fixed when the nodes were built"));
+            return Err(ConfigError::new(
+                "max_services",
+                "fixed when the nodes were built",
+            ));
         }
         if cfg.max_backends != self.max_backends {
-            return Err(ConfigError::new("max_backends", "fixed when the nodes were built"));
+            return Err(ConfigError::new(
+                "max_backends",
+                "fixed when the nodes were built",
+            ));
         }
         let mut inner = lock(&self.inner);
         let mut ids = inner.ids.clone();
@@ -374,7 +383,8 @@ impl LbControl {
                     .filter(|(_, b)| b.service == sid as u32)
                     .filter_map(|(bid, b)| {
                         let stats = sum(&|w: &LbCounters| &w.backends[bid]);
-                        let keep = b.status != BackendStatus::Removed || stats.active_connections > 0;
+                        let keep =
+                            b.status != BackendStatus::Removed || stats.active_connections > 0;
                         keep.then(|| BackendStats {
                             id: bid as u32,
                             name: b.name.clone(),

@@ -137,9 +137,7 @@ pub fn make_rst(d: &mut [u8], m: &mut PacketMeta) -> bool {
     let flags = d[l4 + 13];
     let seq = u32::from_be_bytes([d[l4 + 4], d[l4 + 5], d[l4 + 6], d[l4 + 7]]);
     let ack = u32::from_be_bytes([d[l4 + 8], d[l4 + 9], d[l4 + 10], d[l4 + 11]]);
-    let seg_len = payload
-        + u32::from(flags & tf::SYN != 0)
-        + u32::from(flags & tf::FIN != 0);
+    let seg_len = payload + u32::from(flags & tf::SYN != 0) + u32::from(flags & tf::FIN != 0);
     let (new_seq, new_ack, new_flags) = if flags & tf::ACK != 0 {
         (ack, 0, tf::RST)
     } else {
@@ -214,12 +212,23 @@ mod tests {
         let l3 = usize::from(m.l3_offset);
         let end = l3 + usize::from(m.l3_len);
         let seg = &f[l4..end];
-        let ok_ip = m.ip_version != 4 || Ipv4Packet::new_checked(&f[l3..end]).unwrap().verify_checksum();
+        let ok_ip = m.ip_version != 4
+            || Ipv4Packet::new_checked(&f[l3..end])
+                .unwrap()
+                .verify_checksum();
         let ok_l4 = match (m.ip_version, m.protocol) {
-            (4, TCP) => TcpPacket::new_checked(seg).unwrap().verify_checksum_v4(m.src_v4(), m.dst_v4()),
-            (6, TCP) => TcpPacket::new_checked(seg).unwrap().verify_checksum_v6(&m.src_addr, &m.dst_addr),
-            (4, UDP) => UdpPacket::new_checked(seg).unwrap().verify_checksum_v4(m.src_v4(), m.dst_v4()),
-            (6, UDP) => UdpPacket::new_checked(seg).unwrap().verify_checksum_v6(&m.src_addr, &m.dst_addr),
+            (4, TCP) => TcpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v4(m.src_v4(), m.dst_v4()),
+            (6, TCP) => TcpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v6(&m.src_addr, &m.dst_addr),
+            (4, UDP) => UdpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v4(m.src_v4(), m.dst_v4()),
+            (6, UDP) => UdpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v6(&m.src_addr, &m.dst_addr),
             _ => false,
         };
         ok_ip && ok_l4
@@ -260,7 +269,11 @@ mod tests {
     #[test]
     fn rst_answers_the_segment() {
         for v6 in [false, true] {
-            let mut spec = SourceSpec::simple(1, L4Proto::Tcp, if v6 { IpVersion::V6 } else { IpVersion::V4 });
+            let mut spec = SourceSpec::simple(
+                1,
+                L4Proto::Tcp,
+                if v6 { IpVersion::V6 } else { IpVersion::V4 },
+            );
             spec.frame_size += 30;
             let mut f = build_frame(&spec, 7);
             let orig = meta(&f);
@@ -269,8 +282,14 @@ mod tests {
             assert!(valid(&f));
             let fresh = meta(&f);
             assert_eq!(m, fresh);
-            assert_eq!((fresh.src_addr, fresh.src_port), (orig.dst_addr, orig.dst_port));
-            assert_eq!((fresh.dst_addr, fresh.dst_port), (orig.src_addr, orig.src_port));
+            assert_eq!(
+                (fresh.src_addr, fresh.src_port),
+                (orig.dst_addr, orig.dst_port)
+            );
+            assert_eq!(
+                (fresh.dst_addr, fresh.dst_port),
+                (orig.src_addr, orig.src_port)
+            );
             // The template is PSH|ACK with ack 0: RST with seq = 0 (its ack).
             assert_eq!(fresh.tcp_flags, tf::RST);
             let l4 = usize::from(fresh.l4_offset);
@@ -290,7 +309,10 @@ mod tests {
         assert!(valid(&f));
         assert_eq!(f[l4 + 13], tf::RST | tf::ACK);
         // 64-byte frame: 6 bytes of TCP payload after the 20-byte header, plus the SYN.
-        assert_eq!(u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]), 41 + 6 + 1);
+        assert_eq!(
+            u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]),
+            41 + 6 + 1
+        );
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub const C_TABLE_SWAPS: usize = 5;
 /// Extra counter: connections that ended (expired or removed).
 pub const C_CLOSED: usize = 6;
 
+/// Packets classified, looked up and rewritten together (one batched lookup each).
+pub const CHUNK: usize = 64;
+
 /// Connection-table slots examined for expiry per vector.
 pub const AGE_SCAN_PER_VECTOR: usize = 64;
 
@@ -150,7 +153,10 @@ enum What {
     #[default]
     Pass,
     Vip(u32),
-    Reply { start: u32, count: u32 },
+    Reply {
+        start: u32,
+        count: u32,
+    },
 }
 
 /// Per-vector scratch space, allocated once.
@@ -198,7 +204,8 @@ impl LbNode {
         ],
         transmits: false,
         fills_meta: false,
-        description: "L4 load balancer: Maglev backend choice, connection tracking, DNAT and reply un-NAT",
+        description:
+            "L4 load balancer: Maglev backend choice, connection tracking, DNAT and reply un-NAT",
     };
 
     /// A node following `control`'s tables, with its own connection table (sized by the
@@ -306,198 +313,212 @@ impl<P: PacketBuf> Node<P> for LbNode {
         let c: &LbCounters = counters;
         let n = f.len();
 
-        // 1. Classify.
-        let mut k = 0usize;
-        let mut uniform = true;
-        for i in 0..n {
-            f.decisions[i] = Decision::Next(OUT_NEXT);
-            let m = &f.meta[i];
-            if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
-                continue;
-            }
-            if let Some(sid) = t.vip_lookup(&m.dst_addr, m.protocol, m.dst_port, m.ip_version) {
-                if m.is_fragment() {
-                    f.decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
-                    uniform = false;
-                    continue;
-                }
-                s.keys[k] = FlowKey {
-                    src: m.src_addr,
-                    dst: m.dst_addr,
-                    src_port: m.src_port,
-                    dst_port: m.dst_port,
-                    proto: m.protocol,
-                    family: family(m),
-                };
-                s.what[k] = What::Vip(sid);
-            } else {
-                let Some(r) = t.reply_range(&m.src_addr, m.protocol, m.src_port, m.ip_version) else {
-                    continue;
-                };
-                if m.is_fragment() || r.count == 0 {
-                    continue;
-                }
-                let sid = t.cands[r.start as usize].0;
-                let svc = &t.services[sid as usize];
-                s.keys[k] = FlowKey {
-                    src: svc.vip,
-                    dst: m.dst_addr,
-                    src_port: svc.port.unwrap_or(m.src_port),
-                    dst_port: m.dst_port,
-                    proto: m.protocol,
-                    family: family(m),
-                };
-                s.what[k] = What::Reply {
-                    start: r.start,
-                    count: r.count,
-                };
-            }
-            s.idx[k] = i as u16;
-            k += 1;
-        }
-
-        // 2. One batched lookup.
-        if k > 0 {
-            ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
-        }
-
-        // 3. Decide and rewrite.
         let (mut new_conns, mut fallback, mut untracked, mut ambiguous, mut resets, mut n_closed) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut uniform = true;
         s.remove.clear();
-        for j in 0..k {
-            let i = usize::from(s.idx[j]);
-            let key = s.keys[j];
-            let m = &mut f.meta[i];
-            let pkt = &mut f.pkts[i];
-            let is_tcp = key.proto == PROTO_TCP;
-            match s.what[j] {
-                What::Pass => {}
-                What::Vip(sid) => {
-                    uniform = false;
-                    let (entry, h) = match s.out[j] {
-                        Some((h, Direction::Original)) => match ct.payload(h) {
-                            Some(e) => (*e, Some(h)),
-                            None => continue,
-                        },
-                        // Stored from the other side: not a connection this node created.
-                        Some((_, Direction::Reply)) => continue,
-                        None => {
-                            let Some(bid) = t.pick(sid, &key) else {
-                                f.decisions[i] = Decision::Drop(DROP_NO_BACKEND);
-                                continue;
-                            };
-                            let be = &t.backends[bid as usize];
-                            let entry = NatEntry {
-                                backend: bid,
-                                service: sid,
-                                port: be.port.unwrap_or(key.dst_port),
-                            };
-                            match ct.insert_reclaiming(&key, ConnTrack::<NatEntry>::hash(&key), now, entry) {
-                                Ok((h, old)) => {
-                                    if let Some(o) = old {
-                                        closed(c, &o);
-                                        n_closed += 1;
-                                    }
-                                    new_conns += 1;
-                                    c.backends[bid as usize].new_connections.add(1);
-                                    c.services[sid as usize].new_connections.add(1);
-                                    (entry, Some(h))
-                                }
-                                // The same new flow twice in one vector.
-                                Err(InsertError::Exists(h)) => match ct.payload(h) {
-                                    Some(e) => (*e, Some(h)),
-                                    None => continue,
-                                },
-                                Err(InsertError::Full) => {
-                                    fallback += 1;
-                                    (entry, None)
-                                }
-                            }
-                        }
-                    };
-                    let be = &t.backends[entry.backend as usize];
-                    if !be.status.serves_established() {
-                        f.decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
-                        if t.down_policy == DownPolicy::Reset {
-                            let _ = s.remove.try_push(key);
-                            if is_tcp && nat::make_rst(pkt.data_mut(), m) {
-                                m.out_port = pkt.in_port();
-                                f.decisions[i] = Decision::Next(OUT_RESET);
-                                resets += 1;
-                            }
-                        }
-                        continue;
-                    }
-                    if let (true, Some(h)) = (is_tcp, h) {
-                        ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
-                    }
-                    let len = pkt.data().len() as u64;
-                    if !nat::rewrite(pkt.data_mut(), m, End::Dst, &be.addr, entry.port) {
-                        f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
-                        continue;
-                    }
-                    let (sc, bc) = (&c.services[sid as usize], &c.backends[entry.backend as usize]);
-                    sc.packets.add(1);
-                    sc.bytes.add(len);
-                    bc.packets.add(1);
-                    bc.bytes.add(len);
+        // In chunks, so that a chunk's metadata, keys, slots and headers are still in L1
+        // when it is decided and rewritten.
+        for base in (0..n).step_by(CHUNK) {
+            let end = (base + CHUNK).min(n);
+            // 1. Classify.
+            let mut k = 0usize;
+            for i in base..end {
+                f.decisions[i] = Decision::Next(OUT_NEXT);
+                let m = &f.meta[i];
+                if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
+                    continue;
                 }
-                What::Reply { start, count } => {
-                    let cands = &t.cands[start as usize..(start + count) as usize];
-                    // (handle, candidate) of the connection this reply belongs to.
-                    let mut hit = None;
-                    let mut mismatch = false;
-                    if let Some((h, Direction::Reply)) = s.out[j] {
-                        match ct.payload(h) {
-                            Some(e) if e.backend == cands[0].1 => hit = Some((h, cands[0])),
-                            _ => mismatch = true,
-                        }
+                if let Some(sid) = t.vip_lookup(&m.dst_addr, m.protocol, m.dst_port, m.ip_version) {
+                    if m.is_fragment() {
+                        f.decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
+                        uniform = false;
+                        continue;
                     }
-                    if hit.is_none() {
-                        for &cand in &cands[1..] {
-                            let svc = &t.services[cand.0 as usize];
-                            let mut k2 = key;
-                            k2.src = svc.vip;
-                            k2.src_port = svc.port.unwrap_or(m.src_port);
-                            if let Some((h, Direction::Reply, e)) = ct.lookup(&k2, now) {
-                                if e.backend == cand.1 {
-                                    hit = Some((h, cand));
-                                    break;
+                    s.keys[k] = FlowKey {
+                        src: m.src_addr,
+                        dst: m.dst_addr,
+                        src_port: m.src_port,
+                        dst_port: m.dst_port,
+                        proto: m.protocol,
+                        family: family(m),
+                    };
+                    s.what[k] = What::Vip(sid);
+                } else {
+                    let Some(r) = t.reply_range(&m.src_addr, m.protocol, m.src_port, m.ip_version)
+                    else {
+                        continue;
+                    };
+                    if m.is_fragment() || r.count == 0 {
+                        continue;
+                    }
+                    let sid = t.cands[r.start as usize].0;
+                    let svc = &t.services[sid as usize];
+                    s.keys[k] = FlowKey {
+                        src: svc.vip,
+                        dst: m.dst_addr,
+                        src_port: svc.port.unwrap_or(m.src_port),
+                        dst_port: m.dst_port,
+                        proto: m.protocol,
+                        family: family(m),
+                    };
+                    s.what[k] = What::Reply {
+                        start: r.start,
+                        count: r.count,
+                    };
+                }
+                s.idx[k] = i as u16;
+                k += 1;
+            }
+
+            // 2. One batched lookup.
+            if k > 0 {
+                ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
+            }
+
+            // 3. Decide and rewrite.
+            for j in 0..k {
+                let i = usize::from(s.idx[j]);
+                let key = s.keys[j];
+                let m = &mut f.meta[i];
+                let pkt = &mut f.pkts[i];
+                let is_tcp = key.proto == PROTO_TCP;
+                match s.what[j] {
+                    What::Pass => {}
+                    What::Vip(sid) => {
+                        uniform = false;
+                        let (entry, h) = match s.out[j] {
+                            Some((h, Direction::Original)) => match ct.payload(h) {
+                                Some(e) => (*e, Some(h)),
+                                None => continue,
+                            },
+                            // Stored from the other side: not a connection this node created.
+                            Some((_, Direction::Reply)) => continue,
+                            None => {
+                                let Some(bid) = t.pick(sid, &key) else {
+                                    f.decisions[i] = Decision::Drop(DROP_NO_BACKEND);
+                                    continue;
+                                };
+                                let be = &t.backends[bid as usize];
+                                let entry = NatEntry {
+                                    backend: bid,
+                                    service: sid,
+                                    port: be.port.unwrap_or(key.dst_port),
+                                };
+                                match ct.insert_reclaiming(
+                                    &key,
+                                    ConnTrack::<NatEntry>::hash(&key),
+                                    now,
+                                    entry,
+                                ) {
+                                    Ok((h, old)) => {
+                                        if let Some(o) = old {
+                                            closed(c, &o);
+                                            n_closed += 1;
+                                        }
+                                        new_conns += 1;
+                                        c.backends[bid as usize].new_connections.add(1);
+                                        c.services[sid as usize].new_connections.add(1);
+                                        (entry, Some(h))
+                                    }
+                                    // The same new flow twice in one vector.
+                                    Err(InsertError::Exists(h)) => match ct.payload(h) {
+                                        Some(e) => (*e, Some(h)),
+                                        None => continue,
+                                    },
+                                    Err(InsertError::Full) => {
+                                        fallback += 1;
+                                        (entry, None)
+                                    }
                                 }
-                                mismatch = true;
                             }
-                        }
-                    }
-                    let (sid, bid) = match hit {
-                        Some((h, cand)) => {
-                            if is_tcp {
-                                ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Reply, now);
+                        };
+                        let be = &t.backends[entry.backend as usize];
+                        if !be.status.serves_established() {
+                            f.decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
+                            if t.down_policy == DownPolicy::Reset {
+                                let _ = s.remove.try_push(key);
+                                if is_tcp && nat::make_rst(pkt.data_mut(), m) {
+                                    m.out_port = pkt.in_port();
+                                    f.decisions[i] = Decision::Next(OUT_RESET);
+                                    resets += 1;
+                                }
                             }
-                            cand
-                        }
-                        None if count == 1 && !mismatch => {
-                            untracked += 1;
-                            cands[0]
-                        }
-                        None => {
-                            ambiguous += 1;
                             continue;
                         }
-                    };
-                    uniform = false;
-                    let svc = &t.services[sid as usize];
-                    let vport = svc.port.unwrap_or(m.src_port);
-                    let len = pkt.data().len() as u64;
-                    if !nat::rewrite(pkt.data_mut(), m, End::Src, &svc.vip, vport) {
-                        f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
-                        continue;
+                        if let (true, Some(h)) = (is_tcp, h) {
+                            ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
+                        }
+                        let len = pkt.data().len() as u64;
+                        if !nat::rewrite(pkt.data_mut(), m, End::Dst, &be.addr, entry.port) {
+                            f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                            continue;
+                        }
+                        let (sc, bc) = (
+                            &c.services[sid as usize],
+                            &c.backends[entry.backend as usize],
+                        );
+                        sc.packets.add(1);
+                        sc.bytes.add(len);
+                        bc.packets.add(1);
+                        bc.bytes.add(len);
                     }
-                    let (sc, bc) = (&c.services[sid as usize], &c.backends[bid as usize]);
-                    sc.reply_packets.add(1);
-                    sc.reply_bytes.add(len);
-                    bc.reply_packets.add(1);
-                    bc.reply_bytes.add(len);
+                    What::Reply { start, count } => {
+                        let cands = &t.cands[start as usize..(start + count) as usize];
+                        // (handle, candidate) of the connection this reply belongs to.
+                        let mut hit = None;
+                        let mut mismatch = false;
+                        if let Some((h, Direction::Reply)) = s.out[j] {
+                            match ct.payload(h) {
+                                Some(e) if e.backend == cands[0].1 => hit = Some((h, cands[0])),
+                                _ => mismatch = true,
+                            }
+                        }
+                        if hit.is_none() {
+                            for &cand in &cands[1..] {
+                                let svc = &t.services[cand.0 as usize];
+                                let mut k2 = key;
+                                k2.src = svc.vip;
+                                k2.src_port = svc.port.unwrap_or(m.src_port);
+                                if let Some((h, Direction::Reply, e)) = ct.lookup(&k2, now) {
+                                    if e.backend == cand.1 {
+                                        hit = Some((h, cand));
+                                        break;
+                                    }
+                                    mismatch = true;
+                                }
+                            }
+                        }
+                        let (sid, bid) = match hit {
+                            Some((h, cand)) => {
+                                if is_tcp {
+                                    ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Reply, now);
+                                }
+                                cand
+                            }
+                            None if count == 1 && !mismatch => {
+                                untracked += 1;
+                                cands[0]
+                            }
+                            None => {
+                                ambiguous += 1;
+                                continue;
+                            }
+                        };
+                        uniform = false;
+                        let svc = &t.services[sid as usize];
+                        let vport = svc.port.unwrap_or(m.src_port);
+                        let len = pkt.data().len() as u64;
+                        if !nat::rewrite(pkt.data_mut(), m, End::Src, &svc.vip, vport) {
+                            f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                            continue;
+                        }
+                        let (sc, bc) = (&c.services[sid as usize], &c.backends[bid as usize]);
+                        sc.reply_packets.add(1);
+                        sc.reply_bytes.add(len);
+                        bc.reply_packets.add(1);
+                        bc.reply_bytes.add(len);
+                    }
                 }
             }
         }
@@ -538,10 +559,9 @@ pub fn register_with<P: PacketBuf + 'static>(
     clock: LbClock,
 ) -> Result<(), RegistryError> {
     r.register::<LbConfig, _>(name, LbNode::INFO, move |p, _| {
-        Ok(crate::nodes::NodeImpl::Custom(Box::new(LbNode::from_config(
-            &p,
-            clock.clone(),
-        )?)))
+        Ok(crate::nodes::NodeImpl::Custom(Box::new(
+            LbNode::from_config(&p, clock.clone())?,
+        )))
     })
 }
 

@@ -293,7 +293,12 @@ impl LbConfig {
         let mut cfg = Self::from_toml_str(&text).map_err(|e| {
             ConfigError::new(
                 format!("file({})", path.display()),
-                format!("{}{}{}", e.key, if e.key.is_empty() { "" } else { ": " }, e.reason),
+                format!(
+                    "{}{}{}",
+                    e.key,
+                    if e.key.is_empty() { "" } else { ": " },
+                    e.reason
+                ),
             )
         })?;
         if cfg.control.is_none() {
@@ -340,7 +345,10 @@ impl LbConfig {
                 return Err(ConfigError::new(key("vip"), "must be a unicast address"));
             }
             if s.port == Some(0) {
-                return Err(ConfigError::new(key("port"), "must be 1..=65535 (omit it for all ports)"));
+                return Err(ConfigError::new(
+                    key("port"),
+                    "must be 1..=65535 (omit it for all ports)",
+                ));
             }
             if let Some(prev) = endpoints.insert((s.vip, s.protocol, s.port), si) {
                 return Err(ConfigError::new(
@@ -358,7 +366,8 @@ impl LbConfig {
                     ),
                 ));
             }
-            if s.backends.len() >= s.table_size as usize || s.backends.len() > maglev::MAX_BACKENDS {
+            if s.backends.len() >= s.table_size as usize || s.backends.len() > maglev::MAX_BACKENDS
+            {
                 return Err(ConfigError::new(
                     key("backends"),
                     format!(
@@ -379,7 +388,10 @@ impl LbConfig {
                     ));
                 }
                 if b.address.is_unspecified() || b.address.is_multicast() {
-                    return Err(ConfigError::new(bkey("address"), "must be a unicast address"));
+                    return Err(ConfigError::new(
+                        bkey("address"),
+                        "must be a unicast address",
+                    ));
                 }
                 if b.port == Some(0) {
                     return Err(ConfigError::new(bkey("port"), "must be 1..=65535"));
@@ -419,7 +431,10 @@ impl LbConfig {
                 if let Some(v) = hit {
                     return Err(ConfigError::new(
                         format!("services[{si}].backends[{bi}].address"),
-                        format!("is the endpoint of services[{v}] (`{}`)", self.services[v].name),
+                        format!(
+                            "is the endpoint of services[{v}] (`{}`)",
+                            self.services[v].name
+                        ),
                     ));
                 }
             }
@@ -713,7 +728,10 @@ impl ServiceTable {
                     if id >= cfg.max_services {
                         return Err(ConfigError::new(
                             format!("services[{si}]"),
-                            format!("more than max_services = {} service ids ever allocated", cfg.max_services),
+                            format!(
+                                "more than max_services = {} service ids ever allocated",
+                                cfg.max_services
+                            ),
                         ));
                     }
                     next.services.insert(key, id);
@@ -853,7 +871,9 @@ impl ServiceTable {
         let sid = self.service_id(service)?;
         self.backends
             .iter()
-            .position(|b| b.service == sid && b.status != BackendStatus::Removed && b.name == backend)
+            .position(|b| {
+                b.service == sid && b.status != BackendStatus::Removed && b.name == backend
+            })
             .map(|i| i as u32)
     }
 
@@ -875,13 +895,25 @@ impl ServiceTable {
 
     /// Where the reply candidates of a packet from `src:port` are in the candidate list.
     #[inline(always)]
-    pub(crate) fn reply_range(&self, src: &[u8; 16], proto: u8, port: u16, family: u8) -> Option<CandRange> {
+    pub(crate) fn reply_range(
+        &self,
+        src: &[u8; 16],
+        proto: u8,
+        port: u16,
+        family: u8,
+    ) -> Option<CandRange> {
         self.replies.get(src, proto, port, family)
     }
 
     /// Reply candidates (service id, backend id) for a packet from `src:port`.
     #[inline(always)]
-    pub fn reply_candidates(&self, src: &[u8; 16], proto: u8, port: u16, family: u8) -> &[(u32, u32)] {
+    pub fn reply_candidates(
+        &self,
+        src: &[u8; 16],
+        proto: u8,
+        port: u16,
+        family: u8,
+    ) -> &[(u32, u32)] {
         match self.replies.get(src, proto, port, family) {
             Some(r) => &self.cands[r.start as usize..(r.start + r.count) as usize],
             None => &[],
@@ -958,7 +990,11 @@ mod tests {
         assert_eq!(t.vip_lookup(&vip, 6, 81, 4), None);
         assert_eq!(t.vip_lookup(&vip, 17, 80, 4), None);
         let vip6 = addr16("2001:db8::53".parse().unwrap());
-        assert_eq!(t.vip_lookup(&vip6, 17, 5353, 6), Some(1), "all-ports service");
+        assert_eq!(
+            t.vip_lookup(&vip6, 17, 5353, 6),
+            Some(1),
+            "all-ports service"
+        );
         let b = addr16("10.0.0.1".parse().unwrap());
         assert_eq!(t.reply_candidates(&b, 6, 8080, 4), &[(0, 0)]);
         assert!(t.reply_candidates(&b, 6, 80, 4).is_empty());
@@ -980,7 +1016,10 @@ mod tests {
         assert_eq!(t1.backends.len(), 3);
         assert_eq!(t2.backends.len(), 4);
         assert_eq!(t2.backends[0].status, BackendStatus::Removed);
-        assert_eq!(t2.backends[0].address(), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t2.backends[0].address(),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(t2.backend_id("web", "10.0.0.2:8080"), Some(1));
         assert_eq!(t2.backend_id("web", "10.0.0.3:8080"), Some(3));
         // Bringing the first one back reuses its id.

@@ -160,7 +160,11 @@ pub fn parse(f: &[u8]) -> Parsed {
         let d: [u8; 16] = f[38..54].try_into().unwrap();
         (IpAddr::from(s), IpAddr::from(d), f[20], 54, 54 + plen, true)
     } else {
-        assert_eq!((f[12], f[13], f[14]), (0x08, 0x00, 0x45), "IPv4 without options");
+        assert_eq!(
+            (f[12], f[13], f[14]),
+            (0x08, 0x00, 0x45),
+            "IPv4 without options"
+        );
         let total = u16::from_be_bytes([f[16], f[17]]) as usize;
         let s: [u8; 4] = f[26..30].try_into().unwrap();
         let d: [u8; 4] = f[30..34].try_into().unwrap();
@@ -179,8 +183,16 @@ pub fn parse(f: &[u8]) -> Parsed {
         dport: u16::from_be_bytes([l4[2], l4[3]]),
         tcp,
         flags: if tcp { l4[13] } else { 0 },
-        seq: if tcp { u32::from_be_bytes(l4[4..8].try_into().unwrap()) } else { 0 },
-        ack: if tcp { u32::from_be_bytes(l4[8..12].try_into().unwrap()) } else { 0 },
+        seq: if tcp {
+            u32::from_be_bytes(l4[4..8].try_into().unwrap())
+        } else {
+            0
+        },
+        ack: if tcp {
+            u32::from_be_bytes(l4[8..12].try_into().unwrap())
+        } else {
+            0
+        },
         payload: l4[hl..].to_vec(),
         ip_csum_ok: ip_ok,
         l4_csum_ok: l4_ok,

@@ -1,0 +1,324 @@
+//! The `lb` node end to end on real DPDK ring ports and mbufs: many TCP flows to a VIP with
+//! 4 backends; one backend is removed mid-run through the named control. Asserted: flows on
+//! the remaining backends never move; the removed backend's flows are dropped (and counted
+//! as `backend-down`); new flows spread over the remaining backends within a 5-sigma
+//! binomial bound of their Maglev share; replies from the backends come back un-NATed;
+//! every packet that leaves has valid IPv4 and TCP checksums (checked from scratch here).
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrayvec::ArrayVec;
+use common::*;
+use dataplane::config::ConfigFile;
+use dataplane::dpdk::ring::Ring;
+use dataplane::dpdk::{Mbuf, Mempool};
+use dataplane::plan;
+use dataplane::runtime::{run_with_eal, RunOptions};
+use pipeline::lb::LbControl;
+
+const CONTROL: &str = "lb-ring-e2e";
+
+fn config() -> String {
+    format!(
+        r#"
+[eal]
+lcores = [0, 1]
+no_huge = true
+[ports.r0]
+role = "clients"
+kind = "ring"
+[ports.r1]
+role = "backends"
+kind = "ring"
+[pipeline]
+input = "parse"
+[[pipeline.nodes]]
+name = "parse"
+kind = "parse"
+[[pipeline.nodes]]
+name = "lb"
+kind = "lb"
+[pipeline.nodes.params]
+control = "{CONTROL}"
+conntrack = {{ capacity = 65536 }}
+[[pipeline.nodes.params.services]]
+name = "web"
+vip = "192.0.2.10"
+protocol = "tcp"
+port = 80
+backends = [
+  {{ address = "10.0.0.1", port = 8080 }},
+  {{ address = "10.0.0.2", port = 8080 }},
+  {{ address = "10.0.0.3", port = 8080 }},
+  {{ address = "10.0.0.4", port = 8080 }},
+]
+[[pipeline.nodes]]
+name = "forward"
+kind = "forward"
+params = {{ mode = "cross-connect", pairs = [["r0", "r1"]] }}
+[[pipeline.nodes]]
+name = "reset"
+kind = "forward"
+params = {{ mode = "by-metadata" }}
+[[pipeline.edges]]
+from = "parse"
+to = "lb"
+[[pipeline.edges]]
+from = "lb"
+to = "forward"
+[[pipeline.edges]]
+from = "lb"
+output = "reset"
+to = "reset"
+"#
+    )
+}
+
+const VIP: [u8; 4] = [192, 0, 2, 10];
+
+fn sum16(mut acc: u32, d: &[u8]) -> u32 {
+    for w in d.chunks(2) {
+        acc += (w[0] as u32) << 8 | *w.get(1).unwrap_or(&0) as u32;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc
+}
+
+/// Ethernet / IPv4 / TCP (20-byte header, 6 bytes payload), correct checksums.
+fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let c = !(sum16(0, &f[14..34]) as u16);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(b"lbtest");
+    let c = !(sum16(pseudo(&f), &f[34..]) as u16);
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn pseudo(f: &[u8]) -> u32 {
+    let len = u16::from_be_bytes([f[16], f[17]]) as u32 - 20;
+    sum16(sum16(0, &f[26..34]), &[0, 6, (len >> 8) as u8, len as u8])
+}
+
+/// (src, sport, dst, dport) of a frame whose IPv4 and TCP checksums verify; panics otherwise.
+fn check(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    assert_eq!(
+        (f[12], f[13], f[14], f[23]),
+        (0x08, 0x00, 0x45, 6),
+        "IPv4/TCP"
+    );
+    assert_eq!(sum16(0, &f[14..34]), 0xffff, "IPv4 header checksum");
+    let end = 14 + u16::from_be_bytes([f[16], f[17]]) as usize;
+    assert_eq!(sum16(pseudo(f), &f[34..end]), 0xffff, "TCP checksum");
+    assert_eq!(&f[54..60], b"lbtest", "payload untouched");
+    let a = |i: usize| [f[i], f[i + 1], f[i + 2], f[i + 3]];
+    let p = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
+    (a(26), p(34), a(30), p(36))
+}
+
+fn client(i: u32) -> ([u8; 4], u16) {
+    (
+        (u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i).to_be_bytes(),
+        1024 + (i % 60000) as u16,
+    )
+}
+
+fn send(pool: &Mempool, ring: &Ring, frames: &[Vec<u8>]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    for chunk in frames.chunks(32) {
+        for f in chunk {
+            let mut m = pool.alloc().expect("test pool has room");
+            assert!(m.append(f));
+            v.push(m);
+        }
+        while !v.is_empty() {
+            ring.enqueue(&mut v);
+            assert!(Instant::now() < deadline, "ring stayed full");
+        }
+    }
+}
+
+fn receive(ring: &Ring, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(n);
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if ring.dequeue(&mut v) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out.extend(v.drain(..).map(|m| m.data().to_vec()));
+    }
+    out
+}
+
+const F: u32 = 12_000; // flows before the removal
+const G: u32 = 12_000; // new flows after it
+
+#[test]
+fn flows_stay_put_when_a_backend_is_removed_mid_run() {
+    let eal = eal("lb-ring");
+    let text = config();
+    let cfg = ConfigFile::parse(&text, Path::new("lb.toml")).unwrap();
+    let plan = plan::build(&cfg, Path::new("lb.toml"), &plan::Host::with_cpus(&[0, 1]))
+        .expect("valid plan");
+    let wires = Arc::new(ring_ports(&eal, 32768));
+    let pool = Arc::new(Mempool::create(&eal, "lb_pool", 32767, 0, 2176, 0).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let traffic = {
+        let (w, pool, stop) = (wires.clone(), pool.clone(), stop.clone());
+        std::thread::spawn(move || {
+            stop_after(stop, || {
+                let syns: Vec<Vec<u8>> = (0..F)
+                    .map(|i| {
+                        let (s, p) = client(i);
+                        tcp_frame(s, p, VIP, 80, 0x02)
+                    })
+                    .collect();
+                send(&pool, &w.in0, &syns);
+                let first = receive(&w.out1, F as usize, Duration::from_secs(30));
+                // Mid-run: the control plane removes a backend while the worker polls.
+                let ctl = LbControl::named(CONTROL).expect("the lb node registered its control");
+                ctl.remove_backend("web", "10.0.0.2:8080").unwrap();
+                let mut again: Vec<Vec<u8>> = (0..F)
+                    .map(|i| {
+                        let (s, p) = client(i);
+                        tcp_frame(s, p, VIP, 80, 0x10)
+                    })
+                    .collect();
+                again.extend((F..F + G).map(|i| {
+                    let (s, p) = client(i);
+                    tcp_frame(s, p, VIP, 80, 0x02)
+                }));
+                send(&pool, &w.in0, &again);
+                let first_on_removed = first.iter().filter(|f| check(f).2 == [10, 0, 0, 2]).count();
+                let second = receive(
+                    &w.out1,
+                    again.len() - first_on_removed,
+                    Duration::from_secs(30),
+                );
+                // Replies from the backends for the first 1000 flows.
+                let replies: Vec<Vec<u8>> = first[..1000]
+                    .iter()
+                    .filter(|f| check(f).2 != [10, 0, 0, 2])
+                    .map(|f| {
+                        let (s, sp, d, dp) = check(f);
+                        tcp_frame(d, dp, s, sp, 0x12)
+                    })
+                    .collect();
+                send(&pool, &w.in1, &replies);
+                let back = receive(&w.out0, replies.len(), Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(50));
+                let extra = w.out0.count() + w.out1.count();
+                (
+                    first,
+                    second,
+                    replies,
+                    back,
+                    first_on_removed,
+                    extra,
+                    ctl.stats(),
+                )
+            })
+        })
+    };
+    let opts = RunOptions {
+        no_hugepage_setup: true,
+        stop: Some(stop),
+        duration: Some(120.0),
+        ..Default::default()
+    };
+    let report = run_with_eal(&eal, &plan, &opts).expect("run");
+    let (first, second, replies, back, on_removed, extra, stats) =
+        traffic.join().expect("traffic thread");
+
+    // Phase 1: every SYN was balanced; record each flow's backend.
+    assert_eq!(first.len(), F as usize);
+    let mut backend_of: HashMap<([u8; 4], u16), [u8; 4]> = HashMap::new();
+    for f in &first {
+        let (s, sp, d, dp) = check(f);
+        assert_eq!(dp, 8080);
+        backend_of.insert((s, sp), d);
+    }
+    assert_eq!(backend_of.len(), F as usize);
+    let mut load: HashMap<[u8; 4], usize> = HashMap::new();
+    for d in backend_of.values() {
+        *load.entry(*d).or_default() += 1;
+    }
+    evenness(&load, F as usize, 4, "before the removal");
+    // Phase 2: tracked flows on remaining backends never moved; new flows avoid the removed one.
+    assert_eq!(
+        second.len(),
+        (F + G) as usize - on_removed,
+        "all but the removed backend's flows came out"
+    );
+    let mut new_load: HashMap<[u8; 4], usize> = HashMap::new();
+    let mut seen_old = 0;
+    for f in &second {
+        let (s, sp, d, _) = check(f);
+        assert_ne!(d, [10, 0, 0, 2], "the removed backend got a packet");
+        match backend_of.get(&(s, sp)) {
+            Some(b) => {
+                assert_eq!(*b, d, "flow {s:?}:{sp} moved");
+                seen_old += 1;
+            }
+            None => *new_load.entry(d).or_default() += 1,
+        }
+    }
+    assert_eq!(seen_old, F as usize - on_removed);
+    evenness(&new_load, G as usize, 3, "new flows after the removal");
+    // Replies un-NATed to the VIP.
+    assert_eq!(back.len(), replies.len());
+    for (f, r) in back.iter().zip(&replies) {
+        let (s, sp, d, dp) = check(f);
+        let (_, _, rd, rdp) = check(r);
+        assert_eq!((s, sp, d, dp), (VIP, 80, rd, rdp));
+    }
+    assert_eq!(extra, 0);
+    // Counters: the node's drops and the control's per-backend numbers agree.
+    let lb = report.pipeline[0].node("lb").expect("lb node stats");
+    assert_eq!(lb.drops_for("backend-down"), on_removed as u64, "{lb:?}");
+    let web = stats.service("web").unwrap();
+    assert_eq!(web.stats.new_connections, (F + G) as u64);
+    assert_eq!(web.stats.reply_packets, replies.len() as u64);
+    let removed = web
+        .backends
+        .iter()
+        .find(|b| b.name == "10.0.0.2:8080")
+        .expect("removed backend still listed: it has connections");
+    assert_eq!(removed.stats.new_connections, on_removed as u64);
+    assert!(report.mempools.iter().all(|m| m.in_use_after_stop == 0));
+    assert_eq!(pool.in_use(), 0, "dropped packets went back to their pool");
+    eprintln!("lb ring: {F} flows then {G} new; {on_removed} on the removed backend; loads {load:?} then {new_load:?}");
+}
+
+/// Each backend's count is within 5 binomial sigmas of an equal share (Maglev's shares
+/// differ by at most 1 slot in 65537 for equal weights, negligible here).
+fn evenness(load: &HashMap<[u8; 4], usize>, n: usize, backends: usize, what: &str) {
+    assert_eq!(load.len(), backends, "{what}: {load:?}");
+    let p = 1.0 / backends as f64;
+    let mean = n as f64 * p;
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    for (b, &c) in load {
+        assert!(
+            (c as f64 - mean).abs() <= 5.0 * sigma,
+            "{what}: backend {b:?} has {c}, mean {mean:.0}, sigma {sigma:.0}"
+        );
+    }
+}

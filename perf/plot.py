@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Plots and a Markdown table from a `scripts/bench` result (perf/results/<set>.json).
+
+    python3 perf/plot.py perf/results/quick.json --md perf/results/quick.md --png-prefix perf/results/quick
+
+PNGs (only for data present in the JSON; nothing is drawn that was not measured):
+  <prefix>-mpps.png        forwarded Mpps by frame size per DUT (median, min-max bars)
+  <prefix>-cycles.png      cycles per packet per pipeline node (pipeline-bench)
+  <prefix>-acl.png         ACL cycles/packet by rule count (acl-bench), when present
+  <prefix>-lb.png          load-balancer cycles/packet by flow count (lb-bench), when present
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def size_key(s):
+    return (1, 0) if str(s).lower() == "imix" else (0, int(s))
+
+
+def fmt(v, nd=3):
+    return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def markdown(doc):
+    out = []
+    m = doc.get("machine", {})
+    meth = doc.get("method", {})
+    out.append(f"# Benchmark results: `{doc.get('set', '?')}` ({doc.get('when', '?')})\n")
+    out.append(f"Machine: {m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, kernel {m.get('kernel', '?')}; "
+               f"{m.get('dpdk', '?')}; {m.get('ovs', 'OVS ?')}; {m.get('rustc', '')}; commit {m.get('dataplane_git', '?')}.\n")
+    out.append(f"Topology: {doc.get('topology', '')}\n")
+    out.append(f"Method: {meth.get('rounds')} interleaved rounds x {meth.get('seconds')} s (+{meth.get('warmup')} s warm-up) per DUT; "
+               f"median (min-max) of forwarded Mpps, both directions. {meth.get('note', '')}. "
+               f"Limit: {meth.get('limit', '')}.\n")
+    out.append("## Headline\n")
+    out.append("| figure | value |\n|---|---|")
+    for k, v in doc.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("elapsed_s",):
+            out.append(f"| `{k}` | {fmt(float(v))} |")
+    out.append("")
+    out.append("## Throughput\n")
+    out.append("| size | flows | DUT | generator | forwarded Mpps (min-max) | Gbit/s | lost by generator | DUT in = out + drops | limit |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(doc.get("results", []), key=lambda r: (size_key(r["size"]), r["flows"], r["dut"])):
+        bal = "yes" if r.get("dut_unaccounted", 0) == 0 else f"no ({r['dut_unaccounted']} unaccounted)"
+        out.append(f"| {r['size']} | {r['flows']} | {r['dut']} | {r['generator']} | "
+                   f"{r['forwarded_mpps_median']:.3f} ({r['forwarded_mpps_min']:.3f}-{r['forwarded_mpps_max']:.3f}) | "
+                   f"{r['forwarded_gbps_median']:.2f} | {r['generator_lost']} of {r['generator_sent']} ({100 * r['loss_fraction']:.2f}%) | {bal} | {r['limit']} |")
+    out.append("")
+    ratios = doc.get("ratios", {})
+    if ratios:
+        out.append("## Ratios (median of per-round ratios, min-max)\n")
+        out.append("| size/flows | ratio | median | min-max |\n|---|---|---|---|")
+        for sz, rs in ratios.items():
+            for k, v in rs.items():
+                out.append(f"| {sz} | `{k}` | {v['median']:.3f} | {v['min']:.3f}-{v['max']:.3f} |")
+        out.append("")
+    zl = doc.get("zero_loss", [])
+    if zl:
+        out.append("## Zero-loss rate (RFC 2544-style binary search, dpgen, 64-byte) and latency at 50% of it\n")
+        out.append("| DUT | zero-loss Mpps per port | trials | latency min / mean / p99 (us), per receiving port |")
+        out.append("|---|---|---|---|")
+        for z in zl:
+            lat = z.get("latency_at_half_rate", {}).get("per_receiving_port", [])
+            ls = "; ".join(f"{l['min_ns'] / 1e3:.1f} / {l['mean_ns'] / 1e3:.1f} / {l['p99_ns'] / 1e3:.1f} ({l['probes']} probes)"
+                           for l in lat if l and l.get("probes"))
+            tr = ", ".join(f"{t['offered_mpps_per_port']:.3f}:{'pass' if t['pass'] else ('short' if not t['generator_reached_rate'] else 'loss ' + str(t['lost']))}"
+                           for t in z.get("trials", []))
+            basis = z.get("latency_at_half_rate", {})
+            if ls:
+                ls = f"{ls} at {basis.get('rate_mpps_per_port', 0):.3f} Mpps/port ({basis.get('basis', '')}; lost {basis.get('lost', '?')})"
+            out.append(f"| {z['dut']} | {z['zero_loss_mpps_per_port']:.3f} | {tr} | {ls or 'not measured'} |")
+        out.append("")
+    pb = doc.get("pipeline_bench")
+    if pb:
+        out.append("## Cycles per packet per node (pipeline-bench, no I/O, best of rounds)\n")
+        out.append("| pipeline | flows | node cycles/packet | graph cycles/packet |\n|---|---|---|---|")
+        for r in pb.get("results", []):
+            nodes = ", ".join(f"{n} {c:.1f}" for n, c in r["node_cycles_per_packet"].items())
+            out.append(f"| {r['pipeline']} | {r['flows']} | {nodes} | {r['graph_cycles_per_packet']:.1f} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def plots(doc, prefix):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plot.py: python3-matplotlib not installed; no PNGs (scripts/setup --bench installs it)", file=sys.stderr)
+        return []
+    made = []
+    res = doc.get("results", [])
+    flows = sorted({r["flows"] for r in res})
+    if res:
+        f0 = flows[0]
+        sizes = sorted({r["size"] for r in res if r["flows"] == f0}, key=size_key)
+        duts = sorted({r["dut"] for r in res if r["flows"] == f0})
+        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(sizes) + 3), 4.5))
+        w = 0.8 / max(1, len(duts))
+        for i, d in enumerate(duts):
+            xs, ys, lo, hi = [], [], [], []
+            for j, s in enumerate(sizes):
+                r = next((r for r in res if r["dut"] == d and r["size"] == s and r["flows"] == f0), None)
+                if r:
+                    xs.append(j + i * w - 0.4 + w / 2)
+                    ys.append(r["forwarded_mpps_median"])
+                    lo.append(r["forwarded_mpps_median"] - r["forwarded_mpps_min"])
+                    hi.append(r["forwarded_mpps_max"] - r["forwarded_mpps_median"])
+            ax.bar(xs, ys, w, yerr=[lo, hi], capsize=2, label=d)
+        ax.set_xticks(range(len(sizes)))
+        ax.set_xticklabels([f"{s}" + ("" if str(s).lower() == "imix" else " B") for s in sizes])
+        ax.set_ylabel("forwarded Mpps (both directions)")
+        ax.set_title(f"vhost-user, 1 DUT core, {f0} flows: median, min-max ({doc.get('set')})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = f"{prefix}-mpps.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    pb = doc.get("pipeline_bench")
+    if pb and pb.get("results"):
+        rs = [r for r in pb["results"]]
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels, bottoms = [], []
+        colors = {}
+        for k, r in enumerate(rs):
+            labels.append(f"{r['pipeline']}\n{r['flows']} flow(s)")
+            b = 0.0
+            for n, c in r["node_cycles_per_packet"].items():
+                if n not in colors:
+                    colors[n] = f"C{len(colors)}"
+                ax.barh(k, c, left=b, color=colors[n], label=n if n not in [h.get_label() for h in ax.patches[:-1]] else None)
+                b += c
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+        ax.legend(handles, list(colors.keys()), fontsize=8)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_xlabel("cycles per packet (stacked by node, best of rounds)")
+        ax.set_title("pipeline-bench: cycles per packet per node")
+        fig.tight_layout()
+        p = f"{prefix}-cycles.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    for key, xlabel, name in (("acl_bench", "rules", "acl"), ("lb_bench", "flows", "lb")):
+        d = doc.get(key)
+        pts = series(d)
+        if pts:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("cycles per packet")
+            ax.set_title(f"{key.replace('_', '-')}: cycles per packet by {xlabel}")
+            fig.tight_layout()
+            p = f"{prefix}-{name}.png"
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+            made.append(p)
+    return made
+
+
+def series(d):
+    """(x, cycles/packet) points from an acl-bench / lb-bench JSON: keys `<name>_cycles_per_packet_<N>`
+    with N like 1k, 10k, 1m, or a `results` list of objects with a count and `cycles_per_packet`."""
+    if not isinstance(d, dict):
+        return []
+    pts = {}
+    mult = {"": 1, "k": 1_000, "m": 1_000_000}
+    for k, v in d.items():
+        if "cycles_per_packet_" in k and isinstance(v, (int, float)):
+            tail = k.rsplit("_", 1)[-1].lower()
+            num = tail.rstrip("km")
+            if num.isdigit():
+                pts[int(num) * mult[tail[len(num):]]] = float(v)
+    for r in d.get("results", []) if isinstance(d.get("results"), list) else []:
+        if isinstance(r, dict) and isinstance(r.get("cycles_per_packet"), (int, float)):
+            n = next((r[c] for c in ("rules", "flows", "count", "n") if isinstance(r.get(c), int)), None)
+            if n:
+                pts.setdefault(n, float(r["cycles_per_packet"]))
+    return sorted(pts.items())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json")
+    ap.add_argument("--md")
+    ap.add_argument("--png-prefix")
+    a = ap.parse_args()
+    doc = json.load(open(a.json))
+    if a.md:
+        open(a.md, "w").write(markdown(doc))
+        print("plot.py: wrote", a.md)
+    if a.png_prefix:
+        for p in plots(doc, a.png_prefix):
+            print("plot.py: wrote", p)
+
+
+if __name__ == "__main__":
+    main()

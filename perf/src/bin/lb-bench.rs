@@ -1,0 +1,322 @@
+//! `lb-bench`: the `lb` node's cycles per packet on the built-in packet source (64-byte
+//! TCP/IPv4 to one VIP with 4 backends, `parse -> lb -> forward`, no I/O, one core) with
+//! 1k, 100k and 1M tracked flows; new connections per second per core; Maglev table build
+//! time for 10, 100 and 1000 backends.
+//!
+//! ```text
+//! cargo run --release -p perf --bin lb-bench -- [--json FILE] [--rounds N] [--quick] [--flows N]
+//! ```
+//!
+//! - Established flows: each flow count gets a fresh node whose connection table is sized
+//!   for it (`capacity` = flows, so the table runs at load 0.5, 64-byte entries: 128 MiB
+//!   at 1M); one warm-up pass inserts every flow, then `--rounds` rounds replay all flows
+//!   (in source order; the table is hashed, so lookups are random) and the `lb` node's TSC
+//!   clocks per packet are taken from the graph's per-node counters (they include handing
+//!   the vector on). Best and median over rounds are printed; the JSON has the median.
+//! - New connections: a fresh node per round replays 1M distinct flows once (every packet a
+//!   miss, a Maglev pick, an insert and a DNAT); connections/s = TSC Hz / clocks per packet.
+//! - Maglev: wall-clock build time of a 65537-slot table, median of 9 builds.
+//!
+//! `--quick`: 1k and 100k flows only (the 1M keys of the JSON are then null); `--flows N`:
+//! established flows at that one count only (for profiling).
+//!
+//! The machine may be shared: medians of several rounds; compare runs, not single figures.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use pipeline::cycles;
+use pipeline::lb::{self, Backend, Maglev, DEFAULT_TABLE_SIZE};
+use pipeline::source::{IpVersion, L4Proto, PacketSource, SourceSpec};
+use pipeline::{Graph, GraphSpec, PortInfo, Registry, TestBuf, VECTOR_SIZE};
+use serde_json::{json, Value};
+
+struct Args {
+    json: Option<String>,
+    rounds: usize,
+    quick: bool,
+    flows: Option<u32>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        json: None,
+        rounds: 7,
+        quick: false,
+        flows: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--json" => a.json = Some(it.next().ok_or("--json needs a value")?),
+            "--rounds" => {
+                a.rounds = it
+                    .next()
+                    .ok_or("--rounds needs a value")?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--rounds: {e}"))?
+                    .max(1)
+            }
+            "--quick" => a.quick = true,
+            "--flows" => {
+                a.flows = Some(
+                    it.next()
+                        .ok_or("--flows needs a value")?
+                        .parse::<u32>()
+                        .map_err(|e| format!("--flows: {e}"))?
+                        .max(1),
+                )
+            }
+            "-h" | "--help" => {
+                println!("usage: lb-bench [--json FILE] [--rounds N] [--quick] [--flows N]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn spec(capacity: usize) -> String {
+    format!(
+        r#"
+        [[nodes]]
+        name = "parse"
+        kind = "parse"
+        [[nodes]]
+        name = "lb"
+        kind = "lb"
+        [nodes.params]
+        conntrack = {{ capacity = {capacity} }}
+        [[nodes.params.services]]
+        name = "bench"
+        vip = "10.1.0.1"
+        protocol = "tcp"
+        port = 80
+        backends = [
+          {{ address = "10.2.0.1", port = 8080 }},
+          {{ address = "10.2.0.2", port = 8080 }},
+          {{ address = "10.2.0.3", port = 8080 }},
+          {{ address = "10.2.0.4", port = 8080 }},
+        ]
+        [[nodes]]
+        name = "forward"
+        kind = "forward"
+        params = {{ mode = "cross-connect", pairs = [["p0", "p1"]] }}
+        [[nodes]]
+        name = "rst"
+        kind = "drop"
+        [[edges]]
+        from = "parse"
+        to = "lb"
+        [[edges]]
+        from = "lb"
+        to = "forward"
+        [[edges]]
+        from = "lb"
+        output = "reset"
+        to = "rst"
+        "#
+    )
+}
+
+fn graph(capacity: usize) -> Result<Graph<TestBuf>, String> {
+    let mut r = Registry::with_builtins();
+    lb::register(&mut r).map_err(|e| e.to_string())?;
+    let ports = [
+        PortInfo::new(0, "p0", "fronthaul"),
+        PortInfo::new(1, "p1", "midhaul"),
+    ];
+    let spec = GraphSpec::from_toml(&spec(capacity)).map_err(|e| e.to_string())?;
+    Graph::build(&spec, &r, &ports).map_err(|e| e.to_string())
+}
+
+fn source(flows: u32) -> Result<PacketSource, String> {
+    // Flow i: 10.0.0.1 + i, port 1024 + i % 4096 -> 10.1.0.1:80 (the VIP).
+    let s = SourceSpec::simple(flows, L4Proto::Tcp, IpVersion::V4);
+    PacketSource::from_spec(&s).map_err(|e| e.to_string())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// The lb node's clocks/packet over one replay of `bursts` vectors.
+fn lb_cpp(
+    g: &mut Graph<TestBuf>,
+    src: &mut PacketSource,
+    bursts: u64,
+) -> Result<(f64, u64), String> {
+    let mut tx = g.new_tx_vectors();
+    let before = g.snapshot();
+    let r = src.replay(g, &mut tx, bursts, VECTOR_SIZE);
+    let d = g.snapshot().delta(&before);
+    if r.tx != r.packets {
+        return Err(format!("sent {} of {} packets", r.tx, r.packets));
+    }
+    let n = d.node("lb").ok_or("no lb node")?;
+    let new = n
+        .counters
+        .iter()
+        .find(|c| c.name == "new-connections")
+        .map_or(0, |c| c.count);
+    Ok((n.clocks_per_packet(), new))
+}
+
+fn established(flows: u32, args: &Args) -> Result<Value, String> {
+    let mut g = graph(flows as usize)?;
+    let mut src = source(flows)?;
+    let bursts = (flows as u64).div_ceil(VECTOR_SIZE as u64);
+    // Warm-up: every flow inserted once.
+    let (warm, new) = lb_cpp(&mut g, &mut src, bursts)?;
+    if new != flows as u64 {
+        return Err(format!("warm-up inserted {new} of {flows} flows"));
+    }
+    // At least ~1M packets per round so small tables are measured for as long as big ones.
+    let per_round = bursts.max((1 << 20) / VECTOR_SIZE as u64);
+    let mut v = Vec::new();
+    for _ in 0..args.rounds {
+        let (cpp, new) = lb_cpp(&mut g, &mut src, per_round)?;
+        if new != 0 {
+            return Err(format!("{new} flows were not tracked"));
+        }
+        v.push(cpp);
+    }
+    println!(
+        "lb, {flows:>8} tracked flows: {:6.1} cycles/pkt median, {:6.1} best (first pass, all new: {warm:.1})",
+        median(&v),
+        min(&v)
+    );
+    Ok(
+        json!({"flows": flows, "cycles_per_packet_median": median(&v), "cycles_per_packet_best": min(&v), "rounds": v}),
+    )
+}
+
+fn new_connections(args: &Args, tsc_hz: u64) -> Result<Value, String> {
+    let flows = if args.quick { 100_000 } else { 1_000_000 };
+    let mut src = source(flows)?;
+    let bursts = (flows as u64).div_ceil(VECTOR_SIZE as u64);
+    let mut v = Vec::new();
+    for _ in 0..args.rounds.min(5) {
+        let mut g = graph(flows as usize)?;
+        let (cpp, new) = lb_cpp(&mut g, &mut src, bursts)?;
+        if new != flows as u64 {
+            return Err(format!("inserted {new} of {flows}"));
+        }
+        v.push(cpp);
+    }
+    let cps = tsc_hz as f64 / median(&v);
+    println!(
+        "new connections: {:.1} cycles/pkt median ({:.1} best) = {:.2} M connections/s per core (into an empty {flows}-entry table)",
+        median(&v),
+        min(&v),
+        cps / 1e6
+    );
+    Ok(
+        json!({"flows": flows, "cycles_per_packet_median": median(&v), "rounds": v, "connections_per_second": cps}),
+    )
+}
+
+fn maglev_build_ms(n: usize) -> f64 {
+    let bs: Vec<Backend> = (0..n)
+        .map(|i| Backend::new(format!("10.{}.{}.1:80", i / 256, i % 256)))
+        .collect();
+    let mut t: Vec<f64> = (0..9)
+        .map(|_| {
+            let s = Instant::now();
+            let m = Maglev::build(&bs, DEFAULT_TABLE_SIZE).expect("builds");
+            let e = s.elapsed().as_secs_f64() * 1e3;
+            assert!(!m.is_empty());
+            e
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lb-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tsc_hz = cycles::estimate_hz(200);
+    println!(
+        "TSC {:.3} GHz; 64-byte TCP/IPv4 to one VIP, 4 backends; parse -> lb -> forward; {} rounds\n",
+        tsc_hz as f64 / 1e9,
+        args.rounds
+    );
+    let only = args.flows.map(|f| [f]);
+    let counts: &[u32] = if let Some(f) = &only {
+        f
+    } else if args.quick {
+        &[1_000, 100_000]
+    } else {
+        &[1_000, 100_000, 1_000_000]
+    };
+    let mut est = Vec::new();
+    for &f in counts {
+        match established(f, &args) {
+            Ok(v) => est.push(v),
+            Err(e) => {
+                eprintln!("lb-bench: {f} flows: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let newc = match new_connections(&args, tsc_hz) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("lb-bench: new connections: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut maglev = serde_json::Map::new();
+    for n in [10usize, 100, 1000] {
+        let ms = maglev_build_ms(n);
+        println!(
+            "maglev build, {n:>4} backends, M = {DEFAULT_TABLE_SIZE}: {ms:.2} ms (median of 9)"
+        );
+        maglev.insert(n.to_string(), json!(ms));
+    }
+    let cpp = |i: usize| est[i]["cycles_per_packet_median"].as_f64().unwrap_or(0.0);
+    let last = est.len() - 1;
+    let growth = cpp(last) / cpp(0);
+    let cps = newc["connections_per_second"].as_f64().unwrap_or(0.0);
+    let m1000 = maglev["1000"].as_f64().unwrap_or(0.0);
+    println!(
+        "\nlb at {} flows: {:.1} cycles/pkt (target <= 60); growth from 1k: {growth:.2}x (target <= 1.5); \
+         new connections {:.2} M/s/core (target >= 3); maglev 1000 backends {m1000:.2} ms (target < 10)",
+        counts[last],
+        cpp(last),
+        cps / 1e6
+    );
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "lb_cycles_per_packet_1m": if args.quick { Value::Null } else { json!(cpp(last)) },
+            "lb_cycles_growth_1k_to_1m": if args.quick { Value::Null } else { json!(growth) },
+            "new_connections_per_second": cps,
+            "maglev_build_ms_1000": m1000,
+            "maglev_build_ms": maglev,
+            "established": est,
+            "new_connections": newc,
+            "tsc_hz": tsc_hz,
+            "rounds": args.rounds,
+            "statistic": "median over rounds",
+        });
+        let text = serde_json::to_string_pretty(&doc).expect("json");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("lb-bench: writing {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
