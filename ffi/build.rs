@@ -8,7 +8,10 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let dpdk = match pkg_config::Config::new().atleast_version("22.11").probe("libdpdk") {
+    let dpdk = match pkg_config::Config::new()
+        .atleast_version("22.11")
+        .probe("libdpdk")
+    {
         Ok(lib) => lib,
         Err(e) => {
             eprintln!("{e}");
@@ -20,8 +23,10 @@ fn main() {
         .args(["--cflags", "libdpdk"])
         .output()
         .expect("running pkg-config --cflags libdpdk");
-    let cflags: Vec<String> =
-        String::from_utf8_lossy(&cflags_out.stdout).split_whitespace().map(str::to_owned).collect();
+    let cflags: Vec<String> = String::from_utf8_lossy(&cflags_out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let wrap_path = out.join("static_fns");
@@ -51,10 +56,16 @@ fn main() {
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
         .expect("bindgen failed on the DPDK headers");
-    bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings.rs");
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("writing bindings.rs");
 
     let mut build = cc::Build::new();
-    build.file(wrap_path.with_extension("c")).include(env::current_dir().unwrap()).opt_level(3).warnings(false);
+    build
+        .file(wrap_path.with_extension("c"))
+        .include(env::current_dir().unwrap())
+        .opt_level(3)
+        .warnings(false);
     for f in &cflags {
         build.flag(f);
     }

@@ -90,7 +90,11 @@ fn default_data_room() -> u16 {
 
 impl Default for MempoolSection {
     fn default() -> Self {
-        Self { mbufs: None, cache: default_cache(), data_room: default_data_room() }
+        Self {
+            mbufs: None,
+            cache: default_cache(),
+            data_room: default_data_room(),
+        }
     }
 }
 
@@ -172,7 +176,11 @@ pub struct ForwardingSection {
 
 impl Default for ForwardingSection {
     fn default() -> Self {
-        Self { cross_connect: Vec::new(), tx_retries: default_tx_retries(), burst: default_burst() }
+        Self {
+            cross_connect: Vec::new(),
+            tx_retries: default_tx_retries(),
+            burst: default_burst(),
+        }
     }
 }
 
@@ -236,14 +244,21 @@ impl ConfigFile {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 reason = format!("{reason} (line {line})");
             }
-            ConfigError { file: file.to_owned(), key: if key == "." { "-".into() } else { key }, reason }
+            ConfigError {
+                file: file.to_owned(),
+                key: if key == "." { "-".into() } else { key },
+                reason,
+            }
         })
     }
 
     /// Reads and parses a file.
     pub fn load(file: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| ConfigError { file: file.to_owned(), key: "-".into(), reason: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            key: "-".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
         Self::parse(&text, file)
     }
 }
@@ -272,12 +287,21 @@ pub fn load_plan(file: Option<&Path>) -> Result<Plan, ConfigError> {
 /// Reads the allowed and isolated CPUs and runs port discovery, as the config asks.
 pub fn gather_host(cfg: &ConfigFile, file: &Path) -> Result<plan::Host, ConfigError> {
     use crate::discovery::{self, cores, SystemEnvironment};
-    let err = |key: &str, reason: String| ConfigError { file: file.to_owned(), key: key.into(), reason };
+    let err = |key: &str, reason: String| ConfigError {
+        file: file.to_owned(),
+        key: key.into(),
+        reason,
+    };
     let allowed_cpus = cores::allowed_cpus().map_err(|e| err("eal.lcores", e.to_string()))?;
     let isolated_cpus = cores::isolated_cpus().unwrap_or_default();
-    let mut host = plan::Host { allowed_cpus, isolated_cpus, ..Default::default() };
+    let mut host = plan::Host {
+        allowed_cpus,
+        isolated_cpus,
+        ..Default::default()
+    };
     if let Some(d) = &cfg.discovery {
-        let found = discovery::discover(d, &SystemEnvironment).map_err(|e| err("discovery", e.to_string()))?;
+        let found = discovery::discover(d, &SystemEnvironment)
+            .map_err(|e| err("discovery", e.to_string()))?;
         host.discovered = found.ports;
         host.notes = found.warnings;
     }
@@ -290,7 +314,11 @@ pub fn gather_host(cfg: &ConfigFile, file: &Path) -> Result<plan::Host, ConfigEr
 impl PortSection {
     /// The device this table describes, or the key and reason it is refused.
     pub fn device(&self) -> Result<Device, (&'static str, String)> {
-        let need_path = |k: &str| self.path.clone().ok_or(("path", format!("required for kind {k}")));
+        let need_path = |k: &str| {
+            self.path
+                .clone()
+                .ok_or(("path", format!("required for kind {k}")))
+        };
         let dev = match self.kind.as_str() {
             "pci" => {
                 let a = self.pci.clone().ok_or(("pci", "required for kind pci (e.g. \"0000:3b:02.0\")".to_string()))?;
@@ -330,6 +358,8 @@ pub fn is_pci_address(s: &str) -> bool {
         && b[4] == b':'
         && b[7] == b':'
         && b[10] == b'.'
-        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_hexdigit())
+        && [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_hexdigit())
         && (b'0'..=b'7').contains(&b[11])
 }

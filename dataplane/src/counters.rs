@@ -42,7 +42,10 @@ pub struct WorkerCounters {
 impl WorkerCounters {
     /// Counters for a worker that sees `nports` ports.
     pub fn new(nports: usize) -> Self {
-        Self { ports: (0..nports).map(|_| PortCounters::default()).collect(), ..Default::default() }
+        Self {
+            ports: (0..nports).map(|_| PortCounters::default()).collect(),
+            ..Default::default()
+        }
     }
 
     /// A consistent-enough copy for reporting.
@@ -63,7 +66,11 @@ impl WorkerCounters {
             polls: self.polls.load(Relaxed),
             busy_polls: self.busy_polls.load(Relaxed),
             busy_cycles,
-            cycles_per_packet: if rx == 0 { 0.0 } else { busy_cycles as f64 / rx as f64 },
+            cycles_per_packet: if rx == 0 {
+                0.0
+            } else {
+                busy_cycles as f64 / rx as f64
+            },
             ports,
         }
     }

@@ -114,24 +114,43 @@ impl Device {
     /// The EAL device for this port. `index` makes vdev names unique (the port's position).
     /// `queues` is passed to drivers that take the queue count as a device argument.
     pub fn eal_device(&self, index: usize, queues: u16) -> EalDevice {
-        let vdev = |driver: &str, args: String| EalDevice::Vdev { name: format!("{driver}{index}"), args };
+        let vdev = |driver: &str, args: String| EalDevice::Vdev {
+            name: format!("{driver}{index}"),
+            args,
+        };
         match self {
             Device::Pci { address } => EalDevice::Allow(address.clone()),
             Device::VhostUser { path, client } => vdev(
                 "net_vhost",
-                format!("iface={},queues={queues}{}", path.display(), if *client { ",client=1" } else { "" }),
+                format!(
+                    "iface={},queues={queues}{}",
+                    path.display(),
+                    if *client { ",client=1" } else { "" }
+                ),
             ),
             Device::VirtioUser { path, server } => vdev(
                 "net_virtio_user",
-                format!("path={},queues={queues}{}", path.display(), if *server { ",server=1" } else { "" }),
+                format!(
+                    "path={},queues={queues}{}",
+                    path.display(),
+                    if *server { ",server=1" } else { "" }
+                ),
             ),
             Device::Memif { socket, server, id } => vdev(
                 "net_memif",
-                format!("socket={},role={},id={id}", socket.display(), if *server { "server" } else { "client" }),
+                format!(
+                    "socket={},role={},id={id}",
+                    socket.display(),
+                    if *server { "server" } else { "client" }
+                ),
             ),
             // `rte_eth_from_rings(name)` names its ethdev `net_ring_<name>`: use the same form.
             Device::Ring => vdev("net_ring_", String::new()),
-            Device::Pcap { rx_pcap, tx_pcap, iface } => {
+            Device::Pcap {
+                rx_pcap,
+                tx_pcap,
+                iface,
+            } => {
                 let mut args = Vec::new();
                 if let Some(i) = iface {
                     args.push(format!("iface={i}"));
@@ -146,7 +165,9 @@ impl Device {
             }
             Device::Tap { iface } => vdev("net_tap", format!("iface={iface}")),
             Device::Null => vdev("net_null", String::new()),
-            Device::AfPacket { iface } => vdev("net_af_packet", format!("iface={iface},qpairs={queues}")),
+            Device::AfPacket { iface } => {
+                vdev("net_af_packet", format!("iface={iface},qpairs={queues}"))
+            }
         }
     }
 }

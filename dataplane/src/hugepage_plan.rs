@@ -54,9 +54,17 @@ impl HugepagePlan {
             self.dir.display(),
             page_size_name(self.page_size),
             self.free_bytes >> 20,
-            if self.pod_budget { ", pod budget" } else { ", host pool" },
+            if self.pod_budget {
+                ", pod budget"
+            } else {
+                ", host pool"
+            },
             self.mbufs,
-            if self.sized_to_free { " sized to fit" } else { "" }
+            if self.sized_to_free {
+                " sized to fit"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -92,7 +100,14 @@ pub fn is_pod_budget(m: &HugepageMount) -> bool {
 /// the most free bytes, then the larger page; mounts without room for it never win over
 /// one with room. `None` when `mounts` is empty.
 pub fn choose_mount(mounts: &[HugepageMount], need_bytes: u64) -> Option<&HugepageMount> {
-    mounts.iter().max_by_key(|m| (m.free_bytes >= need_bytes, !is_host_mount(&m.path), m.free_bytes, m.page_size))
+    mounts.iter().max_by_key(|m| {
+        (
+            m.free_bytes >= need_bytes,
+            !is_host_mount(&m.path),
+            m.free_bytes,
+            m.page_size,
+        )
+    })
 }
 
 /// Largest 2^n - 1 not above `n` (0 for 0).
@@ -122,7 +137,8 @@ pub fn resolve(
     // Fewest mbufs the plan can live with: the config's count, or what the ports need.
     let least = if computed { need.min(mbufs) } else { mbufs };
     let bytes_for = |n: u32| (u64::from(n) * per).div_ceil(3) * 4;
-    let m = choose_mount(mounts, bytes_for(least)).ok_or_else(|| format!("no hugetlbfs mount found; {hint}"))?;
+    let m = choose_mount(mounts, bytes_for(least))
+        .ok_or_else(|| format!("no hugetlbfs mount found; {hint}"))?;
     let fit = mempool_mbufs_for(m.free_bytes, u32::try_from(per).unwrap_or(u32::MAX));
     let pod_budget = is_pod_budget(m);
     if fit < least {
@@ -168,7 +184,13 @@ mod tests {
     const MB2: u64 = 2 << 20;
 
     fn mount(path: &str, free_pages: u64, free_bytes: u64) -> HugepageMount {
-        HugepageMount { path: path.into(), page_size: MB2, free_pages, free_bytes, size_limit: None }
+        HugepageMount {
+            path: path.into(),
+            page_size: MB2,
+            free_pages,
+            free_bytes,
+            size_limit: None,
+        }
     }
 
     #[test]
@@ -185,10 +207,19 @@ mod tests {
 
     #[test]
     fn prefers_the_pod_mount_with_room() {
-        let ms = vec![mount("/dev/hugepages", 512, 512 * MB2), mount("/hugepages", 512, 64 * MB2)];
-        assert_eq!(choose_mount(&ms, MB2).unwrap().path, PathBuf::from("/hugepages"));
+        let ms = vec![
+            mount("/dev/hugepages", 512, 512 * MB2),
+            mount("/hugepages", 512, 64 * MB2),
+        ];
+        assert_eq!(
+            choose_mount(&ms, MB2).unwrap().path,
+            PathBuf::from("/hugepages")
+        );
         // The pod's mount has no room for 100 MiB: the host's has.
-        assert_eq!(choose_mount(&ms, 100 * MB2).unwrap().path, PathBuf::from("/dev/hugepages"));
+        assert_eq!(
+            choose_mount(&ms, 100 * MB2).unwrap().path,
+            PathBuf::from("/dev/hugepages")
+        );
         assert!(choose_mount(&[], 1).is_none());
     }
 
@@ -198,11 +229,17 @@ mod tests {
         let pod = Ok(vec![mount("/hugepages", 512, 256 << 20)]);
         let p = resolve(&pod, 4095, true, 3000, 2176).unwrap();
         assert!(p.pod_budget && p.sized_to_free);
-        assert_eq!(p.mbufs, round_down_pow2_minus1(((256u64 << 20) * 3 / 4 / per) as u32));
+        assert_eq!(
+            p.mbufs,
+            round_down_pow2_minus1(((256u64 << 20) * 3 / 4 / per) as u32)
+        );
         assert_eq!(p.mbufs, 65535);
         let host = Ok(vec![mount("/dev/hugepages", 512, 512 * MB2)]);
         let p = resolve(&host, 4095, true, 3000, 2176).unwrap();
-        assert_eq!((p.mbufs, p.pod_budget, p.sized_to_free), (4095, false, false));
+        assert_eq!(
+            (p.mbufs, p.pod_budget, p.sized_to_free),
+            (4095, false, false)
+        );
         // Given by the config: kept even with a pod budget.
         let p = resolve(&pod, 5000, false, 3000, 2176).unwrap();
         assert_eq!((p.mbufs, p.sized_to_free), (5000, false));
@@ -210,8 +247,18 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let e = resolve(&Err("hugepages: no hugetlbfs mount in /proc/mounts".into()), 4095, true, 3000, 2176).unwrap_err();
-        assert!(e.starts_with("hugepages: no hugetlbfs mount in /proc/mounts; set eal.huge_dir"), "{e}");
+        let e = resolve(
+            &Err("hugepages: no hugetlbfs mount in /proc/mounts".into()),
+            4095,
+            true,
+            3000,
+            2176,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("hugepages: no hugetlbfs mount in /proc/mounts; set eal.huge_dir"),
+            "{e}"
+        );
         let e = resolve(&Ok(vec![]), 4095, true, 3000, 2176).unwrap_err();
         assert!(e.starts_with("no hugetlbfs mount found"), "{e}");
         let small = Ok(vec![mount("/hugepages", 4, 4 * MB2)]);

@@ -8,7 +8,11 @@ use dataplane::config;
 use dataplane::runtime::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "dataplane", version, about = "DPDK poll-mode packet-processing dataplane")]
+#[command(
+    name = "dataplane",
+    version,
+    about = "DPDK poll-mode packet-processing dataplane"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -60,7 +64,10 @@ fn main() -> ExitCode {
         Cmd::Check { config, json } => match config::load_plan(config.as_deref()) {
             Ok(plan) => {
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&plan).expect("plan serialises")
+                    );
                 } else {
                     print!("{plan}");
                 }
@@ -71,7 +78,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { config, duration, stats_period, stats_json, trace, prometheus, no_hugepage_setup, eal_args } => {
+        Cmd::Run {
+            config,
+            duration,
+            stats_period,
+            stats_json,
+            trace,
+            prometheus,
+            no_hugepage_setup,
+            eal_args,
+        } => {
             let plan = match config::load_plan(config.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -90,7 +106,16 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            let opts = RunOptions { duration, stats_period, stats_json, extra_eal_args: eal_args, no_hugepage_setup, stop: None, trace, prometheus };
+            let opts = RunOptions {
+                duration,
+                stats_period,
+                stats_json,
+                extra_eal_args: eal_args,
+                no_hugepage_setup,
+                stop: None,
+                trace,
+                prometheus,
+            };
             match runtime::run(&plan, &opts) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -26,8 +26,12 @@ impl Exporter {
     /// Installs the global `metrics` recorder and binds `addr` (non-blocking).
     pub fn start(addr: SocketAddr) -> Result<Exporter, String> {
         let listener = TcpListener::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| format!("{addr}: {e}"))?;
-        let handle = PrometheusBuilder::new().install_recorder().map_err(|e| format!("metrics recorder: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("metrics recorder: {e}"))?;
         Ok(Exporter { handle, listener })
     }
 
@@ -40,7 +44,9 @@ impl Exporter {
     /// the control loop never blocks for long.
     pub fn serve_pending(&self) {
         for _ in 0..4 {
-            let Ok((mut s, _)) = self.listener.accept() else { return };
+            let Ok((mut s, _)) = self.listener.accept() else {
+                return;
+            };
             let _ = s.set_nonblocking(false);
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
             let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
@@ -99,7 +105,11 @@ pub fn publish_pipeline(lcore: u32, rt: &RuntimeSnapshot) {
         counter!("dataplane_node_packets_total", &l).absolute(n.packets);
         counter!("dataplane_node_cycles_total", &l).absolute(n.cycles);
         for d in &n.drops {
-            let l = [("lcore", lc.clone()), ("node", n.name.clone()), ("reason", d.name.clone())];
+            let l = [
+                ("lcore", lc.clone()),
+                ("node", n.name.clone()),
+                ("reason", d.name.clone()),
+            ];
             counter!("dataplane_node_drops_total", &l).absolute(d.count);
         }
     }

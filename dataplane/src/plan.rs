@@ -31,7 +31,11 @@ pub struct Host {
 impl Host {
     /// A host with these allowed CPUs, all isolated, and nothing discovered.
     pub fn with_cpus(cpus: &[u32]) -> Host {
-        Host { allowed_cpus: cpus.to_vec(), isolated_cpus: cpus.to_vec(), ..Default::default() }
+        Host {
+            allowed_cpus: cpus.to_vec(),
+            isolated_cpus: cpus.to_vec(),
+            ..Default::default()
+        }
     }
 }
 
@@ -140,12 +144,19 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.to_owned(), key: key.into(), reason: reason.into() }
+        ConfigError {
+            file: self.file.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Parses a `--lcores` mapping like `0@0,1@1,2` into lcore ids (groups `(a,b)@c` included).
@@ -203,14 +214,23 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     for (name, p) in &cfg.ports {
         let key = |k: &str| format!("ports.{name}.{k}");
         if !valid_name(name) {
-            return Err(cx.err(format!("ports.{name}"), "port names are 1-32 letters, digits, '_' or '-'"));
+            return Err(cx.err(
+                format!("ports.{name}"),
+                "port names are 1-32 letters, digits, '_' or '-'",
+            ));
         }
         if !valid_name(&p.role) {
-            return Err(cx.err(key("role"), "roles are 1-32 letters, digits, '_' or '-' (e.g. fronthaul)"));
+            return Err(cx.err(
+                key("role"),
+                "roles are 1-32 letters, digits, '_' or '-' (e.g. fronthaul)",
+            ));
         }
         let device = p.device().map_err(|(k, r)| cx.err(key(k), r))?;
         if p.queues == 0 || p.queues > 16 {
-            return Err(cx.err(key("queues"), format!("{} queues: must be 1 to 16", p.queues)));
+            return Err(cx.err(
+                key("queues"),
+                format!("{} queues: must be 1 to 16", p.queues),
+            ));
         }
         for (k, d) in [("rxd", p.rxd), ("txd", p.txd)] {
             if !(64..=16384).contains(&d) {
@@ -236,7 +256,11 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
             promiscuous: p.promiscuous,
         });
     }
-    let explicit: Vec<String> = cfg.ports.iter().flat_map(|(n, p)| [n.clone(), p.role.clone()]).collect();
+    let explicit: Vec<String> = cfg
+        .ports
+        .iter()
+        .flat_map(|(n, p)| [n.clone(), p.role.clone()])
+        .collect();
     let (kept, notes) = crate::discovery::merge_ports(&explicit, host.discovered.clone());
     warnings.extend(notes);
     for d in kept {
@@ -263,7 +287,10 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         };
         if let Some(path) = path {
             if !seen_paths.insert(path.clone()) {
-                return Err(cx.err(format!("ports.{}", p.name), format!("{} is used by another port too", path.display())));
+                return Err(cx.err(
+                    format!("ports.{}", p.name),
+                    format!("{} is used by another port too", path.display()),
+                ));
             }
         }
     }
@@ -273,7 +300,12 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     // Lcores.
     let (lcores, lcore_arg) = match (&cfg.eal.lcore_map, &cfg.eal.lcores) {
         (Some(map), _) => {
-            let l = lcores_of_map(map).ok_or_else(|| cx.err("eal.lcore_map", format!("{map:?} is not an lcore map like \"0@0,1@1\"")))?;
+            let l = lcores_of_map(map).ok_or_else(|| {
+                cx.err(
+                    "eal.lcore_map",
+                    format!("{map:?} is not an lcore map like \"0@0,1@1\""),
+                )
+            })?;
             (l, vec!["--lcores".to_string(), map.clone()])
         }
         (None, Some(l)) => {
@@ -282,19 +314,27 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
             }
             for c in l {
                 if !allowed_cpus.is_empty() && !allowed_cpus.contains(c) {
-                    return Err(cx.err("eal.lcores", format!("CPU {c} is not in this process's allowed CPUs {allowed_cpus:?}")));
+                    return Err(cx.err(
+                        "eal.lcores",
+                        format!("CPU {c} is not in this process's allowed CPUs {allowed_cpus:?}"),
+                    ));
                 }
             }
             let s = l.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
             let main = cfg.eal.main_lcore.unwrap_or(l[0]);
-            let not_isolated: Vec<u32> = l.iter().copied().filter(|c| *c != main && !host.isolated_cpus.contains(c)).collect();
+            let not_isolated: Vec<u32> = l
+                .iter()
+                .copied()
+                .filter(|c| *c != main && !host.isolated_cpus.contains(c))
+                .collect();
             if !not_isolated.is_empty() {
                 warnings.push(format!("worker CPUs {not_isolated:?} are not isolated (isolcpus/nohz_full): expect latency spikes from other work"));
             }
             (l.clone(), vec!["-l".to_string(), s])
         }
         (None, None) => {
-            let lp = cores::plan_lcores(None, allowed_cpus, &host.isolated_cpus).map_err(|e| cx.err("eal.lcores", e.to_string()))?;
+            let lp = cores::plan_lcores(None, allowed_cpus, &host.isolated_cpus)
+                .map_err(|e| cx.err("eal.lcores", e.to_string()))?;
             warnings.extend(lp.warnings.iter().cloned());
             let ids: Vec<u32> = (0..=lp.workers.len() as u32).collect();
             (ids, vec!["--lcores".to_string(), lp.eal_lcores()])
@@ -308,20 +348,40 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     }
     let main_lcore = cfg.eal.main_lcore.unwrap_or(lcores[0]);
     if !lcores.contains(&main_lcore) {
-        return Err(cx.err("eal.main_lcore", format!("lcore {main_lcore} is not among the lcores {lcores:?}")));
+        return Err(cx.err(
+            "eal.main_lcore",
+            format!("lcore {main_lcore} is not among the lcores {lcores:?}"),
+        ));
     }
-    let worker_lcores: Vec<u32> = lcores.iter().copied().filter(|&l| l != main_lcore).collect();
+    let worker_lcores: Vec<u32> = lcores
+        .iter()
+        .copied()
+        .filter(|&l| l != main_lcore)
+        .collect();
     if worker_lcores.is_empty() {
-        return Err(cx.err("eal.lcores", "no lcore left for a worker besides the main lcore"));
+        return Err(cx.err(
+            "eal.lcores",
+            "no lcore left for a worker besides the main lcore",
+        ));
     }
 
     // Workers.
     let mut workers: Vec<WorkerPlan> = Vec::new();
     let mut polled = BTreeSet::new();
     if cfg.workers.is_empty() {
-        let pairs: Vec<(usize, u16)> = ports.iter().enumerate().flat_map(|(i, p)| (0..p.rx_queues).map(move |q| (i, q))).collect();
+        let pairs: Vec<(usize, u16)> = ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| (0..p.rx_queues).map(move |q| (i, q)))
+            .collect();
         let n = worker_lcores.len().min(pairs.len());
-        workers = worker_lcores[..n].iter().map(|&l| WorkerPlan { lcore: l, rx: Vec::new() }).collect();
+        workers = worker_lcores[..n]
+            .iter()
+            .map(|&l| WorkerPlan {
+                lcore: l,
+                rx: Vec::new(),
+            })
+            .collect();
         for (k, pq) in pairs.into_iter().enumerate() {
             workers[k % n].rx.push(pq);
             polled.insert(pq);
@@ -338,15 +398,28 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
             let mut rx = Vec::new();
             for spec in &w.rx {
                 let (pname, q) = match spec.split_once(':') {
-                    Some((p, q)) => (p, q.parse::<u16>().map_err(|_| cx.err(key("rx"), format!("{spec:?}: queue is not a number")))?),
+                    Some((p, q)) => (
+                        p,
+                        q.parse::<u16>().map_err(|_| {
+                            cx.err(key("rx"), format!("{spec:?}: queue is not a number"))
+                        })?,
+                    ),
                     None => (spec.as_str(), 0),
                 };
-                let pi = port_index(pname).ok_or_else(|| cx.err(key("rx"), format!("{spec:?}: no port named {pname:?}")))?;
+                let pi = port_index(pname).ok_or_else(|| {
+                    cx.err(key("rx"), format!("{spec:?}: no port named {pname:?}"))
+                })?;
                 if q >= ports[pi].rx_queues {
-                    return Err(cx.err(key("rx"), format!("{spec:?}: port {pname} has {} queues", ports[pi].rx_queues)));
+                    return Err(cx.err(
+                        key("rx"),
+                        format!("{spec:?}: port {pname} has {} queues", ports[pi].rx_queues),
+                    ));
                 }
                 if !polled.insert((pi, q)) {
-                    return Err(cx.err(key("rx"), format!("{spec:?}: this queue is polled by another worker too")));
+                    return Err(cx.err(
+                        key("rx"),
+                        format!("{spec:?}: this queue is polled by another worker too"),
+                    ));
                 }
                 rx.push((pi, q));
             }
@@ -358,7 +431,10 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         for (i, p) in ports.iter().enumerate() {
             for q in 0..p.rx_queues {
                 if !polled.contains(&(i, q)) {
-                    return Err(cx.err("workers", format!("queue {q} of port {} is polled by no worker", p.name)));
+                    return Err(cx.err(
+                        "workers",
+                        format!("queue {q} of port {} is polled by no worker", p.name),
+                    ));
                 }
             }
         }
@@ -378,7 +454,10 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         let ia = port_index(a).ok_or_else(|| cx.err(&key, format!("no port named {a:?}")))?;
         let ib = port_index(b).ok_or_else(|| cx.err(&key, format!("no port named {b:?}")))?;
         if ia == ib {
-            return Err(cx.err(&key, format!("port {a} cannot be cross-connected to itself")));
+            return Err(cx.err(
+                &key,
+                format!("port {a} cannot be cross-connected to itself"),
+            ));
         }
         for (i, n) in [(ia, a), (ib, b)] {
             if peer[i].is_some() {
@@ -390,13 +469,23 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     }
     if let Some(spec) = &cfg.pipeline {
         if !cfg.forwarding.cross_connect.is_empty() {
-            return Err(cx.err("forwarding.cross_connect", "a [pipeline] decides where packets go: use its forward node's pairs instead"));
+            return Err(cx.err(
+                "forwarding.cross_connect",
+                "a [pipeline] decides where packets go: use its forward node's pairs instead",
+            ));
         }
-        let infos: Vec<pipeline::PortInfo> = ports.iter().enumerate().map(|(i, p)| pipeline::PortInfo::new(i as u16, p.name.clone(), p.role.clone())).collect();
+        let infos: Vec<pipeline::PortInfo> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| pipeline::PortInfo::new(i as u16, p.name.clone(), p.role.clone()))
+            .collect();
         pipeline::Graph::<pipeline::TestBuf>::build(spec, &crate::nodes::registry(), &infos)
             .map_err(|e| cx.err(format!("pipeline.{}", e.key), e.reason.to_string()))?;
     } else if peer.iter().all(Option::is_none) {
-        return Err(cx.err("forwarding.cross_connect", "no port pair: packets would have nowhere to go"));
+        return Err(cx.err(
+            "forwarding.cross_connect",
+            "no port pair: packets would have nowhere to go",
+        ));
     } else {
         for (i, p) in ports.iter().enumerate() {
             if peer[i].is_none() {
@@ -406,56 +495,106 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     }
     let burst = cfg.forwarding.burst;
     if burst == 0 || burst as usize > MAX_BURST {
-        return Err(cx.err("forwarding.burst", format!("{burst}: must be 1 to {MAX_BURST}")));
+        return Err(cx.err(
+            "forwarding.burst",
+            format!("{burst}: must be 1 to {MAX_BURST}"),
+        ));
     }
     if cfg.forwarding.tx_retries > 1000 {
-        return Err(cx.err("forwarding.tx_retries", "at most 1000 (retries are bounded)"));
+        return Err(cx.err(
+            "forwarding.tx_retries",
+            "at most 1000 (retries are bounded)",
+        ));
     }
 
     // Mempool.
     let m = &cfg.mempool;
     if !(1024..=65535).contains(&m.data_room) {
-        return Err(cx.err("mempool.data_room", format!("{}: must be 1024 to 65535 bytes", m.data_room)));
+        return Err(cx.err(
+            "mempool.data_room",
+            format!("{}: must be 1024 to 65535 bytes", m.data_room),
+        ));
     }
     if m.cache > 512 {
-        return Err(cx.err("mempool.cache", format!("{}: DPDK allows at most 512", m.cache)));
+        return Err(cx.err(
+            "mempool.cache",
+            format!("{}: DPDK allows at most 512", m.cache),
+        ));
     }
-    let need: u64 = ports.iter().map(|p| p.rxd as u64 * p.rx_queues as u64 + p.txd as u64 * p.tx_queues as u64).sum::<u64>()
+    let need: u64 = ports
+        .iter()
+        .map(|p| p.rxd as u64 * p.rx_queues as u64 + p.txd as u64 * p.tx_queues as u64)
+        .sum::<u64>()
         + nworkers as u64 * (m.cache as u64 * 3 / 2 + MAX_BURST as u64 * (ports.len() as u64 + 1))
         + (m.cache as u64 * 3 / 2)
         + 1024;
     let (mbufs, computed) = match m.mbufs {
         Some(n) => {
             if (n as u64) < need {
-                return Err(cx.err("mempool.mbufs", format!("{n} mbufs cannot fill every descriptor and cache: need at least {need}")));
+                return Err(cx.err(
+                    "mempool.mbufs",
+                    format!(
+                        "{n} mbufs cannot fill every descriptor and cache: need at least {need}"
+                    ),
+                ));
             }
             (n, false)
         }
         None => (((need + 1).next_power_of_two() - 1).max(4095) as u32, true),
     };
     let hugepages = match &host.hugepages {
-        Some(found) => Some(crate::hugepage_plan::resolve(found, mbufs, computed, need.min(u32::MAX as u64) as u32, m.data_room).map_err(|r| cx.err(crate::hugepage_plan::KEY, r))?),
+        Some(found) => Some(
+            crate::hugepage_plan::resolve(
+                found,
+                mbufs,
+                computed,
+                need.min(u32::MAX as u64) as u32,
+                m.data_room,
+            )
+            .map_err(|r| cx.err(crate::hugepage_plan::KEY, r))?,
+        ),
         None => None,
     };
     let mbufs = hugepages.as_ref().map_or(mbufs, |h| h.mbufs);
-    let mempool = MempoolPlan { mbufs, cache: m.cache, data_room: m.data_room, computed };
+    let mempool = MempoolPlan {
+        mbufs,
+        cache: m.cache,
+        data_room: m.data_room,
+        computed,
+    };
 
     // EAL arguments.
     let mut eal_args = lcore_arg;
     eal_args.extend(["--main-lcore".into(), main_lcore.to_string()]);
-    eal_args.extend(["--file-prefix".into(), cfg.eal.file_prefix.clone().unwrap_or_else(|| "dataplane".into())]);
+    eal_args.extend([
+        "--file-prefix".into(),
+        cfg.eal
+            .file_prefix
+            .clone()
+            .unwrap_or_else(|| "dataplane".into()),
+    ]);
     let pool_mb = (mbufs as u64 * (m.data_room as u64 + 256 + 128)).div_ceil(1 << 20) as u32;
     let memory_mb = cfg.eal.memory_mb.unwrap_or((pool_mb + 128).max(256));
     if cfg.eal.no_huge {
         warnings.push("no_huge: running WITHOUT huge pages: slow, for development only; virtio-user ports do not work".into());
         eal_args.extend(["--no-huge".into(), "-m".into(), memory_mb.to_string()]);
-        if ports.iter().any(|p| matches!(p.device, Device::VirtioUser { .. })) {
-            return Err(cx.err("eal.no_huge", "virtio-user ports need huge pages (shared memory with the backend)"));
+        if ports
+            .iter()
+            .any(|p| matches!(p.device, Device::VirtioUser { .. }))
+        {
+            return Err(cx.err(
+                "eal.no_huge",
+                "virtio-user ports need huge pages (shared memory with the backend)",
+            ));
         }
     } else if let Some(mb) = cfg.eal.memory_mb {
         eal_args.extend(["-m".into(), mb.to_string()]);
     }
-    let huge_dir = cfg.eal.huge_dir.clone().or_else(|| hugepages.as_ref().map(|h| h.dir.clone()));
+    let huge_dir = cfg
+        .eal
+        .huge_dir
+        .clone()
+        .or_else(|| hugepages.as_ref().map(|h| h.dir.clone()));
     if let Some(d) = &huge_dir {
         eal_args.extend(["--huge-dir".into(), d.display().to_string()]);
     }
@@ -487,8 +626,17 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
 
     let prometheus = match cfg.stats.prometheus.as_deref() {
         Some("off") => None,
-        Some(a) => Some(a.parse().map_err(|_| cx.err("stats.prometheus", format!("{a:?} is not an address like 127.0.0.1:9464 (or \"off\")")))?),
-        None => Some(crate::metrics_export::DEFAULT_ADDR.parse().expect("valid default")),
+        Some(a) => Some(a.parse().map_err(|_| {
+            cx.err(
+                "stats.prometheus",
+                format!("{a:?} is not an address like 127.0.0.1:9464 (or \"off\")"),
+            )
+        })?),
+        None => Some(
+            crate::metrics_export::DEFAULT_ADDR
+                .parse()
+                .expect("valid default"),
+        ),
     };
 
     Ok(Plan {
@@ -533,12 +681,31 @@ impl fmt::Display for Plan {
                 p.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default(),
                 p.source
             )?;
-            writeln!(f, "      ethdev {}  ->  {}", p.eal.ethdev_name(), self.peer[i].map(|j| self.ports[j].name.as_str()).unwrap_or("-"))?;
+            writeln!(
+                f,
+                "      ethdev {}  ->  {}",
+                p.eal.ethdev_name(),
+                self.peer[i]
+                    .map(|j| self.ports[j].name.as_str())
+                    .unwrap_or("-")
+            )?;
         }
         writeln!(f, "lcores: main {} (control only)", self.main_lcore)?;
         for w in &self.workers {
-            let rx: Vec<String> = w.rx.iter().map(|(p, q)| format!("{}:{q}", self.ports[*p].name)).collect();
-            writeln!(f, "  worker lcore {}: rx {}  tx queue {} on every port", w.lcore, rx.join(" "), self.workers.iter().position(|x| x.lcore == w.lcore).unwrap_or(0))?;
+            let rx: Vec<String> =
+                w.rx.iter()
+                    .map(|(p, q)| format!("{}:{q}", self.ports[*p].name))
+                    .collect();
+            writeln!(
+                f,
+                "  worker lcore {}: rx {}  tx queue {} on every port",
+                w.lcore,
+                rx.join(" "),
+                self.workers
+                    .iter()
+                    .position(|x| x.lcore == w.lcore)
+                    .unwrap_or(0)
+            )?;
         }
         writeln!(
             f,
@@ -546,10 +713,29 @@ impl fmt::Display for Plan {
             self.mempool.mbufs,
             self.mempool.data_room,
             self.mempool.cache,
-            if self.mempool.computed { " (computed)" } else { "" }
+            if self.mempool.computed {
+                " (computed)"
+            } else {
+                ""
+            }
         )?;
-        writeln!(f, "metrics: {}", self.prometheus.map(|a| format!("http://{a}/metrics")).unwrap_or_else(|| "off".into()))?;
-        writeln!(f, "memory: {} MiB {}", self.memory_mb, if self.no_huge { "WITHOUT huge pages" } else { "in huge pages" })?;
+        writeln!(
+            f,
+            "metrics: {}",
+            self.prometheus
+                .map(|a| format!("http://{a}/metrics"))
+                .unwrap_or_else(|| "off".into())
+        )?;
+        writeln!(
+            f,
+            "memory: {} MiB {}",
+            self.memory_mb,
+            if self.no_huge {
+                "WITHOUT huge pages"
+            } else {
+                "in huge pages"
+            }
+        )?;
         match (&self.hugepages, &self.huge_dir) {
             (Some(h), _) => writeln!(f, "hugepages: {} (found)", h.describe())?,
             (None, Some(d)) => writeln!(f, "hugepages: {} (eal.huge_dir)", d.display())?,
@@ -557,12 +743,43 @@ impl fmt::Display for Plan {
         }
         match &self.pipeline {
             Some(g) => {
-                let nodes: Vec<String> = g.nodes.iter().map(|n| format!("{}({})", n.name, n.kind)).collect();
-                let edges: Vec<String> = g.edges.iter().map(|e| format!("{}{} -> {}", e.from, e.output.as_deref().map(|o| format!(".{o}")).unwrap_or_default(), e.to)).collect();
-                writeln!(f, "pipeline: nodes {}; edges {}", nodes.join(" "), edges.join(", "))?;
-                writeln!(f, "forwarding: through the pipeline, burst {}, tx retries {}", self.burst, self.tx_retries)?;
+                let nodes: Vec<String> = g
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{}({})", n.name, n.kind))
+                    .collect();
+                let edges: Vec<String> = g
+                    .edges
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}{} -> {}",
+                            e.from,
+                            e.output
+                                .as_deref()
+                                .map(|o| format!(".{o}"))
+                                .unwrap_or_default(),
+                            e.to
+                        )
+                    })
+                    .collect();
+                writeln!(
+                    f,
+                    "pipeline: nodes {}; edges {}",
+                    nodes.join(" "),
+                    edges.join(", ")
+                )?;
+                writeln!(
+                    f,
+                    "forwarding: through the pipeline, burst {}, tx retries {}",
+                    self.burst, self.tx_retries
+                )?;
             }
-            None => writeln!(f, "forwarding: cross-connect, burst {}, tx retries {}", self.burst, self.tx_retries)?,
+            None => writeln!(
+                f,
+                "forwarding: cross-connect, burst {}, tx retries {}",
+                self.burst, self.tx_retries
+            )?,
         }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::device::Device;
 use crate::counters::{WorkerCounters, WorkerSnapshot};
+use crate::device::Device;
 use crate::dpdk::{self, lcore, Eal, Mempool, Port, PortConfig, PortStats};
 use crate::hugepages;
 use crate::plan::Plan;
@@ -127,7 +127,10 @@ pub enum RunError {
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Runs the plan until the duration expires or SIGINT/SIGTERM arrives.
@@ -141,7 +144,10 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
         eprintln!("WARNING: slower, and not what production deployments measure.");
         eprintln!("WARNING: ============================================================");
     } else if !opts.no_hugepage_setup {
-        let dir = plan.huge_dir.clone().unwrap_or_else(|| PathBuf::from("/dev/hugepages"));
+        let dir = plan
+            .huge_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/dev/hugepages"));
         for done in hugepages::ensure(plan.memory_mb as u64, &dir).map_err(RunError::Hugepages)? {
             eprintln!("setup: {done}");
         }
@@ -166,7 +172,16 @@ fn prepare_sockets(plan: &Plan) -> Result<(), RunError> {
     use std::os::unix::fs::FileTypeExt;
     for p in &plan.ports {
         let path = match &p.device {
-            Device::VhostUser { path, client: false } | Device::VirtioUser { path, server: true } | Device::Memif { socket: path, server: true, .. } => path,
+            Device::VhostUser {
+                path,
+                client: false,
+            }
+            | Device::VirtioUser { path, server: true }
+            | Device::Memif {
+                socket: path,
+                server: true,
+                ..
+            } => path,
             _ => continue,
         };
         if let Some(dir) = path.parent() {
@@ -183,7 +198,10 @@ fn prepare_sockets(plan: &Plan) -> Result<(), RunError> {
 /// exist. Stops on SIGINT/SIGTERM, `opts.duration` or `opts.stop`.
 pub fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let signalled = opts.stop.clone().unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+    let signalled = opts
+        .stop
+        .clone()
+        .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&signalled));
     }
@@ -197,7 +215,14 @@ pub fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions) -> Result<RunRepo
         let s = port.socket().max(0);
         if let std::collections::btree_map::Entry::Vacant(e) = pools.entry(s) {
             let m = &plan.mempool;
-            e.insert(Mempool::create(eal, &format!("mbufs_s{s}"), m.mbufs, m.cache, m.data_room, s)?);
+            e.insert(Mempool::create(
+                eal,
+                &format!("mbufs_s{s}"),
+                m.mbufs,
+                m.cache,
+                m.data_room,
+                s,
+            )?);
         }
     }
     let outcome = run_ports(eal, plan, opts, &mut ports, &pools, stop, signalled);
@@ -208,11 +233,20 @@ pub fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions) -> Result<RunRepo
             eprintln!("warning: closing {name}: {e}");
         }
     }
-    let mempools: Vec<MempoolReport> =
-        pools.values().map(|p| MempoolReport { name: p.name().to_owned(), size: p.size(), in_use_after_stop: p.in_use() }).collect();
+    let mempools: Vec<MempoolReport> = pools
+        .values()
+        .map(|p| MempoolReport {
+            name: p.name().to_owned(),
+            size: p.size(),
+            in_use_after_stop: p.in_use(),
+        })
+        .collect();
     for (_, pool) in pools {
         if let Err((pool, out)) = pool.free() {
-            eprintln!("error: mempool {} has {out} mbufs still out after every port closed (leak)", pool.name());
+            eprintln!(
+                "error: mempool {} has {out} mbufs still out after every port closed (leak)",
+                pool.name()
+            );
         }
     }
     let mut report = outcome?;
@@ -238,7 +272,15 @@ fn run_ports(
     signalled: &Arc<AtomicBool>,
 ) -> Result<RunReport, RunError> {
     for (port, pp) in ports.iter_mut().zip(&plan.ports) {
-        let cfg = PortConfig { rx_queues: pp.rx_queues, tx_queues: pp.tx_queues, rxd: pp.rxd, txd: pp.txd, mtu: pp.mtu, promiscuous: pp.promiscuous, tx_checksum: false };
+        let cfg = PortConfig {
+            rx_queues: pp.rx_queues,
+            tx_queues: pp.tx_queues,
+            rxd: pp.rxd,
+            txd: pp.txd,
+            mtu: pp.mtu,
+            promiscuous: pp.promiscuous,
+            tx_checksum: false,
+        };
         port.configure(&cfg, &pools[&port.socket().max(0)])?;
         port.start()?;
         eprintln!(
@@ -262,8 +304,11 @@ fn run_ports(
         let forwarding = match &plan.pipeline {
             None => Forwarding::CrossConnect,
             Some(spec) => {
-                let infos: Vec<PortInfo> =
-                    ports.iter().zip(&plan.ports).map(|(p, pp)| PortInfo::new(p.id(), pp.name.clone(), pp.role.clone())).collect();
+                let infos: Vec<PortInfo> = ports
+                    .iter()
+                    .zip(&plan.ports)
+                    .map(|(p, pp)| PortInfo::new(p.id(), pp.name.clone(), pp.role.clone()))
+                    .collect();
                 let g = Graph::build(spec, &crate::nodes::registry(), &infos)
                     .map_err(|e| RunError::Pipeline(format!("pipeline.{}: {}", e.key, e.reason)))?;
                 if opts.trace > 0 {
@@ -276,7 +321,16 @@ fn run_ports(
         };
         let worker = Worker {
             forwarding,
-            rx: wp.rx.iter().map(|&(p, q)| RxBinding { queue: ports[p].rx_queue(q), port: p, out: plan.peer[p], stamp_port: ports[p].driver() == "net_ring" }).collect(),
+            rx: wp
+                .rx
+                .iter()
+                .map(|&(p, q)| RxBinding {
+                    queue: ports[p].rx_queue(q),
+                    port: p,
+                    out: plan.peer[p],
+                    stamp_port: ports[p].driver() == "net_ring",
+                })
+                .collect(),
             tx: ports.iter().map(|p| p.tx_queue(wi as u16)).collect(),
             counters: Arc::clone(&c),
             stop: Arc::clone(stop),
@@ -301,11 +355,21 @@ fn run_ports(
         }
     }
     let started = Instant::now();
-    let period = if opts.stats_period > 0.0 { opts.stats_period } else { plan.stats_period };
+    let period = if opts.stats_period > 0.0 {
+        opts.stats_period
+    } else {
+        plan.stats_period
+    };
     let mut stopped_by = "launch failure".to_string();
     if launch_err.is_none() {
-        eprintln!("running: {} worker(s) on lcores {:?}", launched.len(), launched);
-        stopped_by = control_loop(plan, opts, ports, &counters, &graphs, signalled, started, period);
+        eprintln!(
+            "running: {} worker(s) on lcores {:?}",
+            launched.len(),
+            launched
+        );
+        stopped_by = control_loop(
+            plan, opts, ports, &counters, &graphs, signalled, started, period,
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for l in &launched {
@@ -327,7 +391,8 @@ fn run_ports(
             print!("{}", t.render());
         }
     }
-    let snaps: Vec<(u32, WorkerSnapshot)> = counters.iter().map(|(l, c)| (*l, c.snapshot())).collect();
+    let snaps: Vec<(u32, WorkerSnapshot)> =
+        counters.iter().map(|(l, c)| (*l, c.snapshot())).collect();
     let port_reports = ports
         .iter()
         .zip(&plan.ports)
@@ -353,7 +418,10 @@ fn run_ports(
         duration_s,
         tsc_hz: dpdk::tsc_hz(),
         ports: port_reports,
-        workers: snaps.into_iter().map(|(lcore, counters)| WorkerReport { lcore, counters }).collect(),
+        workers: snaps
+            .into_iter()
+            .map(|(lcore, counters)| WorkerReport { lcore, counters })
+            .collect(),
         mempools: Vec::new(),
         pipeline: runtime,
         stopped_by,
@@ -372,16 +440,21 @@ fn control_loop(
     period: f64,
 ) -> String {
     let mut last_runtime = runtime_snapshots(graphs);
-    let exporter = opts.prometheus.and_then(|a| match crate::metrics_export::Exporter::start(a) {
-        Ok(e) => {
-            eprintln!("metrics: Prometheus endpoint http://{}/metrics", e.local_addr().unwrap_or(a));
-            Some(e)
-        }
-        Err(e) => {
-            eprintln!("warning: no Prometheus endpoint: {e}");
-            None
-        }
-    });
+    let exporter = opts
+        .prometheus
+        .and_then(|a| match crate::metrics_export::Exporter::start(a) {
+            Ok(e) => {
+                eprintln!(
+                    "metrics: Prometheus endpoint http://{}/metrics",
+                    e.local_addr().unwrap_or(a)
+                );
+                Some(e)
+            }
+            Err(e) => {
+                eprintln!("warning: no Prometheus endpoint: {e}");
+                None
+            }
+        });
     let port_names: Vec<String> = plan.ports.iter().map(|p| p.name.clone()).collect();
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut last: Vec<PortStats> = ports.iter().map(Port::stats).collect();
@@ -394,7 +467,12 @@ fn control_loop(
             if last_publish.elapsed() >= Duration::from_millis(500) {
                 last_publish = Instant::now();
                 for (port, pp) in ports.iter().zip(&plan.ports) {
-                    crate::metrics_export::publish_port(&pp.name, &pp.role, &port.stats(), port.link().up);
+                    crate::metrics_export::publish_port(
+                        &pp.name,
+                        &pp.role,
+                        &port.stats(),
+                        port.link().up,
+                    );
                 }
                 for (l, c) in counters {
                     crate::metrics_export::publish_worker(*l, &c.snapshot(), &port_names);
@@ -417,7 +495,10 @@ fn control_loop(
             let t = started.elapsed().as_secs_f64();
             for (i, (port, pp)) in ports.iter().zip(&plan.ports).enumerate() {
                 let s = port.stats();
-                let drops: u64 = counters.iter().map(|(_, c)| c.ports[i].tx_dropped.load(Ordering::Relaxed)).sum();
+                let drops: u64 = counters
+                    .iter()
+                    .map(|(_, c)| c.ports[i].tx_dropped.load(Ordering::Relaxed))
+                    .sum();
                 let l = last[i];
                 let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / dt;
                 println!(
@@ -436,7 +517,11 @@ fn control_loop(
             }
             if !graphs.is_empty() {
                 let now = runtime_snapshots(graphs);
-                let delta: Vec<RuntimeSnapshot> = now.iter().zip(&last_runtime).map(|(a, b)| a.delta(b)).collect();
+                let delta: Vec<RuntimeSnapshot> = now
+                    .iter()
+                    .zip(&last_runtime)
+                    .map(|(a, b)| a.delta(b))
+                    .collect();
                 print!("{}", render_runtime_table(&delta));
                 last_runtime = now;
             }
@@ -445,7 +530,10 @@ fn control_loop(
 }
 
 fn runtime_snapshots(graphs: &[(u32, StatsHandle, TraceHandle)]) -> Vec<RuntimeSnapshot> {
-    graphs.iter().map(|(l, h, _)| h.snapshot_as(format!("lcore {l}"))).collect()
+    graphs
+        .iter()
+        .map(|(l, h, _)| h.snapshot_as(format!("lcore {l}")))
+        .collect()
 }
 
 fn print_summary(ports: &[PortReport], workers: &[(u32, WorkerSnapshot)], secs: f64) {
@@ -457,6 +545,9 @@ fn print_summary(ports: &[PortReport], workers: &[(u32, WorkerSnapshot)], secs: 
         );
     }
     for (l, w) in workers {
-        println!("worker lcore {l}: polls {} busy {} cycles/packet {:.1}", w.polls, w.busy_polls, w.cycles_per_packet);
+        println!(
+            "worker lcore {l}: polls {} busy {} cycles/packet {:.1}",
+            w.polls, w.busy_polls, w.cycles_per_packet
+        );
     }
 }

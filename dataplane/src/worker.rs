@@ -81,8 +81,12 @@ impl Worker {
                 bump(&c.ports[b.port].rx, n as u64);
                 // One branch per burst, never per packet.
                 match &mut forwarding {
-                    Forwarding::CrossConnect => cross_connect(b, &mut pkts, &mut self.tx, &c, retries),
-                    Forwarding::Graph(graph, txv) => through_graph(b, &mut pkts, graph, txv, &mut self.tx, &c, retries),
+                    Forwarding::CrossConnect => {
+                        cross_connect(b, &mut pkts, &mut self.tx, &c, retries)
+                    }
+                    Forwarding::Graph(graph, txv) => {
+                        through_graph(b, &mut pkts, graph, txv, &mut self.tx, &c, retries)
+                    }
                 }
                 bump(&c.busy_polls, 1);
                 bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));
@@ -98,7 +102,12 @@ impl Worker {
 
 /// Sends `pkts` on `tx` (bounded retries), counting what went and what was dropped.
 #[inline(always)]
-fn send<const N: usize>(tx: &mut TxQueue, pkts: &mut ArrayVec<Mbuf, N>, pc: &PortCounters, retries: u32) {
+fn send<const N: usize>(
+    tx: &mut TxQueue,
+    pkts: &mut ArrayVec<Mbuf, N>,
+    pc: &PortCounters,
+    retries: u32,
+) {
     let (sent, dropped) = tx.tx_all(pkts, retries);
     bump(&pc.tx, sent as u64);
     if dropped != 0 {
@@ -108,7 +117,13 @@ fn send<const N: usize>(tx: &mut TxQueue, pkts: &mut ArrayVec<Mbuf, N>, pc: &Por
 
 /// A burst goes to the binding's peer port as it is (or is dropped as no-route).
 #[inline(always)]
-fn cross_connect(b: &RxBinding, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, tx: &mut [TxQueue], c: &WorkerCounters, retries: u32) {
+fn cross_connect(
+    b: &RxBinding,
+    pkts: &mut ArrayVec<Mbuf, MAX_BURST>,
+    tx: &mut [TxQueue],
+    c: &WorkerCounters,
+    retries: u32,
+) {
     match b.out {
         Some(out) => send(&mut tx[out], pkts, &c.ports[out], retries),
         None => {

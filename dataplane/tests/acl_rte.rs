@@ -8,9 +8,11 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dataplane::dpdk::acl::{ClassifyAlg, RteAcl};
-use pipeline::acl::key::{compile, AclKey, Classify};
-use pipeline::acl::{evaluate, AclConfig, AclFile, AclTable, IpVersion, PacketSummary, PortId, RuleSet};
 use pipeline::acl::expand::ExpandLimits;
+use pipeline::acl::key::{compile, AclKey, Classify};
+use pipeline::acl::{
+    evaluate, AclConfig, AclFile, AclTable, IpVersion, PacketSummary, PortId, RuleSet,
+};
 use pipeline::{PacketMeta, PortInfo};
 
 /// xorshift64*: deterministic, seedable.
@@ -30,8 +32,23 @@ impl Rng {
     }
 }
 
-const NETS4: [&str; 8] = ["10.0.0.0/8", "10.0.0.0/16", "10.0.1.0/24", "10.0.1.128/25", "10.0.1.7", "10.1.0.0/16", "10.0.2.0/23", "0.0.0.0/0"];
-const NETS6: [&str; 5] = ["2001:db8::/32", "2001:db8:0:1::/64", "2001:db8::1", "2001:db8:0:1::/120", "::/0"];
+const NETS4: [&str; 8] = [
+    "10.0.0.0/8",
+    "10.0.0.0/16",
+    "10.0.1.0/24",
+    "10.0.1.128/25",
+    "10.0.1.7",
+    "10.1.0.0/16",
+    "10.0.2.0/23",
+    "0.0.0.0/0",
+];
+const NETS6: [&str; 5] = [
+    "2001:db8::/32",
+    "2001:db8:0:1::/64",
+    "2001:db8::1",
+    "2001:db8:0:1::/120",
+    "::/0",
+];
 const PORTS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
 fn atom(r: &mut Rng) -> String {
@@ -41,16 +58,33 @@ fn atom(r: &mut Rng) -> String {
         1 => format!("outport {} @g{}", r.pick(&cmp), r.below(3)),
         2 => format!("inport == \"{}\"", r.pick(&PORTS)),
         3 => format!("outport != \"{}\"", r.pick(&PORTS)),
-        4 => r.pick(&["ip4", "ip6", "tcp", "udp", "icmp4", "icmp6", "ip", "!tcp"]).to_string(),
-        5 | 6 => format!("ip4.{} {} {}", r.pick(&["src", "dst"]), r.pick(&cmp), r.pick(&NETS4)),
+        4 => r
+            .pick(&["ip4", "ip6", "tcp", "udp", "icmp4", "icmp6", "ip", "!tcp"])
+            .to_string(),
+        5 | 6 => format!(
+            "ip4.{} {} {}",
+            r.pick(&["src", "dst"]),
+            r.pick(&cmp),
+            r.pick(&NETS4)
+        ),
         7 => format!("ip6.{} == {}", r.pick(&["src", "dst"]), r.pick(&NETS6)),
         8 => format!("ip4.src == ${}", r.pick(&["s0", "s1"])),
         9 => format!("{}.dst == {{80, 443, 8080}}", r.pick(&["tcp", "udp"])),
         10 => {
             let lo = *r.pick(&[0u16, 80, 1000, 1024]);
-            format!("{p}.{s} >= {lo} && {p}.{s} <= {}", lo + *r.pick(&[0u16, 1, 1000, 20000]), p = r.pick(&["tcp", "udp"]), s = r.pick(&["src", "dst"]))
+            format!(
+                "{p}.{s} >= {lo} && {p}.{s} <= {}",
+                lo + *r.pick(&[0u16, 1, 1000, 20000]),
+                p = r.pick(&["tcp", "udp"]),
+                s = r.pick(&["src", "dst"])
+            )
         }
-        11 => format!("{}.src {} {}", r.pick(&["tcp", "udp"]), r.pick(&["<", ">", "!="]), r.pick(&[22u16, 1024, 53])),
+        11 => format!(
+            "{}.src {} {}",
+            r.pick(&["tcp", "udp"]),
+            r.pick(&["<", ">", "!="]),
+            r.pick(&[22u16, 1024, 53])
+        ),
         12 => format!("icmp4.type == {}", r.pick(&[0u8, 8, 3])),
         _ => format!("icmp6.type == {}", r.pick(&[128u8, 129])),
     }
@@ -63,31 +97,56 @@ fn ruleset(r: &mut Rng) -> AclConfig {
         r.pick(&["drop", "allow", "reject"])
     );
     for i in 0..n {
-        let conj = |r: &mut Rng| (0..1 + r.below(3)).map(|_| atom(r)).collect::<Vec<_>>().join(" && ");
+        let conj = |r: &mut Rng| {
+            (0..1 + r.below(3))
+                .map(|_| atom(r))
+                .collect::<Vec<_>>()
+                .join(" && ")
+        };
         let mut m = conj(r);
         if r.below(4) == 0 {
             m = format!("({m}) || ({})", conj(r));
         }
-        let dir = if m.contains("outport") { "to-lport" } else { *r.pick(&["from-lport", "to-lport"]) };
+        let dir = if m.contains("outport") {
+            "to-lport"
+        } else {
+            *r.pick(&["from-lport", "to-lport"])
+        };
         text.push_str(&format!(
             "[[acl.rules]]\nname = \"r{i}\"\ndirection = \"{dir}\"\npriority = {}\nmatch = '{m}'\naction = \"{}\"\n",
             r.pick(&[0u16, 1, 5, 5, 100, 100, 1000]),
             r.pick(&["allow", "allow-related", "drop", "reject"])
         ));
     }
-    toml::from_str::<AclFile>(&text).unwrap_or_else(|e| panic!("{e}\n{text}")).acl
+    toml::from_str::<AclFile>(&text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .acl
 }
 
 fn addr(r: &mut Rng, v6: bool) -> IpAddr {
     if v6 {
         let x = r.next() as u16;
         let tail = *r.pick(&[0u16, 1, 0xff, 0x100, x]);
-        let base = *r.pick(&[[0x2001u16, 0xdb8, 0, 0], [0x2001, 0xdb8, 0, 1], [0x2001, 0xdb8, 1, 0], [0xfe80, 0, 0, 0]]);
-        IpAddr::V6(Ipv6Addr::new(base[0], base[1], base[2], base[3], 0, 0, 0, tail))
+        let base = *r.pick(&[
+            [0x2001u16, 0xdb8, 0, 0],
+            [0x2001, 0xdb8, 0, 1],
+            [0x2001, 0xdb8, 1, 0],
+            [0xfe80, 0, 0, 0],
+        ]);
+        IpAddr::V6(Ipv6Addr::new(
+            base[0], base[1], base[2], base[3], 0, 0, 0, tail,
+        ))
     } else {
         let x = r.next() as u8;
         let last = *r.pick(&[0u8, 1, 5, 7, 127, 128, 255, x]);
-        let net = *r.pick(&[[10u8, 0, 1], [10, 0, 2], [10, 0, 0], [10, 1, 2], [10, 0, 3], [192, 168, 0]]);
+        let net = *r.pick(&[
+            [10u8, 0, 1],
+            [10, 0, 2],
+            [10, 0, 0],
+            [10, 1, 2],
+            [10, 0, 3],
+            [192, 168, 0],
+        ]);
         IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], last))
     }
 }
@@ -95,8 +154,18 @@ fn addr(r: &mut Rng, v6: bool) -> IpAddr {
 #[test]
 fn rte_acl_agrees_with_the_reference() {
     let _eal = common::eal("acl-rte");
-    let ports: Vec<PortInfo> = PORTS.iter().enumerate().map(|(i, p)| PortInfo::new(i as u16, *p, if i == 0 { "edge" } else { "x" })).collect();
-    let port_id = |i: usize| if i < PORTS.len() { PortId::with_role(PORTS[i], &ports[i].role) } else { PortId::named("") };
+    let ports: Vec<PortInfo> = PORTS
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortInfo::new(i as u16, *p, if i == 0 { "edge" } else { "x" }))
+        .collect();
+    let port_id = |i: usize| {
+        if i < PORTS.len() {
+            PortId::with_role(PORTS[i], &ports[i].role)
+        } else {
+            PortId::named("")
+        }
+    };
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
     const RULESETS: usize = 100;
     const PACKETS: usize = 10_240;
@@ -133,23 +202,57 @@ fn rte_acl_agrees_with_the_reference() {
                 let (src, dst) = (addr(&mut r, v6), addr(&mut r, v6));
                 let proto = *r.pick(&[6u8, 6, 17, 17, 1, 58, 0, 47]);
                 let x = r.next();
-                let sport = *r.pick(&[0u16, 22, 53, 80, 443, 1023, 1024, 1025, 2000, 2001, 21000, 65535, x as u16]);
-                let dport = *r.pick(&[0u16, 22, 53, 80, 443, 1000, 1999, 2000, 8080, 65535, (x >> 16) as u16]);
+                let sport = *r.pick(&[
+                    0u16, 22, 53, 80, 443, 1023, 1024, 1025, 2000, 2001, 21000, 65535, x as u16,
+                ]);
+                let dport = *r.pick(&[
+                    0u16,
+                    22,
+                    53,
+                    80,
+                    443,
+                    1000,
+                    1999,
+                    2000,
+                    8080,
+                    65535,
+                    (x >> 16) as u16,
+                ]);
                 let itype = *r.pick(&[0u8, 3, 8, 128, 129, (x >> 32) as u8]);
                 let icode = r.below(3) as u8;
                 let (inp, outp) = (r.below(4), r.below(5));
-                let pkt = PacketSummary { inport: port_id(inp), outport: port_id(outp), src, dst, proto, src_port: sport, dst_port: dport, icmp_type: itype, icmp_code: icode };
+                let pkt = PacketSummary {
+                    inport: port_id(inp),
+                    outport: port_id(outp),
+                    src,
+                    dst,
+                    proto,
+                    src_port: sport,
+                    dst_port: dport,
+                    icmp_type: itype,
+                    icmp_code: icode,
+                };
                 let fam = usize::from(v6);
                 let v = evaluate(table.rules(), &pkt);
                 want[fam].push(v.acl.map_or(0, |i| i as u32 + 1));
                 summaries[fam].push(format!("{pkt:?}"));
                 let mut m = PacketMeta::default();
                 m.ip_version = if v6 { 6 } else { 4 };
-                m.src_addr = match src { IpAddr::V4(a) => PacketMeta::v4_bytes(a.octets()), IpAddr::V6(a) => a.octets() };
-                m.dst_addr = match dst { IpAddr::V4(a) => PacketMeta::v4_bytes(a.octets()), IpAddr::V6(a) => a.octets() };
+                m.src_addr = match src {
+                    IpAddr::V4(a) => PacketMeta::v4_bytes(a.octets()),
+                    IpAddr::V6(a) => a.octets(),
+                };
+                m.dst_addr = match dst {
+                    IpAddr::V4(a) => PacketMeta::v4_bytes(a.octets()),
+                    IpAddr::V6(a) => a.octets(),
+                };
                 m.protocol = proto;
                 (m.src_port, m.dst_port, m.icmp_type, m.icmp_code) = (sport, dport, itype, icode);
-                let out_bits = if outp < PORTS.len() { acl.bits(outp as u16) } else { 0 };
+                let out_bits = if outp < PORTS.len() {
+                    acl.bits(outp as u16)
+                } else {
+                    0
+                };
                 keys[fam][want[fam].len() - 1].set_from_meta(&m, acl.bits(inp as u16), out_bits);
             }
             for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
@@ -159,10 +262,16 @@ fn rte_acl_agrees_with_the_reference() {
                     c.classify(v, &keys[fam][..n], &mut got);
                     for i in 0..n {
                         assert_eq!(
-                            got[i], want[fam][i],
+                            got[i],
+                            want[fam][i],
                             "rule set {set} ({name}), chunk {chunk}: packet {}\nrules: {:#?}",
                             summaries[fam][i],
-                            table.rules().acls().iter().map(|a| (&a.name, a.priority, &a.match_text, a.action)).collect::<Vec<_>>()
+                            table
+                                .rules()
+                                .acls()
+                                .iter()
+                                .map(|a| (&a.name, a.priority, &a.match_text, a.action))
+                                .collect::<Vec<_>>()
                         );
                     }
                 }
@@ -173,6 +282,9 @@ fn rte_acl_agrees_with_the_reference() {
     }
     println!("{checked} packets over {RULESETS} rule sets: zero mismatches ({matched} matched an ACL, {ties} equal-priority pairs); methods {algs_used:?}");
     assert!(checked >= 1_000_000);
-    assert!(matched > checked / 10 && matched < checked * 9 / 10, "the rule sets discriminate: {matched}/{checked}");
+    assert!(
+        matched > checked / 10 && matched < checked * 9 / 10,
+        "the rule sets discriminate: {matched}/{checked}"
+    );
     assert!(algs_used.contains("scalar") && algs_used.contains("sse"));
 }

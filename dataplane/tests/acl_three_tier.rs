@@ -108,15 +108,51 @@ fn three_tier_through_rte_acl_on_ring_ports() {
                 let o = |n: &str| &rings[n].1;
                 let ports = |base: u16| (0..N as u16).map(move |k| base + k);
                 // New sessions and attempts.
-                put(&pool, i("web0"), &ports(40000).map(|s| tcp(web, ba, s, 8080)).collect::<Vec<_>>());
-                put(&pool, i("ba0"), &ports(41000).map(|s| tcp(ba, db, s, 5432)).collect::<Vec<_>>());
-                put(&pool, i("web0"), &ports(42000).map(|s| tcp(web, db, s, 5432)).collect::<Vec<_>>());
-                put(&pool, i("db0"), &ports(43000).map(|s| tcp(db, ba, 5432, s)).collect::<Vec<_>>());
+                put(
+                    &pool,
+                    i("web0"),
+                    &ports(40000)
+                        .map(|s| tcp(web, ba, s, 8080))
+                        .collect::<Vec<_>>(),
+                );
+                put(
+                    &pool,
+                    i("ba0"),
+                    &ports(41000)
+                        .map(|s| tcp(ba, db, s, 5432))
+                        .collect::<Vec<_>>(),
+                );
+                put(
+                    &pool,
+                    i("web0"),
+                    &ports(42000)
+                        .map(|s| tcp(web, db, s, 5432))
+                        .collect::<Vec<_>>(),
+                );
+                put(
+                    &pool,
+                    i("db0"),
+                    &ports(43000)
+                        .map(|s| tcp(db, ba, 5432, s))
+                        .collect::<Vec<_>>(),
+                );
                 let at_ba = take(o("ba0"), N as usize, Duration::from_secs(10));
                 let at_db = take(o("db0"), N as usize, Duration::from_secs(10));
                 // Replies of the allowed sessions.
-                put(&pool, i("ba0"), &ports(40000).map(|d| tcp(ba, web, 8080, d)).collect::<Vec<_>>());
-                put(&pool, i("db0"), &ports(41000).map(|d| tcp(db, ba, 5432, d)).collect::<Vec<_>>());
+                put(
+                    &pool,
+                    i("ba0"),
+                    &ports(40000)
+                        .map(|d| tcp(ba, web, 8080, d))
+                        .collect::<Vec<_>>(),
+                );
+                put(
+                    &pool,
+                    i("db0"),
+                    &ports(41000)
+                        .map(|d| tcp(db, ba, 5432, d))
+                        .collect::<Vec<_>>(),
+                );
                 let at_web = take(o("web0"), N as usize, Duration::from_secs(10));
                 let at_ba2 = take(o("ba0"), N as usize, Duration::from_secs(10));
                 std::thread::sleep(Duration::from_millis(100));
@@ -127,27 +163,55 @@ fn three_tier_through_rte_acl_on_ring_ports() {
             })
         })
     };
-    let opts = RunOptions { no_hugepage_setup: true, stop: Some(stop), duration: Some(60.0), ..Default::default() };
+    let opts = RunOptions {
+        no_hugepage_setup: true,
+        stop: Some(stop),
+        duration: Some(60.0),
+        ..Default::default()
+    };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
-    let (at_ba, at_db, at_web, at_ba2, extra, counters, classifier) = traffic.join().expect("traffic thread");
+    let (at_ba, at_db, at_web, at_ba2, extra, counters, classifier) =
+        traffic.join().expect("traffic thread");
 
     // web -> BA allowed (all N, nothing else reached BA), BA -> DB allowed.
     assert_eq!(at_ba.len(), N as usize);
-    assert!(at_ba.iter().all(|&(s, d, _, dp)| s == web && d == ba && dp == 8080), "{at_ba:?}");
+    assert!(
+        at_ba
+            .iter()
+            .all(|&(s, d, _, dp)| s == web && d == ba && dp == 8080),
+        "{at_ba:?}"
+    );
     assert_eq!(at_db.len(), N as usize);
-    assert!(at_db.iter().all(|&(s, d, _, dp)| s == ba && d == db && dp == 5432));
+    assert!(at_db
+        .iter()
+        .all(|&(s, d, _, dp)| s == ba && d == db && dp == 5432));
     // Replies by state: BA -> web and DB -> BA, no rule allows them.
     assert_eq!(at_web.len(), N as usize);
-    assert!(at_web.iter().all(|&(s, d, sp, _)| s == ba && d == web && sp == 8080));
+    assert!(at_web
+        .iter()
+        .all(|&(s, d, sp, _)| s == ba && d == web && sp == 8080));
     assert_eq!(at_ba2.len(), N as usize);
-    assert!(at_ba2.iter().all(|&(s, d, sp, _)| s == db && d == ba && sp == 5432));
+    assert!(at_ba2
+        .iter()
+        .all(|&(s, d, sp, _)| s == db && d == ba && sp == 5432));
     // web -> DB and the unrelated DB -> BA attempts never came out.
     assert_eq!(extra, 0);
 
-    let by = |name: &str| counters.acls.iter().find(|a| a.name == name).unwrap().packets;
+    let by = |name: &str| {
+        counters
+            .acls
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap()
+            .packets
+    };
     assert_eq!(by("web-to-ba"), N as u64);
     assert_eq!(by("ba-to-db"), N as u64);
-    assert_eq!(by("tiers-default-drop"), 2 * N as u64, "web -> DB and unrelated DB -> BA");
+    assert_eq!(
+        by("tiers-default-drop"),
+        2 * N as u64,
+        "web -> DB and unrelated DB -> BA"
+    );
     assert_eq!(counters.denials.rule_drop, 2 * N as u64);
     assert!(classifier.starts_with("rte_acl "), "{classifier}");
 

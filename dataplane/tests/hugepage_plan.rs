@@ -43,15 +43,24 @@ fn pod_env(limit: u64, used: u64) -> FakeEnvironment {
     FakeEnvironment::new()
         .with_file("/proc/mounts", POD_MOUNTS)
         .with_file("/proc/meminfo", MEMINFO)
-        .with_file("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "1024\n")
+        .with_file(
+            "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+            "1024\n",
+        )
         .with_file("/sys/fs/cgroup/hugetlb.2MB.max", &format!("{limit}\n"))
         .with_file("/sys/fs/cgroup/hugetlb.2MB.current", &format!("{used}\n"))
 }
 
-fn build(config: &str, hugepages: Result<Vec<dataplane::discovery::hugepages::HugepageMount>, String>) -> Result<plan::Plan, dataplane::config::ConfigError> {
+fn build(
+    config: &str,
+    hugepages: Result<Vec<dataplane::discovery::hugepages::HugepageMount>, String>,
+) -> Result<plan::Plan, dataplane::config::ConfigError> {
     let file = Path::new("pod.toml");
     let cfg = ConfigFile::parse(config, file).expect("parses");
-    let host = Host { hugepages: Some(hugepages), ..Host::with_cpus(&[0, 1]) };
+    let host = Host {
+        hugepages: Some(hugepages),
+        ..Host::with_cpus(&[0, 1])
+    };
     plan::build(&cfg, file, &host)
 }
 
@@ -66,7 +75,11 @@ fn pod_emptydir_with_a_budget_sizes_the_pool() {
     let mounts = hugepage_plan::probe(&pod_env(1 << 30, 0)).expect("mounts");
     assert_eq!(mounts.len(), 2);
     let p = build(CONFIG, Ok(mounts)).expect("plan");
-    assert_eq!(huge_dir_arg(&p), Some("/hugepages"), "the pod's emptyDir, not the host's /dev/hugepages");
+    assert_eq!(
+        huge_dir_arg(&p),
+        Some("/hugepages"),
+        "the pod's emptyDir, not the host's /dev/hugepages"
+    );
     assert_eq!(p.huge_dir.as_deref(), Some(Path::new("/hugepages")));
     let h = p.hugepages.as_ref().expect("hugepage plan");
     assert!(h.pod_budget && h.sized_to_free);
@@ -90,14 +103,23 @@ fn pod_emptydir_with_a_budget_sizes_the_pool() {
 fn host_pool_keeps_the_ports_need() {
     // No cgroup limit (bare host): /dev/hugepages only.
     let env = FakeEnvironment::new()
-        .with_file("/proc/mounts", "hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n")
+        .with_file(
+            "/proc/mounts",
+            "hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
+        )
         .with_file("/proc/meminfo", MEMINFO)
-        .with_file("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "1024\n");
+        .with_file(
+            "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+            "1024\n",
+        );
     let p = build(CONFIG, hugepage_plan::probe(&env)).expect("plan");
     assert_eq!(huge_dir_arg(&p), Some("/dev/hugepages"));
     let h = p.hugepages.as_ref().unwrap();
     assert!(!h.pod_budget && !h.sized_to_free);
-    assert_eq!(p.mempool.mbufs, 8191, "what two ports of 1024+1024 descriptors and one worker need, rounded");
+    assert_eq!(
+        p.mempool.mbufs, 8191,
+        "what two ports of 1024+1024 descriptors and one worker need, rounded"
+    );
 }
 
 #[test]
@@ -122,24 +144,45 @@ fn small_budget_shrinks_or_refuses() {
     assert!(p.hugepages.as_ref().unwrap().sized_to_free);
     let e = build(CONFIG, hugepage_plan::probe(&pod_env(8 << 20, 0))).unwrap_err();
     assert_eq!(e.key, "eal.huge_dir");
-    assert!(e.reason.starts_with("too few free huge pages: /hugepages has 8 MiB free"), "{}", e.reason);
-    assert!(e.to_string().starts_with("pod.toml: eal.huge_dir: too few free huge pages"));
+    assert!(
+        e.reason
+            .starts_with("too few free huge pages: /hugepages has 8 MiB free"),
+        "{}",
+        e.reason
+    );
+    assert!(e
+        .to_string()
+        .starts_with("pod.toml: eal.huge_dir: too few free huge pages"));
 }
 
 #[test]
 fn no_mount_is_refused() {
-    let env = FakeEnvironment::new().with_file("/proc/mounts", "proc /proc proc rw 0 0\n").with_file("/proc/meminfo", MEMINFO);
+    let env = FakeEnvironment::new()
+        .with_file("/proc/mounts", "proc /proc proc rw 0 0\n")
+        .with_file("/proc/meminfo", MEMINFO);
     let e = build(CONFIG, hugepage_plan::probe(&env)).unwrap_err();
     assert_eq!(e.key, "eal.huge_dir");
-    assert!(e.reason.starts_with("hugepages: no hugetlbfs mount in /proc/mounts"), "{}", e.reason);
+    assert!(
+        e.reason
+            .starts_with("hugepages: no hugetlbfs mount in /proc/mounts"),
+        "{}",
+        e.reason
+    );
     assert!(e.reason.contains("HugePages emptyDir"), "{}", e.reason);
     // Mounted but nothing free.
     let env = FakeEnvironment::new()
         .with_file("/proc/mounts", POD_MOUNTS)
         .with_file("/proc/meminfo", MEMINFO)
-        .with_file("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "0\n");
+        .with_file(
+            "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+            "0\n",
+        );
     let e = build(CONFIG, hugepage_plan::probe(&env)).unwrap_err();
-    assert!(e.reason.starts_with("hugepages: no free huge pages"), "{}", e.reason);
+    assert!(
+        e.reason.starts_with("hugepages: no free huge pages"),
+        "{}",
+        e.reason
+    );
 }
 
 #[test]
@@ -150,8 +193,13 @@ fn given_huge_dir_or_no_huge_is_not_probed() {
     assert!(gather_host(&cfg, file).unwrap().hugepages.is_none());
     let p = plan::build(&cfg, file, &Host::with_cpus(&[0, 1])).unwrap();
     assert_eq!(huge_dir_arg(&p), Some("/mnt/huge1G"));
-    assert!(p.to_string().contains("hugepages: /mnt/huge1G (eal.huge_dir)"));
-    let no_huge = CONFIG.replace("[eal]", "[eal]\nno_huge = true").replace("vhost-user", "ring").replace("path = ", "# path = ");
+    assert!(p
+        .to_string()
+        .contains("hugepages: /mnt/huge1G (eal.huge_dir)"));
+    let no_huge = CONFIG
+        .replace("[eal]", "[eal]\nno_huge = true")
+        .replace("vhost-user", "ring")
+        .replace("path = ", "# path = ");
     let cfg = ConfigFile::parse(&no_huge, file).unwrap();
     assert!(gather_host(&cfg, file).unwrap().hugepages.is_none());
     // Neither: this machine is looked at.
@@ -163,12 +211,25 @@ fn given_huge_dir_or_no_huge_is_not_probed() {
 fn check_prints_the_hugepage_dir_and_size() {
     // scripts/setup mounts /dev/hugepages and reserves pages: `check` on the default config
     // must name the mount it found and its page size.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane")).arg("check").output().expect("runs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .arg("check")
+        .output()
+        .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout: {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-    let line = text.lines().find(|l| l.starts_with("hugepages: ")).unwrap_or_else(|| panic!("no hugepages line in:\n{text}"));
+    assert!(
+        out.status.success(),
+        "stdout: {text}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("hugepages: "))
+        .unwrap_or_else(|| panic!("no hugepages line in:\n{text}"));
     let dir = line["hugepages: ".len()..].split(' ').next().unwrap();
     assert!(PathBuf::from(dir).is_absolute(), "{line}");
-    assert!(line.contains(" pages, ") && line.contains(" MiB free"), "{line}");
+    assert!(
+        line.contains(" pages, ") && line.contains(" MiB free"),
+        "{line}"
+    );
     assert!(text.contains(&format!("--huge-dir {dir}")), "{text}");
 }

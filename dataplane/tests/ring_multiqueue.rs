@@ -36,14 +36,31 @@ cross_connect = [["r0", "r1"]]
 #[test]
 fn two_queues_two_workers_each_packet_once() {
     let prefix = format!("ring-mq-{}", std::process::id());
-    let eal = Eal::init(&["--lcores", "0@0,1@1,2@1", "--main-lcore", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--file-prefix", &prefix, "--log-level", "warning"])
-        .expect("EAL");
+    let eal = Eal::init(&[
+        "--lcores",
+        "0@0,1@1,2@1",
+        "--main-lcore",
+        "0",
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-pci",
+        "--no-shconf",
+        "--file-prefix",
+        &prefix,
+        "--log-level",
+        "warning",
+    ])
+    .expect("EAL");
     let cfg = ConfigFile::parse(CFG, Path::new("mq.toml")).unwrap();
     let plan = plan::build(&cfg, Path::new("mq.toml"), &plan::Host::with_cpus(&[0, 1])).unwrap();
     assert_eq!(plan.workers.len(), 2);
     assert_eq!(plan.workers[0].rx, vec![(0, 0), (1, 0)]);
     assert_eq!(plan.workers[1].rx, vec![(0, 1), (1, 1)]);
-    assert!(plan.ports.iter().all(|p| p.tx_queues == 2), "a tx queue per worker on every port");
+    assert!(
+        plan.ports.iter().all(|p| p.tx_queues == 2),
+        "a tx queue per worker on every port"
+    );
 
     let mk = |n: &str| Ring::create(&eal, n, 32768).unwrap();
     let (in0a, in0b, out0a, out0b) = (mk("i0a"), mk("i0b"), mk("o0a"), mk("o0b"));
@@ -70,14 +87,27 @@ fn two_queues_two_workers_each_packet_once() {
             })
         })
     };
-    let opts = RunOptions { no_hugepage_setup: true, stop: Some(stop), duration: Some(60.0), ..Default::default() };
+    let opts = RunOptions {
+        no_hugepage_setup: true,
+        stop: Some(stop),
+        duration: Some(60.0),
+        ..Default::default()
+    };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
     let (q0, q1, back) = traffic.join().unwrap();
     assert_in_order(&q0, A, "queue 0 via worker 1 to r1 tx queue 0");
     assert_in_order(&q1, B, "queue 1 via worker 2 to r1 tx queue 1");
     assert_eq!(back, 0, "nothing went back to r0");
-    let w: Vec<(u32, u64)> = report.workers.iter().map(|w| (w.lcore, w.counters.ports[0].rx)).collect();
-    assert_eq!(w, vec![(1, A as u64), (2, B as u64)], "each worker polled its own queue");
+    let w: Vec<(u32, u64)> = report
+        .workers
+        .iter()
+        .map(|w| (w.lcore, w.counters.ports[0].rx))
+        .collect();
+    assert_eq!(
+        w,
+        vec![(1, A as u64), (2, B as u64)],
+        "each worker polled its own queue"
+    );
     assert_eq!(report.ports[1].tx, (A + B) as u64);
     assert_eq!(pool.in_use(), 0);
 }

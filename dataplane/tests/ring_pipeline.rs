@@ -43,7 +43,12 @@ to = "forward"
 fn parse_forward_crosses_good_packets_and_counts_bad_ones() {
     let eal = eal("ring-pipe");
     let cfg = ConfigFile::parse(PIPELINE, Path::new("pipe.toml")).unwrap();
-    let plan = plan::build(&cfg, Path::new("pipe.toml"), &plan::Host::with_cpus(&[0, 1])).unwrap();
+    let plan = plan::build(
+        &cfg,
+        Path::new("pipe.toml"),
+        &plan::Host::with_cpus(&[0, 1]),
+    )
+    .unwrap();
     let wires = Arc::new(ring_ports(&eal, 32768));
     let pool = Arc::new(Mempool::create(&eal, "test_pool", 32767, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -57,9 +62,22 @@ fn parse_forward_crosses_good_packets_and_counts_bad_ones() {
                 // Malformed first: a truncated IPv4 header, a bad IHL, an unknown ethertype.
                 let mut bad: ArrayVec<Mbuf, 32> = ArrayVec::new();
                 let good = frame(0, 0);
-                for (i, f) in [good[..20].to_vec(), { let mut f = good.clone(); f[14] = 0x44; f }, { let mut f = good.clone(); f[12] = 0x12; f[13] = 0x34; f }]
-                    .into_iter()
-                    .enumerate()
+                for (i, f) in [
+                    good[..20].to_vec(),
+                    {
+                        let mut f = good.clone();
+                        f[14] = 0x44;
+                        f
+                    },
+                    {
+                        let mut f = good.clone();
+                        f[12] = 0x12;
+                        f[13] = 0x34;
+                        f
+                    },
+                ]
+                .into_iter()
+                .enumerate()
                 {
                     for _ in 0..=i {
                         let mut m = pool.alloc().unwrap();
@@ -79,14 +97,24 @@ fn parse_forward_crosses_good_packets_and_counts_bad_ones() {
             })
         })
     };
-    let opts = RunOptions { no_hugepage_setup: true, stop: Some(stop), duration: Some(60.0), trace: 2, ..Default::default() };
+    let opts = RunOptions {
+        no_hugepage_setup: true,
+        stop: Some(stop),
+        duration: Some(60.0),
+        trace: 2,
+        ..Default::default()
+    };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
     let (a_to_b, b_to_a, extra) = traffic.join().expect("traffic thread");
 
     assert_in_order(&a_to_b, N, "r0 -> r1 through parse -> forward");
     assert_in_order(&b_to_a, M, "r1 -> r0 through parse -> forward");
     assert_eq!(extra, 0);
-    assert_eq!(report.ports[0].rx, N as u64 + 6, "the 6 malformed packets were received too");
+    assert_eq!(
+        report.ports[0].rx,
+        N as u64 + 6,
+        "the 6 malformed packets were received too"
+    );
     assert_eq!(report.ports[1].tx, N as u64);
     let rt = &report.pipeline[0];
     let parse = rt.node("parse").expect("parse node stats");

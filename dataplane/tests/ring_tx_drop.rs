@@ -38,7 +38,12 @@ fn full_tx_queue_drops_are_bounded_and_counted() {
             })
         })
     };
-    let opts = RunOptions { no_hugepage_setup: true, stop: Some(stop), duration: Some(60.0), ..Default::default() };
+    let opts = RunOptions {
+        no_hugepage_setup: true,
+        stop: Some(stop),
+        duration: Some(60.0),
+        ..Default::default()
+    };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
     let queued = traffic.join().expect("traffic thread");
 
@@ -46,7 +51,11 @@ fn full_tx_queue_drops_are_bounded_and_counted() {
     assert_eq!(r0.rx, N as u64);
     assert_eq!(queued, 63, "the tx ring took what it holds");
     assert_eq!(r1.tx, 63);
-    assert_eq!(r1.tx + r1.tx_dropped, N as u64, "every packet is either sent or counted as dropped");
+    assert_eq!(
+        r1.tx + r1.tx_dropped,
+        N as u64,
+        "every packet is either sent or counted as dropped"
+    );
     drop(wires); // frees the 63 queued mbufs with the ring
     assert_eq!(pool.in_use(), 0);
 }

@@ -34,7 +34,12 @@ fn ring_cross_connect_moves_every_packet_both_ways() {
             })
         })
     };
-    let opts = RunOptions { no_hugepage_setup: true, stop: Some(stop), duration: Some(60.0), ..Default::default() };
+    let opts = RunOptions {
+        no_hugepage_setup: true,
+        stop: Some(stop),
+        duration: Some(60.0),
+        ..Default::default()
+    };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
     let (a_to_b, b_to_a, extra) = traffic.join().expect("traffic thread");
 
@@ -47,6 +52,10 @@ fn ring_cross_connect_moves_every_packet_both_ways() {
     assert_eq!(r0.hw.ipackets, N as u64);
     assert_eq!(r1.hw.opackets, N as u64);
     assert_eq!(report.workers.len(), 1);
-    assert!(report.mempools.iter().all(|m| m.in_use_after_stop == 0), "{:?}", report.mempools);
+    assert!(
+        report.mempools.iter().all(|m| m.in_use_after_stop == 0),
+        "{:?}",
+        report.mempools
+    );
     assert_eq!(pool.in_use(), 0, "every test mbuf went back to its pool");
 }

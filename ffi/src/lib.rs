@@ -4,7 +4,13 @@
 //! through C wrappers (`<name>__extern`) that bindgen generates and `build.rs` compiles; in Rust
 //! they keep their C names. `rte_errno_value()` reads the thread-local `rte_errno`.
 //! Nothing here is safe: the `dataplane` crate wraps what it uses.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code, clippy::all)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code,
+    clippy::all
+)]
 #![allow(rustdoc::all, improper_ctypes, unsafe_op_in_unsafe_fn)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

@@ -32,7 +32,11 @@ pub fn udp_frame(size: usize, src_net: u8, dst_net: u8, flow: u32) -> Vec<u8> {
 pub fn internet_checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for c in data.chunks(2) {
-        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], 0]) };
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
         sum += w as u32;
     }
     while sum >> 16 != 0 {
@@ -49,7 +53,11 @@ mod tests {
     fn frame_header_checksum_verifies() {
         let f = udp_frame(64, 0, 1, 300);
         assert_eq!(f.len(), 64);
-        assert_eq!(internet_checksum(&f[14..34]), 0, "a valid header sums to zero");
+        assert_eq!(
+            internet_checksum(&f[14..34]),
+            0,
+            "a valid header sums to zero"
+        );
         assert_eq!(&f[26..30], &[10, 1, 0, 1]);
         assert_eq!(&f[30..34], &[10, 2, 1, 44]);
         assert_eq!(u16::from_be_bytes([f[16], f[17]]), 50);

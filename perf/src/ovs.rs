@@ -93,7 +93,11 @@ pub struct Ovs {
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{what}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -102,16 +106,34 @@ impl Ovs {
     /// Starts OVS in `scratch`: database, vswitchd with DPDK (lcore mask `0x1`, one PMD on
     /// CPU 1, socket memory limited), bridge `br0` with ports `vh0`/`vh1` as vhost-user
     /// clients of `sock0`/`sock1`, and `pipeline`'s flows. Returns once both ports exist.
-    pub fn start(scratch: &Scratch, sock0: &Path, sock1: &Path, pipeline: OvsPipeline) -> Result<Ovs, String> {
+    pub fn start(
+        scratch: &Scratch,
+        sock0: &Path,
+        sock1: &Path,
+        pipeline: OvsPipeline,
+    ) -> Result<Ovs, String> {
         let rundir = scratch.path("ovs");
         std::fs::create_dir_all(&rundir).map_err(|e| format!("{}: {e}", rundir.display()))?;
         let dbfile = rundir.join("conf.db");
         let db_sock = rundir.join("db.sock");
-        run(Command::new("ovsdb-tool").arg("create").arg(&dbfile).arg(SCHEMA), "ovsdb-tool create")?;
+        run(
+            Command::new("ovsdb-tool")
+                .arg("create")
+                .arg(&dbfile)
+                .arg(SCHEMA),
+            "ovsdb-tool create",
+        )?;
         let mut c = Command::new("ovsdb-server");
-        c.arg(&dbfile).arg(format!("--remote=punix:{}", db_sock.display()));
-        c.arg(format!("--unixctl={}", rundir.join("ovsdb-server.ctl").display()));
-        c.arg(format!("--pidfile={}", rundir.join("ovsdb-server.pid").display()));
+        c.arg(&dbfile)
+            .arg(format!("--remote=punix:{}", db_sock.display()));
+        c.arg(format!(
+            "--unixctl={}",
+            rundir.join("ovsdb-server.ctl").display()
+        ));
+        c.arg(format!(
+            "--pidfile={}",
+            rundir.join("ovsdb-server.pid").display()
+        ));
         c.env("OVS_RUNDIR", &rundir).env("OVS_DBDIR", &rundir);
         let db = Proc::spawn("ovsdb-server", c, scratch.path("ovsdb-server.log"));
         if !crate::procs::wait_for_paths(&[&db_sock], Duration::from_secs(10)) {
@@ -119,11 +141,16 @@ impl Ovs {
         }
         let vsctl = |args: &[&str]| -> Result<String, String> {
             let mut c = Command::new("ovs-vsctl");
-            c.arg(format!("--db=unix:{}", db_sock.display())).arg("--timeout=30").args(args);
+            c.arg(format!("--db=unix:{}", db_sock.display()))
+                .arg("--timeout=30")
+                .args(args);
             run(&mut c, &format!("ovs-vsctl {}", args.join(" ")))
         };
         vsctl(&["--no-wait", "init"])?;
-        let extra = format!("--file-prefix=ovs-{} --no-pci --log-level=notice", scratch.tag);
+        let extra = format!(
+            "--file-prefix=ovs-{} --no-pci --log-level=notice",
+            scratch.tag
+        );
         vsctl(&[
             "--no-wait",
             "set",
@@ -138,19 +165,44 @@ impl Ovs {
         ])?;
         let mut c = Command::new(VSWITCHD_DPDK);
         c.arg(format!("unix:{}", db_sock.display()));
-        c.arg(format!("--unixctl={}", rundir.join("ovs-vswitchd.ctl").display()));
-        c.arg(format!("--pidfile={}", rundir.join("ovs-vswitchd.pid").display()));
-        c.arg("-vconsole:warn").arg(format!("--log-file={}", scratch.path("ovs-vswitchd.log").display()));
+        c.arg(format!(
+            "--unixctl={}",
+            rundir.join("ovs-vswitchd.ctl").display()
+        ));
+        c.arg(format!(
+            "--pidfile={}",
+            rundir.join("ovs-vswitchd.pid").display()
+        ));
+        c.arg("-vconsole:warn").arg(format!(
+            "--log-file={}",
+            scratch.path("ovs-vswitchd.log").display()
+        ));
         c.env("OVS_RUNDIR", &rundir).env("OVS_DBDIR", &rundir);
         let vswitchd = Proc::spawn("ovs-vswitchd", c, scratch.path("ovs-vswitchd.out"));
-        let ovs = Ovs { db, vswitchd, rundir, db_sock };
+        let ovs = Ovs {
+            db,
+            vswitchd,
+            rundir,
+            db_sock,
+        };
         // Flows go in before the ports exist, so no packet ever meets an empty table.
-        ovs.vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure"])?;
+        ovs.vsctl(&[
+            "add-br",
+            "br0",
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "datapath_type=netdev",
+            "fail-mode=secure",
+        ])?;
         let flows = ovs.rundir.join("flows.txt");
         std::fs::write(&flows, pipeline.flows()).map_err(|e| e.to_string())?;
         ovs.ofctl(&["del-flows", "br0"])?;
         let mut c = Command::new("ovs-ofctl");
-        c.env("OVS_RUNDIR", &ovs.rundir).args(["-O", "OpenFlow13", "add-flows", "br0"]).arg(&flows);
+        c.env("OVS_RUNDIR", &ovs.rundir)
+            .args(["-O", "OpenFlow13", "add-flows", "br0"])
+            .arg(&flows);
         run(&mut c, "ovs-ofctl add-flows")?;
         for (name, sock, ofport) in [("vh0", sock0, "1"), ("vh1", sock1, "2")] {
             ovs.vsctl(&[
@@ -172,21 +224,28 @@ impl Ovs {
     /// Runs `ovs-vsctl` against this instance.
     pub fn vsctl(&self, args: &[&str]) -> Result<String, String> {
         let mut c = Command::new("ovs-vsctl");
-        c.arg(format!("--db=unix:{}", self.db_sock.display())).arg("--timeout=60").args(args);
-        run(&mut c, &format!("ovs-vsctl {}", args.join(" "))).map_err(|e| format!("{e}\nvswitchd:\n{}", self.log_tail()))
+        c.arg(format!("--db=unix:{}", self.db_sock.display()))
+            .arg("--timeout=60")
+            .args(args);
+        run(&mut c, &format!("ovs-vsctl {}", args.join(" ")))
+            .map_err(|e| format!("{e}\nvswitchd:\n{}", self.log_tail()))
     }
 
     /// Runs `ovs-ofctl` against this instance's bridge.
     pub fn ofctl(&self, args: &[&str]) -> Result<String, String> {
         let mut c = Command::new("ovs-ofctl");
-        c.env("OVS_RUNDIR", &self.rundir).args(["-O", "OpenFlow13"]).args(args);
+        c.env("OVS_RUNDIR", &self.rundir)
+            .args(["-O", "OpenFlow13"])
+            .args(args);
         run(&mut c, &format!("ovs-ofctl {}", args.join(" ")))
     }
 
     /// Runs `ovs-appctl` against this instance's vswitchd.
     pub fn appctl(&self, args: &[&str]) -> Result<String, String> {
         let mut c = Command::new("ovs-appctl");
-        c.arg("-t").arg(self.rundir.join("ovs-vswitchd.ctl")).args(args);
+        c.arg("-t")
+            .arg(self.rundir.join("ovs-vswitchd.ctl"))
+            .args(args);
         run(&mut c, &format!("ovs-appctl {}", args.join(" ")))
     }
 
@@ -202,12 +261,19 @@ impl Ovs {
     pub fn wait_links_up(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let up = ["vh0", "vh1"].iter().all(|p| self.vsctl(&["get", "Interface", p, "link_state"]).map(|s| s.trim() == "up").unwrap_or(false));
+            let up = ["vh0", "vh1"].iter().all(|p| {
+                self.vsctl(&["get", "Interface", p, "link_state"])
+                    .map(|s| s.trim() == "up")
+                    .unwrap_or(false)
+            });
             if up {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("OVS vhost ports not up after {timeout:?}:\n{}", self.log_tail()));
+                return Err(format!(
+                    "OVS vhost ports not up after {timeout:?}:\n{}",
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -218,14 +284,21 @@ impl Ovs {
     pub fn port_stats(&self) -> Result<[PortStats; 2], String> {
         let out = self.ofctl(&["dump-ports", "br0"])?;
         let all = PortStats::parse_dump_ports(&out);
-        let get = |n: &str| all.iter().find(|(k, _)| k == n).map(|(_, v)| *v).ok_or_else(|| format!("port {n} missing in dump-ports:\n{out}"));
+        let get = |n: &str| {
+            all.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| format!("port {n} missing in dump-ports:\n{out}"))
+        };
         Ok([get("1")?, get("2")?])
     }
 
     /// The DUT report: port stats, datapath flow count and PMD stats, as JSON.
     pub fn report(&self) -> Value {
         let stats = self.port_stats();
-        let pmd = self.appctl(&["dpif-netdev/pmd-stats-show"]).unwrap_or_default();
+        let pmd = self
+            .appctl(&["dpif-netdev/pmd-stats-show"])
+            .unwrap_or_default();
         let ports = match &stats {
             Ok(s) => s.iter().zip(["vh0", "vh1"]).map(|(p, n)| json!({"name": n, "rx": p.rx, "tx": p.tx, "rx_dropped": p.rx_dropped, "tx_dropped": p.tx_dropped})).collect(),
             Err(_) => Vec::new(),
@@ -233,9 +306,25 @@ impl Ovs {
         // Drop reasons: the datapath's drop coverage counters, and the database's detailed
         // interface counters (updated every few seconds, so they may lag).
         let coverage = self.appctl(&["coverage/show"]).unwrap_or_default();
-        let drops: Vec<&str> = coverage.lines().map(str::trim).filter(|l| l.contains("drop") && !l.ends_with("total: 0")).collect();
-        let db: Vec<String> = ["vh0", "vh1"].iter().map(|p| self.vsctl(&["get", "Interface", p, "statistics"]).unwrap_or_default().trim().to_string()).collect();
-        let datapath_drops: u64 = drops.iter().filter(|l| l.starts_with("datapath_drop") || l.starts_with("drop_action")).filter_map(|l| l.rsplit("total:").next()?.trim().parse::<u64>().ok()).sum();
+        let drops: Vec<&str> = coverage
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains("drop") && !l.ends_with("total: 0"))
+            .collect();
+        let db: Vec<String> = ["vh0", "vh1"]
+            .iter()
+            .map(|p| {
+                self.vsctl(&["get", "Interface", p, "statistics"])
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        let datapath_drops: u64 = drops
+            .iter()
+            .filter(|l| l.starts_with("datapath_drop") || l.starts_with("drop_action"))
+            .filter_map(|l| l.rsplit("total:").next()?.trim().parse::<u64>().ok())
+            .sum();
         json!({ "ports": ports, "datapath_drops": datapath_drops, "pmd_stats": pmd.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
                 "drop_coverage": drops, "interface_statistics_db": db, "error": stats.err() })
     }
@@ -246,7 +335,11 @@ impl Ovs {
         if self.vswitchd.wait(Duration::from_secs(20)).is_none() {
             eprintln!("ovs-vswitchd did not exit; killed");
         }
-        let _ = Command::new("ovs-appctl").arg("-t").arg(self.rundir.join("ovsdb-server.ctl")).arg("exit").output();
+        let _ = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(self.rundir.join("ovsdb-server.ctl"))
+            .arg("exit")
+            .output();
         self.db.wait(Duration::from_secs(10));
     }
 }
@@ -269,14 +362,32 @@ impl PortStats {
     /// OpenFlow port number or name as printed (`"1"`, `"LOCAL"`).
     pub fn parse_dump_ports(s: &str) -> Vec<(String, PortStats)> {
         let num = |line: &str, key: &str| -> u64 {
-            line.find(key).and_then(|i| line[i + key.len()..].split(|c: char| c == ',' || c.is_whitespace()).next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+            line.find(key)
+                .and_then(|i| {
+                    line[i + key.len()..]
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .next()
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
         };
         let mut v: Vec<(String, PortStats)> = Vec::new();
         for line in s.lines() {
             let l = line.trim();
             if let Some(rest) = l.strip_prefix("port") {
-                let name = rest.trim().split(':').next().unwrap_or("").trim().trim_matches('"').to_string();
-                let p = PortStats { rx: num(l, "rx pkts="), rx_dropped: num(l, "drop="), ..PortStats::default() };
+                let name = rest
+                    .trim()
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"')
+                    .to_string();
+                let p = PortStats {
+                    rx: num(l, "rx pkts="),
+                    rx_dropped: num(l, "drop="),
+                    ..PortStats::default()
+                };
                 v.push((name, p));
             } else if l.starts_with("tx pkts=") {
                 if let Some((_, p)) = v.last_mut() {
@@ -298,17 +409,45 @@ mod tests {
         let s = "OFPST_PORT reply (OF1.3) (xid=0x2): 3 ports\n  port LOCAL: rx pkts=0, bytes=0, drop=0, errs=0, frame=0, over=0, crc=0\n           tx pkts=0, bytes=0, drop=0, errs=0, coll=0\n           duration=3.1s\n  port  1: rx pkts=10, bytes=640, drop=2, errs=0, frame=?, over=?, crc=?\n           tx pkts=20, bytes=1280, drop=7, errs=?, coll=?\n  port  \"vh1\": rx pkts=5, bytes=1, drop=0, errs=0, frame=?, over=?, crc=?\n           tx pkts=6, bytes=1, drop=1, errs=?, coll=?\n";
         let v = PortStats::parse_dump_ports(s);
         assert_eq!(v.len(), 3);
-        assert_eq!(v[1], ("1".to_string(), PortStats { rx: 10, tx: 20, rx_dropped: 2, tx_dropped: 7 }));
-        assert_eq!(v[2], ("vh1".to_string(), PortStats { rx: 5, tx: 6, rx_dropped: 0, tx_dropped: 1 }));
+        assert_eq!(
+            v[1],
+            (
+                "1".to_string(),
+                PortStats {
+                    rx: 10,
+                    tx: 20,
+                    rx_dropped: 2,
+                    tx_dropped: 7
+                }
+            )
+        );
+        assert_eq!(
+            v[2],
+            (
+                "vh1".to_string(),
+                PortStats {
+                    rx: 5,
+                    tx: 6,
+                    rx_dropped: 0,
+                    tx_dropped: 1
+                }
+            )
+        );
     }
 
     #[test]
     fn acl_pipeline_has_n_rules_plus_forwarding() {
         let f = OvsPipeline::Acl(1000).flows();
         assert_eq!(f.lines().count(), 1002);
-        assert_eq!(f.lines().filter(|l| l.ends_with("actions=drop")).count(), 1000);
+        assert_eq!(
+            f.lines().filter(|l| l.ends_with("actions=drop")).count(),
+            1000
+        );
         // No deny rule can match the generator's traffic (sources 10.x, destinations 10.1-10.3).
-        assert!(f.lines().filter(|l| l.contains("drop")).all(|l| l.contains("nw_src=172.")));
+        assert!(f
+            .lines()
+            .filter(|l| l.contains("drop"))
+            .all(|l| l.contains("nw_src=172.")));
         assert_eq!(OvsPipeline::Forward.flows().lines().count(), 2);
     }
 }

@@ -56,7 +56,11 @@ pub fn bin_dir() -> PathBuf {
 /// A built binary of this workspace (`dataplane`, `dpgen`), or a clear panic.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` (same profile) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` (same profile) first",
+        p.display()
+    );
     p
 }
 
@@ -77,13 +81,21 @@ impl Proc {
         let f = std::fs::File::create(&log).expect("log file");
         let f2 = f.try_clone().expect("log clone");
         cmd.stdin(Stdio::null()).stdout(f).stderr(f2);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc { name: name.into(), child, log }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            name: name.into(),
+            child,
+            log,
+        }
     }
 
     /// Sends SIGINT (a clean stop for the dataplane and testpmd).
     pub fn interrupt(&self) {
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
     }
 
     /// Waits up to `timeout` for the process to exit; returns its exit code, or kills it and
@@ -142,7 +154,10 @@ pub fn http_get_metrics(addr: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
@@ -156,7 +171,10 @@ pub fn metrics_addr(log: &str) -> Option<String> {
 
 /// The value of a Prometheus sample line starting with `series` (name and labels).
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Per-port totals from the "Forward statistics for port N" blocks testpmd prints at exit.
@@ -213,7 +231,23 @@ mod tests {
         let out = "\n  ---------------------- Forward statistics for port 0  ----------------------\n  RX-packets: 17904352       RX-dropped: 0             RX-total: 17904352\n  TX-packets: 17917920       TX-dropped: 66933216      TX-total: 84851136\n  ----\n\n  ---------------------- Forward statistics for port 1  ----------------------\n  RX-packets: 5       RX-dropped: 1             RX-total: 6\n  TX-packets: 7       TX-dropped: 8      TX-total: 15\n  ---\n  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++\n  RX-packets: 35808704       RX-dropped: 0             RX-total: 35808704\n";
         let p = parse_testpmd_totals(out);
         assert_eq!(p.len(), 2);
-        assert_eq!(p[0], TestpmdPortStats { rx: 17904352, rx_dropped: 0, tx: 17917920, tx_dropped: 66933216 });
-        assert_eq!(p[1], TestpmdPortStats { rx: 5, rx_dropped: 1, tx: 7, tx_dropped: 8 });
+        assert_eq!(
+            p[0],
+            TestpmdPortStats {
+                rx: 17904352,
+                rx_dropped: 0,
+                tx: 17917920,
+                tx_dropped: 66933216
+            }
+        );
+        assert_eq!(
+            p[1],
+            TestpmdPortStats {
+                rx: 5,
+                rx_dropped: 1,
+                tx: 7,
+                tx_dropped: 8
+            }
+        );
     }
 }

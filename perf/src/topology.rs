@@ -41,7 +41,10 @@ pub struct Traffic {
 
 impl Default for Traffic {
     fn default() -> Self {
-        Traffic { size: "64".into(), flows: 1024 }
+        Traffic {
+            size: "64".into(),
+            flows: 1024,
+        }
     }
 }
 
@@ -85,20 +88,32 @@ impl VhostTopology {
         let scratch = Scratch::new(what);
         let sock0 = scratch.path("fh0.sock");
         let sock1 = scratch.path("mh0.sock");
-        VhostTopology { scratch, sock0, sock1, gen_server: false }
+        VhostTopology {
+            scratch,
+            sock0,
+            sock1,
+            gen_server: false,
+        }
     }
 
     /// A fresh topology where the generator is the vhost-user server (creates the sockets)
     /// and the DUT connects to them as client.
     pub fn new_server(what: &str) -> VhostTopology {
-        VhostTopology { gen_server: true, ..VhostTopology::new(what) }
+        VhostTopology {
+            gen_server: true,
+            ..VhostTopology::new(what)
+        }
     }
 
     /// Writes a dataplane config for the DUT side: two vhost-user ports, worker on lcore 1,
     /// with `forwarding` as the `[forwarding]` table's body and `extra` appended. Without a
     /// `[pipeline]` in `extra`, the two ports are cross-connected.
     pub fn dataplane_config(&self, forwarding: &str, extra: &str) -> PathBuf {
-        let xc = if extra.contains("[pipeline]") { "" } else { "cross_connect = [[\"fh0\", \"mh0\"]]" };
+        let xc = if extra.contains("[pipeline]") {
+            ""
+        } else {
+            "cross_connect = [[\"fh0\", \"mh0\"]]"
+        };
         let text = format!(
             r#"[eal]
 lcores = [0, 1]
@@ -137,23 +152,70 @@ path = "{s1}"
     }
 
     /// Starts the dataplane as DUT with `config`, writing its final counters to `stats_json`.
-    pub fn start_dataplane(&self, config: &PathBuf, stats_json: &PathBuf, stats_period: f64) -> Proc {
+    pub fn start_dataplane(
+        &self,
+        config: &PathBuf,
+        stats_json: &PathBuf,
+        stats_period: f64,
+    ) -> Proc {
         let mut c = Command::new(workspace_bin("dataplane"));
-        c.args(["run", "--config"]).arg(config).arg("--stats-json").arg(stats_json);
-        c.args(["--stats-period", &stats_period.to_string(), "--no-hugepage-setup", "--prometheus", "127.0.0.1:0"]);
+        c.args(["run", "--config"])
+            .arg(config)
+            .arg("--stats-json")
+            .arg(stats_json);
+        c.args([
+            "--stats-period",
+            &stats_period.to_string(),
+            "--no-hugepage-setup",
+            "--prometheus",
+            "127.0.0.1:0",
+        ]);
         Proc::spawn("dataplane", c, self.scratch.path("dataplane.log"))
     }
 
     /// Starts dpdk-testpmd as DUT (`mode` io or macswap) on the same cores and sockets.
     pub fn start_testpmd_dut(&self, mode: &str) -> Proc {
         let mut c = Command::new(TESTPMD);
-        c.args(["--lcores", "0@0,1@1", "--main-lcore", "0", "--no-pci", "--log-level", "notice"]);
+        c.args([
+            "--lcores",
+            "0@0,1@1",
+            "--main-lcore",
+            "0",
+            "--no-pci",
+            "--log-level",
+            "notice",
+        ]);
         c.args(["--file-prefix", &format!("tpdut-{}", self.scratch.tag)]);
-        c.arg("--vdev").arg(format!("net_vhost0,iface={},queues=1", self.sock0.display()));
-        c.arg("--vdev").arg(format!("net_vhost1,iface={},queues=1", self.sock1.display()));
-        c.args(["--", &format!("--forward-mode={mode}"), "--nb-cores=1", "--stats-period", "1"]);
-        c.args(["--rxd", "1024", "--txd", "1024", "--burst", "32", "--total-num-mbufs", "16384"]);
-        Proc::spawn(&format!("testpmd-{mode}"), c, self.scratch.path(&format!("testpmd-{mode}.log")))
+        c.arg("--vdev").arg(format!(
+            "net_vhost0,iface={},queues=1",
+            self.sock0.display()
+        ));
+        c.arg("--vdev").arg(format!(
+            "net_vhost1,iface={},queues=1",
+            self.sock1.display()
+        ));
+        c.args([
+            "--",
+            &format!("--forward-mode={mode}"),
+            "--nb-cores=1",
+            "--stats-period",
+            "1",
+        ]);
+        c.args([
+            "--rxd",
+            "1024",
+            "--txd",
+            "1024",
+            "--burst",
+            "32",
+            "--total-num-mbufs",
+            "16384",
+        ]);
+        Proc::spawn(
+            &format!("testpmd-{mode}"),
+            c,
+            self.scratch.path(&format!("testpmd-{mode}.log")),
+        )
     }
 
     /// EAL arguments of the generator side (virtio-user towards the DUT's sockets, CPU 0).
@@ -172,9 +234,17 @@ path = "{s1}"
             "--file-prefix".into(),
             format!("{prefix}-{}", self.scratch.tag),
             "--vdev".into(),
-            format!("net_virtio_user0,path={}{}", self.sock0.display(), self.server_opt()),
+            format!(
+                "net_virtio_user0,path={}{}",
+                self.sock0.display(),
+                self.server_opt()
+            ),
             "--vdev".into(),
-            format!("net_virtio_user1,path={}{}", self.sock1.display(), self.server_opt()),
+            format!(
+                "net_virtio_user1,path={}{}",
+                self.sock1.display(),
+                self.server_opt()
+            ),
         ]
     }
 
@@ -197,9 +267,25 @@ path = "{s1}"
     pub fn start_flowgen_with(&self, t: &Traffic) -> Proc {
         let mut c = Command::new(TESTPMD);
         c.args(self.generator_eal("tpgen"));
-        c.args(["--", "--forward-mode=flowgen", "--nb-cores=1", "--stats-period", "1"]);
-        c.args(["--rxd", "1024", "--txd", "1024", "--burst", "32", "--total-num-mbufs", "16384"]);
-        c.arg(format!("--txpkts={}", t.size)).arg(format!("--flowgen-flows={}", t.flows));
+        c.args([
+            "--",
+            "--forward-mode=flowgen",
+            "--nb-cores=1",
+            "--stats-period",
+            "1",
+        ]);
+        c.args([
+            "--rxd",
+            "1024",
+            "--txd",
+            "1024",
+            "--burst",
+            "32",
+            "--total-num-mbufs",
+            "16384",
+        ]);
+        c.arg(format!("--txpkts={}", t.size))
+            .arg(format!("--flowgen-flows={}", t.flows));
         Proc::spawn("testpmd-flowgen", c, self.scratch.path("flowgen.log"))
     }
 
@@ -207,17 +293,45 @@ path = "{s1}"
     pub fn start_dpgen(&self, rate_mpps: f64, secs: f64, json: &PathBuf) -> Proc {
         let mut c = Command::new(workspace_bin("dpgen"));
         c.args(["--port", "net_virtio_user0", "--port", "net_virtio_user1"]);
-        c.args(["--rate-mpps", &rate_mpps.to_string(), "--duration", &secs.to_string(), "--json"]).arg(json);
+        c.args([
+            "--rate-mpps",
+            &rate_mpps.to_string(),
+            "--duration",
+            &secs.to_string(),
+            "--json",
+        ])
+        .arg(json);
         c.arg("--").args(self.generator_eal("dpgen"));
         Proc::spawn("dpgen", c, self.scratch.path("dpgen.log"))
     }
 
     /// Starts dpgen with sizes, flows, mirrored flows and latency probes; `log` names its log.
-    pub fn start_dpgen_with(&self, rate_mpps: f64, secs: f64, json: &PathBuf, o: &DpgenOpts, log: &str) -> Proc {
+    pub fn start_dpgen_with(
+        &self,
+        rate_mpps: f64,
+        secs: f64,
+        json: &PathBuf,
+        o: &DpgenOpts,
+        log: &str,
+    ) -> Proc {
         let mut c = Command::new(workspace_bin("dpgen"));
         c.args(["--port", "net_virtio_user0", "--port", "net_virtio_user1"]);
-        c.args(["--rate-mpps", &rate_mpps.to_string(), "--duration", &secs.to_string(), "--json"]).arg(json);
-        c.args(["--size", &o.traffic.size, "--flows", &o.traffic.flows.to_string(), "--stats-period", &o.stats_period.to_string()]);
+        c.args([
+            "--rate-mpps",
+            &rate_mpps.to_string(),
+            "--duration",
+            &secs.to_string(),
+            "--json",
+        ])
+        .arg(json);
+        c.args([
+            "--size",
+            &o.traffic.size,
+            "--flows",
+            &o.traffic.flows.to_string(),
+            "--stats-period",
+            &o.stats_period.to_string(),
+        ]);
         if o.mirror {
             c.arg("--mirror");
         }
@@ -236,9 +350,16 @@ pub fn testpmd_rx_pps_samples(out: &str) -> Vec<Vec<u64>> {
     let mut port: Option<usize> = None;
     for line in out.lines() {
         if let Some(i) = line.find("NIC statistics for port") {
-            port = line[i + "NIC statistics for port".len()..].split_whitespace().next().and_then(|s| s.parse().ok());
+            port = line[i + "NIC statistics for port".len()..]
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok());
         } else if let (Some(p), Some(i)) = (port, line.find("Rx-pps:")) {
-            if let Some(v) = line[i + 7..].split_whitespace().next().and_then(|s| s.parse().ok()) {
+            if let Some(v) = line[i + 7..]
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+            {
                 if per_port.len() <= p {
                     per_port.resize(p + 1, Vec::new());
                 }
@@ -256,6 +377,9 @@ mod tests {
     #[test]
     fn rx_pps_samples_per_port() {
         let out = "  ######################## NIC statistics for port 0  ########################\n  RX-packets: 1\n  Throughput (since last show)\n  Rx-pps:      2512345          Rx-bps:   1286320640\n  Tx-pps:            7          Tx-bps:            0\n  ###\n  ######################## NIC statistics for port 1  ########################\n  Rx-pps:      11          Rx-bps:   1\n ######################## NIC statistics for port 0  ########################\n  Rx-pps:      3          Rx-bps:   1\n";
-        assert_eq!(testpmd_rx_pps_samples(out), vec![vec![2512345, 3], vec![11]]);
+        assert_eq!(
+            testpmd_rx_pps_samples(out),
+            vec![vec![2512345, 3], vec![11]]
+        );
     }
 }

@@ -17,7 +17,10 @@ pub fn size_pattern(spec: &str) -> Result<Vec<usize>, String> {
     }
     let mut v = Vec::new();
     for part in spec.split(',') {
-        let n: usize = part.trim().parse().map_err(|_| format!("size {part:?}: not a number (or use imix)"))?;
+        let n: usize = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("size {part:?}: not a number (or use imix)"))?;
         if !(60..=MAX_FRAME).contains(&n) {
             return Err(format!("size {n}: must be 60..={MAX_FRAME}"));
         }
@@ -72,7 +75,9 @@ pub fn read_stamp(frame: &[u8]) -> Option<u64> {
     if frame.len() < PROBE_END || frame[PROBE_OFFSET..PROBE_OFFSET + 8] != PROBE_MAGIC {
         return None;
     }
-    Some(u64::from_le_bytes(frame[PROBE_OFFSET + 8..PROBE_END].try_into().ok()?))
+    Some(u64::from_le_bytes(
+        frame[PROBE_OFFSET + 8..PROBE_END].try_into().ok()?,
+    ))
 }
 
 /// A fixed-size latency histogram (buckets of `BUCKET_NS`), exact min, max and sum.
@@ -94,7 +99,14 @@ pub const BUCKETS: usize = 40_000;
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        LatencyHistogram { buckets: vec![0; BUCKETS], overflow: 0, count: 0, sum_ns: 0, min_ns: u64::MAX, max_ns: 0 }
+        LatencyHistogram {
+            buckets: vec![0; BUCKETS],
+            overflow: 0,
+            count: 0,
+            sum_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+        }
     }
 }
 
@@ -202,7 +214,10 @@ mod tests {
         sorted.sort();
         let exact_p99 = sorted[(0.99 * 1000.0f64).ceil() as usize - 1];
         let p99 = h.quantile_ns(0.99);
-        assert!(p99 >= exact_p99 && p99 < exact_p99 + BUCKET_NS, "p99 {p99} vs exact {exact_p99}");
+        assert!(
+            p99 >= exact_p99 && p99 < exact_p99 + BUCKET_NS,
+            "p99 {p99} vs exact {exact_p99}"
+        );
         assert_eq!(h.summary()["min_ns"], *sorted.first().unwrap());
         assert_eq!(h.summary()["max_ns"], *sorted.last().unwrap());
         h.record(10_000_000);

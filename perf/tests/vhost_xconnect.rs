@@ -5,7 +5,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use perf::procs::{ensure_hugepages, http_get_metrics, metric_value, metrics_addr, parse_testpmd_totals, wait_for_paths};
+use perf::procs::{
+    ensure_hugepages, http_get_metrics, metric_value, metrics_addr, parse_testpmd_totals,
+    wait_for_paths,
+};
 use perf::topology::VhostTopology;
 use serde_json::Value;
 
@@ -13,11 +16,15 @@ use serde_json::Value;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn port(report: &Value, i: usize, key: &str) -> u64 {
-    report["ports"][i][key].as_u64().unwrap_or_else(|| panic!("ports[{i}].{key} in {report}"))
+    report["ports"][i][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("ports[{i}].{key} in {report}"))
 }
 
 fn hw(report: &Value, i: usize, key: &str) -> u64 {
-    report["ports"][i]["hw"][key].as_u64().unwrap_or_else(|| panic!("ports[{i}].hw.{key}"))
+    report["ports"][i]["hw"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("ports[{i}].hw.{key}"))
 }
 
 fn assert_no_leak(report: &Value) {
@@ -36,7 +43,11 @@ fn rate_limited_traffic_crosses_parse_forward_without_loss() {
     let d = zero_loss_through("pf-dpgen", perf::topology::PARSE_FORWARD);
     let parse = &d["pipeline"][0]["nodes"][0];
     assert_eq!(parse["name"], "parse");
-    assert_eq!(parse["packets"], port(&d, 0, "rx") + port(&d, 1, "rx"), "every packet went through parse");
+    assert_eq!(
+        parse["packets"],
+        port(&d, 0, "rx") + port(&d, 1, "rx"),
+        "every packet went through parse"
+    );
 }
 
 /// Runs dpgen at a modest rate through the dataplane with `extra` config; asserts zero loss
@@ -50,7 +61,10 @@ fn zero_loss_through(tag: &str, extra: &str) -> Value {
     match first {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("first run lost packets ({:?}); running once more", e.downcast_ref::<String>());
+            eprintln!(
+                "first run lost packets ({:?}); running once more",
+                e.downcast_ref::<String>()
+            );
             zero_loss_once(&format!("{tag}-again"), extra)
         }
     }
@@ -61,23 +75,56 @@ fn zero_loss_once(tag: &str, extra: &str) -> Value {
     let cfg = t.dataplane_config("", extra);
     let stats = t.scratch.path("dut.json");
     let mut dut = t.start_dataplane(&cfg, &stats, 0.0);
-    assert!(wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)), "sockets never appeared:\n{}", dut.output());
+    assert!(
+        wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)),
+        "sockets never appeared:\n{}",
+        dut.output()
+    );
 
     let gen_json = t.scratch.path("gen.json");
     let mut gen = t.start_dpgen(0.05, 4.0, &gen_json);
-    assert_eq!(gen.wait(Duration::from_secs(60)), Some(0), "dpgen failed:\n{}", gen.output());
+    assert_eq!(
+        gen.wait(Duration::from_secs(60)),
+        Some(0),
+        "dpgen failed:\n{}",
+        gen.output()
+    );
     dut.interrupt();
-    assert_eq!(dut.wait(Duration::from_secs(30)), Some(0), "dataplane did not stop cleanly:\n{}", dut.output());
+    assert_eq!(
+        dut.wait(Duration::from_secs(30)),
+        Some(0),
+        "dataplane did not stop cleanly:\n{}",
+        dut.output()
+    );
 
     let g: Value = serde_json::from_str(&std::fs::read_to_string(&gen_json).unwrap()).unwrap();
-    let d: Value = serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats json written on SIGINT")).unwrap();
-    let (g0_tx, g0_rx) = (g["ports"][0]["tx"].as_u64().unwrap(), g["ports"][0]["rx"].as_u64().unwrap());
-    let (g1_tx, g1_rx) = (g["ports"][1]["tx"].as_u64().unwrap(), g["ports"][1]["rx"].as_u64().unwrap());
-    assert!(g0_tx > 100_000 && g1_tx > 100_000, "generator sent too little: {g}");
+    let d: Value = serde_json::from_str(
+        &std::fs::read_to_string(&stats).expect("stats json written on SIGINT"),
+    )
+    .unwrap();
+    let (g0_tx, g0_rx) = (
+        g["ports"][0]["tx"].as_u64().unwrap(),
+        g["ports"][0]["rx"].as_u64().unwrap(),
+    );
+    let (g1_tx, g1_rx) = (
+        g["ports"][1]["tx"].as_u64().unwrap(),
+        g["ports"][1]["rx"].as_u64().unwrap(),
+    );
+    assert!(
+        g0_tx > 100_000 && g1_tx > 100_000,
+        "generator sent too little: {g}"
+    );
     // fh0 -> mh0
-    assert_eq!(port(&d, 0, "rx"), g0_tx, "dataplane received all the generator sent on port 0");
+    assert_eq!(
+        port(&d, 0, "rx"),
+        g0_tx,
+        "dataplane received all the generator sent on port 0"
+    );
     assert_eq!(port(&d, 1, "tx"), g0_tx, "and sent it all on mh0");
-    assert_eq!(g1_rx, g0_tx, "the generator got back every packet, zero loss");
+    assert_eq!(
+        g1_rx, g0_tx,
+        "the generator got back every packet, zero loss"
+    );
     // mh0 -> fh0
     assert_eq!(port(&d, 1, "rx"), g1_tx);
     assert_eq!(port(&d, 0, "tx"), g1_tx);
@@ -97,7 +144,11 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
     let cfg = t.dataplane_config("", "");
     let stats = t.scratch.path("dut.json");
     let mut dut = t.start_dataplane(&cfg, &stats, 1.0);
-    assert!(wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)), "sockets never appeared:\n{}", dut.output());
+    assert!(
+        wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)),
+        "sockets never appeared:\n{}",
+        dut.output()
+    );
 
     let mut gen = t.start_flowgen();
     std::thread::sleep(Duration::from_secs(4));
@@ -105,46 +156,113 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
     let addr = metrics_addr(&dut.output()).expect("dataplane names its metrics endpoint");
     let text = http_get_metrics(&addr).expect("metrics endpoint answers");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    let rx = metric_value(&text, "dataplane_port_rx_packets_total{port=\"fh0\",role=\"fronthaul\"}").expect("fh0 rx series");
+    let rx = metric_value(
+        &text,
+        "dataplane_port_rx_packets_total{port=\"fh0\",role=\"fronthaul\"}",
+    )
+    .expect("fh0 rx series");
     assert!(rx > 10_000.0, "fh0 received {rx} packets by now:\n{text}");
-    assert!(metric_value(&text, "dataplane_port_link_up{port=\"mh0\",role=\"midhaul\"}") == Some(1.0), "{text}");
-    assert!(text.contains("dataplane_worker_busy_cycles_total{lcore=\"1\"}"), "{text}");
+    assert!(
+        metric_value(
+            &text,
+            "dataplane_port_link_up{port=\"mh0\",role=\"midhaul\"}"
+        ) == Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("dataplane_worker_busy_cycles_total{lcore=\"1\"}"),
+        "{text}"
+    );
     // dpdk-dumpcap (a DPDK secondary process) captures from the running dataplane.
     let pcap = t.scratch.path("fh0.pcapng");
     let cap = std::process::Command::new("dpdk-dumpcap")
-        .args(["--file-prefix", &t.dut_prefix(), "-i", "net_vhost0", "-c", "50", "-q", "-w"])
+        .args([
+            "--file-prefix",
+            &t.dut_prefix(),
+            "-i",
+            "net_vhost0",
+            "-c",
+            "50",
+            "-q",
+            "-w",
+        ])
         .arg(&pcap)
         .output()
         .expect("dpdk-dumpcap runs");
-    assert!(cap.status.success(), "dpdk-dumpcap: {}", String::from_utf8_lossy(&cap.stderr));
+    assert!(
+        cap.status.success(),
+        "dpdk-dumpcap: {}",
+        String::from_utf8_lossy(&cap.stderr)
+    );
     let bytes = std::fs::read(&pcap).expect("capture file");
-    assert_eq!(&bytes[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "a pcapng section header");
-    assert!(bytes.len() > 50 * 64, "50 packets of 64 bytes captured: {} bytes", bytes.len());
+    assert_eq!(
+        &bytes[..4],
+        &[0x0a, 0x0d, 0x0d, 0x0a],
+        "a pcapng section header"
+    );
+    assert!(
+        bytes.len() > 50 * 64,
+        "50 packets of 64 bytes captured: {} bytes",
+        bytes.len()
+    );
     gen.interrupt();
-    assert_eq!(gen.wait(Duration::from_secs(30)), Some(0), "testpmd failed:\n{}", gen.output());
+    assert_eq!(
+        gen.wait(Duration::from_secs(30)),
+        Some(0),
+        "testpmd failed:\n{}",
+        gen.output()
+    );
     std::thread::sleep(Duration::from_millis(500));
     dut.interrupt();
-    assert_eq!(dut.wait(Duration::from_secs(30)), Some(0), "dataplane did not stop cleanly:\n{}", dut.output());
+    assert_eq!(
+        dut.wait(Duration::from_secs(30)),
+        Some(0),
+        "dataplane did not stop cleanly:\n{}",
+        dut.output()
+    );
 
     let tp = parse_testpmd_totals(&gen.output());
-    assert_eq!(tp.len(), 2, "testpmd totals for two ports in:\n{}", gen.output());
+    assert_eq!(
+        tp.len(),
+        2,
+        "testpmd totals for two ports in:\n{}",
+        gen.output()
+    );
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     for (i, o) in [(0usize, 1usize), (1, 0)] {
         let sent_by_gen = tp[i].tx;
-        assert!(sent_by_gen > 100_000, "testpmd sent too little on port {i}: {:?}", tp[i]);
+        assert!(
+            sent_by_gen > 100_000,
+            "testpmd sent too little on port {i}: {:?}",
+            tp[i]
+        );
         // Everything testpmd put on the wire reached the dataplane, except what was still in
         // the virtio ring (256 descriptors) when testpmd tore its port down right after its
         // last burst...
         let got_by_dut = port(&d, i, "rx");
-        assert_eq!(hw(&d, i, "ipackets"), got_by_dut, "port {i}: driver and worker counts agree");
-        assert!(got_by_dut <= sent_by_gen && sent_by_gen - got_by_dut <= 256, "port {i}: testpmd sent {sent_by_gen}, dataplane got {got_by_dut}");
+        assert_eq!(
+            hw(&d, i, "ipackets"),
+            got_by_dut,
+            "port {i}: driver and worker counts agree"
+        );
+        assert!(
+            got_by_dut <= sent_by_gen && sent_by_gen - got_by_dut <= 256,
+            "port {i}: testpmd sent {sent_by_gen}, dataplane got {got_by_dut}"
+        );
         // ...and left it on the other port or was counted as dropped there.
-        assert_eq!(port(&d, o, "tx") + port(&d, o, "tx_dropped"), got_by_dut, "direction {i}->{o}: in = out + counted drops");
+        assert_eq!(
+            port(&d, o, "tx") + port(&d, o, "tx_dropped"),
+            got_by_dut,
+            "direction {i}->{o}: in = out + counted drops"
+        );
         // testpmd received what the dataplane sent, except what was still in its rx ring
         // (at most one ring of 1024 descriptors) when testpmd stopped polling.
         let got = tp[o].rx + tp[o].rx_dropped;
         let sent = port(&d, o, "tx");
-        assert!(got <= sent && sent - got <= 1024, "direction {i}->{o}: dataplane sent {sent}, testpmd received {got}");
+        assert!(
+            got <= sent && sent - got <= 1024,
+            "direction {i}->{o}: dataplane sent {sent}, testpmd received {got}"
+        );
     }
     assert_no_leak(&d);
 }

@@ -3,7 +3,11 @@
 /// Validate a PCI address in full `DDDD:BB:DD.F` form (domain, bus, device, function, hex)
 /// and return it in lower case. Device is at most `1f`, function at most 7.
 pub fn normalize_pci_address(s: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("`{s}` is not a PCI address in DDDD:BB:DD.F form: {why}"));
+    let bad = |why: &str| {
+        Err(format!(
+            "`{s}` is not a PCI address in DDDD:BB:DD.F form: {why}"
+        ))
+    };
     let Some((head, func)) = s.rsplit_once('.') else {
         return bad("no `.F` function part");
     };
@@ -35,7 +39,11 @@ pub fn is_pci_address(s: &str) -> bool {
 /// Validate a MAC address `xx:xx:xx:xx:xx:xx` (either case) and return it in lower case.
 pub fn normalize_mac(s: &str) -> Result<String, String> {
     let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+    if parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         Ok(s.to_ascii_lowercase())
     } else {
         Err(format!("`{s}` is not a MAC address (xx:xx:xx:xx:xx:xx)"))
@@ -48,7 +56,10 @@ mod tests {
 
     #[test]
     fn pci_addresses() {
-        assert_eq!(normalize_pci_address("0000:3B:02.1").as_deref(), Ok("0000:3b:02.1"));
+        assert_eq!(
+            normalize_pci_address("0000:3B:02.1").as_deref(),
+            Ok("0000:3b:02.1")
+        );
         assert!(is_pci_address("0000:00:1f.7"));
         for bad in [
             "",
@@ -69,8 +80,17 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(normalize_mac("FA:16:3E:11:22:02").as_deref(), Ok("fa:16:3e:11:22:02"));
-        for bad in ["", "fa:16:3e:11:22", "fa:16:3e:11:22:0g", "fa-16-3e-11-22-02", "fa:16:3e:11:22:002"] {
+        assert_eq!(
+            normalize_mac("FA:16:3E:11:22:02").as_deref(),
+            Ok("fa:16:3e:11:22:02")
+        );
+        for bad in [
+            "",
+            "fa:16:3e:11:22",
+            "fa:16:3e:11:22:0g",
+            "fa-16-3e-11-22-02",
+            "fa:16:3e:11:22:002",
+        ] {
             assert!(normalize_mac(bad).is_err(), "{bad}");
         }
     }

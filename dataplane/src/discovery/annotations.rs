@@ -32,7 +32,10 @@ pub fn parse_annotations(text: &str) -> Result<BTreeMap<String, String>, Annotat
         if line.trim().is_empty() {
             continue;
         }
-        let err = |reason: String| AnnotationParseError { line: i + 1, reason };
+        let err = |reason: String| AnnotationParseError {
+            line: i + 1,
+            reason,
+        };
         let Some((key, value)) = line.split_once('=') else {
             return Err(err("expected key=\"value\", found no `=`".into()));
         };
@@ -101,8 +104,9 @@ pub fn unquote_go(s: &str) -> Result<String, String> {
                 match e {
                     'x' => {
                         let d = take(2)?;
-                        let v = hex_value(&d)
-                            .ok_or_else(|| format!("bad hex escape \\x{}", d.iter().collect::<String>()))?;
+                        let v = hex_value(&d).ok_or_else(|| {
+                            format!("bad hex escape \\x{}", d.iter().collect::<String>())
+                        })?;
                         out.push(v as u8);
                     }
                     'u' | 'U' => {
@@ -119,11 +123,13 @@ pub fn unquote_go(s: &str) -> Result<String, String> {
                         let mut v: u32 = 0;
                         for c in &d {
                             v = v * 8
-                                + c.to_digit(8)
-                                    .ok_or_else(|| format!("bad octal escape \\{}", d.iter().collect::<String>()))?;
+                                + c.to_digit(8).ok_or_else(|| {
+                                    format!("bad octal escape \\{}", d.iter().collect::<String>())
+                                })?;
                         }
-                        let b = u8::try_from(v)
-                            .map_err(|_| format!("octal escape \\{} above 255", d.iter().collect::<String>()))?;
+                        let b = u8::try_from(v).map_err(|_| {
+                            format!("octal escape \\{} above 255", d.iter().collect::<String>())
+                        })?;
                         out.push(b);
                     }
                     other => return Err(format!("unknown escape \\{other}")),
@@ -155,7 +161,9 @@ pub fn quote_go(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -170,8 +178,14 @@ mod tests {
 
     #[test]
     fn unquotes_go_escapes() {
-        assert_eq!(unquote_go(r#""a\"b\\c\nd\te""#).as_deref(), Ok("a\"b\\c\nd\te"));
-        assert_eq!(unquote_go(r#""\x41\u00e9\U0001F600\101""#).as_deref(), Ok("Aé😀A"));
+        assert_eq!(
+            unquote_go(r#""a\"b\\c\nd\te""#).as_deref(),
+            Ok("a\"b\\c\nd\te")
+        );
+        assert_eq!(
+            unquote_go(r#""\x41\u00e9\U0001F600\101""#).as_deref(),
+            Ok("Aé😀A")
+        );
         assert_eq!(unquote_go(r#""\xc3\xa9""#).as_deref(), Ok("é"));
         assert_eq!(unquote_go(r#""""#).as_deref(), Ok(""));
     }
@@ -198,16 +212,24 @@ mod tests {
 
     #[test]
     fn parses_reference_file() {
-        let text =
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/discovery/podnetinfo-annotations"));
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/discovery/podnetinfo-annotations"
+        ));
         let map = parse_annotations(text).unwrap_or_default();
-        assert_eq!(map.get("kubernetes.io/config.source").map(String::as_str), Some("api"));
+        assert_eq!(
+            map.get("kubernetes.io/config.source").map(String::as_str),
+            Some("api")
+        );
         assert_eq!(
             map.get("k8s.v1.cni.cncf.io/networks").map(String::as_str),
             Some("fronthaul-net,midhaul-net,userspace-net")
         );
         let status = map.get(NETWORK_STATUS_KEY).cloned().unwrap_or_default();
-        assert!(status.starts_with("[{\n    \"name\": \"default/calico\""), "{status}");
+        assert!(
+            status.starts_with("[{\n    \"name\": \"default/calico\""),
+            "{status}"
+        );
         assert!(serde_json::from_str::<serde_json::Value>(&status).is_ok());
     }
 
@@ -215,7 +237,10 @@ mod tests {
     fn bad_lines_name_their_number() {
         let e = parse_annotations("a=\"1\"\n\nno equals sign\n").unwrap_err();
         assert_eq!(e.line, 3);
-        assert!(e.to_string().contains("line 3: expected key=\"value\""), "{e}");
+        assert!(
+            e.to_string().contains("line 3: expected key=\"value\""),
+            "{e}"
+        );
         let e = parse_annotations("a=\"1\"\nb=\"unterminated\n").unwrap_err();
         assert_eq!(e.to_string(), "line 2: value of b: missing closing `\"`");
         let e = parse_annotations("=\"x\"").unwrap_err();

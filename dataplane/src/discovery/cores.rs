@@ -91,7 +91,9 @@ fn parse_cpu_list_inner(text: &str) -> Result<Vec<u32>, String> {
         let (used, group) = match stride {
             None => (1, 1),
             Some(s) => {
-                let (u, g) = s.split_once('/').ok_or_else(|| format!("`{item}`: stride must be used/group"))?;
+                let (u, g) = s
+                    .split_once('/')
+                    .ok_or_else(|| format!("`{item}`: stride must be used/group"))?;
                 let (u, g) = (parse_cpu(u)?, parse_cpu(g)?);
                 if u == 0 || g == 0 || u > g {
                     return Err(format!("`{item}`: stride needs 0 < used <= group"));
@@ -134,7 +136,11 @@ pub fn format_cpu_list(cpus: &[u32]) -> String {
         while let Some(next) = it.next_if(|n| Some(*n) == end.checked_add(1)) {
             end = next;
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
     }
     parts.join(",")
 }
@@ -146,7 +152,11 @@ pub fn sched_affinity() -> io::Result<Vec<u32>> {
     // multiple of the word size, as the kernel requires); cpu_set_t is a plain bitmask so any
     // bytes written are valid, and pid 0 names the calling thread.
     let rc = unsafe {
-        libc::sched_getaffinity(0, std::mem::size_of_val(&mask), mask.as_mut_ptr().cast::<libc::cpu_set_t>())
+        libc::sched_getaffinity(
+            0,
+            std::mem::size_of_val(&mask),
+            mask.as_mut_ptr().cast::<libc::cpu_set_t>(),
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -167,13 +177,21 @@ pub fn cgroup_cpuset_files(proc_self_cgroup: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for line in proc_self_cgroup.lines() {
         let mut f = line.splitn(3, ':');
-        let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else { continue };
+        let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
         let path = path.trim().trim_end_matches('/');
         if ctrl.is_empty() {
-            out.push(PathBuf::from(format!("/sys/fs/cgroup{path}/cpuset.cpus.effective")));
+            out.push(PathBuf::from(format!(
+                "/sys/fs/cgroup{path}/cpuset.cpus.effective"
+            )));
         } else if ctrl.split(',').any(|c| c == "cpuset") {
-            out.push(PathBuf::from(format!("/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus")));
-            out.push(PathBuf::from(format!("/sys/fs/cgroup/cpuset{path}/cpuset.cpus")));
+            out.push(PathBuf::from(format!(
+                "/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus"
+            )));
+            out.push(PathBuf::from(format!(
+                "/sys/fs/cgroup/cpuset{path}/cpuset.cpus"
+            )));
         }
     }
     for p in [
@@ -191,14 +209,19 @@ pub fn cgroup_cpuset_files(proc_self_cgroup: &str) -> Vec<PathBuf> {
 
 /// Allowed CPUs from `affinity` when it worked and is not empty, else from the cgroup
 /// cpuset files read through `env`.
-pub fn allowed_cpus_with(env: &dyn Environment, affinity: io::Result<Vec<u32>>) -> Result<Vec<u32>, CoreError> {
+pub fn allowed_cpus_with(
+    env: &dyn Environment,
+    affinity: io::Result<Vec<u32>>,
+) -> Result<Vec<u32>, CoreError> {
     let mut tried = Vec::new();
     match affinity {
         Ok(a) if !a.is_empty() => return Ok(a),
         Ok(_) => tried.push("sched_getaffinity: empty mask".to_string()),
         Err(e) => tried.push(format!("sched_getaffinity: {e}")),
     }
-    let cg = env.read_to_string(Path::new("/proc/self/cgroup")).unwrap_or_default();
+    let cg = env
+        .read_to_string(Path::new("/proc/self/cgroup"))
+        .unwrap_or_default();
     for file in cgroup_cpuset_files(&cg) {
         match env.read_to_string(&file) {
             Ok(text) => {
@@ -211,7 +234,9 @@ pub fn allowed_cpus_with(env: &dyn Environment, affinity: io::Result<Vec<u32>>) 
             Err(e) => tried.push(format!("{}: {e}", file.display())),
         }
     }
-    Err(CoreError::NoAllowedCpus { detail: tried.join("; ") })
+    Err(CoreError::NoAllowedCpus {
+        detail: tried.join("; "),
+    })
 }
 
 /// The CPUs this process may run on (affinity, else cgroup cpuset).
@@ -221,7 +246,10 @@ pub fn allowed_cpus() -> Result<Vec<u32>, CoreError> {
 
 /// Isolated CPUs: the union of the `isolated` and `nohz_full` files' lists (either may be
 /// absent; `(null)` means none).
-pub fn isolated_from(isolated: Option<&str>, nohz_full: Option<&str>) -> Result<Vec<u32>, CoreError> {
+pub fn isolated_from(
+    isolated: Option<&str>,
+    nohz_full: Option<&str>,
+) -> Result<Vec<u32>, CoreError> {
     let mut set = BTreeSet::new();
     if let Some(t) = isolated {
         set.extend(parse_cpu_list(t, "/sys/devices/system/cpu/isolated")?);
@@ -234,8 +262,12 @@ pub fn isolated_from(isolated: Option<&str>, nohz_full: Option<&str>) -> Result<
 
 /// [`isolated_from`] over the files read through `env`.
 pub fn isolated_cpus_with(env: &dyn Environment) -> Result<Vec<u32>, CoreError> {
-    let iso = env.read_to_string(Path::new("/sys/devices/system/cpu/isolated")).ok();
-    let nohz = env.read_to_string(Path::new("/sys/devices/system/cpu/nohz_full")).ok();
+    let iso = env
+        .read_to_string(Path::new("/sys/devices/system/cpu/isolated"))
+        .ok();
+    let nohz = env
+        .read_to_string(Path::new("/sys/devices/system/cpu/nohz_full"))
+        .ok();
     isolated_from(iso.as_deref(), nohz.as_deref())
 }
 
@@ -270,7 +302,12 @@ impl LcorePlan {
 
     /// `["--lcores", <eal_lcores>, "--main-lcore", "0"]`.
     pub fn eal_args(&self) -> Vec<String> {
-        vec!["--lcores".into(), self.eal_lcores(), "--main-lcore".into(), "0".into()]
+        vec![
+            "--lcores".into(),
+            self.eal_lcores(),
+            "--main-lcore".into(),
+            "0".into(),
+        ]
     }
 }
 
@@ -278,15 +315,23 @@ impl LcorePlan {
 /// for workers; every one must be in `allowed`. Without it: main = first allowed CPU,
 /// workers = the rest. With a single CPU, main and one worker share it (warning). Workers
 /// on CPUs not in `isolated` get a warning.
-pub fn plan_lcores(requested: Option<&[u32]>, allowed: &[u32], isolated: &[u32]) -> Result<LcorePlan, CoreError> {
+pub fn plan_lcores(
+    requested: Option<&[u32]>,
+    allowed: &[u32],
+    isolated: &[u32],
+) -> Result<LcorePlan, CoreError> {
     let allowed_set: BTreeSet<u32> = allowed.iter().copied().collect();
     if allowed_set.is_empty() {
-        return Err(CoreError::NoAllowedCpus { detail: "the allowed CPU set is empty".into() });
+        return Err(CoreError::NoAllowedCpus {
+            detail: "the allowed CPU set is empty".into(),
+        });
     }
     let cpus: Vec<u32> = match requested {
         Some(r) => {
             if r.is_empty() {
-                return Err(CoreError::BadRequest { reason: "the list is empty".into() });
+                return Err(CoreError::BadRequest {
+                    reason: "the list is empty".into(),
+                });
             }
             let mut seen = BTreeSet::new();
             let dups: Vec<u32> = r.iter().copied().filter(|c| !seen.insert(*c)).collect();
@@ -295,7 +340,11 @@ pub fn plan_lcores(requested: Option<&[u32]>, allowed: &[u32], isolated: &[u32])
                     reason: format!("CPUs {} are listed twice", format_cpu_list(&dups)),
                 });
             }
-            let outside: Vec<u32> = r.iter().copied().filter(|c| !allowed_set.contains(c)).collect();
+            let outside: Vec<u32> = r
+                .iter()
+                .copied()
+                .filter(|c| !allowed_set.contains(c))
+                .collect();
             if !outside.is_empty() {
                 return Err(CoreError::OutsideAllowed {
                     cpus: format_cpu_list(&outside),
@@ -308,7 +357,11 @@ pub fn plan_lcores(requested: Option<&[u32]>, allowed: &[u32], isolated: &[u32])
     };
     let (main, rest) = match cpus.split_first() {
         Some((m, rest)) => (*m, rest.to_vec()),
-        None => return Err(CoreError::BadRequest { reason: "the list is empty".into() }),
+        None => {
+            return Err(CoreError::BadRequest {
+                reason: "the list is empty".into(),
+            })
+        }
     };
     let mut warnings = Vec::new();
     let workers = if rest.is_empty() {
@@ -320,14 +373,22 @@ pub fn plan_lcores(requested: Option<&[u32]>, allowed: &[u32], isolated: &[u32])
         rest
     };
     let iso: BTreeSet<u32> = isolated.iter().copied().collect();
-    let not_isolated: Vec<u32> = workers.iter().copied().filter(|c| !iso.contains(c)).collect();
+    let not_isolated: Vec<u32> = workers
+        .iter()
+        .copied()
+        .filter(|c| !iso.contains(c))
+        .collect();
     if !not_isolated.is_empty() {
         warnings.push(format!(
             "worker CPUs {} are not isolated (isolcpus/nohz_full): the kernel may schedule other work there and cause latency spikes",
             format_cpu_list(&not_isolated)
         ));
     }
-    Ok(LcorePlan { main, workers, warnings })
+    Ok(LcorePlan {
+        main,
+        workers,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -374,7 +435,13 @@ mod tests {
             ("3:1/2", "a stride needs a range"),
         ] {
             let e = list(s).unwrap_err();
-            assert!(e.starts_with(&format!("cores: cannot parse CPU list `{}` from test: ", s.trim())), "{e}");
+            assert!(
+                e.starts_with(&format!(
+                    "cores: cannot parse CPU list `{}` from test: ",
+                    s.trim()
+                )),
+                "{e}"
+            );
             assert!(e.contains(key), "{s}: {e}");
         }
     }
@@ -384,15 +451,28 @@ mod tests {
         assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
         assert_eq!(format_cpu_list(&[]), "");
         assert_eq!(format_cpu_list(&[7, 5, 6, 5]), "5-7");
-        assert_eq!(format_cpu_list(&[u32::MAX - 1, u32::MAX]), format!("{}-{}", u32::MAX - 1, u32::MAX));
+        assert_eq!(
+            format_cpu_list(&[u32::MAX - 1, u32::MAX]),
+            format!("{}-{}", u32::MAX - 1, u32::MAX)
+        );
     }
 
     #[test]
     fn plan_default() {
         let p = plan_lcores(None, &[2, 3, 4], &[3, 4]).expect("plan");
-        assert_eq!(p, LcorePlan { main: 2, workers: vec![3, 4], warnings: vec![] });
+        assert_eq!(
+            p,
+            LcorePlan {
+                main: 2,
+                workers: vec![3, 4],
+                warnings: vec![]
+            }
+        );
         assert_eq!(p.eal_lcores(), "0@2,1@3,2@4");
-        assert_eq!(p.eal_args(), vec!["--lcores", "0@2,1@3,2@4", "--main-lcore", "0"]);
+        assert_eq!(
+            p.eal_args(),
+            vec!["--lcores", "0@2,1@3,2@4", "--main-lcore", "0"]
+        );
     }
 
     #[test]
@@ -408,11 +488,22 @@ mod tests {
     #[test]
     fn plan_requested() {
         let p = plan_lcores(Some(&[4, 2]), &[0, 1, 2, 3, 4], &[1, 2, 3]).expect("plan");
-        assert_eq!(p, LcorePlan { main: 4, workers: vec![2], warnings: vec![] });
+        assert_eq!(
+            p,
+            LcorePlan {
+                main: 4,
+                workers: vec![2],
+                warnings: vec![]
+            }
+        );
         let p = plan_lcores(Some(&[0, 1, 2, 3]), &[0, 1, 2, 3], &[2]).expect("plan");
         assert_eq!(p.workers, vec![1, 2, 3]);
         assert_eq!(p.warnings.len(), 1);
-        assert!(p.warnings[0].starts_with("worker CPUs 1,3 are not isolated"), "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].starts_with("worker CPUs 1,3 are not isolated"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]
@@ -427,19 +518,33 @@ mod tests {
             "cores: requested lcores: the list is empty"
         );
         assert_eq!(
-            plan_lcores(Some(&[1, 2, 1]), &[0, 1, 2], &[]).unwrap_err().to_string(),
+            plan_lcores(Some(&[1, 2, 1]), &[0, 1, 2], &[])
+                .unwrap_err()
+                .to_string(),
             "cores: requested lcores: CPUs 1 are listed twice"
         );
-        assert!(plan_lcores(None, &[], &[]).unwrap_err().to_string().starts_with("cores: no allowed CPUs"));
+        assert!(plan_lcores(None, &[], &[])
+            .unwrap_err()
+            .to_string()
+            .starts_with("cores: no allowed CPUs"));
     }
 
     #[test]
     fn cgroup_paths() {
         let v2 = cgroup_cpuset_files("0::/kubepods.slice/pod1/cri-abc.scope\n");
-        assert_eq!(v2[0], PathBuf::from("/sys/fs/cgroup/kubepods.slice/pod1/cri-abc.scope/cpuset.cpus.effective"));
+        assert_eq!(
+            v2[0],
+            PathBuf::from("/sys/fs/cgroup/kubepods.slice/pod1/cri-abc.scope/cpuset.cpus.effective")
+        );
         let v1 = cgroup_cpuset_files("12:cpu,cpuacct:/x\n3:cpuset:/kubepods/pod1/abc\n");
-        assert_eq!(v1[0], PathBuf::from("/sys/fs/cgroup/cpuset/kubepods/pod1/abc/cpuset.effective_cpus"));
-        assert_eq!(v1[1], PathBuf::from("/sys/fs/cgroup/cpuset/kubepods/pod1/abc/cpuset.cpus"));
+        assert_eq!(
+            v1[0],
+            PathBuf::from("/sys/fs/cgroup/cpuset/kubepods/pod1/abc/cpuset.effective_cpus")
+        );
+        assert_eq!(
+            v1[1],
+            PathBuf::from("/sys/fs/cgroup/cpuset/kubepods/pod1/abc/cpuset.cpus")
+        );
         let ns = cgroup_cpuset_files("0::/\n");
         assert_eq!(
             ns,
@@ -461,7 +566,9 @@ mod tests {
         assert_eq!(allowed_cpus_with(&env, err()), Ok(vec![2, 3]));
         let env = FakeEnvironment::new().with_file("/sys/fs/cgroup/cpuset/cpuset.cpus", "0-1,4\n");
         assert_eq!(allowed_cpus_with(&env, Ok(vec![])), Ok(vec![0, 1, 4]));
-        let e = allowed_cpus_with(&FakeEnvironment::new(), err()).unwrap_err().to_string();
+        let e = allowed_cpus_with(&FakeEnvironment::new(), err())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("cores: no allowed CPUs: sched_getaffinity: EPERM; /sys/fs/cgroup/cpuset.cpus.effective: "),
             "{e}"
@@ -476,10 +583,16 @@ mod tests {
 
     #[test]
     fn isolated() {
-        assert_eq!(isolated_from(Some("2-3\n"), Some("(null)\n")), Ok(vec![2, 3]));
+        assert_eq!(
+            isolated_from(Some("2-3\n"), Some("(null)\n")),
+            Ok(vec![2, 3])
+        );
         assert_eq!(isolated_from(Some("\n"), Some("3-5\n")), Ok(vec![3, 4, 5]));
         assert_eq!(isolated_from(None, None), Ok(vec![]));
-        assert!(isolated_from(Some("x"), None).unwrap_err().to_string().contains("/sys/devices/system/cpu/isolated"));
+        assert!(isolated_from(Some("x"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("/sys/devices/system/cpu/isolated"));
         let env = FakeEnvironment::new()
             .with_file("/sys/devices/system/cpu/isolated", "1\n")
             .with_file("/sys/devices/system/cpu/nohz_full", "1-2\n");

@@ -43,7 +43,9 @@ impl Environment for SystemEnvironment {
     }
 
     fn var_names(&self) -> Vec<String> {
-        std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()).collect()
+        std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect()
     }
 
     fn read_to_string(&self, path: &Path) -> io::Result<String> {
@@ -56,11 +58,15 @@ impl Environment for SystemEnvironment {
 
     fn is_socket(&self, path: &Path) -> bool {
         use std::os::unix::fs::FileTypeExt;
-        std::fs::metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
+        std::fs::metadata(path)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false)
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect()
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect()
     }
 
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
@@ -73,7 +79,8 @@ impl Environment for SystemEnvironment {
 
     fn mount_readonly(&self, device: &Path) -> Result<PathBuf, String> {
         let dir = std::env::temp_dir().join(format!("cnf-config-drive-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let out = std::process::Command::new("mount")
             .arg("-o")
             .arg("ro")
@@ -108,7 +115,8 @@ impl Environment for SystemEnvironment {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        std::fs::remove_dir(mountpoint).map_err(|e| format!("cannot remove {}: {e}", mountpoint.display()))
+        std::fs::remove_dir(mountpoint)
+            .map_err(|e| format!("cannot remove {}: {e}", mountpoint.display()))
     }
 }
 
@@ -172,8 +180,17 @@ impl FakeEnvironment {
     }
 
     /// Add a text file that appears once the fake clock reaches `after`.
-    pub fn with_file_after(mut self, after: Duration, path: impl Into<PathBuf>, content: &str) -> Self {
-        self.late.push(Late { after, path: path.into(), content: Some(content.to_string()) });
+    pub fn with_file_after(
+        mut self,
+        after: Duration,
+        path: impl Into<PathBuf>,
+        content: &str,
+    ) -> Self {
+        self.late.push(Late {
+            after,
+            path: path.into(),
+            content: Some(content.to_string()),
+        });
         self
     }
 
@@ -185,7 +202,11 @@ impl FakeEnvironment {
 
     /// Add a Unix socket that appears once the fake clock reaches `after`.
     pub fn with_socket_after(mut self, after: Duration, path: impl Into<PathBuf>) -> Self {
-        self.late.push(Late { after, path: path.into(), content: None });
+        self.late.push(Late {
+            after,
+            path: path.into(),
+            content: None,
+        });
         self
     }
 
@@ -204,7 +225,11 @@ impl FakeEnvironment {
     }
 
     /// Let [`Environment::mount_readonly`] of `device` succeed, mounting it at `mountpoint`.
-    pub fn with_mountable(mut self, device: impl Into<PathBuf>, mountpoint: impl Into<PathBuf>) -> Self {
+    pub fn with_mountable(
+        mut self,
+        device: impl Into<PathBuf>,
+        mountpoint: impl Into<PathBuf>,
+    ) -> Self {
         self.mountable.insert(device.into(), mountpoint.into());
         self
     }
@@ -233,11 +258,14 @@ impl FakeEnvironment {
     }
 
     fn late_socket(&self, path: &Path) -> bool {
-        self.late.iter().any(|l| l.path == path && l.content.is_none() && l.after <= self.slept.get())
+        self.late
+            .iter()
+            .any(|l| l.path == path && l.content.is_none() && l.after <= self.slept.get())
     }
 
     fn file(&self, path: &Path) -> Option<&str> {
-        self.late_file(path).or_else(|| self.files.get(path).map(String::as_str))
+        self.late_file(path)
+            .or_else(|| self.files.get(path).map(String::as_str))
     }
 
     /// Every path the environment knows, with all their ancestors.
@@ -263,7 +291,10 @@ impl FakeEnvironment {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file or directory", path.display()),
+    )
 }
 
 impl Environment for FakeEnvironment {
@@ -288,7 +319,10 @@ impl Environment for FakeEnvironment {
             }
         }
         if self.exists(path) {
-            return Err(io::Error::other(format!("{}: is a directory", path.display())));
+            return Err(io::Error::other(format!(
+                "{}: is a directory",
+                path.display()
+            )));
         }
         Err(not_found(path))
     }
@@ -306,7 +340,10 @@ impl Environment for FakeEnvironment {
         if !all.contains(path) {
             return Err(not_found(path));
         }
-        Ok(all.into_iter().filter(|p| p.parent() == Some(path)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|p| p.parent() == Some(path))
+            .collect())
     }
 
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
@@ -333,7 +370,10 @@ impl Environment for FakeEnvironment {
                 self.mounted.borrow_mut().push(device.to_path_buf());
                 Ok(m.clone())
             }
-            None => Err(format!("mount -o ro {}: fake mount refused", device.display())),
+            None => Err(format!(
+                "mount -o ro {}: fake mount refused",
+                device.display()
+            )),
         }
     }
 
@@ -360,10 +400,16 @@ mod tests {
         assert!(env.is_socket(Path::new("/run/s.sock")));
         assert!(env.read_to_string(Path::new("/a/late")).is_err());
         env.sleep(Duration::from_millis(500));
-        assert_eq!(env.read_to_string(Path::new("/a/late")).ok().as_deref(), Some("y"));
+        assert_eq!(
+            env.read_to_string(Path::new("/a/late")).ok().as_deref(),
+            Some("y")
+        );
         let mut entries = env.read_dir(Path::new("/a")).unwrap_or_default();
         entries.sort();
-        assert_eq!(entries, vec![PathBuf::from("/a/b"), PathBuf::from("/a/late")]);
+        assert_eq!(
+            entries,
+            vec![PathBuf::from("/a/b"), PathBuf::from("/a/late")]
+        );
         assert!(env.read_to_string(Path::new("/a/b")).is_err());
     }
 
@@ -372,7 +418,9 @@ mod tests {
         let env = SystemEnvironment;
         assert!(env.exists(Path::new("/")));
         assert!(!env.is_socket(Path::new("/")));
-        assert!(env.read_to_string(Path::new("/nonexistent/discovery/file")).is_err());
+        assert!(env
+            .read_to_string(Path::new("/nonexistent/discovery/file"))
+            .is_err());
         assert!(env.var_names().iter().all(|n| !n.is_empty()));
     }
 }

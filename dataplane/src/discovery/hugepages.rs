@@ -72,7 +72,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
 
 /// `Hugepagesize:       2048 kB` from `/proc/meminfo`, in bytes.
 pub fn meminfo_hugepagesize(meminfo: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| l.strip_prefix("Hugepagesize:")).and_then(parse_size)
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(parse_size)
 }
 
 /// Undo the octal escapes of `/proc/mounts` fields (`\040` is a space).
@@ -83,7 +86,9 @@ pub fn unescape_mount_field(s: &str) -> String {
         if c == b'\\' {
             if let Some(oct @ [a, b, d]) = tail.get(..3) {
                 if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                    let v = (u32::from(a - b'0') << 6) | (u32::from(b - b'0') << 3) | u32::from(d - b'0');
+                    let v = (u32::from(a - b'0') << 6)
+                        | (u32::from(b - b'0') << 3)
+                        | u32::from(d - b'0');
                     if let Ok(v) = u8::try_from(v) {
                         out.push(v);
                         rest = tail.get(3..).unwrap_or_default();
@@ -107,7 +112,9 @@ pub fn parse_hugetlbfs_mounts(
     let mut out = Vec::new();
     for line in mounts.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [_, dst, fstype, opts, ..] = f.as_slice() else { continue };
+        let [_, dst, fstype, opts, ..] = f.as_slice() else {
+            continue;
+        };
         if *fstype != "hugetlbfs" {
             continue;
         }
@@ -124,12 +131,17 @@ pub fn parse_hugetlbfs_mounts(
                 limit = parse_size(v); // `size=50%` is relative to the pool: no cap
             }
         }
-        let page = page.or(default_page_size).ok_or_else(|| HugepageError::BadMount {
-            path: path.clone(),
-            reason: "no pagesize= option and no Hugepagesize in /proc/meminfo".into(),
-        })?;
+        let page = page
+            .or(default_page_size)
+            .ok_or_else(|| HugepageError::BadMount {
+                path: path.clone(),
+                reason: "no pagesize= option and no Hugepagesize in /proc/meminfo".into(),
+            })?;
         if page == 0 {
-            return Err(HugepageError::BadMount { path, reason: "page size 0".into() });
+            return Err(HugepageError::BadMount {
+                path,
+                reason: "page size 0".into(),
+            });
         }
         out.push((PathBuf::from(path), page, limit));
     }
@@ -138,7 +150,10 @@ pub fn parse_hugetlbfs_mounts(
 
 /// `/sys/kernel/mm/hugepages/hugepages-<kB>kB/free_hugepages` for a page size in bytes.
 pub fn free_hugepages_path(page_size: u64) -> PathBuf {
-    PathBuf::from(format!("/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages", page_size / 1024))
+    PathBuf::from(format!(
+        "/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages",
+        page_size / 1024
+    ))
 }
 
 /// The cgroup's name for a page size: `2MB`, `1GB`, `64KB`.
@@ -162,7 +177,9 @@ pub fn hugepages_from(
 ) -> Result<Vec<HugepageMount>, HugepageError> {
     let parsed = parse_hugetlbfs_mounts(mounts, meminfo.and_then(meminfo_hugepagesize))?;
     if parsed.is_empty() {
-        return Err(HugepageError::NoMount { mounts_file: "/proc/mounts".into() });
+        return Err(HugepageError::NoMount {
+            mounts_file: "/proc/mounts".into(),
+        });
     }
     let out: Vec<HugepageMount> = parsed
         .into_iter()
@@ -175,13 +192,26 @@ pub fn hugepages_from(
             if let Some(c) = cgroup_remaining.get(&page_size) {
                 bytes = bytes.min(*c);
             }
-            HugepageMount { path, page_size, free_pages: free, free_bytes: bytes, size_limit }
+            HugepageMount {
+                path,
+                page_size,
+                free_pages: free,
+                free_bytes: bytes,
+                size_limit,
+            }
         })
         .collect();
     if out.iter().all(|m| m.free_bytes == 0) {
         let detail = out
             .iter()
-            .map(|m| format!("{}: {} pages of {} kB free", m.path.display(), m.free_pages, m.page_size / 1024))
+            .map(|m| {
+                format!(
+                    "{}: {} pages of {} kB free",
+                    m.path.display(),
+                    m.free_pages,
+                    m.page_size / 1024
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         return Err(HugepageError::NoFreePages { detail });
@@ -197,9 +227,12 @@ fn read_u64(env: &dyn Environment, path: &Path) -> Option<u64> {
 /// sysfs, and the cgroup v2 (`hugetlb.<size>.max`/`.current`) or v1
 /// (`limit_in_bytes`/`usage_in_bytes`) hugetlb limit of the cgroup root as mounted.
 pub fn hugepage_mounts(env: &dyn Environment) -> Result<Vec<HugepageMount>, HugepageError> {
-    let mounts = env.read_to_string(Path::new("/proc/mounts")).unwrap_or_default();
+    let mounts = env
+        .read_to_string(Path::new("/proc/mounts"))
+        .unwrap_or_default();
     let meminfo = env.read_to_string(Path::new("/proc/meminfo")).ok();
-    let parsed = parse_hugetlbfs_mounts(&mounts, meminfo.as_deref().and_then(meminfo_hugepagesize))?;
+    let parsed =
+        parse_hugetlbfs_mounts(&mounts, meminfo.as_deref().and_then(meminfo_hugepagesize))?;
     let mut free = BTreeMap::new();
     let mut cgroup = BTreeMap::new();
     for (_, size, _) in &parsed {
@@ -208,13 +241,24 @@ pub fn hugepage_mounts(env: &dyn Environment) -> Result<Vec<HugepageMount>, Huge
         }
         let name = cgroup_size_name(*size);
         let v2 = PathBuf::from(format!("/sys/fs/cgroup/hugetlb.{name}.max"));
-        let v1 = PathBuf::from(format!("/sys/fs/cgroup/hugetlb/hugetlb.{name}.limit_in_bytes"));
+        let v1 = PathBuf::from(format!(
+            "/sys/fs/cgroup/hugetlb/hugetlb.{name}.limit_in_bytes"
+        ));
         if let Some(max) = read_u64(env, &v2) {
-            let cur = read_u64(env, Path::new(&format!("/sys/fs/cgroup/hugetlb.{name}.current"))).unwrap_or(0);
+            let cur = read_u64(
+                env,
+                Path::new(&format!("/sys/fs/cgroup/hugetlb.{name}.current")),
+            )
+            .unwrap_or(0);
             cgroup.insert(*size, max.saturating_sub(cur));
         } else if let Some(max) = read_u64(env, &v1) {
-            let cur =
-                read_u64(env, Path::new(&format!("/sys/fs/cgroup/hugetlb/hugetlb.{name}.usage_in_bytes"))).unwrap_or(0);
+            let cur = read_u64(
+                env,
+                Path::new(&format!(
+                    "/sys/fs/cgroup/hugetlb/hugetlb.{name}.usage_in_bytes"
+                )),
+            )
+            .unwrap_or(0);
             cgroup.insert(*size, max.saturating_sub(cur));
         }
     }
@@ -259,8 +303,13 @@ mod tests {
     #[test]
     fn mounts_from_fixture() {
         let free = BTreeMap::from([(MB2, 512), (GB1, 2)]);
-        let m = hugepages_from(&fixture("proc-mounts"), Some(&fixture("proc-meminfo")), &free, &BTreeMap::new())
-            .expect("mounts");
+        let m = hugepages_from(
+            &fixture("proc-mounts"),
+            Some(&fixture("proc-meminfo")),
+            &free,
+            &BTreeMap::new(),
+        )
+        .expect("mounts");
         assert_eq!(
             m,
             vec![
@@ -300,7 +349,8 @@ mod tests {
     fn cgroup_limit_caps() {
         let free = BTreeMap::from([(MB2, 512)]);
         let cg = BTreeMap::from([(MB2, 64 * MB2)]);
-        let m = hugepages_from("none /hp hugetlbfs rw,pagesize=2M 0 0\n", None, &free, &cg).expect("mounts");
+        let m = hugepages_from("none /hp hugetlbfs rw,pagesize=2M 0 0\n", None, &free, &cg)
+            .expect("mounts");
         assert_eq!(m[0].free_bytes, 64 * MB2);
     }
 
@@ -308,31 +358,63 @@ mod tests {
     fn errors() {
         let none = BTreeMap::new();
         let e = hugepages_from("proc /proc proc rw 0 0\n", None, &none, &none).unwrap_err();
-        assert!(e.to_string().starts_with("hugepages: no hugetlbfs mount in /proc/mounts"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("hugepages: no hugetlbfs mount in /proc/mounts"),
+            "{e}"
+        );
         let e = hugepages_from("none /hp hugetlbfs rw 0 0\n", None, &none, &none).unwrap_err();
         assert_eq!(
             e.to_string(),
             "hugepages: hugetlbfs at /hp: no pagesize= option and no Hugepagesize in /proc/meminfo"
         );
-        let e = hugepages_from("none /hp hugetlbfs rw,pagesize=huge 0 0\n", None, &none, &none).unwrap_err();
-        assert_eq!(e.to_string(), "hugepages: hugetlbfs at /hp: cannot parse option pagesize=huge");
-        let e = hugepages_from("none /hp hugetlbfs rw 0 0\n", Some("Hugepagesize:    2048 kB\n"), &none, &none)
-            .unwrap_err();
-        assert!(e.to_string().starts_with("hugepages: no free huge pages (/hp: 0 pages of 2048 kB free)"), "{e}");
+        let e = hugepages_from(
+            "none /hp hugetlbfs rw,pagesize=huge 0 0\n",
+            None,
+            &none,
+            &none,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "hugepages: hugetlbfs at /hp: cannot parse option pagesize=huge"
+        );
+        let e = hugepages_from(
+            "none /hp hugetlbfs rw 0 0\n",
+            Some("Hugepagesize:    2048 kB\n"),
+            &none,
+            &none,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("hugepages: no free huge pages (/hp: 0 pages of 2048 kB free)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn from_environment() {
         let env = FakeEnvironment::new()
-            .with_file("/proc/mounts", "hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n")
+            .with_file(
+                "/proc/mounts",
+                "hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
+            )
             .with_file("/proc/meminfo", &fixture("proc-meminfo"))
-            .with_file("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "100\n")
+            .with_file(
+                "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+                "100\n",
+            )
             .with_file("/sys/fs/cgroup/hugetlb.2MB.max", "104857600\n")
             .with_file("/sys/fs/cgroup/hugetlb.2MB.current", "4194304\n");
         let m = hugepage_mounts(&env).expect("mounts");
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].free_pages, 100);
-        assert_eq!(m[0].free_bytes, (100 - 4) << 20, "the cgroup allows 100 MiB, 4 MiB are in use");
+        assert_eq!(
+            m[0].free_bytes,
+            (100 - 4) << 20,
+            "the cgroup allows 100 MiB, 4 MiB are in use"
+        );
         assert!(hugepage_mounts(&FakeEnvironment::new()).is_err());
     }
 

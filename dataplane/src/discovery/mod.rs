@@ -81,7 +81,10 @@ pub struct DiscoveryConfig {
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
-        Self { wait_seconds: DEFAULT_WAIT_SECONDS, roles: BTreeMap::new() }
+        Self {
+            wait_seconds: DEFAULT_WAIT_SECONDS,
+            roles: BTreeMap::new(),
+        }
     }
 }
 
@@ -143,36 +146,57 @@ impl RoleSource {
 }
 
 fn valid_role_name(role: &str) -> bool {
-    !role.is_empty() && role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !role.is_empty()
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl DiscoveryConfig {
     /// Check what serde cannot: role names, and that each source has what it needs.
     pub fn validate(&self) -> Result<(), DiscoveryError> {
         for (role, src) in &self.roles {
-            let err = |reason: &str| Err(DiscoveryError::Config { role: role.clone(), reason: reason.to_string() });
+            let err = |reason: &str| {
+                Err(DiscoveryError::Config {
+                    role: role.clone(),
+                    reason: reason.to_string(),
+                })
+            };
             if !valid_role_name(role) {
                 return err("role names are non-empty and use only letters, digits, `_` and `-`");
             }
             match src {
-                RoleSource::Sriov { resource: None, env: None } => return err("sriov needs `resource` or `env`"),
-                RoleSource::Sriov { resource: Some(_), env: Some(_) } => {
-                    return err("sriov takes `resource` or `env`, not both")
-                }
-                RoleSource::Sriov { resource: Some(r), .. } if r.trim().is_empty() => return err("empty `resource`"),
+                RoleSource::Sriov {
+                    resource: None,
+                    env: None,
+                } => return err("sriov needs `resource` or `env`"),
+                RoleSource::Sriov {
+                    resource: Some(_),
+                    env: Some(_),
+                } => return err("sriov takes `resource` or `env`, not both"),
+                RoleSource::Sriov {
+                    resource: Some(r), ..
+                } if r.trim().is_empty() => return err("empty `resource`"),
                 RoleSource::Sriov { env: Some(v), .. }
-                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                    if v.is_empty()
+                        || !v
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
                 {
                     return err("`env` must be a variable name (letters, digits, `_`)")
                 }
-                RoleSource::Multus { network, .. } if network.trim().is_empty() => return err("empty `network`"),
-                RoleSource::UserspaceCni { network: Some(n), .. } if n.trim().is_empty() => {
+                RoleSource::Multus { network, .. } if network.trim().is_empty() => {
                     return err("empty `network`")
                 }
-                RoleSource::UserspaceCni { interface: Some(i), .. } if i.trim().is_empty() => {
-                    return err("empty `interface`")
+                RoleSource::UserspaceCni {
+                    network: Some(n), ..
+                } if n.trim().is_empty() => return err("empty `network`"),
+                RoleSource::UserspaceCni {
+                    interface: Some(i), ..
+                } if i.trim().is_empty() => return err("empty `interface`"),
+                RoleSource::Openstack { tag: Some(t), .. } if t.trim().is_empty() => {
+                    return err("empty `tag`")
                 }
-                RoleSource::Openstack { tag: Some(t), .. } if t.trim().is_empty() => return err("empty `tag`"),
                 _ => {}
             }
         }
@@ -324,7 +348,11 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     pub fn new(wait_seconds: u64) -> Self {
-        Self { remaining: Duration::from_secs(wait_seconds), waited: Duration::ZERO, wait_seconds }
+        Self {
+            remaining: Duration::from_secs(wait_seconds),
+            waited: Duration::ZERO,
+            wait_seconds,
+        }
     }
 
     /// Call `check` until it returns `Some`, sleeping [`POLL_INTERVAL`] in between, while the
@@ -368,16 +396,28 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Wait until `path` is a Unix socket (the peer creates it), within the budget.
-    pub fn client_socket(&mut self, role: &str, origin: &str, path: &Path, what: &str) -> Result<(), DiscoveryError> {
+    pub fn client_socket(
+        &mut self,
+        role: &str,
+        origin: &str,
+        path: &Path,
+        what: &str,
+    ) -> Result<(), DiscoveryError> {
         let mut missing = String::new();
         let ok = self.waiter.wait_for(self.env, |env| {
             if env.is_socket(path) {
                 return Ok(Some(()));
             }
             missing = if env.exists(path) {
-                format!("{what}: {} exists but is not a socket (stale file?)", path.display())
+                format!(
+                    "{what}: {} exists but is not a socket (stale file?)",
+                    path.display()
+                )
             } else {
-                format!("{what}: socket {} does not exist (is the peer running?)", path.display())
+                format!(
+                    "{what}: socket {} does not exist (is the peer running?)",
+                    path.display()
+                )
             };
             Ok(None)
         })?;
@@ -389,14 +429,25 @@ impl Ctx<'_> {
 
     /// A socket we will create: its directory must exist (waited for within the budget);
     /// a file already at the path is reported as a warning (DPDK's bind would fail on it).
-    pub fn server_socket(&mut self, role: &str, origin: &str, path: &Path, what: &str) -> Result<(), DiscoveryError> {
+    pub fn server_socket(
+        &mut self,
+        role: &str,
+        origin: &str,
+        path: &Path,
+        what: &str,
+    ) -> Result<(), DiscoveryError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let ok = self.waiter.wait_for(self.env, |env| Ok(env.exists(dir).then_some(())))?;
+            let ok = self
+                .waiter
+                .wait_for(self.env, |env| Ok(env.exists(dir).then_some(())))?;
             if ok.is_none() {
                 return Err(self.waiter.timeout(
                     role,
                     origin,
-                    format!("{what}: directory {} for the server socket does not exist", dir.display()),
+                    format!(
+                        "{what}: directory {} for the server socket does not exist",
+                        dir.display()
+                    ),
                 ));
             }
         }
@@ -411,7 +462,12 @@ impl Ctx<'_> {
 }
 
 /// Turn a serde_json error into [`DiscoveryError::Json`].
-pub(crate) fn json_error(role: &str, origin: &str, location: String, e: &serde_json::Error) -> DiscoveryError {
+pub(crate) fn json_error(
+    role: &str,
+    origin: &str,
+    location: String,
+    e: &serde_json::Error,
+) -> DiscoveryError {
     DiscoveryError::Json {
         role: role.to_string(),
         origin: origin.to_string(),
@@ -427,7 +483,11 @@ pub(crate) fn json_error(role: &str, origin: &str, location: String, e: &serde_j
 /// present or `wait_seconds` (in total) have passed.
 pub fn discover(cfg: &DiscoveryConfig, env: &dyn Environment) -> Result<Discovery, DiscoveryError> {
     cfg.validate()?;
-    let mut ctx = Ctx { env, waiter: Waiter::new(cfg.wait_seconds), warnings: Vec::new() };
+    let mut ctx = Ctx {
+        env,
+        waiter: Waiter::new(cfg.wait_seconds),
+        warnings: Vec::new(),
+    };
     let mut found: BTreeMap<String, Vec<Found>> = BTreeMap::new();
     let mut drives: BTreeMap<Option<PathBuf>, Vec<(String, String)>> = BTreeMap::new();
     for (role, src) in &cfg.roles {
@@ -435,13 +495,27 @@ pub fn discover(cfg: &DiscoveryConfig, env: &dyn Environment) -> Result<Discover
             RoleSource::Sriov { resource, env: var } => {
                 sriov::resolve(&mut ctx, role, resource.as_deref(), var.as_deref())?
             }
-            RoleSource::Multus { network, annotations } => multus::resolve(&mut ctx, role, network, annotations)?,
-            RoleSource::UserspaceCni { annotations, network, interface } => {
-                userspace::resolve(&mut ctx, role, annotations, network.as_deref(), interface.as_deref())?
-            }
+            RoleSource::Multus {
+                network,
+                annotations,
+            } => multus::resolve(&mut ctx, role, network, annotations)?,
+            RoleSource::UserspaceCni {
+                annotations,
+                network,
+                interface,
+            } => userspace::resolve(
+                &mut ctx,
+                role,
+                annotations,
+                network.as_deref(),
+                interface.as_deref(),
+            )?,
             RoleSource::Openstack { tag, config_drive } => {
                 let tag = tag.clone().unwrap_or_else(|| role.clone());
-                drives.entry(config_drive.clone()).or_default().push((role.clone(), tag));
+                drives
+                    .entry(config_drive.clone())
+                    .or_default()
+                    .push((role.clone(), tag));
                 continue;
             }
         };
@@ -463,7 +537,10 @@ pub fn discover(cfg: &DiscoveryConfig, env: &dyn Environment) -> Result<Discover
         }
     }
     check_duplicates(&ports)?;
-    Ok(Discovery { ports, warnings: ctx.warnings })
+    Ok(Discovery {
+        ports,
+        warnings: ctx.warnings,
+    })
 }
 
 /// The device identity two ports must not share: a PCI address, a socket path (virtio-user,
@@ -471,8 +548,12 @@ pub fn discover(cfg: &DiscoveryConfig, env: &dyn Environment) -> Result<Discover
 fn device_key(d: &Device) -> Option<String> {
     match d {
         Device::Pci { address } => Some(format!("PCI address {}", address.to_ascii_lowercase())),
-        Device::VirtioUser { path, .. } | Device::VhostUser { path, .. } => Some(format!("socket {}", path.display())),
-        Device::Memif { socket, id, .. } => Some(format!("memif id {id} on socket {}", socket.display())),
+        Device::VirtioUser { path, .. } | Device::VhostUser { path, .. } => {
+            Some(format!("socket {}", path.display()))
+        }
+        Device::Memif { socket, id, .. } => {
+            Some(format!("memif id {id} on socket {}", socket.display()))
+        }
         _ => None,
     }
 }
@@ -481,7 +562,9 @@ fn device_key(d: &Device) -> Option<String> {
 pub fn check_duplicates(ports: &[DiscoveredPort]) -> Result<(), DiscoveryError> {
     let mut seen: HashMap<String, &DiscoveredPort> = HashMap::new();
     for p in ports {
-        let Some(key) = device_key(&p.device) else { continue };
+        let Some(key) = device_key(&p.device) else {
+            continue;
+        };
         if let Some(first) = seen.get(&key) {
             return Err(DiscoveryError::Duplicate {
                 what: key,
@@ -497,7 +580,10 @@ pub fn check_duplicates(ports: &[DiscoveredPort]) -> Result<(), DiscoveryError> 
 /// Explicit ports win: drop every discovered port whose role or name is in `explicit`
 /// (the roles/names of the ports the dataplane's config lists itself). Returns the ports
 /// kept and one note per port dropped.
-pub fn merge_ports(explicit: &[String], discovered: Vec<DiscoveredPort>) -> (Vec<DiscoveredPort>, Vec<String>) {
+pub fn merge_ports(
+    explicit: &[String],
+    discovered: Vec<DiscoveredPort>,
+) -> (Vec<DiscoveredPort>, Vec<String>) {
     let mut notes = Vec::new();
     let kept = discovered
         .into_iter()
@@ -521,17 +607,26 @@ pub(crate) mod tests {
 
     /// A fixture file's text.
     pub fn fixture(name: &str) -> String {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/discovery")).join(name);
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/discovery"
+        ))
+        .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
     }
 
     pub fn pci(a: &str) -> Device {
-        Device::Pci { address: a.to_string() }
+        Device::Pci {
+            address: a.to_string(),
+        }
     }
 
     /// (name, role, device) of each port.
     pub fn summary(d: &Discovery) -> Vec<(String, String, Device)> {
-        d.ports.iter().map(|p| (p.name.clone(), p.role.clone(), p.device.clone())).collect()
+        d.ports
+            .iter()
+            .map(|p| (p.name.clone(), p.role.clone(), p.device.clone()))
+            .collect()
     }
 
     pub fn cfg(toml_text: &str) -> DiscoveryConfig {
@@ -539,7 +634,9 @@ pub(crate) mod tests {
         struct Top {
             discovery: DiscoveryConfig,
         }
-        toml::from_str::<Top>(toml_text).unwrap_or_else(|e| panic!("config does not parse: {e}")).discovery
+        toml::from_str::<Top>(toml_text)
+            .unwrap_or_else(|e| panic!("config does not parse: {e}"))
+            .discovery
     }
 
     #[test]
@@ -564,7 +661,10 @@ pub(crate) mod tests {
         assert_eq!(c.wait_seconds, 5);
         assert_eq!(
             c.roles.get("fronthaul"),
-            Some(&RoleSource::Sriov { resource: Some("intel.com/fronthaul".into()), env: None })
+            Some(&RoleSource::Sriov {
+                resource: Some("intel.com/fronthaul".into()),
+                env: None
+            })
         );
         assert_eq!(
             c.roles.get("midhaul"),
@@ -583,7 +683,10 @@ pub(crate) mod tests {
         );
         assert_eq!(
             c.roles.get("backhaul"),
-            Some(&RoleSource::Openstack { tag: Some("BACKHAUL".into()), config_drive: Some("/mnt/config".into()) })
+            Some(&RoleSource::Openstack {
+                tag: Some("BACKHAUL".into()),
+                config_drive: Some("/mnt/config".into())
+            })
         );
         assert_eq!(c.validate(), Ok(()));
         let d = cfg("[discovery]\n");
@@ -599,9 +702,18 @@ pub(crate) mod tests {
         }
         for (text, key) in [
             ("[discovery]\nwait_secs = 3\n", "unknown field `wait_secs`"),
-            ("[discovery.roles.x]\nsource = \"sriov\"\nresourse = \"a/b\"\n", "unknown field `resourse`"),
-            ("[discovery.roles.x]\nsource = \"dhcp\"\n", "unknown variant `dhcp`"),
-            ("[discovery.roles.x]\nsource = \"multus\"\n", "missing field `network`"),
+            (
+                "[discovery.roles.x]\nsource = \"sriov\"\nresourse = \"a/b\"\n",
+                "unknown field `resourse`",
+            ),
+            (
+                "[discovery.roles.x]\nsource = \"dhcp\"\n",
+                "unknown variant `dhcp`",
+            ),
+            (
+                "[discovery.roles.x]\nsource = \"multus\"\n",
+                "missing field `network`",
+            ),
         ] {
             let e = toml::from_str::<Top>(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
@@ -611,14 +723,34 @@ pub(crate) mod tests {
     #[test]
     fn config_validation() {
         for (text, key) in [
-            ("[discovery.roles.x]\nsource = \"sriov\"\n", "needs `resource` or `env`"),
-            ("[discovery.roles.x]\nsource = \"sriov\"\nresource = \"a/b\"\nenv = \"X\"\n", "not both"),
-            ("[discovery.roles.x]\nsource = \"sriov\"\nenv = \"A B\"\n", "variable name"),
-            ("[discovery.roles.\"a b\"]\nsource = \"sriov\"\nenv = \"X\"\n", "role names"),
-            ("[discovery.roles.x]\nsource = \"multus\"\nnetwork = \" \"\n", "empty `network`"),
-            ("[discovery.roles.x]\nsource = \"openstack\"\ntag = \"\"\n", "empty `tag`"),
+            (
+                "[discovery.roles.x]\nsource = \"sriov\"\n",
+                "needs `resource` or `env`",
+            ),
+            (
+                "[discovery.roles.x]\nsource = \"sriov\"\nresource = \"a/b\"\nenv = \"X\"\n",
+                "not both",
+            ),
+            (
+                "[discovery.roles.x]\nsource = \"sriov\"\nenv = \"A B\"\n",
+                "variable name",
+            ),
+            (
+                "[discovery.roles.\"a b\"]\nsource = \"sriov\"\nenv = \"X\"\n",
+                "role names",
+            ),
+            (
+                "[discovery.roles.x]\nsource = \"multus\"\nnetwork = \" \"\n",
+                "empty `network`",
+            ),
+            (
+                "[discovery.roles.x]\nsource = \"openstack\"\ntag = \"\"\n",
+                "empty `tag`",
+            ),
         ] {
-            let e = discover(&cfg(text), &FakeEnvironment::new()).unwrap_err().to_string();
+            let e = discover(&cfg(text), &FakeEnvironment::new())
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("discovery config, role `"), "{e}");
             assert!(e.contains(key), "{text}: {e}");
         }
@@ -626,7 +758,10 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_config_finds_nothing() {
-        assert_eq!(discover(&DiscoveryConfig::default(), &FakeEnvironment::new()), Ok(Discovery::default()));
+        assert_eq!(
+            discover(&DiscoveryConfig::default(), &FakeEnvironment::new()),
+            Ok(Discovery::default())
+        );
     }
 
     #[test]
@@ -679,18 +814,27 @@ pub(crate) mod tests {
                 (
                     "access0".into(),
                     "access".into(),
-                    Device::VirtioUser { path: "/var/run/net3/vhost.sock".into(), server: true }
+                    Device::VirtioUser {
+                        path: "/var/run/net3/vhost.sock".into(),
+                        server: true
+                    }
                 ),
                 ("fronthaul0".into(), "fronthaul".into(), pci("0000:3b:02.1")),
                 ("midhaul0".into(), "midhaul".into(), pci("0000:3b:0a.2")),
                 ("midhaul1".into(), "midhaul".into(), pci("0000:3b:0a.5")),
             ]
         );
-        assert_eq!(d.ports.first().and_then(|p| p.mac.clone()).as_deref(), Some("64:1f:74:32:2e:6d"));
+        assert_eq!(
+            d.ports.first().and_then(|p| p.mac.clone()).as_deref(),
+            Some("64:1f:74:32:2e:6d")
+        );
         assert_eq!(d.warnings, Vec::<String>::new());
 
         let (kept, notes) = merge_ports(&["midhaul".to_string(), "access0".to_string()], d.ports);
-        assert_eq!(kept.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["fronthaul0"]);
+        assert_eq!(
+            kept.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            vec!["fronthaul0"]
+        );
         assert_eq!(notes.len(), 3);
         assert!(
             notes[0].starts_with(

@@ -85,7 +85,8 @@ pub struct MemifInfo {
 /// Whether the configured `wanted` network names the entry `name`: equal, or `wanted` has
 /// no namespace and matches the part after `/`.
 pub fn network_matches(wanted: &str, name: &str) -> bool {
-    wanted == name || (!wanted.contains('/') && name.rsplit_once('/').is_some_and(|(_, n)| n == wanted))
+    wanted == name
+        || (!wanted.contains('/') && name.rsplit_once('/').is_some_and(|(_, n)| n == wanted))
 }
 
 /// Read and parse the annotations file: `Ok(None)` if it does not exist (yet).
@@ -107,12 +108,14 @@ pub(crate) fn read_annotations(
             })
         }
     };
-    parse_annotations(&text).map(Some).map_err(|e| DiscoveryError::Invalid {
-        role: role.to_string(),
-        origin: origin.to_string(),
-        location: format!("annotations file {}", path.display()),
-        reason: e.to_string(),
-    })
+    parse_annotations(&text)
+        .map(Some)
+        .map_err(|e| DiscoveryError::Invalid {
+            role: role.to_string(),
+            origin: origin.to_string(),
+            location: format!("annotations file {}", path.display()),
+            reason: e.to_string(),
+        })
 }
 
 /// `master`/`server` -> true, `slave`/`client` -> false.
@@ -133,7 +136,12 @@ pub(crate) fn vhost_is_server(mode: &str) -> Option<bool> {
     }
 }
 
-fn entry_device(ctx: &mut Ctx<'_>, role: &str, status: &NetworkStatus, where_: &str) -> Result<Device, DiscoveryError> {
+fn entry_device(
+    ctx: &mut Ctx<'_>,
+    role: &str,
+    status: &NetworkStatus,
+    where_: &str,
+) -> Result<Device, DiscoveryError> {
     let invalid = |reason: String| DiscoveryError::Invalid {
         role: role.to_string(),
         origin: ORIGIN.into(),
@@ -152,22 +160,25 @@ fn entry_device(ctx: &mut Ctx<'_>, role: &str, status: &NetworkStatus, where_: &
                 .as_ref()
                 .and_then(|p| p.pci_address.as_deref())
                 .ok_or_else(|| invalid("device-info pci without pci-address".into()))?;
-            let address = normalize_pci_address(a).map_err(|e| invalid(format!("device-info pci-address: {e}")))?;
+            let address = normalize_pci_address(a)
+                .map_err(|e| invalid(format!("device-info pci-address: {e}")))?;
             Ok(Device::Pci { address })
         }
         "vhost-user" => {
-            let v = info
-                .vhost_user
-                .as_ref()
-                .ok_or_else(|| invalid("device-info vhost-user without its vhost-user object".into()))?;
+            let v = info.vhost_user.as_ref().ok_or_else(|| {
+                invalid("device-info vhost-user without its vhost-user object".into())
+            })?;
             let path = v
                 .path
                 .as_deref()
                 .filter(|p| !p.is_empty())
                 .ok_or_else(|| invalid("device-info vhost-user without path".into()))?;
             let mode = v.mode.as_deref().unwrap_or("");
-            let server = vhost_is_server(mode)
-                .ok_or_else(|| invalid(format!("device-info vhost-user mode `{mode}` is neither client nor server")))?;
+            let server = vhost_is_server(mode).ok_or_else(|| {
+                invalid(format!(
+                    "device-info vhost-user mode `{mode}` is neither client nor server"
+                ))
+            })?;
             let path = PathBuf::from(path);
             let what = format!("{where_} vhost-user ({mode})");
             if server {
@@ -178,7 +189,10 @@ fn entry_device(ctx: &mut Ctx<'_>, role: &str, status: &NetworkStatus, where_: &
             Ok(Device::VirtioUser { path, server })
         }
         "memif" => {
-            let m = info.memif.as_ref().ok_or_else(|| invalid("device-info memif without its memif object".into()))?;
+            let m = info
+                .memif
+                .as_ref()
+                .ok_or_else(|| invalid("device-info memif without its memif object".into()))?;
             let path = m
                 .path
                 .as_deref()
@@ -186,10 +200,18 @@ fn entry_device(ctx: &mut Ctx<'_>, role: &str, status: &NetworkStatus, where_: &
                 .ok_or_else(|| invalid("device-info memif without path".into()))?;
             let r = m.role.as_deref().unwrap_or("");
             let server = memif_is_server(r).ok_or_else(|| {
-                invalid(format!("device-info memif role `{r}` is none of master, slave, server, client"))
+                invalid(format!(
+                    "device-info memif role `{r}` is none of master, slave, server, client"
+                ))
             })?;
-            if let Some(mode) = m.mode.as_deref().filter(|m| !m.eq_ignore_ascii_case("ethernet")) {
-                return Err(invalid(format!("memif mode `{mode}`: DPDK's memif supports only ethernet")));
+            if let Some(mode) = m
+                .mode
+                .as_deref()
+                .filter(|m| !m.eq_ignore_ascii_case("ethernet"))
+            {
+                return Err(invalid(format!(
+                    "memif mode `{mode}`: DPDK's memif supports only ethernet"
+                )));
             }
             let socket = PathBuf::from(path);
             let what = format!("{where_} memif ({r})");
@@ -198,36 +220,61 @@ fn entry_device(ctx: &mut Ctx<'_>, role: &str, status: &NetworkStatus, where_: &
             } else {
                 ctx.client_socket(role, ORIGIN, &socket, &what)?;
             }
-            Ok(Device::Memif { socket, server, id: 0 })
+            Ok(Device::Memif {
+                socket,
+                server,
+                id: 0,
+            })
         }
-        other => Err(invalid(format!("device-info type `{other}` is not supported (pci, vhost-user, memif are)"))),
+        other => Err(invalid(format!(
+            "device-info type `{other}` is not supported (pci, vhost-user, memif are)"
+        ))),
     }
 }
 
-pub(crate) fn resolve(ctx: &mut Ctx<'_>, role: &str, network: &str, path: &Path) -> Result<Vec<Found>, DiscoveryError> {
+pub(crate) fn resolve(
+    ctx: &mut Ctx<'_>,
+    role: &str,
+    network: &str,
+    path: &Path,
+) -> Result<Vec<Found>, DiscoveryError> {
     let mut missing = String::new();
     let entries = ctx.waiter.wait_for(ctx.env, |env| {
         let Some(map) = read_annotations(env, role, ORIGIN, path)? else {
             missing = format!("annotations file {} does not exist", path.display());
             return Ok(None);
         };
-        let Some((key, json)) =
-            [NETWORK_STATUS_KEY, NETWORKS_STATUS_KEY_OLD].iter().find_map(|k| map.get(*k).map(|v| (*k, v)))
+        let Some((key, json)) = [NETWORK_STATUS_KEY, NETWORKS_STATUS_KEY_OLD]
+            .iter()
+            .find_map(|k| map.get(*k).map(|v| (*k, v)))
         else {
             missing = format!("no {NETWORK_STATUS_KEY} annotation in {}", path.display());
             return Ok(None);
         };
-        let statuses: Vec<NetworkStatus> = serde_json::from_str(json)
-            .map_err(|e| json_error(role, ORIGIN, format!("annotation {key} of {}", path.display()), &e))?;
+        let statuses: Vec<NetworkStatus> = serde_json::from_str(json).map_err(|e| {
+            json_error(
+                role,
+                ORIGIN,
+                format!("annotation {key} of {}", path.display()),
+                &e,
+            )
+        })?;
         let matched: Vec<NetworkStatus> = statuses
             .iter()
-            .filter(|s| s.name.as_deref().is_some_and(|n| network_matches(network, n)))
+            .filter(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| network_matches(network, n))
+            })
             .cloned()
             .collect();
         if matched.is_empty() {
             let names: Vec<&str> = statuses.iter().filter_map(|s| s.name.as_deref()).collect();
-            missing =
-                format!("network {network} is not in {key} of {} (present: {})", path.display(), names.join(", "));
+            missing = format!(
+                "network {network} is not in {key} of {} (present: {})",
+                path.display(),
+                names.join(", ")
+            );
             return Ok(None);
         }
         Ok(Some(matched))
@@ -248,12 +295,18 @@ pub(crate) fn resolve(ctx: &mut Ctx<'_>, role: &str, network: &str, path: &Path)
             Some(m) => match normalize_mac(m) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    ctx.warnings.push(format!("role `{role}` (multus): {source}: ignoring mac: {e}"));
+                    ctx.warnings.push(format!(
+                        "role `{role}` (multus): {source}: ignoring mac: {e}"
+                    ));
                     None
                 }
             },
         };
-        out.push(Found { device, source, mac });
+        out.push(Found {
+            device,
+            source,
+            mac,
+        });
     }
     Ok(out)
 }
@@ -271,13 +324,18 @@ mod tests {
     fn multus_cfg(wait: u64, roles: &[(&str, &str)]) -> DiscoveryConfig {
         let mut t = format!("[discovery]\nwait_seconds = {wait}\n");
         for (role, net) in roles {
-            t.push_str(&format!("[discovery.roles.{role}]\nsource = \"multus\"\nnetwork = \"{net}\"\n"));
+            t.push_str(&format!(
+                "[discovery.roles.{role}]\nsource = \"multus\"\nnetwork = \"{net}\"\n"
+            ));
         }
         cfg(&t)
     }
 
     fn status_file(json: &str) -> String {
-        format!("kubernetes.io/config.source=\"api\"\n{NETWORK_STATUS_KEY}={}\n", quote_go(json))
+        format!(
+            "kubernetes.io/config.source=\"api\"\n{NETWORK_STATUS_KEY}={}\n",
+            quote_go(json)
+        )
     }
 
     #[test]
@@ -291,10 +349,16 @@ mod tests {
 
     #[test]
     fn reference_annotations() {
-        let env = FakeEnvironment::new().with_file(ANN, &fixture("podnetinfo-annotations")).with_dir("/var/run/net3");
+        let env = FakeEnvironment::new()
+            .with_file(ANN, &fixture("podnetinfo-annotations"))
+            .with_dir("/var/run/net3");
         let c = multus_cfg(
             0,
-            &[("fronthaul", "default/fronthaul-net"), ("midhaul", "midhaul-net"), ("user", "userspace-net")],
+            &[
+                ("fronthaul", "default/fronthaul-net"),
+                ("midhaul", "midhaul-net"),
+                ("user", "userspace-net"),
+            ],
         );
         let d = discover(&c, &env).expect("discovers");
         assert_eq!(
@@ -305,11 +369,17 @@ mod tests {
                 (
                     "user0".into(),
                     "user".into(),
-                    Device::VirtioUser { path: "/var/run/net3/vhost.sock".into(), server: true }
+                    Device::VirtioUser {
+                        path: "/var/run/net3/vhost.sock".into(),
+                        server: true
+                    }
                 ),
             ]
         );
-        assert_eq!(d.ports[0].source, "multus network-status default/fronthaul-net (net1)");
+        assert_eq!(
+            d.ports[0].source,
+            "multus network-status default/fronthaul-net (net1)"
+        );
         assert_eq!(d.ports[2].mac.as_deref(), Some("64:1f:74:32:2e:6d"));
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
         assert_eq!(env.slept(), Duration::ZERO);
@@ -323,13 +393,19 @@ mod tests {
         let d = discover(&multus_cfg(0, &[("user", "userspace-net")]), &env).expect("discovers");
         assert_eq!(d.ports.len(), 1);
         assert_eq!(d.warnings.len(), 1);
-        assert!(d.warnings[0].contains("/var/run/net3/vhost.sock already exists"), "{:?}", d.warnings);
+        assert!(
+            d.warnings[0].contains("/var/run/net3/vhost.sock already exists"),
+            "{:?}",
+            d.warnings
+        );
     }
 
     #[test]
     fn server_socket_directory_must_exist() {
         let env = FakeEnvironment::new().with_file(ANN, &fixture("podnetinfo-annotations"));
-        let e = discover(&multus_cfg(0, &[("user", "userspace-net")]), &env).unwrap_err().to_string();
+        let e = discover(&multus_cfg(0, &[("user", "userspace-net")]), &env)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "role `user` (multus): still missing after waiting 0 ms (wait_seconds = 0): multus network-status \
@@ -344,7 +420,14 @@ mod tests {
             .with_socket("/run/memif/sw.sock")
             .with_socket("/run/vhost/ovs-net4.sock")
             .with_dir("/run/memif-srv");
-        let c = multus_cfg(0, &[("mem", "memif-net"), ("memsrv", "memif-srv-net"), ("vh", "default/vhost-client-net")]);
+        let c = multus_cfg(
+            0,
+            &[
+                ("mem", "memif-net"),
+                ("memsrv", "memif-srv-net"),
+                ("vh", "default/vhost-client-net"),
+            ],
+        );
         let d = discover(&c, &env).expect("discovers");
         assert_eq!(
             summary(&d),
@@ -352,17 +435,28 @@ mod tests {
                 (
                     "mem0".into(),
                     "mem".into(),
-                    Device::Memif { socket: "/run/memif/sw.sock".into(), server: false, id: 0 }
+                    Device::Memif {
+                        socket: "/run/memif/sw.sock".into(),
+                        server: false,
+                        id: 0
+                    }
                 ),
                 (
                     "memsrv0".into(),
                     "memsrv".into(),
-                    Device::Memif { socket: "/run/memif-srv/m.sock".into(), server: true, id: 0 }
+                    Device::Memif {
+                        socket: "/run/memif-srv/m.sock".into(),
+                        server: true,
+                        id: 0
+                    }
                 ),
                 (
                     "vh0".into(),
                     "vh".into(),
-                    Device::VirtioUser { path: "/run/vhost/ovs-net4.sock".into(), server: false }
+                    Device::VirtioUser {
+                        path: "/run/vhost/ovs-net4.sock".into(),
+                        server: false
+                    }
                 ),
             ]
         );
@@ -375,7 +469,9 @@ mod tests {
         let env = FakeEnvironment::new()
             .with_file(ANN, &fixture("podnetinfo-annotations-memif"))
             .with_socket("/run/memif/sw.sock");
-        let e = discover(&multus_cfg(0, &[("vh", "vhost-client-net")]), &env).unwrap_err().to_string();
+        let e = discover(&multus_cfg(0, &[("vh", "vhost-client-net")]), &env)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "role `vh` (multus): still missing after waiting 0 ms (wait_seconds = 0): multus network-status \
@@ -385,14 +481,23 @@ mod tests {
         let env = FakeEnvironment::new()
             .with_file(ANN, &fixture("podnetinfo-annotations-memif"))
             .with_file("/run/vhost/ovs-net4.sock", "");
-        let e = discover(&multus_cfg(0, &[("vh", "vhost-client-net")]), &env).unwrap_err().to_string();
-        assert!(e.ends_with("/run/vhost/ovs-net4.sock exists but is not a socket (stale file?)"), "{e}");
+        let e = discover(&multus_cfg(0, &[("vh", "vhost-client-net")]), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("/run/vhost/ovs-net4.sock exists but is not a socket (stale file?)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn late_annotations_and_socket_are_waited_for() {
         let env = FakeEnvironment::new()
-            .with_file_after(Duration::from_millis(1000), ANN, &fixture("podnetinfo-annotations-memif"))
+            .with_file_after(
+                Duration::from_millis(1000),
+                ANN,
+                &fixture("podnetinfo-annotations-memif"),
+            )
             .with_socket_after(Duration::from_millis(1600), "/run/vhost/ovs-net4.sock");
         let d = discover(&multus_cfg(5, &[("vh", "vhost-client-net")]), &env).expect("discovers");
         assert_eq!(
@@ -400,7 +505,10 @@ mod tests {
             vec![(
                 "vh0".into(),
                 "vh".into(),
-                Device::VirtioUser { path: "/run/vhost/ovs-net4.sock".into(), server: false }
+                Device::VirtioUser {
+                    path: "/run/vhost/ovs-net4.sock".into(),
+                    server: false
+                }
             )]
         );
         assert_eq!(env.slept(), Duration::from_millis(1750));
@@ -416,10 +524,17 @@ mod tests {
                 &status_file(r#"[{"name":"default/calico"},{"name":"default/fh","interface":"net1","device-info":{"type":"pci","pci":{"pci-address":"0000:3B:02.1"}}}]"#),
             );
         let d = discover(&multus_cfg(3, &[("fh", "fh")]), &env).expect("discovers");
-        assert_eq!(summary(&d), vec![("fh0".into(), "fh".into(), pci("0000:3b:02.1"))]);
-        let env =
-            FakeEnvironment::new().with_file(ANN, &status_file(r#"[{"name":"default/calico","interface":"eth0"}]"#));
-        let e = discover(&multus_cfg(1, &[("fh", "fh")]), &env).unwrap_err().to_string();
+        assert_eq!(
+            summary(&d),
+            vec![("fh0".into(), "fh".into(), pci("0000:3b:02.1"))]
+        );
+        let env = FakeEnvironment::new().with_file(
+            ANN,
+            &status_file(r#"[{"name":"default/calico","interface":"eth0"}]"#),
+        );
+        let e = discover(&multus_cfg(1, &[("fh", "fh")]), &env)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "role `fh` (multus): still missing after waiting 1000 ms (wait_seconds = 1): network fh is not in \
@@ -435,14 +550,20 @@ mod tests {
         let d = discover(&multus_cfg(0, &[("fh", "default/fh")]), &env).expect("discovers");
         assert_eq!(
             summary(&d),
-            vec![("fh0".into(), "fh".into(), pci("0000:3b:02.1")), ("fh1".into(), "fh".into(), pci("0000:3b:02.2"))]
+            vec![
+                ("fh0".into(), "fh".into(), pci("0000:3b:02.1")),
+                ("fh1".into(), "fh".into(), pci("0000:3b:02.2"))
+            ]
         );
     }
 
     #[test]
     fn malformed_json_names_file_and_position() {
-        let env = FakeEnvironment::new().with_file(ANN, &fixture("podnetinfo-annotations-malformed"));
-        let e = discover(&multus_cfg(5, &[("fh", "fronthaul-net")]), &env).unwrap_err().to_string();
+        let env =
+            FakeEnvironment::new().with_file(ANN, &fixture("podnetinfo-annotations-malformed"));
+        let e = discover(&multus_cfg(5, &[("fh", "fronthaul-net")]), &env)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(
                 "role `fh` (multus): malformed JSON in annotation k8s.v1.cni.cncf.io/network-status of \
@@ -450,13 +571,22 @@ mod tests {
             ),
             "{e}"
         );
-        assert_eq!(env.slept(), Duration::ZERO, "malformed JSON is not waited on");
+        assert_eq!(
+            env.slept(),
+            Duration::ZERO,
+            "malformed JSON is not waited on"
+        );
     }
 
     #[test]
     fn malformed_annotation_line() {
-        let env = FakeEnvironment::new().with_file(ANN, "a=\"1\"\nk8s.v1.cni.cncf.io/network-status=\"[\\q]\"\n");
-        let e = discover(&multus_cfg(0, &[("fh", "x")]), &env).unwrap_err().to_string();
+        let env = FakeEnvironment::new().with_file(
+            ANN,
+            "a=\"1\"\nk8s.v1.cni.cncf.io/network-status=\"[\\q]\"\n",
+        );
+        let e = discover(&multus_cfg(0, &[("fh", "x")]), &env)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "role `fh` (multus): annotations file /etc/podnetinfo/annotations: line 2: value of \
@@ -466,19 +596,40 @@ mod tests {
 
     #[test]
     fn missing_file_and_missing_annotation() {
-        let e = discover(&multus_cfg(0, &[("fh", "x")]), &FakeEnvironment::new()).unwrap_err().to_string();
-        assert!(e.ends_with("annotations file /etc/podnetinfo/annotations does not exist"), "{e}");
+        let e = discover(&multus_cfg(0, &[("fh", "x")]), &FakeEnvironment::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("annotations file /etc/podnetinfo/annotations does not exist"),
+            "{e}"
+        );
         let env = FakeEnvironment::new().with_file(ANN, "kubernetes.io/config.source=\"api\"\n");
-        let e = discover(&multus_cfg(0, &[("fh", "x")]), &env).unwrap_err().to_string();
-        assert!(e.ends_with("no k8s.v1.cni.cncf.io/network-status annotation in /etc/podnetinfo/annotations"), "{e}");
+        let e = discover(&multus_cfg(0, &[("fh", "x")]), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(
+                "no k8s.v1.cni.cncf.io/network-status annotation in /etc/podnetinfo/annotations"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn unusable_entries() {
         for (json, key) in [
-            (r#"[{"name":"default/x","interface":"net1"}]"#, "no device-info: a kernel interface"),
-            (r#"[{"name":"default/x","device-info":{"type":"vdpa"}}]"#, "device-info type `vdpa` is not supported"),
-            (r#"[{"name":"default/x","device-info":{"type":"pci","pci":{}}}]"#, "pci without pci-address"),
+            (
+                r#"[{"name":"default/x","interface":"net1"}]"#,
+                "no device-info: a kernel interface",
+            ),
+            (
+                r#"[{"name":"default/x","device-info":{"type":"vdpa"}}]"#,
+                "device-info type `vdpa` is not supported",
+            ),
+            (
+                r#"[{"name":"default/x","device-info":{"type":"pci","pci":{}}}]"#,
+                "pci without pci-address",
+            ),
             (
                 r#"[{"name":"default/x","device-info":{"type":"pci","pci":{"pci-address":"3b:02.1"}}}]"#,
                 "is not a PCI address",
@@ -498,7 +649,9 @@ mod tests {
             (r#"{"name":"default/x"}"#, "malformed JSON in annotation"),
         ] {
             let env = FakeEnvironment::new().with_file(ANN, &status_file(json));
-            let e = discover(&multus_cfg(0, &[("x", "x")]), &env).unwrap_err().to_string();
+            let e = discover(&multus_cfg(0, &[("x", "x")]), &env)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("role `x` (multus): "), "{e}");
             assert!(e.contains(key), "{json}: {e}");
         }

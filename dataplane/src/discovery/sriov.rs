@@ -41,7 +41,11 @@ pub fn parse_pci_list(value: &str) -> Result<Vec<String>, String> {
 
 /// Facts about `address` from a `PCIDEVICE_*_INFO` value, e.g. `vfio /dev/vfio/112`.
 fn info_facts(info: &serde_json::Value, address: &str) -> Option<String> {
-    let entry = info.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(address))?.1;
+    let entry = info
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(address))?
+        .1;
     let mut facts = Vec::new();
     if let Some(m) = entry.pointer("/vfio/dev-mount").and_then(|v| v.as_str()) {
         facts.push(format!("vfio {m}"));
@@ -71,18 +75,31 @@ pub(crate) fn resolve(
         }
         (None, None) => Vec::new(),
     };
-    let Some((name, value)) = candidates.iter().find_map(|n| ctx.env.var(n).map(|v| (n.clone(), v))) else {
+    let Some((name, value)) = candidates
+        .iter()
+        .find_map(|n| ctx.env.var(n).map(|v| (n.clone(), v)))
+    else {
         let var = candidates.first().cloned().unwrap_or_default();
-        let mut present: Vec<String> =
-            ctx.env.var_names().into_iter().filter(|n| n.starts_with("PCIDEVICE_") && !n.ends_with("_INFO")).collect();
+        let mut present: Vec<String> = ctx
+            .env
+            .var_names()
+            .into_iter()
+            .filter(|n| n.starts_with("PCIDEVICE_") && !n.ends_with("_INFO"))
+            .collect();
         present.sort();
-        let from = resource.map(|r| format!(" (resource {r})")).unwrap_or_default();
+        let from = resource
+            .map(|r| format!(" (resource {r})"))
+            .unwrap_or_default();
         let hint = if present.is_empty() {
             format!("{from}; no PCIDEVICE_* variables are set: does the pod request the resource?")
         } else {
             format!("{from}; set: {}", present.join(", "))
         };
-        return Err(DiscoveryError::MissingVariable { role: role.to_string(), var, hint });
+        return Err(DiscoveryError::MissingVariable {
+            role: role.to_string(),
+            var,
+            hint,
+        });
     };
     let addresses = parse_pci_list(&value).map_err(|reason| DiscoveryError::Invalid {
         role: role.to_string(),
@@ -96,7 +113,9 @@ pub(crate) fn resolve(
         Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(v) => Some(v),
             Err(e) => {
-                ctx.warnings.push(format!("role `{role}` (sriov): ignoring env {info_var}: not JSON ({e})"));
+                ctx.warnings.push(format!(
+                    "role `{role}` (sriov): ignoring env {info_var}: not JSON ({e})"
+                ));
                 None
             }
         },
@@ -138,8 +157,14 @@ mod tests {
 
     #[test]
     fn env_var_names() {
-        assert_eq!(resource_env_var("intel.com/fronthaul"), "PCIDEVICE_INTEL_COM_FRONTHAUL");
-        assert_eq!(resource_env_var("openshift.io/mlx_fh"), "PCIDEVICE_OPENSHIFT_IO_MLX_FH");
+        assert_eq!(
+            resource_env_var("intel.com/fronthaul"),
+            "PCIDEVICE_INTEL_COM_FRONTHAUL"
+        );
+        assert_eq!(
+            resource_env_var("openshift.io/mlx_fh"),
+            "PCIDEVICE_OPENSHIFT_IO_MLX_FH"
+        );
     }
 
     #[test]
@@ -170,7 +195,8 @@ mod tests {
     #[test]
     fn several_addresses_spaces_and_case() {
         let env = FakeEnvironment::new().with_env_file(&fixture("sriov-several.env"));
-        let c = cfg("[discovery.roles.fh]\nsource = \"sriov\"\nresource = \"intel.com/fronthaul\"\n");
+        let c =
+            cfg("[discovery.roles.fh]\nsource = \"sriov\"\nresource = \"intel.com/fronthaul\"\n");
         let d = discover(&c, &env).expect("discovers");
         assert_eq!(
             summary(&d),
@@ -183,9 +209,9 @@ mod tests {
         );
         // The _INFO variable there is not JSON: a warning, not an error.
         assert_eq!(d.warnings.len(), 1);
-        assert!(
-            d.warnings[0].starts_with("role `fh` (sriov): ignoring env PCIDEVICE_INTEL_COM_FRONTHAUL_INFO: not JSON")
-        );
+        assert!(d.warnings[0].starts_with(
+            "role `fh` (sriov): ignoring env PCIDEVICE_INTEL_COM_FRONTHAUL_INFO: not JSON"
+        ));
     }
 
     #[test]
@@ -197,8 +223,13 @@ mod tests {
             "role `fronthaul` (sriov): environment variable PCIDEVICE_INTEL_COM_FRONTHAUL is not set \
              (resource intel.com/fronthaul); set: PCIDEVICE_INTEL_COM_MIDHAUL"
         );
-        let e = discover(&roles_cfg(), &FakeEnvironment::new()).unwrap_err().to_string();
-        assert!(e.ends_with("no PCIDEVICE_* variables are set: does the pod request the resource?"), "{e}");
+        let e = discover(&roles_cfg(), &FakeEnvironment::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("no PCIDEVICE_* variables are set: does the pod request the resource?"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -217,7 +248,10 @@ mod tests {
         let d = discover(&c, &env).expect("discovers");
         assert_eq!(
             summary(&d),
-            vec![("a0".into(), "a".into(), pci("0000:3b:02.3")), ("b0".into(), "b".into(), pci("0000:3b:02.4"))]
+            vec![
+                ("a0".into(), "a".into(), pci("0000:3b:02.3")),
+                ("b0".into(), "b".into(), pci("0000:3b:02.4"))
+            ]
         );
         assert_eq!(d.ports[1].source, "env PCIDEVICE_EXAMPLE_COM_FRONT_HAUL");
     }
@@ -228,14 +262,19 @@ mod tests {
             ("", "the variable is empty"),
             ("0000:3b:02.1,", "entry 1 is empty"),
             ("3b:02.1", "entry 0: `3b:02.1` is not a PCI address"),
-            ("0000:3b:02.1,0000:3B:02.1", "PCI address 0000:3b:02.1 is listed twice"),
+            (
+                "0000:3b:02.1,0000:3B:02.1",
+                "PCI address 0000:3b:02.1 is listed twice",
+            ),
             ("0000:3b:02.9", "function must be one digit 0-7"),
         ] {
             let env = FakeEnvironment::new().with_var("PCIDEVICE_INTEL_COM_FRONTHAUL", value);
             let c = cfg("[discovery.roles.fronthaul]\nsource = \"sriov\"\nresource = \"intel.com/fronthaul\"\n");
             let e = discover(&c, &env).unwrap_err().to_string();
             assert!(
-                e.starts_with(&format!("role `fronthaul` (sriov): env PCIDEVICE_INTEL_COM_FRONTHAUL=`{value}`: ")),
+                e.starts_with(&format!(
+                    "role `fronthaul` (sriov): env PCIDEVICE_INTEL_COM_FRONTHAUL=`{value}`: "
+                )),
                 "{e}"
             );
             assert!(e.contains(key), "{value}: {e}");

@@ -67,8 +67,12 @@ pub struct MemifConf {
 }
 
 fn selected(entry: &ConfigurationData, network: Option<&str>, interface: Option<&str>) -> bool {
-    network.map_or(true, |n| entry.name.as_deref().is_some_and(|name| network_matches(n, name)))
-        && interface.map_or(true, |i| entry.if_name.as_deref() == Some(i))
+    network.map_or(true, |n| {
+        entry
+            .name
+            .as_deref()
+            .is_some_and(|name| network_matches(n, name))
+    }) && interface.map_or(true, |i| entry.if_name.as_deref() == Some(i))
 }
 
 pub(crate) fn resolve(
@@ -123,7 +127,10 @@ pub(crate) fn resolve(
     };
     if dir.trim().is_empty() {
         return Err(invalid(
-            &format!("annotation {USERSPACE_MAPPED_DIR_KEY} of {}", path.display()),
+            &format!(
+                "annotation {USERSPACE_MAPPED_DIR_KEY} of {}",
+                path.display()
+            ),
             "empty directory".into(),
         ));
     }
@@ -146,8 +153,12 @@ pub(crate) fn resolve(
             "vhostuser" => {
                 let v = entry.config.vhost.clone().unwrap_or_default();
                 let mode = v.mode.as_deref().unwrap_or("");
-                let server = vhost_is_server(mode)
-                    .ok_or_else(|| invalid(&source, format!("vhost mode `{mode}` is neither client nor server")))?;
+                let server = vhost_is_server(mode).ok_or_else(|| {
+                    invalid(
+                        &source,
+                        format!("vhost mode `{mode}` is neither client nor server"),
+                    )
+                })?;
                 let path = file(v.socketfile.as_deref())?;
                 let what = format!("{source} vhost-user ({mode})");
                 if server {
@@ -161,10 +172,20 @@ pub(crate) fn resolve(
                 let m = entry.config.memif.clone().unwrap_or_default();
                 let r = m.role.as_deref().unwrap_or("");
                 let server = memif_is_server(r).ok_or_else(|| {
-                    invalid(&source, format!("memif role `{r}` is none of master, slave, server, client"))
+                    invalid(
+                        &source,
+                        format!("memif role `{r}` is none of master, slave, server, client"),
+                    )
                 })?;
-                if let Some(mode) = m.mode.as_deref().filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("ethernet")) {
-                    return Err(invalid(&source, format!("memif mode `{mode}`: DPDK's memif supports only ethernet")));
+                if let Some(mode) = m
+                    .mode
+                    .as_deref()
+                    .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("ethernet"))
+                {
+                    return Err(invalid(
+                        &source,
+                        format!("memif mode `{mode}`: DPDK's memif supports only ethernet"),
+                    ));
                 }
                 let socket = file(m.socketfile.as_deref())?;
                 let what = format!("{source} memif ({r})");
@@ -173,11 +194,24 @@ pub(crate) fn resolve(
                 } else {
                     ctx.client_socket(role, ORIGIN, &socket, &what)?;
                 }
-                Device::Memif { socket, server, id: 0 }
+                Device::Memif {
+                    socket,
+                    server,
+                    id: 0,
+                }
             }
-            other => return Err(invalid(&source, format!("iftype `{other}` is not supported (vhostuser, memif are)"))),
+            other => {
+                return Err(invalid(
+                    &source,
+                    format!("iftype `{other}` is not supported (vhostuser, memif are)"),
+                ))
+            }
         };
-        out.push(Found { device, source, mac: None });
+        out.push(Found {
+            device,
+            source,
+            mac: None,
+        });
     }
     Ok(out)
 }
@@ -207,7 +241,10 @@ mod tests {
             vec![(
                 "access0".into(),
                 "access".into(),
-                Device::VirtioUser { path: "/var/lib/cni/usrspcni/037ecb6703b0-net1".into(), server: true }
+                Device::VirtioUser {
+                    path: "/var/lib/cni/usrspcni/037ecb6703b0-net1".into(),
+                    server: true
+                }
             )]
         );
         assert_eq!(
@@ -228,19 +265,29 @@ mod tests {
             vec![(
                 "access0".into(),
                 "access".into(),
-                Device::VirtioUser { path: "/var/lib/cni/usrspcni/037ecb6703b0-net2".into(), server: false }
+                Device::VirtioUser {
+                    path: "/var/lib/cni/usrspcni/037ecb6703b0-net2".into(),
+                    server: false
+                }
             )]
         );
-        let d = discover(&us_cfg(0, "network = \"userspace-vpp-memif\"\n"), &env).expect("discovers");
+        let d =
+            discover(&us_cfg(0, "network = \"userspace-vpp-memif\"\n"), &env).expect("discovers");
         assert_eq!(
             summary(&d),
             vec![(
                 "access0".into(),
                 "access".into(),
-                Device::Memif { socket: "/var/lib/cni/usrspcni/memif-net3.sock".into(), server: false, id: 0 }
+                Device::Memif {
+                    socket: "/var/lib/cni/usrspcni/memif-net3.sock".into(),
+                    server: false,
+                    id: 0
+                }
             )]
         );
-        let e = discover(&us_cfg(0, "interface = \"net9\"\n"), &env).unwrap_err().to_string();
+        let e = discover(&us_cfg(0, "interface = \"net9\"\n"), &env)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with(
                 "no entry of userspace/configuration-data in /etc/podnetinfo/annotations matches interface net9 \
@@ -252,8 +299,11 @@ mod tests {
 
     #[test]
     fn stale_socket_after_wait() {
-        let env = FakeEnvironment::new().with_file(ANN, &fixture("podnetinfo-annotations-userspace-multi"));
-        let e = discover(&us_cfg(0, "interface = \"net2\"\n"), &env).unwrap_err().to_string();
+        let env = FakeEnvironment::new()
+            .with_file(ANN, &fixture("podnetinfo-annotations-userspace-multi"));
+        let e = discover(&us_cfg(0, "interface = \"net2\"\n"), &env)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "role `access` (userspace-cni): still missing after waiting 0 ms (wait_seconds = 0): userspace-cni \
@@ -265,8 +315,11 @@ mod tests {
     #[test]
     fn mapped_dir_arriving_late() {
         let config = fixture("podnetinfo-annotations-userspace");
-        let only_config: String =
-            config.lines().filter(|l| !l.starts_with("userspace/mapped-dir")).map(|l| format!("{l}\n")).collect();
+        let only_config: String = config
+            .lines()
+            .filter(|l| !l.starts_with("userspace/mapped-dir"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let env = FakeEnvironment::new()
             .with_file(ANN, &only_config)
             .with_file_after(Duration::from_millis(500), ANN, &config)

@@ -19,7 +19,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pipeline::acl::key::{fields_of, AclKey, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef, LinearClassifier};
+use pipeline::acl::key::{
+    fields_of, AclKey, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef,
+    LinearClassifier,
+};
 use pipeline::acl::{AclHub, HubRegistry, IpVersion};
 use pipeline::{PacketBuf, Registry, VECTOR_SIZE};
 
@@ -42,8 +45,13 @@ pub enum ClassifyAlg {
 
 impl ClassifyAlg {
     /// Best first.
-    pub const PREFERENCE: [ClassifyAlg; 5] =
-        [ClassifyAlg::Avx512x32, ClassifyAlg::Avx512x16, ClassifyAlg::Avx2, ClassifyAlg::Sse, ClassifyAlg::Scalar];
+    pub const PREFERENCE: [ClassifyAlg; 5] = [
+        ClassifyAlg::Avx512x32,
+        ClassifyAlg::Avx512x16,
+        ClassifyAlg::Avx2,
+        ClassifyAlg::Sse,
+        ClassifyAlg::Scalar,
+    ];
 
     fn raw(self) -> dpdk_sys::rte_acl_classify_alg {
         match self {
@@ -102,7 +110,8 @@ struct RawRule {
 
 fn rule_size(fields: usize) -> usize {
     // data (12 bytes) padded to the field alignment (8), then the fields.
-    std::mem::size_of::<dpdk_sys::rte_acl_rule_data>().next_multiple_of(8) + fields * std::mem::size_of::<dpdk_sys::rte_acl_field>()
+    std::mem::size_of::<dpdk_sys::rte_acl_rule_data>().next_multiple_of(8)
+        + fields * std::mem::size_of::<dpdk_sys::rte_acl_field>()
 }
 
 fn field_value(def: &FieldDef, v: u32) -> dpdk_sys::rte_acl_field_types {
@@ -119,7 +128,10 @@ impl AclBuilder {
     /// A context for at most `max_rules` rules of `family`'s key layout. Needs EAL.
     pub fn new(family: IpVersion, max_rules: usize) -> Result<AclBuilder, DpdkError> {
         if !eal_running() {
-            return Err(DpdkError::new("rte_acl context: EAL is not initialised", libc::EINVAL));
+            return Err(DpdkError::new(
+                "rte_acl context: EAL is not initialised",
+                libc::EINVAL,
+            ));
         }
         let n = fields_of(family).len();
         let name = format!("dp_acl_{}", NEXT_CTX.fetch_add(1, Ordering::Relaxed));
@@ -134,32 +146,68 @@ impl AclBuilder {
         // across the call; rte_acl copies the name. Names are unique in this process, so
         // rte_acl does not hand back an existing context.
         let p = unsafe { dpdk_sys::rte_acl_create(&param) };
-        let ctx = NonNull::new(p).ok_or_else(|| DpdkError::last(format!("rte_acl_create {name} for {max_rules} rules")))?;
-        Ok(AclBuilder { ctx, family, rules: 0, max_rules: max_rules.max(1) })
+        let ctx = NonNull::new(p).ok_or_else(|| {
+            DpdkError::last(format!("rte_acl_create {name} for {max_rules} rules"))
+        })?;
+        Ok(AclBuilder {
+            ctx,
+            family,
+            rules: 0,
+            max_rules: max_rules.max(1),
+        })
     }
 
     /// Adds rules (each with one value per field of the family's layout).
     pub fn add_rules(&mut self, rules: &[CompiledRule]) -> Result<(), DpdkError> {
         let defs = fields_of(self.family);
         if self.rules + rules.len() > self.max_rules {
-            return Err(DpdkError::new(format!("rte_acl: more than {} rules", self.max_rules), libc::ENOMEM));
+            return Err(DpdkError::new(
+                format!("rte_acl: more than {} rules", self.max_rules),
+                libc::ENOMEM,
+            ));
         }
         for r in rules {
             if r.fields.len() != defs.len() {
-                return Err(DpdkError::new(format!("rte_acl: a rule has {} fields, the layout {}", r.fields.len(), defs.len()), libc::EINVAL));
+                return Err(DpdkError::new(
+                    format!(
+                        "rte_acl: a rule has {} fields, the layout {}",
+                        r.fields.len(),
+                        defs.len()
+                    ),
+                    libc::EINVAL,
+                ));
             }
             let mut raw = RawRule {
-                data: dpdk_sys::rte_acl_rule_data { category_mask: 1, priority: r.priority as i32, userdata: r.userdata },
+                data: dpdk_sys::rte_acl_rule_data {
+                    category_mask: 1,
+                    priority: r.priority as i32,
+                    userdata: r.userdata,
+                },
                 field: [dpdk_sys::rte_acl_field::default(); 15],
             };
             for (i, (d, v)) in defs.iter().zip(&r.fields).enumerate() {
-                raw.field[i] = dpdk_sys::rte_acl_field { value: field_value(d, v.value), mask_range: field_value(d, v.mask_range) };
+                raw.field[i] = dpdk_sys::rte_acl_field {
+                    value: field_value(d, v.value),
+                    mask_range: field_value(d, v.mask_range),
+                };
             }
             // SAFETY: the context is live and configured only through `&mut self`; `raw` is a
             // rule of at least `rule_size` bytes (the context's rule size covers the family's
             // fields, a prefix of RawRule's 15); rte_acl copies it.
-            let rc = unsafe { dpdk_sys::rte_acl_add_rules(self.ctx.as_ptr(), &raw as *const RawRule as *const dpdk_sys::rte_acl_rule, 1) };
-            super::check(rc, || format!("rte_acl_add_rules (rule {} of {})", self.rules + 1, self.max_rules))?;
+            let rc = unsafe {
+                dpdk_sys::rte_acl_add_rules(
+                    self.ctx.as_ptr(),
+                    &raw as *const RawRule as *const dpdk_sys::rte_acl_rule,
+                    1,
+                )
+            };
+            super::check(rc, || {
+                format!(
+                    "rte_acl_add_rules (rule {} of {})",
+                    self.rules + 1,
+                    self.max_rules
+                )
+            })?;
             self.rules += 1;
         }
         Ok(())
@@ -169,7 +217,11 @@ impl AclBuilder {
     /// (or `alg` if given and available).
     pub fn build(self, alg: Option<ClassifyAlg>) -> Result<AclClassifier, DpdkError> {
         let defs = fields_of(self.family);
-        let mut cfg = dpdk_sys::rte_acl_config { num_categories: 1, num_fields: defs.len() as u32, ..Default::default() };
+        let mut cfg = dpdk_sys::rte_acl_config {
+            num_categories: 1,
+            num_fields: defs.len() as u32,
+            ..Default::default()
+        };
         for (i, d) in defs.iter().enumerate() {
             cfg.defs[i] = dpdk_sys::rte_acl_field_def {
                 type_: d.kind as u8,
@@ -199,9 +251,20 @@ impl AclBuilder {
         }
         let Some(chosen) = chosen else {
             // `self` drops here and frees the context.
-            return Err(DpdkError::new(format!("rte_acl: classify method {} not available on this CPU", alg.map_or("any", ClassifyAlg::name)), libc::ENOTSUP));
+            return Err(DpdkError::new(
+                format!(
+                    "rte_acl: classify method {} not available on this CPU",
+                    alg.map_or("any", ClassifyAlg::name)
+                ),
+                libc::ENOTSUP,
+            ));
         };
-        let classifier = AclClassifier { ctx: self.ctx, family: self.family, rules: self.rules, alg: chosen };
+        let classifier = AclClassifier {
+            ctx: self.ctx,
+            family: self.family,
+            rules: self.rules,
+            alg: chosen,
+        };
         // The context now belongs to `classifier` (freed by its drop, exactly once).
         std::mem::forget(self);
         Ok(classifier)
@@ -250,16 +313,30 @@ impl AclClassifier {
     /// Panics if `results` is shorter than `keys`.
     #[inline]
     pub fn classify(&self, keys: &[AclKey], results: &mut [u32]) {
-        assert!(results.len() >= keys.len(), "classify: results shorter than keys");
+        assert!(
+            results.len() >= keys.len(),
+            "classify: results shorter than keys"
+        );
         let mut ptrs: [*const u8; VECTOR_SIZE] = [std::ptr::null(); VECTOR_SIZE];
-        for (kc, rc) in keys.chunks(VECTOR_SIZE).zip(results.chunks_mut(VECTOR_SIZE)) {
+        for (kc, rc) in keys
+            .chunks(VECTOR_SIZE)
+            .zip(results.chunks_mut(VECTOR_SIZE))
+        {
             for (p, k) in ptrs.iter_mut().zip(kc) {
                 *p = k.0.as_ptr();
             }
             // SAFETY: the context is built and live (self); ptrs[..kc.len()] point at 64-byte
             // keys that live across the call, and the context's fields (this family's layout)
             // read at most bytes 0..56 of each; rc has kc.len() slots for 1 category.
-            let rc_code = unsafe { dpdk_sys::rte_acl_classify(self.ctx.as_ptr(), ptrs.as_mut_ptr(), rc.as_mut_ptr(), kc.len() as u32, 1) };
+            let rc_code = unsafe {
+                dpdk_sys::rte_acl_classify(
+                    self.ctx.as_ptr(),
+                    ptrs.as_mut_ptr(),
+                    rc.as_mut_ptr(),
+                    kc.len() as u32,
+                    1,
+                )
+            };
             debug_assert_eq!(rc_code, 0);
         }
     }
@@ -291,18 +368,26 @@ impl RteAcl {
             b.add_rules(rules)?;
             b.build(alg).map(Some)
         };
-        Ok(RteAcl { v4: one(IpVersion::V4)?, v6: one(IpVersion::V6)? })
+        Ok(RteAcl {
+            v4: one(IpVersion::V4)?,
+            v6: one(IpVersion::V6)?,
+        })
     }
 
     /// The classify method (of the IPv4 context, else the IPv6 one).
     pub fn alg(&self) -> Option<ClassifyAlg> {
-        self.v4.as_ref().or(self.v6.as_ref()).map(AclClassifier::alg)
+        self.v4
+            .as_ref()
+            .or(self.v6.as_ref())
+            .map(AclClassifier::alg)
     }
 }
 
 impl Classify for RteAcl {
     fn build(acl: &CompiledAcl) -> Result<Self, CompileError> {
-        let alg = std::env::var("DATAPLANE_ACL_ALG").ok().and_then(|s| ClassifyAlg::from_name(&s));
+        let alg = std::env::var("DATAPLANE_ACL_ALG")
+            .ok()
+            .and_then(|s| ClassifyAlg::from_name(&s));
         RteAcl::build_with(acl, alg).map_err(|e| CompileError::Build(e.to_string()))
     }
 
@@ -320,7 +405,12 @@ impl Classify for RteAcl {
 
     fn describe(&self) -> String {
         let n = |c: &Option<AclClassifier>| c.as_ref().map_or(0, AclClassifier::rules);
-        format!("rte_acl {} ({} IPv4 + {} IPv6 rules)", self.alg().map_or("-", ClassifyAlg::name), n(&self.v4), n(&self.v6))
+        format!(
+            "rte_acl {} ({} IPv4 + {} IPv6 rules)",
+            self.alg().map_or("-", ClassifyAlg::name),
+            n(&self.v4),
+            n(&self.v6)
+        )
     }
 }
 
@@ -378,5 +468,6 @@ fn ticks_per_sec() -> u64 {
 
 /// Registers the `acl` node kind (rte_acl classifier) in `r`.
 pub fn register<P: PacketBuf + 'static>(r: &mut Registry<P>) {
-    pipeline::acl::node::register(r, &ACL_HUBS, ticks_per_sec).expect("the acl kind registers once");
+    pipeline::acl::node::register(r, &ACL_HUBS, ticks_per_sec)
+        .expect("the acl kind registers once");
 }

@@ -20,14 +20,22 @@ impl Eal {
     /// initialised in this process (DPDK allows only one init).
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal, DpdkError> {
         if INITIALISED.swap(true, Ordering::SeqCst) {
-            return Err(DpdkError::new("EAL init: already initialised in this process", libc::EALREADY));
+            return Err(DpdkError::new(
+                "EAL init: already initialised in this process",
+                libc::EALREADY,
+            ));
         }
         let mut owned: Vec<CString> = Vec::with_capacity(args.len() + 1);
         owned.push(CString::new("dataplane").expect("no NUL"));
         for a in args {
             match CString::new(a.as_ref()) {
                 Ok(c) => owned.push(c),
-                Err(_) => return Err(DpdkError::new(format!("EAL argument {:?} contains NUL", a.as_ref()), libc::EINVAL)),
+                Err(_) => {
+                    return Err(DpdkError::new(
+                        format!("EAL argument {:?} contains NUL", a.as_ref()),
+                        libc::EINVAL,
+                    ))
+                }
             }
         }
         // EAL may permute argv; hand it pointers it can reorder, and keep the strings alive.
@@ -38,7 +46,10 @@ impl Eal {
         let rc = unsafe { dpdk_sys::rte_eal_init(owned.len() as i32, argv.as_mut_ptr()) };
         if rc < 0 {
             INITIALISED.store(false, Ordering::SeqCst);
-            return Err(DpdkError::last(format!("EAL init with {:?}", args.iter().map(|a| a.as_ref()).collect::<Vec<_>>())));
+            return Err(DpdkError::last(format!(
+                "EAL init with {:?}",
+                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>()
+            )));
         }
         Ok(Eal { _private: () })
     }

@@ -69,14 +69,23 @@ impl Mbuf {
         let m = self.raw();
         // SAFETY: buf_addr + data_off points at data_len initialised bytes inside the mbuf's
         // buffer, which we own for the lifetime of &self.
-        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     /// The packet bytes of the first segment, writable.
     #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw();
-        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        let (addr, off, len) = (
+            m.buf_addr as *mut u8,
+            m.data_off as usize,
+            m.data_len as usize,
+        );
         // SAFETY: as in `data`, and &mut self guarantees exclusive access to the buffer.
         unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
     }
@@ -106,8 +115,9 @@ impl Mbuf {
 }
 
 use dpdk_sys::{
-    RTE_MBUF_F_TX_IPV4 as TX_IPV4, RTE_MBUF_F_TX_IPV6 as TX_IPV6, RTE_MBUF_F_TX_IP_CKSUM as TX_IP_CKSUM,
-    RTE_MBUF_F_TX_TCP_CKSUM as TX_TCP_CKSUM, RTE_MBUF_F_TX_UDP_CKSUM as TX_UDP_CKSUM,
+    RTE_MBUF_F_TX_IPV4 as TX_IPV4, RTE_MBUF_F_TX_IPV6 as TX_IPV6,
+    RTE_MBUF_F_TX_IP_CKSUM as TX_IP_CKSUM, RTE_MBUF_F_TX_TCP_CKSUM as TX_TCP_CKSUM,
+    RTE_MBUF_F_TX_UDP_CKSUM as TX_UDP_CKSUM,
 };
 
 impl Drop for Mbuf {
@@ -138,7 +148,9 @@ impl pipeline::PacketBuf for Mbuf {
         // SAFETY: prefetch is a hint and never faults, whatever the address; the address is the
         // start of this mbuf's packet data.
         unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((m.buf_addr as *const i8).add(m.data_off as usize))
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                (m.buf_addr as *const i8).add(m.data_off as usize),
+            )
         };
     }
     fn request_csum_offload(&mut self, l2_len: u16, l3_len: u16, ipv4: bool, l4_tcp: bool) -> bool {

@@ -25,13 +25,29 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// Creates a pool of `size` mbufs with `data_room` bytes each (headroom included), a
     /// per-lcore cache of `cache` mbufs, on NUMA `socket`.
-    pub fn create(_eal: &Eal, name: &str, size: u32, cache: u32, data_room: u16, socket: i32) -> Result<Self, DpdkError> {
-        let cname = CString::new(name).map_err(|_| DpdkError::new("mempool name contains NUL", libc::EINVAL))?;
+    pub fn create(
+        _eal: &Eal,
+        name: &str,
+        size: u32,
+        cache: u32,
+        data_room: u16,
+        socket: i32,
+    ) -> Result<Self, DpdkError> {
+        let cname = CString::new(name)
+            .map_err(|_| DpdkError::new("mempool name contains NUL", libc::EINVAL))?;
         // SAFETY: EAL is initialised (proved by `_eal`); cname is a valid C string; DPDK copies it.
-        let raw = unsafe { dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, socket) };
+        let raw = unsafe {
+            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, socket)
+        };
         match NonNull::new(raw) {
-            Some(ptr) => Ok(Self { ptr, name: name.to_owned(), size }),
-            None => Err(DpdkError::last(format!("mempool {name}: {size} mbufs of {data_room} bytes on socket {socket}"))),
+            Some(ptr) => Ok(Self {
+                ptr,
+                name: name.to_owned(),
+                size,
+            }),
+            None => Err(DpdkError::last(format!(
+                "mempool {name}: {size} mbufs of {data_room} bytes on socket {socket}"
+            ))),
         }
     }
 
@@ -68,13 +84,19 @@ impl Mempool {
     /// Takes `n` mbufs at once into `out` (all or none); false when the pool cannot supply them
     /// or `out` has no room.
     #[inline]
-    pub fn alloc_bulk<const N: usize>(&self, out: &mut arrayvec::ArrayVec<Mbuf, N>, n: usize) -> bool {
+    pub fn alloc_bulk<const N: usize>(
+        &self,
+        out: &mut arrayvec::ArrayVec<Mbuf, N>,
+        n: usize,
+    ) -> bool {
         if n == 0 || n > out.remaining_capacity() {
             return n == 0;
         }
         let mut raw: [*mut dpdk_sys::rte_mbuf; N] = [std::ptr::null_mut(); N];
         // SAFETY: raw has room for n <= N pointers; the pool is live.
-        let rc = unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), n as u32) };
+        let rc = unsafe {
+            dpdk_sys::rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), n as u32)
+        };
         if rc != 0 {
             return false;
         }

@@ -33,7 +33,11 @@ impl DpdkError {
     /// An error for `what` with error number `errno` (sign ignored).
     pub fn new(what: impl Into<String>, errno: i32) -> Self {
         let errno = errno.abs();
-        Self { what: what.into(), reason: strerror(errno), errno }
+        Self {
+            what: what.into(),
+            reason: strerror(errno),
+            errno,
+        }
     }
 
     /// An error for `what` with the calling thread's current `rte_errno`.
@@ -56,13 +60,17 @@ pub(crate) fn check(rc: i32, what: impl FnOnce() -> String) -> Result<i32, DpdkE
 /// DPDK's description of an error number.
 pub fn strerror(errno: i32) -> String {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
-    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The DPDK version string, e.g. `DPDK 22.11.11` (valid before EAL init).
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Reads the CPU's time-stamp counter (through DPDK's `rte_rdtsc`).

@@ -91,12 +91,22 @@ pub struct LinkState {
 impl Port {
     /// Finds the port EAL created for `ethdev_name` (a PCI address or a vdev name).
     pub fn by_name(_eal: &Eal, ethdev_name: &str) -> Result<Port, DpdkError> {
-        let c = CString::new(ethdev_name).map_err(|_| DpdkError::new("port name contains NUL", libc::EINVAL))?;
+        let c = CString::new(ethdev_name)
+            .map_err(|_| DpdkError::new("port name contains NUL", libc::EINVAL))?;
         let mut id = 0u16;
         // SAFETY: EAL is initialised; c is a valid C string; id is a valid out pointer.
         let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
-        check(rc, || format!("no ethdev named {ethdev_name} (did EAL probe it? is its PMD plugin installed?)"))?;
-        Ok(Port { id, name: ethdev_name.to_owned(), started: false, offloads: PortOffloads::default() })
+        check(rc, || {
+            format!(
+                "no ethdev named {ethdev_name} (did EAL probe it? is its PMD plugin installed?)"
+            )
+        })?;
+        Ok(Port {
+            id,
+            name: ethdev_name.to_owned(),
+            started: false,
+            offloads: PortOffloads::default(),
+        })
     }
 
     /// DPDK's port id.
@@ -132,7 +142,9 @@ impl Port {
     pub fn driver(&self) -> String {
         match self.info() {
             // SAFETY: driver_name is a static NUL-terminated string owned by the driver.
-            Ok(i) if !i.driver_name.is_null() => unsafe { std::ffi::CStr::from_ptr(i.driver_name) }.to_string_lossy().into_owned(),
+            Ok(i) if !i.driver_name.is_null() => unsafe { std::ffi::CStr::from_ptr(i.driver_name) }
+                .to_string_lossy()
+                .into_owned(),
             _ => String::from("?"),
         }
     }
@@ -156,10 +168,18 @@ impl Port {
         }
         conf.txmode.offloads = want_tx & info.tx_offload_capa;
         self.offloads.tx_ipv4_csum = conf.txmode.offloads & TX_OFFLOAD_IPV4_CKSUM != 0;
-        self.offloads.tx_l4_csum = conf.txmode.offloads & (TX_OFFLOAD_UDP_CKSUM | TX_OFFLOAD_TCP_CKSUM) != 0;
+        self.offloads.tx_l4_csum =
+            conf.txmode.offloads & (TX_OFFLOAD_UDP_CKSUM | TX_OFFLOAD_TCP_CKSUM) != 0;
         // SAFETY: valid port id; conf outlives the call (DPDK copies it).
-        let rc = unsafe { dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) };
-        check(rc, || format!("port {}: configure {} rx / {} tx queues", self.name, cfg.rx_queues, cfg.tx_queues))?;
+        let rc = unsafe {
+            dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf)
+        };
+        check(rc, || {
+            format!(
+                "port {}: configure {} rx / {} tx queues",
+                self.name, cfg.rx_queues, cfg.tx_queues
+            )
+        })?;
 
         let (mut rxd, mut txd) = (cfg.rxd, cfg.txd);
         // SAFETY: valid port id and in/out pointers.
@@ -169,15 +189,28 @@ impl Port {
         for q in 0..cfg.rx_queues {
             // SAFETY: valid port and queue ids; a NULL rxconf selects the driver default; the pool
             // outlives the port's started life (the runtime stops ports before freeing pools).
-            let rc = unsafe { dpdk_sys::rte_eth_rx_queue_setup(self.id, q, rxd, socket, std::ptr::null(), pool.as_ptr()) };
-            check(rc, || format!("port {}: rx queue {q} with {rxd} descriptors", self.name))?;
+            let rc = unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    self.id,
+                    q,
+                    rxd,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
+            check(rc, || {
+                format!("port {}: rx queue {q} with {rxd} descriptors", self.name)
+            })?;
         }
         let mut txconf = info.default_txconf;
         txconf.offloads = conf.txmode.offloads;
         for q in 0..cfg.tx_queues {
             // SAFETY: valid port and queue ids; txconf lives across the call.
             let rc = unsafe { dpdk_sys::rte_eth_tx_queue_setup(self.id, q, txd, socket, &txconf) };
-            check(rc, || format!("port {}: tx queue {q} with {txd} descriptors", self.name))?;
+            check(rc, || {
+                format!("port {}: tx queue {q} with {txd} descriptors", self.name)
+            })?;
         }
         if let Some(mtu) = cfg.mtu {
             // SAFETY: valid port id.
@@ -225,9 +258,15 @@ impl Port {
         // SAFETY: valid port id and out pointer.
         let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id, &mut l) };
         if rc < 0 {
-            return LinkState { up: false, speed_mbps: 0 };
+            return LinkState {
+                up: false,
+                speed_mbps: 0,
+            };
         }
-        LinkState { up: l.link_status() as u32 == dpdk_sys::RTE_ETH_LINK_UP, speed_mbps: l.link_speed }
+        LinkState {
+            up: l.link_status() as u32 == dpdk_sys::RTE_ETH_LINK_UP,
+            speed_mbps: l.link_speed,
+        }
     }
 
     /// The port's MAC address.
@@ -258,12 +297,20 @@ impl Port {
     /// The receive handle of queue `q`. The runtime hands each (port, queue) to exactly one
     /// worker; the handle is `Send` but not `Clone`.
     pub fn rx_queue(&self, q: u16) -> RxQueue {
-        RxQueue { port: self.id, queue: q, _not_sync: PhantomData }
+        RxQueue {
+            port: self.id,
+            queue: q,
+            _not_sync: PhantomData,
+        }
     }
 
     /// The transmit handle of queue `q`, for exactly one worker.
     pub fn tx_queue(&self, q: u16) -> TxQueue {
-        TxQueue { port: self.id, queue: q, _not_sync: PhantomData }
+        TxQueue {
+            port: self.id,
+            queue: q,
+            _not_sync: PhantomData,
+        }
     }
 }
 
@@ -305,7 +352,9 @@ impl RxQueue {
         let mut raw: [*mut dpdk_sys::rte_mbuf; N] = [std::ptr::null_mut(); N];
         // SAFETY: the queue is owned by this worker alone (not Sync, handed out once); raw has
         // room for `room` <= N pointers.
-        let n = unsafe { dpdk_sys::rte_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), room as u16) } as usize;
+        let n = unsafe {
+            dpdk_sys::rte_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), room as u16)
+        } as usize;
         for &p in &raw[..n] {
             // SAFETY: rx_burst returned n valid mbufs that are now ours; `room` bounds the pushes.
             let m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(p)) };
@@ -338,7 +387,9 @@ impl TxQueue {
         // `struct rte_mbuf *`.
         let ptr = pkts.as_mut_ptr() as *mut *mut dpdk_sys::rte_mbuf;
         // SAFETY: the queue is owned by this worker alone; ptr points at len valid mbuf pointers.
-        let sent = unsafe { dpdk_sys::rte_eth_tx_burst(self.port, self.queue, ptr, pkts.len() as u16) } as usize;
+        let sent =
+            unsafe { dpdk_sys::rte_eth_tx_burst(self.port, self.queue, ptr, pkts.len() as u16) }
+                as usize;
         // The driver owns the sent mbufs now: remove them without freeing.
         for m in pkts.drain(..sent) {
             let _ = m.into_raw();
@@ -349,7 +400,11 @@ impl TxQueue {
     /// Sends `pkts`, retrying at most `retries` times while the queue is full, then frees what
     /// is left. Returns (sent, dropped).
     #[inline]
-    pub fn tx_all<const N: usize>(&mut self, pkts: &mut ArrayVec<Mbuf, N>, retries: u32) -> (usize, usize) {
+    pub fn tx_all<const N: usize>(
+        &mut self,
+        pkts: &mut ArrayVec<Mbuf, N>,
+        retries: u32,
+    ) -> (usize, usize) {
         let mut sent = self.tx_burst(pkts);
         let mut tries = 0;
         while !pkts.is_empty() && tries < retries {

@@ -23,10 +23,13 @@ unsafe impl Sync for Ring {}
 impl Ring {
     /// Creates a ring of `size` slots (a power of two; holds size-1) named `name`.
     pub fn create(_eal: &Eal, name: &str, size: u32) -> Result<Ring, DpdkError> {
-        let c = CString::new(name).map_err(|_| DpdkError::new("ring name contains NUL", libc::EINVAL))?;
+        let c = CString::new(name)
+            .map_err(|_| DpdkError::new("ring name contains NUL", libc::EINVAL))?;
         // SAFETY: EAL is initialised; c is a valid C string; flags 0 = MP/MC.
         let p = unsafe { dpdk_sys::rte_ring_create(c.as_ptr(), size, 0, 0) };
-        NonNull::new(p).map(|ptr| Ring { ptr }).ok_or_else(|| DpdkError::last(format!("ring {name} of {size}")))
+        NonNull::new(p)
+            .map(|ptr| Ring { ptr })
+            .ok_or_else(|| DpdkError::last(format!("ring {name} of {size}")))
     }
 
     /// Enqueues as many of `pkts` as fit, from the front; they leave the vector.
@@ -34,7 +37,14 @@ impl Ring {
         let ptr = pkts.as_mut_ptr() as *const *mut std::os::raw::c_void;
         // SAFETY: ptr points at len valid mbuf pointers (Mbuf is repr(transparent)); the ring is
         // live and MP-safe.
-        let n = unsafe { dpdk_sys::rte_ring_enqueue_burst(self.ptr.as_ptr(), ptr, pkts.len() as u32, std::ptr::null_mut()) } as usize;
+        let n = unsafe {
+            dpdk_sys::rte_ring_enqueue_burst(
+                self.ptr.as_ptr(),
+                ptr,
+                pkts.len() as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
         for m in pkts.drain(..n) {
             let _ = m.into_raw();
         }
@@ -46,11 +56,22 @@ impl Ring {
         let room = out.remaining_capacity();
         let mut raw: [*mut std::os::raw::c_void; N] = [std::ptr::null_mut(); N];
         // SAFETY: raw has room for `room` pointers; the ring is live and MC-safe.
-        let n = unsafe { dpdk_sys::rte_ring_dequeue_burst(self.ptr.as_ptr(), raw.as_mut_ptr(), room as u32, std::ptr::null_mut()) } as usize;
+        let n = unsafe {
+            dpdk_sys::rte_ring_dequeue_burst(
+                self.ptr.as_ptr(),
+                raw.as_mut_ptr(),
+                room as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
         for &p in &raw[..n] {
             // SAFETY: only mbufs are ever enqueued on rings this type owns; each dequeued pointer
             // is now ours alone, and n <= room.
-            unsafe { out.push_unchecked(Mbuf::from_raw(NonNull::new_unchecked(p as *mut dpdk_sys::rte_mbuf))) };
+            unsafe {
+                out.push_unchecked(Mbuf::from_raw(NonNull::new_unchecked(
+                    p as *mut dpdk_sys::rte_mbuf,
+                )))
+            };
         }
         n
     }
@@ -81,13 +102,28 @@ pub fn ring_port(eal: &Eal, name: &str, rx: &Ring, tx: &Ring) -> Result<u16, Dpd
 }
 
 /// Like [`ring_port`], with one ring per rx queue and one per tx queue.
-pub fn ring_port_multi(_eal: &Eal, name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<u16, DpdkError> {
-    let c = CString::new(name).map_err(|_| DpdkError::new("port name contains NUL", libc::EINVAL))?;
+pub fn ring_port_multi(
+    _eal: &Eal,
+    name: &str,
+    rx: &[&Ring],
+    tx: &[&Ring],
+) -> Result<u16, DpdkError> {
+    let c =
+        CString::new(name).map_err(|_| DpdkError::new("port name contains NUL", libc::EINVAL))?;
     let rxs: Vec<*mut dpdk_sys::rte_ring> = rx.iter().map(|r| r.ptr.as_ptr()).collect();
     let txs: Vec<*mut dpdk_sys::rte_ring> = tx.iter().map(|r| r.ptr.as_ptr()).collect();
     // SAFETY: valid C string and arrays of live rings with their true lengths; DPDK copies the
     // arrays.
-    let rc = unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), rxs.len() as u32, txs.as_ptr(), txs.len() as u32, 0) };
+    let rc = unsafe {
+        dpdk_sys::rte_eth_from_rings(
+            c.as_ptr(),
+            rxs.as_ptr(),
+            rxs.len() as u32,
+            txs.as_ptr(),
+            txs.len() as u32,
+            0,
+        )
+    };
     if rc < 0 {
         return Err(DpdkError::last(format!("ring port {name}")));
     }

@@ -31,14 +31,33 @@ cross_connect = [["r0", "r1"]]
 "#
     );
     let cfg = ConfigFile::parse(&text, Path::new("test.toml")).expect("parses");
-    plan::build(&cfg, Path::new("test.toml"), &plan::Host::with_cpus(&[0, 1])).expect("valid plan")
+    plan::build(
+        &cfg,
+        Path::new("test.toml"),
+        &plan::Host::with_cpus(&[0, 1]),
+    )
+    .expect("valid plan")
 }
 
 /// Initialises EAL in this process (once) without huge pages or PCI.
 pub fn eal(prefix: &str) -> Eal {
     let prefix = format!("{prefix}-{}", std::process::id());
-    Eal::init(&["-l", "0,1", "--main-lcore", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--file-prefix", &prefix, "--log-level", "warning"])
-        .expect("EAL init")
+    Eal::init(&[
+        "-l",
+        "0,1",
+        "--main-lcore",
+        "0",
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-pci",
+        "--no-shconf",
+        "--file-prefix",
+        &prefix,
+        "--log-level",
+        "warning",
+    ])
+    .expect("EAL init")
 }
 
 /// The wires of a two-port ring topology: what the test puts in front of each port and
@@ -114,7 +133,10 @@ pub fn inject(pool: &Mempool, ring: &Ring, n: u32, net: u8) {
 pub fn assert_in_order(seqs: &[u32], n: u32, what: &str) {
     assert_eq!(seqs.len(), n as usize, "{what}: packet count");
     if let Some(i) = seqs.iter().enumerate().position(|(i, &s)| s != i as u32) {
-        panic!("{what}: packet {i} carries sequence number {} (reordered or lost)", seqs[i]);
+        panic!(
+            "{what}: packet {i} carries sequence number {} (reordered or lost)",
+            seqs[i]
+        );
     }
 }
 

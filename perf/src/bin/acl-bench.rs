@@ -26,7 +26,9 @@ fn rules_config(rules: usize) -> AclConfig {
     let mut t = String::from("[acl]\ndefault = \"drop\"\n[acl.port_groups]\npg_in = [\"p0\"]\npg_out = [\"p1\"]\n[acl.address_sets]\n");
     let mut remaining = rules.saturating_sub(1);
     if rules >= 1000 {
-        let hosts: Vec<String> = (0..1000u32).map(|k| format!("\"{}\"", Ipv4Addr::from(0x0a03_0000 + 2 * k))).collect();
+        let hosts: Vec<String> = (0..1000u32)
+            .map(|k| format!("\"{}\"", Ipv4Addr::from(0x0a03_0000 + 2 * k)))
+            .collect();
         t.push_str(&format!("big = [{}]\n", hosts.join(", ")));
         t.push_str("[[acl.rules]]\nname = \"big-set\"\ndirection = \"from-lport\"\npriority = 2000\nmatch = \"inport == @pg_in && ip4.src == $big && tcp.dst == 5432\"\naction = \"allow-related\"\n");
         remaining = remaining.saturating_sub(1000);
@@ -42,7 +44,9 @@ fn rules_config(rules: usize) -> AclConfig {
         ));
     }
     t.push_str("[[acl.rules]]\nname = \"web\"\ndirection = \"to-lport\"\npriority = 1\nmatch = \"outport == @pg_out && ip4 && tcp.dst == 80\"\naction = \"allow-related\"\n");
-    toml::from_str::<AclFile>(&t).expect("generated rules parse").acl
+    toml::from_str::<AclFile>(&t)
+        .expect("generated rules parse")
+        .acl
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -50,25 +54,41 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn run(rules: usize, stateful: bool, bursts: u64, rounds: u64) -> Result<(f64, f64, usize, String), String> {
+fn run(
+    rules: usize,
+    stateful: bool,
+    bursts: u64,
+    rounds: u64,
+) -> Result<(f64, f64, usize, String), String> {
     let node = format!("acl-{rules}-{stateful}");
     let ports = [PortInfo::new(0, "p0", "in"), PortInfo::new(1, "p1", "out")];
     let mut params = toml::Table::new();
-    params.insert("acl".into(), toml::Value::try_from(rules_config(rules)).map_err(|e| e.to_string())?);
-    params.insert("stateful".into(), toml::Value::Integer(if stateful { 65536 } else { 0 }));
+    params.insert(
+        "acl".into(),
+        toml::Value::try_from(rules_config(rules)).map_err(|e| e.to_string())?,
+    );
+    params.insert(
+        "stateful".into(),
+        toml::Value::Integer(if stateful { 65536 } else { 0 }),
+    );
     params.insert("outport".into(), "cross-connect".into());
-    params.insert("pairs".into(), toml::Value::try_from(vec![["p0", "p1"]]).unwrap());
+    params.insert(
+        "pairs".into(),
+        toml::Value::try_from(vec![["p0", "p1"]]).unwrap(),
+    );
     let spec = format!(
         "[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n[[nodes]]\nname = \"{node}\"\nkind = \"acl\"\nparams = {}\n[[nodes]]\nname = \"fwd\"\nkind = \"forward\"\nparams = {{ mode = \"cross-connect\", pairs = [[\"p0\", \"p1\"]] }}\n[[edges]]\nfrom = \"parse\"\nto = \"{node}\"\n[[edges]]\nfrom = \"{node}\"\nto = \"fwd\"\n",
         toml::Value::Table(params)
     );
     let spec = GraphSpec::from_toml(&spec).map_err(|e| e.to_string())?;
-    let mut graph = Graph::<TestBuf>::build(&spec, &dataplane::nodes::registry(), &ports).map_err(|e| format!("{}: {}", e.key, e.reason))?;
+    let mut graph = Graph::<TestBuf>::build(&spec, &dataplane::nodes::registry(), &ports)
+        .map_err(|e| format!("{}: {}", e.key, e.reason))?;
     let hub = acl_hub(&node).ok_or("no hub")?;
     let flat = hub.current().acl.v4.len() + hub.current().acl.v6.len();
     let desc = hub.current().classifier.describe();
     let mut tx = graph.new_tx_vectors();
-    let mut src = PacketSource::from_spec(&SourceSpec::simple(10_000, L4Proto::Tcp, IpVersion::V4)).map_err(|e| e.to_string())?;
+    let mut src = PacketSource::from_spec(&SourceSpec::simple(10_000, L4Proto::Tcp, IpVersion::V4))
+        .map_err(|e| e.to_string())?;
     src.replay(&mut graph, &mut tx, (bursts / 10).max(100), VECTOR_SIZE);
     let mut cpp = Vec::new();
     for _ in 0..rounds {
@@ -100,7 +120,19 @@ fn main() -> ExitCode {
         }
     }
     let prefix = format!("acl-bench-{}", std::process::id());
-    let _eal = match Eal::init(&["-l", "0", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf", "--file-prefix", &prefix, "--log-level", "warning"]) {
+    let _eal = match Eal::init(&[
+        "-l",
+        "0",
+        "--no-huge",
+        "-m",
+        "1024",
+        "--no-pci",
+        "--no-shconf",
+        "--file-prefix",
+        &prefix,
+        "--log-level",
+        "warning",
+    ]) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("acl-bench: {e}");
@@ -115,7 +147,18 @@ fn main() -> ExitCode {
             match run(rules, stateful, bursts, rounds) {
                 Ok((med, min, flat, desc)) => {
                     println!("{rules:>6} rules ({flat} flat) {:<9} {med:7.1} ({min:.1}) cycles/pkt  [{desc}]", if stateful { "stateful" } else { "stateless" });
-                    results.insert(format!("acl_cycles_per_packet_{}{}", if rules >= 1000 { format!("{}k", rules / 1000) } else { rules.to_string() }, if stateful { "_stateful" } else { "" }), json!(med));
+                    results.insert(
+                        format!(
+                            "acl_cycles_per_packet_{}{}",
+                            if rules >= 1000 {
+                                format!("{}k", rules / 1000)
+                            } else {
+                                rules.to_string()
+                            },
+                            if stateful { "_stateful" } else { "" }
+                        ),
+                        json!(med),
+                    );
                 }
                 Err(e) => {
                     eprintln!("acl-bench: {e}");
@@ -141,7 +184,9 @@ fn main() -> ExitCode {
         }
     }
     let rebuild = median(&mut secs);
-    println!("rebuild of 10k rules (expand + compile + rte_acl build): {rebuild:.3} s (median of 3)");
+    println!(
+        "rebuild of 10k rules (expand + compile + rte_acl build): {rebuild:.3} s (median of 3)"
+    );
     results.insert("acl_rebuild_seconds_10k".into(), json!(rebuild));
     if let Some(path) = json_out {
         if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap()) {

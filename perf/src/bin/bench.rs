@@ -38,7 +38,10 @@ struct Args {
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// DUTs, comma-separated (see the program's documentation).
-    #[arg(long, default_value = "dataplane-xconnect,dataplane-pipeline,testpmd-io,ovs-forward")]
+    #[arg(
+        long,
+        default_value = "dataplane-xconnect,dataplane-pipeline,testpmd-io,ovs-forward"
+    )]
     duts: String,
     /// Frame sizes (bytes without FCS) and/or `imix`, comma-separated.
     #[arg(long, default_value = "64")]
@@ -122,12 +125,18 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
-    (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(0.0, f64::max))
+    (
+        v.iter().cloned().fold(f64::INFINITY, f64::min),
+        v.iter().cloned().fold(0.0, f64::max),
+    )
 }
 
 fn tx_pps_samples(out: &str) -> Vec<Vec<u64>> {
     // Same layout as Rx-pps; reuse the parser on the Tx lines.
-    testpmd_rx_pps_samples(&out.replace("Rx-pps:", "Rx-ignored:").replace("Tx-pps:", "Rx-pps:"))
+    testpmd_rx_pps_samples(
+        &out.replace("Rx-pps:", "Rx-ignored:")
+            .replace("Tx-pps:", "Rx-pps:"),
+    )
 }
 
 /// dpgen's per-period lines `[  1.0s] port P NAME tx X Mpps  rx Y Mpps` as (tx, rx) per port.
@@ -135,9 +144,22 @@ fn dpgen_rate_samples(out: &str) -> Vec<Vec<(f64, f64)>> {
     let mut per: Vec<Vec<(f64, f64)>> = Vec::new();
     for line in out.lines().filter(|l| l.starts_with('[')) {
         let t: Vec<&str> = line.split_whitespace().collect();
-        let Some(i) = t.iter().position(|w| *w == "port") else { continue };
-        let (Some(p), Some(txi), Some(rxi)) = (t.get(i + 1).and_then(|s| s.parse::<usize>().ok()), t.iter().position(|w| *w == "tx"), t.iter().position(|w| *w == "rx")) else { continue };
-        let (Some(tx), Some(rx)) = (t.get(txi + 1).and_then(|s| s.parse().ok()), t.get(rxi + 1).and_then(|s| s.parse().ok())) else { continue };
+        let Some(i) = t.iter().position(|w| *w == "port") else {
+            continue;
+        };
+        let (Some(p), Some(txi), Some(rxi)) = (
+            t.get(i + 1).and_then(|s| s.parse::<usize>().ok()),
+            t.iter().position(|w| *w == "tx"),
+            t.iter().position(|w| *w == "rx"),
+        ) else {
+            continue;
+        };
+        let (Some(tx), Some(rx)) = (
+            t.get(txi + 1).and_then(|s| s.parse().ok()),
+            t.get(rxi + 1).and_then(|s| s.parse().ok()),
+        ) else {
+            continue;
+        };
         if per.len() <= p {
             per.resize(p + 1, Vec::new());
         }
@@ -172,7 +194,11 @@ enum Dut {
 fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf) -> Result<Dut, String> {
     Ok(Dut::Proc(match dut {
         "dataplane-xconnect" => t.start_dataplane(&t.dataplane_config("", ""), stats, 0.0),
-        "dataplane-pipeline" => t.start_dataplane(&t.dataplane_config("", perf::topology::PARSE_FORWARD), stats, 0.0),
+        "dataplane-pipeline" => t.start_dataplane(
+            &t.dataplane_config("", perf::topology::PARSE_FORWARD),
+            stats,
+            0.0,
+        ),
         "testpmd-io" => t.start_testpmd_dut("io"),
         "testpmd-macswap" => t.start_testpmd_dut("macswap"),
         "null-sink" => t.start_testpmd_dut("rxonly"),
@@ -190,9 +216,18 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
             let r = o.report();
             o.stop();
             let ports = r["ports"].as_array().cloned().unwrap_or_default();
-            let sum = |k: &str| ports.iter().map(|p| p[k].as_u64().unwrap_or(0)).sum::<u64>();
+            let sum = |k: &str| {
+                ports
+                    .iter()
+                    .map(|p| p[k].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            };
             let dp = r["datapath_drops"].as_u64().unwrap_or(0);
-            let (i, out, drops) = (sum("rx"), sum("tx"), sum("tx_dropped") + sum("rx_dropped") + dp);
+            let (i, out, drops) = (
+                sum("rx"),
+                sum("tx"),
+                sum("tx_dropped") + sum("rx_dropped") + dp,
+            );
             let acc = json!({"in": i, "out": out, "counted_drops": drops, "datapath_drops": dp, "unaccounted": i as i64 - out as i64 - drops as i64,
                 "note": "OVS interface counters (ofctl dump-ports) + datapath drop coverage counters (drop actions: ACL/firewall rules, upcall errors)"});
             Ok((r, acc))
@@ -203,18 +238,48 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
                 return Err(format!("{dut_name} did not stop:\n{}", p.output()));
             }
             if dut_name.starts_with("dataplane") {
-                let r: Value = serde_json::from_str(&std::fs::read_to_string(stats).map_err(|e| format!("{dut_name} stats: {e}"))?).map_err(|e| e.to_string())?;
+                let r: Value = serde_json::from_str(
+                    &std::fs::read_to_string(stats)
+                        .map_err(|e| format!("{dut_name} stats: {e}"))?,
+                )
+                .map_err(|e| e.to_string())?;
                 let ports = r["ports"].as_array().cloned().unwrap_or_default();
-                let sum = |k: &str| ports.iter().map(|p| p[k].as_u64().unwrap_or(0)).sum::<u64>();
-                let pipe: u64 = r["pipeline"].as_array().map(|w| w.iter().map(|x| x["dropped"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
-                let leaked: u64 = r["mempools"].as_array().map(|m| m.iter().map(|x| x["in_use_after_stop"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
-                let (i, out, drops) = (sum("rx"), sum("tx"), sum("tx_dropped") + sum("rx_no_route") + pipe);
+                let sum = |k: &str| {
+                    ports
+                        .iter()
+                        .map(|p| p[k].as_u64().unwrap_or(0))
+                        .sum::<u64>()
+                };
+                let pipe: u64 = r["pipeline"]
+                    .as_array()
+                    .map(|w| w.iter().map(|x| x["dropped"].as_u64().unwrap_or(0)).sum())
+                    .unwrap_or(0);
+                let leaked: u64 = r["mempools"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter()
+                            .map(|x| x["in_use_after_stop"].as_u64().unwrap_or(0))
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                let (i, out, drops) = (
+                    sum("rx"),
+                    sum("tx"),
+                    sum("tx_dropped") + sum("rx_no_route") + pipe,
+                );
                 let acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64, "leaked_mbufs": leaked});
                 Ok((r, acc))
             } else {
                 let tot = parse_testpmd_totals(&p.output());
-                let (i, out): (u64, u64) = (tot.iter().map(|t| t.rx).sum(), tot.iter().map(|t| t.tx).sum());
-                let drops: u64 = if dut_name == "null-sink" { i } else { tot.iter().map(|t| t.tx_dropped).sum() };
+                let (i, out): (u64, u64) = (
+                    tot.iter().map(|t| t.rx).sum(),
+                    tot.iter().map(|t| t.tx).sum(),
+                );
+                let drops: u64 = if dut_name == "null-sink" {
+                    i
+                } else {
+                    tot.iter().map(|t| t.tx_dropped).sum()
+                };
                 let r = json!(tot.iter().map(|t| json!({"rx": t.rx, "rx_dropped": t.rx_dropped, "tx": t.tx, "tx_dropped": t.tx_dropped})).collect::<Vec<_>>());
                 let mut acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64});
                 if dut_name == "null-sink" {
@@ -228,21 +293,43 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
 
 fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
     let ovs = ovs_pipeline(dut).is_some();
-    let use_dpgen = a.dpgen || traffic.size.contains(',') || traffic.size.eq_ignore_ascii_case("imix") || dut == "ovs-conntrack";
-    let t = if ovs { VhostTopology::new_server(&format!("bench-{dut}")) } else { VhostTopology::new(&format!("bench-{dut}")) };
+    let use_dpgen = a.dpgen
+        || traffic.size.contains(',')
+        || traffic.size.eq_ignore_ascii_case("imix")
+        || dut == "ovs-conntrack";
+    let t = if ovs {
+        VhostTopology::new_server(&format!("bench-{dut}"))
+    } else {
+        VhostTopology::new(&format!("bench-{dut}"))
+    };
     let stats = t.scratch.path("dut.json");
     let gen_json = t.scratch.path("gen.json");
-    let opts = DpgenOpts { traffic: traffic.clone(), mirror: dut == "ovs-conntrack", latency: false, stats_period: 1.0, linger: 3.0 };
+    let opts = DpgenOpts {
+        traffic: traffic.clone(),
+        mirror: dut == "ovs-conntrack",
+        latency: false,
+        stats_period: 1.0,
+        linger: 3.0,
+    };
     // dpgen waits for the links, then sends for warm-up + measured seconds.
     let dpgen_secs = a.warmup + a.seconds;
-    let start_gen = |t: &VhostTopology| if use_dpgen { t.start_dpgen_with(0.0, dpgen_secs, &gen_json, &opts, "dpgen.log") } else { t.start_flowgen_with(traffic) };
+    let start_gen = |t: &VhostTopology| {
+        if use_dpgen {
+            t.start_dpgen_with(0.0, dpgen_secs, &gen_json, &opts, "dpgen.log")
+        } else {
+            t.start_flowgen_with(traffic)
+        }
+    };
     let (d, mut gen) = if ovs {
         // The generator owns the sockets; OVS connects as vhost-user client.
         let gen = start_gen(&t);
         // virtio-user in server mode waits for its client at init, port by port: only the
         // first socket exists before OVS connects (OVS client ports retry until it does).
         if !wait_for_paths(&[&t.sock0], Duration::from_secs(30)) {
-            return Err(format!("generator sockets never appeared:\n{}", gen.output()));
+            return Err(format!(
+                "generator sockets never appeared:\n{}",
+                gen.output()
+            ));
         }
         let d = start_dut(dut, &t, &stats)?;
         if let Dut::Ovs(o) = &d {
@@ -252,13 +339,23 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
     } else {
         let d = start_dut(dut, &t, &stats)?;
         if !wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
-            let out = if let Dut::Proc(p) = &d { p.output() } else { String::new() };
+            let out = if let Dut::Proc(p) = &d {
+                p.output()
+            } else {
+                String::new()
+            };
             return Err(format!("{dut}: sockets never appeared:\n{out}"));
         }
         (d, start_gen(&t))
     };
     // Rate samples printed before the links came up (OVS started after flowgen) are skipped.
-    let skip = if use_dpgen { 0 } else { testpmd_rx_pps_samples(&gen.output()).first().map_or(0, Vec::len) };
+    let skip = if use_dpgen {
+        0
+    } else {
+        testpmd_rx_pps_samples(&gen.output())
+            .first()
+            .map_or(0, Vec::len)
+    };
     let w = a.warmup.round() as usize;
     let (rx_mpps, tx_mpps, gen_tx, gen_rx);
     let (dut_report, accounting);
@@ -277,10 +374,21 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
         if s.len() < 2 || s[0].len() <= w {
             return Err(format!("no rate samples from dpgen:\n{}", gen.output()));
         }
-        let per = |p: usize, rx: bool| mean(&s[p].iter().skip(w).map(|x| if rx { x.1 } else { x.0 }).collect::<Vec<_>>());
+        let per = |p: usize, rx: bool| {
+            mean(
+                &s[p]
+                    .iter()
+                    .skip(w)
+                    .map(|x| if rx { x.1 } else { x.0 })
+                    .collect::<Vec<_>>(),
+            )
+        };
         rx_mpps = [per(0, true), per(1, true)];
         tx_mpps = [per(0, false), per(1, false)];
-        let g: Value = serde_json::from_str(&std::fs::read_to_string(&gen_json).map_err(|e| format!("dpgen json: {e}"))?).map_err(|e| e.to_string())?;
+        let g: Value = serde_json::from_str(
+            &std::fs::read_to_string(&gen_json).map_err(|e| format!("dpgen json: {e}"))?,
+        )
+        .map_err(|e| e.to_string())?;
         let n = |p: usize, k: &str| g["ports"][p][k].as_u64().unwrap_or(0);
         gen_tx = [n(0, "tx"), n(1, "tx")];
         gen_rx = [n(0, "rx"), n(1, "rx")];
@@ -304,19 +412,44 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
         if rx.len() < 2 || tx.len() < 2 || rx[0].len() <= skip + w {
             return Err(format!("no rate samples from the generator:\n{out}"));
         }
-        let per = |v: &Vec<u64>| mean(&v.iter().skip(skip + w).map(|&x| x as f64 / 1e6).collect::<Vec<_>>());
+        let per = |v: &Vec<u64>| {
+            mean(
+                &v.iter()
+                    .skip(skip + w)
+                    .map(|&x| x as f64 / 1e6)
+                    .collect::<Vec<_>>(),
+            )
+        };
         rx_mpps = [per(&rx[0]), per(&rx[1])];
         tx_mpps = [per(&tx[0]), per(&tx[1])];
         let tot = parse_testpmd_totals(&out);
-        gen_tx = [tot.first().map_or(0, |x| x.tx), tot.get(1).map_or(0, |x| x.tx)];
-        gen_rx = [tot.first().map_or(0, |x| x.rx), tot.get(1).map_or(0, |x| x.rx)];
+        gen_tx = [
+            tot.first().map_or(0, |x| x.tx),
+            tot.get(1).map_or(0, |x| x.tx),
+        ];
+        gen_rx = [
+            tot.first().map_or(0, |x| x.rx),
+            tot.get(1).map_or(0, |x| x.rx),
+        ];
         std::thread::sleep(Duration::from_millis(300));
         (dut_report, accounting) = match early {
             Some(x) => x,
             None => stop_dut(dut, d.take().ok_or("no DUT")?, &stats)?,
         };
     }
-    Ok(Sample { rx_mpps, tx_mpps, generator: if use_dpgen { "dpgen" } else { "testpmd-flowgen" }, gen_tx, gen_rx, accounting, dut: dut_report })
+    Ok(Sample {
+        rx_mpps,
+        tx_mpps,
+        generator: if use_dpgen {
+            "dpgen"
+        } else {
+            "testpmd-flowgen"
+        },
+        gen_tx,
+        gen_rx,
+        accounting,
+        dut: dut_report,
+    })
 }
 
 /// RFC 2544-style binary search with dpgen for the highest rate per port the DUT forwards
@@ -333,12 +466,19 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
     }
     let trial = |rate: f64, secs: f64, latency: bool, n: usize| -> Result<Value, String> {
         let json = t.scratch.path(&format!("zl-{n}.json"));
-        let opts = DpgenOpts { traffic: Traffic::default(), mirror: false, latency, stats_period: 0.0, linger: 0.0 };
+        let opts = DpgenOpts {
+            traffic: Traffic::default(),
+            mirror: false,
+            latency,
+            stats_period: 0.0,
+            linger: 0.0,
+        };
         let mut g = t.start_dpgen_with(rate, secs, &json, &opts, &format!("zl-{n}.log"));
         if g.wait(Duration::from_secs_f64(secs + 60.0)) != Some(0) {
             return Err(format!("dpgen failed:\n{}", g.output()));
         }
-        serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+        serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())
     };
     let (mut lo, mut hi) = (0.0f64, a.zl_max_mpps);
     let mut trials = Vec::new();
@@ -348,11 +488,25 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
         let ports = g["ports"].as_array().cloned().unwrap_or_default();
         let sent: u64 = ports.iter().map(|p| p["tx"].as_u64().unwrap_or(0)).sum();
         let got: u64 = ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum();
-        let achieved: f64 = ports.iter().map(|p| p["tx_mpps"].as_f64().unwrap_or(0.0)).sum::<f64>() / ports.len().max(1) as f64;
+        let achieved: f64 = ports
+            .iter()
+            .map(|p| p["tx_mpps"].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+            / ports.len().max(1) as f64;
         // A trial counts only if the generator reached the rate; otherwise it is the limit.
         let reached = achieved >= 0.97 * rate;
         let ok = sent == got && reached;
-        eprintln!("zero-loss {dut}: {rate:.3} Mpps/port offered, {achieved:.3} sent, lost {} -> {}", sent.saturating_sub(got), if ok { "pass" } else if !reached { "generator short" } else { "loss" });
+        eprintln!(
+            "zero-loss {dut}: {rate:.3} Mpps/port offered, {achieved:.3} sent, lost {} -> {}",
+            sent.saturating_sub(got),
+            if ok {
+                "pass"
+            } else if !reached {
+                "generator short"
+            } else {
+                "loss"
+            }
+        );
         trials.push(json!({"offered_mpps_per_port": rate, "sent_mpps_per_port": achieved, "sent": sent, "received": got, "lost": sent.saturating_sub(got), "pass": ok, "generator_reached_rate": reached}));
         if ok {
             lo = rate;
@@ -360,16 +514,33 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
             hi = rate;
         }
     }
-    let lowest = trials.iter().filter_map(|t| t["offered_mpps_per_port"].as_f64()).fold(f64::INFINITY, f64::min);
+    let lowest = trials
+        .iter()
+        .filter_map(|t| t["offered_mpps_per_port"].as_f64())
+        .fold(f64::INFINITY, f64::min);
     let mut res = json!({"dut": dut, "frame_size": 64, "trial_seconds": a.zl_seconds, "zero_loss_mpps_per_port": lo, "zero_loss_mpps_total": 2.0 * lo, "search_upper_bound": a.zl_max_mpps, "trials": trials});
     // Latency at half the zero-loss rate; without one, at half the lowest rate tried, and
     // labelled so.
-    let (lat_rate, basis) = if lo > 0.0 { (lo / 2.0, "50% of the zero-loss rate") } else { (lowest / 2.0, "no zero-loss rate found: 50% of the lowest rate tried") };
+    let (lat_rate, basis) = if lo > 0.0 {
+        (lo / 2.0, "50% of the zero-loss rate")
+    } else {
+        (
+            lowest / 2.0,
+            "no zero-loss rate found: 50% of the lowest rate tried",
+        )
+    };
     if lat_rate.is_finite() && lat_rate > 0.0 {
         let g = trial(lat_rate, a.latency_seconds, true, 99)?;
-        let lat: Vec<Value> = g["ports"].as_array().map(|p| p.iter().map(|x| x["latency"].clone()).collect()).unwrap_or_default();
+        let lat: Vec<Value> = g["ports"]
+            .as_array()
+            .map(|p| p.iter().map(|x| x["latency"].clone()).collect())
+            .unwrap_or_default();
         let ports = g["ports"].as_array().cloned().unwrap_or_default();
-        let lost: u64 = ports.iter().map(|p| p["tx"].as_u64().unwrap_or(0)).sum::<u64>().saturating_sub(ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum());
+        let lost: u64 = ports
+            .iter()
+            .map(|p| p["tx"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            .saturating_sub(ports.iter().map(|p| p["rx"].as_u64().unwrap_or(0)).sum());
         res["latency_at_half_rate"] = json!({"rate_mpps_per_port": lat_rate, "basis": basis, "seconds": a.latency_seconds, "lost": lost, "per_receiving_port": lat});
     }
     let (_, acc) = stop_dut(dut, d, &stats)?;
@@ -380,12 +551,26 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
 fn main() {
     let a = Args::parse();
     ensure_hugepages(1536);
-    let list = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<String>>();
+    let list = |s: &str| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect::<Vec<String>>()
+    };
     let duts = list(&a.duts);
     let sizes = list(&a.sizes);
-    let flows: Vec<u32> = list(&a.flows).iter().map(|f| f.parse().unwrap_or_else(|_| panic!("--flows: {f} is not a number"))).collect();
+    let flows: Vec<u32> = list(&a.flows)
+        .iter()
+        .map(|f| {
+            f.parse()
+                .unwrap_or_else(|_| panic!("--flows: {f} is not a number"))
+        })
+        .collect();
     if duts.iter().any(|d| ovs_pipeline(d).is_some()) && !perf::ovs::available() {
-        eprintln!("bench: OVS-DPDK is not installed ({}): run scripts/setup --bench", perf::ovs::VSWITCHD_DPDK);
+        eprintln!(
+            "bench: OVS-DPDK is not installed ({}): run scripts/setup --bench",
+            perf::ovs::VSWITCHD_DPDK
+        );
         std::process::exit(2);
     }
     let started = std::time::Instant::now();
@@ -393,7 +578,10 @@ fn main() {
     let mut samples: BTreeMap<(String, u32), BTreeMap<String, Vec<Sample>>> = BTreeMap::new();
     for size in &sizes {
         for &nf in &flows {
-            let traffic = Traffic { size: size.clone(), flows: nf };
+            let traffic = Traffic {
+                size: size.clone(),
+                flows: nf,
+            };
             for round in 0..a.rounds {
                 for dut in &duts {
                     match run_once(dut, &traffic, &a) {
@@ -412,10 +600,18 @@ fn main() {
                                 s.accounting["counted_drops"],
                                 s.accounting["unaccounted"]
                             );
-                            samples.entry((size.clone(), nf)).or_default().entry(dut.clone()).or_default().push(s);
+                            samples
+                                .entry((size.clone(), nf))
+                                .or_default()
+                                .entry(dut.clone())
+                                .or_default()
+                                .push(s);
                         }
                         Err(e) => {
-                            eprintln!("round {} {dut} ({size}B, {nf} flows): FAILED: {e}", round + 1);
+                            eprintln!(
+                                "round {} {dut} ({size}B, {nf} flows): FAILED: {e}",
+                                round + 1
+                            );
                             std::process::exit(1);
                         }
                     }
@@ -428,20 +624,41 @@ fn main() {
     let mut doc = serde_json::Map::new();
     let mut ratios_by_size = serde_json::Map::new();
     println!("\nvhost-user, DUT on CPU 1, generator on CPU 0; {} interleaved rounds x {} s (+{} s warm-up); medians (min-max)", a.rounds, a.seconds, a.warmup);
-    println!("{:>5} {:>6} {:<20} {:<16} {:>24} {:>10} {:>9} {:>14}  limit", "size", "flows", "DUT", "generator", "forwarded Mpps (both)", "Gbit/s", "gen sent", "lost (gen)");
+    println!(
+        "{:>5} {:>6} {:<20} {:<16} {:>24} {:>10} {:>9} {:>14}  limit",
+        "size",
+        "flows",
+        "DUT",
+        "generator",
+        "forwarded Mpps (both)",
+        "Gbit/s",
+        "gen sent",
+        "lost (gen)"
+    );
     for ((size, nf), per_dut) in &samples {
         // The generator's capacity: the highest median send rate of any DUT at this size.
-        let cap = per_dut.values().map(|ss| median(&ss.iter().map(Sample::sent).collect::<Vec<_>>())).fold(0.0, f64::max);
-        let mean_bytes = perf::traffic::size_pattern(size).map(|p| perf::traffic::mean_size(&p)).unwrap_or(64.0);
+        let cap = per_dut
+            .values()
+            .map(|ss| median(&ss.iter().map(Sample::sent).collect::<Vec<_>>()))
+            .fold(0.0, f64::max);
+        let mean_bytes = perf::traffic::size_pattern(size)
+            .map(|p| perf::traffic::mean_size(&p))
+            .unwrap_or(64.0);
         for (dut, ss) in per_dut {
             let fwd: Vec<f64> = ss.iter().map(Sample::fwd).collect();
             let sent: Vec<f64> = ss.iter().map(Sample::sent).collect();
             let (lo, hi) = min_max(&fwd);
             let (m, ms) = (median(&fwd), median(&sent));
             let gen_sent: u64 = ss.iter().map(|s| s.gen_tx[0] + s.gen_tx[1]).sum();
-            let gen_lost: u64 = ss.iter().map(|s| (s.gen_tx[0] + s.gen_tx[1]).saturating_sub(s.gen_rx[0] + s.gen_rx[1])).sum();
+            let gen_lost: u64 = ss
+                .iter()
+                .map(|s| (s.gen_tx[0] + s.gen_tx[1]).saturating_sub(s.gen_rx[0] + s.gen_rx[1]))
+                .sum();
             let loss_frac = gen_lost as f64 / gen_sent.max(1) as f64;
-            let unacc: i64 = ss.iter().map(|s| s.accounting["unaccounted"].as_i64().unwrap_or(0)).sum();
+            let unacc: i64 = ss
+                .iter()
+                .map(|s| s.accounting["unaccounted"].as_i64().unwrap_or(0))
+                .sum();
             // Generator-limited: the DUT forwarded (nearly) all it was sent, and the generator
             // sent about as fast as it ever does at this size. Otherwise the DUT held it back
             // (lost packets, or back-pressure through the vhost rings slowed the sender).
@@ -471,12 +688,23 @@ fn main() {
         }
         // Per-round ratios (the pairs ran back to back), then their median.
         let mut r = serde_json::Map::new();
-        for (key, x, y) in [("xconnect_vs_testpmd", "dataplane-xconnect", "testpmd-io"), ("pipeline_vs_testpmd", "dataplane-pipeline", "testpmd-io"), ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward"), ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward")] {
+        for (key, x, y) in [
+            ("xconnect_vs_testpmd", "dataplane-xconnect", "testpmd-io"),
+            ("pipeline_vs_testpmd", "dataplane-pipeline", "testpmd-io"),
+            ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward"),
+            ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward"),
+        ] {
             if let (Some(xs), Some(ys)) = (per_dut.get(x), per_dut.get(y)) {
                 let per: Vec<f64> = xs.iter().zip(ys).map(|(p, q)| p.fwd() / q.fwd()).collect();
                 let (lo, hi) = min_max(&per);
-                println!("{size:>5}B {nf:>5} flows: {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3})", median(&per));
-                r.insert(key.into(), json!({"median": median(&per), "min": lo, "max": hi, "per_round": per}));
+                println!(
+                    "{size:>5}B {nf:>5} flows: {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3})",
+                    median(&per)
+                );
+                r.insert(
+                    key.into(),
+                    json!({"median": median(&per), "min": lo, "max": hi, "per_round": per}),
+                );
             }
         }
         ratios_by_size.insert(format!("{size}B/{nf}"), Value::Object(r.clone()));
@@ -491,7 +719,10 @@ fn main() {
     for dut in list(&a.zero_loss) {
         match zero_loss(&dut, &a) {
             Ok(r) => {
-                println!("zero loss {dut}: {:.3} Mpps per port; latency at half rate: {}", r["zero_loss_mpps_per_port"], r["latency_at_half_rate"]["per_receiving_port"]);
+                println!(
+                    "zero loss {dut}: {:.3} Mpps per port; latency at half rate: {}",
+                    r["zero_loss_mpps_per_port"], r["latency_at_half_rate"]["per_receiving_port"]
+                );
                 zl.push(r);
             }
             Err(e) => {
@@ -514,26 +745,57 @@ fn main() {
     doc.insert("zero_loss".into(), json!(zl));
     doc.insert(
         "samples".into(),
-        json!(samples.iter().map(|((s, f), m)| (format!("{s}B/{f}"), m.iter().map(|(d, v)| (d.clone(), v.iter().map(Sample::json).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>())).collect::<BTreeMap<_, _>>()),
+        json!(samples
+            .iter()
+            .map(|((s, f), m)| (
+                format!("{s}B/{f}"),
+                m.iter()
+                    .map(|(d, v)| (d.clone(), v.iter().map(Sample::json).collect::<Vec<_>>()))
+                    .collect::<BTreeMap<_, _>>()
+            ))
+            .collect::<BTreeMap<_, _>>()),
     );
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&Value::Object(doc)).unwrap() + "\n").expect("writing json");
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(&Value::Object(doc)).unwrap() + "\n",
+        )
+        .expect("writing json");
         eprintln!("wrote {}", p.display());
     }
 }
 
 fn now_utc() -> String {
-    std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn cmd_first_line(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string()).unwrap_or_default()
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     json!({
         "cpu": cpu,

@@ -113,20 +113,41 @@ fn main() {
 }
 
 fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
-    let worker = *eal.worker_lcores().first().ok_or_else(|| dpdk::DpdkError::new("dpgen needs a worker lcore", libc::EINVAL))?;
+    let worker = *eal
+        .worker_lcores()
+        .first()
+        .ok_or_else(|| dpdk::DpdkError::new("dpgen needs a worker lcore", libc::EINVAL))?;
     let pool = Arc::new(Mempool::create(eal, "dpgen", 16383, 256, 2176, 0)?);
     let mut ports = Vec::new();
     for name in &a.ports {
         let mut p = Port::by_name(eal, name)?;
-        p.configure(&PortConfig { rx_queues: 1, tx_queues: 1, rxd: 1024, txd: 1024, mtu: None, promiscuous: true, tx_checksum: false }, &pool)?;
+        p.configure(
+            &PortConfig {
+                rx_queues: 1,
+                tx_queues: 1,
+                rxd: 1024,
+                txd: 1024,
+                mtu: None,
+                promiscuous: true,
+                tx_checksum: false,
+            },
+            &pool,
+        )?;
         p.start()?;
         ports.push(p);
     }
     let t0 = Instant::now();
     while !ports.iter().all(|p| p.link().up) {
         if t0.elapsed().as_secs_f64() > a.link_timeout {
-            let down: Vec<&str> = ports.iter().filter(|p| !p.link().up).map(|p| p.name()).collect();
-            return Err(dpdk::DpdkError::new(format!("links still down after {} s: {down:?}", a.link_timeout), libc::ETIMEDOUT));
+            let down: Vec<&str> = ports
+                .iter()
+                .filter(|p| !p.link().up)
+                .map(|p| p.name())
+                .collect();
+            return Err(dpdk::DpdkError::new(
+                format!("links still down after {} s: {down:?}", a.link_timeout),
+                libc::ETIMEDOUT,
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -136,7 +157,10 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     distinct.sort_unstable();
     distinct.dedup();
     // Which template set each packet of the size pattern uses.
-    let pattern_idx: Vec<usize> = pattern.iter().map(|s| distinct.iter().position(|d| d == s).unwrap_or(0)).collect();
+    let pattern_idx: Vec<usize> = pattern
+        .iter()
+        .map(|s| distinct.iter().position(|d| d == s).unwrap_or(0))
+        .collect();
     // Templates [port][size][flow]: port p sends 10.(p+1).0.1 -> 10.(q+1).x.y (q = the next
     // port), flows vary; with --mirror port 1 sends the replies of port 0's flows.
     let templates: Vec<Vec<Vec<Vec<u8>>>> = (0..n)
@@ -145,7 +169,13 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 .iter()
                 .map(|&size| {
                     (0..a.flows)
-                        .map(|f| if a.mirror && p == 1 { reply_frame(&udp_frame(size, 0, 1, f)) } else { udp_frame(size, p as u8, ((p + 1) % n) as u8, f) })
+                        .map(|f| {
+                            if a.mirror && p == 1 {
+                                reply_frame(&udp_frame(size, 0, 1, f))
+                            } else {
+                                udp_frame(size, p as u8, ((p + 1) % n) as u8, f)
+                            }
+                        })
                         .collect()
                 })
                 .collect()
@@ -156,12 +186,18 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     let sending = Arc::new(AtomicBool::new(true));
     let running = Arc::new(AtomicBool::new(true));
     let hz = dpdk::tsc_hz() as f64;
-    let (rxqs, mut txqs): (Vec<_>, Vec<_>) = ports.iter().map(|p| (p.rx_queue(0), p.tx_queue(0))).unzip();
+    let (rxqs, mut txqs): (Vec<_>, Vec<_>) =
+        ports.iter().map(|p| (p.rx_queue(0), p.tx_queue(0))).unzip();
     if a.one_way {
         txqs.truncate(1);
     }
     let job = {
-        let (counters, sending, running, pool) = (counters.clone(), sending.clone(), running.clone(), pool.clone());
+        let (counters, sending, running, pool) = (
+            counters.clone(),
+            sending.clone(),
+            running.clone(),
+            pool.clone(),
+        );
         let (rate, burst, probes) = (a.rate_mpps * 1e6, a.burst, a.latency);
         let latency_out = latency_out.clone();
         let mut hist: Vec<LatencyHistogram> = (0..n).map(|_| LatencyHistogram::default()).collect();
@@ -199,8 +235,16 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         let tpl = &templates[p];
                         for m in pkts.iter_mut() {
                             let t = &tpl[pattern_idx[next_size[p]]][next_flow[p]];
-                            next_size[p] = if next_size[p] + 1 == pattern_idx.len() { 0 } else { next_size[p] + 1 };
-                            next_flow[p] = if next_flow[p] + 1 == t_len(tpl) { 0 } else { next_flow[p] + 1 };
+                            next_size[p] = if next_size[p] + 1 == pattern_idx.len() {
+                                0
+                            } else {
+                                next_size[p] + 1
+                            };
+                            next_flow[p] = if next_flow[p] + 1 == t_len(tpl) {
+                                0
+                            } else {
+                                next_flow[p] + 1
+                            };
                             m.append(t);
                         }
                         if probes {
@@ -224,7 +268,8 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                             let now = dpdk::rdtsc();
                             for m in pkts.iter() {
                                 if let Some(ts) = read_stamp(m.data()) {
-                                    hist[p].record((now.wrapping_sub(ts) as f64 * ns_per_tick) as u64);
+                                    hist[p]
+                                        .record((now.wrapping_sub(ts) as f64 * ns_per_tick) as u64);
                                 }
                             }
                         }
@@ -273,11 +318,25 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         .enumerate()
         .map(|(p, c)| {
             let (tx, rx) = (c.tx.load(Relaxed), c.rx.load(Relaxed));
-            let lat = hists.get(p).filter(|_| a.latency).map(|h| h.summary()).unwrap_or(serde_json::Value::Null);
+            let lat = hists
+                .get(p)
+                .filter(|_| a.latency)
+                .map(|h| h.summary())
+                .unwrap_or(serde_json::Value::Null);
             if !lat.is_null() {
-                println!("port {p} {}: latency (round trip of probes received here) {lat}", a.ports[p]);
+                println!(
+                    "port {p} {}: latency (round trip of probes received here) {lat}",
+                    a.ports[p]
+                );
             }
-            println!("port {p} {}: tx {tx} rx {rx} ({:.3} / {:.3} Mpps) tx-full {} alloc-fail {}", a.ports[p], tx as f64 / tx_secs / 1e6, rx as f64 / tx_secs / 1e6, c.tx_full.load(Relaxed), c.alloc_fail.load(Relaxed));
+            println!(
+                "port {p} {}: tx {tx} rx {rx} ({:.3} / {:.3} Mpps) tx-full {} alloc-fail {}",
+                a.ports[p],
+                tx as f64 / tx_secs / 1e6,
+                rx as f64 / tx_secs / 1e6,
+                c.tx_full.load(Relaxed),
+                c.alloc_fail.load(Relaxed)
+            );
             serde_json::json!({
                 "port": a.ports[p],
                 "tx": tx,
@@ -293,8 +352,11 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         .collect();
     if let Some(path) = &a.json {
         let doc = serde_json::json!({ "duration_s": tx_secs, "rate_mpps_per_port": a.rate_mpps, "size": a.size, "mean_size": perf::traffic::mean_size(&pattern), "flows": a.flows, "mirror": a.mirror, "ports": report });
-        std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json") + "\n")
-            .map_err(|e| dpdk::DpdkError::new(format!("writing {}: {e}", path.display()), libc::EIO))?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&doc).expect("json") + "\n",
+        )
+        .map_err(|e| dpdk::DpdkError::new(format!("writing {}: {e}", path.display()), libc::EIO))?;
     }
     if a.linger > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(a.linger));

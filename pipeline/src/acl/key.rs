@@ -109,7 +109,14 @@ impl AclKey {
     /// Fills the key from parsed metadata (an IP packet) and the port-class bitmasks.
     #[inline(always)]
     pub fn set_from_meta(&mut self, m: &PacketMeta, in_bits: u64, out_bits: u64) {
-        self.set(m.protocol, in_bits, out_bits, l4_words(m), &m.src_addr, &m.dst_addr);
+        self.set(
+            m.protocol,
+            in_bits,
+            out_bits,
+            l4_words(m),
+            &m.src_addr,
+            &m.dst_addr,
+        );
     }
 }
 
@@ -317,7 +324,12 @@ fn addr_words(net: &IpNet) -> [FieldValue; 4] {
     let mut out = [FieldValue::default(); 4];
     for (i, w) in out.iter_mut().enumerate() {
         let l = len.saturating_sub(32 * i as u32).min(32);
-        let v = u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+        let v = u32::from_be_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ]);
         // Host bits beyond the prefix are zero in a canonical IpNet; mask anyway.
         let m = if l == 0 { 0 } else { u32::MAX << (32 - l) };
         *w = FieldValue {
@@ -333,13 +345,22 @@ fn compile_rule(
     classes: &PortClasses,
     priority: u32,
 ) -> Result<CompiledRule, CompileError> {
-    let ports_full = r.src_port.lo == 0 && r.src_port.hi == u16::MAX && r.dst_port.lo == 0 && r.dst_port.hi == u16::MAX;
-    let icmp_full = r.icmp_type.lo == 0 && r.icmp_type.hi == u8::MAX && r.icmp_code.lo == 0 && r.icmp_code.hi == u8::MAX;
+    let ports_full = r.src_port.lo == 0
+        && r.src_port.hi == u16::MAX
+        && r.dst_port.lo == 0
+        && r.dst_port.hi == u16::MAX;
+    let icmp_full = r.icmp_type.lo == 0
+        && r.icmp_type.hi == u8::MAX
+        && r.icmp_code.lo == 0
+        && r.icmp_code.hi == u8::MAX;
     if !ports_full && !icmp_full {
         return Err(CompileError::L4Overlay(r.acl));
     }
     let (a, b) = if icmp_full {
-        ((r.src_port.lo, r.src_port.hi), (r.dst_port.lo, r.dst_port.hi))
+        (
+            (r.src_port.lo, r.src_port.hi),
+            (r.dst_port.lo, r.dst_port.hi),
+        )
     } else {
         (
             (u16::from(r.icmp_type.lo), u16::from(r.icmp_type.hi)),
@@ -421,7 +442,11 @@ pub fn compile(table: &AclTable, ports: &[PortInfo]) -> Result<CompiledAcl, Comp
             IpVersion::V6 => v6.push(c),
         }
     }
-    let size = ports.iter().map(|p| usize::from(p.index) + 1).max().unwrap_or(0);
+    let size = ports
+        .iter()
+        .map(|p| usize::from(p.index) + 1)
+        .max()
+        .unwrap_or(0);
     let mut port_bits = vec![0u64; size];
     for p in ports {
         let id = if p.role.is_empty() {
@@ -552,7 +577,11 @@ mod tests {
         let id = |name: &str| ports.iter().find(|x| x.name == name).map(|x| x.index);
         let mut m = PacketMeta::default();
         let (v, s, d) = match (p.src, p.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => (4, PacketMeta::v4_bytes(s.octets()), PacketMeta::v4_bytes(d.octets())),
+            (IpAddr::V4(s), IpAddr::V4(d)) => (
+                4,
+                PacketMeta::v4_bytes(s.octets()),
+                PacketMeta::v4_bytes(d.octets()),
+            ),
             (IpAddr::V6(s), IpAddr::V6(d)) => (6, s.octets(), d.octets()),
             _ => unreachable!(),
         };
@@ -611,10 +640,22 @@ mod tests {
     #[test]
     fn address_words() {
         let w = addr_words(&"2001:db8::/40".parse().unwrap());
-        assert_eq!(w[0], FieldValue { value: 0x2001_0db8, mask_range: 32 });
+        assert_eq!(
+            w[0],
+            FieldValue {
+                value: 0x2001_0db8,
+                mask_range: 32
+            }
+        );
         assert_eq!(w[1].mask_range, 8);
         assert_eq!((w[2].mask_range, w[3].mask_range), (0, 0));
         let w = addr_words(&"10.1.2.3".parse().unwrap());
-        assert_eq!(w[0], FieldValue { value: 0x0a01_0203, mask_range: 32 });
+        assert_eq!(
+            w[0],
+            FieldValue {
+                value: 0x0a01_0203,
+                mask_range: 32
+            }
+        );
     }
 }

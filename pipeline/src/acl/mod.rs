@@ -26,14 +26,14 @@ pub mod reference;
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};
 pub use expand::{AclTable, ExpandError, ExpandLimits, FlatRule, SetUpdate};
 pub use expr::{parse, MatchExpr, ParseError};
+pub use key::{compile, AclKey, Classify, CompileError, CompiledAcl, LinearClassifier};
 pub use model::{
     Acl, AclConfig, AclError, AclFile, AclSpec, Action, AddressSet, Direction, GroupId, IpNet,
     IpVersion, PortGroup, PortId, RuleSet,
 };
-pub use reference::{effective_priority, evaluate, evaluate_flat, PacketSummary, Verdict};
-pub use key::{compile, AclKey, Classify, CompileError, CompiledAcl, LinearClassifier};
 pub use node::{AclNode, AclParams, HubRegistry, OutportMode};
 pub use publish::{AclHub, AclProgram, PublishReport, StageError};
+pub use reference::{effective_priority, evaluate, evaluate_flat, PacketSummary, Verdict};
 
 #[cfg(test)]
 mod tests {

@@ -826,11 +826,16 @@ mod tests {
 
     #[test]
     fn three_tier_config_inlines_the_example_rules() {
-        let cfg: toml::Value = toml::from_str(include_str!("../../../config/three-tier.toml")).unwrap();
+        let cfg: toml::Value =
+            toml::from_str(include_str!("../../../config/three-tier.toml")).unwrap();
         let nodes = cfg["pipeline"]["nodes"].as_array().unwrap();
-        let acl = nodes.iter().find(|n| n["kind"].as_str() == Some("acl")).unwrap();
+        let acl = nodes
+            .iter()
+            .find(|n| n["kind"].as_str() == Some("acl"))
+            .unwrap();
         let inline: AclConfig = acl["params"]["acl"].clone().try_into().unwrap();
-        let file: AclFile = toml::from_str(include_str!("../../../config/acl-three-tier.toml")).unwrap();
+        let file: AclFile =
+            toml::from_str(include_str!("../../../config/acl-three-tier.toml")).unwrap();
         assert_eq!(inline, file.acl);
     }
 

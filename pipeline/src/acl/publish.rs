@@ -325,11 +325,19 @@ impl<C: Classify> AclHub<C> {
 
     /// Live workers.
     pub fn workers(&self) -> usize {
-        self.lock().slots.iter().filter(|s| s.strong_count() > 0).count()
+        self.lock()
+            .slots
+            .iter()
+            .filter(|s| s.strong_count() > 0)
+            .count()
     }
 
     /// Replaces the whole rule set (expand, compile, build, publish).
-    pub fn publish_config(&self, cfg: &AclConfig, wait: Duration) -> Result<PublishReport, StageError> {
+    pub fn publish_config(
+        &self,
+        cfg: &AclConfig,
+        wait: Duration,
+    ) -> Result<PublishReport, StageError> {
         let t0 = Instant::now();
         let table = expand_config(cfg)?;
         self.publish_table(table, t0, wait)
@@ -349,7 +357,12 @@ impl<C: Classify> AclHub<C> {
         self.publish_table(table, t0, wait)
     }
 
-    fn publish_table(&self, table: AclTable, t0: Instant, wait: Duration) -> Result<PublishReport, StageError> {
+    fn publish_table(
+        &self,
+        table: AclTable,
+        t0: Instant,
+        wait: Duration,
+    ) -> Result<PublishReport, StageError> {
         let ports = self.lock().ports.clone();
         let acl = compile(&table, &ports)?;
         let flat_rules = table.flat_rule_count();
@@ -379,7 +392,8 @@ impl<C: Classify> AclHub<C> {
             st.current = Arc::clone(&prog);
             st.table = table;
             st.slots.retain(|s| s.strong_count() > 0);
-            let slots: Vec<Arc<WorkerSlot<C>>> = st.slots.iter().filter_map(Weak::upgrade).collect();
+            let slots: Vec<Arc<WorkerSlot<C>>> =
+                st.slots.iter().filter_map(Weak::upgrade).collect();
             for s in &slots {
                 let counters = Arc::new(AclCounterBlock::new(prog.acl.actions.len()));
                 *s.counters.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&counters);
@@ -404,7 +418,12 @@ impl<C: Classify> AclHub<C> {
         let switched = slots.iter().filter(|s| s.acked() >= generation).count();
         let mut retired_freed = 0;
         for s in &slots {
-            let old = s.mailbox.lock().unwrap_or_else(|e| e.into_inner()).retired.take();
+            let old = s
+                .mailbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retired
+                .take();
             if old.is_some() {
                 retired_freed += 1;
             }
