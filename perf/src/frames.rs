@@ -28,22 +28,8 @@ pub fn udp_frame(size: usize, src_net: u8, dst_net: u8, flow: u32) -> Vec<u8> {
     f
 }
 
-/// The Internet checksum (RFC 1071) of `data`.
-pub fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += w as u32;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The Internet checksum (RFC 1071): the pipeline's, so frames and parser agree by construction.
+pub use pipeline::wire::checksum::internet_checksum;
 
 #[cfg(test)]
 mod tests {
