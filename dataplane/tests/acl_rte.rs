@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dataplane::dpdk::acl::{ClassifyAlg, RteAcl};
 use pipeline::acl::expand::ExpandLimits;
-use pipeline::acl::key::{compile, AclKey, Classify};
+use pipeline::acl::key::{compile_with, AclKey, ClassLayout, Classify};
 use pipeline::acl::{
     evaluate, AclConfig, AclFile, AclTable, IpVersion, PacketSummary, PortId, RuleSet,
 };
@@ -177,7 +177,14 @@ fn rte_acl_agrees_with_the_reference() {
         let cfg = ruleset(&mut r);
         let rs = RuleSet::from_config(&cfg).unwrap();
         let table = AclTable::new(rs, ExpandLimits::default()).unwrap();
-        let acl = compile(&table, &ports).unwrap();
+        // Both key layouts: narrow (port classes in one group) and wide.
+        let layout = if set % 2 == 0 {
+            ClassLayout::Narrow
+        } else {
+            ClassLayout::Wide
+        };
+        let acl = compile_with(&table, &ports, Some(layout)).unwrap();
+        assert_eq!(acl.layout, layout);
         let mut prios: Vec<u16> = table.rules().acls().iter().map(|a| a.priority).collect();
         prios.sort();
         ties += prios.windows(2).filter(|w| w[0] == w[1]).count();
@@ -253,7 +260,8 @@ fn rte_acl_agrees_with_the_reference() {
                 } else {
                     0
                 };
-                keys[fam][want[fam].len() - 1].set_from_meta(&m, acl.bits(inp as u16), out_bits);
+                keys[fam][want[fam].len() - 1]
+                    .set_from_meta(&m, acl.layout.words(acl.bits(inp as u16), out_bits));
             }
             for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
                 let n = want[fam].len();

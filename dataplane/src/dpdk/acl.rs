@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pipeline::acl::key::{
-    fields_of, AclKey, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef,
+    AclKey, ClassLayout, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef,
     LinearClassifier,
 };
 use pipeline::acl::{AclHub, HubRegistry, IpVersion};
@@ -92,6 +92,7 @@ static NEXT_CTX: AtomicU64 = AtomicU64::new(0);
 pub struct AclBuilder {
     ctx: NonNull<dpdk_sys::rte_acl_ctx>,
     family: IpVersion,
+    layout: ClassLayout,
     rules: usize,
     max_rules: usize,
 }
@@ -125,15 +126,19 @@ fn field_value(def: &FieldDef, v: u32) -> dpdk_sys::rte_acl_field_types {
 }
 
 impl AclBuilder {
-    /// A context for at most `max_rules` rules of `family`'s key layout. Needs EAL.
-    pub fn new(family: IpVersion, max_rules: usize) -> Result<AclBuilder, DpdkError> {
+    /// A context for at most `max_rules` rules of `family`'s key layout in `layout`. Needs EAL.
+    pub fn new(
+        family: IpVersion,
+        layout: ClassLayout,
+        max_rules: usize,
+    ) -> Result<AclBuilder, DpdkError> {
         if !eal_running() {
             return Err(DpdkError::new(
                 "rte_acl context: EAL is not initialised",
                 libc::EINVAL,
             ));
         }
-        let n = fields_of(family).len();
+        let n = layout.fields(family).len();
         let name = format!("dp_acl_{}", NEXT_CTX.fetch_add(1, Ordering::Relaxed));
         let cname = CString::new(name.clone()).expect("no NUL");
         let param = dpdk_sys::rte_acl_param {
@@ -152,6 +157,7 @@ impl AclBuilder {
         Ok(AclBuilder {
             ctx,
             family,
+            layout,
             rules: 0,
             max_rules: max_rules.max(1),
         })
@@ -159,7 +165,7 @@ impl AclBuilder {
 
     /// Adds rules (each with one value per field of the family's layout).
     pub fn add_rules(&mut self, rules: &[CompiledRule]) -> Result<(), DpdkError> {
-        let defs = fields_of(self.family);
+        let defs = self.layout.fields(self.family);
         if self.rules + rules.len() > self.max_rules {
             return Err(DpdkError::new(
                 format!("rte_acl: more than {} rules", self.max_rules),
@@ -216,7 +222,7 @@ impl AclBuilder {
     /// Compiles the rules and picks the best classify method the CPU and EAL allow
     /// (or `alg` if given and available).
     pub fn build(self, alg: Option<ClassifyAlg>) -> Result<AclClassifier, DpdkError> {
-        let defs = fields_of(self.family);
+        let defs = self.layout.fields(self.family);
         let mut cfg = dpdk_sys::rte_acl_config {
             num_categories: 1,
             num_fields: defs.len() as u32,
@@ -364,7 +370,7 @@ impl RteAcl {
             if rules.is_empty() {
                 return Ok(None);
             }
-            let mut b = AclBuilder::new(v, rules.len())?;
+            let mut b = AclBuilder::new(v, acl.layout, rules.len())?;
             b.add_rules(rules)?;
             b.build(alg).map(Some)
         };

@@ -5,7 +5,8 @@
 //! time to rebuild 10k rules (expand + compile + rte_acl build).
 //!
 //! ```text
-//! cargo run --release -p perf --bin acl-bench -- [--json FILE] [--bursts N] [--rounds N]
+//! cargo run --release -p perf --bin acl-bench -- [--json FILE] [--bursts N] [--rounds N] [--rules N]
+//!     [--mode stateless|stateful|both]
 //! ```
 //! Figures are the median over rounds (min alongside): the machine may be shared.
 
@@ -107,14 +108,24 @@ fn run(
 fn main() -> ExitCode {
     let mut json_out = None;
     let (mut bursts, mut rounds) = (20_000u64, 10u64);
+    let mut only: Option<usize> = None;
+    let mut modes = vec![false, true];
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match (a.as_str(), it.next()) {
             ("--json", Some(v)) => json_out = Some(v),
             ("--bursts", Some(v)) => bursts = v.parse().unwrap_or(bursts),
             ("--rounds", Some(v)) => rounds = v.parse::<u64>().unwrap_or(rounds).max(1),
+            ("--rules", Some(v)) => only = v.parse().ok(),
+            ("--mode", Some(v)) => {
+                modes = match v.as_str() {
+                    "stateless" => vec![false],
+                    "stateful" => vec![true],
+                    _ => vec![false, true],
+                }
+            }
             _ => {
-                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N]");
+                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both]");
                 return ExitCode::from(2);
             }
         }
@@ -143,7 +154,10 @@ fn main() -> ExitCode {
     println!("acl node, 64-byte TCP/IPv4, 10k flows, burst {VECTOR_SIZE}; TSC {:.2} GHz; median (min) of {rounds} rounds", tsc as f64 / 1e9);
     let mut results = serde_json::Map::new();
     for rules in [10usize, 100, 1000, 10_000] {
-        for stateful in [false, true] {
+        if only.is_some_and(|o| o != rules) {
+            continue;
+        }
+        for &stateful in &modes {
             match run(rules, stateful, bursts, rounds) {
                 Ok((med, min, flat, desc)) => {
                     println!("{rules:>6} rules ({flat} flat) {:<9} {med:7.1} ({min:.1}) cycles/pkt  [{desc}]", if stateful { "stateful" } else { "stateless" });
@@ -166,6 +180,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+    if only.is_some() {
+        return ExitCode::SUCCESS;
     }
     // Rebuild of 10k rules through the control API (no running workers: no wait).
     let ports = [PortInfo::new(0, "p0", "in"), PortInfo::new(1, "p1", "out")];

@@ -20,6 +20,12 @@
 //! | 40 | 16 | destination address (IPv4: bytes 40..44) | MASK | 7 (v6: 10..14) |
 //! | 56 | 8 | zero padding | - | - |
 //!
+//! **Narrow layout**: when the rules use at most 16 port references, the port classes fit one
+//! 4-byte group: bytes 4..6 input-port classes, 6..8 output-port classes (two 2-byte
+//! BITMASK fields, input index 1), and the L4 and address groups move up one index each
+//! (v4: 2, 3, 4); bytes 8..20 are then not read. Every byte of a group is one trie
+//! transition in rte_acl, so the narrow IPv4 layout walks 17 bytes instead of 29.
+//!
 //! rte_acl reads its input 4 bytes at a time at each input index's offset (after the
 //! first byte); every group above is a full 4-byte word, and the IPv4 context's last read
 //! ends at byte 44, the IPv6 context's at byte 56, so the 8 trailing bytes are slack: no
@@ -59,6 +65,62 @@ pub const OFF_SRC: usize = 24;
 pub const OFF_DST: usize = 40;
 /// Most port references (groups or named ports) the rules may use.
 pub const MAX_PORT_CLASSES: usize = 64;
+/// Most port references for the narrow layout (16 bits per direction in one group).
+pub const NARROW_PORT_CLASSES: usize = 16;
+
+/// How the port-class bitmasks sit in the key (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClassLayout {
+    /// Up to 16 classes: input and output classes share one 4-byte group.
+    #[default]
+    Narrow,
+    /// Up to 64 classes: four 4-byte groups.
+    Wide,
+}
+
+impl ClassLayout {
+    /// The layout for `classes` port references.
+    pub fn for_classes(classes: usize) -> ClassLayout {
+        if classes <= NARROW_PORT_CLASSES {
+            ClassLayout::Narrow
+        } else {
+            ClassLayout::Wide
+        }
+    }
+
+    /// The key bytes 4..20 for these class bitmasks.
+    #[inline(always)]
+    pub fn words(self, in_bits: u64, out_bits: u64) -> ClassWords {
+        match self {
+            ClassLayout::Narrow => ClassWords([
+                ((in_bits as u32) << 16 | (out_bits as u32 & 0xffff)).to_be(),
+                0,
+                0,
+                0,
+            ]),
+            ClassLayout::Wide => ClassWords([
+                (in_bits as u32).to_be(),
+                ((in_bits >> 32) as u32).to_be(),
+                (out_bits as u32).to_be(),
+                ((out_bits >> 32) as u32).to_be(),
+            ]),
+        }
+    }
+
+    /// The rte_acl field layout of a family.
+    pub fn fields(self, v: IpVersion) -> &'static [FieldDef] {
+        match (self, v) {
+            (ClassLayout::Narrow, IpVersion::V4) => &V4_NARROW_FIELDS,
+            (ClassLayout::Narrow, IpVersion::V6) => &V6_NARROW_FIELDS,
+            (ClassLayout::Wide, IpVersion::V4) => &V4_FIELDS,
+            (ClassLayout::Wide, IpVersion::V6) => &V6_FIELDS,
+        }
+    }
+}
+
+/// Key bytes 4..20 (port classes) as stored, already in network byte order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassWords(pub [u32; 4]);
 
 /// The classifier input for one packet (see the module docs for the layout).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,41 +144,34 @@ impl std::fmt::Debug for AclKey {
 }
 
 impl AclKey {
-    /// Fills the key. `src`/`dst` hold an IPv4 address in bytes 0..4 (rest zero) or an
-    /// IPv6 address; `l4` is (source port, destination port) or (ICMP type, code).
+    /// Fills the key. `classes` comes from [`ClassLayout::words`]; `src`/`dst` hold an
+    /// IPv4 address in bytes 0..4 (rest zero) or an IPv6 address; `l4` is (source port,
+    /// destination port) or (ICMP type, code).
     #[inline(always)]
     pub fn set(
         &mut self,
         proto: u8,
-        in_bits: u64,
-        out_bits: u64,
+        classes: ClassWords,
         l4: (u16, u16),
         src: &[u8; 16],
         dst: &[u8; 16],
     ) {
         let k = &mut self.0;
-        k[OFF_PROTO] = proto;
-        k[OFF_IN..OFF_IN + 4].copy_from_slice(&(in_bits as u32).to_be_bytes());
-        k[OFF_IN + 4..OFF_IN + 8].copy_from_slice(&((in_bits >> 32) as u32).to_be_bytes());
-        k[OFF_OUT..OFF_OUT + 4].copy_from_slice(&(out_bits as u32).to_be_bytes());
-        k[OFF_OUT + 4..OFF_OUT + 8].copy_from_slice(&((out_bits >> 32) as u32).to_be_bytes());
-        k[OFF_L4..OFF_L4 + 2].copy_from_slice(&l4.0.to_be_bytes());
-        k[OFF_L4 + 2..OFF_L4 + 4].copy_from_slice(&l4.1.to_be_bytes());
+        // Bytes 0..4: protocol and padding, in one store.
+        k[OFF_PROTO..OFF_PROTO + 4].copy_from_slice(&u32::from(proto).to_le_bytes());
+        for (i, w) in classes.0.iter().enumerate() {
+            k[OFF_IN + 4 * i..OFF_IN + 4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        let l4w = (u32::from(l4.0) << 16 | u32::from(l4.1)).to_be_bytes();
+        k[OFF_L4..OFF_L4 + 4].copy_from_slice(&l4w);
         k[OFF_SRC..OFF_SRC + 16].copy_from_slice(src);
         k[OFF_DST..OFF_DST + 16].copy_from_slice(dst);
     }
 
-    /// Fills the key from parsed metadata (an IP packet) and the port-class bitmasks.
+    /// Fills the key from parsed metadata (an IP packet) and the port-class words.
     #[inline(always)]
-    pub fn set_from_meta(&mut self, m: &PacketMeta, in_bits: u64, out_bits: u64) {
-        self.set(
-            m.protocol,
-            in_bits,
-            out_bits,
-            l4_words(m),
-            &m.src_addr,
-            &m.dst_addr,
-        );
+    pub fn set_from_meta(&mut self, m: &PacketMeta, classes: ClassWords) {
+        self.set(m.protocol, classes, l4_words(m), &m.src_addr, &m.dst_addr);
     }
 }
 
@@ -211,13 +266,46 @@ pub const V6_FIELDS: [FieldDef; V6_NUM_FIELDS] = [
     fd(FieldKind::Mask, 4, 13, OFF_DST + 12),
 ];
 
-/// The layout of a family.
-pub fn fields_of(v: IpVersion) -> &'static [FieldDef] {
-    match v {
-        IpVersion::V4 => &V4_FIELDS,
-        IpVersion::V6 => &V6_FIELDS,
-    }
-}
+/// Number of fields of the narrow IPv4 layout.
+pub const V4_NARROW_NUM_FIELDS: usize = 7;
+/// Number of fields of the narrow IPv6 layout.
+pub const V6_NARROW_NUM_FIELDS: usize = 13;
+
+const NARROW_COMMON: [FieldDef; 5] = [
+    fd(FieldKind::Bitmask, 1, 0, OFF_PROTO),
+    fd(FieldKind::Bitmask, 2, 1, OFF_IN),
+    fd(FieldKind::Bitmask, 2, 1, OFF_IN + 2),
+    fd(FieldKind::Range, 2, 2, OFF_L4),
+    fd(FieldKind::Range, 2, 2, OFF_L4 + 2),
+];
+
+/// The narrow IPv4 layout (field index = position).
+pub const V4_NARROW_FIELDS: [FieldDef; V4_NARROW_NUM_FIELDS] = [
+    NARROW_COMMON[0],
+    NARROW_COMMON[1],
+    NARROW_COMMON[2],
+    NARROW_COMMON[3],
+    NARROW_COMMON[4],
+    fd(FieldKind::Mask, 4, 3, OFF_SRC),
+    fd(FieldKind::Mask, 4, 4, OFF_DST),
+];
+
+/// The narrow IPv6 layout (field index = position).
+pub const V6_NARROW_FIELDS: [FieldDef; V6_NARROW_NUM_FIELDS] = [
+    NARROW_COMMON[0],
+    NARROW_COMMON[1],
+    NARROW_COMMON[2],
+    NARROW_COMMON[3],
+    NARROW_COMMON[4],
+    fd(FieldKind::Mask, 4, 3, OFF_SRC),
+    fd(FieldKind::Mask, 4, 4, OFF_SRC + 4),
+    fd(FieldKind::Mask, 4, 5, OFF_SRC + 8),
+    fd(FieldKind::Mask, 4, 6, OFF_SRC + 12),
+    fd(FieldKind::Mask, 4, 7, OFF_DST),
+    fd(FieldKind::Mask, 4, 8, OFF_DST + 4),
+    fd(FieldKind::Mask, 4, 9, OFF_DST + 8),
+    fd(FieldKind::Mask, 4, 10, OFF_DST + 12),
+];
 
 /// A field's value in a compiled rule (host byte order, as rte_acl wants rules).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -236,7 +324,7 @@ pub struct CompiledRule {
     pub priority: u32,
     /// `acl index + 1` (0 is "no match").
     pub userdata: u32,
-    /// One per field of [`fields_of`] the family.
+    /// One per field of the family's layout ([`ClassLayout::fields`]).
     pub fields: Vec<FieldValue>,
 }
 
@@ -343,6 +431,7 @@ fn addr_words(net: &IpNet) -> [FieldValue; 4] {
 fn compile_rule(
     r: &FlatRule,
     classes: &PortClasses,
+    layout: ClassLayout,
     priority: u32,
 ) -> Result<CompiledRule, CompileError> {
     let ports_full = r.src_port.lo == 0
@@ -373,15 +462,23 @@ fn compile_rule(
         value: value as u32,
         mask_range: mask as u32,
     };
-    let mut fields = vec![
-        FieldValue {
-            value: u32::from(r.proto.value),
-            mask_range: u32::from(r.proto.mask),
-        },
-        bm(iv, im),
-        bm(iv >> 32, im >> 32),
-        bm(ov, om),
-        bm(ov >> 32, om >> 32),
+    let mut fields = vec![FieldValue {
+        value: u32::from(r.proto.value),
+        mask_range: u32::from(r.proto.mask),
+    }];
+    match layout {
+        ClassLayout::Narrow => {
+            fields.push(bm(iv & 0xffff, im & 0xffff));
+            fields.push(bm(ov & 0xffff, om & 0xffff));
+        }
+        ClassLayout::Wide => {
+            fields.push(bm(iv, im));
+            fields.push(bm(iv >> 32, im >> 32));
+            fields.push(bm(ov, om));
+            fields.push(bm(ov >> 32, om >> 32));
+        }
+    }
+    fields.extend([
         FieldValue {
             value: u32::from(a.0),
             mask_range: u32::from(a.1),
@@ -390,7 +487,7 @@ fn compile_rule(
             value: u32::from(b.0),
             mask_range: u32::from(b.1),
         },
-    ];
+    ]);
     let (src, dst) = (addr_words(&r.src), addr_words(&r.dst));
     match r.version {
         IpVersion::V4 => {
@@ -425,18 +522,36 @@ pub struct CompiledAcl {
     pub classes: PortClasses,
     /// Port-class bitmask per port id (index = [`PortInfo::index`]; absent ports: 0).
     pub port_bits: Vec<u64>,
+    /// Where the class bitmasks sit in the key (narrow when the classes fit 16 bits).
+    pub layout: ClassLayout,
 }
 
 /// Compiles an expanded rule set for the graph's `ports`: unique priorities by
 /// [`dense_priorities`] (so the classifier agrees with [`super::evaluate`] on ties), port
 /// classes, and per-port bitmasks.
 pub fn compile(table: &AclTable, ports: &[PortInfo]) -> Result<CompiledAcl, CompileError> {
+    compile_with(table, ports, None)
+}
+
+/// [`compile`] with the class layout forced (`None`: narrow when the classes fit).
+pub fn compile_with(
+    table: &AclTable,
+    ports: &[PortInfo],
+    layout: Option<ClassLayout>,
+) -> Result<CompiledAcl, CompileError> {
     let rules = table.rules();
     let classes = PortClasses::of(table.flat_rules())?;
+    let layout = match layout {
+        Some(ClassLayout::Narrow) if classes.len() > NARROW_PORT_CLASSES => {
+            return Err(CompileError::TooManyPortClasses(classes.len()))
+        }
+        Some(l) => l,
+        None => ClassLayout::for_classes(classes.len()),
+    };
     let prio = dense_priorities(rules.acls());
     let (mut v4, mut v6) = (Vec::new(), Vec::new());
     for r in table.flat_rules() {
-        let c = compile_rule(r, &classes, prio[r.acl])?;
+        let c = compile_rule(r, &classes, layout, prio[r.acl])?;
         match r.version {
             IpVersion::V4 => v4.push(c),
             IpVersion::V6 => v6.push(c),
@@ -463,6 +578,7 @@ pub fn compile(table: &AclTable, ports: &[PortInfo]) -> Result<CompiledAcl, Comp
         actions: rules.acls().iter().map(|a| a.action).collect(),
         classes,
         port_bits,
+        layout,
     })
 }
 
@@ -479,6 +595,18 @@ impl CompiledAcl {
     #[inline(always)]
     pub fn bits(&self, port: u16) -> u64 {
         self.port_bits.get(usize::from(port)).copied().unwrap_or(0)
+    }
+
+    /// The key's class words for a packet from port id `inp` to `outp` (unknown or no
+    /// port: no class).
+    #[inline(always)]
+    pub fn class_words(&self, inp: u16, outp: u16) -> ClassWords {
+        self.layout.words(self.bits(inp), self.bits(outp))
+    }
+
+    /// The rte_acl field layout of a family for these rules.
+    pub fn fields(&self, v: IpVersion) -> &'static [FieldDef] {
+        self.layout.fields(v)
     }
 }
 
@@ -505,24 +633,33 @@ fn word(key: &AclKey, f: &FieldDef) -> u32 {
     }
 }
 
-/// True if `key` satisfies every field of `rule` under rte_acl's semantics.
-pub fn key_matches(family: IpVersion, rule: &CompiledRule, key: &AclKey) -> bool {
-    fields_of(family).iter().zip(&rule.fields).all(|(f, v)| {
-        let x = word(key, f);
-        match f.kind {
-            FieldKind::Bitmask => x & v.mask_range == v.value,
-            FieldKind::Range => v.value <= x && x <= v.mask_range,
-            FieldKind::Mask => {
-                let bits = u32::from(f.size) * 8;
-                let m = if v.mask_range == 0 {
-                    0
-                } else {
-                    u32::MAX << (bits - v.mask_range.min(bits))
-                };
-                x & m == v.value & m
+/// True if `key` satisfies every field of `rule` (in `layout`) under rte_acl's semantics.
+pub fn key_matches(
+    layout: ClassLayout,
+    family: IpVersion,
+    rule: &CompiledRule,
+    key: &AclKey,
+) -> bool {
+    layout
+        .fields(family)
+        .iter()
+        .zip(&rule.fields)
+        .all(|(f, v)| {
+            let x = word(key, f);
+            match f.kind {
+                FieldKind::Bitmask => x & v.mask_range == v.value,
+                FieldKind::Range => v.value <= x && x <= v.mask_range,
+                FieldKind::Mask => {
+                    let bits = u32::from(f.size) * 8;
+                    let m = if v.mask_range == 0 {
+                        0
+                    } else {
+                        u32::MAX << (bits - v.mask_range.min(bits))
+                    };
+                    x & m == v.value & m
+                }
             }
-        }
-    })
+        })
 }
 
 /// A software model of rte_acl: scans the compiled rules of the key's family and keeps
@@ -531,6 +668,7 @@ pub fn key_matches(family: IpVersion, rule: &CompiledRule, key: &AclKey) -> bool
 pub struct LinearClassifier {
     v4: Vec<CompiledRule>,
     v6: Vec<CompiledRule>,
+    layout: ClassLayout,
 }
 
 impl Classify for LinearClassifier {
@@ -538,6 +676,7 @@ impl Classify for LinearClassifier {
         Ok(LinearClassifier {
             v4: acl.v4.clone(),
             v6: acl.v6.clone(),
+            layout: acl.layout,
         })
     }
 
@@ -549,7 +688,9 @@ impl Classify for LinearClassifier {
         for (k, out) in keys.iter().zip(results.iter_mut()) {
             let mut best: Option<&CompiledRule> = None;
             for r in rules {
-                if best.map_or(true, |b| r.priority > b.priority) && key_matches(family, r, k) {
+                if best.map_or(true, |b| r.priority > b.priority)
+                    && key_matches(self.layout, family, r, k)
+                {
                     best = Some(r);
                 }
             }
@@ -595,7 +736,10 @@ mod tests {
         m.icmp_code = p.icmp_code;
         let mut k = AclKey::default();
         let bits = |n: &str| id(n).map_or(0, |i| acl.bits(i));
-        k.set_from_meta(&m, bits(p.inport.name), bits(p.outport.name));
+        k.set_from_meta(
+            &m,
+            acl.layout.words(bits(p.inport.name), bits(p.outport.name)),
+        );
         k
     }
 

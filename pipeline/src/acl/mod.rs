@@ -26,7 +26,9 @@ pub mod reference;
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};
 pub use expand::{AclTable, ExpandError, ExpandLimits, FlatRule, SetUpdate};
 pub use expr::{parse, MatchExpr, ParseError};
-pub use key::{compile, AclKey, Classify, CompileError, CompiledAcl, LinearClassifier};
+pub use key::{
+    compile, AclKey, ClassLayout, ClassWords, Classify, CompileError, CompiledAcl, LinearClassifier,
+};
 pub use model::{
     Acl, AclConfig, AclError, AclFile, AclSpec, Action, AddressSet, Direction, GroupId, IpNet,
     IpVersion, PortGroup, PortId, RuleSet,

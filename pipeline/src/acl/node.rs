@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use super::key::{AclKey, Classify};
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
-use super::publish::{expand_config, AclHub, Installed, WorkerSlot};
+use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
@@ -161,8 +161,9 @@ struct Scratch {
     fam_idx: [[u16; VECTOR_SIZE]; 2],
     /// IP index -> packet index.
     ip_idx: [u16; VECTOR_SIZE],
-    /// IP index -> classifier result (`u32::MAX`: not classified).
-    verdict: [u32; VECTOR_SIZE],
+    /// Classified packets in packet order: IP index and classifier result.
+    cls_idx: [u16; VECTOR_SIZE],
+    cls_res: [u32; VECTOR_SIZE],
     flows: [FlowKey; VECTOR_SIZE],
     ct: [Option<(Handle, Direction)>; VECTOR_SIZE],
 }
@@ -174,7 +175,8 @@ impl Scratch {
             res: [[0; VECTOR_SIZE]; 2],
             fam_idx: [[0; VECTOR_SIZE]; 2],
             ip_idx: [0; VECTOR_SIZE],
-            verdict: [0; VECTOR_SIZE],
+            cls_idx: [0; VECTOR_SIZE],
+            cls_res: [0; VECTOR_SIZE],
             flows: [FlowKey::default(); VECTOR_SIZE],
             ct: [None; VECTOR_SIZE],
         })
@@ -424,15 +426,145 @@ fn route(routes: &[(IpNet, u16)], m: &PacketMeta) -> u16 {
         .map_or(NO_PORT, |r| r.1)
 }
 
-impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
-    fn process(&mut self, f: Frame<'_, P>) -> Verdict {
-        let n = f.len();
-        if n == 0 {
-            return Verdict::PerPacket;
+/// Per-rule counting of a burst: runs of packets judged by the same classifier result are
+/// counted with one counter update.
+struct RunCounter {
+    ud: u32,
+    action: Action,
+    packets: u64,
+    bytes: u64,
+}
+
+impl RunCounter {
+    #[inline(always)]
+    fn new() -> Self {
+        RunCounter {
+            ud: UNCLASSIFIED,
+            action: Action::Drop,
+            packets: 0,
+            bytes: 0,
         }
-        if self.maybe_adopt() {
-            f.counters.add_extra(CTR_UPDATES, 1);
+    }
+
+    #[inline(always)]
+    fn add(&mut self, c: &AclCounterBlock, ud: u32, action: Action, bytes: u64) {
+        if ud != self.ud {
+            self.flush(c);
+            self.ud = ud;
+            self.action = action;
         }
+        self.packets += 1;
+        self.bytes += bytes;
+    }
+
+    #[inline(always)]
+    fn flush(&mut self, c: &AclCounterBlock) {
+        if self.packets != 0 {
+            c.record_run(
+                self.ud.checked_sub(1).map(|a| a as usize),
+                self.action,
+                self.packets,
+                self.bytes,
+            );
+            self.packets = 0;
+            self.bytes = 0;
+        }
+    }
+}
+
+#[inline(always)]
+fn judge(ud: u32, action: Action) -> Decision {
+    match action {
+        Action::Allow | Action::AllowRelated => Decision::Next(0),
+        Action::Drop | Action::Reject if ud == 0 => Decision::Drop(DROP_DEFAULT_DENY),
+        Action::Drop => Decision::Drop(DROP_ACL_DENY),
+        Action::Reject => Decision::Drop(DROP_ACL_REJECT),
+    }
+}
+
+/// The output port id of a packet from `in_port` with metadata `m`.
+#[inline(always)]
+fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) -> u16 {
+    match mode {
+        OutportMode::None => NO_PORT,
+        OutportMode::CrossConnect => peer.get(usize::from(in_port)).copied().unwrap_or(NO_PORT),
+        OutportMode::ByMetadata | OutportMode::ByRoute => m.out_port,
+    }
+}
+
+impl<C: Classify> AclNode<C> {
+    /// Stateless: one pass builds the keys (split by family), one classify call per
+    /// family, one pass turns results into decisions.
+    #[inline(always)]
+    fn process_stateless<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize) {
+        let AclNode {
+            installed,
+            outport,
+            peer,
+            routes,
+            allow_non_ip,
+            scratch,
+            ..
+        } = self;
+        let prog = &*installed.0;
+        let counters = &*installed.1;
+        let s = &mut **scratch;
+        let default = prog.acl.rules.default_action();
+        let mut nf = [0usize; 2];
+        let mut non_ip = 0u64;
+        let mut run = RunCounter::new();
+        for i in 0..n {
+            let m = &mut f.meta[i];
+            let v = m.ip_version;
+            if v == 4 || v == 6 {
+                if *outport == OutportMode::ByRoute {
+                    m.out_port = route(routes, m);
+                }
+                let inp = f.pkts[i].in_port();
+                let words = prog
+                    .acl
+                    .class_words(inp, out_port_of(*outport, peer, inp, m));
+                let fam = usize::from(v == 6);
+                let t = nf[fam];
+                s.keys[fam][t].set_from_meta(m, words);
+                s.fam_idx[fam][t] = i as u16;
+                nf[fam] = t + 1;
+            } else {
+                non_ip += 1;
+                f.decisions[i] = if *allow_non_ip {
+                    Decision::Next(0)
+                } else {
+                    run.add(counters, 0, default, f.pkts[i].data().len() as u64);
+                    judge(0, default)
+                };
+            }
+        }
+        if non_ip != 0 {
+            f.counters.add_extra(CTR_NON_IP, non_ip);
+        }
+        for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
+            let k = nf[fam];
+            if k == 0 {
+                continue;
+            }
+            prog.classifier
+                .classify(v, &s.keys[fam][..k], &mut s.res[fam][..k]);
+            for t in 0..k {
+                let i = usize::from(s.fam_idx[fam][t]);
+                let ud = s.res[fam][t];
+                let action = prog.action(ud);
+                run.add(counters, ud, action, f.pkts[i].data().len() as u64);
+                f.decisions[i] = judge(ud, action);
+            }
+        }
+        run.flush(counters);
+        f.counters.add_extra(CTR_CLASSIFIED, (nf[0] + nf[1]) as u64);
+    }
+
+    /// Stateful: tracked connections pass without classification; `allow-related`
+    /// verdicts create connections.
+    #[inline(always)]
+    fn process_stateful<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize) {
         let AclNode {
             installed,
             outport,
@@ -443,40 +575,33 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
             scratch,
             ..
         } = self;
+        let Some(ct) = ct.as_mut() else {
+            return;
+        };
         let prog = &*installed.0;
         let counters = &*installed.1;
         let s = &mut **scratch;
         let default = prog.acl.rules.default_action();
-        let judge = |ud: u32, action: Action| -> Decision {
-            match action {
-                Action::Allow | Action::AllowRelated => Decision::Next(0),
-                Action::Drop if ud == 0 => Decision::Drop(DROP_DEFAULT_DENY),
-                Action::Reject if ud == 0 => Decision::Drop(DROP_DEFAULT_DENY),
-                Action::Drop => Decision::Drop(DROP_ACL_DENY),
-                Action::Reject => Decision::Drop(DROP_ACL_REJECT),
-            }
-        };
+        let mut run = RunCounter::new();
 
         // 1. Split IP from non-IP packets.
         let mut nip = 0;
         let mut non_ip = 0u64;
         for i in 0..n {
-            if *outport == OutportMode::ByRoute && f.meta[i].ip_version != 0 {
-                f.meta[i].out_port = route(routes, &f.meta[i]);
-            }
-            let m = &f.meta[i];
+            let m = &mut f.meta[i];
             if m.ip_version == 4 || m.ip_version == 6 {
-                s.ip_idx[nip] = i as u16;
-                if ct.is_some() {
-                    s.flows[nip] = flow_key(m);
+                if *outport == OutportMode::ByRoute {
+                    m.out_port = route(routes, m);
                 }
+                s.ip_idx[nip] = i as u16;
+                s.flows[nip] = flow_key(m);
                 nip += 1;
             } else {
                 non_ip += 1;
                 f.decisions[i] = if *allow_non_ip {
                     Decision::Next(0)
                 } else {
-                    counters.record(None, default, f.pkts[i].data().len() as u64);
+                    run.add(counters, 0, default, f.pkts[i].data().len() as u64);
                     judge(0, default)
                 };
             }
@@ -486,52 +611,36 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         }
 
         // 2. Connection table: packets of tracked connections pass.
-        let now = if ct.is_some() {
-            crate::cycles::now()
-        } else {
-            0
-        };
+        let now = crate::cycles::now();
         let mut ct_hits = 0u64;
-        if let Some(ct) = ct.as_mut() {
-            ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
-        }
+        ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
 
         // 3. Keys for the rest, per family.
         let mut nf = [0usize; 2];
         for j in 0..nip {
             let i = usize::from(s.ip_idx[j]);
             let m = &f.meta[i];
-            if let (Some(ct), Some((h, dir))) = (ct.as_mut(), s.ct[j]) {
+            if let Some((h, dir)) = s.ct[j] {
                 if m.protocol == PROTO_TCP {
                     ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
                 }
                 f.decisions[i] = Decision::Next(0);
-                s.verdict[j] = UNCLASSIFIED;
                 ct_hits += 1;
                 continue;
             }
-            let in_bits = prog.acl.bits(f.pkts[i].in_port());
-            let out_id = match outport {
-                OutportMode::None => NO_PORT,
-                OutportMode::CrossConnect => peer
-                    .get(usize::from(f.pkts[i].in_port()))
-                    .copied()
-                    .unwrap_or(NO_PORT),
-                OutportMode::ByMetadata | OutportMode::ByRoute => m.out_port,
-            };
-            let out_bits = if out_id == NO_PORT {
-                0
-            } else {
-                prog.acl.bits(out_id)
-            };
+            let inp = f.pkts[i].in_port();
+            let words = prog
+                .acl
+                .class_words(inp, out_port_of(*outport, peer, inp, m));
             let fam = usize::from(m.ip_version == 6);
             let t = nf[fam];
-            s.keys[fam][t].set_from_meta(m, in_bits, out_bits);
+            s.keys[fam][t].set_from_meta(m, words);
             s.fam_idx[fam][t] = j as u16;
             nf[fam] = t + 1;
         }
 
-        // 4. One classify call per family present.
+        // 4. One classify call per family present; results back in IP order.
+        let mut ncls = 0usize;
         for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
             let k = nf[fam];
             if k == 0 {
@@ -540,71 +649,100 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
             prog.classifier
                 .classify(v, &s.keys[fam][..k], &mut s.res[fam][..k]);
             for t in 0..k {
-                s.verdict[usize::from(s.fam_idx[fam][t])] = s.res[fam][t];
+                s.cls_idx[ncls] = s.fam_idx[fam][t];
+                s.cls_res[ncls] = s.res[fam][t];
+                ncls += 1;
             }
         }
-        f.counters.add_extra(CTR_CLASSIFIED, (nf[0] + nf[1]) as u64);
+        if nf[0] != 0 && nf[1] != 0 {
+            // Both families: restore packet order (insertion sort of a mostly sorted list),
+            // so that a request creates its connection before its reply in the same burst
+            // is judged.
+            for a in 1..ncls {
+                let (ki, kr) = (s.cls_idx[a], s.cls_res[a]);
+                let mut b = a;
+                while b > 0 && s.cls_idx[b - 1] > ki {
+                    s.cls_idx[b] = s.cls_idx[b - 1];
+                    s.cls_res[b] = s.cls_res[b - 1];
+                    b -= 1;
+                }
+                s.cls_idx[b] = ki;
+                s.cls_res[b] = kr;
+            }
+        }
+        f.counters.add_extra(CTR_CLASSIFIED, ncls as u64);
 
         // 5. Verdicts, in packet order.
         let mut created = 0u64;
-        for j in 0..nip {
-            let ud = s.verdict[j];
-            if ud == UNCLASSIFIED {
-                continue;
-            }
+        for c in 0..ncls {
+            let j = usize::from(s.cls_idx[c]);
+            let ud = s.cls_res[c];
             let i = usize::from(s.ip_idx[j]);
             let action = prog.action(ud);
-            let bytes = f.pkts[i].data().len() as u64;
-            counters.record(ud.checked_sub(1).map(|a| a as usize), action, bytes);
+            run.add(counters, ud, action, f.pkts[i].data().len() as u64);
             let mut d = judge(ud, action);
-            if let Some(ct) = ct.as_mut() {
-                let m = &f.meta[i];
-                if action == Action::AllowRelated {
-                    match ct.insert(&s.flows[j], now, ()) {
-                        Ok(h) => {
-                            created += 1;
-                            if m.protocol == PROTO_TCP {
-                                ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
-                            }
-                        }
-                        Err(InsertError::Exists(h)) => {
-                            if m.protocol == PROTO_TCP {
-                                let dir = ct.key(h).map_or(Direction::Original, |k| {
-                                    if *k == s.flows[j] {
-                                        Direction::Original
-                                    } else {
-                                        Direction::Reply
-                                    }
-                                });
-                                ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
-                            }
-                        }
-                        Err(InsertError::Full) => {
-                            counters.record_conntrack_full();
-                            d = Decision::Drop(DROP_CONNTRACK_FULL);
+            let m = &f.meta[i];
+            if action == Action::AllowRelated {
+                match ct.insert(&s.flows[j], now, ()) {
+                    Ok(h) => {
+                        created += 1;
+                        if m.protocol == PROTO_TCP {
+                            ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
                         }
                     }
-                } else if created != 0 && matches!(d, Decision::Drop(_)) {
-                    // A reply to a connection created earlier in this burst.
-                    if let Some((h, dir, _)) = ct.lookup(&s.flows[j], now) {
+                    Err(InsertError::Exists(h)) => {
                         if m.protocol == PROTO_TCP {
+                            let dir = ct.key(h).map_or(Direction::Original, |k| {
+                                if *k == s.flows[j] {
+                                    Direction::Original
+                                } else {
+                                    Direction::Reply
+                                }
+                            });
                             ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
                         }
-                        d = Decision::Next(0);
-                        ct_hits += 1;
                     }
+                    Err(InsertError::Full) => {
+                        counters.record_conntrack_full();
+                        d = Decision::Drop(DROP_CONNTRACK_FULL);
+                    }
+                }
+            } else if created != 0 && matches!(d, Decision::Drop(_)) {
+                // A reply to a connection created earlier in this burst.
+                if let Some((h, dir, _)) = ct.lookup(&s.flows[j], now) {
+                    if m.protocol == PROTO_TCP {
+                        ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                    }
+                    d = Decision::Next(0);
+                    ct_hits += 1;
                 }
             }
             f.decisions[i] = d;
         }
-        if let Some(ct) = ct.as_mut() {
-            ct.age(now, 64);
-        }
+        run.flush(counters);
+        ct.age(now, 64);
         if ct_hits != 0 {
             f.counters.add_extra(CTR_CT_HITS, ct_hits);
         }
         if created != 0 {
             f.counters.add_extra(CTR_CT_NEW, created);
+        }
+    }
+}
+
+impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
+    fn process(&mut self, mut f: Frame<'_, P>) -> Verdict {
+        let n = f.len();
+        if n == 0 {
+            return Verdict::PerPacket;
+        }
+        if self.maybe_adopt() {
+            f.counters.add_extra(CTR_UPDATES, 1);
+        }
+        if self.ct.is_some() {
+            self.process_stateful(&mut f, n);
+        } else {
+            self.process_stateless(&mut f, n);
         }
         let first = f.decisions[0];
         if f.decisions[1..n].iter().all(|d| *d == first) {

@@ -151,6 +151,27 @@ impl AclCounterBlock {
         }
     }
 
+    /// Counts `packets` packets of `bytes` bytes in total judged by the same ACL (or the
+    /// default) with `action`: one counter update for a run of equal verdicts.
+    #[inline(always)]
+    pub fn record_run(&self, acl: Option<usize>, action: Action, packets: u64, bytes: u64) {
+        let c = match acl {
+            Some(i) => match self.per_acl.get(i) {
+                Some(c) => c,
+                None => return,
+            },
+            None => &self.default_rule,
+        };
+        c.packets.add(packets);
+        c.bytes.add(bytes);
+        match (acl, action) {
+            (Some(_), Action::Drop) => self.denials[1].add(packets),
+            (Some(_), Action::Reject) => self.denials[2].add(packets),
+            (None, a) if !a.permits() => self.denials[0].add(packets),
+            _ => {}
+        }
+    }
+
     /// Counts a new session refused because the connection table is full.
     #[inline(always)]
     pub fn record_conntrack_full(&self) {
