@@ -452,3 +452,88 @@ fn fragments_to_a_vip_are_dropped() {
     f[24..26].copy_from_slice(&c.to_be_bytes());
     assert_eq!(h.run(vec![f]).pop().unwrap(), Out::Drop(DROP_VIP_FRAGMENT));
 }
+
+const DSR: &str = r#"
+[[services]]
+name = "dsr"
+vip = "192.0.2.80"
+protocol = "tcp"
+port = 80
+forwarding = "dsr"
+backends = [
+  { address = "10.0.3.1", mac = "02:00:00:00:03:01" },
+  { address = "10.0.3.2", mac = "02:00:00:00:03:02" },
+  { address = "10.0.3.3", port = 80, mac = "02:00:00:00:03:03" },
+]
+"#;
+
+#[test]
+fn direct_server_return_rewrites_only_the_destination_mac() {
+    let mut h = Harness::new(DSR);
+    let macs: Vec<[u8; 6]> = (1..=3).map(|i| [2, 0, 0, 0, 3, i]).collect();
+    let mut seen = [0u32; 3];
+    let mut first_mac = Vec::new();
+    for round in 0..2 {
+        for n in 0..300u16 {
+            let s = Spec::tcp("198.51.100.9", 20000 + n, "192.0.2.80", 80, ACK);
+            let before = build(&s);
+            let after = h.one(&s).next().to_vec();
+            // Everything but the destination MAC is byte for byte the same: addresses,
+            // ports, checksums (still valid), payload.
+            assert_eq!(before[6..], after[6..], "flow {n}: only the MAC may change");
+            assert!(parse(&after).valid());
+            let mac: [u8; 6] = after[..6].try_into().unwrap();
+            let k = macs
+                .iter()
+                .position(|m| *m == mac)
+                .expect("a backend's MAC");
+            if round == 0 {
+                seen[k] += 1;
+                first_mac.push(mac);
+            } else {
+                assert_eq!(mac, first_mac[n as usize], "flow {n} moved between rounds");
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|&c| c > 50),
+        "spread over the backends: {seen:?}"
+    );
+    assert_eq!(h.extra(C_NEW), 300, "one connection per flow, pinned");
+    // A packet from a DSR backend is not a reply of ours: it passes unchanged.
+    let back = Spec::tcp("10.0.3.1", 80, "198.51.100.9", 20000, ACK);
+    let before = build(&back);
+    assert_eq!(h.one(&back).next(), &before[..]);
+}
+
+#[test]
+fn direct_server_return_config_errors_name_the_key() {
+    let bad = [
+        (
+            DSR.replace(", mac = \"02:00:00:00:03:02\"", ""),
+            "services[0].backends[1].mac",
+        ),
+        (
+            DSR.replace("02:00:00:00:03:01", "02:00:00:00:03"),
+            "services[0].backends[0].mac",
+        ),
+        (
+            DSR.replace("port = 80, mac", "port = 8080, mac"),
+            "services[0].backends[2].port",
+        ),
+        (
+            DSR.replace("forwarding = \"dsr\"", ""),
+            "services[0].backends[0].mac",
+        ),
+    ];
+    for (cfg, key) in bad {
+        let e = match pipeline::lb::LbConfig::from_toml_str(&cfg) {
+            Err(e) => e.to_string(),
+            Ok(c) => match c.validate() {
+                Err(e) => e.to_string(),
+                Ok(()) => panic!("accepted:\n{cfg}"),
+            },
+        };
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}

@@ -28,6 +28,6 @@ pub use flow::{FlowKey, HashMode, IpFamily};
 pub use maglev::{Backend, BackendId, BackendState, Maglev, MaglevError, DEFAULT_TABLE_SIZE};
 pub use node::{register, register_with, LbClock, LbNode, NatEntry};
 pub use service::{
-    BackendConfig, BackendStatus, ConfigError, ConntrackConfig, DownPolicy, L4Protocol, LbConfig,
-    ServiceConfig, ServiceTable,
+    BackendConfig, BackendStatus, ConfigError, ConntrackConfig, DownPolicy, ForwardingMode,
+    L4Protocol, LbConfig, MacString, ServiceConfig, ServiceTable,
 };

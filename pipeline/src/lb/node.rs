@@ -37,7 +37,15 @@
 //! No allocation, lock or syscall per packet: the table is swapped at most once per vector
 //! (see [`crate::lb::control`]), counters are this worker's own, the connection table is
 //! this worker's own; aging scans a bounded number of slots per vector. Checksums are
-//! updated in software (the offload hook is not used). No L2 direct server return.
+//! updated in software (the offload hook is not used: the output port, and so whether it
+//! offers the offload, is decided after this node).
+//!
+//! # Direct server return
+//! A service with `forwarding = "dsr"` keeps the IP packet as it is (destination still the
+//! VIP) and only rewrites the destination MAC to the chosen backend's (`mac` of each
+//! backend): the backend owns the VIP on a loopback interface and answers the client
+//! directly, so replies never come back through this node. Flows are tracked and pinned
+//! exactly as in NAT mode.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -450,7 +458,16 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Original, now);
                         }
                         let len = pkt.data().len() as u64;
-                        if !nat::rewrite(pkt.data_mut(), m, End::Dst, &be.addr, entry.port) {
+                        if let Some(mac) = be.dsr_mac {
+                            // L2 direct server return: only the destination MAC changes.
+                            match pkt.data_mut().get_mut(..6) {
+                                Some(d) => d.copy_from_slice(&mac),
+                                None => {
+                                    f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                                    continue;
+                                }
+                            }
+                        } else if !nat::rewrite(pkt.data_mut(), m, End::Dst, &be.addr, entry.port) {
                             f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }

@@ -138,6 +138,63 @@ pub struct BackendConfig {
     /// Name for counters and for Maglev (default `address:port`); keep it stable.
     #[serde(default)]
     pub name: Option<String>,
+    /// The backend's MAC address (`aa:bb:cc:dd:ee:ff`); required by, and only used with,
+    /// `forwarding = "dsr"`.
+    #[serde(default)]
+    pub mac: Option<MacString>,
+}
+
+/// A MAC address written `aa:bb:cc:dd:ee:ff` in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacString(pub [u8; 6]);
+
+impl std::str::FromStr for MacString {
+    type Err = String;
+    fn from_str(t: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = t.split(':').collect();
+        let bad = || format!("`{t}` is not a MAC address like 02:00:00:00:00:01");
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut m = [0u8; 6];
+        for (b, p) in m.iter_mut().zip(&parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        Ok(MacString(m))
+    }
+}
+
+impl Serialize for MacString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        s.serialize_str(&format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for MacString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = String::deserialize(d)?;
+        t.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How packets to a VIP reach the chosen backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardingMode {
+    /// Destination NAT: address and port rewritten to the backend's, replies translated back.
+    #[default]
+    Nat,
+    /// L2 direct server return: only the destination MAC is rewritten to the backend's (the
+    /// backend holds the VIP on a loopback and answers the client directly); the IP packet
+    /// is untouched, so no checksum changes.
+    Dsr,
 }
 
 fn one() -> u32 {
@@ -157,6 +214,7 @@ impl BackendConfig {
             weight: 1,
             state: BackendState::Active,
             name: None,
+            mac: None,
         }
     }
 
@@ -193,6 +251,9 @@ pub struct ServiceConfig {
     /// Maglev table size (prime; default 65537).
     #[serde(default = "default_table_size")]
     pub table_size: u32,
+    /// `nat` (default) or `dsr` (L2 direct server return).
+    #[serde(default)]
+    pub forwarding: ForwardingMode,
     /// The backends.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
@@ -252,8 +313,12 @@ impl Default for LbConfig {
 impl LbConfig {
     /// Parses TOML text (unknown keys refused) and validates it.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let cfg: LbConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::new("", e.message().trim().to_string()))?;
+        let de = toml::Deserializer::new(text);
+        let cfg: LbConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." { String::new() } else { path };
+            ConfigError::new(key, e.inner().message().trim().to_string())
+        })?;
         if cfg.file.is_some() {
             return Err(ConfigError::new(
                 "file",
@@ -411,6 +476,27 @@ impl LbConfig {
                         format!("`{}` is also backends[{prev}]", b.display_name()),
                     ));
                 }
+                match (s.forwarding, b.mac) {
+                    (ForwardingMode::Dsr, None) => {
+                        return Err(ConfigError::new(
+                            bkey("mac"),
+                            "required with forwarding = \"dsr\" (the frame is sent to it)",
+                        ))
+                    }
+                    (ForwardingMode::Nat, Some(_)) => {
+                        return Err(ConfigError::new(
+                            bkey("mac"),
+                            "only used with forwarding = \"dsr\"",
+                        ))
+                    }
+                    _ => {}
+                }
+                if s.forwarding == ForwardingMode::Dsr && b.port.is_some() && b.port != s.port {
+                    return Err(ConfigError::new(
+                        bkey("port"),
+                        "direct server return does not translate ports: omit it or use the service port",
+                    ));
+                }
                 if let Some(prev) = bends.insert((b.address, b.port.or(s.port)), bi) {
                     return Err(ConfigError::new(
                         bkey("address"),
@@ -559,6 +645,8 @@ pub struct BackendRt {
     pub(crate) v6: bool,
     /// Name (for a removed backend: its last configured name).
     pub name: String,
+    /// Direct server return: the backend's MAC (the frame's new destination); `None`: NAT.
+    pub dsr_mac: Option<[u8; 6]>,
 }
 
 impl BackendRt {
@@ -792,6 +880,7 @@ impl ServiceTable {
                 weight: 0,
                 v6: addr.is_ipv6(),
                 name: name.clone(),
+                dsr_mac: None,
             })
             .collect();
         let mut vip_entries = Vec::new();
@@ -826,6 +915,14 @@ impl ServiceTable {
                 };
                 be.weight = b.weight;
                 be.name = b.display_name();
+                be.dsr_mac = match s.forwarding {
+                    ForwardingMode::Dsr => b.mac.map(|m| m.0),
+                    ForwardingMode::Nat => None,
+                };
+                if s.forwarding == ForwardingMode::Dsr {
+                    // Replies go from the backend straight to the client, not through us.
+                    continue;
+                }
                 let port = b.port.or(s.port).unwrap_or(0);
                 rev.entry((b.address, s.protocol.number(), port))
                     .or_default()
@@ -1041,10 +1138,10 @@ mod tests {
     #[test]
     fn refusals_name_the_key() {
         let cases: &[(&str, &str)] = &[
-            ("bogus = 1", ""),
+            ("bogus = 1", "bogus"),
             (
                 "[[services]]\nname = \"a\"\nvip = \"1.2.3.4\"\nprotocol = \"sctp\"",
-                "",
+                "services[0].protocol",
             ),
             (
                 "[[services]]\nname = \"a\"\nvip = \"1.2.3.4\"\nprotocol = \"tcp\"\ntable_size = 65536",
@@ -1083,8 +1180,8 @@ mod tests {
                 "services[0].backends[0].address",
             ),
             ("[conntrack]\ncapacity = 0", "conntrack.capacity"),
-            ("[conntrack]\ntimeouts = { udp = 1, tcp = 2 }", ""),
-            ("down_backend = \"explode\"", ""),
+            ("[conntrack]\ntimeouts = { udp = 1, tcp = 2 }", "conntrack.timeouts.tcp"),
+            ("down_backend = \"explode\"", "down_backend"),
             ("file = \"x.toml\"", "file"),
         ];
         for (text, key) in cases {
