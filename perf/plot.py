@@ -5,6 +5,7 @@
 
 PNGs (only for data present in the JSON; nothing is drawn that was not measured):
   <prefix>-mpps.png        forwarded Mpps by frame size per DUT (median, min-max bars)
+  <prefix>-ratios.png      headline ratios (acl/full vs testpmd, full vs OVS, ...) against their targets
   <prefix>-cycles.png      cycles per packet per pipeline node (pipeline-bench)
   <prefix>-acl.png         ACL cycles/packet by rule count (acl-bench), when present
   <prefix>-lb.png          load-balancer cycles/packet by flow count (lb-bench), when present
@@ -40,12 +41,24 @@ def markdown(doc):
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("elapsed_s",):
             out.append(f"| `{k}` | {fmt(float(v))} |")
     out.append("")
+    det = doc.get("headline_detail", {})
+    if det:
+        out.append("### Ratios behind the headline (first size and flow count)\n")
+        out.append("| ratio | DUT / DUT | median (min-max) | target | generator capacity Mpps (traffic) | limit |")
+        out.append("|---|---|---|---|---|---|")
+        for k, v in det.items():
+            tgt = v.get("target")
+            ok = "" if tgt is None else (" (met)" if v["median"] >= tgt else " (not met)")
+            out.append(f"| `{k}` | {v.get('numerator', '?')} / {v.get('denominator', '?')} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) | "
+                       f"{'-' if tgt is None else '>= ' + str(tgt)}{ok} | {fmt(v.get('generator_capacity_mpps'))} ({v.get('traffic_profile', 'plain')}) | "
+                       f"{v.get('numerator', '?')}: {v.get('numerator_limit', '?')}, {v.get('denominator', '?')}: {v.get('denominator_limit', '?')} |")
+        out.append("")
     out.append("## Throughput\n")
-    out.append("| size | flows | DUT | generator | forwarded Mpps (min-max) | Gbit/s | lost by generator | DUT in = out + drops | limit |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| size | flows | DUT | traffic | generator | forwarded Mpps (min-max) | Gbit/s | lost by generator | DUT in = out + drops | limit |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(doc.get("results", []), key=lambda r: (size_key(r["size"]), r["flows"], r["dut"])):
         bal = "yes" if r.get("dut_unaccounted", 0) == 0 else f"no ({r['dut_unaccounted']} unaccounted)"
-        out.append(f"| {r['size']} | {r['flows']} | {r['dut']} | {r['generator']} | "
+        out.append(f"| {r['size']} | {r.get('dut_flows', r['flows'])} | {r['dut']} | {r.get('traffic_profile', 'plain')} | {r['generator']} | "
                    f"{r['forwarded_mpps_median']:.3f} ({r['forwarded_mpps_min']:.3f}-{r['forwarded_mpps_max']:.3f}) | "
                    f"{r['forwarded_gbps_median']:.2f} | {r['generator_lost']} of {r['generator_sent']} ({100 * r['loss_fraction']:.2f}%) | {bal} | {r['limit']} |")
     out.append("")
@@ -118,6 +131,28 @@ def plots(doc, prefix):
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = f"{prefix}-mpps.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    det = doc.get("headline_detail", {})
+    if det:
+        keys = list(det.keys())
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) + 2), 4.5))
+        med = [det[k]["median"] for k in keys]
+        lo = [det[k]["median"] - det[k]["min"] for k in keys]
+        hi = [det[k]["max"] - det[k]["median"] for k in keys]
+        ax.bar(range(len(keys)), med, 0.6, yerr=[lo, hi], capsize=3, color="C0", label="median (min-max), per-round ratios")
+        for i, k in enumerate(keys):
+            t = det[k].get("target")
+            if t is not None:
+                ax.hlines(t, i - 0.35, i + 0.35, colors="C3", linestyles="dashed", label="target" if i == 0 or "target" not in [h.get_label() for h in ax.collections] else None)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels(keys, rotation=20, fontsize=8)
+        ax.set_ylabel("ratio of forwarded Mpps")
+        ax.set_title(f"headline ratios, 64 B ({doc.get('set')}); dashed: targets")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = f"{prefix}-ratios.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         made.append(p)

@@ -38,6 +38,18 @@ pub enum OvsPipeline {
     /// A stateful firewall: connections may only be opened from port 1 (`ct(commit)`);
     /// port 2 only passes packets of established connections.
     Conntrack,
+    /// The OVS equivalent of the dataplane's `parse -> acl -> lb -> forward`: `acl` ACL-like
+    /// drop flows (as [`OvsPipeline::Acl`]) and a drop for UDP to the deny port, then a
+    /// conntrack firewall with a load balancer the way OVN programs one: every IP packet
+    /// goes through `ct(nat)` (established connections are translated, DNAT one way and
+    /// un-DNAT the other); a new connection to the VIP from port 1 picks a backend in a
+    /// `select` group whose buckets `ct(commit,nat(dst=backend:port))`; other new
+    /// connections from port 1 are committed unchanged; port 2 passes established
+    /// connections only.
+    CtLb {
+        /// ACL-like flows in front.
+        acl: usize,
+    },
 }
 
 impl OvsPipeline {
@@ -66,6 +78,25 @@ impl OvsPipeline {
                 s.push_str(fwd);
                 s
             }
+            OvsPipeline::CtLb { acl } => {
+                let mut s = OvsPipeline::Acl(acl).flows();
+                // Keep the ACL-like drops, replace the forwarding by the firewall + LB.
+                s = s.replace(fwd, "");
+                let (vip, port) = (crate::topology::VIP, crate::topology::VIP_PORT);
+                s.push_str(&format!(
+                    "table=0,priority=50,udp,tp_dst={deny},actions=drop\n\
+                     table=0,priority=10,ip,actions=ct(table=1,zone=1,nat)\n\
+                     table=0,priority=1,actions=drop\n\
+                     table=1,priority=20,in_port=1,ct_state=+new+trk,udp,nw_dst={vip},tp_dst={port},actions=group:1\n\
+                     table=1,priority=10,in_port=1,ct_state=+new+trk,ip,actions=ct(commit,zone=1),output:2\n\
+                     table=1,priority=10,in_port=1,ct_state=+est+trk,ip,actions=output:2\n\
+                     table=1,priority=10,in_port=2,ct_state=+est+trk,ip,actions=output:1\n\
+                     table=1,priority=1,actions=drop\n\
+                     table=2,priority=1,actions=output:2\n",
+                    deny = crate::topology::DENY_PORT
+                ));
+                s
+            }
             OvsPipeline::Conntrack => "table=0,priority=10,ip,ct_state=-trk,actions=ct(table=1)\n\
                  table=0,priority=1,actions=drop\n\
                  table=1,priority=10,in_port=1,ip,ct_state=+trk+new,actions=ct(commit),output:2\n\
@@ -73,6 +104,23 @@ impl OvsPipeline {
                  table=1,priority=10,in_port=2,ip,ct_state=+trk+est,actions=output:1\n\
                  table=1,priority=1,actions=drop\n"
                 .to_string(),
+        }
+    }
+}
+
+impl OvsPipeline {
+    /// The OpenFlow groups the flows use (`ovs-ofctl add-groups` format), one per line.
+    pub fn groups(&self) -> String {
+        match *self {
+            OvsPipeline::CtLb { .. } => {
+                let port = crate::topology::VIP_PORT;
+                let buckets: Vec<String> = crate::topology::BACKENDS
+                    .iter()
+                    .map(|b| format!("bucket=weight:100,actions=ct(commit,table=2,zone=1,nat(dst={b}:{port}))"))
+                    .collect();
+                format!("group_id=1,type=select,{}\n", buckets.join(","))
+            }
+            _ => String::new(),
         }
     }
 }
@@ -196,6 +244,16 @@ impl Ovs {
             "datapath_type=netdev",
             "fail-mode=secure",
         ])?;
+        let groups = pipeline.groups();
+        if !groups.is_empty() {
+            let gf = ovs.rundir.join("groups.txt");
+            std::fs::write(&gf, groups).map_err(|e| e.to_string())?;
+            let mut c = Command::new("ovs-ofctl");
+            c.env("OVS_RUNDIR", &ovs.rundir)
+                .args(["-O", "OpenFlow13", "add-groups", "br0"])
+                .arg(&gf);
+            run(&mut c, "ovs-ofctl add-groups")?;
+        }
         let flows = ovs.rundir.join("flows.txt");
         std::fs::write(&flows, pipeline.flows()).map_err(|e| e.to_string())?;
         ovs.ofctl(&["del-flows", "br0"])?;
@@ -295,6 +353,8 @@ impl Ovs {
 
     /// The DUT report: port stats, datapath flow count and PMD stats, as JSON.
     pub fn report(&self) -> Value {
+        // Push the datapath's flow statistics up to the OpenFlow rules first.
+        let _ = self.appctl(&["revalidator/wait"]);
         let stats = self.port_stats();
         let pmd = self
             .appctl(&["dpif-netdev/pmd-stats-show"])
@@ -325,7 +385,45 @@ impl Ovs {
             .filter(|l| l.starts_with("datapath_drop") || l.starts_with("drop_action"))
             .filter_map(|l| l.rsplit("total:").next()?.trim().parse::<u64>().ok())
             .sum();
-        json!({ "ports": ports, "datapath_drops": datapath_drops, "pmd_stats": pmd.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+        // Packets dropped by OpenFlow rules with `actions=drop` (ACL-like flows, the
+        // firewall's drops), per rule: these include the packets dropped in the slow path
+        // (upcalls), which the datapath's drop counter does not see.
+        let mut openflow_drops = 0u64;
+        let mut by_rule = serde_json::Map::new();
+        for l in self.ofctl(&["dump-flows", "br0"]).unwrap_or_default().lines() {
+            let l = l.trim();
+            if !l.ends_with("actions=drop") {
+                continue;
+            }
+            let n = l
+                .split(", ")
+                .find_map(|f| f.strip_prefix("n_packets="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if n != 0 {
+                openflow_drops += n;
+                // "cookie=.., table=T, n_packets=N, ..., priority=P,MATCH actions=drop"
+                let table = l
+                    .split(", ")
+                    .find(|f| f.starts_with("table="))
+                    .unwrap_or("table=0");
+                let rule = format!("{table},{}", l.rsplit(", ").next().unwrap_or(l));
+                by_rule.insert(rule, json!(n));
+            }
+        }
+        // Conntrack and groups (empty for pipelines without them): connections tracked, and
+        // per-bucket packets of the select group (= new connections per backend).
+        let nconns = self
+            .appctl(&["dpctl/ct-get-nconns"])
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let groups = self
+            .ofctl(&["dump-group-stats", "br0"])
+            .unwrap_or_default();
+        let ct_stats = self.appctl(&["dpctl/ct-stats-show"]).unwrap_or_default();
+        json!({ "ports": ports, "datapath_drops": datapath_drops, "openflow_drops": openflow_drops, "openflow_drops_by_rule": by_rule, "conntrack_connections": nconns,
+                "conntrack_stats": ct_stats.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+                "group_stats": groups.lines().map(str::trim).filter(|l| l.contains("bucket") || l.contains("group_id")).collect::<Vec<_>>(), "pmd_stats": pmd.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
                 "drop_coverage": drops, "interface_statistics_db": db, "error": stats.err() })
     }
 
@@ -433,6 +531,23 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn ct_lb_pipeline_balances_new_vip_connections_over_four_nat_buckets() {
+        let p = OvsPipeline::CtLb { acl: 1000 };
+        let f = p.flows();
+        assert_eq!(f.lines().filter(|l| l.ends_with("actions=drop") && l.contains("nw_src=172.")).count(), 1000);
+        assert!(!f.contains("in_port=1,actions=output:2"), "no plain forwarding left");
+        assert_eq!(f.lines().filter(|l| l.contains("actions=group:1")).count(), 1);
+        assert!(f.lines().any(|l| l.contains("in_port=2") && l.contains("+est") && l.ends_with("output:1")));
+        assert!(!f.lines().any(|l| l.contains("in_port=2") && l.contains("+new")), "port 2 never opens connections");
+        let g = p.groups();
+        assert_eq!(g.matches("bucket=").count(), 4);
+        for b in crate::topology::BACKENDS {
+            assert!(g.contains(&format!("nat(dst={b}:{})", crate::topology::VIP_PORT)));
+        }
+        assert!(OvsPipeline::Conntrack.groups().is_empty());
     }
 
     #[test]

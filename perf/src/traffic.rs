@@ -1,5 +1,9 @@
 //! Traffic shapes for the generators: frame-size patterns (single sizes, lists, IMIX),
-//! mirrored (reply) frames for stateful DUTs, and timestamped latency probes.
+//! mirrored (reply) frames for stateful DUTs, per-port flow specs (many 5-tuples towards a
+//! VIP, a share of flows meant to be denied), in-place replies for a reflecting port, and
+//! timestamped latency probes.
+
+use std::net::Ipv4Addr;
 
 /// Simple IMIX (7:4:1 of small, medium and large frames), frame bytes without FCS.
 pub const IMIX: [(usize, usize); 3] = [(64, 7), (576, 4), (1500, 1)];
@@ -51,6 +55,233 @@ pub fn reply_frame(frame: &[u8]) -> Vec<u8> {
     r[34..36].copy_from_slice(&frame[36..38]);
     r[36..38].copy_from_slice(&frame[34..36]);
     r
+}
+
+/// What one generator port sends: UDP/IPv4 flows whose 5-tuples are drawn from address
+/// ranges and a source-port range, optionally with a share of "deny" flows sent to another
+/// destination port (for an ACL that drops them), or `reflect`: the port sends nothing of
+/// its own and returns every packet it receives as a reply (MACs, addresses and L4 ports
+/// swapped), like a server answering each request.
+///
+/// Text form (`dpgen --spec PORT=SPEC`):
+/// `src=10.1.0.0/18,sport=1024-65535,dst=192.0.2.10/32,dport=5001,flows=100000,deny=10,deny_dport=9`
+/// (every key optional; defaults below) or `reflect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    /// Send these flows.
+    Flows(FlowSpec),
+    /// Send back what arrives.
+    Reflect,
+}
+
+/// Flows of a [`PortSpec::Flows`]: flow `f` takes, in mixed radix, source host
+/// `f % src_hosts`, then destination host, then source port; so the first `src_hosts` flows
+/// differ by source address and the 5-tuples are distinct while `flows` is at most
+/// `src_hosts * dst_hosts * sport range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowSpec {
+    /// First source address and prefix length (hosts: all addresses of the prefix).
+    pub src: (Ipv4Addr, u8),
+    /// Source ports, inclusive.
+    pub sport: (u16, u16),
+    /// First destination address and prefix length.
+    pub dst: (Ipv4Addr, u8),
+    /// Destination port of allowed flows.
+    pub dport: u16,
+    /// Number of distinct flows.
+    pub flows: u32,
+    /// Percentage (0..=100) of flows sent to `deny_dport` instead: flow `f` is one if
+    /// `f % 100 < deny`.
+    pub deny: u8,
+    /// Destination port of deny flows.
+    pub deny_dport: u16,
+}
+
+impl Default for FlowSpec {
+    fn default() -> Self {
+        FlowSpec {
+            src: (Ipv4Addr::new(10, 1, 0, 0), 16),
+            sport: (1024, 65535),
+            dst: (Ipv4Addr::new(10, 2, 0, 1), 32),
+            dport: 5001,
+            flows: 1024,
+            deny: 0,
+            deny_dport: 9,
+        }
+    }
+}
+
+fn parse_net(v: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, l) = v.split_once('/').unwrap_or((v, "32"));
+    let a: Ipv4Addr = a.parse().map_err(|_| format!("{v:?}: not an IPv4 address"))?;
+    let l: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| (8..=32).contains(l))
+        .ok_or_else(|| format!("{v:?}: prefix length must be 8..=32"))?;
+    Ok((a, l))
+}
+
+fn hosts(prefix: u8) -> u64 {
+    1u64 << (32 - u32::from(prefix))
+}
+
+impl PortSpec {
+    /// Parses the text form (see [`PortSpec`]).
+    pub fn parse(text: &str) -> Result<PortSpec, String> {
+        let text = text.trim();
+        if text == "reflect" {
+            return Ok(PortSpec::Reflect);
+        }
+        let mut f = FlowSpec::default();
+        for kv in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("{kv:?}: expected key=value"))?;
+            let num = |v: &str| -> Result<u32, String> {
+                v.parse().map_err(|_| format!("{k}: {v:?} is not a number"))
+            };
+            let port = |v: &str| -> Result<u16, String> {
+                v.parse().map_err(|_| format!("{k}: {v:?} is not a port"))
+            };
+            match k {
+                "src" => f.src = parse_net(v)?,
+                "dst" => f.dst = parse_net(v)?,
+                "sport" => {
+                    let (a, b) = v.split_once('-').unwrap_or((v, v));
+                    f.sport = (port(a)?, port(b)?);
+                }
+                "dport" => f.dport = port(v)?,
+                "deny_dport" => f.deny_dport = port(v)?,
+                "flows" => f.flows = num(v)?,
+                "deny" => {
+                    f.deny = u8::try_from(num(v)?)
+                        .ok()
+                        .filter(|d| *d <= 100)
+                        .ok_or("deny: a percentage 0..=100")?
+                }
+                _ => return Err(format!("unknown key {k:?} (src, sport, dst, dport, flows, deny, deny_dport)")),
+            }
+        }
+        if f.sport.0 > f.sport.1 || f.sport.0 == 0 {
+            return Err(format!("sport {}-{}: an increasing range of non-zero ports", f.sport.0, f.sport.1));
+        }
+        let space = hosts(f.src.1) * hosts(f.dst.1) * u64::from(f.sport.1 - f.sport.0 + 1);
+        if f.flows == 0 || u64::from(f.flows) > space {
+            return Err(format!("flows {}: must be 1..={space} for these ranges", f.flows));
+        }
+        Ok(PortSpec::Flows(f))
+    }
+}
+
+/// One flow's header fields, in network byte order where they go into the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowFields {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sum (RFC 1071, unfolded) of the IPv4 header words that do not depend on the frame
+    /// size: everything but the total length and the checksum.
+    pub partial: u32,
+    /// A flow meant to be denied.
+    pub deny: bool,
+}
+
+impl FlowSpec {
+    /// Flow number `f` (0-based).
+    pub fn flow(&self, f: u32) -> FlowFields {
+        let (ns, nd) = (hosts(self.src.1), hosts(self.dst.1));
+        let mut i = u64::from(f);
+        let s = u32::from(self.src.0).wrapping_add((i % ns) as u32);
+        i /= ns;
+        let d = u32::from(self.dst.0).wrapping_add((i % nd) as u32);
+        i /= nd;
+        let sport = self.sport.0 + (i % u64::from(self.sport.1 - self.sport.0 + 1)) as u16;
+        let deny = (f % 100) < u32::from(self.deny);
+        let (src, dst) = (s.to_be_bytes(), d.to_be_bytes());
+        // Header words besides total length and checksum: 0x4500, id 0, flags 0, ttl/proto,
+        // addresses.
+        let mut partial = 0x4500u32 + ((64u32 << 8) | 17);
+        for w in [src, dst] {
+            partial += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            partial += u32::from(u16::from_be_bytes([w[2], w[3]]));
+        }
+        FlowFields {
+            src,
+            dst,
+            sport,
+            dport: if deny { self.deny_dport } else { self.dport },
+            partial,
+            deny,
+        }
+    }
+
+    /// All flows, in order.
+    pub fn table(&self) -> Vec<FlowFields> {
+        (0..self.flows).map(|f| self.flow(f)).collect()
+    }
+}
+
+impl FlowFields {
+    /// Writes the flow into `frame`, an Ethernet/IPv4(20 bytes)/UDP frame from
+    /// [`crate::frames::udp_frame`]: addresses, ports and a fresh IPv4 header checksum.
+    #[inline]
+    pub fn write(&self, frame: &mut [u8]) {
+        if frame.len() < 38 {
+            return;
+        }
+        let total = u32::from(u16::from_be_bytes([frame[16], frame[17]]));
+        let mut sum = self.partial + total;
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        frame[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        frame[26..30].copy_from_slice(&self.src);
+        frame[30..34].copy_from_slice(&self.dst);
+        frame[34..36].copy_from_slice(&self.sport.to_be_bytes());
+        frame[36..38].copy_from_slice(&self.dport.to_be_bytes());
+    }
+}
+
+/// Turns a received Ethernet/IPv4/TCP-or-UDP frame into its reply in place: MACs,
+/// addresses and L4 ports swapped (checksums stay valid: the sums are commutative). Returns
+/// false (frame untouched) for anything else.
+#[inline]
+pub fn reply_in_place(frame: &mut [u8]) -> bool {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[14] >> 4 != 4 {
+        return false;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let l4 = 14 + ihl;
+    if ihl < 20 || frame.len() < l4 + 4 || !matches!(frame[23], 6 | 17) {
+        return false;
+    }
+    for i in 0..6 {
+        frame.swap(i, 6 + i);
+    }
+    for i in 0..4 {
+        frame.swap(26 + i, 30 + i);
+    }
+    for i in 0..2 {
+        frame.swap(l4 + i, l4 + 2 + i);
+    }
+    true
+}
+
+/// The IPv4 source and destination addresses of an untagged Ethernet/IPv4 frame.
+#[inline]
+pub fn ipv4_addrs(frame: &[u8]) -> Option<([u8; 4], [u8; 4])> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    Some((
+        frame[26..30].try_into().ok()?,
+        frame[30..34].try_into().ok()?,
+    ))
 }
 
 /// Where a latency probe sits: the UDP payload of an untagged IPv4 frame.
@@ -191,6 +422,59 @@ mod tests {
         assert_eq!(&r[36..38], &f[34..36]);
         assert_eq!(internet_checksum(&r[14..34]), 0);
         assert_eq!(reply_frame(&r), f, "the reply of the reply is the original");
+    }
+
+    #[test]
+    fn flow_specs_parse_and_refuse() {
+        let PortSpec::Flows(f) = PortSpec::parse(
+            "src=10.1.0.0/18,sport=1024-65535,dst=192.0.2.10/32,dport=5001,flows=100000,deny=10,deny_dport=9",
+        )
+        .unwrap() else {
+            panic!("flows expected")
+        };
+        assert_eq!(f.src, (Ipv4Addr::new(10, 1, 0, 0), 18));
+        assert_eq!((f.sport, f.dport, f.flows, f.deny, f.deny_dport), ((1024, 65535), 5001, 100_000, 10, 9));
+        assert_eq!(PortSpec::parse("reflect").unwrap(), PortSpec::Reflect);
+        assert_eq!(PortSpec::parse("").unwrap(), PortSpec::Flows(FlowSpec::default()));
+        for bad in ["src=10.1.0.0/40", "flows=0", "sport=9-3", "deny=101", "bogus=1", "dst", "src=10.0.0.1/32,dst=10.0.0.2/32,sport=5-6,flows=3"] {
+            assert!(PortSpec::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn flows_are_distinct_5_tuples_with_valid_headers_and_the_deny_share() {
+        let f = FlowSpec { src: (Ipv4Addr::new(10, 1, 0, 0), 18), sport: (1024, 65535), dst: (Ipv4Addr::new(192, 0, 2, 10), 32), flows: 100_000, deny: 10, ..FlowSpec::default() };
+        let t = f.table();
+        let set: std::collections::HashSet<_> = t.iter().map(|x| (x.src, x.dst, x.sport, x.dport)).collect();
+        assert_eq!(set.len(), 100_000, "every flow a distinct 5-tuple");
+        assert_eq!(t.iter().filter(|x| x.deny).count(), 10_000);
+        assert!(t.iter().all(|x| x.dst == [192, 0, 2, 10] && x.dport == if x.deny { 9 } else { 5001 }));
+        assert_eq!(t[1].src, [10, 1, 0, 1]);
+        assert_eq!(t[16384].sport, 1025);
+        for size in [60, 64, 1518] {
+            for fl in [&t[0], &t[12345], &t[99_999]] {
+                let mut frame = udp_frame(size, 0, 1, 0);
+                fl.write(&mut frame);
+                assert_eq!(internet_checksum(&frame[14..34]), 0, "header checksum after patching");
+                assert_eq!(&frame[26..30], &fl.src);
+                assert_eq!(&frame[30..34], &fl.dst);
+                assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), fl.dport);
+            }
+        }
+    }
+
+    #[test]
+    fn reply_in_place_equals_reply_frame() {
+        let f = udp_frame(64, 0, 1, 77);
+        let mut r = f.clone();
+        assert!(reply_in_place(&mut r));
+        assert_eq!(r, reply_frame(&f));
+        assert_eq!(ipv4_addrs(&r), Some(([10, 2, 0, 77], [10, 1, 0, 1])));
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!reply_in_place(&mut arp));
+        assert_eq!(arp[12..14], [0x08, 0x06]);
+        assert!(!reply_in_place(&mut [0u8; 20]));
     }
 
     #[test]

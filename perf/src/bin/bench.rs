@@ -9,11 +9,24 @@
 //! bench --duts dataplane-xconnect,testpmd-io --zero-loss dataplane-xconnect,testpmd-io
 //! ```
 //!
-//! DUTs: dataplane-xconnect, dataplane-pipeline (parse -> forward), testpmd-io,
-//! testpmd-macswap, null-sink (testpmd rxonly), ovs-forward, ovs-acl-1k, ovs-conntrack.
+//! DUTs: dataplane-xconnect, dataplane-pipeline (parse -> forward), dataplane-acl-1k
+//! (parse -> acl -> forward, 1,000 flat stateless rules, traffic allowed by the lowest
+//! rules), dataplane-full (parse -> acl -> lb -> forward: the same rules, then a UDP VIP over
+//! 4 backends with a connection table), testpmd-io, testpmd-macswap, null-sink (testpmd
+//! rxonly), ovs-forward, ovs-acl-1k, ovs-conntrack, ovs-ct-lb (1,000 ACL-like flows, then a
+//! conntrack firewall and a `select` group of `ct(commit,nat(dst=backend))` buckets).
 //! The generator is dpdk-testpmd flowgen, or dpgen for IMIX (flowgen has no IMIX) and for
-//! ovs-conntrack (dpgen --mirror sends the replies of the forward flows, which flowgen never
-//! does, so conntrack sees established connections).
+//! the stateful traffic profiles.
+//!
+//! A DUT may name its traffic profile as `DUT@PROFILE`; each DUT has a default:
+//! - `plain` (default): both ports send `--flows` flows to each other (flowgen or dpgen);
+//! - `mirror` (ovs-conntrack's): dpgen, port 1 sends the replies of port 0's flows, which
+//!   flowgen never does, so conntrack sees established connections;
+//! - `vip` (dataplane-full's and ovs-ct-lb's): dpgen, port 0 sends `--vip-flows` UDP
+//!   5-tuples towards the VIP (`--deny-percent` of them to a port the ACL drops), port 1
+//!   plays the backends and answers every packet it receives, so a load balancer tracks
+//!   `--vip-flows` connections and un-NATs their replies. `testpmd-io@vip` gives the
+//!   generator's capacity and the denominator of `full_vs_testpmd` under this traffic.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -73,6 +86,73 @@ struct Args {
     /// Write results (every sample, medians, ratios, headline numbers at the top level) here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Flat ACL rules of dataplane-acl-1k and dataplane-full (and ACL-like flows of ovs-ct-lb).
+    #[arg(long, default_value_t = 1000)]
+    acl_rules: usize,
+    /// Flows (5-tuples) towards the VIP in the `vip` traffic profile.
+    #[arg(long, default_value_t = 100_000)]
+    vip_flows: u32,
+    /// Percentage of the `vip` profile's flows sent to a port the ACL denies.
+    #[arg(long, default_value_t = 0)]
+    deny_percent: u8,
+}
+
+/// What the generator sends for a DUT (see the program's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Plain,
+    Mirror,
+    Vip,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Plain => "plain",
+            Profile::Mirror => "mirror",
+            Profile::Vip => "vip",
+        }
+    }
+    fn default_for(dut: &str) -> Profile {
+        match dut {
+            "ovs-conntrack" => Profile::Mirror,
+            "dataplane-full" | "ovs-ct-lb" => Profile::Vip,
+            _ => Profile::Plain,
+        }
+    }
+}
+
+/// A DUT and the traffic it gets; `label` is `name`, or `name@profile` for a non-default one.
+#[derive(Debug, Clone)]
+struct DutSpec {
+    label: String,
+    name: String,
+    profile: Profile,
+}
+
+fn parse_dut(s: &str) -> Result<DutSpec, String> {
+    let (name, profile) = match s.split_once('@') {
+        None => (s, Profile::default_for(s)),
+        Some((n, p)) => (
+            n,
+            match p {
+                "plain" => Profile::Plain,
+                "mirror" => Profile::Mirror,
+                "vip" => Profile::Vip,
+                _ => return Err(format!("{s}: unknown traffic profile {p:?} (plain, mirror, vip)")),
+            },
+        ),
+    };
+    let label = if profile == Profile::default_for(name) {
+        name.to_string()
+    } else {
+        format!("{name}@{}", profile.name())
+    };
+    Ok(DutSpec {
+        label,
+        name: name.to_string(),
+        profile,
+    })
 }
 
 /// One run's outcome.
@@ -91,6 +171,10 @@ struct Sample {
     accounting: Value,
     /// The DUT's own report (dataplane stats JSON, testpmd totals, OVS port stats).
     dut: Value,
+    /// Packets of flows meant to be denied that the generator sent (not a loss if dropped).
+    gen_deny: u64,
+    /// dpgen's per-port counts of watched addresses in what it received.
+    watch: Value,
 }
 
 impl Sample {
@@ -100,11 +184,19 @@ impl Sample {
     fn sent(&self) -> f64 {
         self.tx_mpps[0] + self.tx_mpps[1]
     }
+    /// Sent minus received minus the deny flows' packets.
+    fn lost(&self) -> u64 {
+        (self.gen_tx[0] + self.gen_tx[1])
+            .saturating_sub(self.gen_rx[0] + self.gen_rx[1])
+            .saturating_sub(self.gen_deny)
+    }
     fn json(&self) -> Value {
         json!({
             "forwarded_mpps": self.rx_mpps, "sent_mpps": self.tx_mpps, "generator": self.generator,
             "generator_sent": self.gen_tx, "generator_received": self.gen_rx,
-            "generator_lost": (self.gen_tx[0] + self.gen_tx[1]).saturating_sub(self.gen_rx[0] + self.gen_rx[1]),
+            "generator_sent_deny_flows": self.gen_deny,
+            "generator_lost": self.lost(),
+            "generator_watch": self.watch,
             "accounting": self.accounting, "dut": self.dut,
         })
     }
@@ -181,8 +273,14 @@ fn ovs_pipeline(dut: &str) -> Option<OvsPipeline> {
         "ovs-forward" => Some(OvsPipeline::Forward),
         "ovs-acl-1k" => Some(OvsPipeline::Acl(1000)),
         "ovs-conntrack" => Some(OvsPipeline::Conntrack),
+        "ovs-ct-lb" => Some(OvsPipeline::CtLb { acl: 1000 }),
         _ => None,
     }
+}
+
+/// DUTs whose rules drop the `vip` profile's deny flows.
+fn filters_deny_flows(dut: &str) -> bool {
+    matches!(dut, "dataplane-acl-1k" | "dataplane-full" | "ovs-ct-lb")
 }
 
 /// The DUT, however it runs.
@@ -191,8 +289,26 @@ enum Dut {
     Ovs(Ovs),
 }
 
-fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf) -> Result<Dut, String> {
+fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf, a: &Args) -> Result<Dut, String> {
+    // The ACL rules file of the ACL DUTs, generated into the run's scratch folder.
+    let rules = || -> Result<PathBuf, String> {
+        let p = t.scratch.path("acl-rules.toml");
+        std::fs::write(&p, perf::topology::acl_rules_toml(a.acl_rules))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
+    };
+    let ct_capacity = (a.vip_flows as usize * 2).max(65_536);
     Ok(Dut::Proc(match dut {
+        "dataplane-acl-1k" => t.start_dataplane(
+            &t.dataplane_config("", &perf::topology::acl_forward_pipeline(&rules()?)),
+            stats,
+            0.0,
+        ),
+        "dataplane-full" => t.start_dataplane(
+            &t.dataplane_config("", &perf::topology::full_pipeline(&rules()?, ct_capacity)),
+            stats,
+            0.0,
+        ),
         "dataplane-xconnect" => t.start_dataplane(&t.dataplane_config("", ""), stats, 0.0),
         "dataplane-pipeline" => t.start_dataplane(
             &t.dataplane_config("", perf::topology::PARSE_FORWARD),
@@ -203,6 +319,9 @@ fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf) -> Result<Dut, Strin
         "testpmd-macswap" => t.start_testpmd_dut("macswap"),
         "null-sink" => t.start_testpmd_dut("rxonly"),
         other => match ovs_pipeline(other) {
+            Some(OvsPipeline::CtLb { .. }) => {
+                return Ovs::start(&t.scratch, &t.sock0, &t.sock1, OvsPipeline::CtLb { acl: a.acl_rules }).map(Dut::Ovs)
+            }
             Some(p) => return Ovs::start(&t.scratch, &t.sock0, &t.sock1, p).map(Dut::Ovs),
             None => return Err(format!("unknown DUT {other}")),
         },
@@ -223,13 +342,16 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
                     .sum::<u64>()
             };
             let dp = r["datapath_drops"].as_u64().unwrap_or(0);
+            let of = r["openflow_drops"].as_u64().unwrap_or(0);
             let (i, out, drops) = (
                 sum("rx"),
                 sum("tx"),
-                sum("tx_dropped") + sum("rx_dropped") + dp,
+                sum("tx_dropped") + sum("rx_dropped") + dp.max(of),
             );
-            let acc = json!({"in": i, "out": out, "counted_drops": drops, "datapath_drops": dp, "unaccounted": i as i64 - out as i64 - drops as i64,
-                "note": "OVS interface counters (ofctl dump-ports) + datapath drop coverage counters (drop actions: ACL/firewall rules, upcall errors)"});
+            let acc = json!({"in": i, "out": out, "counted_drops": drops, "datapath_drops": dp, "openflow_drops": of,
+                "drops_by_reason": {"port/tx-dropped": sum("tx_dropped"), "port/rx-dropped": sum("rx_dropped"), "openflow-drop-rules": r["openflow_drops_by_rule"].clone()},
+                "unaccounted": i as i64 - out as i64 - drops as i64,
+                "note": "OVS interface counters (ofctl dump-ports) + packets dropped by pipeline rules: the larger of the OpenFlow drop rules' packet counts (after revalidator/wait; these include slow-path drops) and the datapath drop coverage counters"});
             Ok((r, acc))
         }
         Dut::Proc(mut p) => {
@@ -267,7 +389,30 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
                     sum("tx"),
                     sum("tx_dropped") + sum("rx_no_route") + pipe,
                 );
-                let acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64, "leaked_mbufs": leaked});
+                // Pipeline drops by node and reason (ACL denials, LB drops, ...), all workers.
+                let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+                for w in r["pipeline"].as_array().into_iter().flatten() {
+                    for n in w["nodes"].as_array().into_iter().flatten() {
+                        for d in n["drops"].as_array().into_iter().flatten() {
+                            let c = d["count"].as_u64().unwrap_or(0);
+                            if c != 0 {
+                                *by_reason
+                                    .entry(format!(
+                                        "{}/{}",
+                                        n["name"].as_str().unwrap_or("?"),
+                                        d["name"].as_str().unwrap_or("?")
+                                    ))
+                                    .or_default() += c;
+                            }
+                        }
+                    }
+                }
+                by_reason.insert("port/tx-dropped".into(), sum("tx_dropped"));
+                by_reason.insert("port/rx-no-route".into(), sum("rx_no_route"));
+                by_reason.retain(|_, v| *v != 0);
+                let reasons_sum: u64 = by_reason.values().sum();
+                let acc = json!({"in": i, "out": out, "counted_drops": drops, "unaccounted": i as i64 - out as i64 - drops as i64, "leaked_mbufs": leaked,
+                    "drops_by_reason": by_reason, "drops_by_reason_match_total": reasons_sum == drops});
                 Ok((r, acc))
             } else {
                 let tot = parse_testpmd_totals(&p.output());
@@ -291,12 +436,13 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
     }
 }
 
-fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
+fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
+    let dut = spec.name.as_str();
     let ovs = ovs_pipeline(dut).is_some();
     let use_dpgen = a.dpgen
         || traffic.size.contains(',')
         || traffic.size.eq_ignore_ascii_case("imix")
-        || dut == "ovs-conntrack";
+        || spec.profile != Profile::Plain;
     let t = if ovs {
         VhostTopology::new_server(&format!("bench-{dut}"))
     } else {
@@ -304,12 +450,26 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
     };
     let stats = t.scratch.path("dut.json");
     let gen_json = t.scratch.path("gen.json");
+    let vip = spec.profile == Profile::Vip;
     let opts = DpgenOpts {
         traffic: traffic.clone(),
-        mirror: dut == "ovs-conntrack",
+        mirror: spec.profile == Profile::Mirror,
         latency: false,
         stats_period: 1.0,
         linger: 3.0,
+        specs: if vip {
+            perf::topology::vip_specs(a.vip_flows, a.deny_percent)
+        } else {
+            Vec::new()
+        },
+        // The NAT check: which addresses come back (VIP and backends).
+        watch: if vip {
+            std::iter::once(perf::topology::VIP)
+                .chain(perf::topology::BACKENDS)
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     // dpgen waits for the links, then sends for warm-up + measured seconds.
     let dpgen_secs = a.warmup + a.seconds;
@@ -331,13 +491,13 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
                 gen.output()
             ));
         }
-        let d = start_dut(dut, &t, &stats)?;
+        let d = start_dut(dut, &t, &stats, a)?;
         if let Dut::Ovs(o) = &d {
             o.wait_links_up(Duration::from_secs(60))?;
         }
         (d, gen)
     } else {
-        let d = start_dut(dut, &t, &stats)?;
+        let d = start_dut(dut, &t, &stats, a)?;
         if !wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
             let out = if let Dut::Proc(p) = &d {
                 p.output()
@@ -358,6 +518,7 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
     };
     let w = a.warmup.round() as usize;
     let (rx_mpps, tx_mpps, gen_tx, gen_rx);
+    let (mut gen_deny, mut watch) = (0u64, Value::Null);
     let (dut_report, accounting);
     if use_dpgen {
         // dpgen writes its JSON, then lingers with the ports connected: read the DUT then.
@@ -392,6 +553,13 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
         let n = |p: usize, k: &str| g["ports"][p][k].as_u64().unwrap_or(0);
         gen_tx = [n(0, "tx"), n(1, "tx")];
         gen_rx = [n(0, "rx"), n(1, "rx")];
+        // Deny flows are an expected drop only for DUTs with the ACL (io forwards them).
+        if filters_deny_flows(dut) {
+            gen_deny = n(0, "tx_deny") + n(1, "tx_deny");
+        }
+        if vip {
+            watch = json!([g["ports"][0]["watch"], g["ports"][1]["watch"]]);
+        }
     } else {
         std::thread::sleep(Duration::from_secs_f64(a.warmup + a.seconds));
         // OVS forgets a vhost port's counters when its peer goes away, and flowgen cannot
@@ -449,6 +617,8 @@ fn run_once(dut: &str, traffic: &Traffic, a: &Args) -> Result<Sample, String> {
         gen_rx,
         accounting,
         dut: dut_report,
+        gen_deny,
+        watch,
     })
 }
 
@@ -460,7 +630,7 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
     }
     let t = VhostTopology::new(&format!("zl-{dut}"));
     let stats = t.scratch.path("dut.json");
-    let d = start_dut(dut, &t, &stats)?;
+    let d = start_dut(dut, &t, &stats, a)?;
     if !wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
         return Err(format!("{dut}: sockets never appeared"));
     }
@@ -468,10 +638,8 @@ fn zero_loss(dut: &str, a: &Args) -> Result<Value, String> {
         let json = t.scratch.path(&format!("zl-{n}.json"));
         let opts = DpgenOpts {
             traffic: Traffic::default(),
-            mirror: false,
             latency,
-            stats_period: 0.0,
-            linger: 0.0,
+            ..DpgenOpts::default()
         };
         let mut g = t.start_dpgen_with(rate, secs, &json, &opts, &format!("zl-{n}.log"));
         if g.wait(Duration::from_secs_f64(secs + 60.0)) != Some(0) {
@@ -557,7 +725,13 @@ fn main() {
             .filter(|x| !x.is_empty())
             .collect::<Vec<String>>()
     };
-    let duts = list(&a.duts);
+    let duts: Vec<DutSpec> = match list(&a.duts).iter().map(|d| parse_dut(d)).collect() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("bench: --duts: {e}");
+            std::process::exit(2);
+        }
+    };
     let sizes = list(&a.sizes);
     let flows: Vec<u32> = list(&a.flows)
         .iter()
@@ -566,7 +740,7 @@ fn main() {
                 .unwrap_or_else(|_| panic!("--flows: {f} is not a number"))
         })
         .collect();
-    if duts.iter().any(|d| ovs_pipeline(d).is_some()) && !perf::ovs::available() {
+    if duts.iter().any(|d| ovs_pipeline(&d.name).is_some()) && !perf::ovs::available() {
         eprintln!(
             "bench: OVS-DPDK is not installed ({}): run scripts/setup --bench",
             perf::ovs::VSWITCHD_DPDK
@@ -583,11 +757,12 @@ fn main() {
                 flows: nf,
             };
             for round in 0..a.rounds {
-                for dut in &duts {
-                    match run_once(dut, &traffic, &a) {
+                for spec in &duts {
+                    let dut = &spec.label;
+                    match run_once(spec, &traffic, &a) {
                         Ok(s) => {
                             eprintln!(
-                                "{size:>4}B {nf:>5} flows round {} {:<20} fwd {:6.3} + {:6.3} Mpps (gen {} sent {:6.3} + {:6.3}) DUT in {} out {} drops {} unaccounted {}",
+                                "{size:>4}B {nf:>5} flows round {} {:<20} fwd {:6.3} + {:6.3} Mpps (gen {} sent {:6.3} + {:6.3}) DUT in {} out {} drops {} unaccounted {}{}",
                                 round + 1,
                                 dut,
                                 s.rx_mpps[0],
@@ -598,7 +773,8 @@ fn main() {
                                 s.accounting["in"],
                                 s.accounting["out"],
                                 s.accounting["counted_drops"],
-                                s.accounting["unaccounted"]
+                                s.accounting["unaccounted"],
+                                if s.watch.is_null() { String::new() } else { format!(" watch {}", s.watch) }
                             );
                             samples
                                 .entry((size.clone(), nf))
@@ -635,12 +811,23 @@ fn main() {
         "gen sent",
         "lost (gen)"
     );
+    let profile_of = |label: &str| {
+        duts.iter()
+            .find(|d| d.label == label)
+            .map_or(Profile::Plain, |d| d.profile)
+    };
     for ((size, nf), per_dut) in &samples {
-        // The generator's capacity: the highest median send rate of any DUT at this size.
-        let cap = per_dut
-            .values()
-            .map(|ss| median(&ss.iter().map(Sample::sent).collect::<Vec<_>>()))
-            .fold(0.0, f64::max);
+        // The generator's capacity per traffic profile: the highest median send rate of any
+        // DUT with that profile at this size.
+        let cap_of = |p: Profile| {
+            per_dut
+                .iter()
+                .filter(|(d, _)| profile_of(d) == p)
+                .map(|(_, ss)| median(&ss.iter().map(Sample::sent).collect::<Vec<_>>()))
+                .fold(0.0, f64::max)
+        };
+        let cap = cap_of(Profile::Plain);
+        let mut limits: BTreeMap<&str, &str> = BTreeMap::new();
         let mean_bytes = perf::traffic::size_pattern(size)
             .map(|p| perf::traffic::mean_size(&p))
             .unwrap_or(64.0);
@@ -650,10 +837,10 @@ fn main() {
             let (lo, hi) = min_max(&fwd);
             let (m, ms) = (median(&fwd), median(&sent));
             let gen_sent: u64 = ss.iter().map(|s| s.gen_tx[0] + s.gen_tx[1]).sum();
-            let gen_lost: u64 = ss
-                .iter()
-                .map(|s| (s.gen_tx[0] + s.gen_tx[1]).saturating_sub(s.gen_rx[0] + s.gen_rx[1]))
-                .sum();
+            let gen_lost: u64 = ss.iter().map(Sample::lost).sum();
+            let gen_deny: u64 = ss.iter().map(|s| s.gen_deny).sum();
+            let profile = profile_of(dut);
+            let cap = cap_of(profile);
             let loss_frac = gen_lost as f64 / gen_sent.max(1) as f64;
             let unacc: i64 = ss
                 .iter()
@@ -664,14 +851,21 @@ fn main() {
             // (lost packets, or back-pressure through the vhost rings slowed the sender).
             let limit = if dut == "null-sink" {
                 "sink"
-            } else if loss_frac < 0.01 && ms >= 0.9 * cap {
+            } else if loss_frac >= 0.01 || ms < 0.9 * cap {
+                "DUT"
+            } else if per_dut.keys().any(|d| {
+                profile_of(d) == profile && (d.starts_with("testpmd") || d.starts_with("null-sink"))
+            }) {
                 "generator"
             } else {
-                "DUT"
+                // No light DUT ran this traffic: the capacity seen may be this DUT's own rate.
+                "unknown"
             };
+            limits.insert(dut.as_str(), limit);
             let gbps = m * 1e6 * (mean_bytes + 20.0) * 8.0 / 1e9;
             println!(
-                "{size:>5} {nf:>6} {dut:<20} {:<16} {m:>9.3} ({lo:.3}-{hi:.3}) {gbps:>10.2} {ms:>9.3} {:>8} {:>4.1}%  {limit}{}",
+                "{size:>5} {:>6} {dut:<20} {:<16} {m:>9.3} ({lo:.3}-{hi:.3}) {gbps:>10.2} {ms:>9.3} {:>8} {:>4.1}%  {limit}{}",
+                if profile == Profile::Vip { a.vip_flows } else { *nf },
                 ss[0].generator,
                 gen_lost,
                 loss_frac * 100.0,
@@ -683,36 +877,65 @@ fn main() {
                 "forwarded_gbps_median": gbps, "sent_mpps_median": ms, "generator_capacity_mpps": cap,
                 "generator_lost": gen_lost, "generator_sent": gen_sent, "loss_fraction": loss_frac,
                 "dut_unaccounted": unacc, "limit": limit,
+                "traffic_profile": profile.name(), "dut_flows": if profile == Profile::Vip { a.vip_flows } else { *nf },
+                "generator_sent_deny_flows": gen_deny,
                 "samples_forwarded_mpps": fwd,
             }));
         }
-        // Per-round ratios (the pairs ran back to back), then their median.
+        // Per-round ratios (the pairs ran back to back), then their median; each with the
+        // generator's capacity under the numerator's traffic and what limited either side.
         let mut r = serde_json::Map::new();
-        for (key, x, y) in [
-            ("xconnect_vs_testpmd", "dataplane-xconnect", "testpmd-io"),
-            ("pipeline_vs_testpmd", "dataplane-pipeline", "testpmd-io"),
-            ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward"),
-            ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward"),
+        // (key, numerator, denominators in order of preference, target)
+        let full_tp = if per_dut.contains_key("testpmd-io@vip") {
+            "testpmd-io@vip"
+        } else {
+            "testpmd-io"
+        };
+        for (key, x, y, target) in [
+            ("xconnect_vs_testpmd", "dataplane-xconnect", "testpmd-io", Some(0.95)),
+            ("pipeline_vs_testpmd", "dataplane-pipeline", "testpmd-io", None),
+            ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward", None),
+            ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward", None),
+            ("acl_vs_testpmd", "dataplane-acl-1k", "testpmd-io", Some(0.9)),
+            ("full_vs_testpmd", "dataplane-full", full_tp, Some(0.85)),
+            ("full_vs_ovs", "dataplane-full", "ovs-ct-lb", Some(2.0)),
         ] {
             if let (Some(xs), Some(ys)) = (per_dut.get(x), per_dut.get(y)) {
                 let per: Vec<f64> = xs.iter().zip(ys).map(|(p, q)| p.fwd() / q.fwd()).collect();
                 let (lo, hi) = min_max(&per);
+                let gcap = cap_of(profile_of(x));
+                let (lx, ly) = (
+                    limits.get(x).copied().unwrap_or("?"),
+                    limits.get(y).copied().unwrap_or("?"),
+                );
                 println!(
-                    "{size:>5}B {nf:>5} flows: {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3})",
-                    median(&per)
+                    "{size:>5}B {nf:>5} flows: {key} = {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3}){}; generator capacity {gcap:.3} Mpps ({} traffic); limit: {x} {lx}, {y} {ly}",
+                    median(&per),
+                    target.map_or(String::new(), |t| format!(", target >= {t}")),
+                    profile_of(x).name(),
                 );
                 r.insert(
                     key.into(),
-                    json!({"median": median(&per), "min": lo, "max": hi, "per_round": per}),
+                    json!({"median": median(&per), "min": lo, "max": hi, "per_round": per,
+                           "numerator": x, "denominator": y, "target": target,
+                           "generator_capacity_mpps": gcap, "traffic_profile": profile_of(x).name(),
+                           "numerator_limit": lx, "denominator_limit": ly}),
                 );
             }
         }
         ratios_by_size.insert(format!("{size}B/{nf}"), Value::Object(r.clone()));
         if size == &sizes[0] && *nf == flows[0] {
+            doc.insert("headline_detail".into(), Value::Object(r.clone()));
             for (k, v) in r {
                 doc.insert(k, v["median"].clone());
             }
             doc.insert("generator_capacity_mpps".into(), json!(cap));
+            if duts.iter().any(|d| d.profile == Profile::Vip) {
+                doc.insert(
+                    "generator_capacity_vip_mpps".into(),
+                    json!(cap_of(Profile::Vip)),
+                );
+            }
         }
     }
     let mut zl = Vec::new();
@@ -736,9 +959,13 @@ fn main() {
     doc.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
     doc.insert("machine".into(), machine());
     doc.insert("topology".into(), json!("two vhost-user ports; DUT on CPU 1 (dataplane worker, testpmd forwarding lcore, OVS PMD), generator on CPU 0 (testpmd flowgen or dpgen via virtio-user). OVS DUTs: generator is the vhost-user server, OVS dpdkvhostuserclient ports."));
-    doc.insert("method".into(), json!({"rounds": a.rounds, "seconds": a.seconds, "warmup": a.warmup, "interleaved": true, "duts": duts, "sizes": sizes, "flows": flows,
+    doc.insert("method".into(), json!({"rounds": a.rounds, "seconds": a.seconds, "warmup": a.warmup, "interleaved": true, "duts": duts.iter().map(|d| d.label.clone()).collect::<Vec<_>>(), "sizes": sizes, "flows": flows,
         "forwarded": "Mpps the generator received back (both directions), mean of 1-second samples after warm-up",
-        "limit": "generator if the generator lost < 1% and sent >= 90% of the highest send rate seen at that size, else DUT",
+        "limit": "DUT if the generator lost >= 1% or sent < 90% of the highest send rate seen at that size with the same traffic profile; else generator, or unknown when no testpmd DUT ran that traffic profile",
+        "traffic_profiles": {"plain": "both ports send --flows flows to each other", "mirror": "dpgen: port 1 sends the replies of port 0's flows",
+            "vip": format!("dpgen: port 0 sends {} UDP 5-tuples (10.1.0.0/18, ports from 1024) to {}:{} ({}% to port {}, denied by the ACL); port 1 answers every packet it receives (plays the 4 backends)", a.vip_flows, perf::topology::VIP, perf::topology::VIP_PORT, a.deny_percent, perf::topology::DENY_PORT)},
+        "acl_rules": a.acl_rules,
+        "lost": "generator sent - generator received - packets of deny flows sent",
         "note": "shared 2-core machine, other jobs running: only interleaved ratios are meaningful"}));
     doc.insert("results".into(), json!(rows));
     doc.insert("ratios".into(), Value::Object(ratios_by_size));

@@ -9,6 +9,14 @@
 //! `--latency` stamps the first packet of every burst with the TSC and reports the round
 //! trip (min, mean, p50, p99, max) of the probes that come back on each port.
 //!
+//! `--spec P=SPEC` gives port P its own flows (see `perf::traffic::PortSpec`): e.g. 100,000
+//! 5-tuples from 10.1.0.0/18 towards a VIP, a percentage of them "deny" flows sent to another
+//! destination port (counted as `tx_deny`, so a harness can tell expected denials from
+//! loss), or `reflect`: the port returns every packet it receives as its reply (addresses
+//! and ports swapped), like the backends behind a load balancer answering each request.
+//! `--watch-addr A` counts, per port, received packets with source or destination A (to
+//! check a DUT's NAT without a capture).
+//!
 //! ```text
 //! dpgen --port net_virtio_user0 --port net_virtio_user1 --rate-mpps 0.5 --duration 10 \
 //!       --json out.json -- --lcores 0@0,1@0 --no-pci --file-prefix gen --vdev ...
@@ -23,7 +31,10 @@ use clap::Parser;
 use dataplane::counters::bump;
 use dataplane::dpdk::{self, lcore, port::free_bulk, Eal, Mbuf, Mempool, Port, PortConfig};
 use perf::frames::udp_frame;
-use perf::traffic::{read_stamp, reply_frame, size_pattern, stamp, LatencyHistogram};
+use perf::traffic::{
+    ipv4_addrs, read_stamp, reply_frame, reply_in_place, size_pattern, stamp, FlowFields,
+    LatencyHistogram, PortSpec,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Rate-limited DPDK traffic generator")]
@@ -68,6 +79,15 @@ struct Args {
     /// counters can be read before the vhost-user connection goes away.
     #[arg(long, default_value_t = 0.0)]
     linger: f64,
+    /// Per-port traffic `PORT=SPEC` (port index; SPEC as `perf::traffic::PortSpec`, e.g.
+    /// `0=src=10.1.0.0/18,dst=192.0.2.10,dport=5001,flows=100000` or `1=reflect`). Ports
+    /// without one send the default flows.
+    #[arg(long = "spec")]
+    specs: Vec<String>,
+    /// Count received packets with this IPv4 address as source or destination, per port
+    /// (repeatable, at most 16).
+    #[arg(long = "watch-addr")]
+    watch: Vec<std::net::Ipv4Addr>,
     /// EAL arguments.
     #[arg(last = true)]
     eal: Vec<String>,
@@ -80,6 +100,51 @@ struct Counters {
     rx_bytes: AtomicU64,
     tx_full: AtomicU64,
     alloc_fail: AtomicU64,
+    /// Packets of deny flows sent.
+    tx_deny: AtomicU64,
+    /// Packets sent back by a reflecting port (included in `tx`).
+    reflected: AtomicU64,
+}
+
+/// What a port sends.
+enum Source {
+    /// Prebuilt frames [size][flow] (the default flows).
+    Templates(Vec<Vec<Vec<u8>>>),
+    /// One frame per size, patched per packet with the flow's fields.
+    Flows {
+        base: Vec<Vec<u8>>,
+        table: Vec<FlowFields>,
+    },
+    /// Nothing of its own: replies to what it receives.
+    Reflect,
+}
+
+impl Source {
+    fn flows(&self) -> usize {
+        match self {
+            Source::Templates(t) => t.first().map_or(1, Vec::len),
+            Source::Flows { table, .. } => table.len(),
+            Source::Reflect => 1,
+        }
+    }
+}
+
+/// Parses `--spec PORT=SPEC` arguments for `n` ports.
+fn parse_specs(specs: &[String], n: usize) -> Result<Vec<Option<PortSpec>>, String> {
+    let mut out: Vec<Option<PortSpec>> = vec![None; n];
+    for s in specs {
+        let (p, spec) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--spec {s:?}: expected PORT=SPEC"))?;
+        let p: usize = p
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p < n)
+            .ok_or_else(|| format!("--spec {s:?}: port must be 0..{n}"))?;
+        out[p] = Some(PortSpec::parse(spec).map_err(|e| format!("--spec {s:?}: {e}"))?);
+    }
+    Ok(out)
 }
 
 const MAX_BURST: usize = 64;
@@ -93,6 +158,21 @@ fn main() {
     if a.burst == 0 || a.burst > MAX_BURST || a.flows == 0 || (a.mirror && a.ports.len() != 2) {
         eprintln!("error: burst must be 1..{MAX_BURST}, flows >= 1, --mirror needs two ports");
         std::process::exit(2);
+    }
+    match parse_specs(&a.specs, a.ports.len()) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        Ok(s) if a.mirror && s.iter().any(Option::is_some) => {
+            eprintln!("error: --mirror and --spec do not go together (use --spec 1=reflect)");
+            std::process::exit(2);
+        }
+        Ok(_) if a.watch.len() > 16 => {
+            eprintln!("error: at most 16 --watch-addr");
+            std::process::exit(2);
+        }
+        Ok(_) => {}
     }
     let eal = match Eal::init(&a.eal) {
         Ok(e) => e,
@@ -161,26 +241,40 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         .iter()
         .map(|s| distinct.iter().position(|d| d == s).unwrap_or(0))
         .collect();
-    // Templates [port][size][flow]: port p sends 10.(p+1).0.1 -> 10.(q+1).x.y (q = the next
-    // port), flows vary; with --mirror port 1 sends the replies of port 0's flows.
-    let templates: Vec<Vec<Vec<Vec<u8>>>> = (0..n)
-        .map(|p| {
-            distinct
-                .iter()
-                .map(|&size| {
-                    (0..a.flows)
-                        .map(|f| {
-                            if a.mirror && p == 1 {
-                                reply_frame(&udp_frame(size, 0, 1, f))
-                            } else {
-                                udp_frame(size, p as u8, ((p + 1) % n) as u8, f)
-                            }
-                        })
-                        .collect()
-                })
-                .collect()
+    // Default templates [port][size][flow]: port p sends 10.(p+1).0.1 -> 10.(q+1).x.y (q =
+    // the next port), flows vary; with --mirror port 1 sends the replies of port 0's flows.
+    // A port with a --spec sends its flows (patched into one frame per size) or reflects.
+    let specs = parse_specs(&a.specs, n).map_err(|e| dpdk::DpdkError::new(e, libc::EINVAL))?;
+    let sources: Vec<Source> = (0..n)
+        .map(|p| match &specs[p] {
+            Some(PortSpec::Reflect) => Source::Reflect,
+            Some(PortSpec::Flows(fs)) => Source::Flows {
+                base: distinct
+                    .iter()
+                    .map(|&size| udp_frame(size, p as u8, ((p + 1) % n) as u8, 0))
+                    .collect(),
+                table: fs.table(),
+            },
+            None => Source::Templates(
+                distinct
+                    .iter()
+                    .map(|&size| {
+                        (0..a.flows)
+                            .map(|f| {
+                                if a.mirror && p == 1 {
+                                    reply_frame(&udp_frame(size, 0, 1, f))
+                                } else {
+                                    udp_frame(size, p as u8, ((p + 1) % n) as u8, f)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
         })
         .collect();
+    let watch: Vec<[u8; 4]> = a.watch.iter().map(|w| w.octets()).collect();
+    let watch_out: Arc<Mutex<Vec<Vec<[u64; 2]>>>> = Arc::new(Mutex::new(Vec::new()));
     let latency_out: Arc<Mutex<Vec<LatencyHistogram>>> = Arc::new(Mutex::new(Vec::new()));
     let counters: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
     let sending = Arc::new(AtomicBool::new(true));
@@ -200,6 +294,8 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         );
         let (rate, burst, probes) = (a.rate_mpps * 1e6, a.burst, a.latency);
         let latency_out = latency_out.clone();
+        let watch_out = watch_out.clone();
+        let mut seen: Vec<Vec<[u64; 2]>> = vec![vec![[0; 2]; watch.len()]; n];
         let mut hist: Vec<LatencyHistogram> = (0..n).map(|_| LatencyHistogram::default()).collect();
         let ns_per_tick = 1e9 / hz;
         move || {
@@ -216,6 +312,10 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 last = now;
                 if sending.load(Relaxed) {
                     for (p, txq) in txqs.iter_mut().enumerate() {
+                        let src = &sources[p];
+                        if matches!(src, Source::Reflect) {
+                            continue;
+                        }
                         // Whole bursts only: small bursts cost the virtio ring as much as
                         // full ones, so a rate is met by spacing full bursts.
                         if rate > 0.0 {
@@ -232,20 +332,28 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                             bump(&c.alloc_fail, 1);
                             continue;
                         }
-                        let tpl = &templates[p];
+                        let nflows = src.flows();
+                        let mut deny = 0u64;
                         for m in pkts.iter_mut() {
-                            let t = &tpl[pattern_idx[next_size[p]]][next_flow[p]];
+                            let (si, fi) = (pattern_idx[next_size[p]], next_flow[p]);
                             next_size[p] = if next_size[p] + 1 == pattern_idx.len() {
                                 0
                             } else {
                                 next_size[p] + 1
                             };
-                            next_flow[p] = if next_flow[p] + 1 == t_len(tpl) {
-                                0
-                            } else {
-                                next_flow[p] + 1
-                            };
-                            m.append(t);
+                            next_flow[p] = if fi + 1 == nflows { 0 } else { fi + 1 };
+                            match src {
+                                Source::Templates(tpl) => {
+                                    m.append(&tpl[si][fi]);
+                                }
+                                Source::Flows { base, table } => {
+                                    m.append(&base[si]);
+                                    let fl = &table[fi];
+                                    fl.write(m.data_mut());
+                                    deny += u64::from(fl.deny);
+                                }
+                                Source::Reflect => {}
+                            }
                         }
                         if probes {
                             if let Some(m) = pkts.first_mut() {
@@ -255,6 +363,11 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         let sent = txq.tx_burst(&mut pkts);
                         tokens[p] -= sent as f64;
                         bump(&c.tx, sent as u64);
+                        if deny != 0 {
+                            // Deny flows are spread evenly: count them in proportion when a
+                            // burst went out only in part.
+                            bump(&c.tx_deny, deny * sent as u64 / want as u64);
+                        }
                         if !pkts.is_empty() {
                             bump(&c.tx_full, pkts.len() as u64);
                             free_bulk(&mut pkts);
@@ -276,11 +389,33 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         let bytes: usize = pkts.iter().map(|m| m.len()).sum();
                         bump(&counters[p].rx, got as u64);
                         bump(&counters[p].rx_bytes, bytes as u64);
+                        if !watch.is_empty() {
+                            for m in pkts.iter() {
+                                if let Some((s, d)) = ipv4_addrs(m.data()) {
+                                    for (k, w) in watch.iter().enumerate() {
+                                        seen[p][k][0] += u64::from(s == *w);
+                                        seen[p][k][1] += u64::from(d == *w);
+                                    }
+                                }
+                            }
+                        }
+                        if matches!(sources[p], Source::Reflect) && p < txqs.len() {
+                            for m in pkts.iter_mut() {
+                                reply_in_place(m.data_mut());
+                            }
+                            let sent = txqs[p].tx_burst(&mut pkts);
+                            bump(&counters[p].tx, sent as u64);
+                            bump(&counters[p].reflected, sent as u64);
+                            if !pkts.is_empty() {
+                                bump(&counters[p].tx_full, pkts.len() as u64);
+                            }
+                        }
                         free_bulk(&mut pkts);
                     }
                 }
             }
             *latency_out.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut hist);
+            *watch_out.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut seen);
             0
         }
     };
@@ -313,6 +448,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     running.store(false, Relaxed);
     lcore::wait(eal, worker);
     let hists = std::mem::take(&mut *latency_out.lock().unwrap_or_else(|e| e.into_inner()));
+    let seen = std::mem::take(&mut *watch_out.lock().unwrap_or_else(|e| e.into_inner()));
     let report: Vec<serde_json::Value> = counters
         .iter()
         .enumerate()
@@ -337,8 +473,21 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 c.tx_full.load(Relaxed),
                 c.alloc_fail.load(Relaxed)
             );
+            let watched: Vec<serde_json::Value> = a
+                .watch
+                .iter()
+                .enumerate()
+                .map(|(k, w)| {
+                    let c = seen.get(p).and_then(|s| s.get(k)).copied().unwrap_or([0; 2]);
+                    serde_json::json!({"addr": w.to_string(), "rx_src": c[0], "rx_dst": c[1]})
+                })
+                .collect();
             serde_json::json!({
                 "port": a.ports[p],
+                "tx_deny": c.tx_deny.load(Relaxed),
+                "reflected": c.reflected.load(Relaxed),
+                "watch": watched,
+                "spec": a.specs.iter().find(|s| s.split('=').next().and_then(|x| x.trim().parse::<usize>().ok()) == Some(p)),
                 "tx": tx,
                 "rx": rx,
                 "rx_bytes": c.rx_bytes.load(Relaxed),
@@ -366,9 +515,4 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     }
     drop(pool);
     Ok(())
-}
-
-/// Flows per size template set (the same for every size).
-fn t_len(tpl: &[Vec<Vec<u8>>]) -> usize {
-    tpl.first().map_or(1, Vec::len)
 }
