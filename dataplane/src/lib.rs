@@ -14,5 +14,6 @@ pub mod hugepages;
 pub mod metrics_export;
 pub mod nodes;
 pub mod plan;
+pub mod reload;
 pub mod runtime;
 pub mod worker;

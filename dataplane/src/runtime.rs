@@ -107,6 +107,8 @@ pub struct RunReport {
     pub pipeline: Vec<RuntimeSnapshot>,
     /// Why it stopped.
     pub stopped_by: String,
+    /// Config reloads (SIGHUP) applied, refused and without change.
+    pub reloads: crate::reload::ReloadCounts,
 }
 
 /// A failed run.
@@ -296,6 +298,8 @@ fn run_ports(
         );
     }
 
+    // SIGHUP reloads the config from here on (handled by the control loop).
+    let mut reloader = crate::reload::Reloader::new(plan);
     // Build every worker (and its graph) before launching any, so a failure leaves none running.
     let mut workers = Vec::new();
     let mut graphs: Vec<(u32, StatsHandle, TraceHandle)> = Vec::new();
@@ -368,7 +372,15 @@ fn run_ports(
             launched
         );
         stopped_by = control_loop(
-            plan, opts, ports, &counters, &graphs, signalled, started, period,
+            plan,
+            opts,
+            ports,
+            &counters,
+            &graphs,
+            signalled,
+            started,
+            period,
+            &mut reloader,
         );
     }
     stop.store(true, Ordering::SeqCst);
@@ -425,6 +437,7 @@ fn run_ports(
         mempools: Vec::new(),
         pipeline: runtime,
         stopped_by,
+        reloads: reloader.counts(),
     })
 }
 
@@ -438,6 +451,7 @@ fn control_loop(
     signalled: &AtomicBool,
     started: Instant,
     period: f64,
+    reloader: &mut crate::reload::Reloader,
 ) -> String {
     let mut last_runtime = runtime_snapshots(graphs);
     let exporter = opts
@@ -486,6 +500,7 @@ fn control_loop(
         if signalled.load(Ordering::Relaxed) {
             return "signal".into();
         }
+        reloader.poll();
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return "duration".into();
         }

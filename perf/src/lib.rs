@@ -5,3 +5,4 @@ pub mod ovs;
 pub mod procs;
 pub mod topology;
 pub mod traffic;
+pub mod vm;

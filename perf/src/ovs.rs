@@ -390,7 +390,11 @@ impl Ovs {
         // (upcalls), which the datapath's drop counter does not see.
         let mut openflow_drops = 0u64;
         let mut by_rule = serde_json::Map::new();
-        for l in self.ofctl(&["dump-flows", "br0"]).unwrap_or_default().lines() {
+        for l in self
+            .ofctl(&["dump-flows", "br0"])
+            .unwrap_or_default()
+            .lines()
+        {
             let l = l.trim();
             if !l.ends_with("actions=drop") {
                 continue;
@@ -417,9 +421,7 @@ impl Ovs {
             .appctl(&["dpctl/ct-get-nconns"])
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());
-        let groups = self
-            .ofctl(&["dump-group-stats", "br0"])
-            .unwrap_or_default();
+        let groups = self.ofctl(&["dump-group-stats", "br0"]).unwrap_or_default();
         let ct_stats = self.appctl(&["dpctl/ct-stats-show"]).unwrap_or_default();
         json!({ "ports": ports, "datapath_drops": datapath_drops, "openflow_drops": openflow_drops, "openflow_drops_by_rule": by_rule, "conntrack_connections": nconns,
                 "conntrack_stats": ct_stats.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
@@ -537,11 +539,28 @@ mod tests {
     fn ct_lb_pipeline_balances_new_vip_connections_over_four_nat_buckets() {
         let p = OvsPipeline::CtLb { acl: 1000 };
         let f = p.flows();
-        assert_eq!(f.lines().filter(|l| l.ends_with("actions=drop") && l.contains("nw_src=172.")).count(), 1000);
-        assert!(!f.contains("in_port=1,actions=output:2"), "no plain forwarding left");
-        assert_eq!(f.lines().filter(|l| l.contains("actions=group:1")).count(), 1);
-        assert!(f.lines().any(|l| l.contains("in_port=2") && l.contains("+est") && l.ends_with("output:1")));
-        assert!(!f.lines().any(|l| l.contains("in_port=2") && l.contains("+new")), "port 2 never opens connections");
+        assert_eq!(
+            f.lines()
+                .filter(|l| l.ends_with("actions=drop") && l.contains("nw_src=172."))
+                .count(),
+            1000
+        );
+        assert!(
+            !f.contains("in_port=1,actions=output:2"),
+            "no plain forwarding left"
+        );
+        assert_eq!(
+            f.lines().filter(|l| l.contains("actions=group:1")).count(),
+            1
+        );
+        assert!(f
+            .lines()
+            .any(|l| l.contains("in_port=2") && l.contains("+est") && l.ends_with("output:1")));
+        assert!(
+            !f.lines()
+                .any(|l| l.contains("in_port=2") && l.contains("+new")),
+            "port 2 never opens connections"
+        );
         let g = p.groups();
         assert_eq!(g.matches("bucket=").count(), 4);
         for b in crate::topology::BACKENDS {

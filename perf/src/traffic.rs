@@ -113,7 +113,9 @@ impl Default for FlowSpec {
 
 fn parse_net(v: &str) -> Result<(Ipv4Addr, u8), String> {
     let (a, l) = v.split_once('/').unwrap_or((v, "32"));
-    let a: Ipv4Addr = a.parse().map_err(|_| format!("{v:?}: not an IPv4 address"))?;
+    let a: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("{v:?}: not an IPv4 address"))?;
     let l: u8 = l
         .parse()
         .ok()
@@ -160,15 +162,25 @@ impl PortSpec {
                         .filter(|d| *d <= 100)
                         .ok_or("deny: a percentage 0..=100")?
                 }
-                _ => return Err(format!("unknown key {k:?} (src, sport, dst, dport, flows, deny, deny_dport)")),
+                _ => {
+                    return Err(format!(
+                        "unknown key {k:?} (src, sport, dst, dport, flows, deny, deny_dport)"
+                    ))
+                }
             }
         }
         if f.sport.0 > f.sport.1 || f.sport.0 == 0 {
-            return Err(format!("sport {}-{}: an increasing range of non-zero ports", f.sport.0, f.sport.1));
+            return Err(format!(
+                "sport {}-{}: an increasing range of non-zero ports",
+                f.sport.0, f.sport.1
+            ));
         }
         let space = hosts(f.src.1) * hosts(f.dst.1) * u64::from(f.sport.1 - f.sport.0 + 1);
         if f.flows == 0 || u64::from(f.flows) > space {
-            return Err(format!("flows {}: must be 1..={space} for these ranges", f.flows));
+            return Err(format!(
+                "flows {}: must be 1..={space} for these ranges",
+                f.flows
+            ));
         }
         Ok(PortSpec::Flows(f))
     }
@@ -433,29 +445,57 @@ mod tests {
             panic!("flows expected")
         };
         assert_eq!(f.src, (Ipv4Addr::new(10, 1, 0, 0), 18));
-        assert_eq!((f.sport, f.dport, f.flows, f.deny, f.deny_dport), ((1024, 65535), 5001, 100_000, 10, 9));
+        assert_eq!(
+            (f.sport, f.dport, f.flows, f.deny, f.deny_dport),
+            ((1024, 65535), 5001, 100_000, 10, 9)
+        );
         assert_eq!(PortSpec::parse("reflect").unwrap(), PortSpec::Reflect);
-        assert_eq!(PortSpec::parse("").unwrap(), PortSpec::Flows(FlowSpec::default()));
-        for bad in ["src=10.1.0.0/40", "flows=0", "sport=9-3", "deny=101", "bogus=1", "dst", "src=10.0.0.1/32,dst=10.0.0.2/32,sport=5-6,flows=3"] {
+        assert_eq!(
+            PortSpec::parse("").unwrap(),
+            PortSpec::Flows(FlowSpec::default())
+        );
+        for bad in [
+            "src=10.1.0.0/40",
+            "flows=0",
+            "sport=9-3",
+            "deny=101",
+            "bogus=1",
+            "dst",
+            "src=10.0.0.1/32,dst=10.0.0.2/32,sport=5-6,flows=3",
+        ] {
             assert!(PortSpec::parse(bad).is_err(), "{bad} should be refused");
         }
     }
 
     #[test]
     fn flows_are_distinct_5_tuples_with_valid_headers_and_the_deny_share() {
-        let f = FlowSpec { src: (Ipv4Addr::new(10, 1, 0, 0), 18), sport: (1024, 65535), dst: (Ipv4Addr::new(192, 0, 2, 10), 32), flows: 100_000, deny: 10, ..FlowSpec::default() };
+        let f = FlowSpec {
+            src: (Ipv4Addr::new(10, 1, 0, 0), 18),
+            sport: (1024, 65535),
+            dst: (Ipv4Addr::new(192, 0, 2, 10), 32),
+            flows: 100_000,
+            deny: 10,
+            ..FlowSpec::default()
+        };
         let t = f.table();
-        let set: std::collections::HashSet<_> = t.iter().map(|x| (x.src, x.dst, x.sport, x.dport)).collect();
+        let set: std::collections::HashSet<_> =
+            t.iter().map(|x| (x.src, x.dst, x.sport, x.dport)).collect();
         assert_eq!(set.len(), 100_000, "every flow a distinct 5-tuple");
         assert_eq!(t.iter().filter(|x| x.deny).count(), 10_000);
-        assert!(t.iter().all(|x| x.dst == [192, 0, 2, 10] && x.dport == if x.deny { 9 } else { 5001 }));
+        assert!(t
+            .iter()
+            .all(|x| x.dst == [192, 0, 2, 10] && x.dport == if x.deny { 9 } else { 5001 }));
         assert_eq!(t[1].src, [10, 1, 0, 1]);
         assert_eq!(t[16384].sport, 1025);
         for size in [60, 64, 1518] {
             for fl in [&t[0], &t[12345], &t[99_999]] {
                 let mut frame = udp_frame(size, 0, 1, 0);
                 fl.write(&mut frame);
-                assert_eq!(internet_checksum(&frame[14..34]), 0, "header checksum after patching");
+                assert_eq!(
+                    internet_checksum(&frame[14..34]),
+                    0,
+                    "header checksum after patching"
+                );
                 assert_eq!(&frame[26..30], &fl.src);
                 assert_eq!(&frame[30..34], &fl.dst);
                 assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), fl.dport);

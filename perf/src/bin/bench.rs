@@ -139,7 +139,11 @@ fn parse_dut(s: &str) -> Result<DutSpec, String> {
                 "plain" => Profile::Plain,
                 "mirror" => Profile::Mirror,
                 "vip" => Profile::Vip,
-                _ => return Err(format!("{s}: unknown traffic profile {p:?} (plain, mirror, vip)")),
+                _ => {
+                    return Err(format!(
+                        "{s}: unknown traffic profile {p:?} (plain, mirror, vip)"
+                    ))
+                }
             },
         ),
     };
@@ -320,7 +324,13 @@ fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf, a: &Args) -> Result<
         "null-sink" => t.start_testpmd_dut("rxonly"),
         other => match ovs_pipeline(other) {
             Some(OvsPipeline::CtLb { .. }) => {
-                return Ovs::start(&t.scratch, &t.sock0, &t.sock1, OvsPipeline::CtLb { acl: a.acl_rules }).map(Dut::Ovs)
+                return Ovs::start(
+                    &t.scratch,
+                    &t.sock0,
+                    &t.sock1,
+                    OvsPipeline::CtLb { acl: a.acl_rules },
+                )
+                .map(Dut::Ovs)
             }
             Some(p) => return Ovs::start(&t.scratch, &t.sock0, &t.sock1, p).map(Dut::Ovs),
             None => return Err(format!("unknown DUT {other}")),
@@ -892,11 +902,26 @@ fn main() {
             "testpmd-io"
         };
         for (key, x, y, target) in [
-            ("xconnect_vs_testpmd", "dataplane-xconnect", "testpmd-io", Some(0.95)),
-            ("pipeline_vs_testpmd", "dataplane-pipeline", "testpmd-io", None),
+            (
+                "xconnect_vs_testpmd",
+                "dataplane-xconnect",
+                "testpmd-io",
+                Some(0.95),
+            ),
+            (
+                "pipeline_vs_testpmd",
+                "dataplane-pipeline",
+                "testpmd-io",
+                None,
+            ),
             ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward", None),
             ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward", None),
-            ("acl_vs_testpmd", "dataplane-acl-1k", "testpmd-io", Some(0.9)),
+            (
+                "acl_vs_testpmd",
+                "dataplane-acl-1k",
+                "testpmd-io",
+                Some(0.9),
+            ),
             ("full_vs_testpmd", "dataplane-full", full_tp, Some(0.85)),
             ("full_vs_ovs", "dataplane-full", "ovs-ct-lb", Some(2.0)),
         ] {

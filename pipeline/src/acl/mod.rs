@@ -22,6 +22,7 @@ pub mod net;
 pub mod node;
 pub mod publish;
 pub mod reference;
+pub mod reject;
 
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};
 pub use expand::{AclTable, ExpandError, ExpandLimits, FlatRule, SetUpdate};
