@@ -72,6 +72,46 @@ fn take(ring: &Ring, n: usize, wait: Duration) -> Vec<([u8; 4], [u8; 4], u16, u1
     out
 }
 
+/// One's-complement sum of big-endian 16-bit words (independent of the pipeline's code).
+fn csum(mut acc: u32, b: &[u8]) -> u32 {
+    for c in b.chunks(2) {
+        acc += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc
+}
+
+/// TCP segments that came out of `ring`: (src, dst, src port, dst port, flags, IPv4 and
+/// TCP checksums valid).
+#[allow(clippy::type_complexity)]
+fn take_rst(ring: &Ring, n: usize, wait: Duration) -> Vec<([u8; 4], [u8; 4], u16, u16, u8, bool)> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if ring.dequeue(&mut v) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for m in v.drain(..) {
+            let d = m.data();
+            let ip = |o: usize| [d[o], d[o + 1], d[o + 2], d[o + 3]];
+            let port = |o: usize| u16::from_be_bytes([d[o], d[o + 1]]);
+            let ihl = usize::from(d[14] & 0x0f) * 4;
+            let total = usize::from(port(16));
+            let l4 = &d[14 + ihl..14 + total];
+            let mut pseudo = d[26..34].to_vec();
+            pseudo.extend_from_slice(&[0, 6, 0, l4.len() as u8]);
+            let ok = csum(0, &d[14..14 + ihl]) == 0xffff
+                && csum(csum(0, &pseudo), l4) == 0xffff
+                && d[23] == 6;
+            out.push((ip(26), ip(30), port(34), port(36), d[47], ok));
+        }
+    }
+    out
+}
+
 #[test]
 fn three_tier_through_rte_acl_on_ring_ports() {
     let eal = eal("acl-3t");
@@ -157,9 +197,20 @@ fn three_tier_through_rte_acl_on_ring_ports() {
                 let at_ba2 = take(o("ba0"), N as usize, Duration::from_secs(10));
                 std::thread::sleep(Duration::from_millis(100));
                 let extra: u32 = rings.values().map(|(_, o)| o.count()).sum();
+                // Telnet web -> BA: rejected, each answered by a TCP RST back to web0.
+                put(
+                    &pool,
+                    i("web0"),
+                    &ports(44000)
+                        .map(|s| tcp(web, ba, s, 23))
+                        .collect::<Vec<_>>(),
+                );
+                let rsts = take_rst(o("web0"), N as usize, Duration::from_secs(10));
                 let counters = hub.counters();
                 let classifier = hub.current().classifier.describe();
-                (at_ba, at_db, at_web, at_ba2, extra, counters, classifier)
+                (
+                    at_ba, at_db, at_web, at_ba2, extra, rsts, counters, classifier,
+                )
             })
         })
     };
@@ -170,7 +221,7 @@ fn three_tier_through_rte_acl_on_ring_ports() {
         ..Default::default()
     };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
-    let (at_ba, at_db, at_web, at_ba2, extra, counters, classifier) =
+    let (at_ba, at_db, at_web, at_ba2, extra, rsts, counters, classifier) =
         traffic.join().expect("traffic thread");
 
     // web -> BA allowed (all N, nothing else reached BA), BA -> DB allowed.
@@ -196,6 +247,22 @@ fn three_tier_through_rte_acl_on_ring_ports() {
         .all(|&(s, d, sp, _)| s == db && d == ba && sp == 5432));
     // web -> DB and the unrelated DB -> BA attempts never came out.
     assert_eq!(extra, 0);
+    // Every telnet attempt came back to web0 as a RST from BA's port 23 to the client's
+    // port, with valid checksums (the reject reply, grown or trimmed in the mbuf).
+    assert_eq!(rsts.len(), N as usize);
+    let mut want: Vec<u16> = (44000..44000 + N as u16).collect();
+    let mut got: Vec<u16> = rsts.iter().map(|r| r.3).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        rsts.iter().all(|&(s, d, sp, _, flags, ok)| s == ba
+            && d == web
+            && sp == 23
+            && flags & 0x04 != 0
+            && ok),
+        "{rsts:?}"
+    );
 
     let by = |name: &str| {
         counters
@@ -213,6 +280,8 @@ fn three_tier_through_rte_acl_on_ring_ports() {
         "web -> DB and unrelated DB -> BA"
     );
     assert_eq!(counters.denials.rule_drop, 2 * N as u64);
+    assert_eq!(by("web-telnet-reject"), N as u64);
+    assert_eq!(counters.denials.rule_reject, N as u64);
     assert!(classifier.starts_with("rte_acl "), "{classifier}");
 
     let snap = &report.pipeline[0];
@@ -221,10 +290,11 @@ fn three_tier_through_rte_acl_on_ring_ports() {
     let count = |n: &str| acl.counters.iter().find(|c| c.name == n).unwrap().count;
     assert_eq!(count("ct-hits"), 2 * N as u64);
     assert_eq!(count("ct-new"), 2 * N as u64);
-    assert_eq!(count("classified"), 4 * N as u64);
+    assert_eq!(count("classified"), 5 * N as u64);
+    assert_eq!(count("reject-replies"), N as u64);
     let rx: u64 = report.ports.iter().map(|p| p.rx).sum();
     let tx: u64 = report.ports.iter().map(|p| p.tx).sum();
-    assert_eq!((rx, tx), (6 * N as u64, 4 * N as u64));
+    assert_eq!((rx, tx), (7 * N as u64, 5 * N as u64));
     println!("three-tier on {classifier}: {counters:?}");
     drop(rings);
     assert_eq!(pool.in_use(), 0, "every test mbuf went back to its pool");

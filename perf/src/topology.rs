@@ -475,13 +475,13 @@ path = "{s1}"
             format!("{prefix}-{}", self.scratch.tag),
             "--vdev".into(),
             format!(
-                "net_virtio_user0,path={}{}",
+                "net_virtio_user0,path={},queue_size=1024{}",
                 self.sock0.display(),
                 self.server_opt()
             ),
             "--vdev".into(),
             format!(
-                "net_virtio_user1,path={}{}",
+                "net_virtio_user1,path={},queue_size=1024{}",
                 self.sock1.display(),
                 self.server_opt()
             ),

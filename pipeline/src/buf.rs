@@ -23,6 +23,12 @@ pub trait PacketBuf {
     ) -> bool {
         false
     }
+    /// Sets the packet length: shortens it, or lengthens it into the buffer's tailroom (the
+    /// new bytes are unspecified). Returns false, leaving the packet unchanged, if the new
+    /// length does not fit. Default: cannot.
+    fn set_len(&mut self, _len: usize) -> bool {
+        false
+    }
     /// Hints that the packet's first bytes will be read soon (e.g. `rte_prefetch0` on the
     /// data). Nodes call it a few packets ahead of the one they process. Default: nothing.
     #[inline(always)]
@@ -57,5 +63,9 @@ impl PacketBuf for TestBuf {
     }
     fn in_port(&self) -> u16 {
         self.port
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        self.bytes.resize(len, 0);
+        true
     }
 }

@@ -157,4 +157,20 @@ impl pipeline::PacketBuf for Mbuf {
         self.set_tx_csum_offload(l2_len, l3_len, ipv4, l4_tcp);
         true
     }
+    fn set_len(&mut self, len: usize) -> bool {
+        let cur = usize::from(self.raw().data_len);
+        let Ok(delta) = u16::try_from(len.abs_diff(cur)) else {
+            return false;
+        };
+        if len >= cur {
+            // SAFETY: we own this valid single-segment mbuf; rte_pktmbuf_append only moves
+            // data_len/pkt_len within the buffer's tailroom and returns NULL (changing
+            // nothing) when there is not enough.
+            !unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), delta) }.is_null()
+        } else {
+            // SAFETY: as above; rte_pktmbuf_trim shortens the last (only) segment and
+            // refuses (returns -1, changing nothing) to trim more than it holds.
+            unsafe { dpdk_sys::rte_pktmbuf_trim(self.0.as_ptr(), delta) == 0 }
+        }
+    }
 }

@@ -754,8 +754,8 @@ mod tests {
             PortInfo::new(2, "db0", ""),
         ];
         let acl = compile(&table, &ports).unwrap();
-        // Two allows (one /24 each) and the tier drop (3 groups) per family.
-        assert_eq!((acl.v4.len(), acl.v6.len()), (5, 3));
+        // Two allows (one /24 each), the tier drop (3 groups) per family, the IPv4 reject.
+        assert_eq!((acl.v4.len(), acl.v6.len()), (6, 3));
         assert_eq!(acl.classes.len(), 3);
         assert_eq!(acl.port_bits.len(), 3);
         assert!(acl.port_bits.iter().all(|b| b.count_ones() == 1));

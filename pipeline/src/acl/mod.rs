@@ -121,8 +121,15 @@ mod tests {
             (None, Action::Drop)
         );
 
-        // One flat rule per allow (one /24 each), one per tier group for the drop.
-        assert_eq!(table.flat_rule_count(), 1 + 1 + 3 * 2);
+        // web -> BA telnet: rejected (a RST is sent back).
+        assert_eq!(
+            check(PacketSummary::tcp(web, ba, web_ip, ba_ip, 40000, 23)),
+            (Some("web-telnet-reject"), Action::Reject)
+        );
+
+        // One flat rule per allow (one /24 each), one per tier group for the drop, one for
+        // the reject.
+        assert_eq!(table.flat_rule_count(), 1 + 1 + 3 * 2 + 1);
         let mut counters = RuleCounters::new(rules.acls().len());
         counters.record(
             &evaluate(rules, &PacketSummary::tcp(web, db, web_ip, db_ip, 1, 5432)),

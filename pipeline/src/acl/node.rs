@@ -13,8 +13,12 @@
 //! 5. The result is the winning ACL (highest priority, ties to the earlier ACL in the
 //!    file) or the default action: `allow` -> next; `allow-related` -> next, and a
 //!    connection entry is created (table full: drop `conntrack-full`); `drop` -> drop
-//!    `acl-deny` (no ACL matched: `default-deny`); `reject` -> drop `acl-reject` (no TCP RST
-//!    or ICMP unreachable is sent back). A packet denied in a burst in which a connection
+//!    `acl-deny` (no ACL matched: `default-deny`); `reject` -> the packet is rewritten in
+//!    place into a TCP RST (TCP) or an ICMP / ICMPv6 destination unreachable
+//!    (administratively prohibited) quoting it, and sent straight back out of its input
+//!    port (counted `reject-replies`, and as an `acl-reject` denial in the rule counters);
+//!    packets that get no answer (ICMP errors, RSTs, later fragments, non-unicast) and
+//!    everything with `reject_replies = false` are dropped `acl-reject`. A packet denied in a burst in which a connection
 //!    was created is looked up again, so a reply in the same burst as its request passes.
 //!
 //! # Ports
@@ -36,6 +40,7 @@ use serde::Deserialize;
 use super::key::{AclKey, Classify};
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
+use super::reject as reject_reply;
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
@@ -64,6 +69,8 @@ pub const CTR_CT_NEW: usize = 2;
 pub const CTR_NON_IP: usize = 3;
 /// Extra counter: rule updates adopted.
 pub const CTR_UPDATES: usize = 4;
+/// Extra counter: `reject` answers sent (TCP RST or ICMP unreachable).
+pub const CTR_REJECT_REPLIES: usize = 5;
 
 /// How the node learns the output port of a packet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -120,6 +127,14 @@ pub struct AclParams {
     /// Pass non-IP packets (ARP, ...) instead of giving them the default action.
     #[serde(default)]
     pub allow_non_ip: bool,
+    /// `reject` answers: a TCP RST or an ICMP/ICMPv6 unreachable sent back out of the input
+    /// port (default true); false: rejected packets are only dropped.
+    #[serde(default = "yes")]
+    pub reject_replies: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl AclParams {
@@ -195,6 +210,9 @@ pub struct AclNode<C: Classify> {
     routes: Box<[(IpNet, u16)]>,
     ct: Option<ConnTrack<()>>,
     allow_non_ip: bool,
+    /// Port id -> tx slot of that port (reject replies leave by their input port);
+    /// empty when replies are off.
+    reply_slot: Box<[u16]>,
     scratch: Box<Scratch>,
 }
 
@@ -260,8 +278,9 @@ impl<C: Classify> AclNode<C> {
     pub const INFO: KindInfo = KindInfo {
         outputs: &["next"],
         drop_reasons: &["acl-deny", "default-deny", "acl-reject", "conntrack-full"],
-        counters: &["classified", "ct-hits", "ct-new", "non-ip", "updates"],
-        transmits: false,
+        counters: &["classified", "ct-hits", "ct-new", "non-ip", "updates", "reject-replies"],
+        // Reject answers leave by their input port.
+        transmits: true,
         fills_meta: false,
         description: "OVN-style ACLs (port groups, address sets, allow-related via conntrack) on a compiled classifier",
     };
@@ -352,6 +371,12 @@ impl<C: Classify> AclNode<C> {
         let ct = (p.stateful > 0).then(|| {
             ConnTrack::with_capacity(p.stateful, p.timeouts.to_ticks(ticks_per_sec.max(1)))
         });
+        let mut reply_slot = vec![NO_PORT; if p.reject_replies { size } else { 0 }];
+        if p.reject_replies {
+            for (slot, port) in ctx.ports.iter().enumerate() {
+                reply_slot[usize::from(port.index)] = slot as u16;
+            }
+        }
         let (slot, installed) = hub.join();
         Ok(AclNode {
             hub,
@@ -362,6 +387,7 @@ impl<C: Classify> AclNode<C> {
             routes: routes.into_boxed_slice(),
             ct,
             allow_non_ip: p.allow_non_ip,
+            reply_slot: reply_slot.into_boxed_slice(),
             scratch: Scratch::boxed(),
         })
     }
@@ -482,6 +508,48 @@ fn judge(ud: u32, action: Action) -> Decision {
     }
 }
 
+/// A rejected packet: rewritten in place into its TCP RST / ICMP unreachable and sent out of
+/// its input port, or dropped with `drop` (`acl-reject`, or `default-deny` for the default)
+/// when it gets no reply (an ICMP error, a RST, a later fragment, a broadcast, ...) or
+/// replies are off.
+#[inline(never)]
+fn reject<P: PacketBuf>(
+    pkt: &mut P,
+    m: &PacketMeta,
+    reply_slot: &[u16],
+    replies: &mut u64,
+    drop: Decision,
+) -> Decision {
+    let Some(&slot) = reply_slot.get(usize::from(pkt.in_port())) else {
+        return drop;
+    };
+    if slot == NO_PORT {
+        return drop;
+    }
+    let len = pkt.data().len();
+    let Ok(n) = reject_reply::reply_len(pkt.data(), m) else {
+        return drop;
+    };
+    if n > len && !pkt.set_len(n) {
+        return drop;
+    }
+    match reject_reply::write_reject(pkt.data_mut(), len, m) {
+        Ok(r) => {
+            if r != pkt.data().len() && !pkt.set_len(r) {
+                return drop;
+            }
+            *replies += 1;
+            Decision::Tx(slot)
+        }
+        Err(_) => {
+            if n > len {
+                pkt.set_len(len);
+            }
+            drop
+        }
+    }
+}
+
 /// The output port id of a packet from `in_port` with metadata `m`.
 #[inline(always)]
 fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) -> u16 {
@@ -503,9 +571,11 @@ impl<C: Classify> AclNode<C> {
             peer,
             routes,
             allow_non_ip,
+            reply_slot,
             scratch,
             ..
         } = self;
+        let mut replies = 0u64;
         let prog = &*installed.0;
         let counters = &*installed.1;
         let s = &mut **scratch;
@@ -554,11 +624,19 @@ impl<C: Classify> AclNode<C> {
                 let ud = s.res[fam][t];
                 let action = prog.action(ud);
                 run.add(counters, ud, action, f.pkts[i].data().len() as u64);
-                f.decisions[i] = judge(ud, action);
+                let d = judge(ud, action);
+                f.decisions[i] = if action == Action::Reject {
+                    reject(&mut f.pkts[i], &f.meta[i], reply_slot, &mut replies, d)
+                } else {
+                    d
+                };
             }
         }
         run.flush(counters);
         f.counters.add_extra(CTR_CLASSIFIED, (nf[0] + nf[1]) as u64);
+        if replies != 0 {
+            f.counters.add_extra(CTR_REJECT_REPLIES, replies);
+        }
     }
 
     /// Stateful: tracked connections pass without classification; `allow-related`
@@ -572,12 +650,14 @@ impl<C: Classify> AclNode<C> {
             routes,
             ct,
             allow_non_ip,
+            reply_slot,
             scratch,
             ..
         } = self;
         let Some(ct) = ct.as_mut() else {
             return;
         };
+        let mut replies = 0u64;
         let prog = &*installed.0;
         let counters = &*installed.1;
         let s = &mut **scratch;
@@ -717,9 +797,15 @@ impl<C: Classify> AclNode<C> {
                     ct_hits += 1;
                 }
             }
+            if action == Action::Reject && matches!(d, Decision::Drop(_)) {
+                d = reject(&mut f.pkts[i], &f.meta[i], reply_slot, &mut replies, d);
+            }
             f.decisions[i] = d;
         }
         run.flush(counters);
+        if replies != 0 {
+            f.counters.add_extra(CTR_REJECT_REPLIES, replies);
+        }
         ct.age(now, 64);
         if ct_hits != 0 {
             f.counters.add_extra(CTR_CT_HITS, ct_hits);
@@ -896,6 +982,142 @@ mod tests {
         );
         assert_eq!(c.default_rule.packets, 1);
         assert_eq!(c.denials.rule_drop, 3);
+    }
+
+    fn reject_graph(node: &str, replies: bool, stateful: usize) -> Graph<TestBuf> {
+        let mut r = Registry::<TestBuf>::with_builtins();
+        register(&mut r, &HUBS, || 1_000_000_000).unwrap();
+        let spec = GraphSpec::from_toml(&format!(
+            r#"
+            [[nodes]]
+            name = "parse"
+            kind = "parse"
+            [[nodes]]
+            name = "{node}"
+            kind = "acl"
+            [nodes.params]
+            stateful = {stateful}
+            reject_replies = {replies}
+            outport = "cross-connect"
+            pairs = [["web0", "ba0"]]
+            [nodes.params.acl]
+            default = "allow"
+            [[nodes.params.acl.rules]]
+            name = "no-telnet"
+            direction = "from-lport"
+            priority = 10
+            match = "inport == \"web0\" && (tcp.dst == 23 || udp.dst == 69)"
+            action = "reject"
+            [[nodes]]
+            name = "fwd"
+            kind = "forward"
+            params = {{ mode = "cross-connect", pairs = [["web0", "ba0"]] }}
+            [[edges]]
+            from = "parse"
+            to = "{node}"
+            [[edges]]
+            from = "{node}"
+            to = "fwd"
+            "#
+        ))
+        .unwrap();
+        Graph::build(&spec, &r, &ports3()).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Runs one burst; returns each packet that left, with its port.
+    fn run_out(g: &mut Graph<TestBuf>, pkts: Vec<TestBuf>) -> Vec<(u16, Vec<u8>)> {
+        let mut tx = g.new_tx_vectors();
+        let mut rx: ArrayVec<TestBuf, 32> = ArrayVec::new();
+        for p in pkts {
+            rx.push(p);
+        }
+        g.process(&mut rx, &mut tx);
+        let mut out = Vec::new();
+        for (port, v) in tx.iter_mut() {
+            for p in v.drain(..) {
+                out.push((port, p.data().to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reject_answers_with_rst_or_icmp_out_of_the_input_port() {
+        for stateful in [0, 64] {
+            let mut g = reject_graph(&format!("acl-reject-{stateful}"), true, stateful);
+            let (web, ba) = ("10.0.1.10", "10.0.2.20");
+            let udp = {
+                let spec = SourceSpec {
+                    protocol: L4Proto::Udp,
+                    src_ip: web.parse::<IpAddr>().unwrap(),
+                    dst_ip: ba.parse::<IpAddr>().unwrap(),
+                    src_port: 40001,
+                    dst_port: 69,
+                    ..SourceSpec::default()
+                };
+                TestBuf::new(build_frame(&spec, 0), 0)
+            };
+            let out = run_out(
+                &mut g,
+                vec![tcp(web, ba, 40000, 23, 0), udp, tcp(web, ba, 40002, 80, 0)],
+            );
+            assert_eq!(out.len(), 3, "two answers and one forwarded packet");
+            let mut seen = Vec::new();
+            for (port, bytes) in &out {
+                let mut m = PacketMeta::default();
+                parse_packet(bytes, &ParseConfig::default(), &mut m).unwrap();
+                let (src, dst) = (
+                    m.src_ip().unwrap().to_string(),
+                    m.dst_ip().unwrap().to_string(),
+                );
+                match (m.protocol, m.dst_port) {
+                    (6, 80) => {
+                        assert_eq!((*port, src.as_str()), (1, web), "allowed: to ba0");
+                        seen.push("fwd");
+                    }
+                    (6, _) => {
+                        // A RST back to the client, from the server's address and port.
+                        assert_eq!(*port, 0, "RST leaves by the input port");
+                        assert_eq!((src.as_str(), dst.as_str()), (ba, web));
+                        assert_eq!((m.src_port, m.dst_port), (23, 40000));
+                        assert_eq!(m.tcp_flags & 0x04, 0x04, "RST");
+                        seen.push("rst");
+                    }
+                    (1, _) => {
+                        assert_eq!(*port, 0);
+                        assert_eq!((src.as_str(), dst.as_str()), (ba, web));
+                        assert_eq!((m.icmp_type, m.icmp_code), (3, 13));
+                        seen.push("icmp");
+                    }
+                    other => panic!("unexpected packet {other:?}"),
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, ["fwd", "icmp", "rst"]);
+            let n = g.snapshot();
+            let n = n.node(&format!("acl-reject-{stateful}")).unwrap();
+            assert_eq!(
+                n.counters
+                    .iter()
+                    .find(|c| c.name == "reject-replies")
+                    .unwrap()
+                    .count,
+                2
+            );
+            let hub = HUBS.get(&format!("acl-reject-{stateful}")).unwrap();
+            assert_eq!(hub.counters().denials.rule_reject, 2);
+        }
+        // Replies off: rejected packets are dropped and counted.
+        let mut g = reject_graph("acl-reject-off", false, 0);
+        let out = run_out(&mut g, vec![tcp("10.0.1.10", "10.0.2.20", 40000, 23, 0)]);
+        assert!(out.is_empty());
+        assert_eq!(
+            g.snapshot()
+                .node("acl-reject-off")
+                .unwrap()
+                .drops_for("acl-reject"),
+            1
+        );
     }
 
     #[test]
