@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
+use common::tcp_frame as tcp;
 use common::*;
 use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
@@ -23,34 +24,6 @@ use pipeline::acl::Classify;
 use pipeline::source::{build_frame, L4Proto, SourceSpec};
 
 const N: u32 = 200;
-
-fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let spec = SourceSpec {
-        protocol: L4Proto::Tcp,
-        src_ip: IpAddr::V4(Ipv4Addr::from(src)),
-        dst_ip: IpAddr::V4(Ipv4Addr::from(dst)),
-        src_port: sport,
-        dst_port: dport,
-        ..SourceSpec::default()
-    };
-    build_frame(&spec, 0)
-}
-
-fn put(pool: &Mempool, ring: &Ring, frames: &[Vec<u8>]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for chunk in frames.chunks(32) {
-        let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
-        for f in chunk {
-            let mut m = pool.alloc().expect("pool has room");
-            assert!(m.append(f));
-            v.push(m);
-        }
-        while !v.is_empty() {
-            ring.enqueue(&mut v);
-            assert!(Instant::now() < deadline, "ring stayed full");
-        }
-    }
-}
 
 /// (src ip last octet . third octet, src port, dst port) of what came out of `ring`,
 /// waiting until `n` arrived or `wait` passed.
@@ -67,46 +40,6 @@ fn take(ring: &Ring, n: usize, wait: Duration) -> Vec<([u8; 4], [u8; 4], u16, u1
             let ip = |o: usize| [d[o], d[o + 1], d[o + 2], d[o + 3]];
             let port = |o: usize| u16::from_be_bytes([d[o], d[o + 1]]);
             out.push((ip(26), ip(30), port(34), port(36)));
-        }
-    }
-    out
-}
-
-/// One's-complement sum of big-endian 16-bit words (independent of the pipeline's code).
-fn csum(mut acc: u32, b: &[u8]) -> u32 {
-    for c in b.chunks(2) {
-        acc += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc
-}
-
-/// TCP segments that came out of `ring`: (src, dst, src port, dst port, flags, IPv4 and
-/// TCP checksums valid).
-#[allow(clippy::type_complexity)]
-fn take_rst(ring: &Ring, n: usize, wait: Duration) -> Vec<([u8; 4], [u8; 4], u16, u16, u8, bool)> {
-    let deadline = Instant::now() + wait;
-    let mut out = Vec::new();
-    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
-    while out.len() < n && Instant::now() < deadline {
-        if ring.dequeue(&mut v) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for m in v.drain(..) {
-            let d = m.data();
-            let ip = |o: usize| [d[o], d[o + 1], d[o + 2], d[o + 3]];
-            let port = |o: usize| u16::from_be_bytes([d[o], d[o + 1]]);
-            let ihl = usize::from(d[14] & 0x0f) * 4;
-            let total = usize::from(port(16));
-            let l4 = &d[14 + ihl..14 + total];
-            let mut pseudo = d[26..34].to_vec();
-            pseudo.extend_from_slice(&[0, 6, 0, l4.len() as u8]);
-            let ok = csum(0, &d[14..14 + ihl]) == 0xffff
-                && csum(csum(0, &pseudo), l4) == 0xffff
-                && d[23] == 6;
-            out.push((ip(26), ip(30), port(34), port(36), d[47], ok));
         }
     }
     out
@@ -205,7 +138,7 @@ fn three_tier_through_rte_acl_on_ring_ports() {
                         .map(|s| tcp(web, ba, s, 23))
                         .collect::<Vec<_>>(),
                 );
-                let rsts = take_rst(o("web0"), N as usize, Duration::from_secs(10));
+                let rsts = take_tcp(o("web0"), N as usize, Duration::from_secs(10));
                 let counters = hub.counters();
                 let classifier = hub.current().classifier.describe();
                 (

@@ -168,3 +168,77 @@ pub fn stop_after<T>(flag: Arc<AtomicBool>, f: impl FnOnce() -> T) -> T {
     let _g = Guard(flag);
     f()
 }
+
+pub fn put(pool: &Mempool, ring: &Ring, frames: &[Vec<u8>]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for chunk in frames.chunks(32) {
+        let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+        for f in chunk {
+            let mut m = pool.alloc().expect("pool has room");
+            assert!(m.append(f));
+            v.push(m);
+        }
+        while !v.is_empty() {
+            ring.enqueue(&mut v);
+            assert!(Instant::now() < deadline, "ring stayed full");
+        }
+    }
+}
+
+/// One's-complement sum of big-endian 16-bit words (independent of the pipeline's code).
+pub fn csum(mut acc: u32, b: &[u8]) -> u32 {
+    for c in b.chunks(2) {
+        acc += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc
+}
+
+/// TCP segments that came out of `ring`: (src, dst, src port, dst port, flags, IPv4 and
+/// TCP checksums valid).
+#[allow(clippy::type_complexity)]
+pub fn take_tcp(
+    ring: &Ring,
+    n: usize,
+    wait: Duration,
+) -> Vec<([u8; 4], [u8; 4], u16, u16, u8, bool)> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if ring.dequeue(&mut v) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for m in v.drain(..) {
+            let d = m.data();
+            let ip = |o: usize| [d[o], d[o + 1], d[o + 2], d[o + 3]];
+            let port = |o: usize| u16::from_be_bytes([d[o], d[o + 1]]);
+            let ihl = usize::from(d[14] & 0x0f) * 4;
+            let total = usize::from(port(16));
+            let l4 = &d[14 + ihl..14 + total];
+            let mut pseudo = d[26..34].to_vec();
+            pseudo.extend_from_slice(&[0, 6, 0, l4.len() as u8]);
+            let ok = csum(0, &d[14..14 + ihl]) == 0xffff
+                && csum(csum(0, &pseudo), l4) == 0xffff
+                && d[23] == 6;
+            out.push((ip(26), ip(30), port(34), port(36), d[47], ok));
+        }
+    }
+    out
+}
+
+/// An Ethernet/IPv4/TCP frame (the built-in source's template) from `src:sport` to
+/// `dst:dport`.
+pub fn tcp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let spec = pipeline::source::SourceSpec {
+        protocol: pipeline::source::L4Proto::Tcp,
+        src_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::from(src)),
+        dst_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::from(dst)),
+        src_port: sport,
+        dst_port: dport,
+        ..pipeline::source::SourceSpec::default()
+    };
+    pipeline::source::build_frame(&spec, 0)
+}

@@ -59,6 +59,10 @@ struct Args {
     /// Frame sizes (bytes without FCS) and/or `imix`, comma-separated.
     #[arg(long, default_value = "64")]
     sizes: String,
+    /// DUTs that run at every size (comma-separated; empty: all DUTs); the others run at
+    /// the first size only, so a size sweep stays short.
+    #[arg(long, default_value = "")]
+    sweep_duts: String,
     /// Flow counts per port, comma-separated.
     #[arg(long, default_value = "1024")]
     flows: String,
@@ -743,6 +747,7 @@ fn main() {
         }
     };
     let sizes = list(&a.sizes);
+    let sweep = list(&a.sweep_duts);
     let flows: Vec<u32> = list(&a.flows)
         .iter()
         .map(|f| {
@@ -769,6 +774,9 @@ fn main() {
             for round in 0..a.rounds {
                 for spec in &duts {
                     let dut = &spec.label;
+                    if size != &sizes[0] && !sweep.is_empty() && !sweep.contains(dut) {
+                        continue;
+                    }
                     match run_once(spec, &traffic, &a) {
                         Ok(s) => {
                             eprintln!(

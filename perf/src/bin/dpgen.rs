@@ -57,6 +57,11 @@ struct Args {
     /// Wait at most this many seconds for every port's link to come up.
     #[arg(long, default_value_t = 30.0)]
     link_timeout: f64,
+    /// Seconds to wait after every link is up before sending (a peer that brings its queues
+    /// up after its link, e.g. a guest's driver still configuring, would lose the first
+    /// packets).
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
     /// Only send on the first port (the others only receive).
     #[arg(long)]
     one_way: bool,
@@ -79,6 +84,10 @@ struct Args {
     /// counters can be read before the vhost-user connection goes away.
     #[arg(long, default_value_t = 0.0)]
     linger: f64,
+    /// Seconds to keep receiving after the last packet was sent, before the counters are
+    /// taken (what is still in flight through the DUT; longer for slow, e.g. emulated, DUTs).
+    #[arg(long, default_value_t = 0.3)]
+    drain: f64,
     /// Per-port traffic `PORT=SPEC` (port index; SPEC as `perf::traffic::PortSpec`, e.g.
     /// `0=src=10.1.0.0/18,dst=192.0.2.10,dport=5001,flows=100000` or `1=reflect`). Ports
     /// without one send the default flows.
@@ -230,6 +239,9 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if a.settle > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(a.settle));
     }
     let n = ports.len();
     let pattern = size_pattern(&a.size).map_err(|e| dpdk::DpdkError::new(e, libc::EINVAL))?;
@@ -444,7 +456,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     let tx_secs = start.elapsed().as_secs_f64();
     sending.store(false, Relaxed);
     // Drain what is still in flight.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs_f64(a.drain.max(0.0)));
     running.store(false, Relaxed);
     lcore::wait(eal, worker);
     let hists = std::mem::take(&mut *latency_out.lock().unwrap_or_else(|e| e.into_inner()));
