@@ -4,45 +4,30 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrayvec::ArrayVec;
 use common::tcp_frame as tcp;
 use common::*;
 use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
-use dataplane::dpdk::ring::{ring_port, Ring};
-use dataplane::dpdk::{Mbuf, Mempool};
+use dataplane::dpdk::ring::Ring;
+use dataplane::dpdk::Mempool;
 use dataplane::plan;
 use dataplane::runtime::{run_with_eal, RunOptions};
 use pipeline::acl::Classify;
-use pipeline::source::{build_frame, L4Proto, SourceSpec};
 
 const N: u32 = 200;
 
-/// (src ip last octet . third octet, src port, dst port) of what came out of `ring`,
-/// waiting until `n` arrived or `wait` passed.
+/// (src, dst, src port, dst port) of the TCP segments that came out of `ring`, waiting
+/// until `n` arrived or `wait` passed.
 fn take(ring: &Ring, n: usize, wait: Duration) -> Vec<([u8; 4], [u8; 4], u16, u16)> {
-    let deadline = Instant::now() + wait;
-    let mut out = Vec::new();
-    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
-    while out.len() < n && Instant::now() < deadline {
-        if ring.dequeue(&mut v) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for m in v.drain(..) {
-            let d = m.data();
-            let ip = |o: usize| [d[o], d[o + 1], d[o + 2], d[o + 3]];
-            let port = |o: usize| u16::from_be_bytes([d[o], d[o + 1]]);
-            out.push((ip(26), ip(30), port(34), port(36)));
-        }
-    }
-    out
+    take_tcp(ring, n, wait)
+        .into_iter()
+        .map(|(s, d, sp, dp, _, _)| (s, d, sp, dp))
+        .collect()
 }
 
 #[test]
@@ -52,14 +37,7 @@ fn three_tier_through_rte_acl_on_ring_ports() {
     let text = std::fs::read_to_string(&path).unwrap();
     let cfg = ConfigFile::parse(&text, &path).expect("parses");
     let plan = plan::build(&cfg, &path, &plan::Host::with_cpus(&[0, 1])).expect("valid plan");
-    // Ring ports by the plan's port order (net_ring_<index>).
-    let mut rings: BTreeMap<String, (Ring, Ring)> = BTreeMap::new();
-    for (i, p) in plan.ports.iter().enumerate() {
-        let rx = Ring::create(&eal, &format!("{}_in", p.name), 4096).unwrap();
-        let tx = Ring::create(&eal, &format!("{}_out", p.name), 4096).unwrap();
-        ring_port(&eal, &i.to_string(), &rx, &tx).unwrap();
-        rings.insert(p.name.clone(), (rx, tx));
-    }
+    let rings = ring_ports_for_plan(&eal, &plan);
     let rings = Arc::new(rings);
     let pool = Arc::new(Mempool::create(&eal, "acl3t_pool", 8191, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::*;
 use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
-use dataplane::dpdk::ring::{ring_port, Ring};
 use dataplane::dpdk::Mempool;
 use dataplane::plan;
 use dataplane::runtime::{run_with_eal, RunOptions};
@@ -29,13 +28,7 @@ fn business_tier_reaches_the_database_vip_web_tier_does_not() {
     let text = std::fs::read_to_string(&path).unwrap();
     let cfg = ConfigFile::parse(&text, &path).expect("parses");
     let plan = plan::build(&cfg, &path, &plan::Host::with_cpus(&[0, 1])).expect("valid plan");
-    let mut rings: BTreeMap<String, (Ring, Ring)> = BTreeMap::new();
-    for (i, p) in plan.ports.iter().enumerate() {
-        let rx = Ring::create(&eal, &format!("{}_in", p.name), 4096).unwrap();
-        let tx = Ring::create(&eal, &format!("{}_out", p.name), 4096).unwrap();
-        ring_port(&eal, &i.to_string(), &rx, &tx).unwrap();
-        rings.insert(p.name.clone(), (rx, tx));
-    }
+    let rings = ring_ports_for_plan(&eal, &plan);
     let rings = Arc::new(rings);
     let pool = Arc::new(Mempool::create(&eal, "tlb_pool", 8191, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));

@@ -242,3 +242,19 @@ pub fn tcp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> 
     };
     pipeline::source::build_frame(&spec, 0)
 }
+
+/// In and out rings for every port of `plan`, made ring ethdevs in the plan's port order
+/// (`net_ring_<index>`), by port name.
+pub fn ring_ports_for_plan(
+    eal: &Eal,
+    plan: &Plan,
+) -> std::collections::BTreeMap<String, (Ring, Ring)> {
+    let mut rings = std::collections::BTreeMap::new();
+    for (i, p) in plan.ports.iter().enumerate() {
+        let rx = Ring::create(eal, &format!("{}_in", p.name), 4096).unwrap();
+        let tx = Ring::create(eal, &format!("{}_out", p.name), 4096).unwrap();
+        ring_port(eal, &i.to_string(), &rx, &tx).unwrap();
+        rings.insert(p.name.clone(), (rx, tx));
+    }
+    rings
+}

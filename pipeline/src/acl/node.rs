@@ -550,6 +550,22 @@ fn reject<P: PacketBuf>(
     }
 }
 
+/// A non-IP packet: passes with `allow_non_ip`, else gets the default action (counted).
+#[inline(always)]
+fn non_ip_decision<P: PacketBuf>(
+    allow_non_ip: bool,
+    default: Action,
+    run: &mut RunCounter,
+    counters: &AclCounterBlock,
+    pkt: &P,
+) -> Decision {
+    if allow_non_ip {
+        return Decision::Next(0);
+    }
+    run.add(counters, 0, default, pkt.data().len() as u64);
+    judge(0, default)
+}
+
 /// The output port id of a packet from `in_port` with metadata `m`.
 #[inline(always)]
 fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) -> u16 {
@@ -601,12 +617,8 @@ impl<C: Classify> AclNode<C> {
                 nf[fam] = t + 1;
             } else {
                 non_ip += 1;
-                f.decisions[i] = if *allow_non_ip {
-                    Decision::Next(0)
-                } else {
-                    run.add(counters, 0, default, f.pkts[i].data().len() as u64);
-                    judge(0, default)
-                };
+                f.decisions[i] =
+                    non_ip_decision(*allow_non_ip, default, &mut run, counters, &f.pkts[i]);
             }
         }
         if non_ip != 0 {
@@ -678,12 +690,8 @@ impl<C: Classify> AclNode<C> {
                 nip += 1;
             } else {
                 non_ip += 1;
-                f.decisions[i] = if *allow_non_ip {
-                    Decision::Next(0)
-                } else {
-                    run.add(counters, 0, default, f.pkts[i].data().len() as u64);
-                    judge(0, default)
-                };
+                f.decisions[i] =
+                    non_ip_decision(*allow_non_ip, default, &mut run, counters, &f.pkts[i]);
             }
         }
         if non_ip != 0 {
