@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde::Deserialize;
 
-use super::key::{AclKey, Classify};
+use super::key::{AclKey, ClassWords, Classify};
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use super::reject as reject_reply;
@@ -184,6 +184,17 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Appends the key of IP packet `m` to its family's list (`nf`: keys per family so
+    /// far), remembering `idx` for the result.
+    #[inline(always)]
+    fn push_key(&mut self, nf: &mut [usize; 2], m: &PacketMeta, words: ClassWords, idx: u16) {
+        let fam = usize::from(m.ip_version == 6);
+        let t = nf[fam];
+        self.keys[fam][t].set_from_meta(m, words);
+        self.fam_idx[fam][t] = idx;
+        nf[fam] = t + 1;
+    }
+
     fn boxed() -> Box<Scratch> {
         Box::new(Scratch {
             keys: [[AclKey::default(); VECTOR_SIZE]; 2],
@@ -610,11 +621,7 @@ impl<C: Classify> AclNode<C> {
                 let words = prog
                     .acl
                     .class_words(inp, out_port_of(*outport, peer, inp, m));
-                let fam = usize::from(v == 6);
-                let t = nf[fam];
-                s.keys[fam][t].set_from_meta(m, words);
-                s.fam_idx[fam][t] = i as u16;
-                nf[fam] = t + 1;
+                s.push_key(&mut nf, m, words, i as u16);
             } else {
                 non_ip += 1;
                 f.decisions[i] =
@@ -720,11 +727,7 @@ impl<C: Classify> AclNode<C> {
             let words = prog
                 .acl
                 .class_words(inp, out_port_of(*outport, peer, inp, m));
-            let fam = usize::from(m.ip_version == 6);
-            let t = nf[fam];
-            s.keys[fam][t].set_from_meta(m, words);
-            s.fam_idx[fam][t] = j as u16;
-            nf[fam] = t + 1;
+            s.push_key(&mut nf, m, words, j as u16);
         }
 
         // 4. One classify call per family present; results back in IP order.

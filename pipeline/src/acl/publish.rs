@@ -95,12 +95,6 @@ pub struct PbCounter {
 }
 
 impl PbCounter {
-    #[inline(always)]
-    fn add(&self, bytes: u64) {
-        self.packets.add(1);
-        self.bytes.add(bytes);
-    }
-
     fn get(&self) -> PacketBytes {
         PacketBytes {
             packets: self.packets.get(),
@@ -125,29 +119,6 @@ impl AclCounterBlock {
             per_acl: (0..acls).map(|_| PbCounter::default()).collect(),
             default_rule: PbCounter::default(),
             denials: Default::default(),
-        }
-    }
-
-    /// Counts a packet judged by ACL `acl` (`None`: the default) with `action`.
-    #[inline(always)]
-    pub fn record(&self, acl: Option<usize>, action: Action, bytes: u64) {
-        match acl {
-            Some(i) => {
-                if let Some(c) = self.per_acl.get(i) {
-                    c.add(bytes);
-                }
-                match action {
-                    Action::Drop => self.denials[1].add(1),
-                    Action::Reject => self.denials[2].add(1),
-                    _ => {}
-                }
-            }
-            None => {
-                self.default_rule.add(bytes);
-                if !action.permits() {
-                    self.denials[0].add(1);
-                }
-            }
         }
     }
 
