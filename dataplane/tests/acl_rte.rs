@@ -170,6 +170,8 @@ fn rte_acl_agrees_with_the_reference() {
     const RULESETS: usize = 100;
     const PACKETS: usize = 10_240;
     let mut algs_used = std::collections::BTreeSet::new();
+    let mut layouts_used = std::collections::BTreeSet::new();
+    let mut elided = 0usize;
     let mut checked = 0usize;
     let mut matched = 0usize;
     let mut ties = 0usize;
@@ -177,14 +179,15 @@ fn rte_acl_agrees_with_the_reference() {
         let cfg = ruleset(&mut r);
         let rs = RuleSet::from_config(&cfg).unwrap();
         let table = AclTable::new(rs, ExpandLimits::default()).unwrap();
-        // Both key layouts: narrow (port classes in one group) and wide.
-        let layout = if set % 2 == 0 {
-            ClassLayout::Narrow
-        } else {
-            ClassLayout::Wide
-        };
+        // All three key layouts: compact (classes beside word B), narrow (classes in one
+        // group) and wide.
+        let layout = [ClassLayout::Compact, ClassLayout::Narrow, ClassLayout::Wide][set % 3];
         let acl = compile_with(&table, &ports, Some(layout)).unwrap();
         assert_eq!(acl.layout, layout);
+        layouts_used.insert(format!("{layout:?}"));
+        for v in [IpVersion::V4, IpVersion::V6] {
+            elided += usize::from(acl.fields(v).len() < layout.fields(v).len());
+        }
         let mut prios: Vec<u16> = table.rules().acls().iter().map(|a| a.priority).collect();
         prios.sort();
         ties += prios.windows(2).filter(|w| w[0] == w[1]).count();
@@ -295,4 +298,9 @@ fn rte_acl_agrees_with_the_reference() {
         "the rule sets discriminate: {matched}/{checked}"
     );
     assert!(algs_used.contains("scalar") && algs_used.contains("sse"));
+    assert_eq!(layouts_used.len(), 3, "layouts {layouts_used:?}");
+    // The compact layout never constrains its second word B: that group is elided
+    // whenever no rule of the family tests word A (source port / ICMP type).
+    assert!(elided > 0, "no rule set had an elided group");
+    println!("layouts {layouts_used:?}; {elided} family layouts with elided groups");
 }

@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pipeline::acl::key::{
-    AclKey, ClassLayout, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef,
-    LinearClassifier,
+    AclKey, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef, LinearClassifier,
 };
 use pipeline::acl::{AclHub, HubRegistry, IpVersion};
 use pipeline::{PacketBuf, Registry, VECTOR_SIZE};
@@ -92,7 +91,7 @@ static NEXT_CTX: AtomicU64 = AtomicU64::new(0);
 pub struct AclBuilder {
     ctx: NonNull<dpdk_sys::rte_acl_ctx>,
     family: IpVersion,
-    layout: ClassLayout,
+    fields: Vec<FieldDef>,
     rules: usize,
     max_rules: usize,
 }
@@ -126,10 +125,11 @@ fn field_value(def: &FieldDef, v: u32) -> dpdk_sys::rte_acl_field_types {
 }
 
 impl AclBuilder {
-    /// A context for at most `max_rules` rules of `family`'s key layout in `layout`. Needs EAL.
+    /// A context for at most `max_rules` rules of `family` over the field layout `fields`
+    /// (from [`pipeline::acl::CompiledAcl::fields`]). Needs EAL.
     pub fn new(
         family: IpVersion,
-        layout: ClassLayout,
+        fields: &[FieldDef],
         max_rules: usize,
     ) -> Result<AclBuilder, DpdkError> {
         if !eal_running() {
@@ -138,7 +138,13 @@ impl AclBuilder {
                 libc::EINVAL,
             ));
         }
-        let n = layout.fields(family).len();
+        let n = fields.len();
+        if n == 0 || n > 15 {
+            return Err(DpdkError::new(
+                format!("rte_acl context: {n} fields (1 to 15)"),
+                libc::EINVAL,
+            ));
+        }
         let name = format!("dp_acl_{}", NEXT_CTX.fetch_add(1, Ordering::Relaxed));
         let cname = CString::new(name.clone()).expect("no NUL");
         let param = dpdk_sys::rte_acl_param {
@@ -157,7 +163,7 @@ impl AclBuilder {
         Ok(AclBuilder {
             ctx,
             family,
-            layout,
+            fields: fields.to_vec(),
             rules: 0,
             max_rules: max_rules.max(1),
         })
@@ -165,7 +171,7 @@ impl AclBuilder {
 
     /// Adds rules (each with one value per field of the family's layout).
     pub fn add_rules(&mut self, rules: &[CompiledRule]) -> Result<(), DpdkError> {
-        let defs = self.layout.fields(self.family);
+        let defs = &self.fields;
         if self.rules + rules.len() > self.max_rules {
             return Err(DpdkError::new(
                 format!("rte_acl: more than {} rules", self.max_rules),
@@ -222,7 +228,7 @@ impl AclBuilder {
     /// Compiles the rules and picks the best classify method the CPU and EAL allow
     /// (or `alg` if given and available).
     pub fn build(self, alg: Option<ClassifyAlg>) -> Result<AclClassifier, DpdkError> {
-        let defs = self.layout.fields(self.family);
+        let defs = &self.fields;
         let mut cfg = dpdk_sys::rte_acl_config {
             num_categories: 1,
             num_fields: defs.len() as u32,
@@ -265,11 +271,17 @@ impl AclBuilder {
                 libc::ENOTSUP,
             ));
         };
+        let groups = defs
+            .iter()
+            .map(|d| usize::from(d.input_index))
+            .max()
+            .unwrap_or(0);
         let classifier = AclClassifier {
             ctx: self.ctx,
             family: self.family,
             rules: self.rules,
             alg: chosen,
+            key_bytes: 1 + 4 * groups,
         };
         // The context now belongs to `classifier` (freed by its drop, exactly once).
         std::mem::forget(self);
@@ -291,6 +303,7 @@ pub struct AclClassifier {
     family: IpVersion,
     rules: usize,
     alg: ClassifyAlg,
+    key_bytes: usize,
 }
 
 // SAFETY: a built context is only read by rte_acl_classify, which is safe to call from
@@ -303,6 +316,11 @@ impl AclClassifier {
     /// The classify method in use.
     pub fn alg(&self) -> ClassifyAlg {
         self.alg
+    }
+
+    /// Bytes of each key the trie walks (the protocol byte and 4 per input group).
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
     }
 
     /// Rules compiled in.
@@ -370,7 +388,7 @@ impl RteAcl {
             if rules.is_empty() {
                 return Ok(None);
             }
-            let mut b = AclBuilder::new(v, acl.layout, rules.len())?;
+            let mut b = AclBuilder::new(v, acl.fields(v), rules.len())?;
             b.add_rules(rules)?;
             b.build(alg).map(Some)
         };
@@ -411,11 +429,14 @@ impl Classify for RteAcl {
 
     fn describe(&self) -> String {
         let n = |c: &Option<AclClassifier>| c.as_ref().map_or(0, AclClassifier::rules);
+        let bytes = |c: &Option<AclClassifier>| c.as_ref().map_or(0, AclClassifier::key_bytes);
         format!(
-            "rte_acl {} ({} IPv4 + {} IPv6 rules)",
+            "rte_acl {} ({} IPv4 + {} IPv6 rules, {}/{} key bytes walked)",
             self.alg().map_or("-", ClassifyAlg::name),
             n(&self.v4),
-            n(&self.v6)
+            n(&self.v6),
+            bytes(&self.v4),
+            bytes(&self.v6)
         )
     }
 }

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde::Deserialize;
 
-use super::key::{AclKey, ClassWords, Classify};
+use super::key::{AclKey, ClassWords, Classify, CompiledAcl};
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use super::reject as reject_reply;
@@ -372,7 +372,7 @@ impl<C: Classify> AclNode<C> {
                 .ok_or_else(|| ParamError::new("routes", format!("unknown port `{port}`")))?;
             routes.push((net, id));
         }
-        routes.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len()));
         if p.stateful > crate::conntrack::MAX_CAPACITY {
             return Err(ParamError::new(
                 "stateful",
@@ -577,6 +577,35 @@ fn non_ip_decision<P: PacketBuf>(
     judge(0, default)
 }
 
+/// The class words of the last (input, output) port pair of a burst: consecutive packets
+/// of a burst mostly share their ports, so the two bitmask loads and the packing are
+/// skipped for them. Lives for one burst (the program may change between bursts).
+struct PairCache {
+    pair: u32,
+    words: ClassWords,
+}
+
+impl PairCache {
+    /// Empty: the first lookup computes. The sentinel pair (no port, no port) has all-zero
+    /// class words, which is what [`ClassWords::default`] holds.
+    fn new() -> Self {
+        PairCache {
+            pair: u32::MAX,
+            words: ClassWords::default(),
+        }
+    }
+
+    #[inline(always)]
+    fn words(&mut self, acl: &CompiledAcl, inp: u16, outp: u16) -> ClassWords {
+        let pair = u32::from(inp) << 16 | u32::from(outp);
+        if pair != self.pair {
+            self.pair = pair;
+            self.words = acl.class_words(inp, outp);
+        }
+        self.words
+    }
+}
+
 /// The output port id of a packet from `in_port` with metadata `m`.
 #[inline(always)]
 fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) -> u16 {
@@ -610,6 +639,7 @@ impl<C: Classify> AclNode<C> {
         let mut nf = [0usize; 2];
         let mut non_ip = 0u64;
         let mut run = RunCounter::new();
+        let mut pairs = PairCache::new();
         for i in 0..n {
             let m = &mut f.meta[i];
             let v = m.ip_version;
@@ -618,9 +648,7 @@ impl<C: Classify> AclNode<C> {
                     m.out_port = route(routes, m);
                 }
                 let inp = f.pkts[i].in_port();
-                let words = prog
-                    .acl
-                    .class_words(inp, out_port_of(*outport, peer, inp, m));
+                let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
                 s.push_key(&mut nf, m, words, i as u16);
             } else {
                 non_ip += 1;
@@ -712,6 +740,7 @@ impl<C: Classify> AclNode<C> {
 
         // 3. Keys for the rest, per family.
         let mut nf = [0usize; 2];
+        let mut pairs = PairCache::new();
         for j in 0..nip {
             let i = usize::from(s.ip_idx[j]);
             let m = &f.meta[i];
@@ -724,9 +753,7 @@ impl<C: Classify> AclNode<C> {
                 continue;
             }
             let inp = f.pkts[i].in_port();
-            let words = prog
-                .acl
-                .class_words(inp, out_port_of(*outport, peer, inp, m));
+            let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
             s.push_key(&mut nf, m, words, j as u16);
         }
 

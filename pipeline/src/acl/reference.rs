@@ -212,7 +212,7 @@ pub fn evaluate(rules: &RuleSet, pkt: &PacketSummary<'_>) -> Verdict {
     if pkt.is_consistent() {
         for (i, acl) in rules.acls().iter().enumerate() {
             // Strictly greater: an equal priority later in the file does not win.
-            if best.map_or(true, |(_, p)| acl.priority > p) && expr_matches(rules, &acl.expr, pkt) {
+            if best.is_none_or(|(_, p)| acl.priority > p) && expr_matches(rules, &acl.expr, pkt) {
                 best = Some((i, acl.priority));
             }
         }
