@@ -46,6 +46,23 @@ fn delta(old: &[u8], new: &[u8]) -> u64 {
 /// Returns false, leaving the packet alone, when it is not TCP/UDP over IP or too short.
 #[inline]
 pub fn rewrite(d: &mut [u8], m: &mut PacketMeta, end: End, addr: &[u8; 16], port: u16) -> bool {
+    match m.ip_version {
+        4 => rewrite_family::<4>(d, m, end, addr, port),
+        6 => rewrite_family::<16>(d, m, end, addr, port),
+        _ => false,
+    }
+}
+
+/// [`rewrite`] for one family, `N` = address bytes (4 or 16): with the address length a
+/// constant, the checksum deltas and copies compile to a few fixed-size loads and stores.
+#[inline(always)]
+fn rewrite_family<const N: usize>(
+    d: &mut [u8],
+    m: &mut PacketMeta,
+    end: End,
+    addr: &[u8; 16],
+    port: u16,
+) -> bool {
     let l3 = usize::from(m.l3_offset);
     let l4 = usize::from(m.l4_offset);
     let csum_at = match m.protocol {
@@ -56,23 +73,24 @@ pub fn rewrite(d: &mut [u8], m: &mut PacketMeta, end: End, addr: &[u8; 16], port
     if l4 == 0 || l4 + csum_at + 2 > d.len() {
         return false;
     }
-    let (alen, aoff) = match (m.ip_version, end) {
-        (4, End::Src) => (4, 12),
-        (4, End::Dst) => (4, 16),
-        (6, End::Src) => (16, 8),
-        (6, End::Dst) => (16, 24),
-        _ => return false,
+    let (aoff, hdr) = match (N, end) {
+        (4, End::Src) => (12, 20),
+        (4, End::Dst) => (16, 20),
+        (_, End::Src) => (8, 40),
+        (_, End::Dst) => (24, 40),
     };
-    if l3 + aoff + alen > d.len() || l3 + if alen == 4 { 20 } else { 40 } > l4 {
+    if l3 + aoff + N > d.len() || l3 + hdr > l4 {
         return false;
     }
+    let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");
     let poff = l4 + if end == End::Src { 0 } else { 2 };
     let old_port = [d[poff], d[poff + 1]];
     let new_port = port.to_be_bytes();
     let a = l3 + aoff;
-    let addr_delta = delta(&d[a..a + alen], &addr[..alen]);
+    let old_addr: [u8; N] = d[a..a + N].try_into().expect("checked above");
+    let addr_delta = delta(&old_addr, new_addr);
     let l4_delta = addr_delta + delta(&old_port, &new_port);
-    if alen == 4 {
+    if N == 4 {
         let hc = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
         d[l3 + 10..l3 + 12].copy_from_slice(&csum_fixup(hc, addr_delta).to_be_bytes());
     }
@@ -90,15 +108,15 @@ pub fn rewrite(d: &mut [u8], m: &mut PacketMeta, end: End, addr: &[u8; 16], port
         csum_fixup(hc, l4_delta)
     };
     d[c..c + 2].copy_from_slice(&new.to_be_bytes());
-    d[a..a + alen].copy_from_slice(&addr[..alen]);
+    d[a..a + N].copy_from_slice(new_addr);
     d[poff..poff + 2].copy_from_slice(&new_port);
     match end {
         End::Src => {
-            m.src_addr[..alen].copy_from_slice(&addr[..alen]);
+            m.src_addr[..N].copy_from_slice(new_addr);
             m.src_port = port;
         }
         End::Dst => {
-            m.dst_addr[..alen].copy_from_slice(&addr[..alen]);
+            m.dst_addr[..N].copy_from_slice(new_addr);
             m.dst_port = port;
         }
     }

@@ -168,6 +168,47 @@ enum What {
 }
 
 /// Per-vector scratch space, allocated once.
+/// The last endpoint looked up in a burst and its answer: packets of a burst mostly go to
+/// the same VIP (or come from the same backend), so a 16-byte compare replaces the map's
+/// hash and probe for them. Lives for one burst (the table may change between bursts).
+struct Memo<V> {
+    addr: [u8; 16],
+    proto: u8,
+    port: u16,
+    family: u8,
+    value: Option<V>,
+}
+
+impl<V: Copy> Memo<V> {
+    /// Empty: family 0 never matches a packet's (4 or 6).
+    fn new() -> Self {
+        Memo {
+            addr: [0; 16],
+            proto: 0,
+            port: 0,
+            family: 0,
+            value: None,
+        }
+    }
+
+    /// The memoised answer for this endpoint, or `lookup`'s (then remembered).
+    #[inline(always)]
+    fn get(
+        &mut self,
+        addr: &[u8; 16],
+        proto: u8,
+        port: u16,
+        family: u8,
+        lookup: impl FnOnce() -> Option<V>,
+    ) -> Option<V> {
+        if self.family != family || self.port != port || self.proto != proto || self.addr != *addr {
+            self.value = lookup();
+            (self.addr, self.proto, self.port, self.family) = (*addr, proto, port, family);
+        }
+        self.value
+    }
+}
+
 struct Scratch {
     keys: [FlowKey; VECTOR_SIZE],
     out: [Option<(Handle, Direction)>; VECTOR_SIZE],
@@ -325,6 +366,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
         let mut uniform = true;
         s.remove.clear();
+        let (mut vip, mut reply) = (Memo::new(), Memo::new());
         // In chunks, so that a chunk's metadata, keys, slots and headers are still in L1
         // when it is decided and rewritten.
         for base in (0..n).step_by(CHUNK) {
@@ -337,7 +379,10 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
                     continue;
                 }
-                if let Some(sid) = t.vip_lookup(&m.dst_addr, m.protocol, m.dst_port, m.ip_version) {
+                let (proto, ipv) = (m.protocol, m.ip_version);
+                if let Some(sid) = vip.get(&m.dst_addr, proto, m.dst_port, ipv, || {
+                    t.vip_lookup(&m.dst_addr, proto, m.dst_port, ipv)
+                }) {
                     if m.is_fragment() {
                         f.decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
                         uniform = false;
@@ -353,8 +398,9 @@ impl<P: PacketBuf> Node<P> for LbNode {
                     };
                     s.what[k] = What::Vip(sid);
                 } else {
-                    let Some(r) = t.reply_range(&m.src_addr, m.protocol, m.src_port, m.ip_version)
-                    else {
+                    let Some(r) = reply.get(&m.src_addr, proto, m.src_port, ipv, || {
+                        t.reply_range(&m.src_addr, proto, m.src_port, ipv)
+                    }) else {
                         continue;
                     };
                     if m.is_fragment() || r.count == 0 {
