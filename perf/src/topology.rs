@@ -62,6 +62,8 @@ pub struct DpgenOpts {
     pub stats_period: f64,
     /// Seconds dpgen keeps the ports open after writing its JSON (DUT counters can be read).
     pub linger: f64,
+    /// A file whose appearance ends the linger early (`dpgen --linger-until`).
+    pub linger_until: Option<std::path::PathBuf>,
     /// Per-port flow specs (`dpgen --spec`, e.g. from [`vip_specs`]); empty: default flows.
     pub specs: Vec<String>,
     /// Addresses dpgen counts in received packets (`--watch-addr`).
@@ -579,6 +581,9 @@ path = "{s1}"
             c.arg("--latency");
         }
         c.args(["--linger", &o.linger.to_string()]);
+        if let Some(p) = &o.linger_until {
+            c.arg("--linger-until").arg(p);
+        }
         for sp in &o.specs {
             c.arg("--spec").arg(sp);
         }

@@ -471,6 +471,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
         latency: false,
         stats_period: 1.0,
         linger: 3.0,
+        linger_until: Some(gen_json.with_extension("read")),
         specs: if vip {
             perf::topology::vip_specs(a.vip_flows, a.deny_percent)
         } else {
@@ -542,6 +543,8 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
         }
         std::thread::sleep(Duration::from_millis(200));
         (dut_report, accounting) = stop_dut(dut, d, &stats)?;
+        // The DUT's counters are read: dpgen may close its ports now.
+        let _ = std::fs::write(gen_json.with_extension("read"), b"");
         if gen.wait(Duration::from_secs_f64(dpgen_secs + 60.0)) != Some(0) {
             return Err(format!("dpgen failed:\n{}", gen.output()));
         }

@@ -84,6 +84,10 @@ struct Args {
     /// counters can be read before the vhost-user connection goes away.
     #[arg(long, default_value_t = 0.0)]
     linger: f64,
+    /// End the linger as soon as this file exists (the harness creates it once it has read
+    /// the DUT's counters), instead of waiting out `--linger`.
+    #[arg(long)]
+    linger_until: Option<std::path::PathBuf>,
     /// Seconds to keep receiving after the last packet was sent, before the counters are
     /// taken (what is still in flight through the DUT; longer for slow, e.g. emulated, DUTs).
     #[arg(long, default_value_t = 0.3)]
@@ -520,7 +524,12 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         .map_err(|e| dpdk::DpdkError::new(format!("writing {}: {e}", path.display()), libc::EIO))?;
     }
     if a.linger > 0.0 {
-        std::thread::sleep(Duration::from_secs_f64(a.linger));
+        let end = std::time::Instant::now() + Duration::from_secs_f64(a.linger);
+        while std::time::Instant::now() < end
+            && !a.linger_until.as_ref().is_some_and(|p| p.exists())
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     for p in ports {
         let _ = p.close();
