@@ -2,11 +2,14 @@
 //! pages) on the built-in packet source (64-byte TCP/IPv4, 10,000 flows), for 10, 100, 1k
 //! and 10k flat rules (from 1k up, 1,000 of them come from one ACL over a 1k-entry address
 //! set), stateless and stateful (conntrack; after warm-up every packet is a hit), and the
-//! time to rebuild 10k rules (expand + compile + rte_acl build).
+//! time to rebuild 10k rules (expand + compile + rte_acl build). `--realistic` measures
+//! instead the vhost benchmark's security-group rule set (`perf::topology::acl_rules_toml`,
+//! 1k flat rules: address sets, port ranges, both port groups, a source-port rule) on its
+//! traffic (UDP 10.1/16 -> 10.2/16 port 5001 from the fronthaul port), stateless.
 //!
 //! ```text
 //! cargo run --release -p perf --bin acl-bench -- [--json FILE] [--bursts N] [--rounds N] [--rules N]
-//!     [--mode stateless|stateful|both]
+//!     [--mode stateless|stateful|both] [--realistic]
 //! ```
 //! Figures are the median over rounds (min alongside): the machine may be shared.
 
@@ -55,18 +58,41 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The vhost benchmark's rule set with about `rules` flat rules.
+fn realistic_config(rules: usize) -> AclConfig {
+    toml::from_str::<AclFile>(&perf::topology::acl_rules_toml(rules))
+        .expect("generated rules parse")
+        .acl
+}
+
 fn run(
     rules: usize,
     stateful: bool,
+    realistic: bool,
     bursts: u64,
     rounds: u64,
 ) -> Result<(f64, f64, usize, String), String> {
-    let node = format!("acl-{rules}-{stateful}");
-    let ports = [PortInfo::new(0, "p0", "in"), PortInfo::new(1, "p1", "out")];
+    let node = format!("acl-{rules}-{stateful}-{realistic}");
+    let (ports, cfg, (p0, p1)) = if realistic {
+        (
+            [
+                PortInfo::new(0, "fh0", "fronthaul"),
+                PortInfo::new(1, "mh0", "midhaul"),
+            ],
+            realistic_config(rules),
+            ("fh0", "mh0"),
+        )
+    } else {
+        (
+            [PortInfo::new(0, "p0", "in"), PortInfo::new(1, "p1", "out")],
+            rules_config(rules),
+            ("p0", "p1"),
+        )
+    };
     let mut params = toml::Table::new();
     params.insert(
         "acl".into(),
-        toml::Value::try_from(rules_config(rules)).map_err(|e| e.to_string())?,
+        toml::Value::try_from(cfg).map_err(|e| e.to_string())?,
     );
     params.insert(
         "stateful".into(),
@@ -75,10 +101,10 @@ fn run(
     params.insert("outport".into(), "cross-connect".into());
     params.insert(
         "pairs".into(),
-        toml::Value::try_from(vec![["p0", "p1"]]).unwrap(),
+        toml::Value::try_from(vec![[p0, p1]]).unwrap(),
     );
     let spec = format!(
-        "[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n[[nodes]]\nname = \"{node}\"\nkind = \"acl\"\nparams = {}\n[[nodes]]\nname = \"fwd\"\nkind = \"forward\"\nparams = {{ mode = \"cross-connect\", pairs = [[\"p0\", \"p1\"]] }}\n[[edges]]\nfrom = \"parse\"\nto = \"{node}\"\n[[edges]]\nfrom = \"{node}\"\nto = \"fwd\"\n",
+        "[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n[[nodes]]\nname = \"{node}\"\nkind = \"acl\"\nparams = {}\n[[nodes]]\nname = \"fwd\"\nkind = \"forward\"\nparams = {{ mode = \"cross-connect\", pairs = [[\"{p0}\", \"{p1}\"]] }}\n[[edges]]\nfrom = \"parse\"\nto = \"{node}\"\n[[edges]]\nfrom = \"{node}\"\nto = \"fwd\"\n",
         toml::Value::Table(params)
     );
     let spec = GraphSpec::from_toml(&spec).map_err(|e| e.to_string())?;
@@ -88,8 +114,17 @@ fn run(
     let flat = hub.current().acl.v4.len() + hub.current().acl.v6.len();
     let desc = hub.current().classifier.describe();
     let mut tx = graph.new_tx_vectors();
-    let mut src = PacketSource::from_spec(&SourceSpec::simple(10_000, L4Proto::Tcp, IpVersion::V4))
-        .map_err(|e| e.to_string())?;
+    let spec = if realistic {
+        // The benchmark's plain traffic: clients 10.1/16 to servers 10.2/16, UDP 5001.
+        let mut s = SourceSpec::simple(10_000, L4Proto::Udp, IpVersion::V4);
+        s.src_ip = Ipv4Addr::new(10, 1, 0, 1).into();
+        s.dst_ip = Ipv4Addr::new(10, 2, 0, 1).into();
+        s.dst_port = perf::topology::VIP_PORT;
+        s
+    } else {
+        SourceSpec::simple(10_000, L4Proto::Tcp, IpVersion::V4)
+    };
+    let mut src = PacketSource::from_spec(&spec).map_err(|e| e.to_string())?;
     src.replay(&mut graph, &mut tx, (bursts / 10).max(100), VECTOR_SIZE);
     let mut cpp = Vec::new();
     for _ in 0..rounds {
@@ -110,7 +145,10 @@ fn main() -> ExitCode {
     let (mut bursts, mut rounds) = (20_000u64, 10u64);
     let mut only: Option<usize> = None;
     let mut modes = vec![false, true];
-    let mut it = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let realistic = args.iter().any(|a| a == "--realistic");
+    args.retain(|a| a != "--realistic");
+    let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.next()) {
             ("--json", Some(v)) => json_out = Some(v),
@@ -125,7 +163,7 @@ fn main() -> ExitCode {
                 }
             }
             _ => {
-                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both]");
+                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic]");
                 return ExitCode::from(2);
             }
         }
@@ -154,16 +192,17 @@ fn main() -> ExitCode {
     println!("acl node, 64-byte TCP/IPv4, 10k flows, burst {VECTOR_SIZE}; TSC {:.2} GHz; median (min) of {rounds} rounds", tsc as f64 / 1e9);
     let mut results = serde_json::Map::new();
     for rules in [10usize, 100, 1000, 10_000] {
-        if only.is_some_and(|o| o != rules) {
+        if only.is_some_and(|o| o != rules) || (realistic && rules < 1000) {
             continue;
         }
         for &stateful in &modes {
-            match run(rules, stateful, bursts, rounds) {
+            match run(rules, stateful, realistic, bursts, rounds) {
                 Ok((med, min, flat, desc)) => {
                     println!("{rules:>6} rules ({flat} flat) {:<9} {med:7.1} ({min:.1}) cycles/pkt  [{desc}]", if stateful { "stateful" } else { "stateless" });
                     results.insert(
                         format!(
-                            "acl_cycles_per_packet_{}{}",
+                            "acl_{}cycles_per_packet_{}{}",
+                            if realistic { "realistic_" } else { "" },
                             if rules >= 1000 {
                                 format!("{}k", rules / 1000)
                             } else {
@@ -181,7 +220,13 @@ fn main() -> ExitCode {
             }
         }
     }
-    if only.is_some() {
+    if only.is_some() || realistic {
+        if let Some(path) = json_out.filter(|_| realistic) {
+            if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap()) {
+                eprintln!("acl-bench: {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         return ExitCode::SUCCESS;
     }
     // Rebuild of 10k rules through the control API (no running workers: no wait).
