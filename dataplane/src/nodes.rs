@@ -3,8 +3,10 @@
 
 use pipeline::{PacketBuf, Registry};
 
-/// The registry every worker's graph is built from.
+/// The registry every worker's graph is built from. Also asks for transparent huge pages
+/// under every connection table the graph's nodes create ([`crate::dpdk::advise_huge_pages`]).
 pub fn registry<P: PacketBuf + 'static>() -> Registry<P> {
+    pipeline::conntrack::set_table_advice(crate::dpdk::advise_huge_pages);
     let mut r = Registry::with_builtins();
     // `acl`: OVN-style ACLs on rte_acl (see pipeline::acl::node and dpdk::acl).
     crate::dpdk::acl::register(&mut r);

@@ -272,6 +272,19 @@ impl<T: Default> Slot<T> {
     }
 }
 
+/// What the embedding program wants done with a new table's slot memory (address, bytes)
+/// before it is first written: the dataplane asks the kernel for transparent huge pages
+/// there. The pipeline itself never touches the memory's backing.
+pub type TableAdvice = fn(addr: usize, len: usize);
+
+static TABLE_ADVICE: std::sync::OnceLock<TableAdvice> = std::sync::OnceLock::new();
+
+/// Installs the [`TableAdvice`] for every connection table made from now on (the first call
+/// wins; later calls are ignored).
+pub fn set_table_advice(f: TableAdvice) {
+    let _ = TABLE_ADVICE.set(f);
+}
+
 /// A per-worker bidirectional connection table with per-entry payload `T`.
 pub struct ConnTrack<T> {
     slots: Box<[Slot<T>]>,
@@ -382,8 +395,18 @@ impl<T: Copy + Default> ConnTrack<T> {
         );
         let capacity = capacity.max(1);
         let nslots = (capacity * 2).max(min_slots).next_power_of_two();
+        // Allocated untouched, advised, then filled: huge pages must be asked for before the
+        // first write faults the memory in.
+        let mut slots: Vec<Slot<T>> = Vec::with_capacity(nslots);
+        if let Some(advise) = TABLE_ADVICE.get() {
+            advise(
+                slots.as_ptr() as usize,
+                nslots * std::mem::size_of::<Slot<T>>(),
+            );
+        }
+        slots.resize(nslots, Slot::empty());
         Self {
-            slots: vec![Slot::empty(); nslots].into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
             mask: nslots - 1,
             max_probe: MAX_PROBE.min(nslots),
             capacity,

@@ -17,6 +17,9 @@
 //!   miss, a Maglev pick, an insert and a DNAT); connections/s = TSC Hz / clocks per packet.
 //! - Maglev: wall-clock build time of a 65537-slot table, median of 9 builds.
 //!
+//! Connection tables are advised onto transparent huge pages as in the dataplane
+//! (`--small-pages`: not, for comparison).
+//!
 //! `--quick`: 1k and 100k flows only (the 1M keys of the JSON are then null); `--flows N`:
 //! established flows at that one count only (for profiling).
 //!
@@ -36,6 +39,7 @@ struct Args {
     rounds: usize,
     quick: bool,
     flows: Option<u32>,
+    small_pages: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: 7,
         quick: false,
         flows: None,
+        small_pages: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -58,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
                     .max(1)
             }
             "--quick" => a.quick = true,
+            "--small-pages" => a.small_pages = true,
             "--flows" => {
                 a.flows = Some(
                     it.next()
@@ -68,7 +74,7 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "-h" | "--help" => {
-                println!("usage: lb-bench [--json FILE] [--rounds N] [--quick] [--flows N]");
+                println!("usage: lb-bench [--json FILE] [--rounds N] [--quick] [--flows N] [--small-pages]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -248,6 +254,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Connection tables on transparent huge pages, as in the dataplane (its node registry
+    // installs the same advice); --small-pages leaves them on 4 KiB pages for comparison.
+    if !args.small_pages {
+        pipeline::conntrack::set_table_advice(dataplane::dpdk::advise_huge_pages);
+    }
     let tsc_hz = cycles::estimate_hz(200);
     println!(
         "TSC {:.3} GHz; 64-byte TCP/IPv4 to one VIP, 4 backends; parse -> lb -> forward; {} rounds\n",
