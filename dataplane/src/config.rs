@@ -169,7 +169,9 @@ pub struct ForwardingSection {
     /// Transmit retries while a tx queue is full, before the rest is dropped and counted.
     #[serde(default = "default_tx_retries")]
     pub tx_retries: u32,
-    /// Packets per rx burst (at most 256).
+    /// Most packets per rx burst, and so per graph vector (at most 256; default 256, like a
+    /// VPP frame: a burst is only as large as what is waiting, so this costs no latency at
+    /// low load, and under load the per-vector costs are shared by more packets).
     #[serde(default = "default_burst")]
     pub burst: u16,
 }
@@ -188,7 +190,7 @@ fn default_tx_retries() -> u32 {
     8
 }
 fn default_burst() -> u16 {
-    32
+    256
 }
 
 /// The `[stats]` table.

@@ -312,5 +312,5 @@ fn an_absent_forwarding_table_means_the_defaults() {
     assert!(!text.contains("[forwarding]"));
     let cfg = ConfigFile::parse(&text, Path::new("x.toml")).unwrap();
     let p = plan::build(&cfg, Path::new("x.toml"), &plan::Host::with_cpus(&[0, 1])).unwrap();
-    assert_eq!((p.burst, p.tx_retries), (32, 8), "defaults, not zeroes");
+    assert_eq!((p.burst, p.tx_retries), (256, 8), "defaults, not zeroes");
 }
