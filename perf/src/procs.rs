@@ -98,6 +98,13 @@ impl Proc {
             .status();
     }
 
+    /// Sends SIGHUP (the dataplane reloads its config file).
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+
     /// Waits up to `timeout` for the process to exit; returns its exit code, or kills it and
     /// returns None.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {

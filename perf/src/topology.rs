@@ -268,7 +268,8 @@ to = "forward"
 
 /// `parse -> acl -> lb -> forward`: the stateless ACL from `rules`, then a UDP service on
 /// [`VIP`]:[`VIP_PORT`] over the four [`BACKENDS`] (Maglev on the 5-tuple, a connection
-/// table for `ct_capacity` flows), then cross-connect fh0 <-> mh0; as config text.
+/// table for `ct_capacity` flows, services changeable live by config reload: control name
+/// `bench-lb`), then cross-connect fh0 <-> mh0; as config text.
 pub fn full_pipeline(rules: &std::path::Path, ct_capacity: usize) -> String {
     let backends = BACKENDS
         .iter()
@@ -290,6 +291,7 @@ params = {{ rules = "{rules}", stateful = 0, outport = "cross-connect", pairs = 
 name = "lb"
 kind = "lb"
 [pipeline.nodes.params]
+control = "bench-lb"
 conntrack = {{ capacity = {ct_capacity} }}
 [[pipeline.nodes.params.services]]
 name = "bench-vip"

@@ -296,6 +296,34 @@ pub fn ipv4_addrs(frame: &[u8]) -> Option<([u8; 4], [u8; 4])> {
     ))
 }
 
+/// Whether an untagged IPv4 frame's header checksum and TCP/UDP checksum verify (a UDP
+/// checksum of 0, "none", passes); computed from scratch, independently of how the frame was
+/// rewritten. `None` for anything but IPv4.
+pub fn ipv4_checksums_ok(frame: &[u8]) -> Option<bool> {
+    use pipeline::wire::checksum::{internet_checksum, pseudo_header_v4, verify};
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    if ihl < 20 || total < ihl || frame.len() < 14 + total {
+        return Some(false);
+    }
+    let header_ok = internet_checksum(&frame[14..14 + ihl]) == 0;
+    let l4 = &frame[14 + ihl..14 + total];
+    let proto = frame[23];
+    let l4_ok = match proto {
+        17 if l4.len() >= 8 && l4[6..8] == [0, 0] => true,
+        6 | 17 => {
+            let src: [u8; 4] = frame[26..30].try_into().ok()?;
+            let dst: [u8; 4] = frame[30..34].try_into().ok()?;
+            verify(pseudo_header_v4(src, dst, proto, l4.len() as u16), l4)
+        }
+        _ => true,
+    };
+    Some(header_ok && l4_ok)
+}
+
 /// Where a latency probe sits: the UDP payload of an untagged IPv4 frame.
 pub const PROBE_OFFSET: usize = 42;
 /// Marks a probe.

@@ -15,7 +15,9 @@
 //! loss), or `reflect`: the port returns every packet it receives as its reply (addresses
 //! and ports swapped), like the backends behind a load balancer answering each request.
 //! `--watch-addr A` counts, per port, received packets with source or destination A (to
-//! check a DUT's NAT without a capture).
+//! check a DUT's NAT without a capture); with any `--watch-addr`, every received IPv4
+//! packet's header and TCP/UDP checksums are also verified from scratch (`checksums` in the
+//! JSON: checked, bad).
 //!
 //! ```text
 //! dpgen --port net_virtio_user0 --port net_virtio_user1 --rate-mpps 0.5 --duration 10 \
@@ -311,7 +313,9 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         let (rate, burst, probes) = (a.rate_mpps * 1e6, a.burst, a.latency);
         let latency_out = latency_out.clone();
         let watch_out = watch_out.clone();
-        let mut seen: Vec<Vec<[u64; 2]>> = vec![vec![[0; 2]; watch.len()]; n];
+        // Per port: one [as source, as destination] pair per watched address, then
+        // [IPv4 packets checked, bad checksums] (see `ipv4_checksums_ok`).
+        let mut seen: Vec<Vec<[u64; 2]>> = vec![vec![[0; 2]; watch.len() + 1]; n];
         let mut hist: Vec<LatencyHistogram> = (0..n).map(|_| LatencyHistogram::default()).collect();
         let ns_per_tick = 1e9 / hz;
         move || {
@@ -413,6 +417,11 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                                         seen[p][k][1] += u64::from(d == *w);
                                     }
                                 }
+                                if let Some(ok) = perf::traffic::ipv4_checksums_ok(m.data()) {
+                                    let c = &mut seen[p][watch.len()];
+                                    c[0] += 1;
+                                    c[1] += u64::from(!ok);
+                                }
                             }
                         }
                         if matches!(sources[p], Source::Reflect) && p < txqs.len() {
@@ -498,8 +507,10 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                     serde_json::json!({"addr": w.to_string(), "rx_src": c[0], "rx_dst": c[1]})
                 })
                 .collect();
+            let sums = seen.get(p).and_then(|s| s.get(a.watch.len())).copied().unwrap_or([0; 2]);
             serde_json::json!({
                 "port": a.ports[p],
+                "checksums": if a.watch.is_empty() { serde_json::Value::Null } else { serde_json::json!({"checked": sums[0], "bad": sums[1]}) },
                 "tx_deny": c.tx_deny.load(Relaxed),
                 "reflected": c.reflected.load(Relaxed),
                 "watch": watched,

@@ -464,10 +464,11 @@ fn route(routes: &[(IpNet, u16)], m: &PacketMeta) -> u16 {
 }
 
 /// Per-rule counting of a burst: runs of packets judged by the same classifier result are
-/// counted with one counter update.
+/// counted with one counter update (and, through [`RunCounter::judged`], judged once).
 struct RunCounter {
     ud: u32,
     action: Action,
+    decision: Decision,
     packets: u64,
     bytes: u64,
 }
@@ -478,9 +479,31 @@ impl RunCounter {
         RunCounter {
             ud: UNCLASSIFIED,
             action: Action::Drop,
+            decision: Decision::Next(0),
             packets: 0,
             bytes: 0,
         }
+    }
+
+    /// Counts a packet of classifier result `ud` and returns its action and decision: looked
+    /// up (`action_of`) and judged only when the result differs from the previous packet's.
+    #[inline(always)]
+    fn judged(
+        &mut self,
+        c: &AclCounterBlock,
+        ud: u32,
+        bytes: u64,
+        action_of: impl FnOnce(u32) -> Action,
+    ) -> (Action, Decision) {
+        if ud != self.ud {
+            self.flush(c);
+            self.ud = ud;
+            self.action = action_of(ud);
+            self.decision = judge(ud, self.action);
+        }
+        self.packets += 1;
+        self.bytes += bytes;
+        (self.action, self.decision)
     }
 
     #[inline(always)]
@@ -489,6 +512,7 @@ impl RunCounter {
             self.flush(c);
             self.ud = ud;
             self.action = action;
+            self.decision = judge(ud, action);
         }
         self.packets += 1;
         self.bytes += bytes;
@@ -669,9 +693,8 @@ impl<C: Classify> AclNode<C> {
             for t in 0..k {
                 let i = usize::from(s.fam_idx[fam][t]);
                 let ud = s.res[fam][t];
-                let action = prog.action(ud);
-                run.add(counters, ud, action, f.pkts[i].data().len() as u64);
-                let d = judge(ud, action);
+                let len = f.pkts[i].data().len() as u64;
+                let (action, d) = run.judged(counters, ud, len, |u| prog.action(u));
                 f.decisions[i] = if action == Action::Reject {
                     reject(&mut f.pkts[i], &f.meta[i], reply_slot, &mut replies, d)
                 } else {
