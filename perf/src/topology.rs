@@ -390,6 +390,40 @@ path = "{s1}"
         p
     }
 
+    /// [`VhostTopology::start_dataplane`], then waits until both vhost-user sockets exist
+    /// (panics with the dataplane's output if they do not appear in 20 s). For tests.
+    pub fn start_dataplane_ready(
+        &self,
+        config: &PathBuf,
+        stats_json: &PathBuf,
+        stats_period: f64,
+    ) -> Proc {
+        let dut = self.start_dataplane(config, stats_json, stats_period);
+        assert!(
+            crate::procs::wait_for_paths(
+                &[&self.sock0, &self.sock1],
+                std::time::Duration::from_secs(20)
+            ),
+            "sockets never appeared:\n{}",
+            dut.output()
+        );
+        dut
+    }
+
+    /// Stops a dataplane started by [`VhostTopology::start_dataplane`] with SIGINT and returns
+    /// its stats JSON (panics unless it exits cleanly within 30 s and wrote the JSON).
+    pub fn stop_dataplane(dut: &mut Proc, stats_json: &PathBuf) -> serde_json::Value {
+        dut.interrupt();
+        assert_eq!(
+            dut.wait(std::time::Duration::from_secs(30)),
+            Some(0),
+            "dataplane did not stop cleanly:\n{}",
+            dut.output()
+        );
+        let text = std::fs::read_to_string(stats_json).expect("stats json written on SIGINT");
+        serde_json::from_str(&text).expect("stats json parses")
+    }
+
     /// The dataplane DUT's EAL file prefix (for secondary processes such as dpdk-dumpcap).
     pub fn dut_prefix(&self) -> String {
         format!("dut-{}", self.scratch.tag)

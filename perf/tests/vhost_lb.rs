@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use perf::procs::{ensure_hugepages, wait_for_paths};
+use perf::procs::ensure_hugepages;
 use perf::topology::{
     acl_rules_toml, full_pipeline, vip_specs, DpgenOpts, Traffic, VhostTopology, BACKENDS, VIP,
 };
@@ -83,12 +83,7 @@ fn flows_stay_put_when_a_backend_is_removed_through_vhost() {
     std::fs::write(&rules, acl_rules_toml(1000)).unwrap();
     let cfg = t.dataplane_config("", &full_pipeline(&rules, 65_536));
     let stats = t.scratch.path("dut.json");
-    let mut dut = t.start_dataplane(&cfg, &stats, 0.0);
-    assert!(
-        wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)),
-        "sockets never appeared:\n{}",
-        dut.output()
-    );
+    let mut dut = t.start_dataplane_ready(&cfg, &stats, 0.0);
 
     let a = phase(&t, 1);
 
@@ -113,14 +108,7 @@ fn flows_stay_put_when_a_backend_is_removed_through_vhost() {
     }
 
     let b = phase(&t, 2);
-    dut.interrupt();
-    assert_eq!(
-        dut.wait(Duration::from_secs(30)),
-        Some(0),
-        "dataplane did not stop cleanly:\n{}",
-        dut.output()
-    );
-    let d: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let d = VhostTopology::stop_dataplane(&mut dut, &stats);
 
     let sent = |g: &Value| num(&g["ports"][0]["tx"]);
     let share = |g: &Value, be: &str| watched(g, 1, be, "rx_dst") as f64 / sent(g) as f64;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use perf::procs::{
     ensure_hugepages, http_get_metrics, metric_value, metrics_addr, parse_testpmd_totals,
-    wait_for_paths,
 };
 use perf::topology::VhostTopology;
 use serde_json::Value;
@@ -74,12 +73,7 @@ fn zero_loss_once(tag: &str, extra: &str) -> Value {
     let t = VhostTopology::new(tag);
     let cfg = t.dataplane_config("", extra);
     let stats = t.scratch.path("dut.json");
-    let mut dut = t.start_dataplane(&cfg, &stats, 0.0);
-    assert!(
-        wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)),
-        "sockets never appeared:\n{}",
-        dut.output()
-    );
+    let mut dut = t.start_dataplane_ready(&cfg, &stats, 0.0);
 
     let gen_json = t.scratch.path("gen.json");
     let mut gen = t.start_dpgen(0.05, 4.0, &gen_json);
@@ -89,19 +83,8 @@ fn zero_loss_once(tag: &str, extra: &str) -> Value {
         "dpgen failed:\n{}",
         gen.output()
     );
-    dut.interrupt();
-    assert_eq!(
-        dut.wait(Duration::from_secs(30)),
-        Some(0),
-        "dataplane did not stop cleanly:\n{}",
-        dut.output()
-    );
-
+    let d = VhostTopology::stop_dataplane(&mut dut, &stats);
     let g: Value = serde_json::from_str(&std::fs::read_to_string(&gen_json).unwrap()).unwrap();
-    let d: Value = serde_json::from_str(
-        &std::fs::read_to_string(&stats).expect("stats json written on SIGINT"),
-    )
-    .unwrap();
     let (g0_tx, g0_rx) = (
         g["ports"][0]["tx"].as_u64().unwrap(),
         g["ports"][0]["rx"].as_u64().unwrap(),
@@ -143,12 +126,7 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
     let t = VhostTopology::new("xc-testpmd");
     let cfg = t.dataplane_config("", "");
     let stats = t.scratch.path("dut.json");
-    let mut dut = t.start_dataplane(&cfg, &stats, 1.0);
-    assert!(
-        wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)),
-        "sockets never appeared:\n{}",
-        dut.output()
-    );
+    let mut dut = t.start_dataplane_ready(&cfg, &stats, 1.0);
 
     let mut gen = t.start_flowgen();
     std::thread::sleep(Duration::from_secs(4));
@@ -213,13 +191,7 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
         gen.output()
     );
     std::thread::sleep(Duration::from_millis(500));
-    dut.interrupt();
-    assert_eq!(
-        dut.wait(Duration::from_secs(30)),
-        Some(0),
-        "dataplane did not stop cleanly:\n{}",
-        dut.output()
-    );
+    let d = VhostTopology::stop_dataplane(&mut dut, &stats);
 
     let tp = parse_testpmd_totals(&gen.output());
     assert_eq!(
@@ -228,7 +200,6 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
         "testpmd totals for two ports in:\n{}",
         gen.output()
     );
-    let d: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     for (i, o) in [(0usize, 1usize), (1, 0)] {
         let sent_by_gen = tp[i].tx;
         assert!(
