@@ -9,8 +9,9 @@
 //!   both phases, the removed backend gets nothing in phase 2 and its flows' packets are the
 //!   LB's `backend-down` drops, exactly;
 //! - evenness: each backend's share in phase 1 is within 2 points of 25%;
-//! - NAT: every reply comes back from the VIP; every packet dpgen received has valid IPv4
-//!   header and UDP checksums (verified from scratch by dpgen);
+//! - NAT: every reply comes back from the VIP; every packet dpgen received has a valid IPv4
+//!   header checksum (verified from scratch by dpgen; its UDP checksums are 0, "none", which
+//!   stays 0 through the NAT);
 //! - accounting: DUT in = out + drops per direction, no mbuf leaked.
 
 use std::time::{Duration, Instant};
