@@ -506,16 +506,10 @@ impl RunCounter {
         (self.action, self.decision)
     }
 
+    /// Counts a packet of classifier result `ud` whose action the caller already knows.
     #[inline(always)]
     fn add(&mut self, c: &AclCounterBlock, ud: u32, action: Action, bytes: u64) {
-        if ud != self.ud {
-            self.flush(c);
-            self.ud = ud;
-            self.action = action;
-            self.decision = judge(ud, action);
-        }
-        self.packets += 1;
-        self.bytes += bytes;
+        self.judged(c, ud, bytes, |_| action);
     }
 
     #[inline(always)]
