@@ -128,6 +128,7 @@ impl ClassLayout {
             ClassLayout::Compact => ClassWords {
                 groups: [0; 4],
                 compact: (in_bits as u32 & 0xff) << 24 | (out_bits as u32 & 0xff) << 16,
+                compact_only: true,
             },
             ClassLayout::Narrow => ClassWords {
                 groups: [
@@ -137,6 +138,7 @@ impl ClassLayout {
                     0,
                 ],
                 compact: 0,
+                compact_only: false,
             },
             ClassLayout::Wide => ClassWords {
                 groups: [
@@ -146,6 +148,7 @@ impl ClassLayout {
                     ((out_bits >> 32) as u32).to_be(),
                 ],
                 compact: 0,
+                compact_only: false,
             },
         }
     }
@@ -171,6 +174,9 @@ pub struct ClassWords {
     /// The compact group's class bytes in host order (input byte in bits 24..32, output
     /// byte in bits 16..24); word B fills the low 16 bits.
     pub compact: u32,
+    /// The layout reads the compact group only: key bytes 4..20 need not be written (no
+    /// field of the layout reads them, so whatever they hold is never classified).
+    pub compact_only: bool,
 }
 
 /// The classifier input for one packet (see the module docs for the layout).
@@ -207,24 +213,49 @@ impl AclKey {
         src: &[u8; 16],
         dst: &[u8; 16],
     ) {
-        let k = &mut self.0;
-        // Bytes 0..4: protocol and padding, in one store.
-        k[OFF_PROTO..OFF_PROTO + 4].copy_from_slice(&u32::from(proto).to_le_bytes());
-        for (i, w) in classes.groups.iter().enumerate() {
-            k[OFF_IN + 4 * i..OFF_IN + 4 * i + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        let l4w = (u32::from(l4.0) << 16 | u32::from(l4.1)).to_be_bytes();
-        k[OFF_L4..OFF_L4 + 4].copy_from_slice(&l4w);
-        k[OFF_SRC..OFF_SRC + 16].copy_from_slice(src);
-        k[OFF_DST..OFF_DST + 16].copy_from_slice(dst);
-        let compact = (classes.compact | u32::from(l4.1)).to_be_bytes();
-        k[OFF_COMPACT..OFF_COMPACT + 4].copy_from_slice(&compact);
+        self.fill(proto, classes, l4, src, dst, 16);
     }
 
     /// Fills the key from parsed metadata (an IP packet) and the port-class words.
+    /// An IPv4 key is written without the address bytes past the first four: they are
+    /// never read by the IPv4 layouts, and a key buffer holds one family's keys only (so
+    /// they stay as they were, zero).
     #[inline(always)]
     pub fn set_from_meta(&mut self, m: &PacketMeta, classes: ClassWords) {
-        self.set(m.protocol, classes, l4_words(m), &m.src_addr, &m.dst_addr);
+        let (proto, l4) = (m.protocol, l4_words(m));
+        if m.ip_version == 4 {
+            self.fill(proto, classes, l4, &m.src_addr, &m.dst_addr, 4);
+        } else {
+            self.fill(proto, classes, l4, &m.src_addr, &m.dst_addr, 16);
+        }
+    }
+
+    /// [`AclKey::set`] writing only the first `addr_len` bytes of each address (a constant
+    /// at every call, so each caller gets its own straight-line stores).
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        proto: u8,
+        classes: ClassWords,
+        l4: (u16, u16),
+        src: &[u8; 16],
+        dst: &[u8; 16],
+        addr_len: usize,
+    ) {
+        let k = &mut self.0;
+        // Bytes 0..4: protocol and padding, in one store.
+        k[OFF_PROTO..OFF_PROTO + 4].copy_from_slice(&u32::from(proto).to_le_bytes());
+        if !classes.compact_only {
+            for (i, w) in classes.groups.iter().enumerate() {
+                k[OFF_IN + 4 * i..OFF_IN + 4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+        let l4w = (u32::from(l4.0) << 16 | u32::from(l4.1)).to_be_bytes();
+        k[OFF_L4..OFF_L4 + 4].copy_from_slice(&l4w);
+        k[OFF_SRC..OFF_SRC + addr_len].copy_from_slice(&src[..addr_len]);
+        k[OFF_DST..OFF_DST + addr_len].copy_from_slice(&dst[..addr_len]);
+        let compact = (classes.compact | u32::from(l4.1)).to_be_bytes();
+        k[OFF_COMPACT..OFF_COMPACT + 4].copy_from_slice(&compact);
     }
 }
 

@@ -188,11 +188,18 @@ impl Scratch {
     /// far), remembering `idx` for the result.
     #[inline(always)]
     fn push_key(&mut self, nf: &mut [usize; 2], m: &PacketMeta, words: ClassWords, idx: u16) {
-        let fam = usize::from(m.ip_version == 6);
-        let t = nf[fam];
+        // Constant indices only, so both counts stay in registers (a `nf[fam]` store and
+        // reload would chain every packet to the previous one through memory).
+        let six = m.ip_version == 6;
+        let fam = usize::from(six);
+        let t = if six { nf[1] } else { nf[0] };
         self.keys[fam][t].set_from_meta(m, words);
         self.fam_idx[fam][t] = idx;
-        nf[fam] = t + 1;
+        if six {
+            nf[1] = t + 1;
+        } else {
+            nf[0] = t + 1;
+        }
     }
 
     fn boxed() -> Box<Scratch> {
@@ -634,6 +641,36 @@ fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) ->
     }
 }
 
+/// The key-building pass of a stateless burst: each IP packet's key goes to its family's
+/// list (returned: keys per family); a non-IP packet is decided by `on_non_ip`. `outp`
+/// gives a packet's output port id from its input port id and metadata (one closure per
+/// [`OutportMode`], so the mode is not tested per packet).
+#[inline(always)]
+fn stateless_keys<P: PacketBuf>(
+    s: &mut Scratch,
+    f: &mut Frame<'_, P>,
+    n: usize,
+    acl: &CompiledAcl,
+    on_non_ip: &mut impl FnMut(&P) -> Decision,
+    outp: impl Fn(u16, &mut PacketMeta) -> u16,
+) -> [usize; 2] {
+    let mut nf = [0usize; 2];
+    let mut pairs = PairCache::new();
+    for i in 0..n {
+        let m = &mut f.meta[i];
+        let v = m.ip_version;
+        if v == 4 || v == 6 {
+            let inp = f.pkts[i].in_port();
+            let out = outp(inp, m);
+            let words = pairs.words(acl, inp, out);
+            s.push_key(&mut nf, m, words, i as u16);
+        } else {
+            f.decisions[i] = on_non_ip(&f.pkts[i]);
+        }
+    }
+    nf
+}
+
 impl<C: Classify> AclNode<C> {
     /// Stateless: one pass builds the keys (split by family), one classify call per
     /// family, one pass turns results into decisions.
@@ -654,26 +691,27 @@ impl<C: Classify> AclNode<C> {
         let counters = &*installed.1;
         let s = &mut **scratch;
         let default = prog.acl.rules.default_action();
-        let mut nf = [0usize; 2];
         let mut non_ip = 0u64;
         let mut run = RunCounter::new();
-        let mut pairs = PairCache::new();
-        for i in 0..n {
-            let m = &mut f.meta[i];
-            let v = m.ip_version;
-            if v == 4 || v == 6 {
-                if *outport == OutportMode::ByRoute {
-                    m.out_port = route(routes, m);
-                }
-                let inp = f.pkts[i].in_port();
-                let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
-                s.push_key(&mut nf, m, words, i as u16);
-            } else {
-                non_ip += 1;
-                f.decisions[i] =
-                    non_ip_decision(*allow_non_ip, default, &mut run, counters, &f.pkts[i]);
+        let mut on_non_ip = |p: &P| {
+            non_ip += 1;
+            non_ip_decision(*allow_non_ip, default, &mut run, counters, p)
+        };
+        let acl = &prog.acl;
+        // The output-port mode is matched once per burst, not per packet.
+        let nf = match *outport {
+            OutportMode::None => stateless_keys(s, f, n, acl, &mut on_non_ip, |_, _| NO_PORT),
+            OutportMode::CrossConnect => stateless_keys(s, f, n, acl, &mut on_non_ip, |inp, _| {
+                peer.get(usize::from(inp)).copied().unwrap_or(NO_PORT)
+            }),
+            OutportMode::ByMetadata => {
+                stateless_keys(s, f, n, acl, &mut on_non_ip, |_, m| m.out_port)
             }
-        }
+            OutportMode::ByRoute => stateless_keys(s, f, n, acl, &mut on_non_ip, |_, m| {
+                m.out_port = route(routes, m);
+                m.out_port
+            }),
+        };
         if non_ip != 0 {
             f.counters.add_extra(CTR_NON_IP, non_ip);
         }
