@@ -302,6 +302,34 @@ fn branches_join_and_forward_by_metadata() {
 }
 
 #[test]
+fn agreeing_per_packet_decisions_follow_the_common_output() {
+    // All of a burst decided alike (the graph then moves the vector whole): every packet
+    // still takes the output its decision names, in order.
+    let mut g = graph(SPLIT, &registry());
+    let mut out = g.new_tx_vectors();
+    let mut input: ArrayVec<TestBuf, 256> = (0..100).map(|i| udp(i, 0)).collect();
+    let sent: Vec<Vec<u8>> = input.iter().map(|p| p.bytes[12..].to_vec()).collect();
+    g.process(&mut input, &mut out);
+    let v = drain(&mut out);
+    assert_eq!(v[1].len(), 100, "all IPv4: all to port 1");
+    let got: Vec<Vec<u8>> = v[1].iter().map(|p| p.bytes[12..].to_vec()).collect();
+    assert_eq!(got, sent, "in order, bytes past the swapped MACs unchanged");
+    let mut input: ArrayVec<TestBuf, 256> = (0..60).map(|i| tcp6(i, 0)).collect();
+    g.process(&mut input, &mut out);
+    let snap = g.snapshot();
+    assert_eq!(
+        snap.node("swap").unwrap().packets,
+        100,
+        "IPv6 skipped the v4 branch"
+    );
+    assert_eq!(
+        snap.node("out").unwrap().drops_for("unknown-out-port"),
+        60,
+        "all IPv6: all to the other output (port 7, which does not exist)"
+    );
+}
+
+#[test]
 fn invalid_decisions_are_dropped_and_counted() {
     let text = XC.replace("kind = \"parse\"", "kind = \"bogus\"");
     let mut g = graph(&text, &registry());

@@ -923,12 +923,8 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         } else {
             self.process_stateless(&mut f, n);
         }
-        let first = f.decisions[0];
-        if f.decisions[1..n].iter().all(|d| *d == first) {
-            Verdict::All(first)
-        } else {
-            Verdict::PerPacket
-        }
+        // The graph moves the vector whole when all decisions agree.
+        Verdict::PerPacket
     }
 }
 

@@ -309,6 +309,14 @@ fn dispatch<P: PacketBuf>(
     let own = node.own_reasons;
     let n = cur.len();
     let mut m = Moved::default();
+    // Per-packet decisions that all agree move the vector whole (an O(1) swap instead of
+    // copying every packet and its metadata): a node need not check that itself.
+    let verdict = match verdict {
+        Verdict::PerPacket if n > 0 && decisions[1..n].iter().all(|d| *d == decisions[0]) => {
+            Verdict::All(decisions[0])
+        }
+        v => v,
+    };
     match verdict {
         Verdict::All(Decision::Next(s)) => match node.next.get(usize::from(s)) {
             Some(&t) => m.dropped = hand_off(cur, &mut inputs[usize::from(t)], counters, own),
