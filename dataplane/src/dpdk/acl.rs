@@ -341,21 +341,23 @@ impl AclClassifier {
             results.len() >= keys.len(),
             "classify: results shorter than keys"
         );
-        let mut ptrs: [*const u8; VECTOR_SIZE] = [std::ptr::null(); VECTOR_SIZE];
+        // Not cleared first (2 KiB per call otherwise): only the first kc.len() are passed.
+        let mut ptrs = [std::mem::MaybeUninit::<*const u8>::uninit(); VECTOR_SIZE];
         for (kc, rc) in keys
             .chunks(VECTOR_SIZE)
             .zip(results.chunks_mut(VECTOR_SIZE))
         {
             for (p, k) in ptrs.iter_mut().zip(kc) {
-                *p = k.0.as_ptr();
+                p.write(k.0.as_ptr());
             }
-            // SAFETY: the context is built and live (self); ptrs[..kc.len()] point at 64-byte
-            // keys that live across the call, and the context's fields (this family's layout)
-            // read at most bytes 0..56 of each; rc has kc.len() slots for 1 category.
+            // SAFETY: the context is built and live (self); ptrs[..kc.len()] were just written
+            // (rte_acl reads no more than the count passed) and point at 64-byte keys that live
+            // across the call, and the context's fields (this family's layout) read at most
+            // bytes 0..60 of each; rc has kc.len() slots for 1 category.
             let rc_code = unsafe {
                 dpdk_sys::rte_acl_classify(
                     self.ctx.as_ptr(),
-                    ptrs.as_mut_ptr(),
+                    ptrs.as_mut_ptr().cast::<*const u8>(),
                     rc.as_mut_ptr(),
                     kc.len() as u32,
                     1,

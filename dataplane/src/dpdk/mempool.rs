@@ -92,18 +92,17 @@ impl Mempool {
         if n == 0 || n > out.remaining_capacity() {
             return n == 0;
         }
-        let mut raw: [*mut dpdk_sys::rte_mbuf; N] = [std::ptr::null_mut(); N];
-        // SAFETY: raw has room for n <= N pointers; the pool is live.
-        let rc = unsafe {
-            dpdk_sys::rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), raw.as_mut_ptr(), n as u32)
-        };
-        if rc != 0 {
-            return false;
-        }
-        for &p in &raw[..n] {
-            // SAFETY: alloc_bulk succeeded, so each of the n pointers is a fresh mbuf that we own,
-            // and n <= remaining capacity (checked above).
-            unsafe { out.push_unchecked(Mbuf::from_raw(NonNull::new_unchecked(p))) };
+        let len = out.len();
+        // SAFETY: the pool is live. The mbufs land straight in the free tail of `out`: `Mbuf`
+        // is `repr(transparent)` over a non-null mbuf pointer and the tail has room for n
+        // (checked above); alloc_bulk either fails writing nothing we use, or writes n fresh
+        // mbufs that are now ours, and only then does the length grow to cover them.
+        unsafe {
+            let tail = out.as_mut_ptr().add(len).cast::<*mut dpdk_sys::rte_mbuf>();
+            if dpdk_sys::rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), tail, n as u32) != 0 {
+                return false;
+            }
+            out.set_len(len + n);
         }
         true
     }

@@ -3,7 +3,6 @@
 
 use std::ffi::CString;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 
 use arrayvec::ArrayVec;
 
@@ -349,19 +348,18 @@ impl RxQueue {
         if room == 0 {
             return 0;
         }
-        let mut raw: [*mut dpdk_sys::rte_mbuf; N] = [std::ptr::null_mut(); N];
-        // SAFETY: the queue is owned by this worker alone (not Sync, handed out once); raw has
-        // room for `room` <= N pointers.
-        let n = unsafe {
-            dpdk_sys::rte_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), room as u16)
-        } as usize;
-        for &p in &raw[..n] {
-            // SAFETY: rx_burst returned n valid mbufs that are now ours; `room` bounds the pushes.
-            let m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(p)) };
-            // SAFETY: n <= room = remaining capacity.
-            unsafe { out.push_unchecked(m) };
+        let len = out.len();
+        // SAFETY: the queue is owned by this worker alone (not Sync, handed out once). The
+        // packets land straight in the free tail of `out` (no staging array to clear):
+        // `Mbuf` is `repr(transparent)` over a non-null `rte_mbuf` pointer, the tail has room
+        // for `room` of them, rx_burst writes n <= room valid mbuf pointers that are now ours,
+        // and the new length covers exactly those.
+        unsafe {
+            let tail = out.as_mut_ptr().add(len).cast::<*mut dpdk_sys::rte_mbuf>();
+            let n = dpdk_sys::rte_eth_rx_burst(self.port, self.queue, tail, room as u16) as usize;
+            out.set_len(len + n);
+            n
         }
-        n
     }
 }
 

@@ -54,26 +54,25 @@ impl Ring {
     /// Dequeues up to the vector's free room.
     pub fn dequeue<const N: usize>(&self, out: &mut ArrayVec<Mbuf, N>) -> usize {
         let room = out.remaining_capacity();
-        let mut raw: [*mut std::os::raw::c_void; N] = [std::ptr::null_mut(); N];
-        // SAFETY: raw has room for `room` pointers; the ring is live and MC-safe.
-        let n = unsafe {
-            dpdk_sys::rte_ring_dequeue_burst(
+        let len = out.len();
+        // SAFETY: the ring is live and MC-safe. Entries land straight in the free tail of
+        // `out`: `Mbuf` is `repr(transparent)` over a non-null mbuf pointer, the tail has room
+        // for `room` of them, only mbufs are ever enqueued on rings this type owns, each of
+        // the n <= room dequeued pointers is now ours alone, and the new length covers them.
+        unsafe {
+            let tail = out
+                .as_mut_ptr()
+                .add(len)
+                .cast::<*mut std::os::raw::c_void>();
+            let n = dpdk_sys::rte_ring_dequeue_burst(
                 self.ptr.as_ptr(),
-                raw.as_mut_ptr(),
+                tail,
                 room as u32,
                 std::ptr::null_mut(),
-            )
-        } as usize;
-        for &p in &raw[..n] {
-            // SAFETY: only mbufs are ever enqueued on rings this type owns; each dequeued pointer
-            // is now ours alone, and n <= room.
-            unsafe {
-                out.push_unchecked(Mbuf::from_raw(NonNull::new_unchecked(
-                    p as *mut dpdk_sys::rte_mbuf,
-                )))
-            };
+            ) as usize;
+            out.set_len(len + n);
+            n
         }
-        n
     }
 
     /// Entries in the ring.
