@@ -58,6 +58,8 @@ def markdown(doc):
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(doc.get("results", []), key=lambda r: (size_key(r["size"]), r["flows"], r["dut"])):
         bal = "yes" if r.get("dut_unaccounted", 0) == 0 else f"no ({r['dut_unaccounted']} unaccounted)"
+        if r.get("dut_unaccounted_is_ct_commit_packets"):
+            bal = f"no ({r['dut_unaccounted']} unaccounted = the packets of the ct(commit) rule, uncounted by OVS)"
         out.append(f"| {r['size']} | {r.get('dut_flows', r['flows'])} | {r['dut']} | {r.get('traffic_profile', 'plain')} | {r['generator']} | "
                    f"{r['forwarded_mpps_median']:.3f} ({r['forwarded_mpps_min']:.3f}-{r['forwarded_mpps_max']:.3f}) | "
                    f"{r['forwarded_gbps_median']:.2f} | {r['generator_lost']} of {r['generator_sent']} ({100 * r['loss_fraction']:.2f}%) | {bal} | {r['limit']} |")

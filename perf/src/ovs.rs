@@ -390,20 +390,26 @@ impl Ovs {
         // (upcalls), which the datapath's drop counter does not see.
         let mut openflow_drops = 0u64;
         let mut by_rule = serde_json::Map::new();
+        // Packets of the rules that commit connections (`ct(commit)`: the first packets of
+        // new connections), reported beside the accounting.
+        let mut commit_packets = 0u64;
         for l in self
             .ofctl(&["dump-flows", "br0"])
             .unwrap_or_default()
             .lines()
         {
             let l = l.trim();
-            if !l.ends_with("actions=drop") {
-                continue;
-            }
             let n = l
                 .split(", ")
                 .find_map(|f| f.strip_prefix("n_packets="))
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
+            if l.contains("actions=ct(commit") {
+                commit_packets += n;
+            }
+            if !l.ends_with("actions=drop") {
+                continue;
+            }
             if n != 0 {
                 openflow_drops += n;
                 // "cookie=.., table=T, n_packets=N, ..., priority=P,MATCH actions=drop"
@@ -424,6 +430,7 @@ impl Ovs {
         let groups = self.ofctl(&["dump-group-stats", "br0"]).unwrap_or_default();
         let ct_stats = self.appctl(&["dpctl/ct-stats-show"]).unwrap_or_default();
         json!({ "ports": ports, "datapath_drops": datapath_drops, "openflow_drops": openflow_drops, "openflow_drops_by_rule": by_rule, "conntrack_connections": nconns,
+                "ct_commit_rule_packets": commit_packets,
                 "conntrack_stats": ct_stats.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
                 "group_stats": groups.lines().map(str::trim).filter(|l| l.contains("bucket") || l.contains("group_id")).collect::<Vec<_>>(), "pmd_stats": pmd.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
                 "drop_coverage": drops, "interface_statistics_db": db, "error": stats.err() })

@@ -362,10 +362,18 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
                 sum("tx"),
                 sum("tx_dropped") + sum("rx_dropped") + dp.max(of),
             );
-            let acc = json!({"in": i, "out": out, "counted_drops": drops, "datapath_drops": dp, "openflow_drops": of,
+            let unaccounted = i as i64 - out as i64 - drops as i64;
+            let mut acc = json!({"in": i, "out": out, "counted_drops": drops, "datapath_drops": dp, "openflow_drops": of,
                 "drops_by_reason": {"port/tx-dropped": sum("tx_dropped"), "port/rx-dropped": sum("rx_dropped"), "openflow-drop-rules": r["openflow_drops_by_rule"].clone()},
-                "unaccounted": i as i64 - out as i64 - drops as i64,
+                "unaccounted": unaccounted,
                 "note": "OVS interface counters (ofctl dump-ports) + packets dropped by pipeline rules: the larger of the OpenFlow drop rules' packet counts (after revalidator/wait; these include slow-path drops) and the datapath drop coverage counters"});
+            let commit = r["ct_commit_rule_packets"].as_u64().unwrap_or(0);
+            if unaccounted != 0 && unaccounted == commit as i64 {
+                // Measured, not assumed: the shortfall is exactly the committing rule's count.
+                acc["unaccounted_equals"] = json!(format!(
+                    "the packets of the ct(commit) rules ({commit}, first packets of new connections): OVS counted none of them on a port, sent or dropped"
+                ));
+            }
             Ok((r, acc))
         }
         Dut::Proc(mut p) => {
@@ -867,6 +875,12 @@ fn main() {
                 .iter()
                 .map(|s| s.accounting["unaccounted"].as_i64().unwrap_or(0))
                 .sum();
+            // Every sample's shortfall equals its ct(commit) rules' packet count (OVS).
+            let unacc_commit = unacc != 0
+                && ss.iter().all(|s| {
+                    s.accounting["unaccounted"].as_i64().unwrap_or(0) == 0
+                        || s.accounting.get("unaccounted_equals").is_some()
+                });
             // Generator-limited: the DUT forwarded (nearly) all it was sent, and the generator
             // sent about as fast as it ever does at this size. Otherwise the DUT held it back
             // (lost packets, or back-pressure through the vhost rings slowed the sender).
@@ -897,7 +911,7 @@ fn main() {
                 "forwarded_mpps_median": m, "forwarded_mpps_min": lo, "forwarded_mpps_max": hi,
                 "forwarded_gbps_median": gbps, "sent_mpps_median": ms, "generator_capacity_mpps": cap,
                 "generator_lost": gen_lost, "generator_sent": gen_sent, "loss_fraction": loss_frac,
-                "dut_unaccounted": unacc, "limit": limit,
+                "dut_unaccounted": unacc, "dut_unaccounted_is_ct_commit_packets": unacc_commit, "limit": limit,
                 "traffic_profile": profile.name(), "dut_flows": if profile == Profile::Vip { a.vip_flows } else { *nf },
                 "generator_sent_deny_flows": gen_deny,
                 "samples_forwarded_mpps": fwd,
