@@ -136,6 +136,11 @@ pub struct PortSection {
     /// Promiscuous mode.
     #[serde(default = "yes")]
     pub promiscuous: bool,
+    /// Ask the device to compute IPv4, TCP and UDP checksums on transmit (when it can; the
+    /// start-up line says what it took). Header-rewriting stages (the load balancer's NAT)
+    /// then leave those checksums to the ports, when every port of the pipeline has them.
+    #[serde(default)]
+    pub tx_checksum_offload: bool,
 }
 
 fn one() -> u16 {

@@ -69,6 +69,8 @@ pub struct PortPlan {
     pub mtu: Option<u16>,
     /// Promiscuous mode.
     pub promiscuous: bool,
+    /// Ask for IPv4/TCP/UDP checksum offload on transmit.
+    pub tx_checksum_offload: bool,
 }
 
 fn ser_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -254,6 +256,7 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
             txd: p.txd,
             mtu: p.mtu,
             promiscuous: p.promiscuous,
+            tx_checksum_offload: p.tx_checksum_offload,
         });
     }
     let explicit: Vec<String> = cfg
@@ -276,6 +279,7 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
             txd: 1024,
             mtu: None,
             promiscuous: true,
+            tx_checksum_offload: false,
         });
     }
     let mut seen_paths = BTreeSet::new();

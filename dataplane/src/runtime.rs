@@ -281,12 +281,14 @@ fn run_ports(
             txd: pp.txd,
             mtu: pp.mtu,
             promiscuous: pp.promiscuous,
-            tx_checksum: false,
+            tx_checksum: pp.tx_checksum_offload,
         };
         port.configure(&cfg, &pools[&port.socket().max(0)])?;
         port.start()?;
+        let o = port.offloads();
+        let yn = |b: bool| if b { "yes" } else { "no" };
         eprintln!(
-            "port {} ({}, {}) id {} mac {} driver {}: started, {} rxq / {} txq",
+            "port {} ({}, {}) id {} mac {} driver {}: started, {} rxq / {} txq{}",
             pp.name,
             pp.role,
             pp.device,
@@ -294,7 +296,16 @@ fn run_ports(
             fmt_mac(port.mac()),
             port.driver(),
             pp.rx_queues,
-            pp.tx_queues
+            pp.tx_queues,
+            if pp.tx_checksum_offload {
+                format!(
+                    ", tx checksum offload: ipv4 {}, tcp+udp {}",
+                    yn(o.tx_ipv4_csum),
+                    yn(o.tx_l4_csum)
+                )
+            } else {
+                String::new()
+            }
         );
     }
 
@@ -311,7 +322,11 @@ fn run_ports(
                 let infos: Vec<PortInfo> = ports
                     .iter()
                     .zip(&plan.ports)
-                    .map(|(p, pp)| PortInfo::new(p.id(), pp.name.clone(), pp.role.clone()))
+                    .map(|(p, pp)| {
+                        let o = p.offloads();
+                        PortInfo::new(p.id(), pp.name.clone(), pp.role.clone())
+                            .with_tx_csum(o.tx_ipv4_csum, o.tx_l4_csum)
+                    })
                     .collect();
                 let g = Graph::build(spec, &crate::nodes::registry(), &infos)
                     .map_err(|e| RunError::Pipeline(format!("pipeline.{}: {}", e.key, e.reason)))?;

@@ -11,16 +11,11 @@ pub trait PacketBuf {
     fn data_mut(&mut self) -> &mut [u8];
     /// The port the packet arrived on.
     fn in_port(&self) -> u16;
-    /// Marks the packet so that the port computes IPv4/L4 checksums on transmit, when the
-    /// port offers that offload. `l2_len`/`l3_len` are header lengths in bytes.
-    /// Returns false when the buffer cannot offload (the caller then fixes checksums itself).
-    fn request_csum_offload(
-        &mut self,
-        _l2_len: u16,
-        _l3_len: u16,
-        _ipv4: bool,
-        _l4_tcp: bool,
-    ) -> bool {
+    /// Marks the packet so that the port it leaves by computes the checksums `req` names on
+    /// transmit (the port must have been set up with that offload). Returns false when the
+    /// buffer cannot carry the request (the caller then computes the checksums itself).
+    /// Default: cannot.
+    fn request_csum_offload(&mut self, _req: CsumOffload) -> bool {
         false
     }
     /// Sets the packet length: shortens it, or lengthens it into the buffer's tailroom (the
@@ -33,6 +28,34 @@ pub trait PacketBuf {
     /// data). Nodes call it a few packets ahead of the one they process. Default: nothing.
     #[inline(always)]
     fn prefetch(&self) {}
+}
+
+/// Which L4 checksum a [`CsumOffload`] leaves to the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Csum {
+    /// None: the L4 checksum is already right (or absent).
+    None,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A transmit checksum-offload request, as DPDK's mbuf offload flags express it: the IPv4
+/// header checksum field must hold 0 when `ip` is set, and the L4 checksum field the
+/// pseudo-header sum (not complemented) when `l4` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsumOffload {
+    /// Bytes of L2 header (Ethernet and VLAN tags) before the IP header.
+    pub l2_len: u16,
+    /// Bytes of IP header (with IPv6 extension headers) before the L4 header.
+    pub l3_len: u16,
+    /// IPv4 (else IPv6).
+    pub ipv4: bool,
+    /// The port computes the IPv4 header checksum.
+    pub ip: bool,
+    /// The L4 checksum the port computes.
+    pub l4: L4Csum,
 }
 
 /// A heap-backed packet buffer for tests and the built-in packet source.

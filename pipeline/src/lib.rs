@@ -26,7 +26,7 @@ pub mod stats;
 pub mod trace;
 pub mod wire;
 
-pub use buf::{PacketBuf, TestBuf};
+pub use buf::{CsumOffload, L4Csum, PacketBuf, TestBuf};
 pub use graph::{
     BurstStats, Decision, EdgeSpec, Frame, Graph, GraphSpec, KindInfo, Node, NodeSpec, Params,
     PortInfo, Registry, SpecError, SpecErrorReason, TxVectors, Verdict, VECTOR_SIZE,

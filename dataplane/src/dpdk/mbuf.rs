@@ -1,5 +1,6 @@
 //! An owned DPDK packet buffer.
 
+use pipeline::{CsumOffload, L4Csum};
 use std::ptr::NonNull;
 
 /// One DPDK packet buffer, owned. Freed back to its pool on drop.
@@ -102,15 +103,22 @@ impl Mbuf {
         true
     }
 
-    /// Sets the tx offload request: checksums of IPv4 header and/or L4 done by the port.
-    pub fn set_tx_csum_offload(&mut self, l2_len: u16, l3_len: u16, ipv4: bool, l4_tcp: bool) {
+    /// Sets the tx offload flags and header lengths of a checksum-offload request.
+    pub fn set_tx_csum_offload(&mut self, req: CsumOffload) {
+        let mut flags = if req.ipv4 { TX_IPV4 } else { TX_IPV6 };
+        if req.ip && req.ipv4 {
+            flags |= TX_IP_CKSUM;
+        }
+        flags |= match req.l4 {
+            L4Csum::Tcp => TX_TCP_CKSUM,
+            L4Csum::Udp => TX_UDP_CKSUM,
+            L4Csum::None => 0,
+        };
         // SAFETY: writes plain fields of the mbuf we exclusively own.
         let m = unsafe { self.0.as_mut() };
-        let mut flags = if ipv4 { TX_IPV4 | TX_IP_CKSUM } else { TX_IPV6 };
-        flags |= if l4_tcp { TX_TCP_CKSUM } else { TX_UDP_CKSUM };
         m.ol_flags |= flags;
         // tx_offload bitfield: l2_len (7 bits) | l3_len (9 bits) << 7.
-        m.__bindgen_anon_3.tx_offload = (l2_len as u64) | ((l3_len as u64) << 7);
+        m.__bindgen_anon_3.tx_offload = u64::from(req.l2_len) | (u64::from(req.l3_len) << 7);
     }
 }
 
@@ -153,8 +161,8 @@ impl pipeline::PacketBuf for Mbuf {
             )
         };
     }
-    fn request_csum_offload(&mut self, l2_len: u16, l3_len: u16, ipv4: bool, l4_tcp: bool) -> bool {
-        self.set_tx_csum_offload(l2_len, l3_len, ipv4, l4_tcp);
+    fn request_csum_offload(&mut self, req: CsumOffload) -> bool {
+        self.set_tx_csum_offload(req);
         true
     }
     fn set_len(&mut self, len: usize) -> bool {

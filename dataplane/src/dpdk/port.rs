@@ -42,7 +42,7 @@ pub struct PortConfig {
 pub struct PortOffloads {
     /// IPv4 header checksum on transmit.
     pub tx_ipv4_csum: bool,
-    /// TCP/UDP checksums on transmit.
+    /// TCP and UDP checksums on transmit (both).
     pub tx_l4_csum: bool,
     /// RSS hash types in use (0 when a single rx queue or no RSS).
     pub rss_hf: u64,
@@ -167,8 +167,8 @@ impl Port {
         }
         conf.txmode.offloads = want_tx & info.tx_offload_capa;
         self.offloads.tx_ipv4_csum = conf.txmode.offloads & TX_OFFLOAD_IPV4_CKSUM != 0;
-        self.offloads.tx_l4_csum =
-            conf.txmode.offloads & (TX_OFFLOAD_UDP_CKSUM | TX_OFFLOAD_TCP_CKSUM) != 0;
+        let l4 = TX_OFFLOAD_UDP_CKSUM | TX_OFFLOAD_TCP_CKSUM;
+        self.offloads.tx_l4_csum = conf.txmode.offloads & l4 == l4;
         // SAFETY: valid port id; conf outlives the call (DPDK copies it).
         let rc = unsafe {
             dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf)

@@ -14,6 +14,10 @@ pub struct PortInfo {
     /// The port's role (e.g. `fronthaul`); parameters may reference a port by role when
     /// exactly one port has it.
     pub role: String,
+    /// The port computes IPv4 header checksums on transmit (offload set up).
+    pub tx_ipv4_csum: bool,
+    /// The port computes TCP and UDP checksums on transmit (offload set up).
+    pub tx_l4_csum: bool,
 }
 
 impl PortInfo {
@@ -23,7 +27,16 @@ impl PortInfo {
             index,
             name: name.into(),
             role: role.into(),
+            tx_ipv4_csum: false,
+            tx_l4_csum: false,
         }
+    }
+
+    /// The same port, with the checksums it computes on transmit.
+    pub fn with_tx_csum(mut self, ipv4: bool, l4: bool) -> Self {
+        self.tx_ipv4_csum = ipv4;
+        self.tx_l4_csum = l4;
+        self
     }
 }
 

@@ -3,12 +3,17 @@
 //! header and TCP/UDP checksums kept valid.
 //!
 //! Address and port rewrites update the checksums incrementally (RFC 1624 eqn. 3, one fold
-//! for address and port together), in software: the packet buffer's checksum-offload hook
-//! is not used, so the result is correct on any port. A UDP checksum of 0 ("none", IPv4)
-//! stays 0; a UDP result of 0 is sent as 0xffff. Every function checks the offsets it uses
-//! against the buffer and returns false (touching nothing) when they do not fit, so a
-//! packet that does not match its metadata cannot cause a panic.
+//! for address and port together), in software, so the result is correct on any port; or,
+//! with [`rewrite_offloaded`], leave the IPv4 header and/or L4 checksum to a port that
+//! computes them on transmit (the fields prepared as DPDK's offload flags require: IPv4
+//! checksum 0, L4 checksum the pseudo-header sum), returning the request to attach to the
+//! packet ([`finish_checksums`] completes them in software when the buffer cannot carry
+//! it). A UDP checksum of 0 ("none", IPv4) stays 0 and is never offloaded; a UDP result of
+//! 0 is sent as 0xffff. Every function checks the offsets it uses against the buffer and
+//! returns false or `None` (touching nothing) when they do not fit, so a packet that does
+//! not match its metadata cannot cause a panic.
 
+use crate::buf::{CsumOffload, L4Csum};
 use crate::meta::PacketMeta;
 use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum_bytes};
 use crate::wire::ip_protocol::{TCP, UDP};
@@ -40,17 +45,116 @@ fn delta(old: &[u8], new: &[u8]) -> u64 {
     acc
 }
 
+/// Which checksums a rewrite leaves to the port ([`rewrite_offloaded`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// The IPv4 header checksum.
+    pub ip: bool,
+    /// The TCP/UDP checksum.
+    pub l4: bool,
+}
+
+/// The outcome of a rewrite that fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewritten {
+    /// Every checksum is already right.
+    Complete,
+    /// Checksums left to the port: attach this request to the packet.
+    NeedsPort(CsumOffload),
+}
+
 /// Rewrites the source or destination address (first 4 bytes of `addr` for IPv4, all 16
 /// for IPv6) and L4 port of a TCP/UDP packet described by `m`, fixing the IPv4 header
 /// checksum and the TCP/UDP checksum incrementally, and updates `m` to the new tuple.
 /// Returns false, leaving the packet alone, when it is not TCP/UDP over IP or too short.
 #[inline]
 pub fn rewrite(d: &mut [u8], m: &mut PacketMeta, end: End, addr: &[u8; 16], port: u16) -> bool {
+    rewrite_offloaded(d, m, end, addr, port, Offload::default()).is_some()
+}
+
+/// [`rewrite`], leaving the checksums `off` names to the port: the IPv4 header checksum
+/// field is set to 0, the L4 checksum field to the pseudo-header sum of the new addresses
+/// (a UDP/IPv4 checksum of 0 stays 0 and stays with the packet). `None` when the packet
+/// does not fit (untouched).
+#[inline]
+pub fn rewrite_offloaded(
+    d: &mut [u8],
+    m: &mut PacketMeta,
+    end: End,
+    addr: &[u8; 16],
+    port: u16,
+    off: Offload,
+) -> Option<Rewritten> {
     match m.ip_version {
-        4 => rewrite_family::<4>(d, m, end, addr, port),
-        6 => rewrite_family::<16>(d, m, end, addr, port),
-        _ => false,
+        4 => rewrite_family::<4>(d, m, end, addr, port, off),
+        6 => rewrite_family::<16>(d, m, end, addr, port, off),
+        _ => None,
     }
+}
+
+/// The L4 length (header and payload) of an IP packet from its IP header, if it is sane.
+#[inline(always)]
+fn l4_len(d: &[u8], l3: usize, l4: usize, v4: bool) -> Option<usize> {
+    let n = if v4 {
+        usize::from(u16::from_be_bytes([d[l3 + 2], d[l3 + 3]])).checked_sub(l4 - l3)?
+    } else {
+        usize::from(u16::from_be_bytes([d[l3 + 4], d[l3 + 5]])).checked_sub(l4 - l3 - 40)?
+    };
+    (l4 + n <= d.len()).then_some(n)
+}
+
+/// The pseudo-header sum (unfolded) of the packet's current addresses; the caller has
+/// checked that the IP header is in `d`.
+#[inline(always)]
+fn pseudo_acc(d: &[u8], l3: usize, v4: bool, proto: u8, len: usize) -> u64 {
+    if v4 {
+        let a = |o: usize| [d[l3 + o], d[l3 + o + 1], d[l3 + o + 2], d[l3 + o + 3]];
+        pseudo_header_v4(a(12), a(16), proto, len as u16)
+    } else {
+        let a = |o: usize| -> [u8; 16] { d[l3 + o..l3 + o + 16].try_into().expect("16 bytes") };
+        pseudo_header_v6(&a(8), &a(24), proto, len as u32)
+    }
+}
+
+/// Computes in software the checksums `req` left to the port (for a buffer that cannot
+/// carry the request). Returns false, touching nothing, when the packet does not fit.
+pub fn finish_checksums(d: &mut [u8], req: &CsumOffload) -> bool {
+    let l3 = usize::from(req.l2_len);
+    let l4 = l3 + usize::from(req.l3_len);
+    let hdr = if req.ipv4 { 20 } else { 40 };
+    if l3 + hdr > l4 || l4 > d.len() {
+        return false;
+    }
+    let (at, proto) = match req.l4 {
+        L4Csum::Tcp => (16, TCP),
+        L4Csum::Udp => (6, UDP),
+        L4Csum::None => (0, 0),
+    };
+    let len = match req.l4 {
+        L4Csum::None => 0,
+        _ => match l4_len(d, l3, l4, req.ipv4) {
+            Some(n) if n >= at + 2 => n,
+            _ => return false,
+        },
+    };
+    if req.ip && req.ipv4 {
+        let ihl = usize::from(d[l3] & 0x0f) * 4;
+        if ihl < 20 || l3 + ihl > d.len() {
+            return false;
+        }
+        d[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum::internet_checksum(&d[l3..l3 + ihl]);
+        d[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    if req.l4 != L4Csum::None {
+        let pseudo = pseudo_acc(d, l3, req.ipv4, proto, len);
+        let c = match crate::wire::checksum::l4_checksum(pseudo, &d[l4..l4 + len], at) {
+            0 if proto == UDP => 0xffff,
+            x => x,
+        };
+        d[l4 + at..l4 + at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    true
 }
 
 /// [`rewrite`] for one family, `N` = address bytes (4 or 16): with the address length a
@@ -62,16 +166,17 @@ fn rewrite_family<const N: usize>(
     end: End,
     addr: &[u8; 16],
     port: u16,
-) -> bool {
+    off: Offload,
+) -> Option<Rewritten> {
     let l3 = usize::from(m.l3_offset);
     let l4 = usize::from(m.l4_offset);
     let csum_at = match m.protocol {
         TCP => 16,
         UDP => 6,
-        _ => return false,
+        _ => return None,
     };
     if l4 == 0 || l4 + csum_at + 2 > d.len() {
-        return false;
+        return None;
     }
     let (aoff, hdr) = match (N, end) {
         (4, End::Src) => (12, 20),
@@ -80,7 +185,7 @@ fn rewrite_family<const N: usize>(
         (_, End::Dst) => (24, 40),
     };
     if l3 + aoff + N > d.len() || l3 + hdr > l4 {
-        return false;
+        return None;
     }
     let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");
     let poff = l4 + if end == End::Src { 0 } else { 2 };
@@ -90,26 +195,37 @@ fn rewrite_family<const N: usize>(
     let old_addr: [u8; N] = d[a..a + N].try_into().expect("checked above");
     let addr_delta = delta(&old_addr, new_addr);
     let l4_delta = addr_delta + delta(&old_port, &new_port);
-    if N == 4 {
-        let hc = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
-        d[l3 + 10..l3 + 12].copy_from_slice(&csum_fixup(hc, addr_delta).to_be_bytes());
-    }
     let c = l4 + csum_at;
     let hc = u16::from_be_bytes([d[c], d[c + 1]]);
-    let new = if m.protocol == UDP {
-        match hc {
+    // Left to the port: not a UDP/IPv4 "no checksum" (0), and the L4 length must be sane.
+    let l4_port = if off.l4 && !(N == 4 && m.protocol == UDP && hc == 0) {
+        l4_len(d, l3, l4, N == 4).filter(|&n| n >= csum_at + 2)
+    } else {
+        None
+    };
+    let ip_port = N == 4 && off.ip;
+    if N == 4 {
+        let new_hc = if ip_port {
+            0
+        } else {
+            csum_fixup(u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]), addr_delta)
+        };
+        d[l3 + 10..l3 + 12].copy_from_slice(&new_hc.to_be_bytes());
+    }
+    d[a..a + N].copy_from_slice(new_addr);
+    d[poff..poff + 2].copy_from_slice(&new_port);
+    let new = match l4_port {
+        Some(len) => fold(pseudo_acc(d, l3, N == 4, m.protocol, len)),
+        None if m.protocol == UDP => match hc {
             0 => 0,
             _ => match csum_fixup(hc, l4_delta) {
                 0 => 0xffff,
                 x => x,
             },
-        }
-    } else {
-        csum_fixup(hc, l4_delta)
+        },
+        None => csum_fixup(hc, l4_delta),
     };
     d[c..c + 2].copy_from_slice(&new.to_be_bytes());
-    d[a..a + N].copy_from_slice(new_addr);
-    d[poff..poff + 2].copy_from_slice(&new_port);
     match end {
         End::Src => {
             m.src_addr[..N].copy_from_slice(new_addr);
@@ -120,7 +236,20 @@ fn rewrite_family<const N: usize>(
             m.dst_port = port;
         }
     }
-    true
+    if !ip_port && l4_port.is_none() {
+        return Some(Rewritten::Complete);
+    }
+    Some(Rewritten::NeedsPort(CsumOffload {
+        l2_len: m.l3_offset,
+        l3_len: m.l4_offset - m.l3_offset,
+        ipv4: N == 4,
+        ip: ip_port,
+        l4: match (l4_port, m.protocol) {
+            (None, _) => L4Csum::None,
+            (Some(_), TCP) => L4Csum::Tcp,
+            (Some(_), _) => L4Csum::Udp,
+        },
+    }))
 }
 
 /// Turns a client's TCP segment (as parsed into `m`) into the RST that answers it, in
@@ -311,6 +440,83 @@ mod tests {
             prop_assert!(rewrite(&mut f, &mut m, end, &a, np));
             prop_assert!(valid(&f));
             prop_assert_eq!(m, meta(&f));
+        }
+
+        /// The same rewrites leaving checksums to the port: the fields hold what DPDK's
+        /// offload flags require (IPv4 checksum 0, L4 checksum the pseudo-header sum), a
+        /// NIC model completing them (and, for buffers that cannot offload,
+        /// `finish_checksums`) gives exactly the bytes of the software rewrite; a UDP/IPv4
+        /// "no checksum" is never offloaded.
+        #[test]
+        fn offloaded_rewrite_completes_to_the_same_bytes(v6 in any::<bool>(), tcp in any::<bool>(),
+                                   src in any::<u128>(), dst in any::<u128>(), sp in 1u16.., dp in 1u16..,
+                                   size in 0u16..200, na in any::<u128>(), np in any::<u16>(),
+                                   to_src in any::<bool>(), ip in any::<bool>(), l4 in any::<bool>(),
+                                   no_udp_csum in any::<bool>()) {
+            let mut spec = SourceSpec::simple(1, if tcp { L4Proto::Tcp } else { L4Proto::Udp },
+                                              if v6 { IpVersion::V6 } else { IpVersion::V4 });
+            spec.frame_size += size;
+            if v6 {
+                spec.src_ip = std::net::Ipv6Addr::from(src).into();
+                spec.dst_ip = std::net::Ipv6Addr::from(dst).into();
+            } else {
+                spec.src_ip = std::net::Ipv4Addr::from(src as u32).into();
+                spec.dst_ip = std::net::Ipv4Addr::from(dst as u32).into();
+            }
+            spec.src_port = sp;
+            spec.dst_port = dp;
+            let mut f = build_frame(&spec, 0);
+            let m0 = meta(&f);
+            let (l3, l4o) = (usize::from(m0.l3_offset), usize::from(m0.l4_offset));
+            let zero_udp = !v6 && !tcp && no_udp_csum;
+            if zero_udp {
+                f[l4o + 6..l4o + 8].copy_from_slice(&[0, 0]);
+            }
+            let mut a = na.to_be_bytes();
+            if !v6 { a[4..].fill(0); }
+            let end = if to_src { End::Src } else { End::Dst };
+            let (mut soft, mut ms) = (f.clone(), m0);
+            prop_assert!(rewrite(&mut soft, &mut ms, end, &a, np));
+            let (mut hw, mut mh) = (f.clone(), m0);
+            let r = rewrite_offloaded(&mut hw, &mut mh, end, &a, np, Offload { ip, l4 });
+            prop_assert_eq!(mh, ms);
+            let req = match r {
+                Some(Rewritten::Complete) => {
+                    prop_assert!(!(ip && !v6) && !(l4 && !zero_udp));
+                    prop_assert_eq!(&hw, &soft);
+                    return Ok(());
+                }
+                Some(Rewritten::NeedsPort(req)) => req,
+                None => return Err(TestCaseError::fail("rewrite did not fit")),
+            };
+            prop_assert_eq!((req.l2_len, req.l3_len, req.ipv4), (m0.l3_offset, m0.l4_offset - m0.l3_offset, !v6));
+            prop_assert_eq!(req.ip, ip && !v6);
+            let want_l4 = match (l4 && !zero_udp, tcp) {
+                (false, _) => L4Csum::None,
+                (true, true) => L4Csum::Tcp,
+                (true, false) => L4Csum::Udp,
+            };
+            prop_assert_eq!(req.l4, want_l4);
+            let mut fin = hw.clone();
+            // The NIC: the IPv4 checksum over the header (field 0); the L4 checksum over the
+            // segment with the pseudo-header sum in the field; UDP's 0 sent as 0xffff.
+            if req.ip {
+                prop_assert_eq!(&hw[l3 + 10..l3 + 12], &[0u8, 0][..]);
+                let c = crate::wire::checksum::internet_checksum(&hw[l3..l4o]);
+                hw[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+            }
+            if req.l4 != L4Csum::None {
+                let at = l4o + if tcp { 16 } else { 6 };
+                let end_of_l4 = usize::from(m0.l3_offset) + usize::from(m0.l3_len);
+                let c = match !fold(sum_bytes(0, &hw[l4o..end_of_l4])) {
+                    0 if !tcp => 0xffff,
+                    x => x,
+                };
+                hw[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+            prop_assert_eq!(&hw, &soft);
+            prop_assert!(finish_checksums(&mut fin, &req));
+            prop_assert_eq!(&fin, &soft);
         }
     }
 

@@ -36,9 +36,14 @@
 //! # Hot path
 //! No allocation, lock or syscall per packet: the table is swapped at most once per vector
 //! (see [`crate::lb::control`]), counters are this worker's own, the connection table is
-//! this worker's own; aging scans a bounded number of slots per vector. Checksums are
-//! updated in software (the offload hook is not used: the output port, and so whether it
-//! offers the offload, is decided after this node).
+//! this worker's own; aging scans a bounded number of slots per vector.
+//!
+//! # Checksums
+//! Updated incrementally in software, unless every port of the graph computes checksums on
+//! transmit (the output port is decided after this node, so all must): then the IPv4 header
+//! and/or TCP/UDP checksum of a rewritten packet are left to the port (DPDK's offload flags
+//! on the mbuf, fields prepared as they require; counted as `checksum-offloads`), and a
+//! buffer that cannot carry the request gets them computed in software.
 //!
 //! # Direct server return
 //! A service with `forwarding = "dsr"` keeps the IP packet as it is (destination still the
@@ -101,6 +106,8 @@ pub const C_RESETS: usize = 4;
 pub const C_TABLE_SWAPS: usize = 5;
 /// Extra counter: connections that ended (expired or removed).
 pub const C_CLOSED: usize = 6;
+/// Extra counter: rewritten packets whose checksums were left to the output port.
+pub const C_CSUM_OFFLOADS: usize = 7;
 
 /// Packets classified, looked up and rewritten together (one batched lookup each).
 pub const CHUNK: usize = 64;
@@ -225,6 +232,8 @@ pub struct LbNode {
     ct: ConnTrack<NatEntry>,
     counters: Arc<LbCounters>,
     clock: LbClock,
+    /// Checksums left to the ports (set when every port of the graph computes them).
+    offload: nat::Offload,
     scratch: Box<Scratch>,
 }
 
@@ -250,6 +259,7 @@ impl LbNode {
             "resets",
             "table-swaps",
             "closed-connections",
+            "checksum-offloads",
         ],
         transmits: false,
         fills_meta: false,
@@ -271,6 +281,7 @@ impl LbNode {
             ct,
             counters,
             clock,
+            offload: nat::Offload::default(),
             scratch: Box::new(Scratch {
                 keys: [FlowKey::default(); VECTOR_SIZE],
                 out: [None; VECTOR_SIZE],
@@ -279,6 +290,14 @@ impl LbNode {
                 remove: arrayvec::ArrayVec::new(),
             }),
         }
+    }
+
+    /// The same node, leaving the IPv4 header checksum (`ip`) and/or the TCP/UDP checksum
+    /// (`l4`) of the packets it rewrites to the output port: for graphs whose every port
+    /// computes them on transmit (the node does not know which port a packet leaves by).
+    pub fn with_checksum_offload(mut self, ip: bool, l4: bool) -> Self {
+        self.offload = nat::Offload { ip, l4 };
+        self
     }
 
     /// A node from parameters: with `control = NAME`, attached to (or creating) the named
@@ -355,6 +374,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             table,
             ct,
             counters,
+            offload,
             scratch: s,
             ..
         } = self;
@@ -364,6 +384,8 @@ impl<P: PacketBuf> Node<P> for LbNode {
 
         let (mut new_conns, mut fallback, mut untracked, mut ambiguous, mut resets, mut n_closed) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let off = *offload;
+        let mut offloaded = 0u64;
         let mut uniform = true;
         s.remove.clear();
         let (mut vip, mut reply) = (Memo::new(), Memo::new());
@@ -513,7 +535,15 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                     continue;
                                 }
                             }
-                        } else if !nat::rewrite(pkt.data_mut(), m, End::Dst, &be.addr, entry.port) {
+                        } else if !rewrite(
+                            pkt,
+                            m,
+                            End::Dst,
+                            &be.addr,
+                            entry.port,
+                            off,
+                            &mut offloaded,
+                        ) {
                             f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }
@@ -572,7 +602,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         let svc = &t.services[sid as usize];
                         let vport = svc.port.unwrap_or(m.src_port);
                         let len = pkt.data().len() as u64;
-                        if !nat::rewrite(pkt.data_mut(), m, End::Src, &svc.vip, vport) {
+                        if !rewrite(pkt, m, End::Src, &svc.vip, vport, off, &mut offloaded) {
                             f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }
@@ -602,6 +632,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             (C_RESETS, resets),
             (C_TABLE_SWAPS, swaps),
             (C_CLOSED, n_closed),
+            (C_CSUM_OFFLOADS, offloaded),
         ] {
             if v != 0 {
                 fc.add_extra(idx, v);
@@ -615,16 +646,47 @@ impl<P: PacketBuf> Node<P> for LbNode {
     }
 }
 
+/// Rewrites one end of `pkt` ([`nat::rewrite_offloaded`] with `off`) and attaches the
+/// checksum-offload request, counting it in `offloaded`, or, when the buffer cannot carry
+/// it, computes those checksums in software. False when the packet does not fit.
+#[inline(always)]
+fn rewrite<P: PacketBuf>(
+    pkt: &mut P,
+    m: &mut PacketMeta,
+    end: End,
+    addr: &[u8; 16],
+    port: u16,
+    off: nat::Offload,
+    offloaded: &mut u64,
+) -> bool {
+    match nat::rewrite_offloaded(pkt.data_mut(), m, end, addr, port, off) {
+        None => false,
+        Some(nat::Rewritten::Complete) => true,
+        Some(nat::Rewritten::NeedsPort(req)) => {
+            if pkt.request_csum_offload(req) {
+                *offloaded += 1;
+                true
+            } else {
+                nat::finish_checksums(pkt.data_mut(), &req)
+            }
+        }
+    }
+}
+
 /// Registers kind `name` (normally `lb`) whose nodes read `clock`.
 pub fn register_with<P: PacketBuf + 'static>(
     r: &mut Registry<P>,
     name: &str,
     clock: LbClock,
 ) -> Result<(), RegistryError> {
-    r.register::<LbConfig, _>(name, LbNode::INFO, move |p, _| {
-        Ok(crate::nodes::NodeImpl::Custom(Box::new(
-            LbNode::from_config(&p, clock.clone())?,
-        )))
+    r.register::<LbConfig, _>(name, LbNode::INFO, move |p, ctx| {
+        // Offload only what every port of the graph computes on transmit.
+        let all = |f: fn(&crate::graph::PortInfo) -> bool| {
+            !ctx.ports.is_empty() && ctx.ports.iter().all(f)
+        };
+        let node = LbNode::from_config(&p, clock.clone())?
+            .with_checksum_offload(all(|p| p.tx_ipv4_csum), all(|p| p.tx_l4_csum));
+        Ok(crate::nodes::NodeImpl::Custom(Box::new(node)))
     })
 }
 
