@@ -410,6 +410,26 @@ mod tests {
         }
     }
 
+    /// A TCP or UDP frame over IPv4 (addresses from the low 32 bits) or IPv6 between
+    /// `src` and `dst` (address, port), `extra` bytes longer than the smallest.
+    fn frame(v6: bool, tcp: bool, src: (u128, u16), dst: (u128, u16), extra: u16) -> Vec<u8> {
+        let mut spec = SourceSpec::simple(
+            1,
+            if tcp { L4Proto::Tcp } else { L4Proto::Udp },
+            if v6 { IpVersion::V6 } else { IpVersion::V4 },
+        );
+        spec.frame_size += extra;
+        if v6 {
+            spec.src_ip = std::net::Ipv6Addr::from(src.0).into();
+            spec.dst_ip = std::net::Ipv6Addr::from(dst.0).into();
+        } else {
+            spec.src_ip = std::net::Ipv4Addr::from(src.0 as u32).into();
+            spec.dst_ip = std::net::Ipv4Addr::from(dst.0 as u32).into();
+        }
+        (spec.src_port, spec.dst_port) = (src.1, dst.1);
+        build_frame(&spec, 0)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// Random addresses/ports/payload sizes: after a rewrite of either end the packet
@@ -419,19 +439,7 @@ mod tests {
         fn rewrite_keeps_checksums(v6 in any::<bool>(), tcp in any::<bool>(), src in any::<u128>(),
                                    dst in any::<u128>(), sp in 1u16.., dp in 1u16.., size in 0u16..200,
                                    na in any::<u128>(), np in any::<u16>(), to_src in any::<bool>()) {
-            let mut spec = SourceSpec::simple(1, if tcp { L4Proto::Tcp } else { L4Proto::Udp },
-                                              if v6 { IpVersion::V6 } else { IpVersion::V4 });
-            spec.frame_size += size;
-            if v6 {
-                spec.src_ip = std::net::Ipv6Addr::from(src).into();
-                spec.dst_ip = std::net::Ipv6Addr::from(dst).into();
-            } else {
-                spec.src_ip = std::net::Ipv4Addr::from(src as u32).into();
-                spec.dst_ip = std::net::Ipv4Addr::from(dst as u32).into();
-            }
-            spec.src_port = sp;
-            spec.dst_port = dp;
-            let mut f = build_frame(&spec, 0);
+            let mut f = frame(v6, tcp, (src, sp), (dst, dp), size);
             prop_assert!(valid(&f));
             let mut m = meta(&f);
             let mut a = na.to_be_bytes();
@@ -453,19 +461,7 @@ mod tests {
                                    size in 0u16..200, na in any::<u128>(), np in any::<u16>(),
                                    to_src in any::<bool>(), ip in any::<bool>(), l4 in any::<bool>(),
                                    no_udp_csum in any::<bool>()) {
-            let mut spec = SourceSpec::simple(1, if tcp { L4Proto::Tcp } else { L4Proto::Udp },
-                                              if v6 { IpVersion::V6 } else { IpVersion::V4 });
-            spec.frame_size += size;
-            if v6 {
-                spec.src_ip = std::net::Ipv6Addr::from(src).into();
-                spec.dst_ip = std::net::Ipv6Addr::from(dst).into();
-            } else {
-                spec.src_ip = std::net::Ipv4Addr::from(src as u32).into();
-                spec.dst_ip = std::net::Ipv4Addr::from(dst as u32).into();
-            }
-            spec.src_port = sp;
-            spec.dst_port = dp;
-            let mut f = build_frame(&spec, 0);
+            let mut f = frame(v6, tcp, (src, sp), (dst, dp), size);
             let m0 = meta(&f);
             let (l3, l4o) = (usize::from(m0.l3_offset), usize::from(m0.l4_offset));
             let zero_udp = !v6 && !tcp && no_udp_csum;
