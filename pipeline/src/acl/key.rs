@@ -201,21 +201,6 @@ impl std::fmt::Debug for AclKey {
 }
 
 impl AclKey {
-    /// Fills the key. `classes` comes from [`ClassLayout::words`]; `src`/`dst` hold an
-    /// IPv4 address in bytes 0..4 (rest zero) or an IPv6 address; `l4` is (source port,
-    /// destination port) or (ICMP type, code).
-    #[inline(always)]
-    pub fn set(
-        &mut self,
-        proto: u8,
-        classes: ClassWords,
-        l4: (u16, u16),
-        src: &[u8; 16],
-        dst: &[u8; 16],
-    ) {
-        self.fill(proto, classes, l4, src, dst, 16);
-    }
-
     /// Fills the key from parsed metadata (an IP packet) and the port-class words.
     /// An IPv4 key is written without the address bytes past the first four: they are
     /// never read by the IPv4 layouts, and a key buffer holds one family's keys only (so
@@ -230,8 +215,10 @@ impl AclKey {
         }
     }
 
-    /// [`AclKey::set`] writing only the first `addr_len` bytes of each address (a constant
-    /// at every call, so each caller gets its own straight-line stores).
+    /// Fills the key. `classes` comes from [`ClassLayout::words`]; `src`/`dst` hold an
+    /// IPv4 address in bytes 0..4 or an IPv6 address, of which the first `addr_len` bytes
+    /// are written (a constant at every call, so each caller gets its own straight-line
+    /// stores); `l4` is (source port, destination port) or (ICMP type, code).
     #[inline(always)]
     fn fill(
         &mut self,
