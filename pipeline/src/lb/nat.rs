@@ -142,8 +142,7 @@ pub fn finish_checksums(d: &mut [u8], req: &CsumOffload) -> bool {
         if ihl < 20 || l3 + ihl > d.len() {
             return false;
         }
-        d[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-        let c = crate::wire::checksum::internet_checksum(&d[l3..l3 + ihl]);
+        let c = crate::wire::checksum::ipv4_header_checksum(&d[l3..l3 + ihl]);
         d[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
     }
     if req.l4 != L4Csum::None {
