@@ -386,7 +386,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
         let off = *offload;
         let mut offloaded = 0u64;
-        let mut uniform = true;
         s.remove.clear();
         let (mut vip, mut reply) = (Memo::new(), Memo::new());
         // In chunks, so that a chunk's metadata, keys, slots and headers are still in L1
@@ -407,7 +406,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 }) {
                     if m.is_fragment() {
                         f.decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
-                        uniform = false;
                         continue;
                     }
                     s.keys[k] = FlowKey {
@@ -462,7 +460,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 match s.what[j] {
                     What::Pass => {}
                     What::Vip(sid) => {
-                        uniform = false;
                         let (entry, h) = match s.out[j] {
                             Some((h, Direction::Original)) => match ct.payload(h) {
                                 Some(e) => (*e, Some(h)),
@@ -598,7 +595,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                 continue;
                             }
                         };
-                        uniform = false;
                         let svc = &t.services[sid as usize];
                         let vport = svc.port.unwrap_or(m.src_port);
                         let len = pkt.data().len() as u64;
@@ -638,11 +634,9 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 fc.add_extra(idx, v);
             }
         }
-        if uniform {
-            Verdict::All(Decision::Next(OUT_NEXT))
-        } else {
-            Verdict::PerPacket
-        }
+        // Every packet has its decision (`next` unless changed): the graph moves the vector
+        // whole when they all agree.
+        Verdict::PerPacket
     }
 }
 
