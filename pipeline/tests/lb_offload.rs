@@ -40,18 +40,6 @@ impl PacketBuf for NicBuf {
     }
 }
 
-/// One's-complement sum of big-endian 16-bit words (odd byte padded), folded.
-fn sum16(data: &[u8]) -> u16 {
-    let mut acc: u64 = data
-        .chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
 /// What a NIC does at transmit: the IPv4 header checksum over the header (its field must
 /// be 0), the L4 checksum over the segment whose checksum field holds the pseudo-header
 /// sum; a UDP result of 0 goes out as 0xffff.
@@ -66,7 +54,7 @@ fn transmit(b: &NicBuf) -> Vec<u8> {
             &[0, 0],
             "IPv4 checksum field 0 for the NIC"
         );
-        let c = !sum16(&f[l3..l4]);
+        let c = !(ones_sum(0, &f[l3..l4]) as u16);
         f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
     }
     let end = if r.ipv4 {
@@ -79,7 +67,7 @@ fn transmit(b: &NicBuf) -> Vec<u8> {
         L4Csum::Tcp => l4 + 16,
         L4Csum::Udp => l4 + 6,
     };
-    let c = match !sum16(&f[l4..end]) {
+    let c = match !(ones_sum(0, &f[l4..end]) as u16) {
         0 if r.l4 == L4Csum::Udp => 0xffff,
         x => x,
     };

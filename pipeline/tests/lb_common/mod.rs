@@ -20,7 +20,7 @@ pub const FIN: u8 = 0x01;
 pub const PSH: u8 = 0x08;
 
 /// One's-complement sum of big-endian 16-bit words, written from scratch for the tests.
-fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
+pub fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
     let mut i = 0;
     while i + 1 < data.len() {
         acc += (data[i] as u32) << 8 | data[i + 1] as u32;
