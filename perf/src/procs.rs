@@ -93,15 +93,17 @@ impl Proc {
 
     /// Sends SIGINT (a clean stop for the dataplane and testpmd).
     pub fn interrupt(&self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        self.signal("-INT");
     }
 
     /// Sends SIGHUP (the dataplane reloads its config file).
     pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([sig, &self.child.id().to_string()])
             .status();
     }
 
