@@ -21,7 +21,9 @@
 //! (`--small-pages`: not, for comparison).
 //!
 //! `--quick`: 1k and 100k flows only (the 1M keys of the JSON are then null); `--flows N`:
-//! established flows at that one count only, nothing else and no JSON (for profiling).
+//! established flows at that one count only, nothing else and no JSON (for profiling);
+//! `--capacity N` with it: a connection table for N flows instead (the dataplane's
+//! configured `capacity` is usually well above the flows it holds: a sparser table).
 //!
 //! The machine may be shared: medians of several rounds; compare runs, not single figures.
 
@@ -39,6 +41,7 @@ struct Args {
     rounds: usize,
     quick: bool,
     flows: Option<u32>,
+    capacity: Option<usize>,
     small_pages: bool,
 }
 
@@ -48,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: 7,
         quick: false,
         flows: None,
+        capacity: None,
         small_pages: false,
     };
     let mut it = std::env::args().skip(1);
@@ -73,8 +77,17 @@ fn parse_args() -> Result<Args, String> {
                         .max(1),
                 )
             }
+            "--capacity" => {
+                a.capacity = Some(
+                    it.next()
+                        .ok_or("--capacity needs a value")?
+                        .parse::<usize>()
+                        .map_err(|e| format!("--capacity: {e}"))?
+                        .max(1),
+                )
+            }
             "-h" | "--help" => {
-                println!("usage: lb-bench [--json FILE] [--rounds N] [--quick] [--flows N] [--small-pages]");
+                println!("usage: lb-bench [--json FILE] [--rounds N] [--quick] [--flows N [--capacity N]] [--small-pages]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -176,7 +189,7 @@ fn lb_cpp(
 }
 
 fn established(flows: u32, args: &Args) -> Result<Value, String> {
-    let mut g = graph(flows as usize)?;
+    let mut g = graph(args.capacity.unwrap_or(flows as usize).max(flows as usize))?;
     let mut src = source(flows)?;
     let bursts = (flows as u64).div_ceil(VECTOR_SIZE as u64);
     // Warm-up: every flow inserted once.
