@@ -19,8 +19,9 @@
 //!   for about 1 probe in 170 at load 0.5, a slot whose tag collides) instead of every
 //!   slot before it on the probe path (1.45 slot lines per hit at load 0.5, the extra
 //!   ones read only after the first arrived). Measured with `lb-bench` (the `lb` node,
-//!   interleaved runs): 100k flows 153 -> 133 cycles/packet, 1M 170 -> 145; 1k 79 -> 85
-//!   (the extra passes cost where every line is cached anyway).
+//!   interleaved runs, table at load 0.38-0.48): 100k flows 153 -> 126-133 cycles/packet,
+//!   1M 170 -> 145; 1k 79 -> 85 (the extra passes cost where every line is cached anyway).
+//!   Sparse tables are looked up without the tags (see `SPARSE_LOAD_DIV`).
 //! * **Bidirectional**: the entry stores the originator's [`FlowKey`]; the slot is chosen
 //!   by [`FlowKey::symmetric_hash`], so a lookup with the reply key (addresses and ports
 //!   swapped) lands in the same probe sequence and matches the stored key reversed. The
@@ -53,7 +54,7 @@
 //! another: hash every key and touch its home tag; walk each key's tags to its candidate
 //! slot and touch that slot's line; then compare keys (a tag collision falls back to the
 //! plain probe from the next slot). Touches are skipped where the lines are taken to be
-//! cached anyway (small tag arrays or tables), and a sparse table (load at most 1/8) skips
+//! cached anyway (small tag arrays or tables), and a sparse table (load at most 1/4) skips
 //! the tags altogether: it touches the home slots and probes the slots. A touch is a plain load whose value feeds
 //! `std::hint::black_box`. `_mm_prefetch` is not used: on rustc 1.95 it is a safe function
 //! only inside `#[target_feature(enable = "sse")]` code, and calling such code from normal
@@ -317,12 +318,16 @@ const CACHED_SLOTS: usize = 1 << 14;
 /// [`ConnTrack::lookup_batch`] does not touch their lines ahead.
 const CACHED_TAGS: usize = 1 << 18;
 
-/// A table at most `1 / SPARSE_LOAD_DIV` full is looked up without its tags: about 15
-/// entries in 16 sit in their home slot, and the tag lines would only add to the working
-/// set. Measured (interleaved runs): the stateful `acl` node, 10k flows in a 65,536-entry
-/// table (load 0.08), 60 cycles/packet with tags, 48 without; the `lb` node, 100k flows in
-/// a 262,144-entry table (load 0.19), 115-128 with tags, 128-131 without.
-const SPARSE_LOAD_DIV: usize = 8;
+/// A table at most `1 / SPARSE_LOAD_DIV` full is looked up without its tags: about 7
+/// entries in 8 sit in their home slot (the next slot's line, when needed, often arrives
+/// with the home slot's: the L2 prefetches adjacent lines), and the tag lines would only add
+/// to the working set. Measured (interleaved runs): the stateful `acl` node, 10k flows in a
+/// 65,536-entry table (load 0.08), 60 cycles/packet with tags, 48 without; the `lb` node in
+/// the vhost benchmark's DUT (100k flows, 200k-entry table, load 0.19, vhost I/O between
+/// bursts), 146-151 with tags, 136-143 without (in-process, where the tags stay in L2,
+/// 115-128 with, 128-131 without). Above 1/4 the tags pay: `lb-bench` at load 0.38-0.48,
+/// 100k flows 153 -> 126, 1M 170 -> 145.
+const SPARSE_LOAD_DIV: usize = 4;
 
 /// Tags `candidate` compares at once (one little-endian `u64`).
 const TAG_WINDOW: usize = 8;
@@ -1422,8 +1427,8 @@ mod tests {
         // Only the last two are stored: the first collides with both on the probe path.
         ct.insert(&keys[1], 0, 1).unwrap();
         ct.insert(&keys[2], 0, 2).unwrap();
-        // Enough other flows for the batched lookup to walk the tags (load above 1/8).
-        for i in 0..30 {
+        // Enough other flows for the batched lookup to walk the tags (load above 1/4).
+        for i in 0..40 {
             let _ = ct.insert(&udp6(i), 0, 100);
         }
         assert!(ct.len() * SPARSE_LOAD_DIV > ct.slot_count());
@@ -1456,8 +1461,8 @@ mod tests {
 
     #[test]
     fn batch_matches_single_lookups() {
-        // 225 entries: at load 0.11 (sparse: no tags) and at 0.22 (tags).
-        for capacity in [1000, 300] {
+        // 225 entries: at load 0.11 (sparse: no tags) and at 0.44 (tags).
+        for capacity in [1000, 256] {
             batch_matches_single_lookups_at(capacity);
         }
     }
