@@ -90,7 +90,39 @@ fn atom(r: &mut Rng) -> String {
     }
 }
 
-fn ruleset(r: &mut Rng) -> AclConfig {
+/// An atom for the packed layout's rule sets: at most 3 port references (`@g0`, `@g1`,
+/// port `p2`) and 3 protocols (TCP, UDP, ICMPv4).
+fn packable_atom(r: &mut Rng) -> String {
+    let cmp = ["==", "!="];
+    match r.below(9) {
+        0 => format!("inport {} @g{}", r.pick(&cmp), r.below(2)),
+        1 => format!("outport {} @g{}", r.pick(&cmp), r.below(2)),
+        2 => "inport == \"p2\"".to_string(),
+        3 => r
+            .pick(&["ip4", "ip6", "tcp", "udp", "icmp4", "ip"])
+            .to_string(),
+        4 | 5 => format!(
+            "ip4.{} {} {}",
+            r.pick(&["src", "dst"]),
+            r.pick(&cmp),
+            r.pick(&NETS4)
+        ),
+        6 => format!("ip6.{} == {}", r.pick(&["src", "dst"]), r.pick(&NETS6)),
+        7 => {
+            let lo = *r.pick(&[0u16, 80, 1000, 1024]);
+            format!(
+                "{p}.{s} >= {lo} && {p}.{s} <= {}",
+                lo + *r.pick(&[0u16, 1, 1000, 20000]),
+                p = r.pick(&["tcp", "udp"]),
+                s = r.pick(&["src", "dst"])
+            )
+        }
+        _ => format!("icmp4.type == {}", r.pick(&[0u8, 8, 3])),
+    }
+}
+
+fn ruleset(r: &mut Rng, packable: bool) -> AclConfig {
+    let atom = if packable { packable_atom } else { atom };
     let n = 1 + r.below(24);
     let mut text = format!(
         "[acl]\ndefault = \"{}\"\n[acl.port_groups]\ng0 = [\"p0\", \"p1\"]\ng1 = [\"role:edge\", \"p2\"]\ng2 = [\"p3\"]\n[acl.address_sets]\ns0 = [\"10.0.1.0/24\", \"10.0.2.5\", \"2001:db8:0:1::/64\"]\ns1 = [\"10.0.0.0/16\", \"10.1.2.0/24\"]\n",
@@ -176,13 +208,19 @@ fn rte_acl_agrees_with_the_reference() {
     let mut matched = 0usize;
     let mut ties = 0usize;
     for set in 0..RULESETS {
-        let cfg = ruleset(&mut r);
+        // All four key layouts: packed (classes and a protocol code in byte 0), compact
+        // (classes beside word B), narrow (classes in one group) and wide.
+        let layout = [
+            ClassLayout::Compact,
+            ClassLayout::Narrow,
+            ClassLayout::Wide,
+            ClassLayout::Packed,
+        ][set % 4];
+        let cfg = ruleset(&mut r, layout == ClassLayout::Packed);
         let rs = RuleSet::from_config(&cfg).unwrap();
         let table = AclTable::new(rs, ExpandLimits::default()).unwrap();
-        // All three key layouts: compact (classes beside word B), narrow (classes in one
-        // group) and wide.
-        let layout = [ClassLayout::Compact, ClassLayout::Narrow, ClassLayout::Wide][set % 3];
-        let acl = compile_with(&table, &ports, Some(layout)).unwrap();
+        let acl = compile_with(&table, &ports, Some(layout))
+            .unwrap_or_else(|e| panic!("{layout:?}: {e}\n{cfg:?}"));
         assert_eq!(acl.layout, layout);
         layouts_used.insert(format!("{layout:?}"));
         for v in [IpVersion::V4, IpVersion::V6] {
@@ -266,8 +304,11 @@ fn rte_acl_agrees_with_the_reference() {
                 } else {
                     0
                 };
-                keys[fam][want[fam].len() - 1]
-                    .set_from_meta(&m, acl.layout.words(acl.bits(inp as u16), out_bits));
+                keys[fam][want[fam].len() - 1].set_from_meta(
+                    &m,
+                    acl.layout.words(acl.bits(inp as u16), out_bits),
+                    &acl.protos,
+                );
             }
             for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
                 let n = want[fam].len();
@@ -301,7 +342,7 @@ fn rte_acl_agrees_with_the_reference() {
         "the rule sets discriminate: {matched}/{checked}"
     );
     assert!(algs_used.contains("scalar") && algs_used.contains("sse"));
-    assert_eq!(layouts_used.len(), 3, "layouts {layouts_used:?}");
+    assert_eq!(layouts_used.len(), 4, "layouts {layouts_used:?}");
     // The compact layout never constrains its second word B: that group is elided
     // whenever no rule of the family tests word A (source port / ICMP type).
     assert!(elided > 0, "no rule set had an elided group");

@@ -36,6 +36,13 @@
 //! group at 20 keeps word A only (its word B field is always a wildcard there), so a
 //! security group rule on a port group, a destination port and one address walks 9 bytes.
 //!
+//! **Packed layout**: when the rules use at most 3 port references and at most 3 distinct
+//! protocols (every protocol match exact or absent), byte 0 carries both: bits 0..2 a
+//! protocol code (the rules' protocols numbered 1..=3 in [`ProtoMap`], every other protocol
+//! 0), bits 2..5 the input-port classes, bits 5..8 the output-port classes (one BITMASK
+//! field). Both L4 words then sit in the group at 20, so a rule set matching source and
+//! destination addresses, both L4 ports and port groups walks 13 bytes instead of 17.
+//!
 //! **Elided groups**: a 4-byte group that no rule of a family constrains (every rule has
 //! the full range, prefix length 0 or bitmask 0 in all of its fields) is left out of that
 //! family's rte_acl layout ([`CompiledAcl::fields`]), so the trie never walks it; the key
@@ -85,12 +92,18 @@ pub const MAX_PORT_CLASSES: usize = 64;
 pub const NARROW_PORT_CLASSES: usize = 16;
 /// Most port references for the compact layout (8 bits per direction beside word B).
 pub const COMPACT_PORT_CLASSES: usize = 8;
+/// Most port references for the packed layout (3 bits per direction in byte 0).
+pub const PACKED_PORT_CLASSES: usize = 3;
+/// Most distinct protocols the rules of the packed layout may match (codes 1..=3).
+pub const PACKED_PROTOCOLS: usize = 3;
 /// Offset of the compact group (input classes, output classes, L4 word B).
 pub const OFF_COMPACT: usize = 56;
 
 /// How the port-class bitmasks sit in the key (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClassLayout {
+    /// Up to 3 classes and 3 protocols: classes and a protocol code share byte 0.
+    Packed,
     /// Up to 8 classes: input and output classes share one 4-byte group with L4 word B.
     #[default]
     Compact,
@@ -115,6 +128,7 @@ impl ClassLayout {
     /// The most port references this layout holds.
     pub fn max_classes(self) -> usize {
         match self {
+            ClassLayout::Packed => PACKED_PORT_CLASSES,
             ClassLayout::Compact => COMPACT_PORT_CLASSES,
             ClassLayout::Narrow => NARROW_PORT_CLASSES,
             ClassLayout::Wide => MAX_PORT_CLASSES,
@@ -125,10 +139,17 @@ impl ClassLayout {
     #[inline(always)]
     pub fn words(self, in_bits: u64, out_bits: u64) -> ClassWords {
         match self {
+            ClassLayout::Packed => ClassWords {
+                groups: [0; 4],
+                compact: 0,
+                compact_only: true,
+                byte0: ((in_bits as u8 & 7) << 2) | ((out_bits as u8 & 7) << 5),
+            },
             ClassLayout::Compact => ClassWords {
                 groups: [0; 4],
                 compact: (in_bits as u32 & 0xff) << 24 | (out_bits as u32 & 0xff) << 16,
                 compact_only: true,
+                byte0: 0,
             },
             ClassLayout::Narrow => ClassWords {
                 groups: [
@@ -139,6 +160,7 @@ impl ClassLayout {
                 ],
                 compact: 0,
                 compact_only: false,
+                byte0: 0,
             },
             ClassLayout::Wide => ClassWords {
                 groups: [
@@ -149,6 +171,7 @@ impl ClassLayout {
                 ],
                 compact: 0,
                 compact_only: false,
+                byte0: 0,
             },
         }
     }
@@ -156,6 +179,8 @@ impl ClassLayout {
     /// The rte_acl field layout of a family.
     pub fn fields(self, v: IpVersion) -> &'static [FieldDef] {
         match (self, v) {
+            (ClassLayout::Packed, IpVersion::V4) => &V4_PACKED_FIELDS,
+            (ClassLayout::Packed, IpVersion::V6) => &V6_PACKED_FIELDS,
             (ClassLayout::Compact, IpVersion::V4) => &V4_COMPACT_FIELDS,
             (ClassLayout::Compact, IpVersion::V6) => &V6_COMPACT_FIELDS,
             (ClassLayout::Narrow, IpVersion::V4) => &V4_NARROW_FIELDS,
@@ -177,6 +202,52 @@ pub struct ClassWords {
     /// The layout reads the compact group only: key bytes 4..20 need not be written (no
     /// field of the layout reads them, so whatever they hold is never classified).
     pub compact_only: bool,
+    /// Class bits of byte 0 (packed layout; 0 otherwise), ORed with the protocol's byte.
+    pub byte0: u8,
+}
+
+/// What byte 0 of the key holds for each IP protocol: the protocol itself, or in the packed
+/// layout its code (1..=3 for the rules' protocols, 0 for any other).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProtoMap(pub [u8; 256]);
+
+impl ProtoMap {
+    /// Every protocol as itself.
+    pub fn identity() -> Self {
+        let mut m = [0u8; 256];
+        for (i, b) in m.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        ProtoMap(m)
+    }
+
+    /// `protos` numbered 1.. in order, every other protocol 0.
+    pub fn codes(protos: &[u8]) -> Self {
+        let mut m = [0u8; 256];
+        for (i, p) in protos.iter().enumerate() {
+            m[usize::from(*p)] = i as u8 + 1;
+        }
+        ProtoMap(m)
+    }
+
+    /// Byte 0's value for protocol `p`.
+    #[inline(always)]
+    pub fn get(&self, p: u8) -> u8 {
+        self.0[usize::from(p)]
+    }
+}
+
+impl std::fmt::Debug for ProtoMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let coded: Vec<(usize, u8)> = self
+            .0
+            .iter()
+            .enumerate()
+            .filter(|&(i, &c)| c != i as u8)
+            .map(|(i, &c)| (i, c))
+            .collect();
+        write!(f, "ProtoMap(differs from identity at {coded:?})")
+    }
 }
 
 /// The classifier input for one packet (see the module docs for the layout).
@@ -201,13 +272,13 @@ impl std::fmt::Debug for AclKey {
 }
 
 impl AclKey {
-    /// Fills the key from parsed metadata (an IP packet) and the port-class words.
-    /// An IPv4 key is written without the address bytes past the first four: they are
-    /// never read by the IPv4 layouts, and a key buffer holds one family's keys only (so
-    /// they stay as they were, zero).
+    /// Fills the key from parsed metadata (an IP packet), the port-class words and the
+    /// rules' [`ProtoMap`]. An IPv4 key is written without the address bytes past the first
+    /// four: they are never read by the IPv4 layouts, and a key buffer holds one family's
+    /// keys only (so they stay as they were, zero).
     #[inline(always)]
-    pub fn set_from_meta(&mut self, m: &PacketMeta, classes: ClassWords) {
-        let (proto, l4) = (m.protocol, l4_words(m));
+    pub fn set_from_meta(&mut self, m: &PacketMeta, classes: ClassWords, protos: &ProtoMap) {
+        let (proto, l4) = (protos.get(m.protocol) | classes.byte0, l4_words(m));
         if m.ip_version == 4 {
             self.fill(proto, classes, l4, &m.src_addr, &m.dst_addr, 4);
         } else {
@@ -215,7 +286,8 @@ impl AclKey {
         }
     }
 
-    /// Fills the key. `classes` comes from [`ClassLayout::words`]; `src`/`dst` hold an
+    /// Fills the key. `proto` is byte 0 (see [`ProtoMap`]); `classes` comes from
+    /// [`ClassLayout::words`]; `src`/`dst` hold an
     /// IPv4 address in bytes 0..4 or an IPv6 address, of which the first `addr_len` bytes
     /// are written (a constant at every call, so each caller gets its own straight-line
     /// stores); `l4` is (source port, destination port) or (ICMP type, code).
@@ -230,7 +302,7 @@ impl AclKey {
         addr_len: usize,
     ) {
         let k = &mut self.0;
-        // Bytes 0..4: protocol and padding, in one store.
+        // Bytes 0..4: protocol (or its code and the packed classes) and padding, in one store.
         k[OFF_PROTO..OFF_PROTO + 4].copy_from_slice(&u32::from(proto).to_le_bytes());
         if !classes.compact_only {
             for (i, w) in classes.groups.iter().enumerate() {
@@ -332,6 +404,13 @@ const COMPACT_PORTS: [FieldDef; 5] = [
     fd(FieldKind::Range, 2, 1, OFF_L4 + 2),
 ];
 
+/// Packed port fields: the classes are in byte 0 (with the protocol code); both L4 words in
+/// one group.
+const PACKED_PORTS: [FieldDef; 2] = [
+    fd(FieldKind::Range, 2, 0, OFF_L4),
+    fd(FieldKind::Range, 2, 0, OFF_L4 + 2),
+];
+
 /// Number of fields of the IPv4 layout.
 pub const V4_NUM_FIELDS: usize = 9;
 /// Number of fields of the IPv6 layout.
@@ -344,6 +423,10 @@ pub const V6_NARROW_NUM_FIELDS: usize = 13;
 pub const V4_COMPACT_NUM_FIELDS: usize = 8;
 /// Number of fields of the compact IPv6 layout.
 pub const V6_COMPACT_NUM_FIELDS: usize = 14;
+/// Number of fields of the packed IPv4 layout.
+pub const V4_PACKED_NUM_FIELDS: usize = 5;
+/// Number of fields of the packed IPv6 layout.
+pub const V6_PACKED_NUM_FIELDS: usize = 11;
 
 /// A family's layout: the protocol, then `words` 32-bit words of each address (source,
 /// then destination), then the class layout's `ports` fields (their groups after the
@@ -381,6 +464,10 @@ pub const V6_NARROW_FIELDS: [FieldDef; V6_NARROW_NUM_FIELDS] = layout(&NARROW_PO
 pub const V4_COMPACT_FIELDS: [FieldDef; V4_COMPACT_NUM_FIELDS] = layout(&COMPACT_PORTS, 1);
 /// The compact IPv6 layout.
 pub const V6_COMPACT_FIELDS: [FieldDef; V6_COMPACT_NUM_FIELDS] = layout(&COMPACT_PORTS, 4);
+/// The packed IPv4 layout (byte 0: protocol code and classes).
+pub const V4_PACKED_FIELDS: [FieldDef; V4_PACKED_NUM_FIELDS] = layout(&PACKED_PORTS, 1);
+/// The packed IPv6 layout.
+pub const V6_PACKED_FIELDS: [FieldDef; V6_PACKED_NUM_FIELDS] = layout(&PACKED_PORTS, 4);
 
 /// A field's value in a compiled rule (host byte order, as rte_acl wants rules).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -413,6 +500,10 @@ pub enum CompileError {
     /// from the expansion).
     #[error("acl #{0}: a flat rule constrains both L4 ports and ICMP fields")]
     L4Overlay(usize),
+    /// The packed layout was asked for, but the rules match more than
+    /// [`PACKED_PROTOCOLS`] protocols (or protocol bits).
+    #[error("the ACLs match more than {PACKED_PROTOCOLS} protocols: they do not fit the packed key layout")]
+    TooManyProtocols,
     /// The classifier could not be built.
     #[error("building the classifier: {0}")]
     Build(String),
@@ -507,6 +598,7 @@ fn compile_rule(
     r: &FlatRule,
     classes: &PortClasses,
     layout: ClassLayout,
+    protos: &ProtoMap,
     priority: u32,
 ) -> Result<CompiledRule, CompileError> {
     let ports_full = r.src_port.lo == 0
@@ -537,15 +629,29 @@ fn compile_rule(
         value: value as u32,
         mask_range: mask as u32,
     };
-    let mut fields = vec![FieldValue {
-        value: u32::from(r.proto.value),
-        mask_range: u32::from(r.proto.mask),
+    let mut fields = vec![if layout == ClassLayout::Packed {
+        // Protocol code (exact or absent: checked by `packable`) and the class bits.
+        let (pv, pm) = if r.proto.mask == 0 {
+            (0u8, 0u8)
+        } else {
+            (protos.get(r.proto.value), 0b11u8)
+        };
+        FieldValue {
+            value: u32::from(pv) | ((iv as u32 & 7) << 2) | ((ov as u32 & 7) << 5),
+            mask_range: u32::from(pm) | ((im as u32 & 7) << 2) | ((om as u32 & 7) << 5),
+        }
+    } else {
+        FieldValue {
+            value: u32::from(r.proto.value),
+            mask_range: u32::from(r.proto.mask),
+        }
     }];
     let range = |(lo, hi): (u16, u16)| FieldValue {
         value: u32::from(lo),
         mask_range: u32::from(hi),
     };
     match layout {
+        ClassLayout::Packed => fields.extend([range(a), range(b)]),
         ClassLayout::Compact => fields.extend([
             bm(iv & 0xff, im & 0xff),
             bm(ov & 0xff, om & 0xff),
@@ -601,6 +707,8 @@ pub struct CompiledAcl {
     pub port_bits: Vec<u64>,
     /// Where the class bitmasks sit in the key (narrow when the classes fit 16 bits).
     pub layout: ClassLayout,
+    /// Byte 0 per protocol (codes in the packed layout, else the protocol itself).
+    pub protos: ProtoMap,
     /// The IPv4 rte_acl layout: the class layout's fields without elided groups.
     pub v4_fields: Vec<FieldDef>,
     /// The IPv6 rte_acl layout, likewise.
@@ -614,7 +722,24 @@ pub fn compile(table: &AclTable, ports: &[PortInfo]) -> Result<CompiledAcl, Comp
     compile_with(table, ports, None)
 }
 
-/// [`compile`] with the class layout forced (`None`: narrow when the classes fit).
+/// The protocols `flat` matches exactly, sorted, if the packed layout can hold them: at most
+/// [`PACKED_PROTOCOLS`], and no rule matching some protocol bits only.
+fn packable<'r>(flat: impl IntoIterator<Item = &'r FlatRule>) -> Option<Vec<u8>> {
+    let mut protos = Vec::new();
+    for r in flat {
+        match r.proto.mask {
+            0 => {}
+            0xff => protos.push(r.proto.value),
+            _ => return None,
+        }
+    }
+    protos.sort_unstable();
+    protos.dedup();
+    (protos.len() <= PACKED_PROTOCOLS).then_some(protos)
+}
+
+/// [`compile`] with the class layout forced (`None`: the smallest that fits: packed,
+/// compact, narrow, then wide).
 pub fn compile_with(
     table: &AclTable,
     ports: &[PortInfo],
@@ -622,17 +747,26 @@ pub fn compile_with(
 ) -> Result<CompiledAcl, CompileError> {
     let rules = table.rules();
     let classes = PortClasses::of(table.flat_rules())?;
+    let packed = packable(table.flat_rules());
     let layout = match layout {
         Some(l) if classes.len() > l.max_classes() => {
             return Err(CompileError::TooManyPortClasses(classes.len()))
         }
+        Some(ClassLayout::Packed) if packed.is_none() => {
+            return Err(CompileError::TooManyProtocols)
+        }
         Some(l) => l,
+        None if packed.is_some() && classes.len() <= PACKED_PORT_CLASSES => ClassLayout::Packed,
         None => ClassLayout::for_classes(classes.len()),
+    };
+    let protos = match (&packed, layout) {
+        (Some(p), ClassLayout::Packed) => ProtoMap::codes(p),
+        _ => ProtoMap::identity(),
     };
     let prio = dense_priorities(rules.acls());
     let (mut v4, mut v6) = (Vec::new(), Vec::new());
     for r in table.flat_rules() {
-        let c = compile_rule(r, &classes, layout, prio[r.acl])?;
+        let c = compile_rule(r, &classes, layout, &protos, prio[r.acl])?;
         match r.version {
             IpVersion::V4 => v4.push(c),
             IpVersion::V6 => v6.push(c),
@@ -662,6 +796,7 @@ pub fn compile_with(
         classes,
         port_bits,
         layout,
+        protos,
         v4_fields,
         v6_fields,
     })
@@ -877,6 +1012,7 @@ mod tests {
         k.set_from_meta(
             &m,
             acl.layout.words(bits(p.inport.name), bits(p.outport.name)),
+            &acl.protos,
         );
         k
     }

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde::Deserialize;
 
-use super::key::{AclKey, ClassWords, Classify, CompiledAcl};
+use super::key::{AclKey, ClassWords, Classify, CompiledAcl, ProtoMap};
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use super::reject as reject_reply;
@@ -187,13 +187,20 @@ impl Scratch {
     /// Appends the key of IP packet `m` to its family's list (`nf`: keys per family so
     /// far), remembering `idx` for the result.
     #[inline(always)]
-    fn push_key(&mut self, nf: &mut [usize; 2], m: &PacketMeta, words: ClassWords, idx: u16) {
+    fn push_key(
+        &mut self,
+        nf: &mut [usize; 2],
+        m: &PacketMeta,
+        words: ClassWords,
+        protos: &ProtoMap,
+        idx: u16,
+    ) {
         // Constant indices only, so both counts stay in registers (a `nf[fam]` store and
         // reload would chain every packet to the previous one through memory).
         let six = m.ip_version == 6;
         let fam = usize::from(six);
         let t = if six { nf[1] } else { nf[0] };
-        self.keys[fam][t].set_from_meta(m, words);
+        self.keys[fam][t].set_from_meta(m, words, protos);
         self.fam_idx[fam][t] = idx;
         if six {
             nf[1] = t + 1;
@@ -663,7 +670,7 @@ fn stateless_keys<P: PacketBuf>(
             let inp = f.pkts[i].in_port();
             let out = outp(inp, m);
             let words = pairs.words(acl, inp, out);
-            s.push_key(&mut nf, m, words, i as u16);
+            s.push_key(&mut nf, m, words, &acl.protos, i as u16);
         } else {
             f.decisions[i] = on_non_ip(&f.pkts[i]);
         }
@@ -809,7 +816,7 @@ impl<C: Classify> AclNode<C> {
             }
             let inp = f.pkts[i].in_port();
             let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
-            s.push_key(&mut nf, m, words, j as u16);
+            s.push_key(&mut nf, m, words, &prog.acl.protos, j as u16);
         }
 
         // 4. One classify call per family present; results back in IP order.
