@@ -51,6 +51,32 @@ const NETS6: [&str; 5] = [
 ];
 const PORTS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
+/// An IPv4 source or destination (in)equality with one of [`NETS4`].
+fn ip4_atom(r: &mut Rng) -> String {
+    format!(
+        "ip4.{} {} {}",
+        r.pick(&["src", "dst"]),
+        r.pick(&["==", "!="]),
+        r.pick(&NETS4)
+    )
+}
+
+/// An IPv6 source or destination in one of [`NETS6`].
+fn ip6_atom(r: &mut Rng) -> String {
+    format!("ip6.{} == {}", r.pick(&["src", "dst"]), r.pick(&NETS6))
+}
+
+/// A TCP or UDP source or destination port range.
+fn port_range_atom(r: &mut Rng) -> String {
+    let lo = *r.pick(&[0u16, 80, 1000, 1024]);
+    format!(
+        "{p}.{s} >= {lo} && {p}.{s} <= {}",
+        lo + *r.pick(&[0u16, 1, 1000, 20000]),
+        p = r.pick(&["tcp", "udp"]),
+        s = r.pick(&["src", "dst"])
+    )
+}
+
 fn atom(r: &mut Rng) -> String {
     let cmp = ["==", "!="];
     match r.below(14) {
@@ -61,24 +87,11 @@ fn atom(r: &mut Rng) -> String {
         4 => r
             .pick(&["ip4", "ip6", "tcp", "udp", "icmp4", "icmp6", "ip", "!tcp"])
             .to_string(),
-        5 | 6 => format!(
-            "ip4.{} {} {}",
-            r.pick(&["src", "dst"]),
-            r.pick(&cmp),
-            r.pick(&NETS4)
-        ),
-        7 => format!("ip6.{} == {}", r.pick(&["src", "dst"]), r.pick(&NETS6)),
+        5 | 6 => ip4_atom(r),
+        7 => ip6_atom(r),
         8 => format!("ip4.src == ${}", r.pick(&["s0", "s1"])),
         9 => format!("{}.dst == {{80, 443, 8080}}", r.pick(&["tcp", "udp"])),
-        10 => {
-            let lo = *r.pick(&[0u16, 80, 1000, 1024]);
-            format!(
-                "{p}.{s} >= {lo} && {p}.{s} <= {}",
-                lo + *r.pick(&[0u16, 1, 1000, 20000]),
-                p = r.pick(&["tcp", "udp"]),
-                s = r.pick(&["src", "dst"])
-            )
-        }
+        10 => port_range_atom(r),
         11 => format!(
             "{}.src {} {}",
             r.pick(&["tcp", "udp"]),
@@ -101,22 +114,9 @@ fn packable_atom(r: &mut Rng) -> String {
         3 => r
             .pick(&["ip4", "ip6", "tcp", "udp", "icmp4", "ip"])
             .to_string(),
-        4 | 5 => format!(
-            "ip4.{} {} {}",
-            r.pick(&["src", "dst"]),
-            r.pick(&cmp),
-            r.pick(&NETS4)
-        ),
-        6 => format!("ip6.{} == {}", r.pick(&["src", "dst"]), r.pick(&NETS6)),
-        7 => {
-            let lo = *r.pick(&[0u16, 80, 1000, 1024]);
-            format!(
-                "{p}.{s} >= {lo} && {p}.{s} <= {}",
-                lo + *r.pick(&[0u16, 1, 1000, 20000]),
-                p = r.pick(&["tcp", "udp"]),
-                s = r.pick(&["src", "dst"])
-            )
-        }
+        4 | 5 => ip4_atom(r),
+        6 => ip6_atom(r),
+        7 => port_range_atom(r),
         _ => format!("icmp4.type == {}", r.pick(&[0u8, 8, 3])),
     }
 }

@@ -58,34 +58,11 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--json" => a.json = Some(it.next().ok_or("--json needs a value")?),
-            "--rounds" => {
-                a.rounds = it
-                    .next()
-                    .ok_or("--rounds needs a value")?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--rounds: {e}"))?
-                    .max(1)
-            }
+            "--rounds" => a.rounds = count(&mut it, "--rounds")?,
             "--quick" => a.quick = true,
             "--small-pages" => a.small_pages = true,
-            "--flows" => {
-                a.flows = Some(
-                    it.next()
-                        .ok_or("--flows needs a value")?
-                        .parse::<u32>()
-                        .map_err(|e| format!("--flows: {e}"))?
-                        .max(1),
-                )
-            }
-            "--capacity" => {
-                a.capacity = Some(
-                    it.next()
-                        .ok_or("--capacity needs a value")?
-                        .parse::<usize>()
-                        .map_err(|e| format!("--capacity: {e}"))?
-                        .max(1),
-                )
-            }
+            "--flows" => a.flows = Some(count(&mut it, "--flows")?),
+            "--capacity" => a.capacity = Some(count(&mut it, "--capacity")?),
             "-h" | "--help" => {
                 println!("usage: lb-bench [--json FILE] [--rounds N] [--quick] [--flows N [--capacity N]] [--small-pages]");
                 std::process::exit(0);
@@ -94,6 +71,19 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(a)
+}
+
+/// The positive count after option `name` (0 is taken as 1).
+fn count<T: std::str::FromStr<Err = std::num::ParseIntError> + Ord + From<u8>>(
+    it: &mut impl Iterator<Item = String>,
+    name: &str,
+) -> Result<T, String> {
+    let v: T = it
+        .next()
+        .ok_or(format!("{name} needs a value"))?
+        .parse()
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(v.max(T::from(1)))
 }
 
 fn spec(capacity: usize) -> String {
