@@ -194,6 +194,8 @@ fn three_tier_through_rte_acl_on_ring_ports() {
     assert_eq!(by("web-telnet-reject"), N as u64);
     assert_eq!(counters.denials.rule_reject, N as u64);
     assert!(classifier.starts_with("rte_acl "), "{classifier}");
+    // Three port groups, one protocol (TCP): byte 0 holds its code and the class bitmasks.
+    assert!(classifier.contains("packed key layout"), "{classifier}");
 
     let snap = &report.pipeline[0];
     let acl = snap.node("acl").unwrap();

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pipeline::acl::key::{
-    AclKey, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef, LinearClassifier,
+    AclKey, ClassLayout, Classify, CompileError, CompiledAcl, CompiledRule, FieldDef,
+    LinearClassifier,
 };
 use pipeline::acl::{AclHub, HubRegistry, IpVersion};
 use pipeline::{PacketBuf, Registry, VECTOR_SIZE};
@@ -380,6 +381,8 @@ impl Drop for AclClassifier {
 pub struct RteAcl {
     v4: Option<AclClassifier>,
     v6: Option<AclClassifier>,
+    /// The key layout the rules were compiled for (reported by `describe`).
+    layout: ClassLayout,
 }
 
 impl RteAcl {
@@ -397,6 +400,7 @@ impl RteAcl {
         Ok(RteAcl {
             v4: one(IpVersion::V4)?,
             v6: one(IpVersion::V6)?,
+            layout: acl.layout,
         })
     }
 
@@ -433,10 +437,11 @@ impl Classify for RteAcl {
         let n = |c: &Option<AclClassifier>| c.as_ref().map_or(0, AclClassifier::rules);
         let bytes = |c: &Option<AclClassifier>| c.as_ref().map_or(0, AclClassifier::key_bytes);
         format!(
-            "rte_acl {} ({} IPv4 + {} IPv6 rules, {}/{} key bytes walked)",
+            "rte_acl {} ({} IPv4 + {} IPv6 rules, {} key layout, {}/{} key bytes walked)",
             self.alg().map_or("-", ClassifyAlg::name),
             n(&self.v4),
             n(&self.v6),
+            format!("{:?}", self.layout).to_lowercase(),
             bytes(&self.v4),
             bytes(&self.v6)
         )
