@@ -34,7 +34,7 @@ def markdown(doc):
     out.append(f"Topology: {doc.get('topology', '')}\n")
     out.append(f"Method: {meth.get('rounds')} interleaved rounds x {meth.get('seconds')} s (+{meth.get('warmup')} s warm-up) per DUT; "
                f"median (min-max) of forwarded Mpps, both directions. {meth.get('note', '')}. "
-               f"Limit: {meth.get('limit', '')}.\n")
+               f"Limit: {meth.get('limit', '')}. Full speed: {meth.get('full_speed', '-')}.\n")
     out.append("## Headline\n")
     out.append("| figure | value |\n|---|---|")
     for k, v in doc.items():
@@ -44,12 +44,16 @@ def markdown(doc):
     det = doc.get("headline_detail", {})
     if det:
         out.append("### Ratios behind the headline (first size and flow count)\n")
-        out.append("| ratio | DUT / DUT | median (min-max) | target | generator capacity Mpps (traffic) | limit |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("| ratio | DUT / DUT | median (min-max) | full-speed rounds: median (n) | target | generator capacity Mpps (traffic) | limit |")
+        out.append("|---|---|---|---|---|---|---|")
         for k, v in det.items():
             tgt = v.get("target")
             ok = "" if tgt is None else (" (met)" if v["median"] >= tgt else " (not met)")
-            out.append(f"| `{k}` | {v.get('numerator', '?')} / {v.get('denominator', '?')} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) | "
+            fs = v.get("full_speed_median")
+            fast = "-" if fs is None else f"{fs:.3f} ({len(v.get('full_speed_per_round', []))})"
+            if fs is not None and tgt is not None:
+                fast += " (met)" if fs >= tgt else " (not met)"
+            out.append(f"| `{k}` | {v.get('numerator', '?')} / {v.get('denominator', '?')} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) | {fast} | "
                        f"{'-' if tgt is None else '>= ' + str(tgt)}{ok} | {fmt(v.get('generator_capacity_mpps'))} ({v.get('traffic_profile', 'plain')}) | "
                        f"{v.get('numerator', '?')}: {v.get('numerator_limit', '?')}, {v.get('denominator', '?')}: {v.get('denominator_limit', '?')} |")
         out.append("")

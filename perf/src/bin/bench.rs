@@ -856,6 +856,15 @@ fn main() {
                 .fold(0.0, f64::max)
         };
         let cap = cap_of(Profile::Plain);
+        // The fastest single sample the generator sent with a traffic profile (the machine's
+        // speed swings between rounds; this is its best round).
+        let best_of = |p: Profile| {
+            per_dut
+                .iter()
+                .filter(|(d, _)| profile_of(d) == p)
+                .flat_map(|(_, ss)| ss.iter().map(Sample::sent))
+                .fold(0.0, f64::max)
+        };
         let mut limits: BTreeMap<&str, &str> = BTreeMap::new();
         let mean_bytes = perf::traffic::size_pattern(size)
             .map(|p| perf::traffic::mean_size(&p))
@@ -953,15 +962,30 @@ fn main() {
             if let (Some(xs), Some(ys)) = (per_dut.get(x), per_dut.get(y)) {
                 let per: Vec<f64> = xs.iter().zip(ys).map(|(p, q)| p.fwd() / q.fwd()).collect();
                 let (lo, hi) = min_max(&per);
+                // Rounds in which the denominator's generator ran at full speed (at least
+                // 90% of its best round with that traffic): there the ratio compares the
+                // DUTs, not the machine's slow phases.
+                let fast_at = 0.9 * best_of(profile_of(y));
+                let fast: Vec<f64> = xs
+                    .iter()
+                    .zip(ys)
+                    .filter(|(_, q)| q.sent() >= fast_at)
+                    .map(|(p, q)| p.fwd() / q.fwd())
+                    .collect();
+                let fast_median = (!fast.is_empty()).then(|| median(&fast));
                 let gcap = cap_of(profile_of(x));
                 let (lx, ly) = (
                     limits.get(x).copied().unwrap_or("?"),
                     limits.get(y).copied().unwrap_or("?"),
                 );
                 println!(
-                    "{size:>5}B {nf:>5} flows: {key} = {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3}){}; generator capacity {gcap:.3} Mpps ({} traffic); limit: {x} {lx}, {y} {ly}",
+                    "{size:>5}B {nf:>5} flows: {key} = {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3}){}; {}; generator capacity {gcap:.3} Mpps ({} traffic); limit: {x} {lx}, {y} {ly}",
                     median(&per),
                     target.map_or(String::new(), |t| format!(", target >= {t}")),
+                    fast_median.map_or("no full-speed round".to_string(), |m| format!(
+                        "{m:.3} over the {} full-speed rounds",
+                        fast.len()
+                    )),
                     profile_of(x).name(),
                 );
                 r.insert(
@@ -969,7 +993,9 @@ fn main() {
                     json!({"median": median(&per), "min": lo, "max": hi, "per_round": per,
                            "numerator": x, "denominator": y, "target": target,
                            "generator_capacity_mpps": gcap, "traffic_profile": profile_of(x).name(),
-                           "numerator_limit": lx, "denominator_limit": ly}),
+                           "numerator_limit": lx, "denominator_limit": ly,
+                           "full_speed_median": fast_median, "full_speed_per_round": fast,
+                           "full_speed_threshold_mpps": fast_at}),
                 );
             }
         }
@@ -977,6 +1003,9 @@ fn main() {
         if size == &sizes[0] && *nf == flows[0] {
             doc.insert("headline_detail".into(), Value::Object(r.clone()));
             for (k, v) in r {
+                if v["full_speed_median"].is_number() {
+                    doc.insert(format!("{k}_full_speed"), v["full_speed_median"].clone());
+                }
                 doc.insert(k, v["median"].clone());
             }
             doc.insert("generator_capacity_mpps".into(), json!(cap));
@@ -1016,6 +1045,7 @@ fn main() {
             "vip": format!("dpgen: port 0 sends {} UDP 5-tuples (10.1.0.0/18, ports from 1024) to {}:{} ({}% to port {}, denied by the ACL); port 1 answers every packet it receives (plays the 4 backends)", a.vip_flows, perf::topology::VIP, perf::topology::VIP_PORT, a.deny_percent, perf::topology::DENY_PORT)},
         "acl_rules": a.acl_rules,
         "lost": "generator sent - generator received - packets of deny flows sent",
+        "full_speed": "a ratio's full-speed rounds are those in which the denominator's generator sent at least 90% of the fastest single sample seen with that traffic profile; their median (key <ratio>_full_speed) compares the DUTs rather than the machine's slow phases",
         "note": "shared 2-core machine, other jobs running: only interleaved ratios are meaningful"}));
     doc.insert("results".into(), json!(rows));
     doc.insert("ratios".into(), Value::Object(ratios_by_size));

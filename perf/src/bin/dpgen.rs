@@ -448,23 +448,32 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     let start = Instant::now();
     let mut last_t = start;
     let mut last: Vec<(u64, u64)> = vec![(0, 0); n];
+    // One rate line per port over the interval since the previous one.
+    let sample = |last_t: &mut Instant, last: &mut [(u64, u64)]| {
+        let dt = last_t.elapsed().as_secs_f64();
+        *last_t = Instant::now();
+        for (p, c) in counters.iter().enumerate() {
+            let (tx, rx) = (c.tx.load(Relaxed), c.rx.load(Relaxed));
+            println!(
+                "[{:6.1}s] port {p} {:<18} tx {:8.3} Mpps  rx {:8.3} Mpps",
+                start.elapsed().as_secs_f64(),
+                a.ports[p],
+                (tx - last[p].0) as f64 / dt / 1e6,
+                (rx - last[p].1) as f64 / dt / 1e6
+            );
+            last[p] = (tx, rx);
+        }
+    };
     while start.elapsed().as_secs_f64() < a.duration {
         std::thread::sleep(Duration::from_millis(20));
         if a.stats_period > 0.0 && last_t.elapsed().as_secs_f64() >= a.stats_period {
-            let dt = last_t.elapsed().as_secs_f64();
-            last_t = Instant::now();
-            for (p, c) in counters.iter().enumerate() {
-                let (tx, rx) = (c.tx.load(Relaxed), c.rx.load(Relaxed));
-                println!(
-                    "[{:6.1}s] port {p} {:<18} tx {:8.3} Mpps  rx {:8.3} Mpps",
-                    start.elapsed().as_secs_f64(),
-                    a.ports[p],
-                    (tx - last[p].0) as f64 / dt / 1e6,
-                    (rx - last[p].1) as f64 / dt / 1e6
-                );
-                last[p] = (tx, rx);
-            }
+            sample(&mut last_t, &mut last);
         }
+    }
+    // The last period may end a sleep tick after the duration: report it rather than lose
+    // it (a 2-second run with 1-second samples must give two).
+    if a.stats_period > 0.0 && last_t.elapsed().as_secs_f64() >= a.stats_period / 2.0 {
+        sample(&mut last_t, &mut last);
     }
     let tx_secs = start.elapsed().as_secs_f64();
     sending.store(false, Relaxed);

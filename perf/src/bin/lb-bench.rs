@@ -10,9 +10,11 @@
 //! - Established flows: each flow count gets a fresh node whose connection table is sized
 //!   for it (`capacity` = flows, so the table runs at load 0.5, 64-byte entries: 128 MiB
 //!   at 1M); one warm-up pass inserts every flow, then `--rounds` rounds replay all flows
-//!   (in source order; the table is hashed, so lookups are random) and the `lb` node's TSC
-//!   clocks per packet are taken from the graph's per-node counters (they include handing
-//!   the vector on). Best and median over rounds are printed; the JSON has the median.
+//!   (in source order; the table is hashed, so lookups are random), the counts interleaved
+//!   (1k, 100k, 1M, 1k, ...: a slow phase of the shared machine hits every count alike),
+//!   and the `lb` node's TSC clocks per packet are taken from the graph's per-node counters
+//!   (they include handing the vector on). Best and median over rounds are printed; the JSON
+//!   has the median, and the growth from 1k to 1M is the median of the per-round ratios.
 //! - New connections: a fresh node per round replays 1M distinct flows once (every packet a
 //!   miss, a Maglev pick, an insert and a DNAT); connections/s = TSC Hz / clocks per packet.
 //! - Maglev: wall-clock build time of a 65537-slot table, median of 9 builds.
@@ -178,33 +180,79 @@ fn lb_cpp(
     Ok((n.clocks_per_packet(), new))
 }
 
-fn established(flows: u32, args: &Args) -> Result<Value, String> {
-    let mut g = graph(args.capacity.unwrap_or(flows as usize).max(flows as usize))?;
-    let mut src = source(flows)?;
-    let bursts = (flows as u64).div_ceil(VECTOR_SIZE as u64);
-    // Warm-up: every flow inserted once.
-    let (warm, new) = lb_cpp(&mut g, &mut src, bursts)?;
-    if new != flows as u64 {
-        return Err(format!("warm-up inserted {new} of {flows} flows"));
+/// One flow count's established-flow measurement: its own node and table, warmed up.
+struct Established {
+    flows: u32,
+    graph: Graph<TestBuf>,
+    src: PacketSource,
+    per_round: u64,
+    warm: f64,
+    rounds: Vec<f64>,
+}
+
+impl Established {
+    /// A fresh node whose table is sized for `flows` (or `--capacity`); one pass inserts
+    /// every flow.
+    fn new(flows: u32, args: &Args) -> Result<Self, String> {
+        let mut graph = graph(args.capacity.unwrap_or(flows as usize).max(flows as usize))?;
+        let mut src = source(flows)?;
+        let bursts = (flows as u64).div_ceil(VECTOR_SIZE as u64);
+        let (warm, new) = lb_cpp(&mut graph, &mut src, bursts)?;
+        if new != flows as u64 {
+            return Err(format!("warm-up inserted {new} of {flows} flows"));
+        }
+        Ok(Established {
+            flows,
+            graph,
+            src,
+            // At least ~1M packets per round so small tables are measured as long as big ones.
+            per_round: bursts.max((1 << 20) / VECTOR_SIZE as u64),
+            warm,
+            rounds: Vec::new(),
+        })
     }
-    // At least ~1M packets per round so small tables are measured for as long as big ones.
-    let per_round = bursts.max((1 << 20) / VECTOR_SIZE as u64);
-    let mut v = Vec::new();
-    for _ in 0..args.rounds {
-        let (cpp, new) = lb_cpp(&mut g, &mut src, per_round)?;
+
+    /// One round: every flow replayed (at least ~1M packets), all of them hits.
+    fn round(&mut self) -> Result<(), String> {
+        let (cpp, new) = lb_cpp(&mut self.graph, &mut self.src, self.per_round)?;
         if new != 0 {
             return Err(format!("{new} flows were not tracked"));
         }
-        v.push(cpp);
+        self.rounds.push(cpp);
+        Ok(())
     }
-    println!(
-        "lb, {flows:>8} tracked flows: {:6.1} cycles/pkt median, {:6.1} best (first pass, all new: {warm:.1})",
-        median(&v),
-        min(&v)
-    );
-    Ok(
-        json!({"flows": flows, "cycles_per_packet_median": median(&v), "cycles_per_packet_best": min(&v), "rounds": v}),
-    )
+
+    fn report(&self) -> Value {
+        let v = &self.rounds;
+        println!(
+            "lb, {:>8} tracked flows: {:6.1} cycles/pkt median, {:6.1} best (first pass, all new: {:.1})",
+            self.flows,
+            median(v),
+            min(v),
+            self.warm
+        );
+        json!({"flows": self.flows, "cycles_per_packet_median": median(v), "cycles_per_packet_best": min(v), "rounds": v})
+    }
+}
+
+/// The established-flow figures for every count, measured in interleaved rounds (1k, 100k,
+/// 1M, 1k, ...: the machine's slow phases hit every count alike), and the per-round growth
+/// from the first count to the last.
+fn established(counts: &[u32], args: &Args) -> Result<(Vec<Value>, Vec<f64>), String> {
+    let mut all = counts
+        .iter()
+        .map(|&f| Established::new(f, args).map_err(|e| format!("{f} flows: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for _ in 0..args.rounds {
+        for e in all.iter_mut() {
+            e.round().map_err(|x| format!("{} flows: {x}", e.flows))?;
+        }
+    }
+    let growth = match (all.first(), all.last()) {
+        (Some(a), Some(b)) => b.rounds.iter().zip(&a.rounds).map(|(y, x)| y / x).collect(),
+        _ => Vec::new(),
+    };
+    Ok((all.iter().map(Established::report).collect(), growth))
 }
 
 fn new_connections(args: &Args, tsc_hz: u64) -> Result<Value, String> {
@@ -276,16 +324,13 @@ fn main() -> ExitCode {
     } else {
         &[1_000, 100_000, 1_000_000]
     };
-    let mut est = Vec::new();
-    for &f in counts {
-        match established(f, &args) {
-            Ok(v) => est.push(v),
-            Err(e) => {
-                eprintln!("lb-bench: {f} flows: {e}");
-                return ExitCode::FAILURE;
-            }
+    let (est, growth_rounds) = match established(counts, &args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("lb-bench: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     if let Some(f) = args.flows {
         // Profiling one count: nothing else runs (and no JSON: its headline keys need all).
         let v = est[0]["cycles_per_packet_median"].as_f64().unwrap_or(0.0);
@@ -309,7 +354,8 @@ fn main() -> ExitCode {
     }
     let cpp = |i: usize| est[i]["cycles_per_packet_median"].as_f64().unwrap_or(0.0);
     let last = est.len() - 1;
-    let growth = cpp(last) / cpp(0);
+    // Median of the per-round ratios (each round ran every count back to back).
+    let growth = median(&growth_rounds);
     let cps = newc["connections_per_second"].as_f64().unwrap_or(0.0);
     let m1000 = maglev["1000"].as_f64().unwrap_or(0.0);
     println!(
@@ -330,7 +376,8 @@ fn main() -> ExitCode {
             "new_connections": newc,
             "tsc_hz": tsc_hz,
             "rounds": args.rounds,
-            "statistic": "median over rounds",
+            "statistic": "median over interleaved rounds; growth: median of per-round ratios",
+            "growth_per_round": growth_rounds,
         });
         let text = serde_json::to_string_pretty(&doc).expect("json");
         if let Err(e) = std::fs::write(path, text + "\n") {
