@@ -143,7 +143,7 @@ impl ClassLayout {
                 groups: [0; 4],
                 compact: 0,
                 compact_only: true,
-                byte0: ((in_bits as u8 & 7) << 2) | ((out_bits as u8 & 7) << 5),
+                byte0: packed_classes(in_bits, out_bits),
             },
             ClassLayout::Compact => ClassWords {
                 groups: [0; 4],
@@ -189,6 +189,13 @@ impl ClassLayout {
             (ClassLayout::Wide, IpVersion::V6) => &V6_FIELDS,
         }
     }
+}
+
+/// Byte 0's class bits in the packed layout: input classes in bits 2..5, output classes in
+/// bits 5..8 (for a packet's port bitmasks, and for a rule's values and masks alike).
+#[inline(always)]
+fn packed_classes(in_bits: u64, out_bits: u64) -> u8 {
+    ((in_bits as u8 & 7) << 2) | ((out_bits as u8 & 7) << 5)
 }
 
 /// A packet's port-class bytes for the key (from [`ClassLayout::words`]).
@@ -287,10 +294,10 @@ impl AclKey {
     }
 
     /// Fills the key. `proto` is byte 0 (see [`ProtoMap`]); `classes` comes from
-    /// [`ClassLayout::words`]; `src`/`dst` hold an
-    /// IPv4 address in bytes 0..4 or an IPv6 address, of which the first `addr_len` bytes
-    /// are written (a constant at every call, so each caller gets its own straight-line
-    /// stores); `l4` is (source port, destination port) or (ICMP type, code).
+    /// [`ClassLayout::words`]; `src`/`dst` hold an IPv4 address in bytes 0..4 or an IPv6
+    /// address, of which the first `addr_len` bytes are written (a constant at every call,
+    /// so each caller gets its own straight-line stores); `l4` is (source port, destination
+    /// port) or (ICMP type, code).
     #[inline(always)]
     fn fill(
         &mut self,
@@ -637,8 +644,8 @@ fn compile_rule(
             (protos.get(r.proto.value), 0b11u8)
         };
         FieldValue {
-            value: u32::from(pv) | ((iv as u32 & 7) << 2) | ((ov as u32 & 7) << 5),
-            mask_range: u32::from(pm) | ((im as u32 & 7) << 2) | ((om as u32 & 7) << 5),
+            value: u32::from(pv | packed_classes(iv, ov)),
+            mask_range: u32::from(pm | packed_classes(im, om)),
         }
     } else {
         FieldValue {
