@@ -3,6 +3,7 @@
 pub mod frames;
 pub mod ovs;
 pub mod procs;
+pub mod report;
 pub mod topology;
 pub mod traffic;
 pub mod vm;

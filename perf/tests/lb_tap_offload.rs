@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use perf::procs::{workspace_bin, Proc, Scratch};
+use perf::report::{named_count, pipeline_node};
 
 const PACKETS: usize = 200;
 
@@ -139,20 +140,6 @@ to = "rst"
         c = ifaces[0],
         s = ifaces[1]
     )
-}
-
-fn counter(report: &serde_json::Value, node: &str, name: &str) -> u64 {
-    let nodes = report["pipeline"][0]["nodes"]
-        .as_array()
-        .expect("pipeline nodes");
-    let n = nodes.iter().find(|n| n["name"] == node).expect("node");
-    n["counters"]
-        .as_array()
-        .expect("counters")
-        .iter()
-        .find(|c| c["name"] == name)
-        .and_then(|c| c["count"].as_u64())
-        .unwrap_or_else(|| panic!("{node}.{name} in {n}"))
 }
 
 #[test]
@@ -277,10 +264,16 @@ fn kernel_accepts_what_the_ports_checksummed_through_dnat_and_un_nat() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats json")).unwrap();
     // Every datagram, and both directions of the TCP connection, left checksums to a port.
-    let offloaded = counter(&report, "lb", "checksum-offloads");
+    let offloaded = named_count(
+        &pipeline_node(&report, "lb")["counters"],
+        "checksum-offloads",
+    );
     assert!(
         offloaded >= PACKETS as u64 + 6,
         "checksum-offloads {offloaded}: the ports computed the checksums"
     );
-    assert_eq!(counter(&report, "lb", "new-connections"), 2);
+    assert_eq!(
+        named_count(&pipeline_node(&report, "lb")["counters"], "new-connections"),
+        2
+    );
 }

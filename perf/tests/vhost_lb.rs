@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use perf::procs::ensure_hugepages;
+use perf::report::{named_count, pipeline_node};
 use perf::topology::{
     acl_rules_toml, full_pipeline, vip_specs, DpgenOpts, Traffic, VhostTopology, BACKENDS, VIP,
 };
@@ -56,24 +57,6 @@ fn watched(g: &Value, p: usize, addr: &str, dir: &str) -> u64 {
         .iter()
         .find(|x| x["addr"] == addr)
         .expect("watched address")[dir])
-}
-
-fn node<'a>(d: &'a Value, name: &str) -> &'a Value {
-    d["pipeline"][0]["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name}"))
-}
-
-fn named(list: &Value, name: &str) -> u64 {
-    num(&list
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|x| x["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {list}"))["count"])
 }
 
 #[test]
@@ -153,15 +136,15 @@ fn flows_stay_put_when_a_backend_is_removed_through_vhost() {
             "backend {be}: share {sa:.4} -> {sb:.4}: flows moved"
         );
     }
-    let lb = node(&d, "lb");
+    let lb = pipeline_node(&d, "lb");
     assert_eq!(
-        named(&lb["counters"], "new-connections"),
+        named_count(&lb["counters"], "new-connections"),
         u64::from(FLOWS),
         "one connection per flow over both phases: none re-balanced"
     );
     // The removed backend's flows are dropped (`backend-down`): about its phase-1 share of
     // phase 2's packets (every flow sends about as many packets).
-    let dropped = named(&lb["drops"], "backend-down");
+    let dropped = named_count(&lb["drops"], "backend-down");
     let expected = share(&a, &removed) * sent(&b) as f64;
     assert!(
         (dropped as f64 - expected).abs() < 0.02 * expected,
@@ -171,7 +154,7 @@ fn flows_stay_put_when_a_backend_is_removed_through_vhost() {
         "phase 1 shares {:?}, phase 2 shares {:?}; new connections {}; backend-down drops {dropped} (expected ~{expected:.0}); sent {} + {}",
         BACKENDS.map(|be| format!("{:.4}", share(&a, &be.to_string()))),
         BACKENDS.map(|be| format!("{:.4}", share(&b, &be.to_string()))),
-        named(&lb["counters"], "new-connections"),
+        named_count(&lb["counters"], "new-connections"),
         sent(&a),
         sent(&b)
     );
