@@ -75,8 +75,10 @@ fn main() {
         println!("cargo:rustc-link-lib={l}");
     }
     // The ring PMD is a plugin, but `rte_eth_from_rings` (in-process ring ports for tests and
-    // labs) is its public API: link it by name (`--as-needed` drops it where unused).
+    // labs) is its public API: link it by name (`--as-needed` drops it where unused). The same
+    // for the vhost PMD's `rte_eth_vhost_get_vid_from_port_id` (the direct vhost data path).
     println!("cargo:rustc-link-lib=rte_net_ring");
+    println!("cargo:rustc-link-lib=rte_net_vhost");
     for p in &dpdk.link_paths {
         println!("cargo:rustc-link-search=native={}", p.display());
     }

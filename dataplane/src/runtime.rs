@@ -63,6 +63,10 @@ pub struct PortReport {
     pub tx_dropped: u64,
     /// Packets it received that had nowhere to go.
     pub rx_no_route: u64,
+    /// What the direct librte_vhost path moved (a `net_vhost` port without transmit
+    /// checksum offload; included in `hw`), absent for other ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vhost_direct: Option<crate::dpdk::vhost::GateCounts>,
 }
 
 /// Final counters of one worker.
@@ -288,7 +292,7 @@ fn run_ports(
         let o = port.offloads();
         let yn = |b: bool| if b { "yes" } else { "no" };
         eprintln!(
-            "port {} ({}, {}) id {} mac {} driver {}: started, {} rxq / {} txq{}",
+            "port {} ({}, {}) id {} mac {} driver {}: started, {} rxq / {} txq{}{}",
             pp.name,
             pp.role,
             pp.device,
@@ -305,6 +309,11 @@ fn run_ports(
                 )
             } else {
                 String::new()
+            },
+            if port.vhost_direct_counts().is_some() {
+                ", direct librte_vhost data path"
+            } else {
+                ""
             }
         );
     }
@@ -436,6 +445,7 @@ fn run_ports(
             tx: snaps.iter().map(|(_, s)| s.ports[i].tx).sum(),
             tx_dropped: snaps.iter().map(|(_, s)| s.ports[i].tx_dropped).sum(),
             rx_no_route: snaps.iter().map(|(_, s)| s.ports[i].rx_no_route).sum(),
+            vhost_direct: port.vhost_direct_counts(),
         })
         .collect::<Vec<_>>();
     print_summary(&port_reports, &snaps, duration_s);

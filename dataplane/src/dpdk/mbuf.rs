@@ -45,6 +45,12 @@ impl Mbuf {
         self.raw().data_len as usize
     }
 
+    /// Length of the whole packet (every segment).
+    #[inline(always)]
+    pub fn pkt_len(&self) -> u32 {
+        self.raw().pkt_len
+    }
+
     /// Whether the segment holds no data.
     #[inline(always)]
     pub fn is_empty(&self) -> bool {

@@ -3,9 +3,11 @@
 
 use std::ffi::CString;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
+use super::vhost::{self, VhostGate};
 use super::{check, DpdkError, Eal, Mbuf, Mempool};
 
 // RSS hash types and tx offloads (rte_ethdev.h); bindgen cannot evaluate RTE_BIT64 macros.
@@ -55,6 +57,8 @@ pub struct Port {
     name: String,
     started: bool,
     offloads: PortOffloads,
+    /// The direct librte_vhost path of a `net_vhost` port (see [`super::vhost`]).
+    vhost: Option<Arc<VhostGate>>,
 }
 
 /// Hardware (driver) counters of a port.
@@ -105,6 +109,7 @@ impl Port {
             name: ethdev_name.to_owned(),
             started: false,
             offloads: PortOffloads::default(),
+            vhost: None,
         })
     }
 
@@ -216,6 +221,12 @@ impl Port {
             let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
             check(rc, || format!("port {}: MTU {mtu}", self.name))?;
         }
+        // A vhost port's workers call librte_vhost directly, unless the PMD has transmit
+        // checksums to do.
+        self.vhost = (self.driver() == "net_vhost"
+            && !self.offloads.tx_ipv4_csum
+            && !self.offloads.tx_l4_csum)
+            .then(|| VhostGate::new(self.id, cfg.rx_queues.max(cfg.tx_queues), pool.as_ptr()));
         if cfg.promiscuous {
             // SAFETY: valid port id. Some virtual devices do not support it; that is not an error.
             let _ = unsafe { dpdk_sys::rte_eth_promiscuous_enable(self.id) };
@@ -229,6 +240,9 @@ impl Port {
         let rc = unsafe { dpdk_sys::rte_eth_dev_start(self.id) };
         check(rc, || format!("port {}: start", self.name))?;
         self.started = true;
+        if let Some(g) = &self.vhost {
+            g.register()?;
+        }
         Ok(())
     }
 
@@ -236,6 +250,9 @@ impl Port {
     pub fn stop(&mut self) -> Result<(), DpdkError> {
         if !self.started {
             return Ok(());
+        }
+        if let Some(g) = &self.vhost {
+            g.unregister();
         }
         // SAFETY: valid port id; callers stop workers before stopping ports.
         let rc = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
@@ -276,21 +293,28 @@ impl Port {
         a.addr_bytes
     }
 
-    /// Hardware counters.
+    /// Driver counters (of a `net_vhost` port, with what its direct path moved added).
     pub fn stats(&self) -> PortStats {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid port id and out pointer.
         let _ = unsafe { dpdk_sys::rte_eth_stats_get(self.id, &mut s) };
+        // Plus what the direct vhost path moved past the PMD.
+        let d = self.vhost.as_ref().map(|g| g.counts()).unwrap_or_default();
         PortStats {
-            ipackets: s.ipackets,
-            opackets: s.opackets,
-            ibytes: s.ibytes,
-            obytes: s.obytes,
+            ipackets: s.ipackets + d.rx_packets,
+            opackets: s.opackets + d.tx_packets,
+            ibytes: s.ibytes + d.rx_bytes,
+            obytes: s.obytes + d.tx_bytes,
             imissed: s.imissed,
             ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
         }
+    }
+
+    /// What the direct vhost path moved, for a port that has one.
+    pub fn vhost_direct_counts(&self) -> Option<vhost::GateCounts> {
+        self.vhost.as_ref().map(|g| g.counts())
     }
 
     /// The receive handle of queue `q`. The runtime hands each (port, queue) to exactly one
@@ -299,6 +323,7 @@ impl Port {
         RxQueue {
             port: self.id,
             queue: q,
+            vhost: self.vhost.clone(),
             _not_sync: PhantomData,
         }
     }
@@ -308,6 +333,7 @@ impl Port {
         TxQueue {
             port: self.id,
             queue: q,
+            vhost: self.vhost.clone(),
             _not_sync: PhantomData,
         }
     }
@@ -318,6 +344,7 @@ impl Port {
 pub struct RxQueue {
     port: u16,
     queue: u16,
+    vhost: Option<Arc<VhostGate>>,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -326,6 +353,7 @@ pub struct RxQueue {
 pub struct TxQueue {
     port: u16,
     queue: u16,
+    vhost: Option<Arc<VhostGate>>,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -347,6 +375,11 @@ impl RxQueue {
         let room = out.remaining_capacity().min(max);
         if room == 0 {
             return 0;
+        }
+        if let Some(g) = &self.vhost {
+            if !vhost::has_callbacks(self.port, self.queue, true) {
+                return g.rx(vhost::rx_virtqueue(self.queue), out, room);
+            }
         }
         let len = out.len();
         // SAFETY: the queue is owned by this worker alone (not Sync, handed out once). The
@@ -380,6 +413,11 @@ impl TxQueue {
     pub fn tx_burst<const N: usize>(&mut self, pkts: &mut ArrayVec<Mbuf, N>) -> usize {
         if pkts.is_empty() {
             return 0;
+        }
+        if let Some(g) = &self.vhost {
+            if !vhost::has_callbacks(self.port, self.queue, false) {
+                return g.tx(vhost::tx_virtqueue(self.queue), pkts);
+            }
         }
         // Mbuf is repr(transparent) over NonNull<rte_mbuf>, so the vector is an array of
         // `struct rte_mbuf *`.
