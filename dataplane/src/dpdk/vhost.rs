@@ -33,6 +33,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use super::Mbuf;
+use crate::counters::bump;
 
 /// The largest burst librte_vhost moves per call (`MAX_PKT_BURST` in lib/vhost).
 const LIB_BURST: usize = 32;
@@ -183,51 +184,59 @@ impl VhostGate {
         }
     }
 
-    /// Receives up to `room` packets from virtqueue `vq` into the free tail of `out`
-    /// (stamped with the port id); 0 when no device is attached.
-    #[inline]
-    pub fn rx<const N: usize>(&self, vq: u16, out: &mut ArrayVec<Mbuf, N>, room: usize) -> usize {
+    /// Runs `call(vid, done, want)` (one library call moving `want` packets from position
+    /// `done`, returning how many it moved) in chunks of [`LIB_BURST`] until `total` moved
+    /// or a call moved fewer than asked, inside virtqueue `vq`'s busy window; returns how
+    /// many moved (0 when no device is attached).
+    #[inline(always)]
+    fn in_chunks(
+        &self,
+        vq: u16,
+        total: usize,
+        mut call: impl FnMut(i32, usize, u16) -> u16,
+    ) -> usize {
         let slot = &self.vqs[usize::from(vq)];
         slot.busy.store(true, Ordering::SeqCst);
         let vid = self.vid.load(Ordering::SeqCst);
-        if vid < 0 {
-            slot.busy.store(false, Ordering::Release);
-            return 0;
-        }
-        let pool = self.pool.load(Ordering::Relaxed);
-        let room = room.min(out.remaining_capacity());
-        let len = out.len();
-        let mut n = 0;
-        // SAFETY: `vid` is attached (withdrawn only after `busy` drops); `vq` is this
-        // worker's own virtqueue. Packets land in the free tail of `out` (room for `room`
-        // `Mbuf`s, repr(transparent) over `rte_mbuf *`); the library writes `got` valid mbuf
-        // pointers, now ours, and the length covers exactly those.
-        unsafe {
-            let tail = out.as_mut_ptr().add(len).cast::<*mut dpdk_sys::rte_mbuf>();
-            while n < room {
-                let want = (room - n).min(LIB_BURST);
-                let got = usize::from(dpdk_sys::rte_vhost_dequeue_burst(
-                    vid,
-                    vq,
-                    pool,
-                    tail.add(n),
-                    want as u16,
-                ));
-                n += got;
+        let mut done = 0;
+        if vid >= 0 {
+            while done < total {
+                let want = (total - done).min(LIB_BURST);
+                let got = usize::from(call(vid, done, want as u16));
+                done += got;
                 if got < want {
                     break;
                 }
             }
-            out.set_len(len + n);
         }
         slot.busy.store(false, Ordering::Release);
+        done
+    }
+
+    /// Receives up to `room` packets from virtqueue `vq` into the free tail of `out`
+    /// (stamped with the port id); 0 when no device is attached.
+    #[inline]
+    pub fn rx<const N: usize>(&self, vq: u16, out: &mut ArrayVec<Mbuf, N>, room: usize) -> usize {
+        let pool = self.pool.load(Ordering::Relaxed);
+        let room = room.min(out.remaining_capacity());
+        let len = out.len();
+        // SAFETY: `len` is within the vector's buffer (at most its capacity).
+        let tail = unsafe { out.as_mut_ptr().add(len) };
+        let n = self.in_chunks(vq, room, |vid, done, want| {
+            // SAFETY: `vid` is attached (withdrawn only after the busy window); `vq` is this
+            // worker's own virtqueue; `tail + done` has room for `want` more `Mbuf`s
+            // (repr(transparent) over `rte_mbuf *`) in `out`'s spare capacity.
+            unsafe { dpdk_sys::rte_vhost_dequeue_burst(vid, vq, pool, tail.add(done).cast(), want) }
+        });
+        // SAFETY: the library wrote `n` valid mbuf pointers, now ours, right after the
+        // vector's `len` elements.
+        unsafe { out.set_len(len + n) };
         let mut bytes = 0u64;
         for m in &mut out[len..] {
             m.set_port(self.port);
             bytes += u64::from(m.pkt_len());
         }
-        bump(&slot.packets, n as u64);
-        bump(&slot.bytes, bytes);
+        self.vqs[usize::from(vq)].count(n, bytes);
         n
     }
 
@@ -235,40 +244,19 @@ impl VhostGate {
     /// what was not sent stays in the vector. 0 when no device is attached.
     #[inline]
     pub fn tx<const N: usize>(&self, vq: u16, pkts: &mut ArrayVec<Mbuf, N>) -> usize {
-        let slot = &self.vqs[usize::from(vq)];
-        slot.busy.store(true, Ordering::SeqCst);
-        let vid = self.vid.load(Ordering::SeqCst);
-        if vid < 0 {
-            slot.busy.store(false, Ordering::Release);
-            return 0;
-        }
         let total = pkts.len();
         let ptr = pkts.as_mut_ptr().cast::<*mut dpdk_sys::rte_mbuf>();
-        let mut sent = 0;
-        // SAFETY: as in `rx`; `ptr` points at `total` valid mbuf pointers we own. The
-        // library copies the packets into the guest's buffers and leaves the mbufs to us.
-        unsafe {
-            while sent < total {
-                let want = (total - sent).min(LIB_BURST);
-                let got = usize::from(dpdk_sys::rte_vhost_enqueue_burst(
-                    vid,
-                    vq,
-                    ptr.add(sent),
-                    want as u16,
-                ));
-                sent += got;
-                if got < want {
-                    break;
-                }
-            }
-        }
-        slot.busy.store(false, Ordering::Release);
+        let sent = self.in_chunks(vq, total, |vid, done, want| {
+            // SAFETY: as in `rx`; `ptr + done` points at `want` valid mbuf pointers we own.
+            // The library copies the packets into the guest's buffers, the mbufs stay ours.
+            unsafe { dpdk_sys::rte_vhost_enqueue_burst(vid, vq, ptr.add(done), want) }
+        });
         let bytes: u64 = pkts[..sent].iter().map(|m| u64::from(m.pkt_len())).sum();
-        bump(&slot.packets, sent as u64);
-        bump(&slot.bytes, bytes);
+        self.vqs[usize::from(vq)].count(sent, bytes);
         if sent != 0 {
             // SAFETY: the first `sent` mbufs were copied out and are still ours: freed in one
-            // call, then dropped from the vector without running their destructors.
+            // call, the rest moved to the front, and the vector forgets the freed ones
+            // without running their destructors.
             unsafe {
                 dpdk_sys::rte_pktmbuf_free_bulk(ptr, sent as u32);
                 let rest = total - sent;
@@ -280,10 +268,14 @@ impl VhostGate {
     }
 }
 
-/// Adds `n` to a counter only its owning worker writes (no locked instruction).
-#[inline(always)]
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+impl VqSlot {
+    /// Adds a burst's packets and bytes (only the owning worker writes: no locked
+    /// instruction).
+    #[inline(always)]
+    fn count(&self, packets: usize, bytes: u64) {
+        bump(&self.packets, packets as u64);
+        bump(&self.bytes, bytes);
+    }
 }
 
 /// The ethdev link-state callback: `arg` is the port's gate.
