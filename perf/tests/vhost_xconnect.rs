@@ -2,11 +2,12 @@
 //! cross-connects them; the peer is dpgen (rate-limited) or dpdk-testpmd flowgen, through
 //! net_virtio_user. Packets out equal packets in per direction, and every mbuf goes back.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use perf::procs::{
-    ensure_hugepages, http_get_metrics, metric_value, metrics_addr, parse_testpmd_totals,
+    ensure_hugepages, http_get_metrics, metric_value, metrics_addr, parse_testpmd_totals, Proc,
 };
 use perf::topology::VhostTopology;
 use serde_json::Value;
@@ -70,10 +71,7 @@ fn zero_loss_through(tag: &str, extra: &str) -> Value {
 }
 
 fn zero_loss_once(tag: &str, extra: &str) -> Value {
-    let t = VhostTopology::new(tag);
-    let cfg = t.dataplane_config("", extra);
-    let stats = t.scratch.path("dut.json");
-    let mut dut = t.start_dataplane_ready(&cfg, &stats, 0.0);
+    let (t, stats, mut dut) = start_dut(tag, extra, 0.0);
 
     let gen_json = t.scratch.path("gen.json");
     let mut gen = t.start_dpgen(0.05, 4.0, &gen_json);
@@ -124,6 +122,16 @@ fn zero_loss_once(tag: &str, extra: &str) -> Value {
     d
 }
 
+/// A fresh topology `tag` and the dataplane on it (cross-connect plus `extra` config,
+/// stats lines every `stats_period` s), its sockets up; with the stats JSON's path.
+fn start_dut(tag: &str, extra: &str, stats_period: f64) -> (VhostTopology, PathBuf, Proc) {
+    let t = VhostTopology::new(tag);
+    let cfg = t.dataplane_config("", extra);
+    let stats = t.scratch.path("dut.json");
+    let dut = t.start_dataplane_ready(&cfg, &stats, stats_period);
+    (t, stats, dut)
+}
+
 /// The direct vhost path's counter `key` of port `i`.
 fn direct(report: &Value, i: usize, key: &str) -> u64 {
     report["ports"][i]["vhost_direct"][key]
@@ -138,10 +146,7 @@ fn direct(report: &Value, i: usize, key: &str) -> u64 {
 fn generator_that_reconnects_is_served_again() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     ensure_hugepages(1024);
-    let t = VhostTopology::new("xc-reconnect");
-    let cfg = t.dataplane_config("", "");
-    let stats = t.scratch.path("dut.json");
-    let mut dut = t.start_dataplane_ready(&cfg, &stats, 0.0);
+    let (t, stats, mut dut) = start_dut("xc-reconnect", "", 0.0);
     let mut sent = [0u64; 2];
     let mut got = [0u64; 2];
     for session in 0..2 {
@@ -179,10 +184,7 @@ fn generator_that_reconnects_is_served_again() {
 fn testpmd_flowgen_peer_counts_match_per_direction() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     ensure_hugepages(1024);
-    let t = VhostTopology::new("xc-testpmd");
-    let cfg = t.dataplane_config("", "");
-    let stats = t.scratch.path("dut.json");
-    let mut dut = t.start_dataplane_ready(&cfg, &stats, 1.0);
+    let (t, stats, mut dut) = start_dut("xc-testpmd", "", 1.0);
 
     let mut gen = t.start_flowgen();
     std::thread::sleep(Duration::from_secs(4));
