@@ -19,7 +19,10 @@
 //! events: on link up it takes the new `vid`; on link down it withdraws it and waits until no
 //! worker is inside a library call with the old one (each virtqueue has a busy flag that its
 //! one worker raises around the call: a Dekker handshake, sequentially consistent on both
-//! sides), so the library frees nothing in use.
+//! sides), so the library frees nothing in use. The start-up refresh and the events are
+//! serialised (a mutex of the control path), so a stale id never overwrites a withdrawal;
+//! the callback is unregistered (retried while ethdev says it is running) before the gate
+//! can be dropped.
 //!
 //! # When the PMD path is kept
 //! A port with checksum offload on transmit (the PMD may compute checksums in software for
@@ -28,7 +31,7 @@
 //! while they are: the callbacks run in `rte_eth_rx_burst` / `rte_eth_tx_burst`.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrayvec::ArrayVec;
 
@@ -67,6 +70,9 @@ pub struct VhostGate {
     /// Receive buffers (the pool of the port's rx queues).
     pool: AtomicPtr<dpdk_sys::rte_mempool>,
     vqs: Box<[VqSlot]>,
+    /// Serialises [`VhostGate::refresh`] (the start-up call and the link events; never
+    /// taken by workers): each reads the link and swaps the id as one step.
+    refreshing: Mutex<()>,
 }
 
 /// Packets and bytes moved by a port's direct data path.
@@ -93,6 +99,7 @@ impl VhostGate {
             vqs: (0..usize::from(queue_pairs) * 2)
                 .map(|_| VqSlot::default())
                 .collect(),
+            refreshing: Mutex::new(()),
         })
     }
 
@@ -105,6 +112,7 @@ impl VhostGate {
     /// returns once no worker uses the old one. Called from the link-state event (and once
     /// at start).
     pub fn refresh(&self) {
+        let _one_at_a_time = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
         let mut link = dpdk_sys::rte_eth_link::default();
         // SAFETY: valid port id (the gate lives no longer than its port) and out pointer.
         let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port, &mut link) };
@@ -153,16 +161,9 @@ impl VhostGate {
     /// Registers [`VhostGate::refresh`] on the port's link-state events and takes the
     /// current state. The gate must stay alive until [`VhostGate::unregister`].
     pub fn register(self: &Arc<Self>) -> Result<(), super::DpdkError> {
-        // SAFETY: the callback gets a pointer to this gate, which the port keeps alive (an
-        // Arc) until it unregisters the callback.
-        let rc = unsafe {
-            dpdk_sys::rte_eth_dev_callback_register(
-                self.port,
-                dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
-                Some(on_link_event),
-                Arc::as_ptr(self) as *mut std::ffi::c_void,
-            )
-        };
+        // The callback gets a pointer to this gate, which the port keeps alive (an Arc)
+        // until it unregisters the callback.
+        let rc = self.link_callback(dpdk_sys::rte_eth_dev_callback_register);
         super::check(rc, || {
             format!("port {}: link-state callback of the vhost path", self.port)
         })?;
@@ -170,17 +171,44 @@ impl VhostGate {
         Ok(())
     }
 
-    /// Stops following link events (before the gate may be dropped).
+    /// Stops following link events (before the gate may be dropped). ethdev refuses
+    /// (`-EAGAIN`) while the callback runs, so this retries for up to 5 s; should it still
+    /// be running then, the gate is leaked rather than freed under it.
     pub fn unregister(self: &Arc<Self>) {
-        // SAFETY: the same function and argument as registered; the call waits for a
-        // callback in progress (ethdev's callback lock).
+        for _ in 0..5000 {
+            let rc = self.link_callback(dpdk_sys::rte_eth_dev_callback_unregister);
+            if rc != -libc::EAGAIN {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        eprintln!(
+            "port {}: vhost link-state callback still running after 5 s; its state is leaked",
+            self.port
+        );
+        std::mem::forget(Arc::clone(self));
+    }
+
+    /// Calls ethdev's `rte_eth_dev_callback_register` or `_unregister` (`f`) for this
+    /// port's link-state event with [`on_link_event`] and this gate.
+    fn link_callback(
+        &self,
+        f: unsafe extern "C" fn(
+            u16,
+            dpdk_sys::rte_eth_event_type,
+            dpdk_sys::rte_eth_dev_cb_fn,
+            *mut std::ffi::c_void,
+        ) -> i32,
+    ) -> i32 {
+        // SAFETY: a valid port id and event; the argument is this gate, which outlives the
+        // registration (see `register` / `unregister`).
         unsafe {
-            dpdk_sys::rte_eth_dev_callback_unregister(
+            f(
                 self.port,
                 dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
                 Some(on_link_event),
-                Arc::as_ptr(self) as *mut std::ffi::c_void,
-            );
+                self as *const Self as *mut std::ffi::c_void,
+            )
         }
     }
 
