@@ -299,7 +299,7 @@ impl Port {
         // SAFETY: valid port id and out pointer.
         let _ = unsafe { dpdk_sys::rte_eth_stats_get(self.id, &mut s) };
         // Plus what the direct vhost path moved past the PMD.
-        let d = self.vhost.as_ref().map(|g| g.counts()).unwrap_or_default();
+        let d = self.vhost_direct_counts().unwrap_or_default();
         PortStats {
             ipackets: s.ipackets + d.rx_packets,
             opackets: s.opackets + d.tx_packets,

@@ -103,11 +103,6 @@ impl VhostGate {
         })
     }
 
-    /// The attached device's id (-1: none).
-    pub fn vid(&self) -> i32 {
-        self.vid.load(Ordering::SeqCst)
-    }
-
     /// Follows the port's link: up takes the device id the PMD holds, down withdraws it and
     /// returns once no worker uses the old one. Called from the link-state event (and once
     /// at start).
