@@ -176,7 +176,9 @@ pub struct ForwardingSection {
     pub tx_retries: u32,
     /// Most packets per rx burst, and so per graph vector (at most 256; default 256, like a
     /// VPP frame: a burst is only as large as what is waiting, so this costs no latency at
-    /// low load, and under load the per-vector costs are shared by more packets).
+    /// low load, and under load the per-vector costs are shared by more packets). Measured
+    /// in the vhost benchmark's ACL pipeline at full speed: 128 gives the same cycles per
+    /// packet as 256 (218 and 217).
     #[serde(default = "default_burst")]
     pub burst: u16,
 }

@@ -4,6 +4,11 @@ use crate::meta::PacketMeta;
 use arrayvec::ArrayVec;
 
 /// Most packets in one vector (and in one burst handed to the graph).
+///
+/// 256 like a VPP frame. Smaller vectors keep a vector's metadata and headers in L1 but
+/// share the per-vector costs among fewer packets; measured at 64 (`acl-bench`, `lb-bench`,
+/// interleaved): ACL at 1k rules 47.2-49.4 -> 48.6-50.9 cycles/packet, LB at 1k flows
+/// 84-86 -> 104-110.
 pub const VECTOR_SIZE: usize = 256;
 
 /// Packets and, index for index, their metadata. Allocated once when a graph is built;
