@@ -440,7 +440,7 @@ fn resolve_in(
         });
     }
     for (role, tag) in roles {
-        if out.get(role).map_or(true, Vec::is_empty) {
+        if out.get(role).is_none_or(Vec::is_empty) {
             tags_seen.dedup();
             return Err(DiscoveryError::NotFound {
                 role: role.clone(),

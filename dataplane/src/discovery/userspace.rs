@@ -67,12 +67,12 @@ pub struct MemifConf {
 }
 
 fn selected(entry: &ConfigurationData, network: Option<&str>, interface: Option<&str>) -> bool {
-    network.map_or(true, |n| {
+    network.is_none_or(|n| {
         entry
             .name
             .as_deref()
             .is_some_and(|name| network_matches(n, name))
-    }) && interface.map_or(true, |i| entry.if_name.as_deref() == Some(i))
+    }) && interface.is_none_or(|i| entry.if_name.as_deref() == Some(i))
 }
 
 pub(crate) fn resolve(

@@ -1398,7 +1398,7 @@ mod tests {
                             }
                             if seen.last() != Some(&gen) {
                                 assert!(
-                                    seen.last().map_or(true, |&g| g < gen),
+                                    seen.last().is_none_or(|&g| g < gen),
                                     "generations go forward"
                                 );
                                 seen.push(gen);
@@ -1442,7 +1442,7 @@ mod tests {
                 PUBLICATIONS + 1,
                 "ended on the last generation"
             );
-            assert!(updates <= PUBLICATIONS && updates >= 1);
+            assert!((1..=PUBLICATIONS).contains(&updates));
         }
         assert!(total.load(Ordering::Relaxed) > 0);
         // Every replaced classifier was freed by the control thread, none by a worker.

@@ -237,9 +237,8 @@ pub fn evaluate_flat<'r>(
 ) -> Verdict {
     let mut best: Option<&FlatRule> = None;
     for r in flat {
-        let better = best.map_or(true, |b| {
-            r.priority > b.priority || (r.priority == b.priority && r.acl < b.acl)
-        });
+        let better = best
+            .is_none_or(|b| r.priority > b.priority || (r.priority == b.priority && r.acl < b.acl));
         if better && r.matches(rules, pkt) {
             best = Some(r);
         }
