@@ -1140,7 +1140,7 @@ mod tests {
 
     #[test]
     fn fastest_rounds_ratio_compares_each_side_at_its_best() {
-        // Slow phases hit different rounds of each DUT: per-round ratios scatter (0.5 to
+        // Slow phases hit different rounds of each DUT: per-round ratios scatter (0.4 to
         // 2.0) while the fastest rounds give the capacities' ratio.
         let x = [4.0, 12.0, 6.0];
         let y = [8.0, 6.0, 15.0];
