@@ -7,9 +7,14 @@
 //! 1k flat rules: address sets, port ranges, both port groups, a source-port rule) on its
 //! traffic (UDP 10.1/16 -> 10.2/16 port 5001 from the fronthaul port), stateless.
 //!
+//! The node's verdict cache (`pipeline::acl::verdict_cache`) is on at its default size
+//! unless `--verdict-cache N` says otherwise (0: off, every packet walks rte_acl); the
+//! share of packets it answered is printed beside each figure. `--flows N` changes the
+//! number of flows of the traffic (more flows than cache entries: the cost of misses).
+//!
 //! ```text
 //! cargo run --release -p perf --bin acl-bench -- [--json FILE] [--bursts N] [--rounds N] [--rules N]
-//!     [--mode stateless|stateful|both] [--realistic]
+//!     [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N]
 //! ```
 //! Figures are the median over rounds (min alongside): the machine may be shared.
 
@@ -65,13 +70,39 @@ fn realistic_config(rules: usize) -> AclConfig {
         .acl
 }
 
-fn run(
-    rules: usize,
-    stateful: bool,
+/// What one configuration measured.
+struct Measured {
+    /// Median cycles per packet over the rounds.
+    median: f64,
+    /// Fastest round.
+    min: f64,
+    /// Flat rules compiled.
+    flat: usize,
+    /// The classifier (method).
+    desc: String,
+    /// Share of the measured packets answered by the verdict cache.
+    cache_share: f64,
+}
+
+/// How the traffic and the node are set up besides rules and mode.
+#[derive(Clone, Copy)]
+struct Setup {
     realistic: bool,
+    flows: u32,
+    /// Verdict-cache entries (`None`: the node's default).
+    cache: Option<usize>,
     bursts: u64,
     rounds: u64,
-) -> Result<(f64, f64, usize, String), String> {
+}
+
+fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
+    let Setup {
+        realistic,
+        flows,
+        cache,
+        bursts,
+        rounds,
+    } = setup;
     let node = format!("acl-{rules}-{stateful}-{realistic}");
     let (ports, cfg, (p0, p1)) = if realistic {
         (
@@ -99,6 +130,9 @@ fn run(
         toml::Value::Integer(if stateful { 65536 } else { 0 }),
     );
     params.insert("outport".into(), "cross-connect".into());
+    if let Some(n) = cache {
+        params.insert("verdict_cache".into(), toml::Value::Integer(n as i64));
+    }
     params.insert(
         "pairs".into(),
         toml::Value::try_from(vec![[p0, p1]]).unwrap(),
@@ -116,17 +150,18 @@ fn run(
     let mut tx = graph.new_tx_vectors();
     let spec = if realistic {
         // The benchmark's plain traffic: clients 10.1/16 to servers 10.2/16, UDP 5001.
-        let mut s = SourceSpec::simple(10_000, L4Proto::Udp, IpVersion::V4);
+        let mut s = SourceSpec::simple(flows, L4Proto::Udp, IpVersion::V4);
         s.src_ip = Ipv4Addr::new(10, 1, 0, 1).into();
         s.dst_ip = Ipv4Addr::new(10, 2, 0, 1).into();
         s.dst_port = perf::topology::VIP_PORT;
         s
     } else {
-        SourceSpec::simple(10_000, L4Proto::Tcp, IpVersion::V4)
+        SourceSpec::simple(flows, L4Proto::Tcp, IpVersion::V4)
     };
     let mut src = PacketSource::from_spec(&spec).map_err(|e| e.to_string())?;
     src.replay(&mut graph, &mut tx, (bursts / 10).max(100), VECTOR_SIZE);
     let mut cpp = Vec::new();
+    let (mut hits, mut judged) = (0u64, 0u64);
     for _ in 0..rounds {
         let before = graph.snapshot();
         let r = src.replay(&mut graph, &mut tx, (bursts / rounds).max(1), VECTOR_SIZE);
@@ -134,10 +169,19 @@ fn run(
             return Err(format!("{node}: {} of {} packets passed", r.tx, r.packets));
         }
         let d = graph.snapshot().delta(&before);
-        cpp.push(d.node(&node).ok_or("no acl node")?.clocks_per_packet());
+        let n = d.node(&node).ok_or("no acl node")?;
+        cpp.push(n.clocks_per_packet());
+        hits += n.counter("verdict-cache-hits");
+        judged += n.packets;
     }
     let min = cpp.iter().copied().fold(f64::MAX, f64::min);
-    Ok((median(&mut cpp), min, flat, desc))
+    Ok(Measured {
+        median: median(&mut cpp),
+        min,
+        flat,
+        desc,
+        cache_share: hits as f64 / judged.max(1) as f64,
+    })
 }
 
 fn main() -> ExitCode {
@@ -145,6 +189,7 @@ fn main() -> ExitCode {
     let (mut bursts, mut rounds) = (20_000u64, 10u64);
     let mut only: Option<usize> = None;
     let mut modes = vec![false, true];
+    let (mut flows, mut cache) = (10_000u32, None);
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let realistic = args.iter().any(|a| a == "--realistic");
     args.retain(|a| a != "--realistic");
@@ -155,6 +200,8 @@ fn main() -> ExitCode {
             ("--bursts", Some(v)) => bursts = v.parse().unwrap_or(bursts),
             ("--rounds", Some(v)) => rounds = v.parse::<u64>().unwrap_or(rounds).max(1),
             ("--rules", Some(v)) => only = v.parse().ok(),
+            ("--flows", Some(v)) => flows = v.parse::<u32>().unwrap_or(flows).max(1),
+            ("--verdict-cache", Some(v)) => cache = v.parse().ok(),
             ("--mode", Some(v)) => {
                 modes = match v.as_str() {
                     "stateless" => vec![false],
@@ -163,7 +210,7 @@ fn main() -> ExitCode {
                 }
             }
             _ => {
-                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic]");
+                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N]");
                 return ExitCode::from(2);
             }
         }
@@ -189,33 +236,74 @@ fn main() -> ExitCode {
         }
     };
     let tsc = dataplane::dpdk::tsc_hz();
-    println!("acl node, 64-byte TCP/IPv4, 10k flows, burst {VECTOR_SIZE}; TSC {:.2} GHz; median (min) of {rounds} rounds", tsc as f64 / 1e9);
+    let setup = Setup {
+        realistic,
+        flows,
+        cache,
+        bursts,
+        rounds,
+    };
+    let cache_text = match cache {
+        Some(0) => "verdict cache off".to_string(),
+        Some(n) => format!("verdict cache {n} entries"),
+        None => format!(
+            "verdict cache {} entries (default)",
+            pipeline::acl::verdict_cache::DEFAULT_ENTRIES
+        ),
+    };
+    println!("acl node, 64-byte {}/IPv4, {flows} flows, burst {VECTOR_SIZE}, {cache_text}; TSC {:.2} GHz; median (min) of {rounds} rounds", if realistic { "UDP" } else { "TCP" }, tsc as f64 / 1e9);
     let mut results = serde_json::Map::new();
     for rules in [10usize, 100, 1000, 10_000] {
         if only.is_some_and(|o| o != rules) || (realistic && rules < 1000) {
             continue;
         }
         for &stateful in &modes {
-            match run(rules, stateful, realistic, bursts, rounds) {
-                Ok((med, min, flat, desc)) => {
-                    println!("{rules:>6} rules ({flat} flat) {:<9} {med:7.1} ({min:.1}) cycles/pkt  [{desc}]", if stateful { "stateful" } else { "stateless" });
+            let key = format!(
+                "acl_{}cycles_per_packet_{}{}",
+                if realistic { "realistic_" } else { "" },
+                if rules >= 1000 {
+                    format!("{}k", rules / 1000)
+                } else {
+                    rules.to_string()
+                },
+                if stateful { "_stateful" } else { "" }
+            );
+            // Stateless from 1k rules up, with the cache at its default: the same without it
+            // (key suffix `_uncached`), so every run shows what the cache adds.
+            let variants: &[(Option<usize>, &str)] =
+                if !stateful && rules >= 1000 && cache.is_none() {
+                    &[(None, ""), (Some(0), "_uncached")]
+                } else {
+                    &[(None, "")]
+                };
+            for &(cache_override, suffix) in variants {
+                let setup = Setup {
+                    cache: cache_override.or(cache),
+                    ..setup
+                };
+                let m = match run(rules, stateful, setup) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("acl-bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                println!(
+                    "{rules:>6} rules ({} flat) {:<9} {:7.1} ({:.1}) cycles/pkt  [{}; {:.1}% from the verdict cache{}]",
+                    m.flat,
+                    if stateful { "stateful" } else { "stateless" },
+                    m.median,
+                    m.min,
+                    m.desc,
+                    100.0 * m.cache_share,
+                    if setup.cache == Some(0) { ", off" } else { "" }
+                );
+                results.insert(format!("{key}{suffix}"), json!(m.median));
+                if suffix.is_empty() && !stateful {
                     results.insert(
-                        format!(
-                            "acl_{}cycles_per_packet_{}{}",
-                            if realistic { "realistic_" } else { "" },
-                            if rules >= 1000 {
-                                format!("{}k", rules / 1000)
-                            } else {
-                                rules.to_string()
-                            },
-                            if stateful { "_stateful" } else { "" }
-                        ),
-                        json!(med),
+                        key.replace("cycles_per_packet", "verdict_cache_share"),
+                        json!(m.cache_share),
                     );
-                }
-                Err(e) => {
-                    eprintln!("acl-bench: {e}");
-                    return ExitCode::FAILURE;
                 }
             }
         }

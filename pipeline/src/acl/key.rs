@@ -810,7 +810,7 @@ pub fn compile_with(
 }
 
 /// True if `v` lets every input through `def` (full range, prefix 0, empty bitmask).
-fn is_wildcard(def: &FieldDef, v: &FieldValue) -> bool {
+pub(crate) fn is_wildcard(def: &FieldDef, v: &FieldValue) -> bool {
     let max = match def.size {
         1 => 0xff,
         2 => 0xffff,

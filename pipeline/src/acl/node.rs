@@ -8,8 +8,10 @@
 //!    worker's connection table in one batch; a packet of a tracked connection, in either
 //!    direction, passes without classification (TCP state is advanced).
 //! 4. The others get a 64-byte key each ([`AclKey`]): protocol, input- and output-port
-//!    class bitmasks, L4 ports or ICMP type/code, addresses. IPv4 and IPv6 keys go to
-//!    their own classifier context: one classify call per family present in the burst.
+//!    class bitmasks, L4 ports or ICMP type/code, addresses. The keys are looked up in the
+//!    worker's verdict cache ([`super::verdict_cache`], `verdict_cache = N` entries, 0:
+//!    off); the misses of each family go to its own classifier context: one classify call
+//!    per family present in the burst.
 //! 5. The result is the winning ACL (highest priority, ties to the earlier ACL in the
 //!    file) or the default action: `allow` -> next; `allow-related` -> next, and a
 //!    connection entry is created (table full: drop `conntrack-full`); `drop` -> drop
@@ -41,6 +43,7 @@ use super::key::{AclKey, ClassWords, Classify, CompiledAcl, ProtoMap};
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use super::reject as reject_reply;
+use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
@@ -59,7 +62,7 @@ pub const DROP_ACL_REJECT: u8 = 2;
 /// Drop code: a new `allow-related` session found the connection table full.
 pub const DROP_CONNTRACK_FULL: u8 = 3;
 
-/// Extra counter: packets classified.
+/// Extra counter: packets judged by the rules (by the classifier or from the verdict cache).
 pub const CTR_CLASSIFIED: usize = 0;
 /// Extra counter: packets passed by the connection table.
 pub const CTR_CT_HITS: usize = 1;
@@ -71,6 +74,8 @@ pub const CTR_NON_IP: usize = 3;
 pub const CTR_UPDATES: usize = 4;
 /// Extra counter: `reject` answers sent (TCP RST or ICMP unreachable).
 pub const CTR_REJECT_REPLIES: usize = 5;
+/// Extra counter: packets of `classified` whose result came from the verdict cache.
+pub const CTR_CACHE_HITS: usize = 6;
 
 /// How the node learns the output port of a packet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -131,6 +136,14 @@ pub struct AclParams {
     /// port (default true); false: rejected packets are only dropped.
     #[serde(default = "yes")]
     pub reject_replies: bool,
+    /// Entries of the worker's verdict cache (see [`verdict_cache`]; default
+    /// [`verdict_cache::DEFAULT_ENTRIES`], 32 bytes each); 0 turns it off.
+    #[serde(default = "default_cache_entries")]
+    pub verdict_cache: usize,
+}
+
+fn default_cache_entries() -> usize {
+    verdict_cache::DEFAULT_ENTRIES
 }
 
 fn yes() -> bool {
@@ -239,6 +252,7 @@ pub struct AclNode<C: Classify> {
     /// empty when replies are off.
     reply_slot: Box<[u16]>,
     scratch: Box<Scratch>,
+    cache: Option<VerdictCache>,
 }
 
 impl<C: Classify> std::fmt::Debug for AclNode<C> {
@@ -303,7 +317,15 @@ impl<C: Classify> AclNode<C> {
     pub const INFO: KindInfo = KindInfo {
         outputs: &["next"],
         drop_reasons: &["acl-deny", "default-deny", "acl-reject", "conntrack-full"],
-        counters: &["classified", "ct-hits", "ct-new", "non-ip", "updates", "reject-replies"],
+        counters: &[
+            "classified",
+            "ct-hits",
+            "ct-new",
+            "non-ip",
+            "updates",
+            "reject-replies",
+            "verdict-cache-hits",
+        ],
         // Reject answers leave by their input port.
         transmits: true,
         fills_meta: false,
@@ -402,7 +424,15 @@ impl<C: Classify> AclNode<C> {
                 reply_slot[usize::from(port.index)] = slot as u16;
             }
         }
+        if p.verdict_cache > verdict_cache::MAX_ENTRIES {
+            return Err(ParamError::new(
+                "verdict_cache",
+                format!("at most {} entries", verdict_cache::MAX_ENTRIES),
+            ));
+        }
         let (slot, installed) = hub.join();
+        let cache =
+            (p.verdict_cache > 0).then(|| VerdictCache::new(p.verdict_cache, &installed.0.acl));
         Ok(AclNode {
             hub,
             slot,
@@ -414,6 +444,7 @@ impl<C: Classify> AclNode<C> {
             allow_non_ip: p.allow_non_ip,
             reply_slot: reply_slot.into_boxed_slice(),
             scratch: Scratch::boxed(),
+            cache,
         })
     }
 
@@ -441,6 +472,9 @@ impl<C: Classify> AclNode<C> {
         match self.slot.adopt(cur) {
             Ok(new) => {
                 self.installed = new;
+                if let Some(c) = &mut self.cache {
+                    c.install(&self.installed.0.acl);
+                }
                 true
             }
             Err(_) => false,
@@ -638,6 +672,25 @@ impl PairCache {
     }
 }
 
+/// Classifies one family's keys of a burst, through the verdict cache when there is one;
+/// returns how many results came from the cache.
+#[inline(always)]
+fn classify<C: Classify>(
+    cache: &mut Option<VerdictCache>,
+    classifier: &C,
+    v: IpVersion,
+    keys: &[AclKey],
+    results: &mut [u32],
+) -> u64 {
+    match cache {
+        Some(c) => u64::from(c.classify(classifier, v, keys, results).hits),
+        None => {
+            classifier.classify(v, keys, results);
+            0
+        }
+    }
+}
+
 /// The output port id of a packet from `in_port` with metadata `m`.
 #[inline(always)]
 fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) -> u16 {
@@ -691,6 +744,7 @@ impl<C: Classify> AclNode<C> {
             allow_non_ip,
             reply_slot,
             scratch,
+            cache,
             ..
         } = self;
         let mut replies = 0u64;
@@ -699,6 +753,7 @@ impl<C: Classify> AclNode<C> {
         let s = &mut **scratch;
         let default = prog.acl.rules.default_action();
         let mut non_ip = 0u64;
+        let mut hits = 0u64;
         let mut run = RunCounter::new();
         let mut on_non_ip = |p: &P| {
             non_ip += 1;
@@ -727,8 +782,13 @@ impl<C: Classify> AclNode<C> {
             if k == 0 {
                 continue;
             }
-            prog.classifier
-                .classify(v, &s.keys[fam][..k], &mut s.res[fam][..k]);
+            hits += classify(
+                cache,
+                &prog.classifier,
+                v,
+                &s.keys[fam][..k],
+                &mut s.res[fam][..k],
+            );
             for t in 0..k {
                 let i = usize::from(s.fam_idx[fam][t]);
                 let ud = s.res[fam][t];
@@ -743,6 +803,9 @@ impl<C: Classify> AclNode<C> {
         }
         run.flush(counters);
         f.counters.add_extra(CTR_CLASSIFIED, (nf[0] + nf[1]) as u64);
+        if hits != 0 {
+            f.counters.add_extra(CTR_CACHE_HITS, hits);
+        }
         if replies != 0 {
             f.counters.add_extra(CTR_REJECT_REPLIES, replies);
         }
@@ -761,6 +824,7 @@ impl<C: Classify> AclNode<C> {
             allow_non_ip,
             reply_slot,
             scratch,
+            cache,
             ..
         } = self;
         let Some(ct) = ct.as_mut() else {
@@ -821,13 +885,19 @@ impl<C: Classify> AclNode<C> {
 
         // 4. One classify call per family present; results back in IP order.
         let mut ncls = 0usize;
+        let mut hits = 0u64;
         for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
             let k = nf[fam];
             if k == 0 {
                 continue;
             }
-            prog.classifier
-                .classify(v, &s.keys[fam][..k], &mut s.res[fam][..k]);
+            hits += classify(
+                cache,
+                &prog.classifier,
+                v,
+                &s.keys[fam][..k],
+                &mut s.res[fam][..k],
+            );
             for t in 0..k {
                 s.cls_idx[ncls] = s.fam_idx[fam][t];
                 s.cls_res[ncls] = s.res[fam][t];
@@ -851,6 +921,9 @@ impl<C: Classify> AclNode<C> {
             }
         }
         f.counters.add_extra(CTR_CLASSIFIED, ncls as u64);
+        if hits != 0 {
+            f.counters.add_extra(CTR_CACHE_HITS, hits);
+        }
 
         // 5. Verdicts, in packet order.
         let mut created = 0u64;
@@ -992,6 +1065,11 @@ mod tests {
     }
 
     fn graph(node: &str, stateful: usize) -> Graph<TestBuf> {
+        graph_with(node, stateful, "")
+    }
+
+    /// [`graph`] with `extra` appended to the node's params (e.g. `, verdict_cache = 0`).
+    fn graph_with(node: &str, stateful: usize, extra: &str) -> Graph<TestBuf> {
         let mut r = Registry::<TestBuf>::with_builtins();
         register(&mut r, &HUBS, || 1_000_000_000).unwrap();
         let spec = GraphSpec::from_toml(&format!(
@@ -1002,7 +1080,7 @@ mod tests {
             [[nodes]]
             name = "{node}"
             kind = "acl"
-            params = {{ rules = "../config/acl-three-tier.toml", stateful = {stateful}, outport = "by-route", routes = [["10.0.1.0/24", "web0"], ["10.0.2.0/24", "ba0"], ["10.0.3.0/24", "db0"]] }}
+            params = {{ rules = "../config/acl-three-tier.toml", stateful = {stateful}, outport = "by-route", routes = [["10.0.1.0/24", "web0"], ["10.0.2.0/24", "ba0"], ["10.0.3.0/24", "db0"]]{extra} }}
             [[nodes]]
             name = "fwd"
             kind = "forward"
@@ -1230,6 +1308,38 @@ mod tests {
     }
 
     #[test]
+    fn verdict_cache_answers_new_connections_of_known_flows_alike() {
+        let (web, ba, db) = ("10.0.1.10", "10.0.2.20", "10.0.3.30");
+        // Allowed twice, denied by a rule, denied by default; `sport` varies per burst
+        // (new connections): no rule of the three-tier set reads the source port.
+        let burst = |sport: u16| {
+            vec![
+                tcp(web, ba, sport, 8080, 0),
+                tcp(ba, db, sport, 5432, 1),
+                tcp(web, db, sport, 5432, 0),
+                tcp(web, "8.8.8.8", sport, 53, 0),
+            ]
+        };
+        let want = vec![Some(1), Some(2), None, None];
+        for (name, extra, hits) in [
+            ("acl-3t-cached", "", 8),
+            ("acl-3t-uncached", ", verdict_cache = 0", 0),
+        ] {
+            let mut g = graph_with(name, 0, extra);
+            for sport in [40000, 40001, 40002] {
+                assert_eq!(run(&mut g, burst(sport)), want, "{name}, sport {sport}");
+            }
+            let snap = g.snapshot();
+            let n = snap.node(name).unwrap();
+            assert_eq!(n.counter("classified"), 12, "{name}");
+            // The first burst fills the cache; the other two are answered from it.
+            assert_eq!(n.counter("verdict-cache-hits"), hits, "{name}");
+            assert_eq!(n.drops_for("acl-deny"), 3, "{name}");
+            assert_eq!(n.drops_for("default-deny"), 3, "{name}");
+        }
+    }
+
+    #[test]
     fn conntrack_full_is_counted() {
         let mut g = graph("acl-3t-full", 1);
         let out = run(
@@ -1277,6 +1387,9 @@ mod tests {
         )
         .unwrap()
         .contains("unknown port"));
+        assert!(build("{ acl = { }, verdict_cache = 1000000000 }")
+            .unwrap()
+            .contains("at most"));
         assert_eq!(build("{ acl = { default = \"allow\" } }"), None);
     }
 

@@ -46,6 +46,14 @@ impl NodeSnapshot {
             .map_or(0, |d| d.count)
     }
 
+    /// A kind-specific counter by name (0 if the node has no such counter).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.count)
+    }
+
     /// Cycles per packet.
     pub fn clocks_per_packet(&self) -> f64 {
         ratio(self.cycles, self.packets)
