@@ -222,6 +222,9 @@ impl VerdictCache {
     /// As [`VerdictCache::new`], timing itself with `clock` (tests drive time).
     pub fn with_clock(entries: usize, acl: &CompiledAcl, clock: fn() -> u64) -> Self {
         let buckets = (entries.clamp(2, MAX_ENTRIES) / 2).next_power_of_two();
+        // On 4 KiB pages. (A 2 MiB-aligned table on a transparent huge page, as the
+        // connection table gets, measured the same: acl-bench 1k rules, 10k flows 35.8-36.3
+        // against 36.0-36.6 cycles/packet, 1k flows 30.3-31.2 against 30.1-30.3.)
         let mut c = VerdictCache {
             buckets: vec![Bucket::default(); buckets].into_boxed_slice(),
             mask: buckets - 1,
@@ -285,7 +288,8 @@ impl VerdictCache {
 
     /// Classifies `keys` of family `v` with `classifier` (the program installed last),
     /// answering what it can from the cache: `results[i]` for `keys[i]`, exactly what
-    /// `classifier.classify` would give. `keys` holds at most [`VECTOR_SIZE`] keys.
+    /// `classifier.classify` would give (`results` is at least as long as `keys`). The node
+    /// passes one burst, at most [`VECTOR_SIZE`] keys; longer slices go by chunks of that.
     #[inline]
     pub fn classify<C: Classify>(
         &mut self,
@@ -294,7 +298,31 @@ impl VerdictCache {
         keys: &[AclKey],
         results: &mut [u32],
     ) -> CacheOutcome {
-        let k = keys.len().min(VECTOR_SIZE);
+        if keys.len() <= VECTOR_SIZE {
+            return self.classify_burst(classifier, v, keys, results);
+        }
+        let mut total = CacheOutcome::default();
+        for (k, r) in keys
+            .chunks(VECTOR_SIZE)
+            .zip(results.chunks_mut(VECTOR_SIZE))
+        {
+            let o = self.classify_burst(classifier, v, k, r);
+            total.hits += o.hits;
+            total.classified += o.classified;
+        }
+        total
+    }
+
+    /// [`VerdictCache::classify`] for at most [`VECTOR_SIZE`] keys.
+    #[inline(always)]
+    fn classify_burst<C: Classify>(
+        &mut self,
+        classifier: &C,
+        v: IpVersion,
+        keys: &[AclKey],
+        results: &mut [u32],
+    ) -> CacheOutcome {
+        let k = keys.len();
         let Some(plan) = self.plans[family(v)] else {
             classifier.classify(v, &keys[..k], &mut results[..k]);
             return CacheOutcome {
@@ -596,6 +624,32 @@ mod tests {
             }
         );
         assert_eq!(c.asked(), before);
+    }
+
+    #[test]
+    fn more_keys_than_a_burst_go_by_bursts() {
+        let acl = compiled(RULES);
+        let c = Counting::build(&acl).unwrap();
+        let mut cache = VerdictCache::new(4096, &acl);
+        let keys: Vec<AclKey> = (0..3 * VECTOR_SIZE as u32 + 7)
+            .map(|i| {
+                key(
+                    &acl,
+                    0,
+                    [10, 0, (i % 3) as u8, i as u8],
+                    1000,
+                    [80, 22][i as usize % 2],
+                    0,
+                )
+            })
+            .collect();
+        let mut want = vec![0; keys.len()];
+        c.0.classify(IpVersion::V4, &keys, &mut want);
+        let mut got = vec![u32::MAX; keys.len()];
+        let o = cache.classify(&c, IpVersion::V4, &keys, &mut got);
+        assert_eq!(got, want);
+        assert_eq!(o.hits + o.classified, keys.len() as u32);
+        assert!(o.hits > 0, "{o:?}");
     }
 
     #[test]
