@@ -167,6 +167,28 @@ pub struct CacheOutcome {
     pub classified: u32,
 }
 
+impl std::ops::AddAssign for CacheOutcome {
+    fn add_assign(&mut self, o: CacheOutcome) {
+        self.hits += o.hits;
+        self.classified += o.classified;
+    }
+}
+
+/// Classifies `keys` without the cache.
+#[inline(always)]
+fn uncached<C: Classify>(
+    classifier: &C,
+    v: IpVersion,
+    keys: &[AclKey],
+    results: &mut [u32],
+) -> CacheOutcome {
+    classifier.classify(v, keys, results);
+    CacheOutcome {
+        hits: 0,
+        classified: keys.len() as u32,
+    }
+}
+
 /// Per-burst scratch, allocated once.
 struct Scratch {
     words: [[u32; MAX_WORDS]; VECTOR_SIZE],
@@ -298,57 +320,31 @@ impl VerdictCache {
         keys: &[AclKey],
         results: &mut [u32],
     ) -> CacheOutcome {
-        if keys.len() <= VECTOR_SIZE {
-            return self.classify_burst(classifier, v, keys, results);
-        }
         let mut total = CacheOutcome::default();
-        for (k, r) in keys
+        for (keys, results) in keys
             .chunks(VECTOR_SIZE)
             .zip(results.chunks_mut(VECTOR_SIZE))
         {
-            let o = self.classify_burst(classifier, v, k, r);
-            total.hits += o.hits;
-            total.classified += o.classified;
+            let Some(plan) = self.plans[family(v)] else {
+                total += uncached(classifier, v, keys, results);
+                continue;
+            };
+            let timed = matches!(self.period - self.window_no, 1 | 3);
+            let t0 = if timed { (self.clock)() } else { 0 };
+            total += if self.in_use() {
+                self.lookup(plan, classifier, v, keys, results)
+            } else {
+                uncached(classifier, v, keys, results)
+            };
+            if timed {
+                self.window_cycles += (self.clock)().wrapping_sub(t0);
+            }
+            self.window_keys += keys.len() as u32;
+            if self.window_keys >= self.window {
+                self.end_window();
+            }
         }
         total
-    }
-
-    /// [`VerdictCache::classify`] for at most [`VECTOR_SIZE`] keys.
-    #[inline(always)]
-    fn classify_burst<C: Classify>(
-        &mut self,
-        classifier: &C,
-        v: IpVersion,
-        keys: &[AclKey],
-        results: &mut [u32],
-    ) -> CacheOutcome {
-        let k = keys.len();
-        let Some(plan) = self.plans[family(v)] else {
-            classifier.classify(v, &keys[..k], &mut results[..k]);
-            return CacheOutcome {
-                hits: 0,
-                classified: k as u32,
-            };
-        };
-        let timed = matches!(self.period - self.window_no, 1 | 3);
-        let t0 = if timed { (self.clock)() } else { 0 };
-        let outcome = if self.in_use() {
-            self.lookup(plan, classifier, v, &keys[..k], results)
-        } else {
-            classifier.classify(v, &keys[..k], &mut results[..k]);
-            CacheOutcome {
-                hits: 0,
-                classified: k as u32,
-            }
-        };
-        if timed {
-            self.window_cycles += (self.clock)().wrapping_sub(t0);
-        }
-        self.window_keys += k as u32;
-        if self.window_keys >= self.window {
-            self.end_window();
-        }
-        outcome
     }
 
     /// Closes a window: records the cost of a timed one, decides the mode at the end of a
@@ -558,18 +554,18 @@ mod tests {
         let c = Counting::build(&acl).unwrap();
         let mut cache = VerdictCache::new(1024, &acl);
         assert!(cache.caches(IpVersion::V4));
-        let keys: Vec<AclKey> = (0..200u16)
-            .map(|i| {
-                key(
-                    &acl,
-                    i % 2,
-                    [10, 0, (i % 4) as u8, (i % 8) as u8],
-                    1000 + i,
-                    [80, 22, 443][usize::from(i % 3)],
-                    0xa5,
-                )
-            })
-            .collect();
+        // 200 packets of 24 flows: (input port, source address, destination port) cycle
+        // with periods 2, 8 and 3; `sport` gives each packet's source port.
+        let flows = |sport: &dyn Fn(u16) -> u16, junk: u8| -> Vec<AclKey> {
+            (0..200u16)
+                .map(|i| {
+                    let dport = [80, 22, 443][usize::from(i % 3)];
+                    let src = [10, 0, (i % 4) as u8, (i % 8) as u8];
+                    key(&acl, i % 2, src, sport(i), dport, junk)
+                })
+                .collect()
+        };
+        let keys = flows(&|i| 1000 + i, 0xa5);
         let mut want = vec![0; keys.len()];
         c.0.classify(IpVersion::V4, &keys, &mut want);
         assert!(
@@ -600,18 +596,7 @@ mod tests {
         assert_eq!(stored.count(), 24);
         // The same flows again, other junk in the unread bytes and other source ports:
         // all hits, same results, the classifier not called.
-        let again: Vec<AclKey> = (0..200u16)
-            .map(|i| {
-                key(
-                    &acl,
-                    i % 2,
-                    [10, 0, (i % 4) as u8, (i % 8) as u8],
-                    7,
-                    [80, 22, 443][usize::from(i % 3)],
-                    0x5a,
-                )
-            })
-            .collect();
+        let again = flows(&|_| 7, 0x5a);
         let mut got2 = vec![u32::MAX; keys.len()];
         let before = c.asked();
         let second = cache.classify(&c, IpVersion::V4, &again, &mut got2);
