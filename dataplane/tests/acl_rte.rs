@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use dataplane::dpdk::acl::{ClassifyAlg, RteAcl};
 use pipeline::acl::expand::ExpandLimits;
 use pipeline::acl::key::{compile_with, AclKey, ClassLayout, Classify, KEY_LEN};
-use pipeline::acl::verdict_cache::VerdictCache;
+use pipeline::acl::verdict_cache::{CachePlans, VerdictCache};
 use pipeline::acl::{
     evaluate, AclConfig, AclFile, AclTable, IpVersion, PacketSummary, PortId, RuleSet,
 };
@@ -244,7 +244,7 @@ fn rte_acl_agrees_with_the_reference() {
                 algs_used.insert(a.name());
             }
         }
-        let mut cache = VerdictCache::new(4096, &acl);
+        let mut cache = VerdictCache::new(4096, CachePlans::of(&acl));
         for chunk in 0..PACKETS / 256 {
             // Key bytes the node leaves alone (addresses past an IPv4 address, class groups
             // of the compact layout) hold junk, as they may in a reused key buffer: no

@@ -431,8 +431,8 @@ impl<C: Classify> AclNode<C> {
             ));
         }
         let (slot, installed) = hub.join();
-        let cache =
-            (p.verdict_cache > 0).then(|| VerdictCache::new(p.verdict_cache, &installed.0.acl));
+        let cache = (p.verdict_cache > 0)
+            .then(|| VerdictCache::new(p.verdict_cache, installed.0.cache_plans));
         Ok(AclNode {
             hub,
             slot,
@@ -473,7 +473,7 @@ impl<C: Classify> AclNode<C> {
             Ok(new) => {
                 self.installed = new;
                 if let Some(c) = &mut self.cache {
-                    c.install(&self.installed.0.acl);
+                    c.install(self.installed.0.cache_plans);
                 }
                 true
             }

@@ -32,6 +32,7 @@ use super::counters::{DenialCounters, PacketBytes, RuleCounters, RuleCountersSna
 use super::expand::{AclTable, ExpandLimits};
 use super::key::{compile, Classify, CompileError, CompiledAcl};
 use super::model::{AclConfig, AclError, Action, IpNet, RuleSet};
+use super::verdict_cache::CachePlans;
 use crate::graph::PortInfo;
 use crate::stats::Counter;
 
@@ -58,6 +59,8 @@ pub struct AclProgram<C> {
     pub classifier: C,
     /// Actions, port-class bitmasks, rule set.
     pub acl: CompiledAcl,
+    /// What the workers' verdict caches read of each key under this program.
+    pub cache_plans: CachePlans,
 }
 
 impl<C: Classify> AclProgram<C> {
@@ -66,6 +69,7 @@ impl<C: Classify> AclProgram<C> {
         Ok(AclProgram {
             generation,
             classifier: C::build(&acl)?,
+            cache_plans: CachePlans::of(&acl),
             acl,
         })
     }

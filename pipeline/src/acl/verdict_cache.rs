@@ -144,6 +144,20 @@ impl Plan {
     }
 }
 
+/// The cache plans of one compiled rule set, per family (`None`: that family's keys are not
+/// cached). Computed when the program is built, on the control thread
+/// ([`super::publish::AclProgram::build`]): it scans every rule's fields, which a worker
+/// must not do when it adopts a program between two bursts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachePlans([Option<Plan>; 2]);
+
+impl CachePlans {
+    /// The plans for `acl`.
+    pub fn of(acl: &CompiledAcl) -> Self {
+        CachePlans([Plan::of(acl, IpVersion::V4), Plan::of(acl, IpVersion::V6)])
+    }
+}
+
 /// One cached result: the key's words, its stamp (the epoch it was written in, shifted
 /// left by one, or'ed with its family; 0: empty), the
 /// classifier's result.
@@ -210,7 +224,7 @@ pub struct VerdictCache {
     buckets: Box<[Bucket]>,
     mask: usize,
     epoch: u32,
-    plans: [Option<Plan>; 2],
+    plans: CachePlans,
     /// Whether this period uses the cache (outside its last window).
     use_cache: bool,
     /// Lookups per window.
@@ -234,7 +248,7 @@ impl std::fmt::Debug for VerdictCache {
         f.debug_struct("VerdictCache")
             .field("entries", &self.entries())
             .field("epoch", &self.epoch)
-            .field("cached_families", &self.plans.map(|p| p.is_some()))
+            .field("cached_families", &self.plans.0.map(|p| p.is_some()))
             .field("in_use", &self.in_use())
             .finish()
     }
@@ -242,14 +256,14 @@ impl std::fmt::Debug for VerdictCache {
 
 impl VerdictCache {
     /// A cache of at least `entries` entries (rounded up to a power of two, at least 2),
-    /// for the program compiled as `acl`; its first two windows time it with and without
+    /// for a program with cache plans `plans`; its first two windows time it with and without
     /// the cache.
-    pub fn new(entries: usize, acl: &CompiledAcl) -> Self {
-        Self::with_clock(entries, acl, crate::cycles::now)
+    pub fn new(entries: usize, plans: CachePlans) -> Self {
+        Self::with_clock(entries, plans, crate::cycles::now)
     }
 
     /// As [`VerdictCache::new`], timing itself with `clock` (tests drive time).
-    pub fn with_clock(entries: usize, acl: &CompiledAcl, clock: fn() -> u64) -> Self {
+    pub fn with_clock(entries: usize, plans: CachePlans, clock: fn() -> u64) -> Self {
         let buckets = (entries.clamp(2, MAX_ENTRIES) / 2).next_power_of_two();
         // On 4 KiB pages. (A 2 MiB-aligned table on a transparent huge page, as the
         // connection table gets, measured the same: acl-bench 1k rules, 10k flows 35.8-36.3
@@ -258,7 +272,7 @@ impl VerdictCache {
             buckets: vec![Bucket::default(); buckets].into_boxed_slice(),
             mask: buckets - 1,
             epoch: 0,
-            plans: [None, None],
+            plans,
             use_cache: true,
             window: ((buckets * 2) as u32).max(MIN_WINDOW),
             // The first period is its last four windows: the mode is chosen at once.
@@ -276,7 +290,7 @@ impl VerdictCache {
                 miss_res: [0; VECTOR_SIZE],
             }),
         };
-        c.install(acl);
+        c.install(plans);
         c
     }
 
@@ -301,18 +315,18 @@ impl VerdictCache {
 
     /// Whether keys of family `v` are cached under the current program.
     pub fn caches(&self, v: IpVersion) -> bool {
-        self.plans[family(v)].is_some()
+        self.plans.0[family(v)].is_some()
     }
 
-    /// Starts a new epoch for the program compiled as `acl`: no entry written before is
+    /// Starts a new epoch for a program with cache plans `plans`: no entry written before is
     /// returned again.
-    pub fn install(&mut self, acl: &CompiledAcl) {
+    pub fn install(&mut self, plans: CachePlans) {
         self.epoch += 1;
         if self.epoch == 1 << 31 {
             self.buckets.fill(Bucket::default());
             self.epoch = 1;
         }
-        self.plans = [Plan::of(acl, IpVersion::V4), Plan::of(acl, IpVersion::V6)];
+        self.plans = plans;
     }
 
     /// Classifies `keys` of family `v` with `classifier` (the program installed last),
@@ -332,7 +346,7 @@ impl VerdictCache {
             .chunks(VECTOR_SIZE)
             .zip(results.chunks_mut(VECTOR_SIZE))
         {
-            let Some(plan) = self.plans[family(v)] else {
+            let Some(plan) = self.plans.0[family(v)] else {
                 total += uncached(classifier, v, keys, results);
                 continue;
             };
@@ -559,7 +573,7 @@ mod tests {
     fn hits_give_the_classifiers_result_and_ignore_bytes_no_rule_reads() {
         let acl = compiled(RULES);
         let c = Counting::build(&acl).unwrap();
-        let mut cache = VerdictCache::new(1024, &acl);
+        let mut cache = VerdictCache::new(1024, CachePlans::of(&acl));
         assert!(cache.caches(IpVersion::V4));
         // 200 packets of 24 flows: (input port, source address, destination port) cycle
         // with periods 2, 8 and 3; `sport` gives each packet's source port.
@@ -622,7 +636,7 @@ mod tests {
     fn more_keys_than_a_burst_go_by_bursts() {
         let acl = compiled(RULES);
         let c = Counting::build(&acl).unwrap();
-        let mut cache = VerdictCache::new(4096, &acl);
+        let mut cache = VerdictCache::new(4096, CachePlans::of(&acl));
         let keys: Vec<AclKey> = (0..3 * VECTOR_SIZE as u32 + 7)
             .map(|i| {
                 key(
@@ -648,7 +662,7 @@ mod tests {
     fn a_new_program_never_gets_the_old_programs_results() {
         let acl = compiled(RULES);
         let c = Counting::build(&acl).unwrap();
-        let mut cache = VerdictCache::new(64, &acl);
+        let mut cache = VerdictCache::new(64, CachePlans::of(&acl));
         let k = [key(&acl, 0, [10, 0, 0, 1], 1000, 80, 0)];
         let mut r = [u32::MAX];
         cache.classify(&c, IpVersion::V4, &k, &mut r);
@@ -656,7 +670,7 @@ mod tests {
         // The web rule now drops (and comes second): the same key must get the new result.
         let acl2 = compiled(&RULES.replace("action = \"allow\"", "action = \"drop\""));
         let c2 = Counting::build(&acl2).unwrap();
-        cache.install(&acl2);
+        cache.install(CachePlans::of(&acl2));
         let mut r2 = [u32::MAX];
         let o = cache.classify(&c2, IpVersion::V4, &k, &mut r2);
         assert_eq!(o.hits, 0);
@@ -688,7 +702,7 @@ mod tests {
         "#,
         );
         let c = Counting::build(&acl).unwrap();
-        let mut cache = VerdictCache::new(64, &acl);
+        let mut cache = VerdictCache::new(64, CachePlans::of(&acl));
         let k4 = key(&acl, 0, [10, 0, 0, 1], 1000, 80, 0);
         let m = PacketMeta {
             ip_version: 6,
@@ -713,12 +727,12 @@ mod tests {
     fn epoch_wrap_clears_the_table() {
         let acl = compiled(RULES);
         let c = Counting::build(&acl).unwrap();
-        let mut cache = VerdictCache::new(64, &acl);
+        let mut cache = VerdictCache::new(64, CachePlans::of(&acl));
         let k = [key(&acl, 0, [10, 0, 0, 1], 1000, 80, 0)];
         let mut r = [0];
         cache.classify(&c, IpVersion::V4, &k, &mut r);
         cache.epoch = (1 << 31) - 1;
-        cache.install(&acl);
+        cache.install(CachePlans::of(&acl));
         assert_eq!(cache.epoch, 1);
         assert!(cache
             .buckets
@@ -742,7 +756,7 @@ mod tests {
     fn the_cache_is_used_only_while_it_measures_cheaper() {
         let acl = compiled(RULES);
         let c = Counting::build(&acl).unwrap();
-        let mut cache = VerdictCache::with_clock(4096, &acl, fake_now);
+        let mut cache = VerdictCache::with_clock(4096, CachePlans::of(&acl), fake_now);
         assert_eq!(cache.window(), 4096);
         let bursts_per_period = (cache.window() * PERIOD) as usize / VECTOR_SIZE;
         let mut i = 0u32;
@@ -868,11 +882,11 @@ mod tests {
             let programs = [compiled(RULES), compiled(&RULES.replace("tcp.dst == 80", "tcp.dst == 443"))];
             let classifiers = [Counting::build(&programs[0]).unwrap(), Counting::build(&programs[1]).unwrap()];
             let mut cur = 0;
-            let mut cache = VerdictCache::new(entries, &programs[0]);
+            let mut cache = VerdictCache::new(entries, CachePlans::of(&programs[0]));
             for (n, chunk) in picks.chunks(37).enumerate() {
                 if swaps.iter().any(|&s| s / 37 == n) {
                     cur ^= 1;
-                    cache.install(&programs[cur]);
+                    cache.install(CachePlans::of(&programs[cur]));
                 }
                 let keys: Vec<AclKey> = chunk.iter().map(|(ix, junk)| {
                     let (inp, net, host, dport) = *ix.get(&flows);
