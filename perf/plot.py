@@ -48,15 +48,17 @@ def markdown(doc):
         out.append("|---|---|---|---|---|---|---|---|")
         for k, v in det.items():
             tgt = v.get("target")
-            ok = "" if tgt is None else (" (met)" if v["median"] >= tgt else " (not met)")
+
+            def verdict(x):
+                """` (met)` / ` (not met)` for estimate `x` against the target, or nothing."""
+                return "" if x is None or tgt is None else (" (met)" if x >= tgt else " (not met)")
+
+            ok = verdict(v["median"])
             fs = v.get("full_speed_median")
             fast = "-" if fs is None else f"{fs:.3f} ({len(v.get('full_speed_per_round', []))})"
-            if fs is not None and tgt is not None:
-                fast += " (met)" if fs >= tgt else " (not met)"
+            fast += verdict(fs)
             best = v.get("fastest_rounds_ratio")
-            best = "-" if best is None else f"{best:.3f}"
-            if v.get("fastest_rounds_ratio") is not None and tgt is not None:
-                best += " (met)" if v["fastest_rounds_ratio"] >= tgt else " (not met)"
+            best = ("-" if best is None else f"{best:.3f}") + verdict(best)
             out.append(f"| `{k}` | {v.get('numerator', '?')} / {v.get('denominator', '?')} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) | {fast} | {best} | "
                        f"{'-' if tgt is None else '>= ' + str(tgt)}{ok} | {fmt(v.get('generator_capacity_mpps'))} ({v.get('traffic_profile', 'plain')}) | "
                        f"{v.get('numerator', '?')}: {v.get('numerator_limit', '?')}, {v.get('denominator', '?')}: {v.get('denominator_limit', '?')} |")
