@@ -36,7 +36,8 @@
 //! # Hot path
 //! No allocation, lock or syscall per packet: the table is swapped at most once per vector
 //! (see [`crate::lb::control`]), counters are this worker's own, the connection table is
-//! this worker's own; aging scans a bounded number of slots per vector.
+//! this worker's own; aging scans a bounded number of slots per vector, paced to sweep the
+//! table within an eighth of the shortest idle timeout.
 //!
 //! # Checksums
 //! Updated incrementally in software, unless every port of the graph computes checksums on
@@ -112,7 +113,8 @@ pub const C_CSUM_OFFLOADS: usize = 7;
 /// Packets classified, looked up and rewritten together (one batched lookup each).
 pub const CHUNK: usize = 64;
 
-/// Connection-table slots examined for expiry per vector.
+/// Most connection-table slots examined for expiry per vector (fewer while the paced
+/// sweep keeps up: [`ConnTrack::age_paced_with`]).
 pub const AGE_SCAN_PER_VECTOR: usize = 64;
 
 /// The clock the node reads once per vector (timeouts are converted to its ticks).
@@ -617,7 +619,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 n_closed += 1;
             }
         }
-        n_closed += ct.age_with(now, AGE_SCAN_PER_VECTOR, |_, e| closed(c, e)) as u64;
+        n_closed += ct.age_paced_with(now, AGE_SCAN_PER_VECTOR, |_, e| closed(c, e)) as u64;
 
         let fc = f.counters;
         for (idx, v) in [
