@@ -682,6 +682,19 @@ pub struct EndpointMap<V> {
     mask: usize,
     len: usize,
     has_any_port: bool,
+    /// One bit per [`addr_bit`] of the addresses in the map: a clear bit answers "not in
+    /// the map" for an address without hashing the endpoint or probing (the common case
+    /// for the clients' addresses of reply traffic, which differ packet by packet).
+    addrs: [u64; 4],
+}
+
+/// The bit of `addr` in [`EndpointMap`]'s address filter (0..256): one multiply of the
+/// address's two halves folded together.
+#[inline(always)]
+fn addr_bit(addr: &[u8; 16]) -> usize {
+    let v = u128::from_le_bytes(*addr);
+    let x = (v as u64) ^ ((v >> 64) as u64).rotate_left(17);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
 }
 
 #[inline(always)]
@@ -701,6 +714,7 @@ impl<V: Copy + Default> EndpointMap<V> {
             mask: n - 1,
             len: 0,
             has_any_port: false,
+            addrs: [0; 4],
         };
         for &(a, proto, port, v) in entries {
             let k = EpKey {
@@ -716,6 +730,8 @@ impl<V: Copy + Default> EndpointMap<V> {
                     m.vals[i] = v;
                     m.len += 1;
                     m.has_any_port |= port == 0;
+                    let b = addr_bit(&k.addr);
+                    m.addrs[b / 64] |= 1 << (b % 64);
                     break;
                 }
                 if m.keys[i] == k {
@@ -746,7 +762,8 @@ impl<V: Copy + Default> EndpointMap<V> {
     /// `family` is 4 or 6.
     #[inline(always)]
     pub fn get(&self, addr: &[u8; 16], proto: u8, port: u16, family: u8) -> Option<V> {
-        if self.len == 0 {
+        let b = addr_bit(addr);
+        if self.addrs[b / 64] & (1 << (b % 64)) == 0 {
             return None;
         }
         if let Some(v) = self.probe(addr, proto, port, family) {
@@ -1237,5 +1254,58 @@ mod tests {
         assert_eq!(m.get(&kb, 17, 53, 4), None, "family is part of the key");
         let e = EndpointMap::<u32>::build(&[]);
         assert_eq!(e.get(&ka, 6, 80, 4), None);
+    }
+
+    /// Endpoints from a small space (so that queries hit entries, share address-filter
+    /// bits and collide in the table): an IPv4 or IPv6 address, a protocol, a port (0 =
+    /// any).
+    fn endpoint() -> impl proptest::strategy::Strategy<Value = (IpAddr, u8, u16)> {
+        use proptest::prelude::*;
+        (
+            any::<bool>(),
+            0u8..40,
+            prop::sample::select(vec![6u8, 17]),
+            0u16..4,
+        )
+            .prop_map(|(v6, host, proto, port)| {
+                let a: IpAddr = if v6 {
+                    std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(host)).into()
+                } else {
+                    std::net::Ipv4Addr::new(10, 0, host / 8, host).into()
+                };
+                (a, proto, port)
+            })
+    }
+
+    proptest::proptest! {
+        /// `get` answers as a plain list would: the first entry for the exact endpoint,
+        /// else the first any-port entry for the address and protocol, else nothing.
+        #[test]
+        fn endpoint_map_matches_a_list(
+            entries in proptest::collection::vec(endpoint(), 0..24),
+            queries in proptest::collection::vec(endpoint(), 1..64),
+        ) {
+            let list: Vec<(IpAddr, u8, u16, u32)> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, proto, port))| (a, proto, port, i as u32))
+                .collect();
+            let m = EndpointMap::build(&list);
+            let find = |a: IpAddr, proto: u8, port: u16| {
+                list.iter()
+                    .find(|e| e.0 == a && e.1 == proto && e.2 == port)
+                    .map(|e| e.3)
+            };
+            for (a, proto, port) in queries {
+                let want = find(a, proto, port).or_else(|| {
+                    if port != 0 { find(a, proto, 0) } else { None }
+                });
+                proptest::prop_assert_eq!(
+                    m.get(&addr16(a), proto, port, family_of(a)),
+                    want,
+                    "{} {} {}", a, proto, port
+                );
+            }
+        }
     }
 }
