@@ -64,7 +64,10 @@
 //! it is a safe function only inside `#[target_feature(enable = "sse")]` code, and calling
 //! such code from normal code still needs `unsafe`, which this crate avoids; and, tried in
 //! place of the three touch loops, it was slower (`lb-bench`, interleaved: 100k flows
-//! 119-128 -> 143-150 cycles/packet, 1M 137-157 -> 155-169, 1k unchanged).
+//! 119-128 -> 143-150 cycles/packet, 1M 137-157 -> 155-169, 1k unchanged). Prefetching
+//! (`prefetcht0`) each key's first line as soon as the `lb` node has built the key, while
+//! it classifies the rest of the chunk, and keeping the touch loops, was slower as well
+//! (vhost benchmark's full pipeline, 100k flows, interleaved: `lb` node 84-85 -> 101-107).
 
 use std::fmt;
 
