@@ -395,12 +395,15 @@ fn run_ports(
             launched.len(),
             launched
         );
+        let running = Running {
+            ports,
+            counters: &counters,
+            graphs: &graphs,
+        };
         stopped_by = control_loop(
             plan,
             opts,
-            ports,
-            &counters,
-            &graphs,
+            &running,
             signalled,
             started,
             period,
@@ -466,18 +469,29 @@ fn run_ports(
     })
 }
 
+/// What the control loop reads while the workers run: the ports, and each worker's
+/// counters and graph handles (by lcore).
+struct Running<'a> {
+    ports: &'a [Port],
+    counters: &'a [(u32, Arc<WorkerCounters>)],
+    graphs: &'a [(u32, StatsHandle, TraceHandle)],
+}
+
 /// Waits on the main lcore, printing a stats line per port each period. Returns why it ended.
 fn control_loop(
     plan: &Plan,
     opts: &RunOptions,
-    ports: &[Port],
-    counters: &[(u32, Arc<WorkerCounters>)],
-    graphs: &[(u32, StatsHandle, TraceHandle)],
+    running: &Running<'_>,
     signalled: &AtomicBool,
     started: Instant,
     period: f64,
     reloader: &mut crate::reload::Reloader,
 ) -> String {
+    let Running {
+        ports,
+        counters,
+        graphs,
+    } = *running;
     let mut last_runtime = runtime_snapshots(graphs);
     let exporter = opts
         .prometheus

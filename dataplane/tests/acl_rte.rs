@@ -291,18 +291,21 @@ fn rte_acl_agrees_with_the_reference() {
                 let v = evaluate(table.rules(), &pkt);
                 want[fam].push(v.acl.map_or(0, |i| i as u32 + 1));
                 summaries[fam].push(format!("{pkt:?}"));
-                let mut m = PacketMeta::default();
-                m.ip_version = if v6 { 6 } else { 4 };
-                m.src_addr = match src {
+                let bytes = |a: IpAddr| match a {
                     IpAddr::V4(a) => PacketMeta::v4_bytes(a.octets()),
                     IpAddr::V6(a) => a.octets(),
                 };
-                m.dst_addr = match dst {
-                    IpAddr::V4(a) => PacketMeta::v4_bytes(a.octets()),
-                    IpAddr::V6(a) => a.octets(),
+                let m = PacketMeta {
+                    ip_version: if v6 { 6 } else { 4 },
+                    src_addr: bytes(src),
+                    dst_addr: bytes(dst),
+                    protocol: proto,
+                    src_port: sport,
+                    dst_port: dport,
+                    icmp_type: itype,
+                    icmp_code: icode,
+                    ..PacketMeta::default()
                 };
-                m.protocol = proto;
-                (m.src_port, m.dst_port, m.icmp_type, m.icmp_code) = (sport, dport, itype, icode);
                 let out_bits = if outp < PORTS.len() {
                     acl.bits(outp as u16)
                 } else {
