@@ -36,10 +36,10 @@
 //!   other protocols 30 s). An expired entry is treated as absent by lookups and is
 //!   reclaimed by [`ConnTrack::age`] (a cursor-based scan of a bounded number of slots per
 //!   call, meant to be called once per poll loop; [`ConnTrack::age_paced_with`] scans only
-//!   as many as sweep the table within an eighth of the shortest timeout), by a new insert of the same flow, or by
-//!   an insert into a full table that finds it on its probe path. The refresh is an
-//!   unconditional store: skipping it while the stored expiry is within 1/256 of the
-//!   timeout (so that a hit leaves its line clean) was slower (`lb-bench`, interleaved:
+//!   as many as sweep the table within an eighth of the shortest timeout), by a new insert
+//!   of the same flow, or by an insert into a full table that finds it on its probe path.
+//!   The refresh is an unconditional store: skipping it while the stored expiry is within
+//!   1/256 of the timeout (so that a hit leaves its line clean) was slower (`lb-bench`, interleaved:
 //!   1k flows 84-85 -> 108-113 cycles/packet, 1M 127-132 -> 157-167).
 //! * **Full table**: an insert beyond `capacity` (or, very rarely, one whose probe window
 //!   holds no free or expired slot) fails with [`InsertError::Full`] and counts
@@ -349,7 +349,9 @@ const NO_CANDIDATE: usize = usize::MAX;
 
 /// [`ConnTrack::age_paced_with`] sweeps the whole table within the shortest idle timeout
 /// divided by this: an expired entry is reclaimed (and counted as closed) at most that long
-/// after it expired.
+/// after it expired, as long as the calls come often enough for their `max_scan` to cover
+/// their share of the sweep (a table of 2M slots with a 30 s shortest timeout needs about
+/// 560k slots a second: 64 per call at 8,750 calls a second).
 pub const SWEEPS_PER_TIMEOUT: u64 = 8;
 
 /// The fewest slots [`ConnTrack::age_paced_with`] examines per call (so that a sweep goes
