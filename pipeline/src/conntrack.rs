@@ -39,8 +39,8 @@
 //!   as many as sweep the table within an eighth of the shortest timeout), by a new insert
 //!   of the same flow, or by an insert into a full table that finds it on its probe path.
 //!   The refresh is an unconditional store: skipping it while the stored expiry is within
-//!   1/256 of the timeout (so that a hit leaves its line clean) was slower (`lb-bench`, interleaved:
-//!   1k flows 84-85 -> 108-113 cycles/packet, 1M 127-132 -> 157-167).
+//!   1/256 of the timeout (so that a hit leaves its line clean) was slower (`lb-bench`,
+//!   interleaved: 1k flows 84-85 -> 108-113 cycles/packet, 1M 127-132 -> 157-167).
 //! * **Full table**: an insert beyond `capacity` (or, very rarely, one whose probe window
 //!   holds no free or expired slot) fails with [`InsertError::Full`] and counts
 //!   [`CtStats::full_drops`]; live entries are never evicted.
