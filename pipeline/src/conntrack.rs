@@ -358,6 +358,10 @@ pub const SWEEPS_PER_TIMEOUT: u64 = 8;
 /// on when the clock stands still, as a test's manual clock may).
 pub const MIN_PACED_SCAN: usize = 8;
 
+/// The most slots the nodes let [`ConnTrack::age_paced_with`] examine per vector (its
+/// `max_scan`): what one vector spends on aging when the sweep falls behind.
+pub const MAX_PACED_SCAN: usize = 64;
+
 /// Ticks in which paced aging sweeps a table once: the shortest idle timeout divided by
 /// [`SWEEPS_PER_TIMEOUT`] (at least 1).
 fn sweep_ticks(t: &Timeouts) -> u64 {

@@ -979,7 +979,7 @@ impl<C: Classify> AclNode<C> {
         if replies != 0 {
             f.counters.add_extra(CTR_REJECT_REPLIES, replies);
         }
-        ct.age_paced_with(now, 64, |_, _| {});
+        ct.age_paced_with(now, crate::conntrack::MAX_PACED_SCAN, |_, _| {});
         if ct_hits != 0 {
             f.counters.add_extra(CTR_CT_HITS, ct_hits);
         }

@@ -60,7 +60,7 @@ use super::control::{LbControl, LbCounters};
 use super::flow::{FlowKey, IpFamily, PROTO_TCP, PROTO_UDP};
 use super::nat::{self, End};
 use super::service::{DownPolicy, LbConfig, ServiceTable};
-use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags};
+use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, MAX_PACED_SCAN};
 use crate::graph::{
     Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError, Verdict, VECTOR_SIZE,
 };
@@ -112,10 +112,6 @@ pub const C_CSUM_OFFLOADS: usize = 7;
 
 /// Packets classified, looked up and rewritten together (one batched lookup each).
 pub const CHUNK: usize = 64;
-
-/// Most connection-table slots examined for expiry per vector (fewer while the paced
-/// sweep keeps up: [`ConnTrack::age_paced_with`]).
-pub const AGE_SCAN_PER_VECTOR: usize = 64;
 
 /// The clock the node reads once per vector (timeouts are converted to its ticks).
 #[derive(Debug, Clone)]
@@ -619,7 +615,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 n_closed += 1;
             }
         }
-        n_closed += ct.age_paced_with(now, AGE_SCAN_PER_VECTOR, |_, e| closed(c, e)) as u64;
+        n_closed += ct.age_paced_with(now, MAX_PACED_SCAN, |_, e| closed(c, e)) as u64;
 
         let fc = f.counters;
         for (idx, v) in [
