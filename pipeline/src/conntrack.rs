@@ -693,20 +693,41 @@ impl<T: Copy + Default> ConnTrack<T> {
         (home, NO_CANDIDATE)
     }
 
+    /// A live `found` entry gets its idle timer refreshed and is returned; an expired one
+    /// (or none) is a miss. Counts nothing: see [`ConnTrack::hit`].
     #[inline(always)]
-    fn hit(&mut self, found: Option<(usize, Direction)>, now: u64) -> Option<(usize, Direction)> {
+    fn refresh(
+        &mut self,
+        found: Option<(usize, Direction)>,
+        now: u64,
+    ) -> Option<(usize, Direction)> {
         match found {
             Some((i, d)) if now < self.slots[i].expires => {
-                self.stats.hits += 1;
                 let tmo = self.tmo[(self.slots[i].state & ST_MASK) as usize];
                 self.slots[i].expires = now.saturating_add(tmo);
                 Some((i, d))
             }
-            _ => {
-                self.stats.misses += 1;
-                None
-            }
+            _ => None,
         }
+    }
+
+    /// Counts a batch's `hits` and the misses among its `looked_up` keys (once per batch:
+    /// a per-key count would be a chain of stores to one counter).
+    #[inline(always)]
+    fn count_batch(&mut self, looked_up: usize, hits: usize) {
+        self.stats.hits += hits as u64;
+        self.stats.misses += (looked_up - hits) as u64;
+    }
+
+    /// [`ConnTrack::refresh`], counting the hit or miss.
+    #[inline(always)]
+    fn hit(&mut self, found: Option<(usize, Direction)>, now: u64) -> Option<(usize, Direction)> {
+        let r = self.refresh(found, now);
+        match r {
+            Some(_) => self.stats.hits += 1,
+            None => self.stats.misses += 1,
+        }
+        r
     }
 
     /// Looks up a packet's flow (either direction) at time `now`. A hit refreshes the
@@ -802,12 +823,13 @@ impl<T: Copy + Default> ConnTrack<T> {
                             None => self.probe_from(k, tag_of(h), (i + 1) & self.mask, d + 1),
                         }
                     };
-                    *o = self.hit(found, now).map(|(i, d)| (Handle(i as u32), d));
+                    *o = self.refresh(found, now).map(|(i, d)| (Handle(i as u32), d));
                     hits += o.is_some() as usize;
                 }
             }
             std::hint::black_box(touch);
         }
+        self.count_batch(keys.len(), hits);
         hits
     }
 
@@ -837,10 +859,11 @@ impl<T: Copy + Default> ConnTrack<T> {
             std::hint::black_box(line);
             for ((k, &h), o) in kc.iter().zip(hc.iter()).zip(oc.iter_mut()) {
                 let found = self.probe_slots(k, h);
-                *o = self.hit(found, now).map(|(i, d)| (Handle(i as u32), d));
+                *o = self.refresh(found, now).map(|(i, d)| (Handle(i as u32), d));
                 hits += o.is_some() as usize;
             }
         }
+        self.count_batch(keys.len(), hits);
         hits
     }
 
@@ -975,6 +998,9 @@ impl<T: Copy + Default> ConnTrack<T> {
     /// in `dir`, and refreshes its idle timer from the new state. Non-TCP entries are only
     /// refreshed. Returns the new state, or `None` for a handle of an empty slot.
     ///
+    /// A segment of an established connection without SYN, FIN or RST (nearly every
+    /// segment) only refreshes the timer.
+    ///
     /// Transitions: RST -> closed; FIN in one direction -> FIN seen, in both -> closed;
     /// SYN in both directions (SYN, SYN-ACK) -> established; an ACK without any SYN seen
     /// (mid-stream pickup) -> established; a SYN without ACK on a closed entry -> SYN seen.
@@ -990,6 +1016,11 @@ impl<T: Copy + Default> ConnTrack<T> {
             return None;
         }
         let st = s.state & ST_MASK;
+        if st == ST_EST && flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) == 0 {
+            // The common case, a segment of an established connection: no transition.
+            s.expires = now.saturating_add(self.tmo[ST_EST as usize]);
+            return Some(ConnState::TcpEstablished);
+        }
         let mut seen = s.state & !ST_MASK;
         let new = if st >= ST_SYN {
             tcp_next(st, &mut seen, flags, dir)

@@ -181,21 +181,27 @@ impl FlowKey {
 
     /// A stable hash of the full 5-tuple that is the same for both directions of a flow:
     /// `k.symmetric_hash() == k.reversed().symmetric_hash()`. Used by the connection table.
+    ///
+    /// Each endpoint (address, port) is hashed alone and the two are combined by a sum and
+    /// an xor, which ignore their order. Ordering the endpoints first and hashing the
+    /// ordered pair costs a compare whose outcome follows the packet's direction, a branch
+    /// that mispredicts on mixed traffic; measured against it (interleaved runs, same
+    /// machine): `lb-bench` at 1k flows 54-55 -> 52-53 cycles/packet (traffic of one
+    /// direction, the branch predicted), the `lb` node in the vhost benchmark's full
+    /// pipeline (both directions) 78-87 -> 67-76 together with the TCP fast path of
+    /// [`crate::conntrack::ConnTrack::update_tcp`].
     #[inline]
     pub fn symmetric_hash(&self) -> u64 {
-        let a = (u128::from_le_bytes(self.src), self.src_port);
-        let b = (u128::from_le_bytes(self.dst), self.dst_port);
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        hash5(
-            lo.0 as u64,
-            (lo.0 >> 64) as u64,
-            hi.0 as u64,
-            (hi.0 >> 64) as u64,
-            lo.1 as u64
-                | (hi.1 as u64) << 16
-                | (self.proto as u64) << 32
-                | (self.family as u64) << 40
-                | 3 << 48,
+        // Each endpoint hashed alone, then combined by operations that ignore the order
+        // (no compare: which way a packet travels is not predictable).
+        let end = |addr: &[u8; 16], port: u16| {
+            let (lo, hi) = split(addr);
+            fold(lo ^ P0, hi ^ P1 ^ (u64::from(port) << 40))
+        };
+        let (ea, eb) = (end(&self.src, self.src_port), end(&self.dst, self.dst_port));
+        fold(
+            ea.wrapping_add(eb) ^ P2,
+            (ea ^ eb) ^ P3 ^ ((self.proto as u64) << 32 | (self.family as u64) << 40),
         )
     }
 }
@@ -281,7 +287,8 @@ mod tests {
 
     #[test]
     fn golden_flow_hashes() {
-        // Pinned values: a change here changes backend selection across a rolling upgrade.
+        // Pinned values: a change of a `hash` value changes backend selection across a
+        // rolling upgrade (`symmetric_hash` only places entries in a worker's own table).
         let k = sample();
         let k6 = FlowKey::v6(
             [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
@@ -308,9 +315,9 @@ mod tests {
         0xed7b_ffa0_ddc5_1773,
         0xef1c_012c_481b_4ca5,
         0xdb2c_d083_44ef_8ccf,
-        0x5a0a_9f27_d8d5_5f20,
+        0xba2b_c370_2981_f0c8,
         0xec79_e2eb_7817_a6ec,
-        0x57c7_bdc7_15ea_f5ca,
+        0x2659_4dfb_ce94_ba12,
         0xb441_ec8d_b2e6_7633,
         0xb456_bcfc_34c2_cb2c,
     ];
@@ -363,6 +370,63 @@ mod tests {
         assert!(
             FlowKey::from_addrs(k.src_addr(), IpAddr::V6(Ipv6Addr::LOCALHOST), 1, 2, 6).is_none()
         );
+    }
+
+    proptest::proptest! {
+        /// Any key and its reverse land in the same place, whatever the addresses, ports,
+        /// protocol and family.
+        #[test]
+        fn symmetric_hash_ignores_direction(
+            src in proptest::prelude::any::<[u8; 16]>(),
+            dst in proptest::prelude::any::<[u8; 16]>(),
+            src_port: u16,
+            dst_port: u16,
+            proto: u8,
+            v6: bool,
+        ) {
+            let family = if v6 { IpFamily::V6 } else { IpFamily::V4 };
+            let k = FlowKey { src, dst, src_port, dst_port, proto, family };
+            proptest::prop_assert_eq!(k.symmetric_hash(), k.reversed().symmetric_hash());
+        }
+    }
+
+    #[test]
+    fn symmetric_hash_bits_are_unbiased() {
+        // Single-bit changes of either address or either port flip each output bit about
+        // half the time (the table's slot comes from the low bits, the tag from the top byte).
+        let base = sample();
+        let mut flips = [0u32; 64];
+        let mut n = 0u32;
+        let mut count = |a: &FlowKey, b: &FlowKey| {
+            let x = a.symmetric_hash() ^ b.symmetric_hash();
+            for (i, f) in flips.iter_mut().enumerate() {
+                *f += ((x >> i) & 1) as u32;
+            }
+            n += 1;
+        };
+        for port in 0..64u16 {
+            let mut a = base;
+            a.dst_port = port;
+            for bit in 0..32 {
+                for end in 0..2 {
+                    let mut b = a;
+                    let addr = if end == 0 { &mut b.src } else { &mut b.dst };
+                    addr[bit / 8] ^= 1 << (bit % 8);
+                    count(&a, &b);
+                }
+            }
+            for bit in 0..16 {
+                let (mut b, mut c) = (a, a);
+                b.src_port ^= 1 << bit;
+                c.dst_port ^= 1 << bit;
+                count(&a, &b);
+                count(&a, &c);
+            }
+        }
+        for (i, &f) in flips.iter().enumerate() {
+            let p = f as f64 / n as f64;
+            assert!((0.4..=0.6).contains(&p), "bit {i} flips with p={p}");
+        }
     }
 
     #[test]

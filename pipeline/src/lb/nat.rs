@@ -92,26 +92,28 @@ pub fn rewrite_offloaded(
     }
 }
 
-/// The L4 length (header and payload) of an IP packet from its IP header, if it is sane.
+/// The L4 length (header and payload) of an IP packet whose IP header (`ip_len` bytes,
+/// extension headers included) starts `ip`, taken from the header's length field, if it is
+/// sane: at most `avail`, the bytes present after the IP header.
 #[inline(always)]
-fn l4_len(d: &[u8], l3: usize, l4: usize, v4: bool) -> Option<usize> {
+fn l4_len(ip: &[u8], ip_len: usize, avail: usize, v4: bool) -> Option<usize> {
     let n = if v4 {
-        usize::from(u16::from_be_bytes([d[l3 + 2], d[l3 + 3]])).checked_sub(l4 - l3)?
+        usize::from(u16::from_be_bytes([ip[2], ip[3]])).checked_sub(ip_len)?
     } else {
-        usize::from(u16::from_be_bytes([d[l3 + 4], d[l3 + 5]])).checked_sub(l4 - l3 - 40)?
+        usize::from(u16::from_be_bytes([ip[4], ip[5]])).checked_sub(ip_len - 40)?
     };
-    (l4 + n <= d.len()).then_some(n)
+    (n <= avail).then_some(n)
 }
 
-/// The pseudo-header sum (unfolded) of the packet's current addresses; the caller has
-/// checked that the IP header is in `d`.
+/// The pseudo-header sum (unfolded) of the current addresses of the IP header that starts
+/// `ip` (at least 20 bytes for IPv4, 40 for IPv6).
 #[inline(always)]
-fn pseudo_acc(d: &[u8], l3: usize, v4: bool, proto: u8, len: usize) -> u64 {
+fn pseudo_acc(ip: &[u8], v4: bool, proto: u8, len: usize) -> u64 {
     if v4 {
-        let a = |o: usize| [d[l3 + o], d[l3 + o + 1], d[l3 + o + 2], d[l3 + o + 3]];
+        let a = |o: usize| [ip[o], ip[o + 1], ip[o + 2], ip[o + 3]];
         pseudo_header_v4(a(12), a(16), proto, len as u16)
     } else {
-        let a = |o: usize| -> [u8; 16] { d[l3 + o..l3 + o + 16].try_into().expect("16 bytes") };
+        let a = |o: usize| -> [u8; 16] { ip[o..o + 16].try_into().expect("16 bytes") };
         pseudo_header_v6(&a(8), &a(24), proto, len as u32)
     }
 }
@@ -132,7 +134,7 @@ pub fn finish_checksums(d: &mut [u8], req: &CsumOffload) -> bool {
     };
     let len = match req.l4 {
         L4Csum::None => 0,
-        _ => match l4_len(d, l3, l4, req.ipv4) {
+        _ => match l4_len(&d[l3..], l4 - l3, d.len() - l4, req.ipv4) {
             Some(n) if n >= at + 2 => n,
             _ => return false,
         },
@@ -146,7 +148,7 @@ pub fn finish_checksums(d: &mut [u8], req: &CsumOffload) -> bool {
         d[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
     }
     if req.l4 != L4Csum::None {
-        let pseudo = pseudo_acc(d, l3, req.ipv4, proto, len);
+        let pseudo = pseudo_acc(&d[l3..], req.ipv4, proto, len);
         let c = match crate::wire::checksum::l4_checksum(pseudo, &d[l4..l4 + len], at) {
             0 if proto == UDP => 0xffff,
             x => x,
@@ -158,6 +160,8 @@ pub fn finish_checksums(d: &mut [u8], req: &CsumOffload) -> bool {
 
 /// [`rewrite`] for one family, `N` = address bytes (4 or 16): with the address length a
 /// constant, the checksum deltas and copies compile to a few fixed-size loads and stores.
+/// The IP header and the L4 header up to its checksum are bounds-checked once, as two
+/// slices; every field is then read and written at a constant offset within them.
 #[inline(always)]
 fn rewrite_family<const N: usize>(
     d: &mut [u8],
@@ -169,53 +173,52 @@ fn rewrite_family<const N: usize>(
 ) -> Option<Rewritten> {
     let l3 = usize::from(m.l3_offset);
     let l4 = usize::from(m.l4_offset);
-    let csum_at = match m.protocol {
-        TCP => 16,
-        UDP => 6,
+    let (csum_at, tcp) = match m.protocol {
+        TCP => (16, true),
+        UDP => (6, false),
         _ => return None,
     };
-    if l4 == 0 || l4 + csum_at + 2 > d.len() {
+    let hdr = if N == 4 { 20 } else { 40 };
+    if l4 == 0 || l3 + hdr > l4 {
         return None;
     }
-    let (aoff, hdr) = match (N, end) {
-        (4, End::Src) => (12, 20),
-        (4, End::Dst) => (16, 20),
-        (_, End::Src) => (8, 40),
-        (_, End::Dst) => (24, 40),
+    let (head, rest) = d.split_at_mut_checked(l4)?;
+    let avail = rest.len();
+    let ip = head.get_mut(l3..)?;
+    let l4h = rest.get_mut(..csum_at + 2)?;
+    let aoff = match (N, end) {
+        (4, End::Src) => 12,
+        (4, End::Dst) => 16,
+        (_, End::Src) => 8,
+        (_, End::Dst) => 24,
     };
-    if l3 + aoff + N > d.len() || l3 + hdr > l4 {
-        return None;
-    }
+    let poff = if end == End::Src { 0 } else { 2 };
     let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");
-    let poff = l4 + if end == End::Src { 0 } else { 2 };
-    let old_port = [d[poff], d[poff + 1]];
     let new_port = port.to_be_bytes();
-    let a = l3 + aoff;
-    let old_addr: [u8; N] = d[a..a + N].try_into().expect("checked above");
+    let old_addr: [u8; N] = ip[aoff..aoff + N].try_into().expect("in the header");
     let addr_delta = delta(&old_addr, new_addr);
-    let l4_delta = addr_delta + delta(&old_port, &new_port);
-    let c = l4 + csum_at;
-    let hc = u16::from_be_bytes([d[c], d[c + 1]]);
+    let l4_delta = addr_delta + delta(&l4h[poff..poff + 2], &new_port);
+    let hc = u16::from_be_bytes([l4h[csum_at], l4h[csum_at + 1]]);
     // Left to the port: not a UDP/IPv4 "no checksum" (0), and the L4 length must be sane.
-    let l4_port = if off.l4 && !(N == 4 && m.protocol == UDP && hc == 0) {
-        l4_len(d, l3, l4, N == 4).filter(|&n| n >= csum_at + 2)
+    let l4_port = if off.l4 && !(N == 4 && !tcp && hc == 0) {
+        l4_len(ip, l4 - l3, avail, N == 4).filter(|&n| n >= csum_at + 2)
     } else {
         None
     };
     let ip_port = N == 4 && off.ip;
+    ip[aoff..aoff + N].copy_from_slice(new_addr);
     if N == 4 {
         let new_hc = if ip_port {
             0
         } else {
-            csum_fixup(u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]), addr_delta)
+            csum_fixup(u16::from_be_bytes([ip[10], ip[11]]), addr_delta)
         };
-        d[l3 + 10..l3 + 12].copy_from_slice(&new_hc.to_be_bytes());
+        ip[10..12].copy_from_slice(&new_hc.to_be_bytes());
     }
-    d[a..a + N].copy_from_slice(new_addr);
-    d[poff..poff + 2].copy_from_slice(&new_port);
+    l4h[poff..poff + 2].copy_from_slice(&new_port);
     let new = match l4_port {
-        Some(len) => fold(pseudo_acc(d, l3, N == 4, m.protocol, len)),
-        None if m.protocol == UDP => match hc {
+        Some(len) => fold(pseudo_acc(ip, N == 4, m.protocol, len)),
+        None if !tcp => match hc {
             0 => 0,
             _ => match csum_fixup(hc, l4_delta) {
                 0 => 0xffff,
@@ -224,7 +227,7 @@ fn rewrite_family<const N: usize>(
         },
         None => csum_fixup(hc, l4_delta),
     };
-    d[c..c + 2].copy_from_slice(&new.to_be_bytes());
+    l4h[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
     match end {
         End::Src => {
             m.src_addr[..N].copy_from_slice(new_addr);
@@ -243,10 +246,10 @@ fn rewrite_family<const N: usize>(
         l3_len: m.l4_offset - m.l3_offset,
         ipv4: N == 4,
         ip: ip_port,
-        l4: match (l4_port, m.protocol) {
+        l4: match (l4_port, tcp) {
             (None, _) => L4Csum::None,
-            (Some(_), TCP) => L4Csum::Tcp,
-            (Some(_), _) => L4Csum::Udp,
+            (Some(_), true) => L4Csum::Tcp,
+            (Some(_), false) => L4Csum::Udp,
         },
     }))
 }

@@ -24,10 +24,13 @@ pub fn sum_bytes(mut acc: u64, data: &[u8]) -> u64 {
 
 /// Folds a partial sum to 16 bits with end-around carry.
 #[inline]
-pub fn fold(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
+pub fn fold(acc: u64) -> u16 {
+    // Branch-free: a fixed number of steps folds any u64 (a loop until the carry is gone
+    // costs a data-dependent branch on every rewritten packet).
+    let acc = (acc & 0xffff_ffff) + (acc >> 32); // < 2^33
+    let acc = (acc & 0xffff) + (acc >> 16); // < 2^18
+    let acc = (acc & 0xffff) + (acc >> 16); // <= 0xffff + 3
+    let acc = (acc & 0xffff) + (acc >> 16); // < 2^16
     acc as u16
 }
 
@@ -157,5 +160,47 @@ pub fn update32_udp(hc: u16, old: u32, new: u32) -> u16 {
     match update32(hc, old, new) {
         0 => 0xffff,
         c => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The textbook fold: add the carries back in until there are none.
+    fn fold_reference(mut acc: u64) -> u16 {
+        while acc >> 16 != 0 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    #[test]
+    fn fold_edges() {
+        for acc in [
+            0,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            0x3_fffc,
+            u64::MAX,
+        ] {
+            assert_eq!(fold(acc), fold_reference(acc), "{acc:#x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fold_matches_the_reference(acc: u64) {
+            prop_assert_eq!(fold(acc), fold_reference(acc));
+        }
+
+        #[test]
+        fn fold_matches_the_reference_on_sums_of_words(words in proptest::collection::vec(any::<u16>(), 0..4096)) {
+            let acc = words.iter().map(|&w| u64::from(w)).sum::<u64>();
+            prop_assert_eq!(fold(acc), fold_reference(acc));
+        }
     }
 }
