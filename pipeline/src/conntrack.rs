@@ -68,6 +68,10 @@
 //! (`prefetcht0`) each key's first line as soon as the `lb` node has built the key, while
 //! it classifies the rest of the chunk, and keeping the touch loops, was slower as well
 //! (vhost benchmark's full pipeline, 100k flows, interleaved: `lb` node 84-85 -> 101-107).
+//! So was software pipelining across the node's chunks: classifying the next chunk and
+//! prefetching its home slots (and tags) before looking up and deciding the current one
+//! (`lb-bench` 1M flows 78-81 -> 84-85 with `prefetcht0`, 155 with touch loads; the vhost
+//! benchmark's full pipeline, `lb` node 74-77 -> 79-80).
 
 use std::fmt;
 
