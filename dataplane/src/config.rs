@@ -62,6 +62,11 @@ pub struct EalSection {
     pub no_pci: Option<bool>,
     /// EAL log level (`--log-level`), e.g. `notice`.
     pub log_level: Option<String>,
+    /// The widest SIMD DPDK may use, in bits (`--force-max-simd-bitwidth`: 64, 128, 256 or
+    /// 512); absent: DPDK's default, 256 on x86. 512 lets rte_acl classify 32 packets at a
+    /// time with AVX-512 (where the CPU has it): worth it on CPUs that keep their clock
+    /// under AVX-512 (AMD Zen 4, Intel Ice Lake and later).
+    pub max_simd_bitwidth: Option<u16>,
     /// More EAL arguments, passed as they are.
     #[serde(default)]
     pub extra_args: Vec<String>,

@@ -618,6 +618,12 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     if let Some(l) = &cfg.eal.log_level {
         eal_args.extend(["--log-level".into(), l.clone()]);
     }
+    if let Some(bits) = cfg.eal.max_simd_bitwidth {
+        if ![64, 128, 256, 512].contains(&bits) {
+            return Err(cx.err("eal.max_simd_bitwidth", "must be 64, 128, 256 or 512"));
+        }
+        eal_args.push(format!("--force-max-simd-bitwidth={bits}"));
+    }
     for p in &ports {
         eal_args.extend(p.eal.eal_args());
     }

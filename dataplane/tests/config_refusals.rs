@@ -66,7 +66,52 @@ fn the_good_config_is_accepted() {
 }
 
 #[test]
+fn max_simd_bitwidth_becomes_the_eal_flag() {
+    let text = GOOD.replace(
+        "lcores = [0, 1]",
+        "lcores = [0, 1]\nmax_simd_bitwidth = 512",
+    );
+    let cfg = ConfigFile::parse(&text, Path::new("good.toml")).unwrap();
+    let p = plan::build(
+        &cfg,
+        Path::new("good.toml"),
+        &plan::Host::with_cpus(&[0, 1]),
+    )
+    .unwrap();
+    assert!(
+        p.eal_args
+            .iter()
+            .any(|a| a == "--force-max-simd-bitwidth=512"),
+        "{:?}",
+        p.eal_args
+    );
+    // Absent: DPDK's own default, no flag.
+    let cfg = ConfigFile::parse(GOOD, Path::new("good.toml")).unwrap();
+    let p = plan::build(
+        &cfg,
+        Path::new("good.toml"),
+        &plan::Host::with_cpus(&[0, 1]),
+    )
+    .unwrap();
+    assert!(
+        !p.eal_args.iter().any(|a| a.starts_with("--force-max-simd")),
+        "{:?}",
+        p.eal_args
+    );
+}
+
+#[test]
 fn refusals_name_the_key_and_the_reason() {
+    assert_refused(
+        |g| {
+            g.replace(
+                "lcores = [0, 1]",
+                "lcores = [0, 1]\nmax_simd_bitwidth = 300",
+            )
+        },
+        "eal.max_simd_bitwidth",
+        "must be 64, 128, 256 or 512",
+    );
     assert_refused(
         |g| {
             g.replace(

@@ -7,3 +7,13 @@ pub mod report;
 pub mod topology;
 pub mod traffic;
 pub mod vm;
+
+/// The `max_simd_bitwidth` the benchmarks give DPDK: 512 where the CPU has AVX-512F and
+/// AVX-512BW (what rte_acl's AVX-512 classify methods need), so that the ACL classifies 32
+/// packets at a time; otherwise `None` (DPDK's default, 256).
+pub fn acl_simd_bitwidth() -> Option<u16> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags = info.lines().find(|l| l.starts_with("flags"))?;
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    (has("avx512f") && has("avx512bw")).then_some(512)
+}

@@ -358,13 +358,15 @@ impl VhostTopology {
         } else {
             "cross_connect = [[\"fh0\", \"mh0\"]]"
         };
+        let simd = crate::acl_simd_bitwidth()
+            .map_or(String::new(), |b| format!("max_simd_bitwidth = {b}\n"));
         let text = format!(
             r#"[eal]
 lcores = [0, 1]
 main_lcore = 0
 file_prefix = "dut-{tag}"
 log_level = "notice"
-
+{simd}
 [ports.fh0]
 role = "fronthaul"
 kind = "vhost-user"

@@ -216,7 +216,9 @@ fn main() -> ExitCode {
         }
     }
     let prefix = format!("acl-bench-{}", std::process::id());
-    let _eal = match Eal::init(&[
+    // As the vhost benchmark's DUT: AVX-512 classify methods where the CPU has them.
+    let simd = perf::acl_simd_bitwidth().map(|b| format!("--force-max-simd-bitwidth={b}"));
+    let mut eal_args = vec![
         "-l",
         "0",
         "--no-huge",
@@ -228,7 +230,9 @@ fn main() -> ExitCode {
         &prefix,
         "--log-level",
         "warning",
-    ]) {
+    ];
+    eal_args.extend(simd.as_deref());
+    let _eal = match Eal::init(&eal_args) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("acl-bench: {e}");
