@@ -65,38 +65,30 @@ fn the_good_config_is_accepted() {
     assert!(args.contains("--no-pci"), "{args}");
 }
 
+/// The EAL arguments planned for a config that must be accepted.
+fn eal_args(text: &str) -> Vec<String> {
+    let file = Path::new("good.toml");
+    let cfg = ConfigFile::parse(text, file).unwrap();
+    plan::build(&cfg, file, &plan::Host::with_cpus(&[0, 1]))
+        .unwrap()
+        .eal_args
+}
+
 #[test]
 fn max_simd_bitwidth_becomes_the_eal_flag() {
-    let text = GOOD.replace(
+    let args = eal_args(&GOOD.replace(
         "lcores = [0, 1]",
         "lcores = [0, 1]\nmax_simd_bitwidth = 512",
-    );
-    let cfg = ConfigFile::parse(&text, Path::new("good.toml")).unwrap();
-    let p = plan::build(
-        &cfg,
-        Path::new("good.toml"),
-        &plan::Host::with_cpus(&[0, 1]),
-    )
-    .unwrap();
+    ));
     assert!(
-        p.eal_args
-            .iter()
-            .any(|a| a == "--force-max-simd-bitwidth=512"),
-        "{:?}",
-        p.eal_args
+        args.iter().any(|a| a == "--force-max-simd-bitwidth=512"),
+        "{args:?}"
     );
     // Absent: DPDK's own default, no flag.
-    let cfg = ConfigFile::parse(GOOD, Path::new("good.toml")).unwrap();
-    let p = plan::build(
-        &cfg,
-        Path::new("good.toml"),
-        &plan::Host::with_cpus(&[0, 1]),
-    )
-    .unwrap();
+    let args = eal_args(GOOD);
     assert!(
-        !p.eal_args.iter().any(|a| a.starts_with("--force-max-simd")),
-        "{:?}",
-        p.eal_args
+        !args.iter().any(|a| a.starts_with("--force-max-simd")),
+        "{args:?}"
     );
 }
 
