@@ -12,8 +12,19 @@ pub mod vm;
 /// AVX-512BW (what rte_acl's AVX-512 classify methods need), so that the ACL classifies 32
 /// packets at a time; otherwise `None` (DPDK's default, 256).
 pub fn acl_simd_bitwidth() -> Option<u16> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let flags = info.lines().find(|l| l.starts_with("flags"))?;
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let flags = cpu_flags();
+    let has = |f: &str| flags.iter().any(|x| x == f);
     (has("avx512f") && has("avx512bw")).then_some(512)
+}
+
+/// The CPU's feature flags, from the first `flags` line of `/proc/cpuinfo` (none if it
+/// cannot be read).
+pub fn cpu_flags() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    info.lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(Vec::new, |(_, f)| {
+            f.split_whitespace().map(str::to_string).collect()
+        })
 }

@@ -233,16 +233,12 @@ pub struct AccelChoice {
     pub reason: String,
 }
 
-fn cpu_flags() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = info
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or("")
-        .to_string();
+/// The virtualisation flags the CPU reports (for the accelerator probe's reason).
+fn virt_flags() -> String {
+    let flags = crate::cpu_flags();
     let mut have: Vec<&str> = ["vmx", "svm", "hypervisor"]
         .into_iter()
-        .filter(|f| flags.split_whitespace().any(|w| w == *f))
+        .filter(|f| flags.iter().any(|w| w == f))
         .collect();
     if have.is_empty() {
         have.push("none of vmx/svm/hypervisor");
@@ -253,7 +249,7 @@ fn cpu_flags() -> String {
 /// KVM if `/dev/kvm` opens and the guest really boots under `-accel kvm -cpu host` (a
 /// paravirtual nested `/dev/kvm` that only boots special kernels does not count); else TCG.
 pub fn detect_accel(img: &GuestImage, scratch: &Scratch) -> AccelChoice {
-    let flags = cpu_flags();
+    let flags = virt_flags();
     let tcg = |why: String| AccelChoice {
         accel: Accel::Tcg,
         reason: why,
