@@ -6,7 +6,8 @@
 //!
 //! The classify method is chosen at build from the CPU and EAL's max SIMD width: the
 //! first of AVX512x32, AVX512x16, AVX2, SSE, scalar that `rte_acl_set_ctx_classify`
-//! accepts (AVX512 needs EAL's `--force-max-simd-bitwidth=512`); [`AclClassifier::alg`]
+//! accepts (AVX512x32 needs EAL's SIMD limit at 512 bits, `[eal] max_simd_bitwidth = 512`;
+//! AVX512x16 works within DPDK's default 256); [`AclClassifier::alg`]
 //! reports it. rte_acl allocates from EAL memory: building needs an initialised EAL.
 //!
 //! [`DpClassifier`] is what the dataplane's `acl` node runs: rte_acl when EAL is up, the

@@ -39,10 +39,13 @@ cross_connect = [["r0", "r1"]]
     .expect("valid plan")
 }
 
-/// Initialises EAL in this process (once) without huge pages or PCI.
+/// Initialises EAL in this process (once) without huge pages or PCI, with DPDK's SIMD limit
+/// at 512 bits as the benchmarks set it (so rte_acl may pick its AVX-512 methods where the
+/// CPU has them).
 pub fn eal(prefix: &str) -> Eal {
     let prefix = format!("{prefix}-{}", std::process::id());
     Eal::init(&[
+        "--force-max-simd-bitwidth=512",
         "-l",
         "0,1",
         "--main-lcore",
