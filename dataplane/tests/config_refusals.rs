@@ -253,6 +253,16 @@ fn refusals_name_the_key_and_the_reason() {
     );
     assert_refused(
         |g| {
+            pipe("acl", "")(g).replace(
+                "kind = \"acl\"\n",
+                "kind = \"acl\"\nparams = { acl = { default = \"allow\" }, lb_conntrack = \"f\" }\n",
+            )
+        },
+        "pipeline.nodes.a.params.lb_conntrack",
+        "no node named `f` offers its state here (expected an `lb` node)",
+    );
+    assert_refused(
+        |g| {
             g.replace(
                 "[forwarding]",
                 "[stats]\nprometheus = \"localhost\"\n[forwarding]",

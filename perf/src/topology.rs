@@ -266,11 +266,22 @@ to = "forward"
     )
 }
 
+/// How the full pipeline's `acl` and `lb` nodes look connections up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// The `acl` node consults the `lb` node's connection table first (`lb_conntrack`):
+    /// packets of tracked connections skip the rules, and the `lb` node reuses the lookup.
+    Shared,
+    /// The `acl` node classifies every packet and the `lb` node looks each up itself.
+    Separate,
+}
+
 /// `parse -> acl -> lb -> forward`: the stateless ACL from `rules`, then a UDP service on
 /// [`VIP`]:[`VIP_PORT`] over the four [`BACKENDS`] (Maglev on the 5-tuple, a connection
 /// table for `ct_capacity` flows, services changeable live by config reload: control name
-/// `bench-lb`), then cross-connect fh0 <-> mh0; as config text.
-pub fn full_pipeline(rules: &std::path::Path, ct_capacity: usize) -> String {
+/// `bench-lb`), then cross-connect fh0 <-> mh0; as config text. With [`Lookups::Shared`]
+/// the ACL lets the packets of connections the load balancer tracks through unclassified.
+pub fn full_pipeline(rules: &std::path::Path, ct_capacity: usize, lookups: Lookups) -> String {
     let backends = BACKENDS
         .iter()
         .map(|b| format!("{{ address = \"{b}\", port = {VIP_PORT} }}"))
@@ -286,7 +297,7 @@ kind = "parse"
 [[pipeline.nodes]]
 name = "acl"
 kind = "acl"
-params = {{ rules = "{rules}", stateful = 0, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
+params = {{ rules = "{rules}", stateful = 0, outport = "cross-connect", pairs = [["fh0", "mh0"]]{share} }}
 [[pipeline.nodes]]
 name = "lb"
 kind = "lb"
@@ -322,7 +333,11 @@ from = "lb"
 output = "reset"
 to = "reset"
 "#,
-        rules = rules.display()
+        rules = rules.display(),
+        share = match lookups {
+            Lookups::Shared => ", lb_conntrack = \"lb\"",
+            Lookups::Separate => "",
+        }
     )
 }
 
@@ -752,7 +767,11 @@ mod tests {
         let t = VhostTopology::new("cfgcheck");
         let rules = t.scratch.path("acl.toml");
         std::fs::write(&rules, acl_rules_toml(1000)).unwrap();
-        for extra in [acl_forward_pipeline(&rules), full_pipeline(&rules, 262_144)] {
+        for extra in [
+            acl_forward_pipeline(&rules),
+            full_pipeline(&rules, 262_144, Lookups::Shared),
+            full_pipeline(&rules, 262_144, Lookups::Separate),
+        ] {
             let cfg = t.dataplane_config("", &extra);
             let out = Command::new(workspace_bin("dataplane"))
                 .arg("check")

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use perf::procs::ensure_hugepages;
 use perf::report::{named_count, pipeline_node};
 use perf::topology::{
-    acl_rules_toml, full_pipeline, vip_specs, DpgenOpts, Traffic, VhostTopology, BACKENDS, VIP,
+    acl_rules_toml, full_pipeline, vip_specs, DpgenOpts, Lookups, Traffic, VhostTopology, BACKENDS,
+    VIP,
 };
 use serde_json::Value;
 
@@ -65,7 +66,7 @@ fn flows_stay_put_when_a_backend_is_removed_through_vhost() {
     let t = VhostTopology::new("lb-remove");
     let rules = t.scratch.path("rules.toml");
     std::fs::write(&rules, acl_rules_toml(1000)).unwrap();
-    let cfg = t.dataplane_config("", &full_pipeline(&rules, 65_536));
+    let cfg = t.dataplane_config("", &full_pipeline(&rules, 65_536, Lookups::Shared));
     let stats = t.scratch.path("dut.json");
     let mut dut = t.start_dataplane_ready(&cfg, &stats, 0.0);
 
@@ -157,6 +158,21 @@ fn flows_stay_put_when_a_backend_is_removed_through_vhost() {
         named_count(&lb["counters"], "new-connections"),
         sent(&a),
         sent(&b)
+    );
+    // The ACL consults the LB's connection table first: it classifies the first packet of
+    // each connection (a few more where a connection's first packets share a burst), and
+    // every other packet, either direction, passes as tracked.
+    let acl = pipeline_node(&d, "acl");
+    let classified = named_count(&acl["counters"], "classified");
+    let tracked = named_count(&acl["counters"], "ct-hits");
+    assert!(
+        classified >= u64::from(FLOWS) && classified < u64::from(FLOWS) * 11 / 10,
+        "acl classified {classified} packets for {FLOWS} connections"
+    );
+    assert_eq!(
+        classified + tracked,
+        acl["packets"].as_u64().expect("acl packets"),
+        "every packet classified or tracked"
     );
     // Accounting per direction: in = out + drops.
     let port = |i: usize, k: &str| num(&d["ports"][i][k]);

@@ -245,6 +245,12 @@ impl Handle {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The handle of slot `index` (results carried between nodes; see
+    /// [`ConnTrack::confirm`]). Indexes beyond the table name no entry.
+    pub(crate) fn from_index(index: usize) -> Handle {
+        Handle(u32::try_from(index).unwrap_or(u32::MAX))
+    }
 }
 
 /// Why an insert failed.
@@ -1041,6 +1047,17 @@ impl<T: Copy + Default> ConnTrack<T> {
     pub fn payload(&self, h: Handle) -> Option<&T> {
         let s = self.slots.get(h.0 as usize)?;
         (s.state != ST_EMPTY).then_some(&s.payload)
+    }
+
+    /// Which way `key` travels on entry `h`, if `h` names a live entry of `key`'s flow
+    /// (checks a lookup result another node made, e.g. carried in packet metadata).
+    #[inline]
+    pub fn confirm(&self, h: Handle, key: &FlowKey, now: u64) -> Option<Direction> {
+        let s = self.slots.get(h.0 as usize)?;
+        if s.state == ST_EMPTY || s.expires <= now {
+            return None;
+        }
+        matches(&s.key, key)
     }
 
     /// The payload of entry `h`, writable; `None` for an empty slot.

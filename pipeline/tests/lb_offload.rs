@@ -115,6 +115,7 @@ fn run(node: &mut LbNode, c: &NodeCounters, frames: &[Vec<u8>], accepts: bool) -
         meta: &mut meta,
         decisions: &mut decisions,
         counters: c,
+        shared: &mut pipeline::graph::SharedState::new(),
     });
     for (i, d) in decisions.iter().enumerate() {
         let d = match v {

@@ -12,7 +12,9 @@
 //! DUTs: dataplane-xconnect, dataplane-pipeline (parse -> forward), dataplane-acl-1k
 //! (parse -> acl -> forward, 1,000 flat stateless rules, traffic allowed by the lowest
 //! rules), dataplane-full (parse -> acl -> lb -> forward: the same rules, then a UDP VIP over
-//! 4 backends with a connection table), testpmd-io, testpmd-macswap, null-sink (testpmd
+//! 4 backends with a connection table, which the ACL consults first: packets of tracked
+//! connections skip the rules), dataplane-full-separate (the same without that: the ACL
+//! classifies every packet, the LB looks each up itself), testpmd-io, testpmd-macswap, null-sink (testpmd
 //! rxonly), ovs-forward, ovs-acl-1k, ovs-conntrack, ovs-ct-lb (1,000 ACL-like flows, then a
 //! conntrack firewall and a `select` group of `ct(commit,nat(dst=backend))` buckets).
 //! The generator is dpdk-testpmd flowgen, or dpgen for IMIX (flowgen has no IMIX) and for
@@ -35,7 +37,7 @@ use std::time::Duration;
 use clap::Parser;
 use perf::ovs::{Ovs, OvsPipeline};
 use perf::procs::{ensure_hugepages, parse_testpmd_totals, wait_for_paths, Proc};
-use perf::topology::{testpmd_rx_pps_samples, DpgenOpts, Traffic, VhostTopology};
+use perf::topology::{testpmd_rx_pps_samples, DpgenOpts, Lookups, Traffic, VhostTopology};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug, Clone)]
@@ -120,7 +122,7 @@ impl Profile {
     fn default_for(dut: &str) -> Profile {
         match dut {
             "ovs-conntrack" => Profile::Mirror,
-            "dataplane-full" | "ovs-ct-lb" => Profile::Vip,
+            "dataplane-full" | "dataplane-full-separate" | "ovs-ct-lb" => Profile::Vip,
             _ => Profile::Plain,
         }
     }
@@ -297,7 +299,10 @@ fn ovs_pipeline(dut: &str) -> Option<OvsPipeline> {
 
 /// DUTs whose rules drop the `vip` profile's deny flows.
 fn filters_deny_flows(dut: &str) -> bool {
-    matches!(dut, "dataplane-acl-1k" | "dataplane-full" | "ovs-ct-lb")
+    matches!(
+        dut,
+        "dataplane-acl-1k" | "dataplane-full" | "dataplane-full-separate" | "ovs-ct-lb"
+    )
 }
 
 /// The DUT, however it runs.
@@ -321,11 +326,21 @@ fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf, a: &Args) -> Result<
             stats,
             0.0,
         ),
-        "dataplane-full" => t.start_dataplane(
-            &t.dataplane_config("", &perf::topology::full_pipeline(&rules()?, ct_capacity)),
-            stats,
-            0.0,
-        ),
+        "dataplane-full" | "dataplane-full-separate" => {
+            let lookups = if dut == "dataplane-full" {
+                Lookups::Shared
+            } else {
+                Lookups::Separate
+            };
+            t.start_dataplane(
+                &t.dataplane_config(
+                    "",
+                    &perf::topology::full_pipeline(&rules()?, ct_capacity, lookups),
+                ),
+                stats,
+                0.0,
+            )
+        }
         "dataplane-xconnect" => t.start_dataplane(&t.dataplane_config("", ""), stats, 0.0),
         "dataplane-pipeline" => t.start_dataplane(
             &t.dataplane_config("", perf::topology::PARSE_FORWARD),

@@ -4,7 +4,12 @@
 //! 1. At the burst boundary the node adopts a newly published program, if any
 //!    ([`super::publish`]); the whole burst is then judged by one program.
 //! 2. Non-IP packets get the default action (or pass, with `allow_non_ip = true`).
-//! 3. Stateful (`stateful = N`): the flow keys of all IP packets are looked up in the
+//! 3. With `lb_conntrack = "<lb node>"`: the burst is first looked up in that `lb` node's
+//!    connection table ([`crate::lb::LbFlows::look_up_tracked`]); packets of connections it
+//!    tracks (requests it balanced, replies from their backends) pass without
+//!    classification, and the `lb` node reuses the lookup. The rest go on as below.
+//!
+//!    Stateful (`stateful = N`): the flow keys of all IP packets are looked up in the
 //!    worker's connection table in one batch; a packet of a tracked connection, in either
 //!    direction, passes without classification (TCP state is advanced).
 //! 4. The others get a 64-byte key each ([`AclKey`]): protocol, input- and output-port
@@ -140,6 +145,12 @@ pub struct AclParams {
     /// [`verdict_cache::DEFAULT_ENTRIES`], 32 bytes each); 0 turns it off.
     #[serde(default = "default_cache_entries")]
     pub verdict_cache: usize,
+    /// The name of an `lb` node later in the pipeline whose connection table this node
+    /// consults first: packets of connections that node tracks (requests to a VIP whose
+    /// connection it created, and their replies) pass without classification, and the `lb`
+    /// node reuses the lookup (see [`crate::lb::flows`]).
+    #[serde(default)]
+    pub lb_conntrack: Option<String>,
 }
 
 fn default_cache_entries() -> usize {
@@ -194,6 +205,8 @@ struct Scratch {
     cls_res: [u32; VECTOR_SIZE],
     flows: [FlowKey; VECTOR_SIZE],
     ct: [Option<(Handle, Direction)>; VECTOR_SIZE],
+    /// Packets of connections the `lb` node tracks (with `lb_conntrack`).
+    tracked: [bool; VECTOR_SIZE],
 }
 
 impl Scratch {
@@ -232,6 +245,7 @@ impl Scratch {
             cls_res: [0; VECTOR_SIZE],
             flows: [FlowKey::default(); VECTOR_SIZE],
             ct: [None; VECTOR_SIZE],
+            tracked: [false; VECTOR_SIZE],
         })
     }
 }
@@ -253,6 +267,8 @@ pub struct AclNode<C: Classify> {
     reply_slot: Box<[u16]>,
     scratch: Box<Scratch>,
     cache: Option<VerdictCache>,
+    /// Shared-state slot of the `lb` node named by `lb_conntrack`.
+    lb_flows: Option<usize>,
 }
 
 impl<C: Classify> std::fmt::Debug for AclNode<C> {
@@ -430,6 +446,9 @@ impl<C: Classify> AclNode<C> {
                 format!("at most {} entries", verdict_cache::MAX_ENTRIES),
             ));
         }
+        let lb_flows = p.lb_conntrack.as_deref().map(|name| {
+            ctx.request_shared::<crate::lb::LbFlows>("lb_conntrack", name, "an `lb` node")
+        });
         let (slot, installed) = hub.join();
         let cache = (p.verdict_cache > 0)
             .then(|| VerdictCache::new(p.verdict_cache, installed.0.cache_plans));
@@ -445,6 +464,7 @@ impl<C: Classify> AclNode<C> {
             reply_slot: reply_slot.into_boxed_slice(),
             scratch: Scratch::boxed(),
             cache,
+            lb_flows,
         })
     }
 
@@ -710,6 +730,7 @@ fn stateless_keys<P: PacketBuf>(
     s: &mut Scratch,
     f: &mut Frame<'_, P>,
     n: usize,
+    skip_tracked: bool,
     acl: &CompiledAcl,
     on_non_ip: &mut impl FnMut(&P) -> Decision,
     outp: impl Fn(u16, &mut PacketMeta) -> u16,
@@ -722,6 +743,10 @@ fn stateless_keys<P: PacketBuf>(
         if v == 4 || v == 6 {
             let inp = f.pkts[i].in_port();
             let out = outp(inp, m);
+            if skip_tracked && s.tracked[i] {
+                f.decisions[i] = Decision::Next(0);
+                continue;
+            }
             let words = pairs.words(acl, inp, out);
             s.push_key(&mut nf, m, words, &acl.protos, i as u16);
         } else {
@@ -735,7 +760,7 @@ impl<C: Classify> AclNode<C> {
     /// Stateless: one pass builds the keys (split by family), one classify call per
     /// family, one pass turns results into decisions.
     #[inline(always)]
-    fn process_stateless<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize) {
+    fn process_stateless<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize, skip: bool) {
         let AclNode {
             installed,
             outport,
@@ -762,14 +787,16 @@ impl<C: Classify> AclNode<C> {
         let acl = &prog.acl;
         // The output-port mode is matched once per burst, not per packet.
         let nf = match *outport {
-            OutportMode::None => stateless_keys(s, f, n, acl, &mut on_non_ip, |_, _| NO_PORT),
-            OutportMode::CrossConnect => stateless_keys(s, f, n, acl, &mut on_non_ip, |inp, _| {
-                peer.get(usize::from(inp)).copied().unwrap_or(NO_PORT)
-            }),
-            OutportMode::ByMetadata => {
-                stateless_keys(s, f, n, acl, &mut on_non_ip, |_, m| m.out_port)
+            OutportMode::None => stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |_, _| NO_PORT),
+            OutportMode::CrossConnect => {
+                stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |inp, _| {
+                    peer.get(usize::from(inp)).copied().unwrap_or(NO_PORT)
+                })
             }
-            OutportMode::ByRoute => stateless_keys(s, f, n, acl, &mut on_non_ip, |_, m| {
+            OutportMode::ByMetadata => {
+                stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |_, m| m.out_port)
+            }
+            OutportMode::ByRoute => stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |_, m| {
                 m.out_port = route(routes, m);
                 m.out_port
             }),
@@ -814,7 +841,7 @@ impl<C: Classify> AclNode<C> {
     /// Stateful: tracked connections pass without classification; `allow-related`
     /// verdicts create connections.
     #[inline(always)]
-    fn process_stateful<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize) {
+    fn process_stateful<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize, skip: bool) {
         let AclNode {
             installed,
             outport,
@@ -845,6 +872,10 @@ impl<C: Classify> AclNode<C> {
             if m.ip_version == 4 || m.ip_version == 6 {
                 if *outport == OutportMode::ByRoute {
                     m.out_port = route(routes, m);
+                }
+                if skip && s.tracked[i] {
+                    f.decisions[i] = Decision::Next(0);
+                    continue;
                 }
                 s.ip_idx[nip] = i as u16;
                 s.flows[nip] = flow_key(m);
@@ -998,10 +1029,21 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         if self.maybe_adopt() {
             f.counters.add_extra(CTR_UPDATES, 1);
         }
+        // Packets of connections the `lb` node tracks pass without classification.
+        let mut skip = false;
+        if let Some(slot) = self.lb_flows {
+            if let Some(fl) = f.shared.get_mut::<crate::lb::LbFlows>(slot) {
+                let tracked = fl.look_up_tracked(f.meta, &mut self.scratch.tracked[..n]);
+                if tracked != 0 {
+                    f.counters.add_extra(CTR_CT_HITS, tracked as u64);
+                    skip = true;
+                }
+            }
+        }
         if self.ct.is_some() {
-            self.process_stateful(&mut f, n);
+            self.process_stateful(&mut f, n, skip);
         } else {
-            self.process_stateless(&mut f, n);
+            self.process_stateless(&mut f, n, skip);
         }
         // The graph moves the vector whole when all decisions agree.
         Verdict::PerPacket
@@ -1453,9 +1495,12 @@ mod tests {
             acl: Some(only_port(80)),
             ..AclParams::default()
         };
+        let shared = std::cell::RefCell::new(crate::graph::SharedState::new());
         let ctx = BuildContext {
             node: "hitless",
             ports: &ports,
+            at: 0,
+            shared: &shared,
         };
         let mut nodes: Vec<AclNode<Tracked>> = (0..WORKERS)
             .map(|_| AclNode::new(&params, &ctx, &TRACKED_HUBS, 1).unwrap())
@@ -1497,6 +1542,7 @@ mod tests {
                                 meta: &mut meta,
                                 decisions: &mut decisions,
                                 counters: &counters,
+                                shared: &mut crate::graph::SharedState::new(),
                             });
                             let gen = node.generation();
                             let want_port = if gen % 2 == 1 { 80 } else { 81 };

@@ -17,6 +17,8 @@ pub struct Frame<'a, P> {
     /// The node's counters; nodes bump their extra counters with
     /// [`NodeCounters::add_extra`].
     pub counters: &'a NodeCounters,
+    /// The graph's shared state (see [`super::SharedState`]).
+    pub shared: &'a mut super::SharedState,
 }
 
 impl<P> Frame<'_, P> {

@@ -3,9 +3,12 @@
 
 use super::params::{struct_fields, Params};
 use super::port::PortInfo;
+use super::shared::SharedState;
 use crate::nodes::NodeImpl;
 use crate::PacketBuf;
 use serde::de::DeserializeOwned;
+use std::any::Any;
+use std::cell::RefCell;
 
 /// The static shape of a node kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +36,43 @@ pub struct BuildContext<'a> {
     pub node: &'a str,
     /// The graph's ports; a port's position here is its tx slot.
     pub ports: &'a [PortInfo],
+    /// The node's position in run order.
+    pub at: usize,
+    /// The graph's shared state, being assembled (see [`SharedState`]).
+    pub shared: &'a RefCell<SharedState>,
 }
 
 impl BuildContext<'_> {
+    /// Whether a node built earlier (so running earlier) asked for this node's state.
+    pub fn is_requested(&self) -> bool {
+        self.shared.borrow().is_requested(self.node)
+    }
+
+    /// Declares that this node offers state but keeps it, as nobody asked (see
+    /// [`Self::is_requested`]).
+    pub fn decline_shared(&self) {
+        self.shared.borrow_mut().declare(self.node, self.at)
+    }
+
+    /// Offers `value` to the graph's other nodes under this node's name; returns its slot.
+    pub fn provide_shared(&self, value: Box<dyn Any + Send>) -> usize {
+        self.shared.borrow_mut().provide(self.node, self.at, value)
+    }
+
+    /// The slot of the state node `name` offers, named by this node's parameter `param`
+    /// (checked once the graph is built: `name` must exist, offer state, and run after this
+    /// node).
+    /// The state must be a `T`, `what` says what offers one (for the error message).
+    pub fn request_shared<T: Any>(&self, param: &str, name: &str, what: &str) -> usize {
+        self.shared.borrow_mut().request(
+            name,
+            self.node,
+            param,
+            self.at,
+            (std::any::TypeId::of::<T>(), what.to_string()),
+        )
+    }
+
     /// The tx slot of the port with this name, or else of the only port with this role.
     pub fn port_slot(&self, name_or_role: &str) -> Option<usize> {
         if let Some(i) = self.ports.iter().position(|p| p.name == name_or_role) {

@@ -5,6 +5,7 @@ use super::decision::{Decision, Verdict};
 use super::node::Frame;
 use super::port::{PortInfo, TxVectors};
 use super::registry::{BuildContext, Registry};
+use super::shared::SharedState;
 use super::spec::{GraphSpec, SpecError, SpecErrorReason};
 use super::validate::param_error;
 use super::vector::{PacketVector, VECTOR_SIZE};
@@ -62,6 +63,7 @@ pub struct Graph<P: PacketBuf> {
     tracer: Tracer,
     ports: Vec<PortInfo>,
     reset_meta: bool,
+    shared: SharedState,
 }
 
 impl<P: PacketBuf + 'static> Graph<P> {
@@ -81,6 +83,7 @@ impl<P: PacketBuf + 'static> Graph<P> {
         let mut nodes = Vec::with_capacity(plan.order.len());
         let mut stats = Vec::with_capacity(plan.order.len());
         let mut reset_meta = true;
+        let shared = std::cell::RefCell::new(SharedState::new());
         for (k, &i) in plan.order.iter().enumerate() {
             let ns = &spec.nodes[i];
             let kind = registry.get(&ns.kind).expect("validated kind");
@@ -90,6 +93,8 @@ impl<P: PacketBuf + 'static> Graph<P> {
                     &BuildContext {
                         node: &ns.name,
                         ports,
+                        at: k,
+                        shared: &shared,
                     },
                 )
                 .map_err(|e| param_error(&ns.name, e))?;
@@ -117,7 +122,15 @@ impl<P: PacketBuf + 'static> Graph<P> {
                 own_reasons: kind.info.drop_reasons.len(),
             });
         }
+        let shared = shared.into_inner();
+        shared.check().map_err(|e| {
+            SpecError::new(
+                format!("nodes.{}.params.{}", e.node, e.param),
+                SpecErrorReason::BadParam(e.reason),
+            )
+        })?;
         Ok(Self {
+            shared,
             inputs: nodes.iter().map(|_| PacketVector::boxed()).collect(),
             nodes,
             spare: PacketVector::boxed(),
@@ -162,6 +175,11 @@ impl<P: PacketBuf> Graph<P> {
     /// Node names in run order (the input node first).
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
         self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// The graph's shared state (diagnostics: e.g. an `lb` node's flows).
+    pub fn shared(&self) -> &SharedState {
+        &self.shared
     }
 
     /// A handle to the counters, for other threads.
@@ -236,6 +254,7 @@ impl<P: PacketBuf> Graph<P> {
             stats,
             tracer,
             ports,
+            shared,
             ..
         } = self;
         for (i, node) in nodes.iter_mut().enumerate() {
@@ -252,6 +271,7 @@ impl<P: PacketBuf> Graph<P> {
                 meta,
                 decisions,
                 counters,
+                shared,
             });
             if trace_k != 0 {
                 let (pkts, meta) = spare.split_mut();

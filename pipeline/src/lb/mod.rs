@@ -10,11 +10,14 @@
 //!   runtime [`ServiceTable`].
 //! - [`control`]: [`LbControl`], which builds tables off the workers and publishes them
 //!   (hitless backend changes), and the per-service / per-backend counters.
+//! - [`flows`]: a worker's flow state ([`LbFlows`]: connection table, service table in
+//!   use), which an `acl` node before the `lb` node may share.
 //! - [`node`]: the `lb` node kind.
 //! - [`nat`]: the header rewrites (DNAT, reply un-NAT, RST) with checksum updates.
 
 pub mod control;
 pub mod flow;
+pub mod flows;
 pub mod maglev;
 pub mod nat;
 pub mod node;
@@ -25,6 +28,7 @@ mod bench;
 
 pub use control::{BackendStats, EndpointStats, LbControl, LbStats, ServiceStats};
 pub use flow::{FlowKey, HashMode, IpFamily};
+pub use flows::LbFlows;
 pub use maglev::{Backend, BackendId, BackendState, Maglev, MaglevError, DEFAULT_TABLE_SIZE};
 pub use node::{register, register_with, LbClock, LbNode, NatEntry};
 pub use service::{

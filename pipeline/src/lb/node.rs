@@ -5,7 +5,9 @@
 //!    endpoint (VIP, protocol, port) is *for a VIP*; one whose source is a backend
 //!    endpoint is a *reply*; anything else passes unchanged to `next`.
 //! 2. **One batched connection-table lookup** for all of them
-//!    ([`ConnTrack::lookup_batch`]).
+//!    ([`ConnTrack::lookup_batch`]), except the packets an `acl` node before this one looked
+//!    up already (`lb_conntrack`; [`super::flows`]): their results are taken over once
+//!    [`ConnTrack::confirm`] finds the packet's flow in the slot.
 //! 3. For a packet to a VIP: a hit follows its entry's backend (a table swap never moves
 //!    it); a miss picks a backend with the service's Maglev table (active backends only)
 //!    and inserts the flow. The packet is then DNATed (destination address and port to the
@@ -57,12 +59,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::control::{LbControl, LbCounters};
-use super::flow::{FlowKey, IpFamily, PROTO_TCP, PROTO_UDP};
+use super::flow::PROTO_TCP;
+use super::flows::{classify, flow_ref, Class, LbFlows, Memos, Scratch, What};
 use super::nat::{self, End};
 use super::service::{DownPolicy, LbConfig, ServiceTable};
-use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, MAX_PACED_SCAN};
+use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
 use crate::graph::{
-    Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError, Verdict, VECTOR_SIZE,
+    BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError, Verdict,
+    VECTOR_SIZE,
 };
 use crate::meta::PacketMeta;
 use crate::PacketBuf;
@@ -110,8 +114,7 @@ pub const C_CLOSED: usize = 6;
 /// Extra counter: rewritten packets whose checksums were left to the output port.
 pub const C_CSUM_OFFLOADS: usize = 7;
 
-/// Packets classified, looked up and rewritten together (one batched lookup each).
-pub const CHUNK: usize = 64;
+pub use super::flows::CHUNK;
 
 /// The clock the node reads once per vector (timeouts are converted to its ticks).
 #[derive(Debug, Clone)]
@@ -161,86 +164,30 @@ impl LbClock {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-enum What {
-    #[default]
-    Pass,
-    Vip(u32),
-    Reply {
-        start: u32,
-        count: u32,
-    },
-}
-
-/// Per-vector scratch space, allocated once.
-/// The last endpoint looked up in a burst and its answer: packets of a burst mostly go to
-/// the same VIP (or come from the same backend), so a 16-byte compare replaces the map's
-/// hash and probe for them. Lives for one burst (the table may change between bursts).
-struct Memo<V> {
-    addr: [u8; 16],
-    proto: u8,
-    port: u16,
-    family: u8,
-    value: Option<V>,
-}
-
-impl<V: Copy> Memo<V> {
-    /// Empty: family 0 never matches a packet's (4 or 6).
-    fn new() -> Self {
-        Memo {
-            addr: [0; 16],
-            proto: 0,
-            port: 0,
-            family: 0,
-            value: None,
-        }
-    }
-
-    /// The memoised answer for this endpoint, or `lookup`'s (then remembered).
-    #[inline(always)]
-    fn get(
-        &mut self,
-        addr: &[u8; 16],
-        proto: u8,
-        port: u16,
-        family: u8,
-        lookup: impl FnOnce() -> Option<V>,
-    ) -> Option<V> {
-        if self.family != family || self.port != port || self.proto != proto || self.addr != *addr {
-            self.value = lookup();
-            (self.addr, self.proto, self.port, self.family) = (*addr, proto, port, family);
-        }
-        self.value
-    }
-}
-
-struct Scratch {
-    keys: [FlowKey; VECTOR_SIZE],
-    out: [Option<(Handle, Direction)>; VECTOR_SIZE],
-    idx: [u16; VECTOR_SIZE],
-    what: [What; VECTOR_SIZE],
-    remove: arrayvec::ArrayVec<FlowKey, VECTOR_SIZE>,
+/// Where the node's flow state lives: its own, or the graph's shared state (so that an
+/// `acl` node before it can look flows up; see [`super::flows`]).
+enum FlowsAt {
+    Own(Box<LbFlows>),
+    Shared(usize),
 }
 
 /// The `lb` node of one worker.
 pub struct LbNode {
     control: Arc<LbControl>,
-    table: Arc<ServiceTable>,
-    epoch: u64,
-    ct: ConnTrack<NatEntry>,
+    flows: FlowsAt,
     counters: Arc<LbCounters>,
-    clock: LbClock,
     /// Checksums left to the ports (set when every port of the graph computes them).
     offload: nat::Offload,
-    scratch: Box<Scratch>,
 }
 
 impl std::fmt::Debug for LbNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LbNode")
-            .field("generation", &self.table.generation)
-            .field("conntrack", &self.ct)
-            .finish()
+        let mut d = f.debug_struct("LbNode");
+        match &self.flows {
+            FlowsAt::Own(fl) => d.field("flows", fl),
+            FlowsAt::Shared(i) => d.field("shared_slot", i),
+        };
+        d.finish()
     }
 }
 
@@ -268,25 +215,12 @@ impl LbNode {
     /// A node following `control`'s tables, with its own connection table (sized by the
     /// control's settings) and counters, reading `clock`.
     pub fn new(control: Arc<LbControl>, clock: LbClock) -> Self {
-        let ctc = control.conntrack();
-        let ct = ConnTrack::with_capacity(ctc.capacity, ctc.timeouts.to_ticks(clock.hz()));
         let counters = control.register_worker();
-        let (table, epoch) = control.subscribe();
         Self {
+            flows: FlowsAt::Own(Box::new(LbFlows::new(Arc::clone(&control), clock))),
             control,
-            table,
-            epoch,
-            ct,
             counters,
-            clock,
             offload: nat::Offload::default(),
-            scratch: Box::new(Scratch {
-                keys: [FlowKey::default(); VECTOR_SIZE],
-                out: [None; VECTOR_SIZE],
-                idx: [0; VECTOR_SIZE],
-                what: [What::Pass; VECTOR_SIZE],
-                remove: arrayvec::ArrayVec::new(),
-            }),
         }
     }
 
@@ -295,6 +229,16 @@ impl LbNode {
     /// computes them on transmit (the node does not know which port a packet leaves by).
     pub fn with_checksum_offload(mut self, ip: bool, l4: bool) -> Self {
         self.offload = nat::Offload { ip, l4 };
+        self
+    }
+
+    /// The same node with its flow state moved into the graph's shared state (through
+    /// `ctx`, under the node's name), where an earlier `acl` node can look flows up.
+    pub fn sharing_flows(mut self, ctx: &BuildContext<'_>) -> Self {
+        if let FlowsAt::Own(fl) = std::mem::replace(&mut self.flows, FlowsAt::Shared(0)) {
+            let fl: Box<LbFlows> = fl;
+            self.flows = FlowsAt::Shared(ctx.provide_shared(fl));
+        }
         self
     }
 
@@ -322,21 +266,12 @@ impl LbNode {
         &self.control
     }
 
-    /// This worker's connection table (diagnostics).
-    pub fn conntrack(&self) -> &ConnTrack<NatEntry> {
-        &self.ct
-    }
-
-    /// The table in use.
-    pub fn table(&self) -> &Arc<ServiceTable> {
-        &self.table
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn pick_up_table(&mut self, epoch: u64) {
-        self.table = self.control.table();
-        self.epoch = epoch;
+    /// This worker's flow state, when the node keeps it itself (diagnostics).
+    pub fn flows(&self) -> Option<&LbFlows> {
+        match &self.flows {
+            FlowsAt::Own(fl) => Some(fl),
+            FlowsAt::Shared(_) => None,
+        }
     }
 }
 
@@ -350,110 +285,119 @@ fn closed(c: &LbCounters, e: &NatEntry) {
     }
 }
 
-#[inline(always)]
-fn family(m: &PacketMeta) -> IpFamily {
-    if m.ip_version == 6 {
-        IpFamily::V6
-    } else {
-        IpFamily::V4
-    }
-}
-
 impl<P: PacketBuf> Node<P> for LbNode {
     fn process(&mut self, f: Frame<'_, P>) -> Verdict {
-        let epoch = self.control.epoch();
-        let mut swaps = 0;
-        if epoch != self.epoch {
-            self.pick_up_table(epoch);
-            swaps = 1;
-        }
-        let now = self.clock.now();
-        let Self {
+        let Frame {
+            pkts,
+            meta,
+            decisions,
+            counters: fc,
+            shared,
+        } = f;
+        // Only shared flows can come with lookups an earlier node made.
+        let handed_over = matches!(self.flows, FlowsAt::Shared(_));
+        let fl: &mut LbFlows = match &mut self.flows {
+            FlowsAt::Own(fl) => fl,
+            FlowsAt::Shared(i) => match shared.get_mut::<LbFlows>(*i) {
+                Some(fl) => fl,
+                // Not reachable (the slot is filled when the node is built): pass all.
+                None => {
+                    decisions.fill(Decision::Next(OUT_NEXT));
+                    return Verdict::PerPacket;
+                }
+            },
+        };
+        fl.refresh();
+        let swaps = std::mem::take(&mut fl.swaps);
+        let now = fl.clock.now();
+        let LbFlows {
             table,
             ct,
-            counters,
-            offload,
             scratch: s,
             ..
-        } = self;
+        } = fl;
+        let c: &LbCounters = &self.counters;
         let t: &ServiceTable = table;
-        let c: &LbCounters = counters;
-        let n = f.len();
+        let s: &mut Scratch = s;
+        let n = pkts.len();
 
         let (mut new_conns, mut fallback, mut untracked, mut ambiguous, mut resets, mut n_closed) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-        let off = *offload;
+        let off = self.offload;
         let mut offloaded = 0u64;
         s.remove.clear();
-        let (mut vip, mut reply) = (Memo::new(), Memo::new());
+        let mut memo = Memos::new();
         // In chunks, so that a chunk's metadata, keys, slots and headers are still in L1
         // when it is decided and rewritten.
         for base in (0..n).step_by(CHUNK) {
             let end = (base + CHUNK).min(n);
-            // 1. Classify.
+            // 1. Classify; take the results of an earlier node's lookup where it made one.
             let mut k = 0usize;
+            let mut todo = 0usize;
             for i in base..end {
-                f.decisions[i] = Decision::Next(OUT_NEXT);
-                let m = &f.meta[i];
-                if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
-                    continue;
-                }
-                let (proto, ipv) = (m.protocol, m.ip_version);
-                if let Some(sid) = vip.get(&m.dst_addr, proto, m.dst_port, ipv, || {
-                    t.vip_lookup(&m.dst_addr, proto, m.dst_port, ipv)
-                }) {
-                    if m.is_fragment() {
-                        f.decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
+                decisions[i] = Decision::Next(OUT_NEXT);
+                let m = &meta[i];
+                s.what[k] = match classify(t, m, &mut memo, &mut s.keys[k]) {
+                    Class::Pass => continue,
+                    Class::VipFragment => {
+                        decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
                         continue;
                     }
-                    s.keys[k] = FlowKey {
-                        src: m.src_addr,
-                        dst: m.dst_addr,
-                        src_port: m.src_port,
-                        dst_port: m.dst_port,
-                        proto: m.protocol,
-                        family: family(m),
-                    };
-                    s.what[k] = What::Vip(sid);
-                } else {
-                    let Some(r) = reply.get(&m.src_addr, proto, m.src_port, ipv, || {
-                        t.reply_range(&m.src_addr, proto, m.src_port, ipv)
-                    }) else {
-                        continue;
-                    };
-                    if m.is_fragment() || r.count == 0 {
-                        continue;
-                    }
-                    let sid = t.cands[r.start as usize].0;
-                    let svc = &t.services[sid as usize];
-                    s.keys[k] = FlowKey {
-                        src: svc.vip,
-                        dst: m.dst_addr,
-                        src_port: svc.port.unwrap_or(m.src_port),
-                        dst_port: m.dst_port,
-                        proto: m.protocol,
-                        family: family(m),
-                    };
-                    s.what[k] = What::Reply {
-                        start: r.start,
-                        count: r.count,
-                    };
-                }
+                    Class::Flow(what) => what,
+                };
                 s.idx[k] = i as u16;
+                if handed_over {
+                    let pre = match usize::from(m.next).checked_sub(1) {
+                        Some(p) if p < VECTOR_SIZE => s.pre[p],
+                        _ => flow_ref::NONE,
+                    };
+                    let found = match pre {
+                        flow_ref::NONE => false,
+                        flow_ref::MISS => {
+                            s.out[k] = None;
+                            true
+                        }
+                        v => match flow_ref::decode(v)
+                            .and_then(|(h, _)| ct.confirm(h, &s.keys[k], now).map(|d| (h, d)))
+                        {
+                            Some(hit) => {
+                                s.out[k] = Some(hit);
+                                true
+                            }
+                            None => false,
+                        },
+                    };
+                    if !found {
+                        s.todo[todo] = k as u16;
+                        todo += 1;
+                    }
+                } else {
+                    todo += 1;
+                }
                 k += 1;
             }
 
-            // 2. One batched lookup.
-            if k > 0 {
-                ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
+            // 2. One batched lookup for the rest.
+            if todo == k {
+                if k > 0 {
+                    ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
+                }
+            } else if todo > 0 {
+                for q in 0..todo {
+                    s.todo_keys[q] = s.keys[usize::from(s.todo[q])];
+                }
+                ct.lookup_batch(&s.todo_keys[..todo], now, &mut s.todo_out[..todo]);
+                for q in 0..todo {
+                    s.out[usize::from(s.todo[q])] = s.todo_out[q];
+                }
             }
 
             // 3. Decide and rewrite.
             for j in 0..k {
                 let i = usize::from(s.idx[j]);
                 let key = s.keys[j];
-                let m = &mut f.meta[i];
-                let pkt = &mut f.pkts[i];
+                let m = &mut meta[i];
+                let pkt = &mut pkts[i];
                 let is_tcp = key.proto == PROTO_TCP;
                 match s.what[j] {
                     What::Pass => {}
@@ -467,7 +411,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             Some((_, Direction::Reply)) => continue,
                             None => {
                                 let Some(bid) = t.pick(sid, &key) else {
-                                    f.decisions[i] = Decision::Drop(DROP_NO_BACKEND);
+                                    decisions[i] = Decision::Drop(DROP_NO_BACKEND);
                                     continue;
                                 };
                                 let be = &t.backends[bid as usize];
@@ -506,12 +450,12 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         };
                         let be = &t.backends[entry.backend as usize];
                         if !be.status.serves_established() {
-                            f.decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
+                            decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
                             if t.down_policy == DownPolicy::Reset {
                                 let _ = s.remove.try_push(key);
                                 if is_tcp && nat::make_rst(pkt.data_mut(), m) {
                                     m.out_port = pkt.in_port();
-                                    f.decisions[i] = Decision::Next(OUT_RESET);
+                                    decisions[i] = Decision::Next(OUT_RESET);
                                     resets += 1;
                                 }
                             }
@@ -526,7 +470,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             match pkt.data_mut().get_mut(..6) {
                                 Some(d) => d.copy_from_slice(&mac),
                                 None => {
-                                    f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                                    decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                                     continue;
                                 }
                             }
@@ -539,7 +483,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             off,
                             &mut offloaded,
                         ) {
-                            f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                            decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }
                         let (sc, bc) = (
@@ -597,7 +541,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         let vport = svc.port.unwrap_or(m.src_port);
                         let len = pkt.data().len() as u64;
                         if !rewrite(pkt, m, End::Src, &svc.vip, vport, off, &mut offloaded) {
-                            f.decisions[i] = Decision::Drop(DROP_BAD_PACKET);
+                            decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }
                         let (sc, bc) = (&c.services[sid as usize], &c.backends[bid as usize]);
@@ -617,7 +561,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
         }
         n_closed += ct.age_paced_with(now, MAX_PACED_SCAN, |_, e| closed(c, e)) as u64;
 
-        let fc = f.counters;
         for (idx, v) in [
             (C_NEW, new_conns),
             (C_FULL_FALLBACK, fallback),
@@ -678,6 +621,14 @@ pub fn register_with<P: PacketBuf + 'static>(
         };
         let node = LbNode::from_config(&p, clock.clone())?
             .with_checksum_offload(all(|p| p.tx_ipv4_csum), all(|p| p.tx_l4_csum));
+        // Nodes are built in run order: a node before this one that wants its flows
+        // (`acl` with `lb_conntrack`) has asked already.
+        let node = if ctx.is_requested() {
+            node.sharing_flows(ctx)
+        } else {
+            ctx.decline_shared();
+            node
+        };
         Ok(crate::nodes::NodeImpl::Custom(Box::new(node)))
     })
 }

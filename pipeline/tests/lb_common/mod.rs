@@ -280,6 +280,7 @@ impl Harness {
                 meta: &mut meta,
                 decisions: &mut decisions,
                 counters: &self.counters,
+                shared: &mut pipeline::graph::SharedState::new(),
             });
             for (i, p) in pkts.into_iter().enumerate() {
                 let d = match v {

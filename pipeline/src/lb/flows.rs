@@ -1,0 +1,392 @@
+//! The load balancer's per-worker flow state ([`LbFlows`]: connection table, service table in
+//! use, clock) and the first steps of the `lb` node over it: classifying packets and looking
+//! their connections up. An `acl` node placed before the `lb` node can run the lookup itself
+//! ([`LbFlows::look_up_tracked`], with `lb_conntrack = "<lb node>"`): packets of tracked
+//! connections then skip the ACL's classifier, and the `lb` node takes the lookup's result
+//! from here instead of looking up again. So a packet of an established connection costs
+//! one table lookup for both stages, as with one conntrack zone in OVS/OVN (a stateful ACL
+//! and a load balancer that share `ct()`).
+//!
+//! The hand-over: the earlier node's lookup results stay in [`LbFlows`] (one per position
+//! of its vector, [`flow_ref`] encoding) and each looked-up packet's [`PacketMeta::next`]
+//! names its position plus one. The `lb` node trusts nothing of it blindly: a hit is used
+//! only if [`ConnTrack::confirm`] finds the packet's own flow in that slot (otherwise the
+//! node looks the packet up itself), and a miss only leads to an insert, which finds an
+//! existing entry anyway. So a stale or foreign `next` costs a lookup, never a wrong
+//! backend.
+
+use std::sync::Arc;
+
+use super::control::LbControl;
+use super::flow::{FlowKey, IpFamily, PROTO_TCP, PROTO_UDP};
+use super::node::{LbClock, NatEntry};
+use super::service::ServiceTable;
+use crate::conntrack::{ConnTrack, Direction, Handle};
+use crate::graph::VECTOR_SIZE;
+use crate::meta::PacketMeta;
+
+/// Packets classified, looked up and rewritten together (one batched lookup each).
+pub const CHUNK: usize = 64;
+
+/// What the `lb` node makes of a packet (step 1, no connection table).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum What {
+    /// Not for a VIP and not from a backend: passes unchanged.
+    #[default]
+    Pass,
+    /// To a VIP: the service id.
+    Vip(u32),
+    /// From a backend endpoint: its reply candidates (service, backend) in the table.
+    Reply {
+        /// First candidate.
+        start: u32,
+        /// Number of candidates.
+        count: u32,
+    },
+}
+
+/// The result of classifying one packet.
+pub(crate) enum Class {
+    /// Passes unchanged.
+    Pass,
+    /// An IP fragment to a VIP (dropped: ports unknown).
+    VipFragment,
+    /// Looked up under the key written.
+    Flow(What),
+}
+
+/// The last endpoint looked up in a burst and its answer: packets of a burst mostly go to
+/// the same VIP (or come from the same backend), so a 16-byte compare replaces the map's
+/// hash and probe for them. Lives for one burst (the table may change between bursts).
+pub(crate) struct Memo<V> {
+    addr: [u8; 16],
+    proto: u8,
+    port: u16,
+    family: u8,
+    value: Option<V>,
+}
+
+impl<V: Copy> Memo<V> {
+    /// Empty: family 0 never matches a packet's (4 or 6).
+    pub(crate) fn new() -> Self {
+        Memo {
+            addr: [0; 16],
+            proto: 0,
+            port: 0,
+            family: 0,
+            value: None,
+        }
+    }
+
+    /// The memoised answer for this endpoint, or `lookup`'s (then remembered).
+    #[inline(always)]
+    fn get(
+        &mut self,
+        addr: &[u8; 16],
+        proto: u8,
+        port: u16,
+        family: u8,
+        lookup: impl FnOnce() -> Option<V>,
+    ) -> Option<V> {
+        if self.family != family || self.port != port || self.proto != proto || self.addr != *addr {
+            self.value = lookup();
+            (self.addr, self.proto, self.port, self.family) = (*addr, proto, port, family);
+        }
+        self.value
+    }
+}
+
+/// Both memos of a burst.
+pub(crate) struct Memos {
+    vip: Memo<u32>,
+    reply: Memo<super::service::CandRange>,
+}
+
+impl Memos {
+    /// Empty memos (one pair per burst).
+    pub(crate) fn new() -> Self {
+        Memos {
+            vip: Memo::new(),
+            reply: Memo::new(),
+        }
+    }
+}
+
+#[inline(always)]
+fn family(m: &PacketMeta) -> IpFamily {
+    if m.ip_version == 6 {
+        IpFamily::V6
+    } else {
+        IpFamily::V4
+    }
+}
+
+/// Step 1 of the `lb` node for one packet: a TCP/UDP packet whose destination is a service
+/// endpoint is for a VIP (key: its own 5-tuple); one whose source is a backend endpoint is a
+/// reply (key: the reverse of its connection's original key, the source mapped back to the
+/// first candidate service's VIP and port); anything else passes. The key is written to
+/// `key` in place (a returned key would be one more 40-byte copy per packet).
+#[inline(always)]
+pub(crate) fn classify(
+    t: &ServiceTable,
+    m: &PacketMeta,
+    memo: &mut Memos,
+    key: &mut FlowKey,
+) -> Class {
+    if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
+        return Class::Pass;
+    }
+    let (proto, ipv) = (m.protocol, m.ip_version);
+    if let Some(sid) = memo.vip.get(&m.dst_addr, proto, m.dst_port, ipv, || {
+        t.vip_lookup(&m.dst_addr, proto, m.dst_port, ipv)
+    }) {
+        if m.is_fragment() {
+            return Class::VipFragment;
+        }
+        *key = FlowKey {
+            src: m.src_addr,
+            dst: m.dst_addr,
+            src_port: m.src_port,
+            dst_port: m.dst_port,
+            proto: m.protocol,
+            family: family(m),
+        };
+        return Class::Flow(What::Vip(sid));
+    }
+    let Some(r) = memo.reply.get(&m.src_addr, proto, m.src_port, ipv, || {
+        t.reply_range(&m.src_addr, proto, m.src_port, ipv)
+    }) else {
+        return Class::Pass;
+    };
+    if m.is_fragment() || r.count == 0 {
+        return Class::Pass;
+    }
+    let sid = t.cands[r.start as usize].0;
+    let svc = &t.services[sid as usize];
+    *key = FlowKey {
+        src: svc.vip,
+        dst: m.dst_addr,
+        src_port: svc.port.unwrap_or(m.src_port),
+        dst_port: m.dst_port,
+        proto: m.protocol,
+        family: family(m),
+    };
+    Class::Flow(What::Reply {
+        start: r.start,
+        count: r.count,
+    })
+}
+
+/// A connection-table lookup result handed from the node that made it to the `lb` node
+/// (see the module doc): 0 = not looked up, 1 = looked up and not found, otherwise the
+/// slot plus 2 in the low 31 bits and the direction in the top bit (1 = reply). Slots are
+/// below 2^31 ([`crate::conntrack::MAX_CAPACITY`] is 2^30 connections in at most 2^31
+/// slots).
+pub mod flow_ref {
+    use crate::conntrack::{Direction, Handle};
+
+    /// Not looked up.
+    pub const NONE: u32 = 0;
+    /// Looked up, no entry.
+    pub const MISS: u32 = 1;
+    const REPLY: u32 = 1 << 31;
+
+    /// Encodes a lookup result.
+    #[inline(always)]
+    pub fn encode(r: Option<(Handle, Direction)>) -> u32 {
+        match r {
+            None => MISS,
+            Some((h, d)) => {
+                let dir = if d == Direction::Reply { REPLY } else { 0 };
+                (h.index() as u32 + 2) | dir
+            }
+        }
+    }
+
+    /// Decodes a value other than [`NONE`].
+    #[inline(always)]
+    pub fn decode(v: u32) -> Option<(Handle, Direction)> {
+        if v <= MISS {
+            return None;
+        }
+        let d = if v & REPLY != 0 {
+            Direction::Reply
+        } else {
+            Direction::Original
+        };
+        Some((Handle::from_index(((v & !REPLY) - 2) as usize), d))
+    }
+}
+
+/// Per-vector scratch space, allocated once.
+pub(crate) struct Scratch {
+    pub(crate) keys: [FlowKey; VECTOR_SIZE],
+    pub(crate) out: [Option<(Handle, Direction)>; VECTOR_SIZE],
+    pub(crate) idx: [u16; VECTOR_SIZE],
+    pub(crate) what: [What; VECTOR_SIZE],
+    /// Positions (in `keys`) of the keys the node looks up itself.
+    pub(crate) todo: [u16; VECTOR_SIZE],
+    pub(crate) todo_keys: [FlowKey; VECTOR_SIZE],
+    pub(crate) todo_out: [Option<(Handle, Direction)>; VECTOR_SIZE],
+    pub(crate) remove: arrayvec::ArrayVec<FlowKey, VECTOR_SIZE>,
+    /// The earlier node's lookup results by its vector position ([`flow_ref`] values).
+    pub(crate) pre: [u32; VECTOR_SIZE],
+}
+
+impl Scratch {
+    fn new() -> Box<Self> {
+        Box::new(Scratch {
+            keys: [FlowKey::default(); VECTOR_SIZE],
+            out: [None; VECTOR_SIZE],
+            idx: [0; VECTOR_SIZE],
+            what: [What::Pass; VECTOR_SIZE],
+            todo: [0; VECTOR_SIZE],
+            todo_keys: [FlowKey::default(); VECTOR_SIZE],
+            todo_out: [None; VECTOR_SIZE],
+            remove: arrayvec::ArrayVec::new(),
+            pre: [flow_ref::NONE; VECTOR_SIZE],
+        })
+    }
+}
+
+/// One worker's load-balancer state: the connection table, the service table in use (and
+/// the control's epoch it came with), the clock, and scratch space.
+pub struct LbFlows {
+    pub(crate) control: Arc<LbControl>,
+    pub(crate) table: Arc<ServiceTable>,
+    pub(crate) epoch: u64,
+    pub(crate) ct: ConnTrack<NatEntry>,
+    pub(crate) clock: LbClock,
+    pub(crate) scratch: Box<Scratch>,
+    /// Tables adopted since the `lb` node last counted them (whichever node noticed).
+    pub(crate) swaps: u64,
+}
+
+impl std::fmt::Debug for LbFlows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LbFlows")
+            .field("generation", &self.table.generation)
+            .field("conntrack", &self.ct)
+            .finish()
+    }
+}
+
+impl LbFlows {
+    /// State following `control`'s tables, with a connection table sized by the control's
+    /// settings, reading `clock`.
+    pub fn new(control: Arc<LbControl>, clock: LbClock) -> Self {
+        let ctc = control.conntrack();
+        let ct = ConnTrack::with_capacity(ctc.capacity, ctc.timeouts.to_ticks(clock.hz()));
+        let (table, epoch) = control.subscribe();
+        LbFlows {
+            control,
+            table,
+            epoch,
+            ct,
+            clock,
+            scratch: Scratch::new(),
+            swaps: 0,
+        }
+    }
+
+    /// The connection table (diagnostics).
+    pub fn conntrack(&self) -> &ConnTrack<NatEntry> {
+        &self.ct
+    }
+
+    /// The service table in use.
+    pub fn table(&self) -> &Arc<ServiceTable> {
+        &self.table
+    }
+
+    /// Adopts the control's newest table if it changed (counted in `swaps`).
+    #[inline(always)]
+    pub(crate) fn refresh(&mut self) {
+        let epoch = self.control.epoch();
+        if epoch != self.epoch {
+            self.pick_up_table(epoch);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pick_up_table(&mut self, epoch: u64) {
+        self.table = self.control.table();
+        self.epoch = epoch;
+        self.swaps += 1;
+    }
+
+    /// For a node that runs before the `lb` node (a stateful `acl`): classifies `meta`'s
+    /// packets as the `lb` node will, looks the VIP flows and replies up in one batch per
+    /// chunk, hands each result to the `lb` node (kept here by position, the position plus
+    /// one in the packet's [`PacketMeta::next`]; the `lb` node then does not look them up
+    /// again) and sets `tracked[i]` for the packets
+    /// of connections the `lb` node tracks: a request whose entry it created, or a reply
+    /// whose entry names the reply's backend. Returns how many are tracked.
+    ///
+    /// A lookup hit refreshes the entry's idle timer, exactly once per packet (the `lb` node
+    /// skips its own lookup for these packets); TCP state is left to the `lb` node.
+    pub fn look_up_tracked(&mut self, meta: &mut [PacketMeta], tracked: &mut [bool]) -> usize {
+        self.refresh();
+        let now = self.clock.now();
+        let LbFlows {
+            table, ct, scratch, ..
+        } = self;
+        let t: &ServiceTable = table;
+        let s = &mut **scratch;
+        let mut memo = Memos::new();
+        let mut n_tracked = 0;
+        let n = meta.len().min(tracked.len()).min(VECTOR_SIZE);
+        for base in (0..n).step_by(CHUNK) {
+            let end = (base + CHUNK).min(n);
+            let mut k = 0;
+            for (i, m) in meta.iter_mut().enumerate().take(end).skip(base) {
+                tracked[i] = false;
+                m.next = 0;
+                if let Class::Flow(what) = classify(t, &*m, &mut memo, &mut s.keys[k]) {
+                    s.what[k] = what;
+                    s.idx[k] = i as u16;
+                    k += 1;
+                }
+            }
+            if k == 0 {
+                continue;
+            }
+            ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
+            for j in 0..k {
+                let i = usize::from(s.idx[j]);
+                let r = s.out[j];
+                s.pre[i] = flow_ref::encode(r);
+                meta[i].next = i as u16 + 1;
+                let is = match (s.what[j], r) {
+                    (What::Vip(_), Some((_, Direction::Original))) => true,
+                    (What::Reply { start, .. }, Some((h, Direction::Reply))) => ct
+                        .payload(h)
+                        .is_some_and(|e| e.backend == t.cands[start as usize].1),
+                    _ => false,
+                };
+                tracked[i] = is;
+                n_tracked += usize::from(is);
+            }
+        }
+        n_tracked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flow_ref;
+    use crate::conntrack::{Direction, Handle};
+
+    #[test]
+    fn flow_ref_round_trips() {
+        assert_eq!(flow_ref::decode(flow_ref::encode(None)), None);
+        for idx in [0usize, 1, 12345, (1 << 31) - 3] {
+            for d in [Direction::Original, Direction::Reply] {
+                let v = flow_ref::encode(Some((Handle::from_index(idx), d)));
+                assert!(v > flow_ref::MISS);
+                assert_eq!(flow_ref::decode(v), Some((Handle::from_index(idx), d)));
+            }
+        }
+    }
+}

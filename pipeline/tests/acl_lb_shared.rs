@@ -1,0 +1,282 @@
+//! An `acl` node that consults the `lb` node's connection table (`lb_conntrack`): packets of
+//! connections the load balancer tracks pass without classification in both directions,
+//! with one table lookup per packet for both nodes; new connections are judged by the rules,
+//! and a denied one never gets an entry. Misconfigurations are refused with the key.
+
+mod lb_common;
+
+use std::net::IpAddr;
+
+use arrayvec::ArrayVec;
+use lb_common::*;
+use pipeline::acl::{HubRegistry, LinearClassifier};
+use pipeline::lb::LbFlows;
+use pipeline::{Graph, GraphSpec, PortInfo, Registry, TestBuf};
+
+static HUBS: HubRegistry<LinearClassifier> = HubRegistry::new();
+
+const VIP: &str = "10.0.9.100";
+const BACKENDS: [&str; 3] = ["10.0.3.31", "10.0.3.32", "10.0.3.33"];
+
+/// The ACL: clients in 10.0.2.0/24 may reach the database VIP on TCP 5432; nothing else
+/// (no rule allows the backends' replies: only the connection table lets them through).
+const ACL: &str = r#"
+[nodes.params.acl]
+default = "drop"
+[[nodes.params.acl.rules]]
+direction = "from-lport"
+priority = 100
+match = "ip4 && ip4.src == 10.0.2.0/24 && ip4.dst == 10.0.9.100 && tcp.dst == 5432"
+action = "allow"
+"#;
+
+const LB: &str = r#"
+[nodes.params]
+control = "CONTROL"
+[[nodes.params.services]]
+name = "db"
+vip = "10.0.9.100"
+protocol = "tcp"
+port = 5432
+backends = [
+  { address = "10.0.3.31", port = 5432 },
+  { address = "10.0.3.32", port = 5432 },
+  { address = "10.0.3.33", port = 5432 },
+]
+"#;
+
+/// `nodes` in order, then edges along that order, the last node a cross-connect; the `lb`
+/// node follows the control named `control`.
+fn spec_with(acl_params: &str, order: &[&str], control: &str) -> GraphSpec {
+    let mut t = String::new();
+    for n in order {
+        match *n {
+            "parse" => t += "[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n",
+            "acl" => {
+                t += &format!(
+                    "[[nodes]]\nname = \"acl\"\nkind = \"acl\"\n[nodes.params]\n{acl_params}\n"
+                );
+                t += ACL;
+            }
+            "lb" => {
+                t += "[[nodes]]\nname = \"lb\"\nkind = \"lb\"\n";
+                t += &LB.replace("CONTROL", control);
+                t += "[[nodes]]\nname = \"rst\"\nkind = \"forward\"\nparams = { mode = \"by-metadata\" }\n[[edges]]\nfrom = \"lb\"\noutput = \"reset\"\nto = \"rst\"\n";
+            }
+            _ => unreachable!(),
+        }
+    }
+    t += "[[nodes]]\nname = \"fwd\"\nkind = \"forward\"\nparams = { mode = \"cross-connect\", pairs = [[\"p0\", \"p1\"]] }\n";
+    let mut chain: Vec<&str> = order.to_vec();
+    chain.push("fwd");
+    for w in chain.windows(2) {
+        t += &format!("[[edges]]\nfrom = \"{}\"\nto = \"{}\"\n", w[0], w[1]);
+    }
+    GraphSpec::from_toml(&t).expect("spec parses")
+}
+
+fn spec(acl_params: &str, order: &[&str]) -> GraphSpec {
+    spec_with(acl_params, order, "acl-lb-shared")
+}
+
+fn registry() -> Registry<TestBuf> {
+    let mut r = Registry::with_builtins();
+    pipeline::lb::register(&mut r).unwrap();
+    pipeline::acl::node::register(&mut r, &HUBS, || 1_000_000_000).unwrap();
+    r
+}
+
+fn ports() -> [PortInfo; 2] {
+    [PortInfo::new(0, "p0", "a"), PortInfo::new(1, "p1", "b")]
+}
+
+/// One burst in on `port`; what left by port 1 and by port 0.
+fn run(g: &mut Graph<TestBuf>, port: u16, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut tx = g.new_tx_vectors();
+    let mut rx: ArrayVec<TestBuf, 64> = ArrayVec::new();
+    for f in frames {
+        rx.push(TestBuf::new(f.clone(), port));
+    }
+    g.process(&mut rx, &mut tx);
+    let p1 = tx.pkts_mut(1).drain(..).map(|b| b.bytes).collect();
+    let p0 = tx.pkts_mut(0).drain(..).map(|b| b.bytes).collect();
+    (p1, p0)
+}
+
+fn counter(g: &Graph<TestBuf>, node: &str, name: &str) -> u64 {
+    g.snapshot().node(node).unwrap().counter(name)
+}
+
+fn drops(g: &Graph<TestBuf>, node: &str, reason: &str) -> u64 {
+    g.snapshot().node(node).unwrap().drops_for(reason)
+}
+
+fn lb_lookups(g: &Graph<TestBuf>) -> (u64, u64) {
+    let sh = g.shared();
+    let fl = sh.get::<LbFlows>(sh.find("lb").unwrap()).unwrap();
+    let st = fl.conntrack().stats();
+    (st.hits, st.misses)
+}
+
+fn client(i: u16) -> String {
+    format!("10.0.2.{}", 10 + i)
+}
+
+#[test]
+fn tracked_connections_skip_the_rules_with_one_lookup() {
+    let mut g = Graph::build(
+        &spec_with(
+            "lb_conntrack = \"lb\"",
+            &["parse", "acl", "lb"],
+            "acl-lb-shared-tracked",
+        ),
+        &registry(),
+        &ports(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    const N: u16 = 10;
+    let pkt = |i: u16, flags: u8| build(&Spec::tcp(&client(i), 40000 + i, VIP, 5432, flags));
+
+    // New connections: judged by the rules, then balanced and DNATed.
+    let (out, back) = run(&mut g, 0, &(0..N).map(|i| pkt(i, SYN)).collect::<Vec<_>>());
+    assert_eq!((out.len(), back.len()), (N as usize, 0));
+    let chosen: Vec<IpAddr> = out.iter().map(|f| parse(f).dst).collect();
+    for f in &out {
+        let p = parse(f);
+        assert!(p.valid());
+        assert!(BACKENDS.contains(&p.dst.to_string().as_str()), "{}", p.dst);
+    }
+    assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
+    assert_eq!(counter(&g, "acl", "ct-hits"), 0);
+    assert_eq!(counter(&g, "lb", "new-connections"), u64::from(N));
+    // The acl node's lookup missed once per packet; the lb node inserted without its own.
+    assert_eq!(lb_lookups(&g), (0, u64::from(N)));
+
+    // The same connections again: tracked, so not classified; one lookup each, and the
+    // lb node follows the entries (same backends).
+    let (out, _) = run(&mut g, 0, &(0..N).map(|i| pkt(i, ACK)).collect::<Vec<_>>());
+    assert_eq!(out.iter().map(|f| parse(f).dst).collect::<Vec<_>>(), chosen);
+    assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
+    assert_eq!(counter(&g, "acl", "ct-hits"), u64::from(N));
+    assert_eq!(lb_lookups(&g), (u64::from(N), u64::from(N)));
+
+    // Replies from the chosen backends: no rule allows them, the connection table does;
+    // the lb node translates the source back to the VIP.
+    let replies: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            let be = chosen[usize::from(i)].to_string();
+            build(&Spec::tcp(&be, 5432, &client(i), 40000 + i, ACK))
+        })
+        .collect();
+    let (_, back) = run(&mut g, 1, &replies);
+    assert_eq!(back.len(), N as usize);
+    for (i, f) in back.iter().enumerate() {
+        let p = parse(f);
+        assert!(p.valid());
+        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
+        assert_eq!(p.dst.to_string(), client(i as u16));
+    }
+    assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
+    assert_eq!(counter(&g, "acl", "ct-hits"), 2 * u64::from(N));
+    assert_eq!(lb_lookups(&g), (2 * u64::from(N), u64::from(N)));
+
+    // A "reply" from a backend to a client it has no connection with is classified, and
+    // the rules drop it; so is a connection the rules deny, which gets no entry, however
+    // often it is retried.
+    let stray = build(&Spec::tcp(BACKENDS[0], 5432, "10.0.2.200", 41000, ACK));
+    let denied = build(&Spec::tcp("10.0.1.5", 42000, VIP, 5432, SYN));
+    for round in 1..=2u64 {
+        let (out, back) = run(&mut g, 0, &[stray.clone(), denied.clone()]);
+        assert!(out.is_empty() && back.is_empty());
+        assert_eq!(drops(&g, "acl", "default-deny"), 2 * round);
+    }
+    assert_eq!(counter(&g, "lb", "new-connections"), u64::from(N));
+    assert_eq!(counter(&g, "acl", "classified"), u64::from(N) + 4);
+
+    // Mixed burst: tracked, new allowed and denied packets together keep their order.
+    let fresh = build(&Spec::tcp(&client(50), 43000, VIP, 5432, SYN));
+    let (out, _) = run(
+        &mut g,
+        0,
+        &[pkt(3, ACK), denied.clone(), fresh, pkt(4, ACK)],
+    );
+    assert_eq!(out.len(), 3);
+    assert_eq!(parse(&out[0]).dst, chosen[3]);
+    assert_eq!(parse(&out[0]).sport, 40003);
+    assert_eq!(parse(&out[1]).sport, 43000);
+    assert_eq!(parse(&out[2]).dst, chosen[4]);
+    assert_eq!(counter(&g, "lb", "new-connections"), u64::from(N) + 1);
+
+    // A new table (a backend drained) is adopted by whichever node runs first (the acl
+    // node's lookup), and the lb node still counts the swap; tracked flows stay put.
+    let ctl = pipeline::lb::LbControl::named("acl-lb-shared-tracked").unwrap();
+    ctl.set_backend_state(
+        "db",
+        &format!("{}:5432", chosen[5]),
+        pipeline::lb::BackendState::Draining,
+    )
+    .unwrap();
+    let (out, _) = run(&mut g, 0, &[pkt(5, ACK)]);
+    assert_eq!(
+        parse(&out[0]).dst,
+        chosen[5],
+        "a draining backend keeps its flows"
+    );
+    assert_eq!(counter(&g, "lb", "table-swaps"), 1);
+    assert_eq!(counter(&g, "acl", "ct-hits"), 2 * u64::from(N) + 3);
+}
+
+#[test]
+fn without_the_shared_table_replies_need_a_rule() {
+    // The same graph without `lb_conntrack`: every packet is classified, replies dropped.
+    let mut g = Graph::build(
+        &spec("lb_conntrack = \"lb\"", &["parse", "acl", "lb"]),
+        &registry(),
+        &ports(),
+    )
+    .unwrap();
+    let mut plain =
+        Graph::build(&spec("", &["parse", "acl", "lb"]), &registry(), &ports()).unwrap();
+    let syn = build(&Spec::tcp(&client(1), 40001, VIP, 5432, SYN));
+    let (o1, _) = run(&mut g, 0, std::slice::from_ref(&syn));
+    let (o2, _) = run(&mut plain, 0, &[syn]);
+    let be = parse(&o1[0]).dst.to_string();
+    assert_eq!(parse(&o2[0]).dst.to_string(), be, "same Maglev choice");
+    let reply = build(&Spec::tcp(&be, 5432, &client(1), 40001, ACK));
+    assert_eq!(run(&mut g, 1, std::slice::from_ref(&reply)).1.len(), 1);
+    assert_eq!(run(&mut plain, 1, &[reply]).1.len(), 0);
+    assert_eq!(drops(&plain, "acl", "default-deny"), 1);
+}
+
+#[test]
+fn lb_conntrack_must_name_a_later_lb_node() {
+    let cases = [
+        (
+            "lb_conntrack = \"nope\"",
+            vec!["parse", "acl", "lb"],
+            "no node named `nope`",
+        ),
+        (
+            "lb_conntrack = \"parse\"",
+            vec!["parse", "acl", "lb"],
+            "no node named `parse`",
+        ),
+        (
+            "lb_conntrack = \"lb\"",
+            vec!["parse", "lb", "acl"],
+            "must come after",
+        ),
+        (
+            "lb_conntrack = \"lb\"",
+            vec!["parse", "acl"],
+            "no node named `lb`",
+        ),
+    ];
+    for (p, order, why) in cases {
+        let e = Graph::build(&spec(p, &order), &registry(), &ports())
+            .err()
+            .unwrap_or_else(|| panic!("{p} {order:?} accepted"));
+        assert_eq!(e.key, "nodes.acl.params.lb_conntrack", "{e:?}");
+        assert!(format!("{e}").contains(why), "{p} {order:?}: {e}");
+    }
+}
