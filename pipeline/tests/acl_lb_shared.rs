@@ -10,8 +10,10 @@ use std::net::IpAddr;
 use arrayvec::ArrayVec;
 use lb_common::*;
 use pipeline::acl::{HubRegistry, LinearClassifier};
+use pipeline::graph::{Frame, KindInfo, Node};
 use pipeline::lb::LbFlows;
-use pipeline::{Graph, GraphSpec, PortInfo, Registry, TestBuf};
+use pipeline::nodes::NodeImpl;
+use pipeline::{Decision, Graph, GraphSpec, PortInfo, Registry, TestBuf, Verdict};
 
 static HUBS: HubRegistry<LinearClassifier> = HubRegistry::new();
 
@@ -58,6 +60,9 @@ fn spec_with(acl_params: &str, order: &[&str], control: &str) -> GraphSpec {
                 );
                 t += ACL;
             }
+            "scramble" => {
+                t += "[[nodes]]\nname = \"scramble\"\nkind = \"scramble\"\n";
+            }
             "lb" => {
                 t += "[[nodes]]\nname = \"lb\"\nkind = \"lb\"\n";
                 t += &LB.replace("CONTROL", control);
@@ -83,7 +88,38 @@ fn registry() -> Registry<TestBuf> {
     let mut r = Registry::with_builtins();
     pipeline::lb::register(&mut r).unwrap();
     pipeline::acl::node::register(&mut r, &HUBS, || 1_000_000_000).unwrap();
+    let info = KindInfo {
+        outputs: &["next"],
+        drop_reasons: &[],
+        counters: &[],
+        transmits: false,
+        fills_meta: false,
+        description: "points every packet's `next` at its neighbour's",
+    };
+    r.register::<Empty, _>("scramble", info, |_, _| {
+        Ok(NodeImpl::Custom(Box::new(Scramble)))
+    })
+    .unwrap();
     r
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// A node that gives each packet the `next` of the packet after it (the last one the
+/// first one's), as a node between `acl` and `lb` using `next` for its own ends would.
+struct Scramble;
+
+impl Node<TestBuf> for Scramble {
+    fn process(&mut self, f: Frame<'_, TestBuf>) -> Verdict {
+        let first = f.meta.first().map_or(0, |m| m.next);
+        let n = f.meta.len();
+        for i in 0..n {
+            f.meta[i].next = if i + 1 < n { f.meta[i + 1].next } else { first };
+        }
+        Verdict::All(Decision::Next(0))
+    }
 }
 
 fn ports() -> [PortInfo; 2] {
@@ -149,8 +185,9 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
     assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
     assert_eq!(counter(&g, "acl", "ct-hits"), 0);
     assert_eq!(counter(&g, "lb", "new-connections"), u64::from(N));
-    // The acl node's lookup missed once per packet; the lb node inserted without its own.
-    assert_eq!(lb_lookups(&g), (0, u64::from(N)));
+    // The acl node's lookup missed once per packet; the lb node looked new connections up
+    // again (it takes over hits only) and inserted them.
+    assert_eq!(lb_lookups(&g), (0, 2 * u64::from(N)));
 
     // The same connections again: tracked, so not classified; one lookup each, and the
     // lb node follows the entries (same backends).
@@ -158,7 +195,7 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
     assert_eq!(out.iter().map(|f| parse(f).dst).collect::<Vec<_>>(), chosen);
     assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
     assert_eq!(counter(&g, "acl", "ct-hits"), u64::from(N));
-    assert_eq!(lb_lookups(&g), (u64::from(N), u64::from(N)));
+    assert_eq!(lb_lookups(&g), (u64::from(N), 2 * u64::from(N)));
 
     // Replies from the chosen backends: no rule allows them, the connection table does;
     // the lb node translates the source back to the VIP.
@@ -178,7 +215,7 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
     }
     assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
     assert_eq!(counter(&g, "acl", "ct-hits"), 2 * u64::from(N));
-    assert_eq!(lb_lookups(&g), (2 * u64::from(N), u64::from(N)));
+    assert_eq!(lb_lookups(&g), (2 * u64::from(N), 2 * u64::from(N)));
 
     // A "reply" from a backend to a client it has no connection with is classified, and
     // the rules drop it; so is a connection the rules deny, which gets no entry, however
@@ -279,4 +316,68 @@ fn lb_conntrack_must_name_a_later_lb_node() {
         assert_eq!(e.key, "nodes.acl.params.lb_conntrack", "{e:?}");
         assert!(format!("{e}").contains(why), "{p} {order:?}: {e}");
     }
+}
+
+#[test]
+fn a_foreign_next_between_the_nodes_costs_lookups_not_correctness() {
+    // A node between acl and lb points every packet at its neighbour's hand-over: the lb
+    // node's checks refuse each (another flow's slot, another backend), looks the packets
+    // up itself, and balances, pins and un-NATs exactly as the graph without that node.
+    let build = |order: &[&str], control: &str| {
+        Graph::build(
+            &spec_with("lb_conntrack = \"lb\"", order, control),
+            &registry(),
+            &ports(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let mut plain = build(&["parse", "acl", "lb"], "acl-lb-shared-plain");
+    let mut odd = build(&["parse", "acl", "scramble", "lb"], "acl-lb-shared-odd");
+    const N: u16 = 40;
+    let pkt = |i: u16, flags: u8| build_tcp(&client(i), 40000 + i, VIP, 5432, flags);
+    let syns: Vec<Vec<u8>> = (0..N).map(|i| pkt(i, SYN)).collect();
+    let acks: Vec<Vec<u8>> = (0..N).map(|i| pkt(i, ACK)).collect();
+    let (a, _) = run(&mut plain, 0, &syns);
+    let (b, _) = run(&mut odd, 0, &syns);
+    assert_eq!(a, b, "same Maglev choices");
+    let chosen: Vec<IpAddr> = a.iter().map(|f| parse(f).dst).collect();
+    for _ in 0..3 {
+        let (a, _) = run(&mut plain, 0, &acks);
+        let (b, _) = run(&mut odd, 0, &acks);
+        assert_eq!(a, b);
+        assert_eq!(b.iter().map(|f| parse(f).dst).collect::<Vec<_>>(), chosen);
+    }
+    let replies: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            build_tcp(
+                &chosen[usize::from(i)].to_string(),
+                5432,
+                &client(i),
+                40000 + i,
+                ACK,
+            )
+        })
+        .collect();
+    let (_, a) = run(&mut plain, 1, &replies);
+    let (_, b) = run(&mut odd, 1, &replies);
+    assert_eq!(a, b);
+    assert_eq!(b.len(), usize::from(N));
+    for (i, f) in b.iter().enumerate() {
+        let p = parse(f);
+        assert!(p.valid());
+        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
+        assert_eq!(p.dst.to_string(), client(i as u16));
+    }
+    assert_eq!(counter(&odd, "lb", "new-connections"), u64::from(N));
+    assert_eq!(counter(&odd, "lb", "reply-untracked"), 0);
+    // The plain graph's lb node took every hit over (one lookup per packet); the other
+    // looked each packet up a second time.
+    let (hits_plain, _) = lb_lookups(&plain);
+    let (hits_odd, _) = lb_lookups(&odd);
+    assert_eq!(hits_plain, 4 * u64::from(N));
+    assert_eq!(hits_odd, 2 * hits_plain);
+}
+
+fn build_tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+    build(&Spec::tcp(src, sport, dst, dport, flags))
 }

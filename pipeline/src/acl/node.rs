@@ -1038,6 +1038,11 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
                     f.counters.add_extra(CTR_CT_HITS, tracked as u64);
                     skip = true;
                 }
+                // All tracked (the steady state of established traffic) and nothing else
+                // to do per packet (no own table to age, no route to set): one verdict.
+                if tracked == n && self.ct.is_none() && self.outport != OutportMode::ByRoute {
+                    return Verdict::All(Decision::Next(0));
+                }
             }
         }
         if self.ct.is_some() {

@@ -7,13 +7,14 @@
 //! one table lookup for both stages, as with one conntrack zone in OVS/OVN (a stateful ACL
 //! and a load balancer that share `ct()`).
 //!
-//! The hand-over: the earlier node's lookup results stay in [`LbFlows`] (one per position
-//! of its vector, [`flow_ref`] encoding) and each looked-up packet's [`PacketMeta::next`]
-//! names its position plus one. The `lb` node trusts nothing of it blindly: a hit is used
-//! only if [`ConnTrack::confirm`] finds the packet's own flow in that slot (otherwise the
-//! node looks the packet up itself), and a miss only leads to an insert, which finds an
-//! existing entry anyway. So a stale or foreign `next` costs a lookup, never a wrong
-//! backend.
+//! The hand-over: the earlier node's lookup results and classes stay in [`LbFlows`] (one
+//! per position of its vector, [`flow_ref`] encoding) and each looked-up packet's
+//! [`PacketMeta::next`] names its position plus one. The `lb` node takes over hits only, and
+//! checks each ([`take_over`]): the slot must hold the packet's own flow
+//! ([`ConnTrack::confirm`]), a request's service comes from the entry, a reply's source must
+//! be the backend's endpoint, and the table must be the one the results were made with. So
+//! a stale or foreign `next` costs a lookup, never a wrong backend; a recorded miss (a new
+//! connection) is looked up again, as without the earlier node.
 
 use std::sync::Arc;
 
@@ -177,6 +178,62 @@ pub(crate) fn classify(
     })
 }
 
+/// The hit an earlier node's lookup found for packet `m` (see the module doc), if it made
+/// one and it still holds: `pre`/`pre_what` are that node's results by position (for the
+/// table `t`, checked by the caller). Writes the packet's key to `key` from `m` and the
+/// recorded class, without the endpoint lookups of [`classify`], and checks everything the
+/// `lb` node will rely on: the hit must still name the packet's own flow
+/// ([`ConnTrack::confirm`]); a request's service is taken from the entry, a reply's source
+/// must be its backend's endpoint. `None` (also for a recorded miss, which is looked up
+/// again): classify and look the packet up as usual.
+#[inline(always)]
+pub(crate) fn take_over(
+    pre: &[u32; VECTOR_SIZE],
+    pre_what: &[What; VECTOR_SIZE],
+    t: &ServiceTable,
+    ct: &ConnTrack<NatEntry>,
+    m: &PacketMeta,
+    now: u64,
+    key: &mut FlowKey,
+) -> Option<(What, Option<(Handle, Direction)>)> {
+    let p = usize::from(m.next).checked_sub(1)?;
+    let (h, _) = flow_ref::decode(*pre.get(p)?)?;
+    match pre_what[p] {
+        What::Pass => None,
+        What::Vip(_) => {
+            *key = FlowKey {
+                src: m.src_addr,
+                dst: m.dst_addr,
+                src_port: m.src_port,
+                dst_port: m.dst_port,
+                proto: m.protocol,
+                family: family(m),
+            };
+            let d = ct.confirm(h, key, now)?;
+            let sid = ct.payload(h)?.service;
+            Some((What::Vip(sid), Some((h, d))))
+        }
+        what @ What::Reply { start, .. } => {
+            let &(sid, bid) = t.cands.get(start as usize)?;
+            let be = t.backends.get(bid as usize)?;
+            if be.addr != m.src_addr || be.port.is_some_and(|p| p != m.src_port) {
+                return None;
+            }
+            let svc = t.services.get(sid as usize)?;
+            *key = FlowKey {
+                src: svc.vip,
+                dst: m.dst_addr,
+                src_port: svc.port.unwrap_or(m.src_port),
+                dst_port: m.dst_port,
+                proto: m.protocol,
+                family: family(m),
+            };
+            let d = ct.confirm(h, key, now)?;
+            Some((what, Some((h, d))))
+        }
+    }
+}
+
 /// A connection-table lookup result handed from the node that made it to the `lb` node
 /// (see the module doc): 0 = not looked up, 1 = looked up and not found, otherwise the
 /// slot plus 2 in the low 31 bits and the direction in the top bit (1 = reply). Slots are
@@ -231,6 +288,9 @@ pub(crate) struct Scratch {
     pub(crate) remove: arrayvec::ArrayVec<FlowKey, VECTOR_SIZE>,
     /// The earlier node's lookup results by its vector position ([`flow_ref`] values).
     pub(crate) pre: [u32; VECTOR_SIZE],
+    /// What the earlier node's classification made of each packet (valid with `pre`, for
+    /// the table of epoch [`LbFlows::pre_epoch`]).
+    pub(crate) pre_what: [What; VECTOR_SIZE],
 }
 
 impl Scratch {
@@ -245,6 +305,7 @@ impl Scratch {
             todo_out: [None; VECTOR_SIZE],
             remove: arrayvec::ArrayVec::new(),
             pre: [flow_ref::NONE; VECTOR_SIZE],
+            pre_what: [What::Pass; VECTOR_SIZE],
         })
     }
 }
@@ -260,6 +321,8 @@ pub struct LbFlows {
     pub(crate) scratch: Box<Scratch>,
     /// Tables adopted since the `lb` node last counted them (whichever node noticed).
     pub(crate) swaps: u64,
+    /// The table epoch `Scratch::pre_what` refers to.
+    pub(crate) pre_epoch: u64,
 }
 
 impl std::fmt::Debug for LbFlows {
@@ -286,6 +349,7 @@ impl LbFlows {
             clock,
             scratch: Scratch::new(),
             swaps: 0,
+            pre_epoch: 0,
         }
     }
 
@@ -328,6 +392,7 @@ impl LbFlows {
     /// skips its own lookup for these packets); TCP state is left to the `lb` node.
     pub fn look_up_tracked(&mut self, meta: &mut [PacketMeta], tracked: &mut [bool]) -> usize {
         self.refresh();
+        self.pre_epoch = self.epoch;
         let now = self.clock.now();
         let LbFlows {
             table, ct, scratch, ..
@@ -357,6 +422,7 @@ impl LbFlows {
                 let i = usize::from(s.idx[j]);
                 let r = s.out[j];
                 s.pre[i] = flow_ref::encode(r);
+                s.pre_what[i] = s.what[j];
                 meta[i].next = i as u16 + 1;
                 let is = match (s.what[j], r) {
                     (What::Vip(_), Some((_, Direction::Original))) => true,

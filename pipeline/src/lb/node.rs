@@ -60,13 +60,12 @@ use std::sync::{Arc, OnceLock};
 
 use super::control::{LbControl, LbCounters};
 use super::flow::PROTO_TCP;
-use super::flows::{classify, flow_ref, Class, LbFlows, Memos, Scratch, What};
+use super::flows::{classify, take_over, Class, LbFlows, Memos, Scratch, What};
 use super::nat::{self, End};
 use super::service::{DownPolicy, LbConfig, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError, Verdict,
-    VECTOR_SIZE,
 };
 use crate::meta::PacketMeta;
 use crate::PacketBuf;
@@ -309,6 +308,8 @@ impl<P: PacketBuf> Node<P> for LbNode {
         };
         fl.refresh();
         let swaps = std::mem::take(&mut fl.swaps);
+        // An earlier node's results are used only under the table they were made with.
+        let use_pre = handed_over && fl.pre_epoch == fl.epoch;
         let now = fl.clock.now();
         let LbFlows {
             table,
@@ -331,62 +332,51 @@ impl<P: PacketBuf> Node<P> for LbNode {
         // when it is decided and rewritten.
         for base in (0..n).step_by(CHUNK) {
             let end = (base + CHUNK).min(n);
-            // 1. Classify; take the results of an earlier node's lookup where it made one.
+            // 1. Classify; take over the hits of an earlier node's lookup where it made one.
+            // (Two loops, so that the usual one stays as tight as without hand-overs.)
             let mut k = 0usize;
             let mut todo = 0usize;
-            for i in base..end {
-                decisions[i] = Decision::Next(OUT_NEXT);
-                let m = &meta[i];
-                s.what[k] = match classify(t, m, &mut memo, &mut s.keys[k]) {
-                    Class::Pass => continue,
-                    Class::VipFragment => {
-                        decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
-                        continue;
-                    }
-                    Class::Flow(what) => what,
-                };
-                s.idx[k] = i as u16;
-                if handed_over {
-                    let pre = match usize::from(m.next).checked_sub(1) {
-                        Some(p) if p < VECTOR_SIZE => s.pre[p],
-                        _ => flow_ref::NONE,
-                    };
-                    let found = match pre {
-                        flow_ref::NONE => false,
-                        flow_ref::MISS => {
-                            s.out[k] = None;
-                            true
-                        }
-                        v => match flow_ref::decode(v)
-                            .and_then(|(h, _)| ct.confirm(h, &s.keys[k], now).map(|d| (h, d)))
-                        {
-                            Some(hit) => {
-                                s.out[k] = Some(hit);
-                                true
-                            }
-                            None => false,
-                        },
-                    };
-                    if !found {
+            if use_pre {
+                for i in base..end {
+                    decisions[i] = Decision::Next(OUT_NEXT);
+                    let m = &meta[i];
+                    if let Some((what, r)) =
+                        take_over(&s.pre, &s.pre_what, t, ct, m, now, &mut s.keys[k])
+                    {
+                        s.what[k] = what;
+                        s.out[k] = r;
+                        s.idx[k] = i as u16;
+                        k += 1;
+                    } else if classify_into(t, m, &mut memo, s, k, i, decisions) {
                         s.todo[todo] = k as u16;
                         todo += 1;
+                        k += 1;
                     }
-                } else {
-                    todo += 1;
                 }
-                k += 1;
+            } else {
+                for i in base..end {
+                    decisions[i] = Decision::Next(OUT_NEXT);
+                    if classify_into(t, &meta[i], &mut memo, s, k, i, decisions) {
+                        k += 1;
+                    }
+                }
+                todo = k;
             }
 
             // 2. One batched lookup for the rest.
-            if todo == k {
-                if k > 0 {
-                    ct.lookup_batch(&s.keys[..k], now, &mut s.out[..k]);
-                }
-            } else if todo > 0 {
+            let gathered = todo != k;
+            let (keys, out) = if gathered {
                 for q in 0..todo {
                     s.todo_keys[q] = s.keys[usize::from(s.todo[q])];
                 }
-                ct.lookup_batch(&s.todo_keys[..todo], now, &mut s.todo_out[..todo]);
+                (&s.todo_keys[..todo], &mut s.todo_out[..todo])
+            } else {
+                (&s.keys[..k], &mut s.out[..k])
+            };
+            if !keys.is_empty() {
+                ct.lookup_batch(keys, now, out);
+            }
+            if gathered {
                 for q in 0..todo {
                     s.out[usize::from(s.todo[q])] = s.todo_out[q];
                 }
@@ -579,6 +569,31 @@ impl<P: PacketBuf> Node<P> for LbNode {
         // whole when they all agree.
         Verdict::PerPacket
     }
+}
+
+/// Step 1 for packet `i` (metadata `m`) in the usual way ([`classify`]): a packet to look
+/// up gets its key, class and index at position `k` of the scratch (true); a fragment to a
+/// VIP gets its drop decision.
+#[inline(always)]
+fn classify_into(
+    t: &ServiceTable,
+    m: &PacketMeta,
+    memo: &mut Memos,
+    s: &mut Scratch,
+    k: usize,
+    i: usize,
+    decisions: &mut [Decision],
+) -> bool {
+    s.what[k] = match classify(t, m, memo, &mut s.keys[k]) {
+        Class::Pass => return false,
+        Class::VipFragment => {
+            decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
+            return false;
+        }
+        Class::Flow(what) => what,
+    };
+    s.idx[k] = i as u16;
+    true
 }
 
 /// Rewrites one end of `pkt` ([`nat::rewrite_offloaded`] with `off`) and attaches the
