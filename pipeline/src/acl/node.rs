@@ -53,7 +53,7 @@ use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, Time
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
 };
-use crate::lb::flow::{FlowKey, IpFamily, PROTO_TCP};
+use crate::lb::flow::{FlowKey, PROTO_TCP};
 use crate::meta::PacketMeta;
 use crate::nodes::NodeImpl;
 use crate::PacketBuf;
@@ -502,22 +502,6 @@ impl<C: Classify> AclNode<C> {
     }
 }
 
-#[inline(always)]
-fn flow_key(m: &PacketMeta) -> FlowKey {
-    FlowKey {
-        src: m.src_addr,
-        dst: m.dst_addr,
-        src_port: m.src_port,
-        dst_port: m.dst_port,
-        proto: m.protocol,
-        family: if m.ip_version == 6 {
-            IpFamily::V6
-        } else {
-            IpFamily::V4
-        },
-    }
-}
-
 const UNCLASSIFIED: u32 = u32::MAX;
 
 #[inline]
@@ -878,7 +862,7 @@ impl<C: Classify> AclNode<C> {
                     continue;
                 }
                 s.ip_idx[nip] = i as u16;
-                s.flows[nip] = flow_key(m);
+                s.flows[nip] = FlowKey::from_meta(m);
                 nip += 1;
             } else {
                 non_ip += 1;

@@ -83,6 +83,23 @@ impl Default for FlowKey {
 }
 
 impl FlowKey {
+    /// The 5-tuple of a parsed packet (IPv6 if `ip_version` is 6, else IPv4).
+    #[inline(always)]
+    pub fn from_meta(m: &crate::meta::PacketMeta) -> Self {
+        Self {
+            src: m.src_addr,
+            dst: m.dst_addr,
+            src_port: m.src_port,
+            dst_port: m.dst_port,
+            proto: m.protocol,
+            family: if m.ip_version == 6 {
+                IpFamily::V6
+            } else {
+                IpFamily::V4
+            },
+        }
+    }
+
     /// An IPv4 flow key from address octets (network order) and host-order ports.
     pub fn v4(src: [u8; 4], dst: [u8; 4], src_port: u16, dst_port: u16, proto: u8) -> Self {
         let mut s = [0u8; 16];

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::control::LbControl;
 use super::flow::{FlowKey, IpFamily, PROTO_TCP, PROTO_UDP};
 use super::node::{LbClock, NatEntry};
-use super::service::ServiceTable;
+use super::service::{ServiceRt, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, Handle};
 use crate::graph::VECTOR_SIZE;
 use crate::meta::PacketMeta;
@@ -122,6 +122,20 @@ fn family(m: &PacketMeta) -> IpFamily {
     }
 }
 
+/// The lookup key of a reply from a backend of `svc`: the reverse of its connection's
+/// original key, the source mapped back to the service's VIP and port.
+#[inline(always)]
+fn reply_key(svc: &ServiceRt, m: &PacketMeta) -> FlowKey {
+    FlowKey {
+        src: svc.vip,
+        dst: m.dst_addr,
+        src_port: svc.port.unwrap_or(m.src_port),
+        dst_port: m.dst_port,
+        proto: m.protocol,
+        family: family(m),
+    }
+}
+
 /// Step 1 of the `lb` node for one packet: a TCP/UDP packet whose destination is a service
 /// endpoint is for a VIP (key: its own 5-tuple); one whose source is a backend endpoint is a
 /// reply (key: the reverse of its connection's original key, the source mapped back to the
@@ -144,14 +158,7 @@ pub(crate) fn classify(
         if m.is_fragment() {
             return Class::VipFragment;
         }
-        *key = FlowKey {
-            src: m.src_addr,
-            dst: m.dst_addr,
-            src_port: m.src_port,
-            dst_port: m.dst_port,
-            proto: m.protocol,
-            family: family(m),
-        };
+        *key = FlowKey::from_meta(m);
         return Class::Flow(What::Vip(sid));
     }
     let Some(r) = memo.reply.get(&m.src_addr, proto, m.src_port, ipv, || {
@@ -164,14 +171,7 @@ pub(crate) fn classify(
     }
     let sid = t.cands[r.start as usize].0;
     let svc = &t.services[sid as usize];
-    *key = FlowKey {
-        src: svc.vip,
-        dst: m.dst_addr,
-        src_port: svc.port.unwrap_or(m.src_port),
-        dst_port: m.dst_port,
-        proto: m.protocol,
-        family: family(m),
-    };
+    *key = reply_key(svc, m);
     Class::Flow(What::Reply {
         start: r.start,
         count: r.count,
@@ -201,14 +201,7 @@ pub(crate) fn take_over(
     match pre_what[p] {
         What::Pass => None,
         What::Vip(_) => {
-            *key = FlowKey {
-                src: m.src_addr,
-                dst: m.dst_addr,
-                src_port: m.src_port,
-                dst_port: m.dst_port,
-                proto: m.protocol,
-                family: family(m),
-            };
+            *key = FlowKey::from_meta(m);
             let d = ct.confirm(h, key, now)?;
             let sid = ct.payload(h)?.service;
             Some((What::Vip(sid), Some((h, d))))
@@ -220,14 +213,7 @@ pub(crate) fn take_over(
                 return None;
             }
             let svc = t.services.get(sid as usize)?;
-            *key = FlowKey {
-                src: svc.vip,
-                dst: m.dst_addr,
-                src_port: svc.port.unwrap_or(m.src_port),
-                dst_port: m.dst_port,
-                proto: m.protocol,
-                family: family(m),
-            };
+            *key = reply_key(svc, m);
             let d = ct.confirm(h, key, now)?;
             Some((what, Some((h, d))))
         }
