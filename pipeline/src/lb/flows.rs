@@ -197,7 +197,7 @@ pub(crate) fn take_over(
     key: &mut FlowKey,
 ) -> Option<(What, Option<(Handle, Direction)>)> {
     let p = usize::from(m.next).checked_sub(1)?;
-    let (h, _) = flow_ref::decode(*pre.get(p)?)?;
+    let h = flow_ref::decode(*pre.get(p)?)?;
     match pre_what[p] {
         What::Pass => None,
         What::Vip(_) => {
@@ -221,10 +221,9 @@ pub(crate) fn take_over(
 }
 
 /// A connection-table lookup result handed from the node that made it to the `lb` node
-/// (see the module doc): 0 = not looked up, 1 = looked up and not found, otherwise the
-/// slot plus 2 in the low 31 bits and the direction in the top bit (1 = reply). Slots are
-/// below 2^31 ([`crate::conntrack::MAX_CAPACITY`] is 2^30 connections in at most 2^31
-/// slots).
+/// (see the module doc): 0 = not looked up, 1 = looked up and not found, otherwise the slot
+/// plus 2 (slots are below 2^31: [`crate::conntrack::MAX_CAPACITY`] is 2^30 connections in
+/// at most 2^31 slots). The direction is not kept: the `lb` node's check finds it again.
 pub mod flow_ref {
     use crate::conntrack::{Direction, Handle};
 
@@ -232,32 +231,17 @@ pub mod flow_ref {
     pub const NONE: u32 = 0;
     /// Looked up, no entry.
     pub const MISS: u32 = 1;
-    const REPLY: u32 = 1 << 31;
 
     /// Encodes a lookup result.
     #[inline(always)]
     pub fn encode(r: Option<(Handle, Direction)>) -> u32 {
-        match r {
-            None => MISS,
-            Some((h, d)) => {
-                let dir = if d == Direction::Reply { REPLY } else { 0 };
-                (h.index() as u32 + 2) | dir
-            }
-        }
+        r.map_or(MISS, |(h, _)| h.index() as u32 + 2)
     }
 
-    /// Decodes a value other than [`NONE`].
+    /// The slot of a hit ([`NONE`] and [`MISS`]: `None`).
     #[inline(always)]
-    pub fn decode(v: u32) -> Option<(Handle, Direction)> {
-        if v <= MISS {
-            return None;
-        }
-        let d = if v & REPLY != 0 {
-            Direction::Reply
-        } else {
-            Direction::Original
-        };
-        Some((Handle::from_index(((v & !REPLY) - 2) as usize), d))
+    pub fn decode(v: u32) -> Option<Handle> {
+        v.checked_sub(2).map(|i| Handle::from_index(i as usize))
     }
 }
 
@@ -432,12 +416,14 @@ mod tests {
 
     #[test]
     fn flow_ref_round_trips() {
-        assert_eq!(flow_ref::decode(flow_ref::encode(None)), None);
-        for idx in [0usize, 1, 12345, (1 << 31) - 3] {
+        assert_eq!(flow_ref::encode(None), flow_ref::MISS);
+        assert_eq!(flow_ref::decode(flow_ref::MISS), None);
+        assert_eq!(flow_ref::decode(flow_ref::NONE), None);
+        for idx in [0usize, 1, 12345, (1 << 31) - 1] {
             for d in [Direction::Original, Direction::Reply] {
                 let v = flow_ref::encode(Some((Handle::from_index(idx), d)));
                 assert!(v > flow_ref::MISS);
-                assert_eq!(flow_ref::decode(v), Some((Handle::from_index(idx), d)));
+                assert_eq!(flow_ref::decode(v), Some(Handle::from_index(idx)));
             }
         }
     }
