@@ -164,12 +164,6 @@ impl SharedState {
             .iter()
             .position(|s| s.name == name && s.value.is_some())
     }
-
-    /// Places `value` in a new slot outside any graph (unit tests and benches that run nodes
-    /// by hand); returns the slot.
-    pub fn insert(&mut self, name: &str, value: Box<dyn Any + Send>) -> usize {
-        self.provide(name, usize::MAX, value)
-    }
 }
 
 #[cfg(test)]
