@@ -4,7 +4,7 @@
 use super::decision::{Decision, Verdict};
 use super::node::Frame;
 use super::port::{PortInfo, TxVectors};
-use super::registry::{BuildContext, Registry};
+use super::registry::{BuildContext, ParamError, Registry};
 use super::shared::SharedState;
 use super::spec::{GraphSpec, SpecError, SpecErrorReason};
 use super::validate::param_error;
@@ -123,12 +123,9 @@ impl<P: PacketBuf + 'static> Graph<P> {
             });
         }
         let shared = shared.into_inner();
-        shared.check().map_err(|e| {
-            SpecError::new(
-                format!("nodes.{}.params.{}", e.node, e.param),
-                SpecErrorReason::BadParam(e.reason),
-            )
-        })?;
+        shared
+            .check()
+            .map_err(|e| param_error(&e.node, ParamError::new(e.param, e.reason)))?;
         Ok(Self {
             shared,
             inputs: nodes.iter().map(|_| PacketVector::boxed()).collect(),

@@ -30,6 +30,18 @@ pub enum IpFamily {
     V6 = 6,
 }
 
+impl IpFamily {
+    /// The family of a parsed IP packet (IPv6 if `ip_version` is 6, else IPv4).
+    #[inline(always)]
+    pub fn of_meta(m: &crate::meta::PacketMeta) -> Self {
+        if m.ip_version == 6 {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        }
+    }
+}
+
 /// Which fields of a flow select the backend (the Maglev hash key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,11 +104,7 @@ impl FlowKey {
             src_port: m.src_port,
             dst_port: m.dst_port,
             proto: m.protocol,
-            family: if m.ip_version == 6 {
-                IpFamily::V6
-            } else {
-                IpFamily::V4
-            },
+            family: IpFamily::of_meta(m),
         }
     }
 

@@ -13,8 +13,8 @@
 //! checks each ([`take_over`]): the slot must hold the packet's own flow
 //! ([`ConnTrack::confirm`]), a request's service comes from the entry, a reply's source must
 //! be the backend's endpoint, and the table must be the one the results were made with. So
-//! a stale or foreign `next` costs a lookup, never a wrong backend; a recorded miss (a new
-//! connection) is looked up again, as without the earlier node.
+//! a stale or foreign `next` costs a lookup, never a wrong backend; a miss (a new connection)
+//! is looked up again, as without the earlier node.
 
 use std::sync::Arc;
 
@@ -113,15 +113,6 @@ impl Memos {
     }
 }
 
-#[inline(always)]
-fn family(m: &PacketMeta) -> IpFamily {
-    if m.ip_version == 6 {
-        IpFamily::V6
-    } else {
-        IpFamily::V4
-    }
-}
-
 /// The lookup key of a reply from a backend of `svc`: the reverse of its connection's
 /// original key, the source mapped back to the service's VIP and port.
 #[inline(always)]
@@ -132,7 +123,7 @@ fn reply_key(svc: &ServiceRt, m: &PacketMeta) -> FlowKey {
         src_port: svc.port.unwrap_or(m.src_port),
         dst_port: m.dst_port,
         proto: m.protocol,
-        family: family(m),
+        family: IpFamily::of_meta(m),
     }
 }
 
@@ -221,27 +212,26 @@ pub(crate) fn take_over(
 }
 
 /// A connection-table lookup result handed from the node that made it to the `lb` node
-/// (see the module doc): 0 = not looked up, 1 = looked up and not found, otherwise the slot
-/// plus 2 (slots are below 2^31: [`crate::conntrack::MAX_CAPACITY`] is 2^30 connections in
-/// at most 2^31 slots). The direction is not kept: the `lb` node's check finds it again.
+/// (see the module doc): 0 = no hit (not looked up, or not found: the `lb` node looks the
+/// packet up either way), otherwise the slot plus 1 (slots are below 2^31:
+/// [`crate::conntrack::MAX_CAPACITY`] is 2^30 connections in at most 2^31 slots). The
+/// direction is not kept: the `lb` node's check finds it again.
 pub mod flow_ref {
     use crate::conntrack::{Direction, Handle};
 
-    /// Not looked up.
+    /// No hit.
     pub const NONE: u32 = 0;
-    /// Looked up, no entry.
-    pub const MISS: u32 = 1;
 
     /// Encodes a lookup result.
     #[inline(always)]
     pub fn encode(r: Option<(Handle, Direction)>) -> u32 {
-        r.map_or(MISS, |(h, _)| h.index() as u32 + 2)
+        r.map_or(NONE, |(h, _)| h.index() as u32 + 1)
     }
 
-    /// The slot of a hit ([`NONE`] and [`MISS`]: `None`).
+    /// The slot of a hit ([`NONE`]: `None`).
     #[inline(always)]
     pub fn decode(v: u32) -> Option<Handle> {
-        v.checked_sub(2).map(|i| Handle::from_index(i as usize))
+        v.checked_sub(1).map(|i| Handle::from_index(i as usize))
     }
 }
 
@@ -416,13 +406,12 @@ mod tests {
 
     #[test]
     fn flow_ref_round_trips() {
-        assert_eq!(flow_ref::encode(None), flow_ref::MISS);
-        assert_eq!(flow_ref::decode(flow_ref::MISS), None);
+        assert_eq!(flow_ref::encode(None), flow_ref::NONE);
         assert_eq!(flow_ref::decode(flow_ref::NONE), None);
         for idx in [0usize, 1, 12345, (1 << 31) - 1] {
             for d in [Direction::Original, Direction::Reply] {
                 let v = flow_ref::encode(Some((Handle::from_index(idx), d)));
-                assert!(v > flow_ref::MISS);
+                assert!(v > flow_ref::NONE);
                 assert_eq!(flow_ref::decode(v), Some(Handle::from_index(idx)));
             }
         }

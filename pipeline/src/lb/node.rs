@@ -235,7 +235,6 @@ impl LbNode {
     /// `ctx`, under the node's name), where an earlier `acl` node can look flows up.
     pub fn sharing_flows(mut self, ctx: &BuildContext<'_>) -> Self {
         if let FlowsAt::Own(fl) = std::mem::replace(&mut self.flows, FlowsAt::Shared(0)) {
-            let fl: Box<LbFlows> = fl;
             self.flows = FlowsAt::Shared(ctx.provide_shared(fl));
         }
         self
