@@ -80,8 +80,14 @@ fn spec_with(acl_params: &str, order: &[&str], control: &str) -> GraphSpec {
     GraphSpec::from_toml(&t).expect("spec parses")
 }
 
-fn spec(acl_params: &str, order: &[&str]) -> GraphSpec {
-    spec_with(acl_params, order, "acl-lb-shared")
+/// The graph of `spec_with(acl_params, order, control)`; panics if it is refused.
+fn graph(acl_params: &str, order: &[&str], control: &str) -> Graph<TestBuf> {
+    Graph::build(
+        &spec_with(acl_params, order, control),
+        &registry(),
+        &ports(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn registry() -> Registry<TestBuf> {
@@ -160,16 +166,11 @@ fn client(i: u16) -> String {
 
 #[test]
 fn tracked_connections_skip_the_rules_with_one_lookup() {
-    let mut g = Graph::build(
-        &spec_with(
-            "lb_conntrack = \"lb\"",
-            &["parse", "acl", "lb"],
-            "acl-lb-shared-tracked",
-        ),
-        &registry(),
-        &ports(),
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut g = graph(
+        "lb_conntrack = \"lb\"",
+        &["parse", "acl", "lb"],
+        "acl-lb-shared-tracked",
+    );
     const N: u16 = 10;
     let pkt = |i: u16, flags: u8| build(&Spec::tcp(&client(i), 40000 + i, VIP, 5432, flags));
 
@@ -266,14 +267,12 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
 #[test]
 fn without_the_shared_table_replies_need_a_rule() {
     // The same graph without `lb_conntrack`: every packet is classified, replies dropped.
-    let mut g = Graph::build(
-        &spec("lb_conntrack = \"lb\"", &["parse", "acl", "lb"]),
-        &registry(),
-        &ports(),
-    )
-    .unwrap();
-    let mut plain =
-        Graph::build(&spec("", &["parse", "acl", "lb"]), &registry(), &ports()).unwrap();
+    let mut g = graph(
+        "lb_conntrack = \"lb\"",
+        &["parse", "acl", "lb"],
+        "acl-lb-shared",
+    );
+    let mut plain = graph("", &["parse", "acl", "lb"], "acl-lb-shared");
     let syn = build(&Spec::tcp(&client(1), 40001, VIP, 5432, SYN));
     let (o1, _) = run(&mut g, 0, std::slice::from_ref(&syn));
     let (o2, _) = run(&mut plain, 0, &[syn]);
@@ -310,9 +309,13 @@ fn lb_conntrack_must_name_a_later_lb_node() {
         ),
     ];
     for (p, order, why) in cases {
-        let e = Graph::build(&spec(p, &order), &registry(), &ports())
-            .err()
-            .unwrap_or_else(|| panic!("{p} {order:?} accepted"));
+        let e = Graph::build(
+            &spec_with(p, &order, "acl-lb-shared"),
+            &registry(),
+            &ports(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{p} {order:?} accepted"));
         assert_eq!(e.key, "nodes.acl.params.lb_conntrack", "{e:?}");
         assert!(format!("{e}").contains(why), "{p} {order:?}: {e}");
     }
@@ -323,18 +326,15 @@ fn a_foreign_next_between_the_nodes_costs_lookups_not_correctness() {
     // A node between acl and lb points every packet at its neighbour's hand-over: the lb
     // node's checks refuse each (another flow's slot, another backend), looks the packets
     // up itself, and balances, pins and un-NATs exactly as the graph without that node.
-    let build = |order: &[&str], control: &str| {
-        Graph::build(
-            &spec_with("lb_conntrack = \"lb\"", order, control),
-            &registry(),
-            &ports(),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"))
-    };
-    let mut plain = build(&["parse", "acl", "lb"], "acl-lb-shared-plain");
-    let mut odd = build(&["parse", "acl", "scramble", "lb"], "acl-lb-shared-odd");
+    let shared = "lb_conntrack = \"lb\"";
+    let mut plain = graph(shared, &["parse", "acl", "lb"], "acl-lb-shared-plain");
+    let mut odd = graph(
+        shared,
+        &["parse", "acl", "scramble", "lb"],
+        "acl-lb-shared-odd",
+    );
     const N: u16 = 40;
-    let pkt = |i: u16, flags: u8| build_tcp(&client(i), 40000 + i, VIP, 5432, flags);
+    let pkt = |i: u16, flags: u8| build(&Spec::tcp(&client(i), 40000 + i, VIP, 5432, flags));
     let syns: Vec<Vec<u8>> = (0..N).map(|i| pkt(i, SYN)).collect();
     let acks: Vec<Vec<u8>> = (0..N).map(|i| pkt(i, ACK)).collect();
     let (a, _) = run(&mut plain, 0, &syns);
@@ -349,13 +349,13 @@ fn a_foreign_next_between_the_nodes_costs_lookups_not_correctness() {
     }
     let replies: Vec<Vec<u8>> = (0..N)
         .map(|i| {
-            build_tcp(
+            build(&Spec::tcp(
                 &chosen[usize::from(i)].to_string(),
                 5432,
                 &client(i),
                 40000 + i,
                 ACK,
-            )
+            ))
         })
         .collect();
     let (_, a) = run(&mut plain, 1, &replies);
@@ -376,8 +376,4 @@ fn a_foreign_next_between_the_nodes_costs_lookups_not_correctness() {
     let (hits_odd, _) = lb_lookups(&odd);
     assert_eq!(hits_plain, 4 * u64::from(N));
     assert_eq!(hits_odd, 2 * hits_plain);
-}
-
-fn build_tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
-    build(&Spec::tcp(src, sport, dst, dport, flags))
 }
