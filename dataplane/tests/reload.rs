@@ -9,6 +9,8 @@
 //!   rules keep matching);
 //! - a backend added to the LB service moves no established flow, new flows reach it; an
 //!   invalid backend is refused and changes nothing;
+//! - the ACL shares the LB's connections (`lb_conntrack`): a rule that then denies the VIP
+//!   ends established connections too (their next packets are judged by it, and dropped);
 //! - in = out + counted denials, exactly; the stats JSON counts the reloads.
 
 mod common;
@@ -34,6 +36,8 @@ use pipeline::lb::LbControl;
 use pipeline::source::{build_frame, L4Proto, SourceSpec};
 
 const CONTROL: &str = "reload-e2e";
+/// Packets of established connections sent after the rule denying them.
+const BLOCKED_TCP: u16 = 50;
 const VIP: [u8; 4] = [192, 0, 2, 10];
 
 fn config(rules: &Path, backends: &[u8], rxd: u32) -> String {
@@ -67,7 +71,7 @@ kind = "parse"
 [[pipeline.nodes]]
 name = "acl"
 kind = "acl"
-params = {{ rules = "{rules}" }}
+params = {{ rules = "{rules}", lb_conntrack = "lb" }}
 [[pipeline.nodes]]
 name = "lb"
 kind = "lb"
@@ -130,6 +134,15 @@ action = "drop"
     }
     s
 }
+
+/// A rule denying the clients' TCP to the VIP (appended to [`rules`]).
+const BLOCK_VIP: &str = r#"[[acl.rules]]
+name = "block-vip"
+direction = "from-lport"
+priority = 200
+match = "ip4.src == 10.9.0.1 && tcp.dst == 80"
+action = "drop"
+"#;
 
 fn tcp_to_vip(sport: u16) -> Vec<u8> {
     let spec = SourceSpec {
@@ -384,6 +397,25 @@ fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
                 assert_eq!(flows(&sh, 30000..30300), new, "tracked new flows moved");
                 let more = flows(&sh, 40000..40100);
                 assert!(more.values().all(|d| [b(1), b(2), b(3)].contains(d)));
+
+                // A rule denying the VIP: the established connections' next packets are
+                // judged by it (not passed as tracked) and dropped.
+                std::fs::write(&file, config(&rules_file, &[1, 2, 3], 1024)).unwrap();
+                std::fs::write(&rules_file, rules(false) + BLOCK_VIP).unwrap();
+                let t = reload_and_wait();
+                assert!(t.last.as_deref().unwrap().starts_with("applied"), "{t:?}");
+                assert_eq!(hub.generation(), 6);
+                sh.tcp.lock().unwrap().clear();
+                sh.tcp_queue
+                    .lock()
+                    .unwrap()
+                    .extend((20000..20000 + BLOCKED_TCP).map(tcp_to_vip));
+                wait_for("the established flows to meet the new rule", 20, || {
+                    rule(&hub.counters(), "block-vip") >= Some(BLOCKED_TCP.into())
+                });
+                std::thread::sleep(Duration::from_millis(200));
+                assert_eq!(rule(&hub.counters(), "block-vip"), Some(BLOCKED_TCP.into()));
+                assert!(sh.tcp.lock().unwrap().is_empty(), "a denied flow came out");
                 // Stop the traffic and let everything drain before the runtime stops.
                 sh.stop.store(true, Ordering::SeqCst);
                 wait_for("the pump to drain", 20, || sh.done.load(Ordering::SeqCst));
@@ -432,7 +464,11 @@ fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
     let udp = sh.udp.lock().unwrap().clone();
     assert!(udp.windows(2).all(|p| p[0] < p[1]), "UDP came out in order");
     let sent_udp = udp.last().copied().unwrap() as u64 + 1;
-    assert_eq!(sent_udp - udp.len() as u64, denied, "missing = denied");
+    assert_eq!(
+        sent_udp - udp.len() as u64 + u64::from(BLOCKED_TCP),
+        denied,
+        "missing = denied"
+    );
     let gaps = udp.windows(2).filter(|p| p[1] != p[0] + 1).count() + usize::from(udp[0] != 0);
     assert_eq!(gaps, 2, "denials in two contiguous runs (the block phases)");
 
@@ -443,13 +479,13 @@ fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
             report.reloads.refused,
             report.reloads.unchanged
         ),
-        (5, 3, 0),
+        (6, 3, 0),
         "{:?}",
         report.reloads
     );
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(j["reloads"]["applied"], 5);
+    assert_eq!(j["reloads"]["applied"], 6);
     assert_eq!(j["reloads"]["refused"], 3);
 
     drop((in0, out1, w.out0, w.in1));

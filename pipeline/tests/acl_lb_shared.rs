@@ -50,6 +50,11 @@ backends = [
 /// `nodes` in order, then edges along that order, the last node a cross-connect; the `lb`
 /// node follows the control named `control`.
 fn spec_with(acl_params: &str, order: &[&str], control: &str) -> GraphSpec {
+    GraphSpec::from_toml(&spec_text(acl_params, order, control)).expect("spec parses")
+}
+
+/// The TOML of [`spec_with`].
+fn spec_text(acl_params: &str, order: &[&str], control: &str) -> String {
     let mut t = String::new();
     for n in order {
         match *n {
@@ -77,7 +82,7 @@ fn spec_with(acl_params: &str, order: &[&str], control: &str) -> GraphSpec {
     for w in chain.windows(2) {
         t += &format!("[[edges]]\nfrom = \"{}\"\nto = \"{}\"\n", w[0], w[1]);
     }
-    GraphSpec::from_toml(&t).expect("spec parses")
+    t
 }
 
 /// The graph of `spec_with(acl_params, order, control)`; panics if it is refused.
@@ -376,4 +381,100 @@ fn a_foreign_next_between_the_nodes_costs_lookups_not_correctness() {
     let (hits_odd, _) = lb_lookups(&odd);
     assert_eq!(hits_plain, 4 * u64::from(N));
     assert_eq!(hits_odd, 2 * hits_plain);
+}
+
+/// ACL rules allowing the clients in `src` to reach the VIP, nothing else.
+fn acl_allowing(src: &str) -> pipeline::acl::AclConfig {
+    let text = format!(
+        "[acl]\ndefault = \"drop\"\n[[acl.rules]]\ndirection = \"from-lport\"\npriority = 100\nmatch = \"ip4 && ip4.src == {src} && ip4.dst == {VIP} && tcp.dst == 5432\"\naction = \"allow\"\n"
+    );
+    toml::from_str::<pipeline::acl::AclFile>(&text)
+        .expect("rules parse")
+        .acl
+}
+
+#[test]
+fn changed_rules_block_and_unblock_tracked_connections() {
+    // As OVN's ct_mark.blocked: after a rule change, each tracked connection's next request
+    // is judged again. Denied, the connection is blocked (its replies are judged too, and
+    // dropped); allowed again later, it resumes on the backend it had.
+    let acl = "acl-recheck";
+    let text = spec_text(
+        "lb_conntrack = \"lb\"",
+        &["parse", "acl", "lb"],
+        "acl-lb-shared-recheck",
+    )
+    .replace("name = \"acl\"", &format!("name = \"{acl}\""))
+    .replace("from = \"acl\"", &format!("from = \"{acl}\""))
+    .replace("to = \"acl\"", &format!("to = \"{acl}\""));
+    let spec = GraphSpec::from_toml(&text).expect("spec parses");
+    let mut g = Graph::build(&spec, &registry(), &ports()).unwrap_or_else(|e| panic!("{e:?}"));
+    let hub = HUBS.get(acl).expect("the node's hub");
+    let publish = |src: &str| {
+        hub.publish_config(&acl_allowing(src), std::time::Duration::ZERO)
+            .expect("rules publish");
+    };
+    const N: u16 = 4;
+    let reqs = |flags: u8| -> Vec<Vec<u8>> {
+        (0..N)
+            .map(|i| build(&Spec::tcp(&client(i), 40000 + i, VIP, 5432, flags)))
+            .collect()
+    };
+    let (out, _) = run(&mut g, 0, &reqs(SYN));
+    assert_eq!(out.len(), usize::from(N));
+    let chosen: Vec<IpAddr> = out.iter().map(|f| parse(f).dst).collect();
+    let replies: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            let be = chosen[usize::from(i)].to_string();
+            build(&Spec::tcp(&be, 5432, &client(i), 40000 + i, ACK))
+        })
+        .collect();
+    // Requests out to their backends, replies back from them (as the VIP), by client.
+    let requests_out = |g: &mut Graph<TestBuf>| -> Vec<u16> {
+        let (out, _) = run(g, 0, &reqs(ACK));
+        out.iter()
+            .map(|f| {
+                let p = parse(f);
+                let i = p.sport - 40000;
+                assert_eq!(p.dst, chosen[usize::from(i)], "client {i} moved");
+                i
+            })
+            .collect()
+    };
+    let replies_back = |g: &mut Graph<TestBuf>| -> Vec<u16> {
+        let (_, back) = run(g, 1, &replies);
+        back.iter()
+            .map(|f| {
+                let p = parse(f);
+                assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
+                p.dport - 40000
+            })
+            .collect()
+    };
+    let c = |g: &Graph<TestBuf>, name: &str| counter(g, acl, name);
+    assert_eq!(requests_out(&mut g), vec![0, 1, 2, 3]);
+    assert_eq!(replies_back(&mut g), vec![0, 1, 2, 3]);
+    assert_eq!(c(&g, "ct-hits"), 2 * u64::from(N));
+
+    // Clients .10 and .11 lose their rule. Replies pass until a request is judged.
+    publish("10.0.2.12/31");
+    assert_eq!(replies_back(&mut g), vec![0, 1, 2, 3]);
+    assert_eq!(requests_out(&mut g), vec![2, 3]);
+    assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (4, 2));
+    assert_eq!(drops(&g, acl, "default-deny"), 2);
+    // Blocked: their replies are judged as new packets and dropped; their requests are
+    // judged again each time (and not counted as revoked twice). The others are tracked.
+    assert_eq!(replies_back(&mut g), vec![2, 3]);
+    assert_eq!(requests_out(&mut g), vec![2, 3]);
+    assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (6, 2));
+    assert_eq!(drops(&g, acl, "default-deny"), 6);
+
+    // The rule comes back: the blocked connections resume on their backends; nothing new
+    // was created in the load balancer at any point.
+    publish("10.0.2.0/24");
+    assert_eq!(requests_out(&mut g), vec![0, 1, 2, 3]);
+    assert_eq!(replies_back(&mut g), vec![0, 1, 2, 3]);
+    assert_eq!(requests_out(&mut g), vec![0, 1, 2, 3]);
+    assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (10, 2));
+    assert_eq!(counter(&g, "lb", "new-connections"), u64::from(N));
 }

@@ -42,6 +42,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
+use arrayvec::ArrayVec;
+
 use serde::Deserialize;
 
 use super::key::{AclKey, ClassWords, Classify, CompiledAcl, ProtoMap};
@@ -81,6 +83,12 @@ pub const CTR_UPDATES: usize = 4;
 pub const CTR_REJECT_REPLIES: usize = 5;
 /// Extra counter: packets of `classified` whose result came from the verdict cache.
 pub const CTR_CACHE_HITS: usize = 6;
+/// Extra counter: packets of tracked connections judged again because the rules changed
+/// since their connection was last judged (see [`AclNode`]).
+pub const CTR_CT_RECHECKED: usize = 7;
+/// Extra counter: connections the changed rules no longer allow (their entries are
+/// removed, or, in the `lb` node's table, blocked).
+pub const CTR_CT_REVOKED: usize = 8;
 
 /// How the node learns the output port of a packet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -207,6 +215,9 @@ struct Scratch {
     ct: [Option<(Handle, Direction)>; VECTOR_SIZE],
     /// Packets of connections the `lb` node tracks (with `lb_conntrack`).
     tracked: [bool; VECTOR_SIZE],
+    /// Connections of the own table that the changed rules no longer allow (removed after
+    /// the vector's verdicts, so that the vector's handles stay valid).
+    revoke: ArrayVec<FlowKey, VECTOR_SIZE>,
 }
 
 impl Scratch {
@@ -246,11 +257,21 @@ impl Scratch {
             flows: [FlowKey::default(); VECTOR_SIZE],
             ct: [None; VECTOR_SIZE],
             tracked: [false; VECTOR_SIZE],
+            revoke: ArrayVec::new(),
         })
     }
 }
 
 /// The `acl` node of one worker.
+///
+/// **Rule changes and established connections** (as OVN's `ct_mark.blocked`, or VPP's ACL
+/// plugin with session reclassification): a connection's entry remembers the generation of
+/// the rules that last allowed it. A packet of the connection's original direction that
+/// arrives under newer rules is judged again (`ct-rechecked`): if they still let it pass,
+/// the entry takes the new generation and the connection goes on untouched; if not, the
+/// packet gets the new verdict and the connection ends (`ct-revoked`; its replies are then
+/// judged as new packets). Replies pass as long as the entry lives. Steady traffic pays one
+/// compare per packet; a rule change costs each live connection one classification.
 pub struct AclNode<C: Classify> {
     hub: Arc<AclHub<C>>,
     slot: Arc<WorkerSlot<C>>,
@@ -260,7 +281,9 @@ pub struct AclNode<C: Classify> {
     peer: Box<[u16]>,
     /// Destination prefixes -> output port id, longest prefix first (by-route).
     routes: Box<[(IpNet, u16)]>,
-    ct: Option<ConnTrack<()>>,
+    /// The own connection table (stateful); each entry holds the generation of the rules
+    /// that last allowed its connection.
+    ct: Option<ConnTrack<u64>>,
     allow_non_ip: bool,
     /// Port id -> tx slot of that port (reject replies leave by their input port);
     /// empty when replies are off.
@@ -341,6 +364,8 @@ impl<C: Classify> AclNode<C> {
             "updates",
             "reject-replies",
             "verdict-cache-hits",
+            "ct-rechecked",
+            "ct-revoked",
         ],
         // Reject answers leave by their input port.
         transmits: true,
@@ -479,7 +504,8 @@ impl<C: Classify> AclNode<C> {
     }
 
     /// The connection table, if stateful.
-    pub fn conntrack(&self) -> Option<&ConnTrack<()>> {
+    /// Each entry's payload is the generation of the rules that last allowed it.
+    pub fn conntrack(&self) -> Option<&ConnTrack<u64>> {
         self.ct.as_ref()
     }
 
@@ -876,7 +902,8 @@ impl<C: Classify> AclNode<C> {
 
         // 2. Connection table: packets of tracked connections pass.
         let now = crate::cycles::now();
-        let mut ct_hits = 0u64;
+        let gen = prog.generation;
+        let (mut ct_hits, mut rechecked) = (0u64, 0u64);
         ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
 
         // 3. Keys for the rest, per family.
@@ -886,12 +913,17 @@ impl<C: Classify> AclNode<C> {
             let i = usize::from(s.ip_idx[j]);
             let m = &f.meta[i];
             if let Some((h, dir)) = s.ct[j] {
-                if m.protocol == PROTO_TCP {
-                    ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                // Replies pass while the entry lives; requests while the rules that allowed
+                // the connection are the current ones (otherwise they are judged again).
+                if dir == Direction::Reply || ct.payload(h) == Some(&gen) {
+                    if m.protocol == PROTO_TCP {
+                        ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                    }
+                    f.decisions[i] = Decision::Next(0);
+                    ct_hits += 1;
+                    continue;
                 }
-                f.decisions[i] = Decision::Next(0);
-                ct_hits += 1;
-                continue;
+                rechecked += 1;
             }
             let inp = f.pkts[i].in_port();
             let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
@@ -950,8 +982,20 @@ impl<C: Classify> AclNode<C> {
             run.add(counters, ud, action, f.pkts[i].data().len() as u64);
             let mut d = judge(ud, action);
             let m = &f.meta[i];
-            if action == Action::AllowRelated {
-                match ct.insert(&s.flows[j], now, ()) {
+            if let Some((h, dir)) = s.ct[j] {
+                // A tracked connection judged again under changed rules.
+                if matches!(d, Decision::Next(_)) {
+                    if let Some(g) = ct.payload_mut(h) {
+                        *g = gen;
+                    }
+                    if m.protocol == PROTO_TCP {
+                        ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                    }
+                } else if !s.revoke.contains(&s.flows[j]) {
+                    let _ = s.revoke.try_push(s.flows[j]);
+                }
+            } else if action == Action::AllowRelated {
+                match ct.insert(&s.flows[j], now, gen) {
                     Ok(h) => {
                         created += 1;
                         if m.protocol == PROTO_TCP {
@@ -994,6 +1038,16 @@ impl<C: Classify> AclNode<C> {
         if replies != 0 {
             f.counters.add_extra(CTR_REJECT_REPLIES, replies);
         }
+        if rechecked != 0 {
+            f.counters.add_extra(CTR_CT_RECHECKED, rechecked);
+        }
+        if !s.revoke.is_empty() {
+            let mut revoked = 0u64;
+            for key in s.revoke.drain(..) {
+                revoked += u64::from(ct.remove(&key, now).is_some());
+            }
+            f.counters.add_extra(CTR_CT_REVOKED, revoked);
+        }
         ct.age_paced_with(now, crate::conntrack::MAX_PACED_SCAN, |_, _| {});
         if ct_hits != 0 {
             f.counters.add_extra(CTR_CT_HITS, ct_hits);
@@ -1015,13 +1069,16 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         }
         // Packets of connections the `lb` node tracks pass without classification.
         let mut skip = false;
+        let mut rechecks = 0;
         if let Some(slot) = self.lb_flows {
             if let Some(fl) = f.shared.get_mut::<crate::lb::LbFlows>(slot) {
-                let tracked = fl.look_up_tracked(f.meta, &mut self.scratch.tracked[..n]);
+                let gen = self.installed.0.generation;
+                let tracked = fl.look_up_tracked(f.meta, &mut self.scratch.tracked[..n], gen);
                 if tracked != 0 {
                     f.counters.add_extra(CTR_CT_HITS, tracked as u64);
                     skip = true;
                 }
+                rechecks = fl.rechecks();
                 // All tracked (the steady state of established traffic) and nothing else
                 // to do per packet (no own table to age, no route to set): one verdict.
                 if tracked == n && self.ct.is_none() && self.outport != OutportMode::ByRoute {
@@ -1033,6 +1090,20 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
             self.process_stateful(&mut f, n, skip);
         } else {
             self.process_stateless(&mut f, n, skip);
+        }
+        // The `lb` node's connections judged again under changed rules keep or lose their
+        // pass by the verdicts just made.
+        if rechecks != 0 {
+            if let Some(fl) = self
+                .lb_flows
+                .and_then(|slot| f.shared.get_mut::<crate::lb::LbFlows>(slot))
+            {
+                f.counters.add_extra(CTR_CT_RECHECKED, rechecks as u64);
+                let revoked = fl.settle_rechecks(f.decisions);
+                if revoked != 0 {
+                    f.counters.add_extra(CTR_CT_REVOKED, revoked);
+                }
+            }
         }
         // The graph moves the vector whole when all decisions agree.
         Verdict::PerPacket
@@ -1368,6 +1439,68 @@ mod tests {
             assert_eq!(n.drops_for("acl-deny"), 3, "{name}");
             assert_eq!(n.drops_for("default-deny"), 3, "{name}");
         }
+    }
+
+    /// The three-tier rules without the ACL named `drop`.
+    fn three_tier_without(drop: &str) -> AclConfig {
+        let text = std::fs::read_to_string("../config/acl-three-tier.toml").unwrap();
+        let mut cfg = toml::from_str::<AclFile>(&text).unwrap().acl;
+        let before = cfg.rules.len();
+        cfg.rules.retain(|r| r.name.as_deref() != Some(drop));
+        assert_eq!(cfg.rules.len(), before - 1, "no rule named {drop}");
+        cfg
+    }
+
+    #[test]
+    fn changed_rules_recheck_established_connections() {
+        let node = "acl-3t-recheck";
+        let mut g = graph(node, 1024);
+        let hub = HUBS.get(node).unwrap();
+        let (web, ba, db) = ("10.0.1.10", "10.0.2.20", "10.0.3.30");
+        let c = |g: &Graph<TestBuf>, name: &str| g.snapshot().node(node).unwrap().counter(name);
+        let publish = |cfg: &AclConfig| {
+            hub.publish_config(cfg, std::time::Duration::ZERO).unwrap();
+        };
+        // Two connections, both allowed; their replies pass by state.
+        let req = || vec![tcp(web, ba, 40000, 8080, 0), tcp(ba, db, 40001, 5432, 1)];
+        let rep = || vec![tcp(ba, web, 8080, 40000, 1), tcp(db, ba, 5432, 40001, 2)];
+        assert_eq!(run(&mut g, req()), vec![Some(1), Some(2)]);
+        assert_eq!(run(&mut g, rep()), vec![Some(0), Some(1)]);
+        assert_eq!((c(&g, "ct-new"), c(&g, "ct-hits")), (2, 2));
+
+        // web -> BA is no longer allowed. Replies still pass while the entries live; the
+        // next request of each connection is judged again: web -> BA's is denied (its
+        // connection ends, so its reply is now judged, and denied, as a new packet),
+        // BA -> DB's passes and goes on untouched.
+        publish(&three_tier_without("web-to-ba"));
+        assert_eq!(run(&mut g, rep()), vec![Some(0), Some(1)]);
+        assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (0, 0));
+        assert_eq!(run(&mut g, req()), vec![None, Some(2)]);
+        assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (2, 1));
+        assert_eq!(run(&mut g, rep()), vec![None, Some(1)]);
+        assert_eq!(run(&mut g, req()), vec![None, Some(2)]);
+        // Only the denied packets were classified again; BA -> DB was rechecked once.
+        assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (2, 1));
+        assert_eq!(c(&g, "ct-hits"), 2 + 2 + 1 + 1);
+        let snap = g.snapshot();
+        let n = snap.node(node).unwrap();
+        assert_eq!(n.drops_for("default-deny") + n.drops_for("acl-deny"), 3);
+
+        // A change that still allows BA -> DB (web -> BA back): one recheck, no revocation,
+        // and web -> BA is a new connection again.
+        publish(
+            &toml::from_str::<AclFile>(
+                &std::fs::read_to_string("../config/acl-three-tier.toml").unwrap(),
+            )
+            .unwrap()
+            .acl,
+        );
+        assert_eq!(run(&mut g, req()), vec![Some(1), Some(2)]);
+        assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (3, 1));
+        assert_eq!(c(&g, "ct-new"), 3);
+        assert_eq!(run(&mut g, rep()), vec![Some(0), Some(1)]);
+        assert_eq!(run(&mut g, req()), vec![Some(1), Some(2)]);
+        assert_eq!(c(&g, "ct-rechecked"), 3);
     }
 
     #[test]

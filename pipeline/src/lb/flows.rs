@@ -15,6 +15,14 @@
 //! be the backend's endpoint, and the table must be the one the results were made with. So
 //! a stale or foreign `next` costs a lookup, never a wrong backend; a miss (a new connection)
 //! is looked up again, as without the earlier node.
+//!
+//! Rule changes: each entry keeps the (low 32 bits of the) generation of the ACL rules that
+//! last let the connection through, stamped by the `lb` node from [`LbFlows::acl_gen`] when it
+//! creates the entry. A request whose entry carries an older generation is not reported as
+//! tracked but as a recheck: the ACL judges it, then settles the entry
+//! ([`LbFlows::settle_rechecks`]): allowed, it takes the new generation; denied, the entry is
+//! blocked, so that its replies are judged as new packets as well, until a request is
+//! allowed again (OVN's `ct_mark.blocked`). The `lb` node itself never reads either field.
 
 use std::sync::Arc;
 
@@ -251,6 +259,9 @@ pub(crate) struct Scratch {
     /// What the earlier node's classification made of each packet (valid with `pre`, for
     /// the table of epoch [`LbFlows::pre_epoch`]).
     pub(crate) pre_what: [What; VECTOR_SIZE],
+    /// Positions of the requests the earlier node must judge again (their entries carry
+    /// older ACL rules, or are blocked).
+    pub(crate) recheck: arrayvec::ArrayVec<u16, VECTOR_SIZE>,
 }
 
 impl Scratch {
@@ -266,6 +277,7 @@ impl Scratch {
             remove: arrayvec::ArrayVec::new(),
             pre: [flow_ref::NONE; VECTOR_SIZE],
             pre_what: [What::Pass; VECTOR_SIZE],
+            recheck: arrayvec::ArrayVec::new(),
         })
     }
 }
@@ -283,6 +295,9 @@ pub struct LbFlows {
     pub(crate) swaps: u64,
     /// The table epoch `Scratch::pre_what` refers to.
     pub(crate) pre_epoch: u64,
+    /// The generation (low 32 bits) of the ACL rules that judged this vector's new
+    /// connections: the `lb` node stamps it on the entries it creates (0 without an ACL).
+    pub(crate) acl_gen: u32,
 }
 
 impl std::fmt::Debug for LbFlows {
@@ -310,6 +325,7 @@ impl LbFlows {
             scratch: Scratch::new(),
             swaps: 0,
             pre_epoch: 0,
+            acl_gen: 0,
         }
     }
 
@@ -348,17 +364,31 @@ impl LbFlows {
     /// of connections the `lb` node tracks: a request whose entry it created, or a reply
     /// whose entry names the reply's backend. Returns how many are tracked.
     ///
+    /// `acl_gen` is the generation of the caller's rules. A request whose entry was last
+    /// allowed under other rules, or is blocked, is not tracked but recorded as a recheck:
+    /// the caller judges it and then calls [`LbFlows::settle_rechecks`] (see the module
+    /// doc). Replies of blocked entries are not tracked either.
+    ///
     /// A lookup hit refreshes the entry's idle timer, exactly once per packet (the `lb` node
     /// skips its own lookup for these packets); TCP state is left to the `lb` node.
-    pub fn look_up_tracked(&mut self, meta: &mut [PacketMeta], tracked: &mut [bool]) -> usize {
+    pub fn look_up_tracked(
+        &mut self,
+        meta: &mut [PacketMeta],
+        tracked: &mut [bool],
+        acl_gen: u64,
+    ) -> usize {
         self.refresh();
         self.pre_epoch = self.epoch;
+        // Low 32 bits: a stale stamp passes for current only after 2^32 rule changes.
+        let gen = acl_gen as u32;
+        self.acl_gen = gen;
         let now = self.clock.now();
         let LbFlows {
             table, ct, scratch, ..
         } = self;
         let t: &ServiceTable = table;
         let s = &mut **scratch;
+        s.recheck.clear();
         let mut memo = Memos::new();
         let mut n_tracked = 0;
         let n = meta.len().min(tracked.len()).min(VECTOR_SIZE);
@@ -385,10 +415,18 @@ impl LbFlows {
                 s.pre_what[i] = s.what[j];
                 meta[i].next = i as u16 + 1;
                 let is = match (s.what[j], r) {
-                    (What::Vip(_), Some((_, Direction::Original))) => true,
+                    (What::Vip(_), Some((h, Direction::Original))) => {
+                        let current = ct
+                            .payload(h)
+                            .is_some_and(|e| e.acl_gen == gen && !e.blocked);
+                        if !current {
+                            let _ = s.recheck.try_push(i as u16);
+                        }
+                        current
+                    }
                     (What::Reply { start, .. }, Some((h, Direction::Reply))) => ct
                         .payload(h)
-                        .is_some_and(|e| e.backend == t.cands[start as usize].1),
+                        .is_some_and(|e| e.backend == t.cands[start as usize].1 && !e.blocked),
                     _ => false,
                 };
                 tracked[i] = is;
@@ -396,6 +434,40 @@ impl LbFlows {
             }
         }
         n_tracked
+    }
+
+    /// Requests the last [`LbFlows::look_up_tracked`] left to be judged again.
+    pub fn rechecks(&self) -> usize {
+        self.scratch.recheck.len()
+    }
+
+    /// Settles the rechecks of the last [`LbFlows::look_up_tracked`] by the caller's
+    /// `decisions` (by position): a request passed (`Next`) stamps its entry with the
+    /// caller's generation and unblocks it; one dropped blocks it. Returns the connections
+    /// newly blocked. Call before any other node touches the table (the recorded slots are
+    /// valid until entries are removed).
+    pub fn settle_rechecks(&mut self, decisions: &[crate::graph::Decision]) -> u64 {
+        let gen = self.acl_gen;
+        let s = &mut *self.scratch;
+        let mut blocked = 0;
+        for &i in &s.recheck {
+            let i = usize::from(i);
+            let (Some(h), Some(d)) = (flow_ref::decode(s.pre[i]), decisions.get(i)) else {
+                continue;
+            };
+            let Some(e) = self.ct.payload_mut(h) else {
+                continue;
+            };
+            if matches!(d, crate::graph::Decision::Next(_)) {
+                e.acl_gen = gen;
+                e.blocked = false;
+            } else if !e.blocked {
+                e.blocked = true;
+                blocked += 1;
+            }
+        }
+        s.recheck.clear();
+        blocked
     }
 }
 

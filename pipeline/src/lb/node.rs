@@ -70,7 +70,7 @@ use crate::graph::{
 use crate::meta::PacketMeta;
 use crate::PacketBuf;
 
-/// What a connection-table entry of the load balancer holds (12 bytes, so an entry stays
+/// What a connection-table entry of the load balancer holds (16 bytes, so an entry stays
 /// one 64-byte cache line).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NatEntry {
@@ -80,6 +80,12 @@ pub struct NatEntry {
     pub service: u32,
     /// The backend port the flow is translated to.
     pub port: u16,
+    /// Set by an `acl` node sharing the table (`lb_conntrack`) when changed rules deny the
+    /// connection's requests: its packets are judged as new ones (see [`LbFlows`]).
+    pub blocked: bool,
+    /// Low 32 bits of the generation of the ACL rules that last allowed the connection
+    /// (0 without an ACL sharing the table).
+    pub acl_gen: u32,
 }
 
 /// Output slot `next`: everything that continues (translated or passed unchanged).
@@ -310,6 +316,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
         // An earlier node's results are used only under the table they were made with.
         let use_pre = handed_over && fl.pre_epoch == fl.epoch;
         let now = fl.clock.now();
+        let acl_gen = fl.acl_gen;
         let LbFlows {
             table,
             ct,
@@ -408,6 +415,8 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                     backend: bid,
                                     service: sid,
                                     port: be.port.unwrap_or(key.dst_port),
+                                    blocked: false,
+                                    acl_gen,
                                 };
                                 match ct.insert_reclaiming(
                                     &key,
