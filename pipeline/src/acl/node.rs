@@ -89,6 +89,9 @@ pub const CTR_CT_RECHECKED: usize = 7;
 /// Extra counter: connections the changed rules no longer allow (their entries are
 /// removed, or, in the `lb` node's table, blocked).
 pub const CTR_CT_REVOKED: usize = 8;
+/// Extra counter: ICMP errors passed as related to a tracked connection (see
+/// [`super::related`]).
+pub const CTR_CT_RELATED: usize = 9;
 
 /// How the node learns the output port of a packet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -366,6 +369,7 @@ impl<C: Classify> AclNode<C> {
             "verdict-cache-hits",
             "ct-rechecked",
             "ct-revoked",
+            "ct-related",
         ],
         // Reject answers leave by their input port.
         transmits: true,
@@ -903,7 +907,7 @@ impl<C: Classify> AclNode<C> {
         // 2. Connection table: packets of tracked connections pass.
         let now = crate::cycles::now();
         let gen = prog.generation;
-        let (mut ct_hits, mut rechecked) = (0u64, 0u64);
+        let (mut ct_hits, mut rechecked, mut n_related) = (0u64, 0u64, 0u64);
         ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
 
         // 3. Keys for the rest, per family.
@@ -924,6 +928,16 @@ impl<C: Classify> AclNode<C> {
                     continue;
                 }
                 rechecked += 1;
+            } else if super::related::is_icmp_error(m) {
+                // An ICMP error about a tracked connection's packet passes (rare: one
+                // lookup of the quoted flow, which neither refreshes nor counts).
+                let related = super::related::quoted_flow(f.pkts[i].data(), m)
+                    .is_some_and(|k| ct.peek(&k, now).is_some());
+                if related {
+                    f.decisions[i] = Decision::Next(0);
+                    n_related += 1;
+                    continue;
+                }
             }
             let inp = f.pkts[i].in_port();
             let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
@@ -1040,6 +1054,9 @@ impl<C: Classify> AclNode<C> {
         }
         if rechecked != 0 {
             f.counters.add_extra(CTR_CT_RECHECKED, rechecked);
+        }
+        if n_related != 0 {
+            f.counters.add_extra(CTR_CT_RELATED, n_related);
         }
         if !s.revoke.is_empty() {
             let mut revoked = 0u64;
@@ -1501,6 +1518,70 @@ mod tests {
         assert_eq!(run(&mut g, rep()), vec![Some(0), Some(1)]);
         assert_eq!(run(&mut g, req()), vec![Some(1), Some(2)]);
         assert_eq!(c(&g, "ct-rechecked"), 3);
+    }
+
+    /// An ICMPv4 "fragmentation needed" (type 3 code 4, MTU 1400) from `from` to the source
+    /// of the IPv4 `frame`, quoting its IP header and the first 8 bytes after it, arriving
+    /// on `port`.
+    fn frag_needed(frame: &[u8], from: [u8; 4], port: u16) -> TestBuf {
+        use crate::wire::checksum::{internet_checksum, ipv4_header_checksum};
+        let quote = &frame[14..14 + 28];
+        let mut f = frame[..14].to_vec();
+        let mut ip = vec![0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0];
+        ip.extend_from_slice(&from);
+        ip.extend_from_slice(&quote[12..16]); // to the quoted packet's source
+        let c = ipv4_header_checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+        icmp.extend_from_slice(quote);
+        let c = internet_checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&icmp);
+        TestBuf::new(f, port)
+    }
+
+    #[test]
+    fn icmp_errors_about_tracked_connections_pass_as_related() {
+        let node = "acl-3t-related";
+        let mut g = graph(node, 1024);
+        let (web, ba) = ("10.0.1.10", "10.0.2.20");
+        let c = |g: &Graph<TestBuf>, name: &str| g.snapshot().node(node).unwrap().counter(name);
+        let req = tcp(web, ba, 40000, 8080, 0);
+        let req_bytes = req.data().to_vec();
+        assert_eq!(run(&mut g, vec![req]), vec![Some(1)]);
+        // A router on the way to BA (10.0.2.1) and BA itself report the request back to
+        // web: related, so they pass (out web0) though no rule allows ICMP.
+        let out = run(
+            &mut g,
+            vec![
+                frag_needed(&req_bytes, [10, 0, 2, 1], 1),
+                frag_needed(&req_bytes, [10, 0, 2, 20], 1),
+            ],
+        );
+        assert_eq!(out, vec![Some(0), Some(0)]);
+        assert_eq!(c(&g, "ct-related"), 2);
+        // About a connection nobody made (another source port): judged, and dropped.
+        let stray = tcp(web, ba, 40001, 8080, 0);
+        let out = run(&mut g, vec![frag_needed(stray.data(), [10, 0, 2, 1], 1)]);
+        assert_eq!(out, vec![None]);
+        // Addressed to someone other than the quoted packet's source: dropped.
+        let mut odd = frag_needed(&req_bytes, [10, 0, 2, 1], 1);
+        odd.bytes[14 + 19] = 11; // 10.0.1.11
+        let fixed = crate::wire::checksum::ipv4_header_checksum(&{
+            let mut h = odd.bytes[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        odd.bytes[24..26].copy_from_slice(&fixed.to_be_bytes());
+        assert_eq!(run(&mut g, vec![odd]), vec![None]);
+        assert_eq!(c(&g, "ct-related"), 2);
+        assert_eq!(
+            c(&g, "ct-hits"),
+            0,
+            "an error neither is nor refreshes the connection"
+        );
     }
 
     #[test]
