@@ -18,6 +18,7 @@ pub mod buf;
 pub mod conntrack;
 pub mod cycles;
 pub mod graph;
+pub mod icmp_error;
 pub mod lb;
 pub mod meta;
 pub mod nodes;

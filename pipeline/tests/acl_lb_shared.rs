@@ -478,3 +478,38 @@ fn changed_rules_block_and_unblock_tracked_connections() {
     assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (10, 2));
     assert_eq!(counter(&g, "lb", "new-connections"), u64::from(N));
 }
+
+#[test]
+fn icmp_errors_about_lb_connections_pass_the_acl_translated() {
+    // No rule allows ICMP. An error about a tracked connection is tracked as well: the ACL
+    // passes it and the lb node translates it; an error about nothing tracked is judged,
+    // and dropped.
+    let mut g = graph(
+        "lb_conntrack = \"lb\"",
+        &["parse", "acl", "lb"],
+        "acl-lb-shared-icmp",
+    );
+    let syn = build(&Spec::tcp(&client(1), 40001, VIP, 5432, SYN));
+    let (out, _) = run(&mut g, 0, &[syn]);
+    let sent = out[0].clone();
+    let backend = parse(&sent).dst.to_string();
+    let hits = counter(&g, "acl", "ct-hits");
+    let stray = build(&Spec::tcp(&client(1), 40002, &backend, 5432, ACK));
+    let (_, back) = run(
+        &mut g,
+        1,
+        &[icmp_error(&sent, &backend), icmp_error(&stray, &backend)],
+    );
+    assert_eq!(back.len(), 1, "the unrelated error was dropped");
+    let e = check(&back[0]);
+    assert_eq!(e.src.to_string(), VIP);
+    assert_eq!(e.dst.to_string(), client(1));
+    assert!(e.quoted.valid());
+    assert_eq!(
+        (e.quoted.dst.to_string().as_str(), e.quoted.dport),
+        (VIP, 5432)
+    );
+    assert_eq!(counter(&g, "acl", "ct-hits"), hits + 1);
+    assert_eq!(drops(&g, "acl", "default-deny"), 1);
+    assert_eq!(counter(&g, "lb", "icmp-errors"), 1);
+}

@@ -23,7 +23,6 @@ pub mod node;
 pub mod publish;
 pub mod reference;
 pub mod reject;
-pub mod related;
 pub mod verdict_cache;
 
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};

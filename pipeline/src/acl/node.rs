@@ -90,7 +90,7 @@ pub const CTR_CT_RECHECKED: usize = 7;
 /// removed, or, in the `lb` node's table, blocked).
 pub const CTR_CT_REVOKED: usize = 8;
 /// Extra counter: ICMP errors passed as related to a tracked connection (see
-/// [`super::related`]).
+/// [`crate::icmp_error`]).
 pub const CTR_CT_RELATED: usize = 9;
 
 /// How the node learns the output port of a packet.
@@ -928,10 +928,10 @@ impl<C: Classify> AclNode<C> {
                     continue;
                 }
                 rechecked += 1;
-            } else if super::related::is_icmp_error(m) {
+            } else if crate::icmp_error::is_icmp_error(m) {
                 // An ICMP error about a tracked connection's packet passes (rare: one
                 // lookup of the quoted flow, which neither refreshes nor counts).
-                let related = super::related::quoted_flow(f.pkts[i].data(), m)
+                let related = crate::icmp_error::quoted_flow(f.pkts[i].data(), m)
                     .is_some_and(|k| ct.peek(&k, now).is_some());
                 if related {
                     f.decisions[i] = Decision::Next(0);
@@ -1090,7 +1090,8 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         if let Some(slot) = self.lb_flows {
             if let Some(fl) = f.shared.get_mut::<crate::lb::LbFlows>(slot) {
                 let gen = self.installed.0.generation;
-                let tracked = fl.look_up_tracked(f.meta, &mut self.scratch.tracked[..n], gen);
+                let tracked =
+                    fl.look_up_tracked(f.pkts, f.meta, &mut self.scratch.tracked[..n], gen);
                 if tracked != 0 {
                     f.counters.add_extra(CTR_CT_HITS, tracked as u64);
                     skip = true;

@@ -254,6 +254,9 @@ pub(crate) struct Scratch {
     pub(crate) todo_keys: [FlowKey; VECTOR_SIZE],
     pub(crate) todo_out: [Option<(Handle, Direction)>; VECTOR_SIZE],
     pub(crate) remove: arrayvec::ArrayVec<FlowKey, VECTOR_SIZE>,
+    /// Positions of the ICMP errors among the packets that pass step 1 (translated, if
+    /// about a tracked connection, after the vector's other packets).
+    pub(crate) icmp: arrayvec::ArrayVec<u16, VECTOR_SIZE>,
     /// The earlier node's lookup results by its vector position ([`flow_ref`] values).
     pub(crate) pre: [u32; VECTOR_SIZE],
     /// What the earlier node's classification made of each packet (valid with `pre`, for
@@ -275,6 +278,7 @@ impl Scratch {
             todo_keys: [FlowKey::default(); VECTOR_SIZE],
             todo_out: [None; VECTOR_SIZE],
             remove: arrayvec::ArrayVec::new(),
+            icmp: arrayvec::ArrayVec::new(),
             pre: [flow_ref::NONE; VECTOR_SIZE],
             pre_what: [What::Pass; VECTOR_SIZE],
             recheck: arrayvec::ArrayVec::new(),
@@ -371,8 +375,9 @@ impl LbFlows {
     ///
     /// A lookup hit refreshes the entry's idle timer, exactly once per packet (the `lb` node
     /// skips its own lookup for these packets); TCP state is left to the `lb` node.
-    pub fn look_up_tracked(
+    pub fn look_up_tracked<P: crate::PacketBuf>(
         &mut self,
+        pkts: &[P],
         meta: &mut [PacketMeta],
         tracked: &mut [bool],
         acl_gen: u64,
@@ -398,10 +403,22 @@ impl LbFlows {
             for (i, m) in meta.iter_mut().enumerate().take(end).skip(base) {
                 tracked[i] = false;
                 m.next = 0;
-                if let Class::Flow(what) = classify(t, &*m, &mut memo, &mut s.keys[k]) {
-                    s.what[k] = what;
-                    s.idx[k] = i as u16;
-                    k += 1;
+                match classify(t, &*m, &mut memo, &mut s.keys[k]) {
+                    Class::Flow(what) => {
+                        s.what[k] = what;
+                        s.idx[k] = i as u16;
+                        k += 1;
+                    }
+                    // An ICMP error about a tracked connection is tracked too (the `lb`
+                    // node translates it).
+                    Class::Pass if crate::icmp_error::is_icmp_error(m) => {
+                        let related = pkts.get(i).is_some_and(|p| {
+                            super::icmp::related(t, ct, p.data(), m, now).is_some()
+                        });
+                        tracked[i] = related;
+                        n_tracked += usize::from(related);
+                    }
+                    _ => {}
                 }
             }
             if k == 0 {

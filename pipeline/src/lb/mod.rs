@@ -14,10 +14,12 @@
 //!   use), which an `acl` node before the `lb` node may share.
 //! - [`node`]: the `lb` node kind.
 //! - [`nat`]: the header rewrites (DNAT, reply un-NAT, RST) with checksum updates.
+//! - [`icmp`]: ICMP errors about tracked connections, translated like their packets.
 
 pub mod control;
 pub mod flow;
 pub mod flows;
+pub mod icmp;
 pub mod maglev;
 pub mod nat;
 pub mod node;

@@ -61,6 +61,7 @@ use std::sync::{Arc, OnceLock};
 use super::control::{LbControl, LbCounters};
 use super::flow::PROTO_TCP;
 use super::flows::{classify, take_over, Class, LbFlows, Memos, Scratch, What};
+use super::icmp;
 use super::nat::{self, End};
 use super::service::{DownPolicy, LbConfig, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
@@ -118,6 +119,8 @@ pub const C_TABLE_SWAPS: usize = 5;
 pub const C_CLOSED: usize = 6;
 /// Extra counter: rewritten packets whose checksums were left to the output port.
 pub const C_CSUM_OFFLOADS: usize = 7;
+/// Extra counter: ICMP errors about tracked connections, translated (see [`super::icmp`]).
+pub const C_ICMP_ERRORS: usize = 8;
 
 pub use super::flows::CHUNK;
 
@@ -210,6 +213,7 @@ impl LbNode {
             "table-swaps",
             "closed-connections",
             "checksum-offloads",
+            "icmp-errors",
         ],
         transmits: false,
         fills_meta: false,
@@ -333,6 +337,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
         let off = self.offload;
         let mut offloaded = 0u64;
         s.remove.clear();
+        s.icmp.clear();
         let mut memo = Memos::new();
         // In chunks, so that a chunk's metadata, keys, slots and headers are still in L1
         // when it is decided and rewritten.
@@ -551,6 +556,19 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 }
             }
         }
+        // ICMP errors about tracked connections (rare), translated like their packets.
+        let mut icmp_errors = 0u64;
+        for &i in &s.icmp {
+            let i = usize::from(i);
+            let (pkt, m) = (&mut pkts[i], &mut meta[i]);
+            let Some(nat) = icmp::related(t, ct, pkt.data(), m, now) else {
+                continue;
+            };
+            if icmp::translate(pkt.data_mut(), m, &nat) {
+                icmp::update_meta(m, &nat);
+                icmp_errors += 1;
+            }
+        }
         for key in &s.remove {
             if let Some((e, _)) = ct.remove_entry(key, now) {
                 closed(c, &e);
@@ -568,6 +586,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             (C_TABLE_SWAPS, swaps),
             (C_CLOSED, n_closed),
             (C_CSUM_OFFLOADS, offloaded),
+            (C_ICMP_ERRORS, icmp_errors),
         ] {
             if v != 0 {
                 fc.add_extra(idx, v);
@@ -593,7 +612,12 @@ fn classify_into(
     decisions: &mut [Decision],
 ) -> bool {
     s.what[k] = match classify(t, m, memo, &mut s.keys[k]) {
-        Class::Pass => return false,
+        Class::Pass => {
+            if crate::icmp_error::is_icmp_error(m) {
+                let _ = s.icmp.try_push(i as u16);
+            }
+            return false;
+        }
         Class::VipFragment => {
             decisions[i] = Decision::Drop(DROP_VIP_FRAGMENT);
             return false;

@@ -350,3 +350,94 @@ protocol = "tcp"
 port = 443
 backends = [{ address = "2001:db8:2::1", port = 8443 }, { address = "2001:db8:2::2", port = 8443 }]
 "#;
+
+/// An ICMP error from `from` to the source of the frame `quoted` (built by [`build`]),
+/// quoting its whole IP packet: IPv4 "fragmentation needed" (type 3 code 4, MTU 1400) or
+/// ICMPv6 "packet too big" (type 2, MTU 1280).
+pub fn icmp_error(quoted: &[u8], from: &str) -> Vec<u8> {
+    let from: IpAddr = from.parse().unwrap();
+    let v6 = quoted[12] == 0x86;
+    let ip = &quoted[14..];
+    let mut f = quoted[..12].to_vec();
+    if v6 {
+        let to: [u8; 16] = ip[8..24].try_into().unwrap();
+        let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
+        icmp.extend_from_slice(ip);
+        let IpAddr::V6(src) = from else {
+            panic!("family")
+        };
+        let mut acc = ones_sum(0, &src.octets());
+        acc = ones_sum(acc, &to);
+        acc = ones_sum(acc, &(icmp.len() as u32).to_be_bytes());
+        acc = ones_sum(acc, &[0, 0, 0, 58]);
+        let c = !(ones_sum(acc, &icmp) as u16);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[58, 64]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&to);
+        f.extend_from_slice(&icmp);
+    } else {
+        let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+        icmp.extend_from_slice(ip);
+        let c = !(ones_sum(0, &icmp) as u16);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let IpAddr::V4(src) = from else {
+            panic!("family")
+        };
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&ip[12..16]);
+        let c = !(ones_sum(0, &f[14..34]) as u16);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&icmp);
+    }
+    f
+}
+
+/// An ICMP error checked from scratch: outer source and destination, and the quoted packet
+/// (parsed, its checksums verified, by [`parse`]).
+pub struct Error {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub quoted: Parsed,
+}
+
+pub fn check(f: &[u8]) -> Error {
+    let v6 = f[12] == 0x86;
+    let (src, dst, icmp) = if v6 {
+        let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
+        let s: [u8; 16] = f[22..38].try_into().unwrap();
+        let d: [u8; 16] = f[38..54].try_into().unwrap();
+        let icmp = &f[54..54 + plen];
+        let mut acc = ones_sum(0, &s);
+        acc = ones_sum(acc, &d);
+        acc = ones_sum(acc, &(plen as u32).to_be_bytes());
+        acc = ones_sum(acc, &[0, 0, 0, 58]);
+        assert_eq!(ones_sum(acc, icmp), 0xffff, "ICMPv6 checksum");
+        (IpAddr::from(s), IpAddr::from(d), icmp)
+    } else {
+        assert_eq!(
+            ones_sum(0, &f[14..34]),
+            0xffff,
+            "outer IPv4 header checksum"
+        );
+        let total = u16::from_be_bytes([f[16], f[17]]) as usize;
+        let icmp = &f[34..14 + total];
+        assert_eq!(ones_sum(0, icmp), 0xffff, "ICMP checksum");
+        let s: [u8; 4] = f[26..30].try_into().unwrap();
+        let d: [u8; 4] = f[30..34].try_into().unwrap();
+        (IpAddr::from(s), IpAddr::from(d), icmp)
+    };
+    let mut inner = f[..12].to_vec();
+    inner.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+    inner.extend_from_slice(&icmp[8..]);
+    Error {
+        src,
+        dst,
+        quoted: parse(&inner),
+    }
+}

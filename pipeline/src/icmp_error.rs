@@ -1,8 +1,9 @@
-//! ICMP errors related to a tracked connection (conntrack's "related", OVN's `ct.rel`): a
-//! destination unreachable, packet too big, time exceeded or parameter problem quotes the
-//! start of the packet that caused it (RFC 792, RFC 4443). When that quoted packet belongs to
-//! a connection the stateful `acl` node tracks, the error passes without classification, so
-//! that path MTU discovery and traceroute work through a default-deny rule set.
+//! ICMP errors and the packet they quote. A destination unreachable, packet too big, time
+//! exceeded or parameter problem message quotes the start of the packet that caused it
+//! (RFC 792, RFC 4443). Two stages act on errors about their connections (conntrack's
+//! "related", OVN's `ct.rel`): the stateful `acl` node passes them without classification,
+//! and the `lb` node translates them like the connection's packets
+//! ([`crate::lb::icmp`]), so that path MTU discovery and traceroute work through both.
 //!
 //! Only errors addressed to the quoted packet's source are related (an error goes back to
 //! the sender of the packet it reports), and only quotes of TCP and UDP packets whose ports
@@ -37,15 +38,50 @@ pub fn is_icmp_error(m: &PacketMeta) -> bool {
     }
 }
 
-/// The 5-tuple of the TCP or UDP packet the ICMP error `frame` (parsed into `m`) quotes, as
-/// that packet travelled; `None` when `m` is no such error, the quote is cut short or is
-/// not TCP/UDP with ports, or the error is not addressed to the quoted packet's source.
-pub fn quoted_flow(frame: &[u8], m: &PacketMeta) -> Option<FlowKey> {
+/// Where the quoted packet's headers are in an ICMP error's frame (offsets from the frame's
+/// start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// The quoted IP header.
+    pub ip: usize,
+    /// The quoted transport header (its ports are within the frame).
+    pub l4: usize,
+    /// IPv4 (else IPv6).
+    pub v4: bool,
+}
+
+impl Quote {
+    /// Offset of the quoted source address (the destination's follows it).
+    pub fn src_addr(&self) -> usize {
+        self.ip + if self.v4 { 12 } else { 8 }
+    }
+
+    /// Offset of the quoted destination address.
+    pub fn dst_addr(&self) -> usize {
+        self.ip + if self.v4 { 16 } else { 24 }
+    }
+
+    /// Address length in bytes.
+    pub fn addr_len(&self) -> usize {
+        if self.v4 {
+            4
+        } else {
+            16
+        }
+    }
+}
+
+/// The quoted TCP or UDP packet of the ICMP error `frame` (parsed into `m`): its 5-tuple as
+/// that packet travelled, and where its headers are; `None` when `m` is no such error, the
+/// quote is cut short or is not TCP/UDP with ports, or the error is not addressed to the
+/// quoted packet's source.
+pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
     if !is_icmp_error(m) || m.l4_offset == 0 {
         return None;
     }
-    let q = frame.get(usize::from(m.l4_offset) + ICMP_ERROR_HEADER..)?;
-    let key = match m.ip_version {
+    let at = usize::from(m.l4_offset) + ICMP_ERROR_HEADER;
+    let q = frame.get(at..)?;
+    let (key, quote) = match m.ip_version {
         4 => {
             let b0 = *q.first()?;
             let ihl = usize::from(b0 & 0x0f) * 4;
@@ -57,13 +93,19 @@ pub fn quoted_flow(frame: &[u8], m: &PacketMeta) -> Option<FlowKey> {
                 return None;
             }
             let ports = q.get(ihl..ihl + 4)?;
-            FlowKey::v4(
+            let key = FlowKey::v4(
                 q[12..16].try_into().ok()?,
                 q[16..20].try_into().ok()?,
                 u16::from_be_bytes([ports[0], ports[1]]),
                 u16::from_be_bytes([ports[2], ports[3]]),
                 q[9],
-            )
+            );
+            let quote = Quote {
+                ip: at,
+                l4: at + ihl,
+                v4: true,
+            };
+            (key, quote)
         }
         _ => {
             // The quoted header's next header must be the transport (no extension headers).
@@ -71,20 +113,31 @@ pub fn quoted_flow(frame: &[u8], m: &PacketMeta) -> Option<FlowKey> {
                 return None;
             }
             let ports = q.get(40..44)?;
-            FlowKey::v6(
+            let key = FlowKey::v6(
                 q[8..24].try_into().ok()?,
                 q[24..40].try_into().ok()?,
                 u16::from_be_bytes([ports[0], ports[1]]),
                 u16::from_be_bytes([ports[2], ports[3]]),
                 q[6],
-            )
+            );
+            let quote = Quote {
+                ip: at,
+                l4: at + 40,
+                v4: false,
+            };
+            (key, quote)
         }
     };
     if key.proto != PROTO_TCP && key.proto != PROTO_UDP {
         return None;
     }
     // An error goes back to the sender of the packet it reports.
-    (key.src == m.dst_addr).then_some(key)
+    (key.src == m.dst_addr).then_some((key, quote))
+}
+
+/// The 5-tuple of [`quoted`].
+pub fn quoted_flow(frame: &[u8], m: &PacketMeta) -> Option<FlowKey> {
+    quoted(frame, m).map(|(k, _)| k)
 }
 
 #[cfg(test)]
