@@ -2,8 +2,10 @@
 //! 4 backends; one backend is removed mid-run through the named control. Asserted: flows on
 //! the remaining backends never move; the removed backend's flows are dropped (and counted
 //! as `backend-down`); new flows spread over the remaining backends within a 5-sigma
-//! binomial bound of their Maglev share; replies from the backends come back un-NATed;
-//! every packet that leaves has valid IPv4 and TCP checksums (checked from scratch here).
+//! binomial bound of their Maglev share; replies from the backends come back un-NATed, and
+//! so do ICMP "fragmentation needed" errors the backends send about requests (from the VIP,
+//! quoting the request as the client sent it); every packet that leaves has valid IPv4 and
+//! TCP (or ICMP) checksums (checked from scratch here).
 
 mod common;
 
@@ -131,6 +133,34 @@ fn check(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
     (a(26), p(34), a(30), p(36))
 }
 
+/// An ICMPv4 "fragmentation needed" error from `from` to the source of the IPv4 frame
+/// `quoted`, quoting its IP header and the 8 bytes after it.
+fn frag_needed(quoted: &[u8], from: [u8; 4]) -> Vec<u8> {
+    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&quoted[14..14 + 28]);
+    let c = !(sum16(0, &icmp) as u16);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = quoted[..14].to_vec();
+    f.extend_from_slice(&[0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&from);
+    f.extend_from_slice(&quoted[26..30]);
+    let c = !(sum16(0, &f[14..34]) as u16);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// (source, destination, quoted destination, quoted destination port) of an ICMP error whose
+/// IPv4 header, ICMP and quoted IPv4 header checksums verify; panics otherwise.
+fn check_icmp(f: &[u8]) -> ([u8; 4], [u8; 4], [u8; 4], u16) {
+    assert_eq!((f[14], f[23], f[34]), (0x45, 1, 3), "IPv4/ICMP unreachable");
+    assert_eq!(sum16(0, &f[14..34]), 0xffff, "IPv4 header checksum");
+    assert_eq!(sum16(0, &f[34..]), 0xffff, "ICMP checksum");
+    assert_eq!(sum16(0, &f[42..62]), 0xffff, "quoted IPv4 header checksum");
+    let a = |i: usize| [f[i], f[i + 1], f[i + 2], f[i + 3]];
+    (a(26), a(30), a(58), u16::from_be_bytes([f[64], f[65]]))
+}
+
 fn client(i: u32) -> ([u8; 4], u16) {
     (
         (u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i).to_be_bytes(),
@@ -224,6 +254,14 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
                     .collect();
                 send(&pool, &w.in1, &replies);
                 let back = receive(&w.out0, replies.len(), Duration::from_secs(30));
+                // The backends report the first 100 requests as too big for their path.
+                let errors: Vec<Vec<u8>> = first[..100]
+                    .iter()
+                    .filter(|f| check(f).2 != [10, 0, 0, 2])
+                    .map(|f| frag_needed(f, check(f).2))
+                    .collect();
+                send(&pool, &w.in1, &errors);
+                let errors_back = receive(&w.out0, errors.len(), Duration::from_secs(30));
                 std::thread::sleep(Duration::from_millis(50));
                 let extra = w.out0.count() + w.out1.count();
                 (
@@ -231,6 +269,7 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
                     second,
                     replies,
                     back,
+                    (errors, errors_back),
                     first_on_removed,
                     extra,
                     ctl.stats(),
@@ -245,7 +284,7 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
         ..Default::default()
     };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
-    let (first, second, replies, back, on_removed, extra, stats) =
+    let (first, second, replies, back, (errors, errors_back), on_removed, extra, stats) =
         traffic.join().expect("traffic thread");
 
     // Phase 1: every SYN was balanced; record each flow's backend.
@@ -293,6 +332,15 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
     assert_eq!(extra, 0);
     // Counters: the node's drops and the control's per-backend numbers agree.
     let lb = report.pipeline[0].node("lb").expect("lb node stats");
+    // ICMP errors from the backends: from the VIP to the client, quoting the request as the
+    // client sent it (to the VIP).
+    assert!(errors.len() > 50, "{}", errors.len());
+    assert_eq!(errors_back.len(), errors.len());
+    for (f, e) in errors_back.iter().zip(&errors) {
+        let client = [e[30], e[31], e[32], e[33]];
+        assert_eq!(check_icmp(f), (VIP, client, VIP, 80));
+    }
+    assert_eq!(lb.counter("icmp-errors"), errors.len() as u64);
     assert_eq!(lb.drops_for("backend-down"), on_removed as u64, "{lb:?}");
     let web = stats.service("web").unwrap();
     assert_eq!(web.stats.new_connections, (F + G) as u64);
