@@ -9,7 +9,7 @@
 //! the sender of the packet it reports), and only quotes of TCP and UDP packets whose ports
 //! are present (a first fragment or an unfragmented packet).
 
-use crate::lb::flow::{FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::lb::flow::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::meta::PacketMeta;
 
 /// ICMPv4 error types that quote the offending packet: destination unreachable, time
@@ -81,7 +81,8 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
     }
     let at = usize::from(m.l4_offset) + ICMP_ERROR_HEADER;
     let q = frame.get(at..)?;
-    let (key, quote) = match m.ip_version {
+    // The quoted header's length and transport protocol.
+    let (hdr, v4, proto) = match m.ip_version {
         4 => {
             let b0 = *q.first()?;
             let ihl = usize::from(b0 & 0x0f) * 4;
@@ -92,42 +93,33 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
             if u16::from_be_bytes([*q.get(6)?, *q.get(7)?]) & 0x1fff != 0 {
                 return None;
             }
-            let ports = q.get(ihl..ihl + 4)?;
-            let key = FlowKey::v4(
-                q[12..16].try_into().ok()?,
-                q[16..20].try_into().ok()?,
-                u16::from_be_bytes([ports[0], ports[1]]),
-                u16::from_be_bytes([ports[2], ports[3]]),
-                q[9],
-            );
-            let quote = Quote {
-                ip: at,
-                l4: at + ihl,
-                v4: true,
-            };
-            (key, quote)
+            (ihl, true, *q.get(9)?)
         }
-        _ => {
-            // The quoted header's next header must be the transport (no extension headers).
-            if *q.first()? >> 4 != 6 {
-                return None;
-            }
-            let ports = q.get(40..44)?;
-            let key = FlowKey::v6(
-                q[8..24].try_into().ok()?,
-                q[24..40].try_into().ok()?,
-                u16::from_be_bytes([ports[0], ports[1]]),
-                u16::from_be_bytes([ports[2], ports[3]]),
-                q[6],
-            );
-            let quote = Quote {
-                ip: at,
-                l4: at + 40,
-                v4: false,
-            };
-            (key, quote)
-        }
+        // The quoted header's next header must be the transport (no extension headers).
+        _ if *q.first()? >> 4 == 6 => (40, false, *q.get(6)?),
+        _ => return None,
     };
+    let quote = Quote {
+        ip: at,
+        l4: at + hdr,
+        v4,
+    };
+    let ports = q.get(hdr..hdr + 4)?;
+    let (src, dst, n) = (
+        quote.src_addr() - at,
+        quote.dst_addr() - at,
+        quote.addr_len(),
+    );
+    let mut key = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        src_port: u16::from_be_bytes([ports[0], ports[1]]),
+        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+        proto,
+        family: if v4 { IpFamily::V4 } else { IpFamily::V6 },
+    };
+    key.src[..n].copy_from_slice(&q[src..src + n]);
+    key.dst[..n].copy_from_slice(&q[dst..dst + n]);
     if key.proto != PROTO_TCP && key.proto != PROTO_UDP {
         return None;
     }

@@ -95,6 +95,11 @@ fn graph(acl_params: &str, order: &[&str], control: &str) -> Graph<TestBuf> {
     .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// `parse -> acl -> lb` with the ACL consulting the `lb` node's table (`lb_conntrack`).
+fn shared_graph(control: &str) -> Graph<TestBuf> {
+    graph("lb_conntrack = \"lb\"", &["parse", "acl", "lb"], control)
+}
+
 fn registry() -> Registry<TestBuf> {
     let mut r = Registry::with_builtins();
     pipeline::lb::register(&mut r).unwrap();
@@ -171,11 +176,7 @@ fn client(i: u16) -> String {
 
 #[test]
 fn tracked_connections_skip_the_rules_with_one_lookup() {
-    let mut g = graph(
-        "lb_conntrack = \"lb\"",
-        &["parse", "acl", "lb"],
-        "acl-lb-shared-tracked",
-    );
+    let mut g = shared_graph("acl-lb-shared-tracked");
     const N: u16 = 10;
     let pkt = |i: u16, flags: u8| build(&Spec::tcp(&client(i), 40000 + i, VIP, 5432, flags));
 
@@ -272,11 +273,7 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
 #[test]
 fn without_the_shared_table_replies_need_a_rule() {
     // The same graph without `lb_conntrack`: every packet is classified, replies dropped.
-    let mut g = graph(
-        "lb_conntrack = \"lb\"",
-        &["parse", "acl", "lb"],
-        "acl-lb-shared",
-    );
+    let mut g = shared_graph("acl-lb-shared");
     let mut plain = graph("", &["parse", "acl", "lb"], "acl-lb-shared");
     let syn = build(&Spec::tcp(&client(1), 40001, VIP, 5432, SYN));
     let (o1, _) = run(&mut g, 0, std::slice::from_ref(&syn));
@@ -484,11 +481,7 @@ fn icmp_errors_about_lb_connections_pass_the_acl_translated() {
     // No rule allows ICMP. An error about a tracked connection is tracked as well: the ACL
     // passes it and the lb node translates it; an error about nothing tracked is judged,
     // and dropped.
-    let mut g = graph(
-        "lb_conntrack = \"lb\"",
-        &["parse", "acl", "lb"],
-        "acl-lb-shared-icmp",
-    );
+    let mut g = shared_graph("acl-lb-shared-icmp");
     let syn = build(&Spec::tcp(&client(1), 40001, VIP, 5432, SYN));
     let (out, _) = run(&mut g, 0, &[syn]);
     let sent = out[0].clone();
