@@ -1005,7 +1005,9 @@ impl<C: Classify> AclNode<C> {
                     if m.protocol == PROTO_TCP {
                         ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
                     }
-                } else if !s.revoke.contains(&s.flows[j]) {
+                } else {
+                    // At most one per packet; a flow listed twice is removed (and counted)
+                    // once.
                     let _ = s.revoke.try_push(s.flows[j]);
                 }
             } else if action == Action::AllowRelated {

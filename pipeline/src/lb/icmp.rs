@@ -103,20 +103,6 @@ pub(crate) fn related(
     None
 }
 
-/// Brings `m`'s addresses in line with the translated error's own header (the quote is not
-/// in the metadata).
-pub(crate) fn update_meta(m: &mut PacketMeta, nat: &IcmpNat) {
-    let alen = nat.quote.addr_len();
-    match nat.toward {
-        Toward::Client => {
-            if m.src_addr[..alen] == nat.backend[..alen] {
-                m.src_addr[..alen].copy_from_slice(&nat.addr[..alen]);
-            }
-        }
-        Toward::Backend => m.dst_addr[..alen].copy_from_slice(&nat.addr[..alen]),
-    }
-}
-
 /// Replaces `frame[at..at + new.len()]` with `new`, returning the old bytes (up to 16).
 fn swap_bytes(frame: &mut [u8], at: usize, new: &[u8]) -> [u8; 16] {
     let mut old = [0u8; 16];
@@ -126,10 +112,12 @@ fn swap_bytes(frame: &mut [u8], at: usize, new: &[u8]) -> [u8; 16] {
 }
 
 /// Applies `nat` to the ICMP error `frame` (parsed into `m`; [`related`] found `nat` in the
-/// same frame). False when the frame's lengths do not hold together (left unchanged then).
+/// same frame) and brings `m`'s addresses in line with the error's rewritten header (the
+/// quote is not in the metadata). False when the frame's lengths do not hold together
+/// (both left unchanged then).
 #[cold]
 #[inline(never)]
-pub(crate) fn translate(frame: &mut [u8], m: &PacketMeta, nat: &IcmpNat) -> bool {
+pub(crate) fn translate(frame: &mut [u8], m: &mut PacketMeta, nat: &IcmpNat) -> bool {
     let q = nat.quote;
     let alen = q.addr_len();
     let l3 = usize::from(m.l3_offset);
@@ -190,6 +178,8 @@ pub(crate) fn translate(frame: &mut [u8], m: &PacketMeta, nat: &IcmpNat) -> bool
         }
         Toward::Backend => frame[dst_at..dst_at + alen].copy_from_slice(&nat.addr[..alen]),
     }
+    m.src_addr[..alen].copy_from_slice(&frame[src_at..src_at + alen]);
+    m.dst_addr[..alen].copy_from_slice(&frame[dst_at..dst_at + alen]);
     if q.v4 {
         let ihl = usize::from(frame[l3] & 0x0f) * 4;
         let c = ipv4_header_checksum(&frame[l3..l3 + ihl]);

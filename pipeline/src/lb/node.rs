@@ -565,7 +565,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 continue;
             };
             if icmp::translate(pkt.data_mut(), m, &nat) {
-                icmp::update_meta(m, &nat);
                 icmp_errors += 1;
             }
         }
