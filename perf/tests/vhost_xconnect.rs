@@ -275,12 +275,15 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
             "port {i}: driver and worker counts agree"
         );
         // While dpdk-dumpcap's callbacks were on net_vhost0 (rx and tx) its packets went
-        // through the PMD (which runs them); the rest took the direct path.
+        // through the PMD (which runs them); the rest took the direct path. The 50 captured
+        // packets do not bound the PMD's count from below: the tx callback sees every packet
+        // handed to rte_eth_tx_burst, also those a full guest ring refused (retried, so seen
+        // again, or dropped), while the port counts only what was sent.
         let direct_rx = direct(&d, i, "rx_packets");
         let via_pmd = got_by_dut - direct_rx + port(&d, i, "tx") - direct(&d, i, "tx_packets");
         if i == 0 {
             assert!(
-                via_pmd >= 50 && direct_rx > 0,
+                via_pmd > 0 && direct_rx > 0,
                 "port 0: {via_pmd} packets through the PMD (50 captured), {direct_rx} received directly"
             );
         } else {
