@@ -6,8 +6,10 @@
 //! ([`crate::lb::icmp`]), so that path MTU discovery and traceroute work through both.
 //!
 //! Only errors addressed to the quoted packet's source are related (an error goes back to
-//! the sender of the packet it reports), and only quotes of TCP and UDP packets whose ports
-//! are present (a first fragment or an unfragmented packet).
+//! the sender of the packet it reports), and only quotes whose flow is known: TCP and UDP
+//! packets whose ports are present (a first fragment or an unfragmented packet), and ICMP
+//! or ICMPv6 echo requests and replies (a `ping` or `traceroute -I` through a stateful ACL),
+//! whose flow is keyed by the echo identifier as the parse node keys it (both ports).
 
 use crate::lb::flow::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::meta::PacketMeta;
@@ -44,7 +46,8 @@ pub fn is_icmp_error(m: &PacketMeta) -> bool {
 pub struct Quote {
     /// The quoted IP header.
     pub ip: usize,
-    /// The quoted transport header (its ports are within the frame).
+    /// The quoted transport header (its ports, or an echo's identifier, are within the
+    /// frame).
     pub l4: usize,
     /// IPv4 (else IPv6).
     pub v4: bool,
@@ -71,10 +74,11 @@ impl Quote {
     }
 }
 
-/// The quoted TCP or UDP packet of the ICMP error `frame` (parsed into `m`): its 5-tuple as
-/// that packet travelled, and where its headers are; `None` when `m` is no such error, the
-/// quote is cut short or is not TCP/UDP with ports, or the error is not addressed to the
-/// quoted packet's source.
+/// The quoted TCP, UDP or ICMP echo packet of the ICMP error `frame` (parsed into `m`): its
+/// 5-tuple as that packet travelled (an echo's identifier in both ports), and where its
+/// headers are; `None` when `m` is no such error, the quote is cut short or is not TCP/UDP
+/// with ports or an echo message, or the error is not addressed to the quoted packet's
+/// source.
 pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
     if !is_icmp_error(m) || m.l4_offset == 0 {
         return None;
@@ -104,7 +108,24 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
         l4: at + hdr,
         v4,
     };
-    let ports = q.get(hdr..hdr + 4)?;
+    let word = |o: usize| Some(u16::from_be_bytes([*q.get(hdr + o)?, *q.get(hdr + o + 1)?]));
+    let (src_port, dst_port) = match proto {
+        PROTO_TCP | PROTO_UDP => (word(0)?, word(2)?),
+        // An echo request or reply of the quote's own family: its identifier, in both ports.
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let echo = match (v4, proto, *q.get(hdr)?) {
+                (true, PROTO_ICMP, t) => matches!(t, 0 | 8),
+                (false, PROTO_ICMPV6, t) => matches!(t, 128 | 129),
+                _ => false,
+            };
+            if !echo {
+                return None;
+            }
+            let id = word(4)?;
+            (id, id)
+        }
+        _ => return None,
+    };
     let (src, dst, n) = (
         quote.src_addr() - at,
         quote.dst_addr() - at,
@@ -113,16 +134,13 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
     let mut key = FlowKey {
         src: [0; 16],
         dst: [0; 16],
-        src_port: u16::from_be_bytes([ports[0], ports[1]]),
-        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+        src_port,
+        dst_port,
         proto,
         family: if v4 { IpFamily::V4 } else { IpFamily::V6 },
     };
     key.src[..n].copy_from_slice(&q[src..src + n]);
     key.dst[..n].copy_from_slice(&q[dst..dst + n]);
-    if key.proto != PROTO_TCP && key.proto != PROTO_UDP {
-        return None;
-    }
     // An error goes back to the sender of the packet it reports.
     (key.src == m.dst_addr).then_some((key, quote))
 }
@@ -211,5 +229,45 @@ mod tests {
         let mut tcp = err;
         tcp[q + 9] = PROTO_TCP;
         assert_eq!(quoted_flow(&tcp, &m).map(|k| k.proto), Some(PROTO_TCP));
+    }
+
+    #[test]
+    fn echo_quotes_yield_the_identifier_in_both_ports() {
+        for (src, dst) in [
+            ("10.0.1.10", "10.0.2.53"),
+            ("2001:db8::10", "2001:db8:2::53"),
+        ] {
+            let err = error_for(&udp(src, dst, 5000, 53));
+            let m = meta(&err);
+            let want = FlowKey::from_meta(&meta(&udp(src, dst, 5000, 53)));
+            let q = usize::from(m.l4_offset) + 8;
+            // (next-protocol byte, quoted ICMP header, this family's ICMP, its echo types,
+            // the other family's ICMP and echo request)
+            let (at, l4, icmp, echoes, other) = if m.ip_version == 4 {
+                (q + 9, q + 20, PROTO_ICMP, [8, 0], (PROTO_ICMPV6, 128))
+            } else {
+                (q + 6, q + 40, PROTO_ICMPV6, [128, 129], (PROTO_ICMP, 8))
+            };
+            let with = |proto: u8, t: u8| {
+                let mut e = err.clone();
+                e[at] = proto;
+                e[l4] = t;
+                e[l4 + 1] = 0;
+                e[l4 + 4..l4 + 6].copy_from_slice(&0x1234u16.to_be_bytes());
+                e
+            };
+            for t in echoes {
+                let e = with(icmp, t);
+                let k = quoted_flow(&e, &m).unwrap_or_else(|| panic!("{src}: echo type {t}"));
+                assert_eq!((k.proto, k.src_port, k.dst_port), (icmp, 0x1234, 0x1234));
+                assert_eq!((k.src, k.dst, k.family), (want.src, want.dst, want.family));
+                // Cut inside the identifier: not related.
+                assert_eq!(quoted_flow(&e[..l4 + 5], &m), None, "{src}: type {t}");
+            }
+            // Any other ICMP message, or the other family's ICMP, is no known flow.
+            let not_echo = if m.ip_version == 4 { 3 } else { 1 };
+            assert_eq!(quoted_flow(&with(icmp, not_echo), &m), None, "{src}");
+            assert_eq!(quoted_flow(&with(other.0, other.1), &m), None, "{src}");
+        }
     }
 }

@@ -1192,6 +1192,15 @@ mod tests {
 
     /// [`graph`] with `extra` appended to the node's params (e.g. `, verdict_cache = 0`).
     fn graph_with(node: &str, stateful: usize, extra: &str) -> Graph<TestBuf> {
+        graph_of(
+            node,
+            &format!("rules = \"../config/acl-three-tier.toml\", stateful = {stateful}{extra}"),
+        )
+    }
+
+    /// `parse -> acl -> forward` over [`ports3`], the `acl` node named `node` with `params`
+    /// and routes to the three tiers' ports.
+    fn graph_of(node: &str, params: &str) -> Graph<TestBuf> {
         let mut r = Registry::<TestBuf>::with_builtins();
         register(&mut r, &HUBS, || 1_000_000_000).unwrap();
         let spec = GraphSpec::from_toml(&format!(
@@ -1202,7 +1211,7 @@ mod tests {
             [[nodes]]
             name = "{node}"
             kind = "acl"
-            params = {{ rules = "../config/acl-three-tier.toml", stateful = {stateful}, outport = "by-route", routes = [["10.0.1.0/24", "web0"], ["10.0.2.0/24", "ba0"], ["10.0.3.0/24", "db0"]]{extra} }}
+            params = {{ {params}, outport = "by-route", routes = [["10.0.1.0/24", "web0"], ["10.0.2.0/24", "ba0"], ["10.0.3.0/24", "db0"]] }}
             [[nodes]]
             name = "fwd"
             kind = "forward"
@@ -1585,6 +1594,58 @@ mod tests {
             0,
             "an error neither is nor refreshes the connection"
         );
+    }
+
+    /// An ICMPv4 echo message (`t` 8: request, 0: reply) with identifier `id` from `src` to
+    /// `dst`, arriving on `port`.
+    fn ping(src: [u8; 4], dst: [u8; 4], t: u8, id: u16, port: u16) -> TestBuf {
+        use crate::wire::checksum::{internet_checksum, ipv4_header_checksum};
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let mut ip = vec![0x45, 0, 0, 48, 0, 0, 0, 0, 64, 1, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = ipv4_header_checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut icmp = vec![t, 0, 0, 0];
+        icmp.extend_from_slice(&id.to_be_bytes());
+        icmp.extend_from_slice(&[0, 1]);
+        icmp.extend_from_slice(&[0x5a; 20]);
+        let c = internet_checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&icmp);
+        TestBuf::new(f, port)
+    }
+
+    #[test]
+    fn icmp_errors_about_tracked_pings_pass_as_related() {
+        let node = "acl-ping-related";
+        // Pings to the BA tier are allowed (and tracked); no rule allows ICMP errors.
+        let mut g = graph_of(
+            node,
+            r#"stateful = 1024, acl = { default = "drop", rules = [{ name = "ping-ba", direction = "to-lport", priority = 10, match = "ip4.dst == 10.0.2.0/24 && icmp4 && icmp4.type == 8", action = "allow-related" }] }"#,
+        );
+        let c = |g: &Graph<TestBuf>, name: &str| g.snapshot().node(node).unwrap().counter(name);
+        let (web, ba) = ([10, 0, 1, 10], [10, 0, 2, 20]);
+        let req = ping(web, ba, 8, 0x1234, 0);
+        let req_bytes = req.data().to_vec();
+        assert_eq!(run(&mut g, vec![req]), vec![Some(1)]);
+        // A router on the way (10.0.2.1) reports the request back to web (as to
+        // `traceroute -I`, or a ping too big for the path): related, so it passes.
+        let out = run(&mut g, vec![frag_needed(&req_bytes, [10, 0, 2, 1], 1)]);
+        assert_eq!(out, vec![Some(0)]);
+        assert_eq!(c(&g, "ct-related"), 1);
+        // About a ping nobody sent (another identifier): judged, and dropped.
+        let stray = ping(web, ba, 8, 0x1235, 0);
+        let out = run(&mut g, vec![frag_needed(stray.data(), [10, 0, 2, 1], 1)]);
+        assert_eq!(out, vec![None]);
+        assert_eq!(c(&g, "ct-related"), 1);
+        // The echo reply is the tracked flow's reply.
+        assert_eq!(
+            run(&mut g, vec![ping(ba, web, 0, 0x1234, 1)]),
+            vec![Some(0)]
+        );
+        assert_eq!(c(&g, "ct-hits"), 1);
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub(crate) fn related(
     m: &PacketMeta,
     now: u64,
 ) -> Option<IcmpNat> {
+    // A quoted ICMP echo matches no VIP and no backend endpoint below (both are keyed by
+    // TCP/UDP), so `translate` only ever sees TCP/UDP quotes.
     let (q, quote) = quoted(frame, m)?;
     let family = q.family as u8;
     // About a reply: the quote comes from a VIP.
