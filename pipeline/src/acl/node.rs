@@ -1532,25 +1532,33 @@ mod tests {
         assert_eq!(c(&g, "ct-rechecked"), 3);
     }
 
+    /// An IPv4 frame carrying the ICMP message `icmp` (its checksum field is filled in)
+    /// from `src` to `dst`, with Ethernet header `eth`, arriving on `port`.
+    fn icmp4(eth: &[u8], src: [u8; 4], dst: [u8; 4], mut icmp: Vec<u8>, port: u16) -> TestBuf {
+        use crate::wire::checksum::{internet_checksum, ipv4_header_checksum};
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+        ip[2..4].copy_from_slice(&(20 + icmp.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = ipv4_header_checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let c = internet_checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut f = eth.to_vec();
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&icmp);
+        TestBuf::new(f, port)
+    }
+
     /// An ICMPv4 "fragmentation needed" (type 3 code 4, MTU 1400) from `from` to the source
     /// of the IPv4 `frame`, quoting its IP header and the first 8 bytes after it, arriving
     /// on `port`.
     fn frag_needed(frame: &[u8], from: [u8; 4], port: u16) -> TestBuf {
-        use crate::wire::checksum::{internet_checksum, ipv4_header_checksum};
         let quote = &frame[14..14 + 28];
-        let mut f = frame[..14].to_vec();
-        let mut ip = vec![0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0];
-        ip.extend_from_slice(&from);
-        ip.extend_from_slice(&quote[12..16]); // to the quoted packet's source
-        let c = ipv4_header_checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let to: [u8; 4] = quote[12..16].try_into().unwrap(); // the quoted packet's source
         let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
         icmp.extend_from_slice(quote);
-        let c = internet_checksum(&icmp);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&icmp);
-        TestBuf::new(f, port)
+        icmp4(&frame[..14], from, to, icmp, port)
     }
 
     #[test]
@@ -1599,22 +1607,12 @@ mod tests {
     /// An ICMPv4 echo message (`t` 8: request, 0: reply) with identifier `id` from `src` to
     /// `dst`, arriving on `port`.
     fn ping(src: [u8; 4], dst: [u8; 4], t: u8, id: u16, port: u16) -> TestBuf {
-        use crate::wire::checksum::{internet_checksum, ipv4_header_checksum};
-        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-        let mut ip = vec![0x45, 0, 0, 48, 0, 0, 0, 0, 64, 1, 0, 0];
-        ip.extend_from_slice(&src);
-        ip.extend_from_slice(&dst);
-        let c = ipv4_header_checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
         let mut icmp = vec![t, 0, 0, 0];
         icmp.extend_from_slice(&id.to_be_bytes());
         icmp.extend_from_slice(&[0, 1]);
         icmp.extend_from_slice(&[0x5a; 20]);
-        let c = internet_checksum(&icmp);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&icmp);
-        TestBuf::new(f, port)
+        let eth = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        icmp4(&eth, src, dst, icmp, port)
     }
 
     #[test]
