@@ -345,7 +345,9 @@ const CACHED_TAGS: usize = 1 << 18;
 /// the vhost benchmark's DUT (100k flows, 200k-entry table, load 0.19, vhost I/O between
 /// bursts), 146-151 with tags, 136-143 without (in-process, where the tags stay in L2,
 /// 115-128 with, 128-131 without). Above 1/4 the tags pay: `lb-bench` at load 0.38-0.48,
-/// 100k flows 153 -> 126, 1M 170 -> 145.
+/// 100k flows 153 -> 126, 1M 170 -> 145. Measured again with today's node (`lb-bench`, 3
+/// interleaved rounds, every table looked up without tags against this rule): 1M flows 126-127
+/// without, 82 with; 1k flows (every line cached) 50-51 without, 54 with.
 const SPARSE_LOAD_DIV: usize = 4;
 
 /// Tags `candidate` compares at once (one little-endian `u64`).
