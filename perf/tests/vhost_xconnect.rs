@@ -51,9 +51,7 @@ fn rate_limited_traffic_crosses_parse_forward_without_loss() {
 }
 
 /// Runs dpgen at a modest rate through the dataplane with `extra` config; asserts zero loss
-/// and returns the dataplane's stats. A run that loses packets is repeated once, since on a
-/// shared 2-core machine a descheduled generator cannot drain its rx ring; both runs losing
-/// fails the test.
+/// and returns the dataplane's stats (repeated once if it loses packets: [`once_more_on_loss`]).
 fn zero_loss_through(tag: &str, extra: &str) -> Value {
     once_more_on_loss(tag, |tag| zero_loss_once(tag, extra))
 }

@@ -1470,10 +1470,15 @@ mod tests {
         }
     }
 
+    /// The three-tier example's rules.
+    fn three_tier() -> AclConfig {
+        let text = std::fs::read_to_string("../config/acl-three-tier.toml").unwrap();
+        toml::from_str::<AclFile>(&text).unwrap().acl
+    }
+
     /// The three-tier rules without the ACL named `drop`.
     fn three_tier_without(drop: &str) -> AclConfig {
-        let text = std::fs::read_to_string("../config/acl-three-tier.toml").unwrap();
-        let mut cfg = toml::from_str::<AclFile>(&text).unwrap().acl;
+        let mut cfg = three_tier();
         let before = cfg.rules.len();
         cfg.rules.retain(|r| r.name.as_deref() != Some(drop));
         assert_eq!(cfg.rules.len(), before - 1, "no rule named {drop}");
@@ -1517,13 +1522,7 @@ mod tests {
 
         // A change that still allows BA -> DB (web -> BA back): one recheck, no revocation,
         // and web -> BA is a new connection again.
-        publish(
-            &toml::from_str::<AclFile>(
-                &std::fs::read_to_string("../config/acl-three-tier.toml").unwrap(),
-            )
-            .unwrap()
-            .acl,
-        );
+        publish(&three_tier());
         assert_eq!(run(&mut g, req()), vec![Some(1), Some(2)]);
         assert_eq!((c(&g, "ct-rechecked"), c(&g, "ct-revoked")), (3, 1));
         assert_eq!(c(&g, "ct-new"), 3);
@@ -1554,10 +1553,14 @@ mod tests {
     /// of the IPv4 `frame`, quoting its IP header and the first 8 bytes after it, arriving
     /// on `port`.
     fn frag_needed(frame: &[u8], from: [u8; 4], port: u16) -> TestBuf {
-        let quote = &frame[14..14 + 28];
-        let to: [u8; 4] = quote[12..16].try_into().unwrap(); // the quoted packet's source
+        let to: [u8; 4] = frame[26..30].try_into().unwrap(); // the quoted packet's source
+        frag_needed_to(frame, from, to, port)
+    }
+
+    /// [`frag_needed`] addressed to `to` instead.
+    fn frag_needed_to(frame: &[u8], from: [u8; 4], to: [u8; 4], port: u16) -> TestBuf {
         let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
-        icmp.extend_from_slice(quote);
+        icmp.extend_from_slice(&frame[14..14 + 28]);
         icmp4(&frame[..14], from, to, icmp, port)
     }
 
@@ -1586,15 +1589,7 @@ mod tests {
         let out = run(&mut g, vec![frag_needed(stray.data(), [10, 0, 2, 1], 1)]);
         assert_eq!(out, vec![None]);
         // Addressed to someone other than the quoted packet's source: dropped.
-        let mut odd = frag_needed(&req_bytes, [10, 0, 2, 1], 1);
-        odd.bytes[14 + 19] = 11; // 10.0.1.11
-        let fixed = crate::wire::checksum::ipv4_header_checksum(&{
-            let mut h = odd.bytes[14..34].to_vec();
-            h[10] = 0;
-            h[11] = 0;
-            h
-        });
-        odd.bytes[24..26].copy_from_slice(&fixed.to_be_bytes());
+        let odd = frag_needed_to(&req_bytes, [10, 0, 2, 1], [10, 0, 1, 11], 1);
         assert_eq!(run(&mut g, vec![odd]), vec![None]);
         assert_eq!(c(&g, "ct-related"), 2);
         assert_eq!(

@@ -20,7 +20,7 @@ use super::node::NatEntry;
 use super::service::ServiceTable;
 use crate::conntrack::{ConnTrack, Direction};
 use crate::icmp_error::{quoted, Quote};
-use crate::lb::flow::{PROTO_TCP, PROTO_UDP};
+use crate::lb::flow::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::meta::PacketMeta;
 use crate::wire::checksum::{
     internet_checksum, ipv4_header_checksum, l4_checksum_v6, update_bytes,
@@ -195,13 +195,7 @@ pub(crate) fn translate(frame: &mut [u8], m: &mut PacketMeta, nat: &IcmpNat) -> 
     } else {
         let src: [u8; 16] = frame[src_at..src_at + 16].try_into().expect("16 bytes");
         let dst: [u8; 16] = frame[dst_at..dst_at + 16].try_into().expect("16 bytes");
-        l4_checksum_v6(
-            &src,
-            &dst,
-            crate::lb::flow::PROTO_ICMPV6,
-            &frame[l4..end],
-            2,
-        )
+        l4_checksum_v6(&src, &dst, PROTO_ICMPV6, &frame[l4..end], 2)
     };
     frame[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
     true
