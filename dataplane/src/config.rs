@@ -217,6 +217,14 @@ pub struct StatsSection {
     pub prometheus: Option<String>,
 }
 
+/// The `[control]` table: the live control socket (`dataplane ctl`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// The socket's path, or `"off"`; absent: `/var/run/dataplane/<file_prefix>.sock`.
+    pub socket: Option<String>,
+}
+
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +247,9 @@ pub struct ConfigFile {
     /// Stats output.
     #[serde(default)]
     pub stats: StatsSection,
+    /// The live control socket.
+    #[serde(default)]
+    pub control: ControlSection,
     /// Ports found from what the platform hands the pod or VM.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// A node graph every worker runs its rx bursts through (instead of the plain

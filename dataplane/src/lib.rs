@@ -5,6 +5,7 @@
 //! worker lcore. All `unsafe` code is in [`dpdk`].
 
 pub mod config;
+pub mod control;
 pub mod counters;
 pub mod device;
 pub mod discovery;

@@ -40,12 +40,27 @@ enum Cmd {
         /// Serve Prometheus metrics here (overrides the config; "off" disables).
         #[arg(long)]
         prometheus: Option<String>,
+        /// Serve `dataplane ctl` on this unix socket (overrides the config; "off" disables).
+        #[arg(long)]
+        control_socket: Option<String>,
         /// Do not reserve or mount huge pages (they are set up already).
         #[arg(long)]
         no_hugepage_setup: bool,
         /// Extra EAL arguments, after `--`.
         #[arg(last = true)]
         eal_args: Vec<String>,
+    },
+    /// Ask a running dataplane (its control socket): `show runtime`, `trace add 10`, `help`, ...
+    Ctl {
+        /// The control socket; without it, the only live one in /var/run/dataplane.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
     },
     /// Validate the configuration and print the resolved plan without starting DPDK.
     Check {
@@ -61,6 +76,11 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Ctl {
+            socket,
+            json,
+            command,
+        } => ctl(socket, json, &command),
         Cmd::Check { config, json } => match config::load_plan(config.as_deref()) {
             Ok(plan) => {
                 if json {
@@ -85,6 +105,7 @@ fn main() -> ExitCode {
             stats_json,
             trace,
             prometheus,
+            control_socket,
             no_hugepage_setup,
             eal_args,
         } => {
@@ -106,7 +127,17 @@ fn main() -> ExitCode {
                     }
                 },
             };
+            let control_socket = match control_socket.as_deref() {
+                None => None,
+                Some("off") => Some(None),
+                Some(p) if p.starts_with('/') => Some(Some(PathBuf::from(p))),
+                Some(p) => {
+                    eprintln!("error: --control-socket {p:?}: not an absolute path (or \"off\")");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = RunOptions {
+                control_socket,
                 duration,
                 stats_period,
                 stats_json,
@@ -123,6 +154,40 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `dataplane ctl`: exit 0 with the answer, 2 when the dataplane refused the command, 1 when
+/// it could not be asked.
+fn ctl(socket: Option<PathBuf>, json: bool, command: &[String]) -> ExitCode {
+    use dataplane::control::client;
+    let socket = match socket.map_or_else(client::find_socket, Ok) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client::request(&socket, command) {
+        Ok(r) if r.ok => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r.data).expect("JSON prints")
+                );
+            } else {
+                print!("{}", r.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("error: {}", r.error);
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

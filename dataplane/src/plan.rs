@@ -136,6 +136,8 @@ pub struct Plan {
     pub stats_json: Option<PathBuf>,
     /// Prometheus endpoint, if any.
     pub prometheus: Option<std::net::SocketAddr>,
+    /// The control socket `dataplane ctl` talks to, if any.
+    pub control_socket: Option<PathBuf>,
     /// Things worth a look that are not errors.
     pub warnings: Vec<String>,
 }
@@ -649,7 +651,22 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         ),
     };
 
+    let file_prefix = cfg.eal.file_prefix.as_deref().unwrap_or("dataplane");
+    let control_socket = match cfg.control.socket.as_deref() {
+        Some("off") => None,
+        Some("") => return Err(cx.err("control.socket", "empty (a path, or \"off\")")),
+        Some(p) if !p.starts_with('/') => {
+            return Err(cx.err(
+                "control.socket",
+                format!("{p:?} is not an absolute path (or \"off\")"),
+            ))
+        }
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(crate::control::default_socket_path(file_prefix)),
+    };
+
     Ok(Plan {
+        control_socket,
         prometheus,
         file: file.to_owned(),
         eal_args,
@@ -734,6 +751,14 @@ impl fmt::Display for Plan {
             "metrics: {}",
             self.prometheus
                 .map(|a| format!("http://{a}/metrics"))
+                .unwrap_or_else(|| "off".into())
+        )?;
+        writeln!(
+            f,
+            "control: {}",
+            self.control_socket
+                .as_ref()
+                .map(|p| format!("{} (dataplane ctl)", p.display()))
                 .unwrap_or_else(|| "off".into())
         )?;
         writeln!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::control::{self, ControlServer, ControlState, Ctx};
 use crate::counters::{WorkerCounters, WorkerSnapshot};
 use crate::device::Device;
 use crate::dpdk::{self, lcore, Eal, Mempool, Port, PortConfig, PortStats};
@@ -16,6 +17,9 @@ use crate::hugepages;
 use crate::plan::Plan;
 use crate::worker::{Forwarding, RxBinding, Worker};
 use pipeline::{render_runtime_table, Graph, PortInfo, RuntimeSnapshot, StatsHandle, TraceHandle};
+
+/// How often the control loop runs (stats, signals, reloads, the control socket).
+const CONTROL_PASS: Duration = Duration::from_millis(10);
 
 /// Options of one run that are not in the config file.
 #[derive(Debug, Clone, Default)]
@@ -32,10 +36,12 @@ pub struct RunOptions {
     pub no_hugepage_setup: bool,
     /// Stop when this is set (besides signals and the duration); for embedding and tests.
     pub stop: Option<Arc<AtomicBool>>,
-    /// Record the path of the first this-many packets per worker through the pipeline.
+    /// Record the path of the first this-many packets (over all workers) through the pipeline.
     pub trace: u32,
     /// Serve Prometheus metrics on this address from the control loop.
     pub prometheus: Option<std::net::SocketAddr>,
+    /// The control socket's path instead of the plan's (`dataplane ctl`); `Some(None)`: none.
+    pub control_socket: Option<Option<PathBuf>>,
 }
 
 /// Final counters of one port.
@@ -322,7 +328,12 @@ fn run_ports(
     let mut reloader = crate::reload::Reloader::new(plan);
     // Build every worker (and its graph) before launching any, so a failure leaves none running.
     let mut workers = Vec::new();
-    let mut graphs: Vec<(u32, StatsHandle, TraceHandle)> = Vec::new();
+    let mut graphs: Vec<(u32, StatsHandle)> = Vec::new();
+    // One tracer for every worker's graph: `trace add N` traces N packets in all.
+    let tracer = TraceHandle::default();
+    if opts.trace > 0 {
+        tracer.arm(opts.trace);
+    }
     for (wi, wp) in plan.workers.iter().enumerate() {
         let c = Arc::new(WorkerCounters::new(ports.len()));
         let forwarding = match &plan.pipeline {
@@ -337,12 +348,10 @@ fn run_ports(
                             .with_tx_csum(o.tx_ipv4_csum, o.tx_l4_csum)
                     })
                     .collect();
-                let g = Graph::build(spec, &crate::nodes::registry(), &infos)
+                let mut g = Graph::build(spec, &crate::nodes::registry(), &infos)
                     .map_err(|e| RunError::Pipeline(format!("pipeline.{}: {}", e.key, e.reason)))?;
-                if opts.trace > 0 {
-                    g.tracer().arm(opts.trace);
-                }
-                graphs.push((wp.lcore, g.stats(), g.tracer()));
+                g.share_tracer(tracer.clone(), format!("lcore {}", wp.lcore));
+                graphs.push((wp.lcore, g.stats()));
                 let txv = g.new_tx_vectors();
                 Forwarding::Graph(Box::new(g), txv)
             }
@@ -399,6 +408,8 @@ fn run_ports(
             ports,
             counters: &counters,
             graphs: &graphs,
+            tracer: (!graphs.is_empty()).then_some(&tracer),
+            pools,
         };
         stopped_by = control_loop(
             plan,
@@ -424,11 +435,9 @@ fn run_ports(
         println!("---- pipeline runtime (like VPP's show runtime) ----");
         print!("{}", render_runtime_table(&runtime));
     }
-    if opts.trace > 0 {
-        for (l, _, t) in &graphs {
-            println!("---- trace, worker lcore {l} ----");
-            print!("{}", t.render());
-        }
+    if opts.trace > 0 && !graphs.is_empty() {
+        println!("---- trace ----");
+        print!("{}", tracer.render());
     }
     let snaps: Vec<(u32, WorkerSnapshot)> =
         counters.iter().map(|(l, c)| (*l, c.snapshot())).collect();
@@ -469,12 +478,37 @@ fn run_ports(
     })
 }
 
-/// What the control loop reads while the workers run: the ports, and each worker's
-/// counters and graph handles (by lcore).
+/// What the control loop reads while the workers run: the ports, each worker's counters and
+/// pipeline stats (by lcore), the tracer their graphs share, and the mempools.
 struct Running<'a> {
     ports: &'a [Port],
     counters: &'a [(u32, Arc<WorkerCounters>)],
-    graphs: &'a [(u32, StatsHandle, TraceHandle)],
+    graphs: &'a [(u32, StatsHandle)],
+    tracer: Option<&'a TraceHandle>,
+    pools: &'a BTreeMap<i32, Mempool>,
+}
+
+/// Binds the control socket the options or the plan name (none if neither does, or if it
+/// cannot be bound: the dataplane runs on without it, and says so).
+fn bind_control(plan: &Plan, opts: &RunOptions) -> Option<ControlServer> {
+    let path = match &opts.control_socket {
+        Some(p) => p.clone(),
+        None => plan.control_socket.clone(),
+    }?;
+    match ControlServer::bind(&path) {
+        Ok(s) => {
+            eprintln!(
+                "control: listening on {} (dataplane ctl --socket {} help)",
+                path.display(),
+                path.display()
+            );
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("warning: no control socket at {}: {e}", path.display());
+            None
+        }
+    }
 }
 
 /// Waits on the main lcore, printing a stats line per port each period. Returns why it ended.
@@ -491,7 +525,11 @@ fn control_loop(
         ports,
         counters,
         graphs,
+        tracer,
+        pools,
     } = *running;
+    let mut control = bind_control(plan, opts);
+    let mut control_state = ControlState::default();
     let mut last_runtime = runtime_snapshots(graphs);
     let exporter = opts
         .prometheus
@@ -515,7 +553,23 @@ fn control_loop(
     let mut last_t = Instant::now();
     let deadline = opts.duration.map(|d| started + Duration::from_secs_f64(d));
     loop {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(CONTROL_PASS);
+        if let Some(server) = control.as_mut() {
+            server.serve(|req| {
+                let mut cx = Ctx {
+                    plan,
+                    ports,
+                    counters,
+                    graphs,
+                    tracer,
+                    pools,
+                    reloader: &mut *reloader,
+                    state: &mut control_state,
+                    started,
+                };
+                control::commands::registry().run(&mut cx, &req.argv)
+            });
+        }
         if let Some(e) = &exporter {
             if last_publish.elapsed() >= Duration::from_millis(500) {
                 last_publish = Instant::now();
@@ -530,7 +584,7 @@ fn control_loop(
                 for (l, c) in counters {
                     crate::metrics_export::publish_worker(*l, &c.snapshot(), &port_names);
                 }
-                for (l, h, _) in graphs {
+                for (l, h) in graphs {
                     crate::metrics_export::publish_pipeline(*l, &h.snapshot());
                 }
             }
@@ -583,10 +637,10 @@ fn control_loop(
     }
 }
 
-fn runtime_snapshots(graphs: &[(u32, StatsHandle, TraceHandle)]) -> Vec<RuntimeSnapshot> {
+fn runtime_snapshots(graphs: &[(u32, StatsHandle)]) -> Vec<RuntimeSnapshot> {
     graphs
         .iter()
-        .map(|(l, h, _)| h.snapshot_as(format!("lcore {l}")))
+        .map(|(l, h)| h.snapshot_as(format!("lcore {l}")))
         .collect()
 }
 

@@ -3,14 +3,23 @@
 //!
 //! A control thread arms the tracer through a [`TraceHandle`]; the worker checks one atomic
 //! per burst and, only while traced packets are in flight, one flag per node vector.
+//!
+//! One handle may serve several graphs ([`crate::Graph::share_tracer`]): the workers then
+//! claim packets from one budget, so `arm(10)` traces exactly ten packets whichever workers
+//! receive them, and each trace names its worker. A [`TraceFilter`] (input port, addresses or
+//! prefixes, protocol, ports) selects which packets count: it is matched against the metadata
+//! the graph's input node leaves (the `parse` node's 5-tuple), so address, protocol and port
+//! filters need a `parse` input node; the input port filter works with any.
 
+use crate::acl::net::IpNet;
 use crate::graph::{Decision, PortInfo, Verdict};
 use crate::meta::PacketMeta;
 use crate::wire::summary;
 use crate::PacketBuf;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// Most packets one `arm` call may ask for.
@@ -34,13 +43,62 @@ pub struct PacketTrace {
     pub seq: u64,
     /// The port it was received on.
     pub in_port: u16,
+    /// The worker that received it (its graph's label, e.g. `lcore 1`; empty if unset).
+    #[serde(default)]
+    pub worker: String,
     /// The nodes it went through, in order.
     pub steps: Vec<TraceStep>,
+}
+
+/// Which packets a trace request counts (every field that is set must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceFilter {
+    /// The port the packet arrived on (DPDK port id).
+    pub in_port: Option<u16>,
+    /// Source address or prefix.
+    pub src: Option<IpNet>,
+    /// Destination address or prefix.
+    pub dst: Option<IpNet>,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub protocol: Option<u8>,
+    /// L4 source port.
+    pub src_port: Option<u16>,
+    /// L4 destination port.
+    pub dst_port: Option<u16>,
+}
+
+impl TraceFilter {
+    /// True when no field is set (every packet matches).
+    pub fn is_empty(&self) -> bool {
+        *self == TraceFilter::default()
+    }
+
+    /// Whether a packet received on `in_port` with metadata `m` matches.
+    pub fn matches(&self, in_port: u16, m: &PacketMeta) -> bool {
+        let net = |n: &Option<IpNet>, a: Option<IpAddr>| match (n, a) {
+            (None, _) => true,
+            (Some(n), Some(a)) => n.contains(&a),
+            (Some(_), None) => false,
+        };
+        self.in_port.is_none_or(|p| p == in_port)
+            && net(&self.src, m.src_ip())
+            && net(&self.dst, m.dst_ip())
+            && self
+                .protocol
+                .is_none_or(|p| m.ip_version != 0 && m.protocol == p)
+            && self.src_port.is_none_or(|p| m.has_l4() && m.src_port == p)
+            && self.dst_port.is_none_or(|p| m.has_l4() && m.dst_port == p)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     armed: AtomicU32,
+    /// Whether `filter` is set (read per armed burst without the lock).
+    filtered: AtomicBool,
+    filter: Mutex<TraceFilter>,
+    /// Sequence numbers, over every graph sharing the handle.
+    seq: AtomicU64,
     done: Mutex<Vec<PacketTrace>>,
 }
 
@@ -49,9 +107,29 @@ struct Shared {
 pub struct TraceHandle(Arc<Shared>);
 
 impl TraceHandle {
-    /// Traces the next `n` packets (at most [`MAX_TRACE`]); replaces any pending request.
+    /// Traces the next `n` packets (at most [`MAX_TRACE`]); replaces any pending request
+    /// and its filter.
     pub fn arm(&self, n: u32) {
+        self.arm_filtered(n, TraceFilter::default());
+    }
+
+    /// Traces the next `n` packets that match `filter` (at most [`MAX_TRACE`]); replaces any
+    /// pending request.
+    pub fn arm_filtered(&self, n: u32, filter: TraceFilter) {
+        self.0.armed.store(0, Relaxed);
+        let filtered = !filter.is_empty();
+        *self.0.filter.lock().unwrap_or_else(|e| e.into_inner()) = filter;
+        self.0.filtered.store(filtered, Relaxed);
         self.0.armed.store(n.min(MAX_TRACE), Relaxed);
+    }
+
+    /// The filter of the current request (empty: every packet).
+    pub fn filter(&self) -> TraceFilter {
+        self.0
+            .filter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Cancels a pending request.
@@ -91,7 +169,15 @@ pub fn render_trace(traces: &[PacketTrace]) -> String {
         out.push_str("No packets in trace buffer\n");
     }
     for t in traces {
-        let _ = writeln!(out, "Packet {} (in port {})", t.seq, t.in_port);
+        if t.worker.is_empty() {
+            let _ = writeln!(out, "Packet {} (in port {})", t.seq, t.in_port);
+        } else {
+            let _ = writeln!(
+                out,
+                "Packet {} (in port {}, {})",
+                t.seq, t.in_port, t.worker
+            );
+        }
         for (i, s) in t.steps.iter().enumerate() {
             let _ = writeln!(out, "  {i:02} {}: {}", s.node, s.summary);
             let _ = writeln!(out, "     -> {}", s.outcome);
@@ -113,8 +199,9 @@ pub(crate) struct TraceNames<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Tracer {
     shared: TraceHandle,
+    /// The label traces of this graph carry.
+    worker: String,
     active: Vec<PacketTrace>,
-    seq: u64,
 }
 
 impl Tracer {
@@ -122,7 +209,15 @@ impl Tracer {
         self.shared.clone()
     }
 
-    /// How many of this burst's `n` packets to trace (0 unless armed).
+    /// Serves `handle` (shared with other graphs) from now on; traces carry `worker`.
+    pub fn share(&mut self, handle: TraceHandle, worker: String) {
+        self.shared = handle;
+        self.worker = worker;
+    }
+
+    /// How many of this burst's `n` packets may be traced (0 unless armed): the first ones,
+    /// or, with a filter, any of the `n` (each claimed when it matches, in
+    /// [`mark_input`](Self::mark_input)).
     #[inline(always)]
     pub fn begin_burst(&mut self, n: usize) -> usize {
         if self.shared.0.armed.load(Relaxed) == 0 {
@@ -133,6 +228,14 @@ impl Tracer {
 
     #[cold]
     fn claim(&mut self, n: usize) -> usize {
+        if self.shared.0.filtered.load(Relaxed) {
+            return n;
+        }
+        self.take_budget(n)
+    }
+
+    /// Takes up to `n` packets from the shared budget; returns how many it got.
+    fn take_budget(&self, n: usize) -> usize {
         let mut k = 0;
         let _ = self.shared.0.armed.fetch_update(Relaxed, Relaxed, |a| {
             k = (a as usize).min(n);
@@ -141,21 +244,30 @@ impl Tracer {
         k
     }
 
-    /// Marks the first `k` packets of the input vector as traced.
+    /// Marks the packets of the input vector to trace: the first `k`, or, when the request
+    /// has a filter, those that match it while the budget lasts.
     #[cold]
     pub fn mark_input<P: PacketBuf>(&mut self, pkts: &[P], meta: &mut [PacketMeta], k: usize) {
         self.active.clear();
+        let filter = if self.shared.0.filtered.load(Relaxed) {
+            Some(self.shared.filter())
+        } else {
+            None
+        };
         for (j, (p, m)) in pkts.iter().zip(meta.iter_mut()).enumerate() {
-            if j < k {
-                self.seq += 1;
+            m.trace = 0;
+            let chosen = match &filter {
+                None => j < k,
+                Some(f) => f.matches(p.in_port(), m) && self.take_budget(1) == 1,
+            };
+            if chosen {
                 self.active.push(PacketTrace {
-                    seq: self.seq,
+                    seq: self.shared.0.seq.fetch_add(1, Relaxed) + 1,
                     in_port: p.in_port(),
+                    worker: self.worker.clone(),
                     steps: Vec::new(),
                 });
-                m.trace = (j + 1) as u16;
-            } else {
-                m.trace = 0;
+                m.trace = self.active.len() as u16;
             }
         }
     }

@@ -6,9 +6,10 @@ use pipeline::graph::{Decision, KindInfo, Node};
 use pipeline::nodes::NodeImpl;
 use pipeline::source::{build_frame, IpVersion, L4Proto, SourceSpec};
 use pipeline::stats::aggregate;
+use pipeline::trace::TraceFilter;
 use pipeline::{
     render_runtime_table, render_trace, Frame, Graph, GraphSpec, PortInfo, Registry, TestBuf,
-    TxVectors, Verdict, VECTOR_SIZE,
+    TraceHandle, TxVectors, Verdict, VECTOR_SIZE,
 };
 use serde::Deserialize;
 
@@ -448,6 +449,56 @@ fn trace_records_the_first_packets_path() {
     let mut input: ArrayVec<TestBuf, 8> = (0..8).map(|i| udp(i, 0)).collect();
     g.process(&mut input, &mut out);
     assert!(trace.take().is_empty());
+}
+
+#[test]
+fn a_shared_filtered_trace_takes_exactly_n_matching_packets_across_graphs() {
+    let mut g1 = graph(XC, &Registry::with_builtins());
+    let mut g2 = graph(XC, &Registry::with_builtins());
+    let shared = TraceHandle::default();
+    g1.share_tracer(shared.clone(), "lcore 1");
+    g2.share_tracer(shared.clone(), "lcore 2");
+    // TCP over IPv6 from port 1 only: two such packets per burst, among UDP from port 0.
+    let filter = TraceFilter {
+        in_port: Some(1),
+        protocol: Some(6),
+        dst_port: Some(80),
+        ..TraceFilter::default()
+    };
+    shared.arm_filtered(3, filter);
+    for which in [1, 2, 1] {
+        let g = if which == 1 { &mut g1 } else { &mut g2 };
+        let mut out = g.new_tx_vectors();
+        let mut input: ArrayVec<TestBuf, 8> = (0..8)
+            .map(|i| if i % 4 == 3 { tcp6(i, 1) } else { udp(i, 0) })
+            .collect();
+        g.process(&mut input, &mut out);
+    }
+    assert_eq!(shared.pending(), 0);
+    let t = shared.take();
+    assert_eq!(t.len(), 3, "exactly the armed count, over both graphs");
+    for p in &t {
+        assert_eq!(p.in_port, 1);
+        assert!(p.steps[0].summary.contains("TCP"), "{}", p.steps[0].summary);
+    }
+    let workers: Vec<&str> = t.iter().map(|p| p.worker.as_str()).collect();
+    assert_eq!(workers, ["lcore 1", "lcore 1", "lcore 2"]);
+    let seqs: Vec<u64> = t.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, [1, 2, 3], "one sequence over the shared handle");
+    assert!(render_trace(&t).contains("Packet 3 (in port 1, lcore 2)"));
+    // A filter nothing matches traces nothing and keeps its budget.
+    shared.arm_filtered(
+        2,
+        TraceFilter {
+            src: Some("192.0.2.0/24".parse().unwrap()),
+            ..TraceFilter::default()
+        },
+    );
+    let mut out = g1.new_tx_vectors();
+    let mut input: ArrayVec<TestBuf, 8> = (0..8).map(|i| udp(i, 0)).collect();
+    g1.process(&mut input, &mut out);
+    assert!(shared.take().is_empty());
+    assert_eq!(shared.pending(), 2);
 }
 
 #[test]

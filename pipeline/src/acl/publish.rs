@@ -319,6 +319,16 @@ impl<C: Classify> AclHub<C> {
         Arc::clone(&self.lock().current.acl.rules)
     }
 
+    /// The generation each live worker runs now (the one it last switched to).
+    pub fn worker_generations(&self) -> Vec<u64> {
+        self.lock()
+            .slots
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| s.acked())
+            .collect()
+    }
+
     /// Live workers.
     pub fn workers(&self) -> usize {
         self.lock()

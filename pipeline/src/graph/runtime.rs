@@ -194,6 +194,12 @@ impl<P: PacketBuf> Graph<P> {
         self.tracer.handle()
     }
 
+    /// Makes this graph trace for `handle`, which other graphs may serve too: they then
+    /// share one budget of packets (see [`crate::trace`]); this graph's traces carry `worker`.
+    pub fn share_tracer(&mut self, handle: TraceHandle, worker: impl Into<String>) {
+        self.tracer.share(handle, worker.into());
+    }
+
     /// The input node's vector: a worker may rx straight into it, then call [`run`](Self::run).
     pub fn rx_vector(&mut self) -> &mut ArrayVec<P, VECTOR_SIZE> {
         self.inputs[0].pkts_mut()

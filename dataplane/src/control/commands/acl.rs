@@ -1,0 +1,182 @@
+//! `show acl [NODE]`, `acl set-add`, `acl set-del`: the ACL stages' rules with their
+//! per-rule counters and the generation each worker runs, and address-set membership changes
+//! published like a reload (built here, adopted by each worker between bursts).
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use pipeline::acl::key::Classify;
+use pipeline::acl::net::IpNet;
+use serde_json::json;
+
+use super::json;
+use crate::control::registry::{Command, Reply};
+use crate::control::Ctx;
+use crate::dpdk::acl::acl_hub;
+
+/// How long a membership change waits for the workers to switch before it answers.
+const PUBLISH_WAIT: Duration = Duration::from_millis(250);
+
+/// This area's commands.
+pub fn commands<'a>() -> Vec<Command<Ctx<'a>>> {
+    vec![
+        Command {
+            path: "show acl",
+            usage: "[NODE]",
+            help: "ACL rules with per-rule packets and bytes, denials, the generation per worker",
+            run: show_acl,
+        },
+        Command {
+            path: "acl set-add",
+            usage: "SET ADDR[/LEN]...",
+            help: "add addresses to an address set (every acl node that has it)",
+            run: set_add,
+        },
+        Command {
+            path: "acl set-del",
+            usage: "SET ADDR[/LEN]...",
+            help: "remove addresses from an address set (every acl node that has it)",
+            run: set_del,
+        },
+    ]
+}
+
+fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
+    let all = cx.nodes_of_kind("acl");
+    let names: Vec<&str> = match args {
+        [] => all,
+        [one] if all.contains(&one.as_str()) => vec![one.as_str()],
+        [one] => {
+            return Err(format!(
+                "no acl node `{one}` (acl nodes: {})",
+                all.join(", ")
+            ))
+        }
+        [_, extra, ..] => return Err(format!("unexpected argument `{extra}`")),
+    };
+    if names.is_empty() {
+        return Ok(Reply::new("no acl nodes\n", json!({ "nodes": [] })));
+    }
+    let mut text = String::new();
+    let mut nodes = Vec::new();
+    for name in names {
+        let hub = acl_hub(name).ok_or_else(|| format!("acl node `{name}` is not running"))?;
+        let counters = hub.counters();
+        let current = hub.current();
+        let workers = hub.worker_generations();
+        let _ = writeln!(
+            text,
+            "acl node {name}: generation {}, workers at {:?}, classifier {}, default {}",
+            hub.generation(),
+            workers,
+            current.classifier.describe(),
+            json(&counters.default_action).as_str().unwrap_or("?")
+        );
+        let _ = writeln!(
+            text,
+            "  {:>8} {:<10} {:<15} {:>14} {:>16}  {:<24} match",
+            "priority", "direction", "action", "packets", "bytes", "name"
+        );
+        let rules = hub.rules();
+        for (c, acl) in counters.acls.iter().zip(rules.acls()) {
+            let _ = writeln!(
+                text,
+                "  {:>8} {:<10} {:<15} {:>14} {:>16}  {:<24} {}",
+                c.priority,
+                json(&acl.direction).as_str().unwrap_or("?"),
+                json(&c.action).as_str().unwrap_or("?"),
+                c.packets,
+                c.bytes,
+                c.name,
+                acl.match_text
+            );
+        }
+        let d = &counters.denials;
+        let _ = writeln!(
+            text,
+            "  no rule matched: {} packets ({} bytes); denied {}: default {}, drop rules {}, reject rules {}, conntrack full {}",
+            counters.default_rule.packets,
+            counters.default_rule.bytes,
+            counters.denied_total,
+            d.default_deny,
+            d.rule_drop,
+            d.rule_reject,
+            d.conntrack_full
+        );
+        let sets: Vec<serde_json::Value> = rules
+            .address_sets()
+            .iter()
+            .map(|s| json!({ "name": s.name, "entries": s.entries.len() }))
+            .collect();
+        nodes.push(json!({
+            "node": name, "generation": hub.generation(), "worker_generations": workers,
+            "classifier": current.classifier.describe(), "counters": json(&counters),
+            "address_sets": sets,
+        }));
+    }
+    Ok(Reply::new(text, json!({ "nodes": nodes })))
+}
+
+/// Adds (`add`) or removes the addresses in `args[1..]` to or from set `args[0]`.
+fn change_set(cx: &mut Ctx<'_>, args: &[String], add: bool) -> Result<Reply, String> {
+    let (set, addrs) = match args {
+        [set, addrs @ ..] if !addrs.is_empty() => (set, addrs),
+        _ => return Err("a set name and at least one address".into()),
+    };
+    let addrs: Vec<IpNet> = addrs
+        .iter()
+        .map(|a| a.parse().map_err(|e| format!("`{a}`: {e}")))
+        .collect::<Result<_, String>>()?;
+    let mut text = String::new();
+    let mut reports = Vec::new();
+    for node in cx.nodes_of_kind("acl") {
+        let Some(hub) = acl_hub(node) else { continue };
+        let Some(current) = hub.rules().address_set(set).map(|s| s.entries.clone()) else {
+            continue;
+        };
+        let mut entries = current.clone();
+        for a in &addrs {
+            if add && !entries.contains(a) {
+                entries.push(*a);
+            } else if !add {
+                entries.retain(|e| e != a);
+            }
+        }
+        if entries == current {
+            let _ = writeln!(text, "acl node {node}: set {set} unchanged");
+            reports.push(json!({ "node": node, "changed": false }));
+            continue;
+        }
+        let r = hub
+            .update_address_set(set, entries.clone(), PUBLISH_WAIT)
+            .map_err(|e| format!("acl node {node}: set {set}: {e}"))?;
+        let _ = writeln!(
+            text,
+            "acl node {node}: set {set} now {} entries, generation {} ({} flat rules, built in {:.1} ms, {}/{} workers switched)",
+            entries.len(),
+            r.generation,
+            r.flat_rules,
+            r.build_seconds * 1e3,
+            r.switched,
+            r.workers
+        );
+        reports.push(json!({
+            "node": node, "changed": true, "entries": entries.len(),
+            "generation": r.generation, "flat_rules": r.flat_rules,
+            "build_seconds": r.build_seconds, "wait_seconds": r.wait_seconds,
+            "workers": r.workers, "switched": r.switched,
+        }));
+    }
+    if reports.is_empty() {
+        return Err(format!("no acl node has an address set `{set}`"));
+    }
+    Ok(Reply::new(text, json!({ "set": set, "nodes": reports })))
+}
+
+fn set_add(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
+    change_set(cx, args, true)
+}
+
+fn set_del(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
+    change_set(cx, args, false)
+}
