@@ -20,6 +20,7 @@
 #include <rte_prefetch.h>
 #include <rte_vhost.h>
 #include <rte_eth_vhost.h>
+#include <rte_telemetry.h>
 
 /* rte_errno is a thread-local macro; this accessor lets Rust read it (wrapped like any static inline). */
 static inline int rte_errno_value(void) { return rte_errno; }

@@ -391,6 +391,11 @@ fn run_ports(
             }
         }
     }
+    if launch_err.is_none() {
+        if let Err(e) = control::telemetry::install(plan, &graphs) {
+            eprintln!("warning: no DPDK telemetry commands: {e}");
+        }
+    }
     let started = Instant::now();
     let period = if opts.stats_period > 0.0 {
         opts.stats_period
@@ -421,6 +426,7 @@ fn run_ports(
             &mut reloader,
         );
     }
+    control::telemetry::uninstall();
     stop.store(true, Ordering::SeqCst);
     for l in &launched {
         lcore::wait(eal, *l);

@@ -13,6 +13,8 @@
 //!   the ACL's block list (`acl set-add`); phase 2 sends the same 2,000 flows and 2,000 new
 //!   ones: the drained backend keeps its connections (its packets grow) and gets no new one,
 //!   the block-list rule starts counting, `show runtime` counts exactly phase 2's packets;
+//! - DPDK's own `dpdk-telemetry.py` reads `/dataplane/runtime` and `/dataplane/lb` with the
+//!   same counts;
 //! - a non-root user cannot connect; at the end, packets in = out + counted drops.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -127,6 +129,29 @@ fn runtime_packets(rt: &Value) -> Vec<(String, u64)> {
         }
     }
     out
+}
+
+/// Asks the DUT's DPDK telemetry socket for `cmd` with Debian's `dpdk-telemetry.py`.
+fn telemetry(prefix: &str, cmd: &str) -> Value {
+    let mut child = Command::new("dpdk-telemetry.py")
+        .args(["-f", prefix])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (Debian's dpdk package) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{cmd}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("dpdk-telemetry.py answers");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{{\"{cmd}\"")))
+        .unwrap_or_else(|| panic!("no answer to {cmd}: {text}"));
+    serde_json::from_str(line).expect("telemetry JSON")
 }
 
 #[test]
@@ -323,6 +348,19 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
         parse, sent2,
         "show runtime after clear: phase 2's packets exactly"
     );
+    // DPDK's own telemetry client sees the same counters (since start: both phases).
+    let tel = telemetry(&t.dut_prefix(), "/dataplane/runtime");
+    let sent_all = sent2 + num(&a["ports"][0]["tx"]) + num(&a["ports"][1]["tx"]);
+    assert_eq!(
+        num(&tel["/dataplane/runtime"]["parse"]["packets"]),
+        sent_all,
+        "{tel}"
+    );
+    let tel = telemetry(&t.dut_prefix(), "/dataplane/lb");
+    let lb_tel =
+        &tel["/dataplane/lb"][format!("lb/bench_vip/{}", drained.replace(['.', ':'], "_"))];
+    assert_eq!(lb_tel["state"], "draining", "{tel}");
+    assert_eq!(lb_tel["packets"], b1["packets"], "{tel}");
     let set = ctl(&socket, "acl set-del blocked 10.1.5.0/24");
     assert_eq!(set["nodes"][0]["entries"], 200);
 

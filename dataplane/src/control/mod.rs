@@ -29,6 +29,7 @@ pub mod context;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod telemetry;
 
 pub use context::{ControlState, Ctx};
 pub use protocol::{Request, Response};

@@ -9,6 +9,7 @@ pub mod mbuf;
 pub mod mempool;
 pub mod port;
 pub mod ring;
+pub mod telemetry;
 pub mod vhost;
 
 use std::ffi::CStr;

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::{json, number};
 use crate::control::registry::{Command, Reply};
 use crate::control::Ctx;
+use crate::plan::Plan;
 
 /// This area's commands.
 pub fn commands<'a>() -> Vec<Command<Ctx<'a>>> {
@@ -49,9 +50,9 @@ pub fn commands<'a>() -> Vec<Command<Ctx<'a>>> {
     ]
 }
 
-/// The running load balancers: (node, control name, control).
-fn controls(cx: &Ctx<'_>) -> Vec<(String, String, Arc<LbControl>)> {
-    let Some(spec) = &cx.plan.pipeline else {
+/// The running load balancers of `plan`'s pipeline: (node, control name, control).
+fn named_controls(plan: &Plan) -> Vec<(String, String, Arc<LbControl>)> {
+    let Some(spec) = &plan.pipeline else {
         return Vec::new();
     };
     spec.nodes
@@ -64,6 +65,19 @@ fn controls(cx: &Ctx<'_>) -> Vec<(String, String, Arc<LbControl>)> {
             Some((n.name.clone(), name, control))
         })
         .collect()
+}
+
+/// The running load balancers of `plan`'s pipeline by node name (those with a `control`
+/// name; the others cannot be reached from outside their workers).
+pub fn lb_controls(plan: &Plan) -> Vec<(String, Arc<LbControl>)> {
+    named_controls(plan)
+        .into_iter()
+        .map(|(node, _, c)| (node, c))
+        .collect()
+}
+
+fn controls(cx: &Ctx<'_>) -> Vec<(String, String, Arc<LbControl>)> {
+    named_controls(cx.plan)
 }
 
 /// The control whose config has service `service` (the first, if several).
