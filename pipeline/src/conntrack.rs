@@ -236,6 +236,22 @@ impl TcpFlags {
     }
 }
 
+/// One occupied slot as [`ConnTrack::scan`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanEntry<'a, T> {
+    /// The originator's key.
+    pub key: &'a FlowKey,
+    /// The tracking state.
+    pub state: ConnState,
+    /// The tick at which the entry expires unless refreshed (expired when `now >= expires`).
+    pub expires: u64,
+    /// The idle timeout the table applies in this state (ticks): the entry was last
+    /// refreshed at `expires - timeout`.
+    pub timeout: u64,
+    /// The payload.
+    pub payload: &'a T,
+}
+
 /// A slot of the table holding a connection; see the module docs for its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Handle(u32);
@@ -1171,6 +1187,36 @@ impl<T: Copy + Default> ConnTrack<T> {
         self.age_with(now, scan, reclaimed)
     }
 
+    /// Calls `f` for every occupied slot among `from .. from + max_slots` (clipped to
+    /// [`ConnTrack::slot_count`]), live or expired (compare [`ScanEntry::expires`] with the
+    /// clock); empty slots cost a read of their tag only. Returns the next slot to scan
+    /// ([`ConnTrack::slot_count`] once the sweep is done). Read-only, counts nothing (for
+    /// control-plane sampling, see [`crate::ct_sample`]). A sweep spread over several calls
+    /// while the table changes may miss or repeat an entry that a deletion's backward shift
+    /// moved across the cursor, and sees entries inserted behind it only in the next sweep.
+    pub fn scan(
+        &self,
+        from: usize,
+        max_slots: usize,
+        mut f: impl FnMut(ScanEntry<'_, T>),
+    ) -> usize {
+        let end = from.saturating_add(max_slots).min(self.slots.len());
+        for i in from..end {
+            if self.tag(i) == TAG_EMPTY {
+                continue;
+            }
+            let s = &self.slots[i];
+            f(ScanEntry {
+                key: &s.key,
+                state: ConnState::from_code(s.state),
+                expires: s.expires,
+                timeout: self.tmo[(s.state & ST_MASK) as usize],
+                payload: &s.payload,
+            });
+        }
+        end.max(from.min(self.slots.len()))
+    }
+
     /// Removes every entry (keeps the counters).
     pub fn clear(&mut self) {
         self.slots.fill(Slot::empty());
@@ -1287,6 +1333,60 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot<[u8; 16]>>(), 64);
         assert_eq!(std::mem::align_of::<Slot<u8>>(), 64);
         assert_eq!(std::mem::size_of::<Slot<[u64; 3]>>(), 128);
+    }
+
+    #[test]
+    fn scan_sees_every_occupied_slot_once_in_bounded_steps() {
+        let mut ct = ConnTrack::<u32>::with_capacity(100, TMO);
+        for i in 0..60 {
+            ct.insert(&tcp(i), 0, i).unwrap();
+        }
+        for i in 0..20 {
+            ct.insert(&udp6(i), 5, 1000 + i).unwrap();
+        }
+        let h = ct.lookup(&tcp(7).reversed(), 1).unwrap().0;
+        ct.update_tcp(h, TcpFlags(TcpFlags::SYN), Direction::Original, 1);
+        ct.update_tcp(
+            h,
+            TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
+            Direction::Reply,
+            1,
+        );
+        // In steps of 37 slots: each call returns where it stopped, the last the slot count.
+        let (mut at, mut calls, mut seen) = (0, 0, Vec::new());
+        while at < ct.slot_count() {
+            let next = ct.scan(at, 37, |e| {
+                seen.push((*e.key, *e.payload, e.state, e.expires, e.timeout))
+            });
+            assert_eq!(next, (at + 37).min(ct.slot_count()));
+            at = next;
+            calls += 1;
+        }
+        assert_eq!(calls, ct.slot_count().div_ceil(37));
+        assert_eq!(ct.scan(at, 37, |_| panic!("past the end")), ct.slot_count());
+        assert_eq!(seen.len(), 80);
+        seen.sort_by_key(|e| e.1);
+        for (i, (k, p, st, exp, tmo)) in seen.iter().enumerate() {
+            let i = i as u32;
+            assert_eq!(*p, if i < 60 { i } else { 1000 + i - 60 });
+            let want = if i < 60 { tcp(i) } else { udp6(i - 60) };
+            assert_eq!(
+                *k, want,
+                "the originator's key, also for an entry hit in reply"
+            );
+            let (wst, wexp, wtmo) = match i {
+                7 => (
+                    ConnState::TcpEstablished,
+                    1 + TMO.tcp_established,
+                    TMO.tcp_established,
+                ),
+                0..=59 => (ConnState::TcpSynSeen, TMO.tcp_transient, TMO.tcp_transient),
+                _ => (ConnState::Udp, 5 + TMO.udp, TMO.udp),
+            };
+            assert_eq!((*st, *exp, *tmo), (wst, wexp, wtmo), "entry {i}");
+        }
+        // Read-only: nothing counted, nothing refreshed.
+        assert_eq!((ct.stats().hits, ct.stats().misses), (1, 0));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`nodes`]: built-in node kinds.
 //! - [`stats`]: per-node counters and the `show runtime` table.
 //! - [`trace`]: per-packet path tracing (`show trace`).
+//! - [`ct_sample`]: connections sampled from the workers' tables (`show conntrack`).
 //! - [`source`]: a built-in packet generator / pcap replayer for tests and benchmarks.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@
 pub mod acl;
 pub mod buf;
 pub mod conntrack;
+pub mod ct_sample;
 pub mod cycles;
 pub mod graph;
 pub mod icmp_error;
@@ -28,6 +30,7 @@ pub mod trace;
 pub mod wire;
 
 pub use buf::{CsumOffload, L4Csum, PacketBuf, TestBuf};
+pub use ct_sample::{render_conntrack, CtEntryView, CtFilter, CtQuery, CtSample, CtSampler};
 pub use graph::{
     BurstStats, Decision, EdgeSpec, Frame, Graph, GraphSpec, KindInfo, Node, NodeSpec, Params,
     PortInfo, Registry, SpecError, SpecErrorReason, TxVectors, Verdict, VECTOR_SIZE,

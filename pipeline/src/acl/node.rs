@@ -52,8 +52,10 @@ use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSl
 use super::reject as reject_reply;
 use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
+use crate::ct_sample::{serve_acl, CtSampler, CtServer};
 use crate::graph::{
-    BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
+    BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, SharedState, Verdict,
+    VECTOR_SIZE,
 };
 use crate::lb::flow::{FlowKey, PROTO_TCP};
 use crate::meta::PacketMeta;
@@ -295,6 +297,9 @@ pub struct AclNode<C: Classify> {
     cache: Option<VerdictCache>,
     /// Shared-state slot of the `lb` node named by `lb_conntrack`.
     lb_flows: Option<usize>,
+    /// `show conntrack` sampling of `ct`, and the rate of its clock.
+    sample: CtServer,
+    ticks_per_sec: u64,
 }
 
 impl<C: Classify> std::fmt::Debug for AclNode<C> {
@@ -494,6 +499,8 @@ impl<C: Classify> AclNode<C> {
             scratch: Scratch::boxed(),
             cache,
             lb_flows,
+            sample: CtServer::new(),
+            ticks_per_sec: ticks_per_sec.max(1),
         })
     }
 
@@ -1125,8 +1132,36 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
                 }
             }
         }
+        if self.sample.wants() {
+            self.serve_sample();
+        }
         // The graph moves the vector whole when all decisions agree.
         Verdict::PerPacket
+    }
+
+    fn idle(&mut self, _shared: &mut SharedState) {
+        if self.sample.wants() {
+            self.serve_sample();
+        }
+    }
+
+    fn ct_sampler(&self) -> Option<CtSampler> {
+        self.ct.as_ref().map(|_| self.sample.handle())
+    }
+}
+
+impl<C: Classify> AclNode<C> {
+    /// One step of a pending `show conntrack` sample of the own table.
+    #[cold]
+    fn serve_sample(&mut self) {
+        if let Some(ct) = &self.ct {
+            serve_acl(
+                &mut self.sample,
+                ct,
+                crate::cycles::now(),
+                self.ticks_per_sec,
+            );
+        }
     }
 }
 

@@ -41,4 +41,15 @@ impl<P> Frame<'_, P> {
 pub trait Node<P: PacketBuf>: Send {
     /// Processes one vector and returns the decisions.
     fn process(&mut self, frame: Frame<'_, P>) -> Verdict;
+
+    /// Called by [`super::Graph::idle`] when the worker's poll found no packets: a node with
+    /// a connection table serves a pending `show conntrack` sample here (nodes without state
+    /// do nothing).
+    fn idle(&mut self, _shared: &mut super::SharedState) {}
+
+    /// The handle through which the control side samples this node's connection table
+    /// (`None`: the node has none).
+    fn ct_sampler(&self) -> Option<crate::ct_sample::CtSampler> {
+        None
+    }
 }

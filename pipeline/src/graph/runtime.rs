@@ -9,6 +9,7 @@ use super::shared::SharedState;
 use super::spec::{GraphSpec, SpecError, SpecErrorReason};
 use super::validate::param_error;
 use super::vector::{PacketVector, VECTOR_SIZE};
+use crate::ct_sample::CtSampler;
 use crate::cycles;
 use crate::nodes::NodeImpl;
 use crate::stats::counters::NodeStats;
@@ -198,6 +199,30 @@ impl<P: PacketBuf> Graph<P> {
     /// share one budget of packets (see [`crate::trace`]); this graph's traces carry `worker`.
     pub fn share_tracer(&mut self, handle: TraceHandle, worker: impl Into<String>) {
         self.tracer.share(handle, worker.into());
+    }
+
+    /// Handles to sample the connection tables of this graph's stateful nodes (`lb`,
+    /// stateful `acl`), by node name in run order, for other threads (`show conntrack`;
+    /// see [`crate::ct_sample`]). Take them once after the build.
+    pub fn ct_samplers(&self) -> Vec<(String, CtSampler)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| {
+                let s = n.imp.ct_sampler()?;
+                s.set_node(&n.name);
+                Some((n.name.clone(), s))
+            })
+            .collect()
+    }
+
+    /// To be called by the worker when a poll found no packets: nodes serve what the control
+    /// side asked for that would otherwise wait for traffic (a pending connection sample,
+    /// one bounded step per call). Runs no packets and counts nothing.
+    pub fn idle(&mut self) {
+        let Self { nodes, shared, .. } = self;
+        for n in nodes.iter_mut() {
+            n.imp.idle(shared);
+        }
     }
 
     /// The input node's vector: a worker may rx straight into it, then call [`run`](Self::run).

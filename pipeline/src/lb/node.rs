@@ -65,8 +65,10 @@ use super::icmp;
 use super::nat::{self, End};
 use super::service::{DownPolicy, LbConfig, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
+use crate::ct_sample::{serve_lb, CtSampler, CtServer};
 use crate::graph::{
-    BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError, Verdict,
+    BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, RegistryError,
+    SharedState, Verdict,
 };
 use crate::meta::PacketMeta;
 use crate::PacketBuf;
@@ -186,6 +188,8 @@ pub struct LbNode {
     counters: Arc<LbCounters>,
     /// Checksums left to the ports (set when every port of the graph computes them).
     offload: nat::Offload,
+    /// `show conntrack` sampling of the connection table.
+    sample: CtServer,
 }
 
 impl std::fmt::Debug for LbNode {
@@ -230,6 +234,7 @@ impl LbNode {
             control,
             counters,
             offload: nat::Offload::default(),
+            sample: CtServer::new(),
         }
     }
 
@@ -325,6 +330,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             table,
             ct,
             scratch: s,
+            clock,
             ..
         } = fl;
         let c: &LbCounters = &self.counters;
@@ -575,6 +581,9 @@ impl<P: PacketBuf> Node<P> for LbNode {
             }
         }
         n_closed += ct.age_paced_with(now, MAX_PACED_SCAN, |_, e| closed(c, e)) as u64;
+        if self.sample.wants() {
+            serve_lb(&mut self.sample, ct, table, now, clock);
+        }
 
         for (idx, v) in [
             (C_NEW, new_conns),
@@ -594,6 +603,25 @@ impl<P: PacketBuf> Node<P> for LbNode {
         // Every packet has its decision (`next` unless changed): the graph moves the vector
         // whole when they all agree.
         Verdict::PerPacket
+    }
+
+    fn idle(&mut self, shared: &mut SharedState) {
+        if !self.sample.wants() {
+            return;
+        }
+        let fl: &mut LbFlows = match &mut self.flows {
+            FlowsAt::Own(fl) => fl,
+            FlowsAt::Shared(i) => match shared.get_mut::<LbFlows>(*i) {
+                Some(fl) => fl,
+                None => return,
+            },
+        };
+        let now = fl.clock.now();
+        serve_lb(&mut self.sample, &fl.ct, &fl.table, now, &fl.clock);
+    }
+
+    fn ct_sampler(&self) -> Option<CtSampler> {
+        Some(self.sample.handle())
     }
 }
 

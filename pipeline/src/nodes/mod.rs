@@ -56,6 +56,21 @@ impl<P: PacketBuf> NodeImpl<P> {
             NodeImpl::Custom(n) => n.process(frame),
         }
     }
+
+    /// [`Node::idle`] of the node's kind (built-in kinds keep no state: nothing to do).
+    pub fn idle(&mut self, shared: &mut crate::graph::SharedState) {
+        if let NodeImpl::Custom(n) = self {
+            n.idle(shared);
+        }
+    }
+
+    /// [`Node::ct_sampler`] of the node's kind (built-in kinds have no connection table).
+    pub fn ct_sampler(&self) -> Option<crate::ct_sample::CtSampler> {
+        match self {
+            NodeImpl::Custom(n) => n.ct_sampler(),
+            _ => None,
+        }
+    }
 }
 
 /// Registers the built-in kinds: `parse`, `forward`, `macswap`, `drop`, `tap`, `null`
