@@ -16,7 +16,9 @@ use crate::dpdk::{self, lcore, Eal, Mempool, Port, PortConfig, PortStats};
 use crate::hugepages;
 use crate::plan::Plan;
 use crate::worker::{Forwarding, RxBinding, Worker};
-use pipeline::{render_runtime_table, Graph, PortInfo, RuntimeSnapshot, StatsHandle, TraceHandle};
+use pipeline::{
+    render_runtime_table, CtSampler, Graph, PortInfo, RuntimeSnapshot, StatsHandle, TraceHandle,
+};
 
 /// How often the control loop runs (stats, signals, reloads, the control socket).
 const CONTROL_PASS: Duration = Duration::from_millis(10);
@@ -329,6 +331,7 @@ fn run_ports(
     // Build every worker (and its graph) before launching any, so a failure leaves none running.
     let mut workers = Vec::new();
     let mut graphs: Vec<(u32, StatsHandle)> = Vec::new();
+    let mut samplers: Vec<(u32, CtSampler)> = Vec::new();
     // One tracer for every worker's graph: `trace add N` traces N packets in all.
     let tracer = TraceHandle::default();
     if opts.trace > 0 {
@@ -352,6 +355,7 @@ fn run_ports(
                     .map_err(|e| RunError::Pipeline(format!("pipeline.{}: {}", e.key, e.reason)))?;
                 g.share_tracer(tracer.clone(), format!("lcore {}", wp.lcore));
                 graphs.push((wp.lcore, g.stats()));
+                samplers.extend(g.ct_samplers().into_iter().map(|(_, s)| (wp.lcore, s)));
                 let txv = g.new_tx_vectors();
                 Forwarding::Graph(Box::new(g), txv)
             }
@@ -414,6 +418,7 @@ fn run_ports(
             counters: &counters,
             graphs: &graphs,
             tracer: (!graphs.is_empty()).then_some(&tracer),
+            samplers: &samplers,
             pools,
         };
         stopped_by = control_loop(
@@ -491,6 +496,7 @@ struct Running<'a> {
     counters: &'a [(u32, Arc<WorkerCounters>)],
     graphs: &'a [(u32, StatsHandle)],
     tracer: Option<&'a TraceHandle>,
+    samplers: &'a [(u32, CtSampler)],
     pools: &'a BTreeMap<i32, Mempool>,
 }
 
@@ -532,6 +538,7 @@ fn control_loop(
         counters,
         graphs,
         tracer,
+        samplers,
         pools,
     } = *running;
     let mut control = bind_control(plan, opts);
@@ -568,6 +575,7 @@ fn control_loop(
                     counters,
                     graphs,
                     tracer,
+                    samplers,
                     pools,
                     reloader: &mut *reloader,
                     state: &mut control_state,

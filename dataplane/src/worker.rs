@@ -72,12 +72,14 @@ impl Worker {
         let mut polls = 0u64;
         while !self.stop.load(Relaxed) {
             polls += 1;
+            let mut idle = true;
             for b in self.rx.iter_mut() {
                 let t0 = rdtsc();
                 let n = b.queue.rx_burst(&mut pkts, burst);
                 if n == 0 {
                     continue;
                 }
+                idle = false;
                 bump(&c.ports[b.port].rx, n as u64);
                 // One branch per burst, never per packet.
                 match &mut forwarding {
@@ -90,6 +92,13 @@ impl Worker {
                 }
                 bump(&c.busy_polls, 1);
                 bump(&c.busy_cycles, rdtsc().wrapping_sub(t0));
+            }
+            if idle {
+                // Nothing arrived: the graph's nodes may serve a control request that
+                // would otherwise wait for traffic (a connection-table sample).
+                if let Forwarding::Graph(graph, _) = &mut forwarding {
+                    graph.idle();
+                }
             }
             if polls & 1023 == 0 {
                 c.polls.store(polls, Relaxed);

@@ -8,7 +8,9 @@
 //!   packets, each dropped by the `acl` node; 100 clients at once, a client that never
 //!   speaks, an oversize request and bad commands are answered or refused without
 //!   disturbing anything; afterwards `show errors` and `show acl` count exactly the denied
-//!   packets dpgen sent, and `clear runtime` zeroes `show runtime`;
+//!   packets dpgen sent, `show conntrack` samples exactly one LB connection per allowed flow
+//!   (each on the backend `show lb` counts it for; filters and `--limit` select and cut), and
+//!   `clear runtime` zeroes `show runtime`;
 //! - then a backend is drained (`lb backend ... draining`) and a /24 of clients is added to
 //!   the ACL's block list (`acl set-add`); phase 2 sends the same 2,000 flows and 2,000 new
 //!   ones: the drained backend keeps its connections (its packets grow) and gets no new one,
@@ -278,6 +280,57 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
     assert_eq!(
         acl["nodes"][0]["worker_generations"],
         serde_json::json!([gen])
+    );
+    // The LB's connection table, sampled from the worker: one entry per allowed flow, each
+    // to the VIP and on the backend show lb counts it for.
+    let lb1 = ctl(&socket, "show lb");
+    let ct = ctl(&socket, "show conntrack --limit 5000");
+    let lb_table = ct["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["sample"]["node"].as_str().unwrap().starts_with("lb "))
+        .unwrap_or_else(|| panic!("no lb table: {ct}"));
+    let entries = lb_table["sample"]["entries"].as_array().unwrap();
+    let allowed = u64::from(FLOWS) - u64::from(FLOWS) * u64::from(DENY_PERCENT) / 100;
+    assert_eq!(
+        entries.len() as u64,
+        allowed,
+        "one connection per allowed flow"
+    );
+    assert_eq!(lb_table["sample"]["truncated"], false);
+    for b in BACKENDS {
+        let name = format!("{b}:{VIP_PORT}");
+        let on = entries.iter().filter(|e| e["backend"] == name).count() as u64;
+        assert_eq!(
+            on,
+            num(&backend(&lb1, &name)["active_connections"]),
+            "{name}"
+        );
+    }
+    assert!(entries.iter().all(|e| e["dst"] == VIP.to_string()
+        && e["service"] == "bench-vip"
+        && e["protocol"] == "udp"));
+    // Filters and limits: flow 17 is allowed, flow 7 denied (never tracked).
+    let one = ctl(&socket, "show conntrack src 10.1.0.17");
+    let n = |v: &Value| -> usize {
+        v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["sample"]["entries"].as_array().unwrap().len())
+            .sum()
+    };
+    assert_eq!(n(&one), 1, "{one}");
+    assert_eq!(n(&ctl(&socket, "show conntrack src 10.1.0.7")), 0);
+    let ten = ctl(&socket, "show conntrack --limit 10");
+    assert_eq!(n(&ten), 10);
+    assert_eq!(ten["tables"][0]["sample"]["truncated"], true);
+    let (rc, text, _) = ctl_raw(&socket, false, "show conntrack src 10.1.0.17");
+    assert_eq!(rc, 0);
+    assert!(
+        text.contains("10.1.0.17:1024") && text.contains("bench-vip"),
+        "{text}"
     );
     // clear runtime zeroes what show runtime shows (no traffic now).
     ctl(&socket, "clear runtime");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pipeline::{RuntimeSnapshot, StatsHandle, TraceHandle};
+use pipeline::{CtSampler, RuntimeSnapshot, StatsHandle, TraceHandle};
 
 use crate::counters::{WorkerCounters, WorkerSnapshot};
 use crate::dpdk::{Mempool, Port};
@@ -37,6 +37,8 @@ pub struct Ctx<'a> {
     pub graphs: &'a [(u32, StatsHandle)],
     /// The tracer every worker's graph serves (none without a pipeline).
     pub tracer: Option<&'a TraceHandle>,
+    /// Each worker's lcore and the samplers of its stateful nodes' connection tables.
+    pub samplers: &'a [(u32, CtSampler)],
     /// The mempools, by NUMA socket.
     pub pools: &'a BTreeMap<i32, Mempool>,
     /// The reload machinery (SIGHUP's, also `reload`).

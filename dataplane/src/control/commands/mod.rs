@@ -1,6 +1,7 @@
 //! The commands, by area; each area's module lists its own ([`registry`] puts them together).
 
 pub mod acl;
+pub mod conntrack;
 pub mod lb;
 pub mod ports;
 pub mod reload;
@@ -17,6 +18,7 @@ pub fn registry<'a>() -> Registry<Ctx<'a>> {
     r.add(&trace::commands());
     r.add(&acl::commands());
     r.add(&lb::commands());
+    r.add(&conntrack::commands());
     r.add(&reload::commands());
     r
 }
