@@ -52,10 +52,10 @@ use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSl
 use super::reject as reject_reply;
 use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
+use crate::flow_key::{FlowKey, PROTO_TCP};
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, Verdict, VECTOR_SIZE,
 };
-use crate::lb::flow::{FlowKey, PROTO_TCP};
 use crate::meta::PacketMeta;
 use crate::nodes::NodeImpl;
 use crate::PacketBuf;
