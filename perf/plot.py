@@ -6,6 +6,7 @@
 PNGs (only for data present in the JSON; nothing is drawn that was not measured):
   <prefix>-mpps.png        forwarded Mpps by frame size per DUT (median, min-max bars)
   <prefix>-ratios.png      headline ratios (acl/full vs testpmd, full vs OVS, ...) against their targets
+  <prefix>-dut-cycles.png  cycles per packet in the DUTs: testpmd io's I/O, the pipelines' nodes (bench)
   <prefix>-cycles.png      cycles per packet per pipeline node (pipeline-bench)
   <prefix>-acl.png         ACL cycles/packet by rule count (acl-bench), when present
   <prefix>-lb.png          load-balancer cycles/packet by flow count (lb-bench), when present
@@ -36,16 +37,17 @@ def markdown(doc):
                f"median (min-max) of forwarded Mpps, both directions. {meth.get('note', '')}. "
                f"Limit: {meth.get('limit', '')}. Full speed: {meth.get('full_speed', '-')}.\n")
     out.append("## Headline\n")
-    out.append("| figure | value |\n|---|---|")
+    out.append("| figure | value | target | limited by (DUT or generator) / source |\n|---|---|---|---|")
+    det = doc.get("headline_detail", {})
+    cyc = doc.get("cycles_detail", {})
     for k, v in doc.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("elapsed_s",):
-            out.append(f"| `{k}` | {fmt(float(v))} |")
+            out.append(f"| `{k}` | {headline_value(k, float(v), det)} | {headline_target(k, float(v), det, cyc)} | {headline_limit(k, det, cyc)} |")
     out.append("")
-    det = doc.get("headline_detail", {})
     if det:
         out.append("### Ratios behind the headline (first size and flow count)\n")
-        out.append("| ratio | DUT / DUT | median (min-max) | full-speed rounds: median (n) | fastest rounds | target | generator capacity Mpps (traffic) | limit |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("| ratio | DUT / DUT | median (min-max) | full-speed rounds: median (n) | fastest rounds | ceiling: io / (io + node cycles) | target | generator capacity Mpps (traffic) | limit |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for k, v in det.items():
             tgt = v.get("target")
 
@@ -59,9 +61,18 @@ def markdown(doc):
             fast += verdict(fs)
             best = v.get("fastest_rounds_ratio")
             best = ("-" if best is None else f"{best:.3f}") + verdict(best)
-            out.append(f"| `{k}` | {v.get('numerator', '?')} / {v.get('denominator', '?')} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) | {fast} | {best} | "
+            c = v.get("ceiling") or {}
+            ceil = "-" if not c else f"{c['value']:.3f} = {c['io_cycles_per_packet']:.1f} / ({c['io_cycles_per_packet']:.1f} + {c['node_cycles_per_packet']:.1f}) ({c.get('io_source', '?')})"
+            out.append(f"| `{k}` | {v.get('numerator', '?')} / {v.get('denominator', '?')} | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) | {fast} | {best} | {ceil} | "
                        f"{'-' if tgt is None else '>= ' + str(tgt)}{ok} | {fmt(v.get('generator_capacity_mpps'))} ({v.get('traffic_profile', 'plain')}) | "
                        f"{v.get('numerator', '?')}: {v.get('numerator_limit', '?')}, {v.get('denominator', '?')}: {v.get('denominator_limit', '?')} |")
+        out.append("")
+    if cyc:
+        out.append("### Cycles per packet in the DUTs (median of the interleaved rounds)\n")
+        out.append("| figure | value | by node | target | source | limited by |\n|---|---|---|---|---|---|")
+        for k, v in cyc.items():
+            nodes = ", ".join(f"{n} {c:.1f}" for n, c in ordered_nodes(v.get("by_node") or {}))
+            out.append(f"| `{k}` | {fmt(v.get('value'), 1)} | {nodes or '-'} | {headline_target(k, v.get('value'), det, cyc)} | {v.get('source', '-')} | {v.get('limit', '-')} |")
         out.append("")
     out.append("## Throughput\n")
     out.append("| size | flows | DUT | traffic | generator | forwarded Mpps (min-max) | Gbit/s | lost by generator | DUT in = out + drops | limit |")
@@ -107,6 +118,64 @@ def markdown(doc):
             out.append(f"| {r['pipeline']} | {r['flows']} | {nodes} | {r['graph_cycles_per_packet']:.1f} |")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+NODE_ORDER = ["parse", "acl", "lb", "forward"]
+
+
+def ordered_nodes(by_node):
+    """(node, cycles) in pipeline order: parse, acl, lb, forward, then any other."""
+    return sorted(by_node.items(), key=lambda kv: (NODE_ORDER.index(kv[0]) if kv[0] in NODE_ORDER else len(NODE_ORDER), kv[0]))
+
+
+def ratio_of(k, det):
+    """The ratio entry a headline key belongs to (`x`, `x_full_speed`, ...) and the suffix."""
+    if k in det:
+        return k, ""
+    for suffix in ("_full_speed", "_fastest_rounds", "_ceiling"):
+        if k.endswith(suffix) and k[: -len(suffix)] in det:
+            return k[: -len(suffix)], suffix
+    return None, None
+
+
+def headline_value(k, v, det):
+    """A headline figure, a ratio against testpmd labelled with its ceiling."""
+    base, suffix = ratio_of(k, det)
+    c = (det.get(base) or {}).get("ceiling") if base and suffix == "" else None
+    return fmt(v) + (f" (ceiling {c['value']:.3f})" if c else "")
+
+
+def headline_target(k, v, det, cyc):
+    """`>= t (met)` / `<= t (not met)` for a figure with a target, else `-`."""
+    base, suffix = ratio_of(k, det)
+    if base and suffix != "_ceiling":
+        t = det[base].get("target")
+        if t is None:
+            return "- (its ceiling says what the I/O leaves)" if det[base].get("ceiling") else "-"
+        return f">= {t} ({'met' if v >= t else 'not met'})"
+    c = cyc.get(k) or {}
+    t = c.get("target")
+    if t is None or v is None:
+        return "-"
+    op = c.get("target_op", "<=")
+    met = v <= t if op == "<=" else v >= t
+    return f"{op} {t:g} ({'met' if met else 'not met'})"
+
+
+def headline_limit(k, det, cyc):
+    """Which side limited a figure's runs (DUT or generator), or where a figure comes from."""
+    base, suffix = ratio_of(k, det)
+    if base:
+        d = det[base]
+        lim = f"{d.get('numerator', '?')}: {d.get('numerator_limit', '?')}, {d.get('denominator', '?')}: {d.get('denominator_limit', '?')}"
+        if suffix == "_ceiling":
+            c = d.get("ceiling") or {}
+            return f"io {c.get('io_cycles_per_packet', 0):.1f} ({c.get('io_source', '?')}) / (io + {d.get('numerator', '?')} nodes {c.get('node_cycles_per_packet', 0):.1f}); {lim}"
+        return lim
+    c = cyc.get(k)
+    if c:
+        return f"{c.get('limit', '-')}; {c.get('source', '-')}"
+    return "-"
 
 
 def plots(doc, prefix):
@@ -158,13 +227,42 @@ def plots(doc, prefix):
             t = det[k].get("target")
             if t is not None:
                 ax.hlines(t, i - 0.35, i + 0.35, colors="C3", linestyles="dashed", label="target" if i == 0 or "target" not in [h.get_label() for h in ax.collections] else None)
+        for i, k in enumerate(keys):
+            c = det[k].get("ceiling")
+            if c:
+                ax.hlines(c["value"], i - 0.35, i + 0.35, colors="C2", linestyles="dotted",
+                          label="ceiling io / (io + node cycles)" if "ceiling io / (io + node cycles)" not in [h.get_label() for h in ax.collections] else None)
         ax.set_xticks(range(len(keys)))
         ax.set_xticklabels(keys, rotation=20, fontsize=8)
         ax.set_ylabel("ratio of forwarded Mpps")
-        ax.set_title(f"headline ratios, 64 B ({doc.get('set')}); dashed: targets")
+        ax.set_title(f"headline ratios, 64 B ({doc.get('set')}); dashed: targets, dotted: ceilings")
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = f"{prefix}-ratios.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    cyc = doc.get("cycles_detail", {})
+    bars = [(k, v) for k, v in cyc.items() if isinstance(v.get("value"), (int, float))]
+    if bars:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        colors = {}
+        for i, (k, v) in enumerate(bars):
+            parts = ordered_nodes(v.get("by_node") or {}) or [("I/O (whole DUT)" if k.startswith(("io_", "xconnect_")) else k, v["value"])]
+            left = 0.0
+            for n, c in parts:
+                colors.setdefault(n, f"C{len(colors)}")
+                ax.barh(i, c, left=left, color=colors[n])
+                left += c
+            if v.get("target") is not None:
+                ax.vlines(v["target"], i - 0.4, i + 0.4, colors="C3", linestyles="dashed")
+        ax.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()], list(colors.keys()), fontsize=8)
+        ax.set_yticks(range(len(bars)))
+        ax.set_yticklabels([k for k, _ in bars], fontsize=7)
+        ax.set_xlabel("cycles per packet (median of interleaved rounds; dashed: target)")
+        ax.set_title(f"cycles per packet in the DUTs: I/O and pipeline nodes ({doc.get('set')})")
+        fig.tight_layout()
+        p = f"{prefix}-dut-cycles.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         made.append(p)

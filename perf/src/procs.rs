@@ -231,6 +231,22 @@ pub fn parse_testpmd_totals(out: &str) -> Vec<TestpmdPortStats> {
     ports
 }
 
+/// The "CPU cycles/packet" figure testpmd prints at exit when started with
+/// `--record-core-cycles`: its forwarding lcore's cycles spent in bursts that received
+/// packets, over the packets received (`None` without that line or with no finite figure).
+pub fn parse_testpmd_cycles_per_packet(out: &str) -> Option<f64> {
+    let key = "CPU cycles/packet=";
+    out.lines().rev().find_map(|l| {
+        let i = l.find(key)? + key.len();
+        l[i..]
+            .split_whitespace()
+            .next()?
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +273,17 @@ mod tests {
                 tx: 7,
                 tx_dropped: 8
             }
+        );
+    }
+
+    #[test]
+    fn testpmd_cycles_per_packet_is_read_from_the_exit_report() {
+        let out = "  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++\n  RX-packets: 35808704       RX-dropped: 0             RX-total: 35808704\n\n  CPU cycles/packet=101.37 (total cycles=3629933291 / total io packets=35808704) at 2600 MHz Clock\n";
+        assert_eq!(parse_testpmd_cycles_per_packet(out), Some(101.37));
+        assert_eq!(parse_testpmd_cycles_per_packet("RX-packets: 5\n"), None);
+        assert_eq!(
+            parse_testpmd_cycles_per_packet("CPU cycles/packet=nan (total cycles=0)"),
+            None
         );
     }
 }

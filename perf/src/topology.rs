@@ -495,6 +495,9 @@ path = "{s1}"
             "--nb-cores=1",
             "--stats-period",
             "1",
+            // Its forwarding cycles per packet at exit (`parse_testpmd_cycles_per_packet`):
+            // the I/O cost the dataplane's node cycles are set against.
+            "--record-core-cycles",
         ]);
         c.args([
             "--rxd",

@@ -77,7 +77,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lb::flow::{FlowKey, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{FlowKey, PROTO_TCP, PROTO_UDP};
 
 /// Longest probe sequence (in slots, from the home slot) an entry may sit at.
 pub const MAX_PROBE: usize = 128;
@@ -1298,7 +1298,7 @@ impl<T: Copy + Default> ConnTrack<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lb::flow::{PROTO_ICMP, PROTO_UDP};
+    use crate::flow_key::{PROTO_ICMP, PROTO_UDP};
     use proptest::prelude::*;
     use std::collections::HashMap;
 

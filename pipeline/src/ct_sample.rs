@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::acl::net::IpNet;
 use crate::conntrack::{ConnState, ConnTrack};
-use crate::lb::flow::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::lb::{LbClock, NatEntry, ServiceTable};
 
 /// Slots a node examines per vector (or idle poll) while a sample is being taken (the tags

@@ -11,7 +11,7 @@
 //! or ICMPv6 echo requests and replies (a `ping` or `traceroute -I` through a stateful ACL),
 //! whose flow is keyed by the echo identifier as the parse node keys it (both ports).
 
-use crate::lb::flow::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::meta::PacketMeta;
 
 /// ICMPv4 error types that quote the offending packet: destination unreachable, time

@@ -5,6 +5,8 @@
 //!
 //! - [`wire`]: typed views over packet bytes and checksum helpers.
 //! - [`meta`]: per-packet metadata filled by the `parse` node.
+//! - [`flow_key`]: a packet's 5-tuple and its direction-free hash, read by the `acl` and
+//!   `lb` stages and the connection table ([`conntrack`]) they share.
 //! - [`graph`]: graph specs, the node-kind registry, and the vectorised runtime.
 //! - [`nodes`]: built-in node kinds.
 //! - [`stats`]: per-node counters and the `show runtime` table.
@@ -19,6 +21,7 @@ pub mod buf;
 pub mod conntrack;
 pub mod ct_sample;
 pub mod cycles;
+pub mod flow_key;
 pub mod graph;
 pub mod icmp_error;
 pub mod lb;

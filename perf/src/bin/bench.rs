@@ -4,6 +4,13 @@
 //! and flow count, ratios from per-round pairs, an RFC 2544-style zero-loss search and
 //! latency; writes everything (every sample, every counter) as JSON.
 //!
+//! Cycles per packet from the same runs: testpmd io's own (`--record-core-cycles`), headline
+//! `io_cycles_per_packet`; the dataplane's worker busy cycles and each pipeline node's, the
+//! full pipeline's sum headline `full_node_cycles_per_packet` (target <= 60); and beside each
+//! ratio against testpmd io the ceiling its node cycles imply on this I/O,
+//! `io / (io + node cycles)` (`<ratio>_ceiling`): those ratios mostly measure the vhost-user
+//! I/O, so they carry no target.
+//!
 //! ```text
 //! bench --rounds 5 --seconds 8 --sizes 64,1518 --json perf/results/standard.json
 //! bench --duts dataplane-xconnect,testpmd-io --zero-loss dataplane-xconnect,testpmd-io
@@ -36,7 +43,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use perf::ovs::{Ovs, OvsPipeline};
-use perf::procs::{ensure_hugepages, parse_testpmd_totals, wait_for_paths, Proc};
+use perf::procs::{
+    ensure_hugepages, parse_testpmd_cycles_per_packet, parse_testpmd_totals, wait_for_paths, Proc,
+};
 use perf::topology::{testpmd_rx_pps_samples, DpgenOpts, Lookups, Traffic, VhostTopology};
 use serde_json::{json, Value};
 
@@ -240,6 +249,219 @@ fn min_max(v: &[f64]) -> (f64, f64) {
 fn fastest_rounds_ratio(x: &[f64], y: &[f64]) -> Option<f64> {
     let (bx, by) = (min_max(x).1, min_max(y).1);
     (!x.is_empty() && by > 0.0).then(|| bx / by)
+}
+
+/// testpmd's forwarding cycles per received packet in a run (`--record-core-cycles`: the
+/// cycles of bursts that received packets), `None` for other DUTs.
+fn testpmd_cycles(s: &Sample) -> Option<f64> {
+    s.dut["cycles_per_packet"].as_f64()
+}
+
+/// The dataplane workers' busy cycles (polls that received packets) per received packet in
+/// a run, `None` for other DUTs or without packets.
+fn worker_cycles(s: &Sample) -> Option<f64> {
+    let w = s.dut["workers"].as_array()?;
+    let busy: u64 = w.iter().filter_map(|x| x["busy_cycles"].as_u64()).sum();
+    let rx: u64 = w
+        .iter()
+        .flat_map(|x| x["ports"].as_array().into_iter().flatten())
+        .filter_map(|p| p["rx"].as_u64())
+        .sum();
+    (rx > 0).then(|| busy as f64 / rx as f64)
+}
+
+/// Each pipeline node's cycles per packet it processed in a dataplane run (all workers
+/// summed), in graph order; nodes that saw no packet are left out. Empty for a
+/// cross-connect or another DUT.
+fn node_cycles(s: &Sample) -> Vec<(String, f64)> {
+    let mut sums: Vec<(String, u64, u64)> = Vec::new();
+    for w in s.dut["pipeline"].as_array().into_iter().flatten() {
+        for n in w["nodes"].as_array().into_iter().flatten() {
+            let name = n["name"].as_str().unwrap_or("?");
+            let (c, p) = (
+                n["cycles"].as_u64().unwrap_or(0),
+                n["packets"].as_u64().unwrap_or(0),
+            );
+            match sums.iter_mut().find(|x| x.0 == name) {
+                Some(x) => {
+                    x.1 += c;
+                    x.2 += p;
+                }
+                None => sums.push((name.to_string(), c, p)),
+            }
+        }
+    }
+    sums.into_iter()
+        .filter(|x| x.2 > 0)
+        .map(|(n, c, p)| (n, c as f64 / p as f64))
+        .collect()
+}
+
+/// Medians over a DUT's rounds of its cycles per packet: testpmd's own, the dataplane
+/// worker's busy cycles, the sum of its pipeline nodes' (the median of per-round sums) and
+/// each node's.
+#[derive(Debug, Clone, Default)]
+struct DutCycles {
+    testpmd: Option<f64>,
+    worker: Option<f64>,
+    nodes: Option<f64>,
+    by_node: Vec<(String, f64)>,
+}
+
+impl DutCycles {
+    fn of(ss: &[Sample]) -> DutCycles {
+        let med = |v: Vec<f64>| (!v.is_empty()).then(|| median(&v));
+        let per_round: Vec<Vec<(String, f64)>> = ss.iter().map(node_cycles).collect();
+        let names: Vec<String> =
+            per_round
+                .iter()
+                .flatten()
+                .fold(Vec::new(), |mut v: Vec<String>, (n, _)| {
+                    if !v.contains(n) {
+                        v.push(n.clone());
+                    }
+                    v
+                });
+        let by_node = names
+            .into_iter()
+            .filter_map(|n| {
+                let v: Vec<f64> = per_round
+                    .iter()
+                    .filter_map(|r| r.iter().find(|x| x.0 == n).map(|x| x.1))
+                    .collect();
+                med(v).map(|m| (n, m))
+            })
+            .collect();
+        DutCycles {
+            testpmd: med(ss.iter().filter_map(testpmd_cycles).collect()),
+            worker: med(ss.iter().filter_map(worker_cycles).collect()),
+            nodes: med(per_round
+                .iter()
+                .filter(|r| !r.is_empty())
+                .map(|r| r.iter().map(|x| x.1).sum())
+                .collect()),
+            by_node,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "testpmd_cycles_per_packet": self.testpmd,
+            "worker_cycles_per_packet": self.worker,
+            "node_cycles_per_packet": self.nodes,
+            "node_cycles_per_packet_by_node": self.by_node.iter().cloned().collect::<BTreeMap<_, _>>(),
+        })
+    }
+}
+
+/// The I/O cost of a testpmd DUT, and where it comes from: its own `--record-core-cycles`
+/// figure, else (a testpmd without it) the dataplane cross-connect worker's busy cycles.
+fn io_cycles(cyc: &BTreeMap<&str, DutCycles>, testpmd_dut: &str) -> Option<(f64, &'static str)> {
+    cyc.get(testpmd_dut)
+        .and_then(|c| c.testpmd)
+        .map(|v| (v, "testpmd io --record-core-cycles"))
+        .or_else(|| {
+            cyc.get("dataplane-xconnect")
+                .and_then(|c| c.worker)
+                .map(|v| (v, "dataplane-xconnect worker busy cycles"))
+        })
+}
+
+/// The ratio against testpmd io that a DUT spending `nodes` cycles per packet on top of
+/// testpmd's `io` can reach when both are CPU-bound: `io / (io + nodes)`.
+fn ceiling(io: f64, nodes: f64) -> f64 {
+    io / (io + nodes)
+}
+
+/// The target of `full_node_cycles_per_packet`: the parse, acl, lb and forward nodes of
+/// `dataplane-full` together, cycles per packet.
+const FULL_NODE_CYCLES_TARGET: f64 = 60.0;
+
+/// The headline cycle figures of the first size and flow count, printed and put in `doc`:
+/// `io_cycles_per_packet` (and `_vip`), `full_node_cycles_per_packet` (and by node) and,
+/// in `cycles_detail`, each with its source, the rounds it is the median of, its target and
+/// which side limited the DUT's rate in those rounds.
+fn cycles_headline(
+    doc: &mut serde_json::Map<String, Value>,
+    cyc: &BTreeMap<&str, DutCycles>,
+    limits: &BTreeMap<&str, &str>,
+) {
+    let limit = |d: &str| format!("{d}: {}", limits.get(d).copied().unwrap_or("?"));
+    let mut detail = serde_json::Map::new();
+    for (key, dut) in [
+        ("io_cycles_per_packet", "testpmd-io"),
+        ("io_cycles_per_packet_vip", "testpmd-io@vip"),
+    ] {
+        if let Some((io, src)) = io_cycles(cyc, dut) {
+            let from = if src.starts_with("testpmd") {
+                dut
+            } else {
+                "dataplane-xconnect"
+            };
+            println!(
+                "{key} = {io:.1} ({src}, median of the rounds; limit: {})",
+                limit(from)
+            );
+            doc.insert(key.into(), json!(io));
+            detail.insert(
+                key.into(),
+                json!({"value": io, "source": src, "dut": from, "target": null, "limit": limit(from)}),
+            );
+        }
+    }
+    if let Some(w) = cyc.get("dataplane-xconnect").and_then(|c| c.worker) {
+        println!(
+            "xconnect_worker_cycles_per_packet = {w:.1} (dataplane-xconnect worker busy cycles; limit: {})",
+            limit("dataplane-xconnect")
+        );
+        doc.insert("xconnect_worker_cycles_per_packet".into(), json!(w));
+        detail.insert(
+            "xconnect_worker_cycles_per_packet".into(),
+            json!({"value": w, "source": "dataplane-xconnect worker busy cycles", "dut": "dataplane-xconnect", "target": null, "limit": limit("dataplane-xconnect")}),
+        );
+    }
+    for (key, dut, target) in [
+        (
+            "full_node_cycles_per_packet",
+            "dataplane-full",
+            Some(FULL_NODE_CYCLES_TARGET),
+        ),
+        ("acl_node_cycles_per_packet", "dataplane-acl-1k", None),
+        (
+            "pipeline_node_cycles_per_packet",
+            "dataplane-pipeline",
+            None,
+        ),
+    ] {
+        let Some(c) = cyc.get(dut) else { continue };
+        let Some(n) = c.nodes else { continue };
+        let nodes = c
+            .by_node
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "{key} = {n:.1} ({dut}: {nodes}; median of the rounds){}; limit: {}",
+            target.map_or(String::new(), |t| format!(
+                ", target <= {t}, {}",
+                if n <= t { "met" } else { "not met" }
+            )),
+            limit(dut)
+        );
+        doc.insert(key.into(), json!(n));
+        doc.insert(
+            format!("{key}_by_node"),
+            json!(c.by_node.iter().cloned().collect::<BTreeMap<_, _>>()),
+        );
+        detail.insert(
+            key.into(),
+            json!({"value": n, "source": format!("{dut}: pipeline nodes' own cycles per packet, summed (median of per-round sums)"),
+                   "by_node": c.by_node.iter().cloned().collect::<BTreeMap<_, _>>(), "dut": dut,
+                   "target": target, "target_op": "<=", "limit": limit(dut)}),
+        );
+    }
+    doc.insert("cycles_detail".into(), Value::Object(detail));
 }
 
 fn tx_pps_samples(out: &str) -> Vec<Vec<u64>> {
@@ -476,7 +698,12 @@ fn stop_dut(dut_name: &str, d: Dut, stats: &PathBuf) -> Result<(Value, Value), S
                 if dut_name == "null-sink" {
                     acc["note"] = json!("rxonly: every packet received is consumed by design");
                 }
-                Ok((json!({"testpmd_totals": r}), acc))
+                // Its forwarding lcore's busy cycles per received packet (--record-core-cycles).
+                let cycles = parse_testpmd_cycles_per_packet(&p.output());
+                Ok((
+                    json!({"testpmd_totals": r, "cycles_per_packet": cycles}),
+                    acc,
+                ))
             }
         }
     }
@@ -890,6 +1117,7 @@ fn main() {
                 .fold(0.0, f64::max)
         };
         let mut limits: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut cyc: BTreeMap<&str, DutCycles> = BTreeMap::new();
         let mean_bytes = perf::traffic::size_pattern(size)
             .map(|p| perf::traffic::mean_size(&p))
             .unwrap_or(64.0);
@@ -931,6 +1159,7 @@ fn main() {
             };
             limits.insert(dut.as_str(), limit);
             let gbps = m * 1e6 * (mean_bytes + 20.0) * 8.0 / 1e9;
+            let cycles = DutCycles::of(ss);
             println!(
                 "{size:>5} {:>6} {dut:<20} {:<16} {m:>9.3} ({lo:.3}-{hi:.3}) {gbps:>10.2} {ms:>9.3} {:>8} {:>4.1}%  {limit}{}",
                 if profile == Profile::Vip { a.vip_flows } else { *nf },
@@ -948,7 +1177,9 @@ fn main() {
                 "traffic_profile": profile.name(), "dut_flows": if profile == Profile::Vip { a.vip_flows } else { *nf },
                 "generator_sent_deny_flows": gen_deny,
                 "samples_forwarded_mpps": fwd,
+                "cycles": cycles.json(),
             }));
+            cyc.insert(dut.as_str(), cycles);
         }
         // Per-round ratios (the pairs ran back to back), then their median; each with the
         // generator's capacity under the numerator's traffic and what limited either side.
@@ -974,14 +1205,11 @@ fn main() {
             ),
             ("pipeline_vs_ovs", "dataplane-pipeline", "ovs-forward", None),
             ("xconnect_vs_ovs", "dataplane-xconnect", "ovs-forward", None),
-            (
-                "acl_vs_testpmd",
-                "dataplane-acl-1k",
-                "testpmd-io",
-                Some(0.9),
-            ),
-            ("full_vs_testpmd", "dataplane-full", full_tp, Some(0.85)),
-            ("full_vs_ovs", "dataplane-full", "ovs-ct-lb", Some(2.0)),
+            // Against testpmd io these ratios mostly measure the vhost-user I/O: no target,
+            // reported beside the ceiling the node cycles imply (`<ratio>_ceiling`).
+            ("acl_vs_testpmd", "dataplane-acl-1k", "testpmd-io", None),
+            ("full_vs_testpmd", "dataplane-full", full_tp, None),
+            ("full_vs_ovs", "dataplane-full", "ovs-ct-lb", Some(8.0)),
         ] {
             if let (Some(xs), Some(ys)) = (per_dut.get(x), per_dut.get(y)) {
                 let per: Vec<f64> = xs.iter().zip(ys).map(|(p, q)| p.fwd() / q.fwd()).collect();
@@ -1004,10 +1232,24 @@ fn main() {
                     limits.get(x).copied().unwrap_or("?"),
                     limits.get(y).copied().unwrap_or("?"),
                 );
+                // Against testpmd io: the ratio the numerator's node cycles allow on top of
+                // the I/O measured in the same rounds (a cross-connect has no nodes).
+                let ceil = y
+                    .starts_with("testpmd-io")
+                    .then(|| {
+                        let (io, src) = io_cycles(&cyc, y)?;
+                        let c = cyc.get(x)?;
+                        let nodes = c.nodes.or(c.worker.map(|_| 0.0))?;
+                        Some((ceiling(io, nodes), io, src, nodes))
+                    })
+                    .flatten();
                 println!(
-                    "{size:>5}B {nf:>5} flows: {key} = {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3}){}; {}; fastest rounds {}; generator capacity {gcap:.3} Mpps ({} traffic); limit: {x} {lx}, {y} {ly}",
+                    "{size:>5}B {nf:>5} flows: {key} = {x} / {y} = {:.3} (per-round {lo:.3}-{hi:.3}){}{}; {}; fastest rounds {}; generator capacity {gcap:.3} Mpps ({} traffic); limit: {x} {lx}, {y} {ly}",
                     median(&per),
                     target.map_or(String::new(), |t| format!(", target >= {t}")),
+                    ceil.map_or(String::new(), |(c, io, src, n)| format!(
+                        ", ceiling {c:.3} = io {io:.1} / (io + nodes {n:.1}) cycles/packet (io: {src})"
+                    )),
                     fast_median.map_or("no full-speed round".to_string(), |m| format!(
                         "{m:.3} over the {} full-speed rounds",
                         fast.len()
@@ -1022,7 +1264,9 @@ fn main() {
                            "generator_capacity_mpps": gcap, "traffic_profile": profile_of(x).name(),
                            "numerator_limit": lx, "denominator_limit": ly,
                            "full_speed_median": fast_median, "full_speed_per_round": fast,
-                           "full_speed_threshold_mpps": fast_at, "fastest_rounds_ratio": best}),
+                           "full_speed_threshold_mpps": fast_at, "fastest_rounds_ratio": best,
+                           "ceiling": ceil.map(|(c, io, src, n)| json!({"value": c, "io_cycles_per_packet": io, "io_source": src,
+                               "node_cycles_per_packet": n, "formula": "io / (io + node cycles)"}))}),
                 );
             }
         }
@@ -1039,8 +1283,12 @@ fn main() {
                         v["fastest_rounds_ratio"].clone(),
                     );
                 }
+                if v["ceiling"]["value"].is_number() {
+                    doc.insert(format!("{k}_ceiling"), v["ceiling"]["value"].clone());
+                }
                 doc.insert(k, v["median"].clone());
             }
+            cycles_headline(&mut doc, &cyc, &limits);
             doc.insert("generator_capacity_mpps".into(), json!(cap));
             if duts.iter().any(|d| d.profile == Profile::Vip) {
                 doc.insert(
@@ -1078,6 +1326,7 @@ fn main() {
             "vip": format!("dpgen: port 0 sends {} UDP 5-tuples (10.1.0.0/18, ports from 1024) to {}:{} ({}% to port {}, denied by the ACL); port 1 answers every packet it receives (plays the 4 backends)", a.vip_flows, perf::topology::VIP, perf::topology::VIP_PORT, a.deny_percent, perf::topology::DENY_PORT)},
         "acl_rules": a.acl_rules,
         "lost": "generator sent - generator received - packets of deny flows sent",
+        "cycles": "medians over the rounds: testpmd's CPU cycles/packet (--record-core-cycles: cycles of bursts that received packets over packets received), the dataplane worker's busy cycles over packets received, each pipeline node's cycles over the packets it processed, and their sum per round; ceiling of a ratio against testpmd io = io / (io + the numerator's node cycles)",
         "full_speed": "a ratio's full-speed rounds are those in which the denominator's generator sent at least 90% of the fastest single sample seen with that traffic profile; their median (key <ratio>_full_speed) compares the DUTs rather than the machine's slow phases. Fastest rounds: each DUT's fastest round over the other's (key <ratio>_fastest_rounds); a slow phase only ever lowers a rate, so this compares capacities even when few rounds ran at full speed",
         "note": "shared 2-core machine, other jobs running: only interleaved ratios are meaningful"}));
     doc.insert("results".into(), json!(rows));
@@ -1162,6 +1411,105 @@ mod tests {
         assert_eq!(fastest_rounds_ratio(&x, &y), Some(0.8));
         assert_eq!(fastest_rounds_ratio(&[], &y), None);
         assert_eq!(fastest_rounds_ratio(&x, &[0.0, 0.0]), None);
+    }
+
+    fn run_with(dut: Value) -> Sample {
+        Sample {
+            rx_mpps: [0.0; 2],
+            tx_mpps: [0.0; 2],
+            generator: "dpgen",
+            gen_tx: [0; 2],
+            gen_rx: [0; 2],
+            accounting: Value::Null,
+            dut,
+            gen_deny: 0,
+            watch: Value::Null,
+        }
+    }
+
+    /// A dataplane stats report: one worker with `busy` cycles over `rx` packets per port,
+    /// and nodes of (name, cycles, packets).
+    fn dataplane_run(busy: u64, rx: [u64; 2], nodes: &[(&str, u64, u64)]) -> Sample {
+        run_with(json!({
+            "workers": [{"busy_cycles": busy, "ports": [{"rx": rx[0]}, {"rx": rx[1]}]}],
+            "pipeline": [{"nodes": nodes.iter().map(|(n, c, p)| json!({"name": n, "cycles": c, "packets": p})).collect::<Vec<_>>()}],
+        }))
+    }
+
+    #[test]
+    fn node_cycles_are_per_node_packet_and_skip_idle_nodes() {
+        let s = dataplane_run(
+            20_000,
+            [50, 50],
+            &[
+                ("parse", 1_000, 100),
+                ("acl", 3_000, 100),
+                ("reset", 0, 0),
+                ("lb", 2_000, 80),
+            ],
+        );
+        assert_eq!(
+            node_cycles(&s),
+            vec![
+                ("parse".to_string(), 10.0),
+                ("acl".to_string(), 30.0),
+                ("lb".to_string(), 25.0)
+            ]
+        );
+        assert_eq!(worker_cycles(&s), Some(200.0));
+        assert_eq!(testpmd_cycles(&s), None);
+        let tp = run_with(json!({"testpmd_totals": [], "cycles_per_packet": 101.5}));
+        assert_eq!(testpmd_cycles(&tp), Some(101.5));
+        assert!(node_cycles(&tp).is_empty());
+        assert_eq!(worker_cycles(&tp), None);
+    }
+
+    #[test]
+    fn dut_cycles_take_the_median_of_per_round_sums() {
+        let rounds = [
+            dataplane_run(100, [1, 0], &[("parse", 10, 1), ("lb", 50, 1)]),
+            dataplane_run(300, [1, 0], &[("parse", 20, 1), ("lb", 90, 1)]),
+            dataplane_run(200, [1, 0], &[("parse", 30, 1), ("lb", 40, 1)]),
+        ];
+        let c = DutCycles::of(&rounds);
+        // Sums 60, 110, 70: median 70 (not 20 + 50, the per-node medians' sum).
+        assert_eq!(c.nodes, Some(70.0));
+        assert_eq!(
+            c.by_node,
+            vec![("parse".to_string(), 20.0), ("lb".to_string(), 50.0)]
+        );
+        assert_eq!(c.worker, Some(200.0));
+        assert_eq!(c.testpmd, None);
+    }
+
+    #[test]
+    fn io_cost_prefers_testpmd_and_falls_back_to_the_cross_connect() {
+        let mut cyc: BTreeMap<&str, DutCycles> = BTreeMap::new();
+        cyc.insert(
+            "dataplane-xconnect",
+            DutCycles {
+                worker: Some(96.0),
+                ..DutCycles::default()
+            },
+        );
+        assert_eq!(
+            io_cycles(&cyc, "testpmd-io"),
+            Some((96.0, "dataplane-xconnect worker busy cycles"))
+        );
+        cyc.insert(
+            "testpmd-io",
+            DutCycles {
+                testpmd: Some(100.0),
+                ..DutCycles::default()
+            },
+        );
+        assert_eq!(
+            io_cycles(&cyc, "testpmd-io"),
+            Some((100.0, "testpmd io --record-core-cycles"))
+        );
+        // 100 cycles of I/O and 60 of nodes: at best 100 / 160 of testpmd's rate.
+        assert_eq!(ceiling(100.0, 60.0), 0.625);
+        assert_eq!(ceiling(100.0, 0.0), 1.0);
     }
 
     #[test]

@@ -53,11 +53,11 @@ use super::reject as reject_reply;
 use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
 use crate::ct_sample::{serve_acl, CtSampler, CtServer};
+use crate::flow_key::{FlowKey, PROTO_TCP};
 use crate::graph::{
     BuildContext, Decision, Frame, KindInfo, Node, ParamError, Registry, SharedState, Verdict,
     VECTOR_SIZE,
 };
-use crate::lb::flow::{FlowKey, PROTO_TCP};
 use crate::meta::PacketMeta;
 use crate::nodes::NodeImpl;
 use crate::PacketBuf;

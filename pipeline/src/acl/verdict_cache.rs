@@ -64,8 +64,8 @@
 
 use super::key::{is_wildcard, AclKey, Classify, CompiledAcl};
 use super::model::IpVersion;
+use crate::flow_key::hash5;
 use crate::graph::VECTOR_SIZE;
-use crate::lb::flow::hash5;
 
 /// Most 4-byte groups a family's layout may read for its keys to be cached.
 pub const MAX_WORDS: usize = 6;

@@ -41,6 +41,31 @@
 //! this worker's own; aging scans a bounded number of slots per vector, paced to sweep the
 //! table within an eighth of the shortest idle timeout.
 //!
+//! # Cycles in the full pipeline
+//! The benchmark's `dataplane-full` (1k ACL rules, 100k flows, the `acl` node looking the
+//! flows up for this node) spends about 107 cycles per packet in its nodes against a budget
+//! of 60 (`full_node_cycles_per_packet`; `scripts/bench standard` of 2026-12-05: parse 10.7,
+//! acl 51.4, lb 41.8, forward 3.6). The `acl` and `lb` nodes hold the rest. A `perf record`
+//! of the DUT worker (`-F 4999 -t <worker tid>`, 3 s, software clock: this VM has no PMU
+//! counters) put about 12% of its samples in node code (the rest polled the vhost rings at
+//! the low rate the loaded machine allowed), of which: `ConnTrack::lookup_batch_sparse` 4.2%,
+//! four fifths on the two loads of each packet's slot line (the touch and the probe's first
+//! read: a random line of a 32 MiB table, the benchmark's capacity of 200k flows being 2^19
+//! slots, as large as the L3); the `acl` node's own part of
+//! [`super::LbFlows::look_up_tracked`] 3.5%, mostly the burst memos of [`super::flows`]'s
+//! classification; this node 3.5%, spread over `confirm`, the NAT rewrite, checksums and
+//! counters. So the table line is the largest single cost and belongs to the `acl` node's
+//! share; a smaller table per flow (capacity nearer the flows, or 32-byte entries) is where
+//! the next cycles are.
+//!
+//! Tried and not kept: the per-service packet and byte counters added once per run of
+//! packets for the same service (once per vector here) instead of per packet. It could not
+//! be measured on the machine of the session (load average 9 on 2 CPUs, others compiling):
+//! `lb-bench --flows 100000 --capacity 200000`, interleaved A B x3, medians 275/280/282 (A)
+//! against 309/294/293 (B) cycles per packet, best rounds 223/185/253 against 230/310/134; the
+//! full pipeline's `lb` node A/B x4 in the vhost benchmark 440-839 against 576-772, about 5x
+//! its cost on a quiet machine. No gain shown, so the code stays as it was.
+//!
 //! # Checksums
 //! Updated incrementally in software, unless every port of the graph computes checksums on
 //! transmit (the output port is decided after this node, so all must): then the IPv4 header
