@@ -21,7 +21,9 @@
 //! rules), dataplane-full (parse -> acl -> lb -> forward: the same rules, then a UDP VIP over
 //! 4 backends with a connection table, which the ACL consults first: packets of tracked
 //! connections skip the rules), dataplane-full-separate (the same without that: the ACL
-//! classifies every packet, the LB looks each up itself), testpmd-io, testpmd-macswap, null-sink (testpmd
+//! classifies every packet, the LB looks each up itself), dataplane-full-ctl (dataplane-full
+//! with a client polling `show runtime` and `show conntrack` on its control socket ten times
+//! a second: `ctl_poll_forwarding_ratio`), testpmd-io, testpmd-macswap, null-sink (testpmd
 //! rxonly), ovs-forward, ovs-acl-1k, ovs-conntrack, ovs-ct-lb (1,000 ACL-like flows, then a
 //! conntrack firewall and a `select` group of `ct(commit,nat(dst=backend))` buckets).
 //! The generator is dpdk-testpmd flowgen, or dpgen for IMIX (flowgen has no IMIX) and for
@@ -131,7 +133,9 @@ impl Profile {
     fn default_for(dut: &str) -> Profile {
         match dut {
             "ovs-conntrack" => Profile::Mirror,
-            "dataplane-full" | "dataplane-full-separate" | "ovs-ct-lb" => Profile::Vip,
+            "dataplane-full" | "dataplane-full-ctl" | "dataplane-full-separate" | "ovs-ct-lb" => {
+                Profile::Vip
+            }
             _ => Profile::Plain,
         }
     }
@@ -523,7 +527,11 @@ fn ovs_pipeline(dut: &str) -> Option<OvsPipeline> {
 fn filters_deny_flows(dut: &str) -> bool {
     matches!(
         dut,
-        "dataplane-acl-1k" | "dataplane-full" | "dataplane-full-separate" | "ovs-ct-lb"
+        "dataplane-acl-1k"
+            | "dataplane-full"
+            | "dataplane-full-ctl"
+            | "dataplane-full-separate"
+            | "ovs-ct-lb"
     )
 }
 
@@ -548,8 +556,8 @@ fn start_dut(dut: &str, t: &VhostTopology, stats: &PathBuf, a: &Args) -> Result<
             stats,
             0.0,
         ),
-        "dataplane-full" | "dataplane-full-separate" => {
-            let lookups = if dut == "dataplane-full" {
+        "dataplane-full" | "dataplane-full-ctl" | "dataplane-full-separate" => {
+            let lookups = if dut != "dataplane-full-separate" {
                 Lookups::Shared
             } else {
                 Lookups::Separate
@@ -782,6 +790,16 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
         }
         (d, start_gen(&t))
     };
+    // dataplane-full-ctl: a monitoring client polls the control socket meanwhile.
+    let poller = (dut == "dataplane-full-ctl").then(|| {
+        let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        perf::ctl_poll::CtlPoller::start(
+            dataplane::control::default_socket_path(&t.dut_prefix()),
+            Duration::from_millis(100),
+            vec![words("show runtime"), words("show conntrack --limit 100")],
+        )
+    });
+    let polls;
     // Rate samples printed before the links came up (OVS started after flowgen) are skipped.
     let skip = if use_dpgen {
         0
@@ -801,6 +819,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(200));
+        polls = poller.map(perf::ctl_poll::CtlPoller::stop);
         (dut_report, accounting) = stop_dut(dut, d, &stats)?;
         // The DUT's counters are read: dpgen may close its ports now.
         let _ = std::fs::write(gen_json.with_extension("read"), b"");
@@ -838,6 +857,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
         }
     } else {
         std::thread::sleep(Duration::from_secs_f64(a.warmup + a.seconds));
+        polls = poller.map(perf::ctl_poll::CtlPoller::stop);
         // OVS forgets a vhost port's counters when its peer goes away, and flowgen cannot
         // linger: read OVS while traffic still flows (in-flight packets show as unaccounted).
         let mut early = None;
@@ -880,6 +900,17 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
             Some(x) => x,
             None => stop_dut(dut, d.take().ok_or("no DUT")?, &stats)?,
         };
+    }
+    let mut accounting = accounting;
+    if let Some(p) = polls {
+        // A poller whose requests went unanswered measured nothing.
+        if p.answered == 0 || p.failed != 0 {
+            return Err(format!(
+                "{dut}: the control socket answered {} requests and failed {}",
+                p.answered, p.failed
+            ));
+        }
+        accounting["ctl_requests_answered"] = json!(p.answered);
     }
     Ok(Sample {
         rx_mpps,
@@ -1210,6 +1241,14 @@ fn main() {
             ("acl_vs_testpmd", "dataplane-acl-1k", "testpmd-io", None),
             ("full_vs_testpmd", "dataplane-full", full_tp, None),
             ("full_vs_ovs", "dataplane-full", "ovs-ct-lb", Some(8.0)),
+            // The full pipeline with a client polling `show runtime` and `show conntrack`
+            // ten times a second, over the same without it.
+            (
+                "ctl_poll_forwarding_ratio",
+                "dataplane-full-ctl",
+                "dataplane-full",
+                Some(0.98),
+            ),
         ] {
             if let (Some(xs), Some(ys)) = (per_dut.get(x), per_dut.get(y)) {
                 let per: Vec<f64> = xs.iter().zip(ys).map(|(p, q)| p.fwd() / q.fwd()).collect();
