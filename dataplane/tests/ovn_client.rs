@@ -475,3 +475,44 @@ fn silent_and_garbled_servers_are_dropped_and_counted() {
     wait_for(&c, "a malformed message", |k| k.malformed >= 1);
     assert_eq!(c.counters().connects, 0);
 }
+
+#[test]
+fn clustered_nb_member_killed_the_client_moves_on_and_resumes_from_its_txn_id() {
+    let mut cl = ovsdb::NbCluster::start("cluster");
+    cl.nbctl(&["ls-add", "sw0"]);
+    let c = start(&cl.remotes());
+    let first = next_update(&c);
+    assert_eq!(first.kind, UpdateKind::FullResync);
+    // The row may come in the first contents or just after (a member still catching up).
+    while !c.tables()["Logical_Switch"]
+        .values()
+        .any(|r| text(r, "name") == "sw0")
+    {
+        next_update(&c);
+    }
+    let st = c.state();
+    let txn = st
+        .last_txn_id
+        .clone()
+        .expect("a clustered server gives transaction ids");
+    assert_ne!(txn, dataplane::ovn::replica::ZERO_UUID);
+    let was = cl.index_of(st.remote.as_deref().unwrap());
+
+    cl.kill(was);
+    wait_for(&c, "the disconnection", |k| k.disconnections == 1);
+    cl.nbctl(&["ls-add", "sw1"]);
+    let resumed = next_update(&c);
+    assert_eq!(resumed.kind, UpdateKind::IncrementalResync, "{resumed:?}");
+    assert_ne!(cl.index_of(c.state().remote.as_deref().unwrap()), was);
+    // sw1 comes in the resync (written before we were back) or as a transaction after it.
+    while !c.tables()["Logical_Switch"]
+        .values()
+        .any(|r| text(r, "name") == "sw1")
+    {
+        let u = next_update(&c);
+        assert_eq!(u.kind, UpdateKind::Transaction, "{u:?}");
+    }
+    let k = c.counters();
+    assert_eq!((k.resyncs_full, k.resyncs_incremental), (1, 1), "{k:?}");
+    assert_eq!(c.tables()["Logical_Switch"].len(), 2);
+}

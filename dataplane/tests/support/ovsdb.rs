@@ -268,3 +268,158 @@ impl Drop for NbServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// One member of a clustered NB.
+struct Member {
+    db: PathBuf,
+    sock: PathBuf,
+    ctl: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A three-server clustered NB on 127.0.0.1 (raft over TCP, clients on unix sockets).
+pub struct NbCluster {
+    dir: PathBuf,
+    members: Vec<Member>,
+}
+
+impl NbCluster {
+    /// Creates the cluster (`create-cluster` then two `join-cluster`) and starts its servers.
+    pub fn start(tag: &str) -> NbCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "ovn-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let raft = |i: usize| format!("tcp:127.0.0.1:{}", ports[i]);
+        let mut members = Vec::new();
+        for i in 0..3 {
+            let db = dir.join(format!("s{i}.db"));
+            if i == 0 {
+                run(Command::new("ovsdb-tool")
+                    .arg("create-cluster")
+                    .arg(&db)
+                    .arg(NB_SCHEMA)
+                    .arg(raft(0)));
+            } else {
+                run(Command::new("ovsdb-tool")
+                    .arg("join-cluster")
+                    .arg(&db)
+                    .arg("OVN_Northbound")
+                    .arg(raft(i))
+                    .arg(raft(0)));
+            }
+            members.push(Member {
+                db,
+                sock: dir.join(format!("s{i}.sock")),
+                ctl: dir.join(format!("s{i}.ctl")),
+                log: dir.join(format!("s{i}.log")),
+                child: None,
+            });
+        }
+        let mut c = NbCluster { dir, members };
+        for i in 0..3 {
+            c.launch(i);
+        }
+        c.nbctl(&["init"]);
+        c
+    }
+
+    fn launch(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let _ = std::fs::remove_file(&m.sock);
+        let _ = std::fs::remove_file(&m.ctl);
+        let child = Command::new("ovsdb-server")
+            .arg(&m.db)
+            .arg(format!("--remote=punix:{}", m.sock.display()))
+            .arg(format!("--unixctl={}", m.ctl.display()))
+            .arg(format!("--log-file={}", m.log.display()))
+            .arg("-vconsole:off")
+            .env("OVS_RUNDIR", &self.dir)
+            .env("OVS_DBDIR", &self.dir)
+            .env("OVS_LOGDIR", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ovsdb-server starts");
+        m.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&m.sock).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ovsdb-server {i} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The client's remotes, every member.
+    pub fn remotes(&self) -> String {
+        let r: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("unix:{}", m.sock.display()))
+            .collect();
+        r.join(",")
+    }
+
+    /// The index of the member a remote string names.
+    pub fn index_of(&self, remote: &str) -> usize {
+        self.members
+            .iter()
+            .position(|m| format!("unix:{}", m.sock.display()) == remote)
+            .unwrap_or_else(|| panic!("{remote} is no member"))
+    }
+
+    /// Runs `ovn-nbctl` against the live members, again until it works while the cluster
+    /// elects a leader (ovn-nbctl gives up at once when none answers as leader).
+    pub fn nbctl(&self, args: &[&str]) -> String {
+        let live: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| format!("unix:{}", m.sock.display()))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("ovn-nbctl")
+                .arg(format!("--db={}", live.join(",")))
+                .arg("--timeout=30")
+                .args(args)
+                .env_remove("OVN_NB_DAEMON")
+                .output()
+                .expect("ovn-nbctl runs");
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ovn-nbctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kills one member.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NbCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
