@@ -516,3 +516,47 @@ fn clustered_nb_member_killed_the_client_moves_on_and_resumes_from_its_txn_id() 
     assert_eq!((k.resyncs_full, k.resyncs_incremental), (1, 1), "{k:?}");
     assert_eq!(c.tables()["Logical_Switch"].len(), 2);
 }
+
+#[test]
+fn the_servers_echo_probes_are_answered() {
+    let nb = NbServer::start("echo");
+    nb.nbctl(&["ls-add", "sw0"]);
+    // A TCP listener whose connections the server probes every second.
+    let port = ovsdb::free_port();
+    nb.nbctl(&[
+        "--",
+        "set-connection",
+        &format!("ptcp:{port}:127.0.0.1"),
+        "--",
+        "set",
+        "connection",
+        ".",
+        "inactivity_probe=1000",
+    ]);
+    let deadline = Instant::now() + WAIT;
+    let mut raw = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "no ptcp listener: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A peer that never answers gets an echo request, then is dropped.
+    let mut got = Vec::new();
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = raw.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains(r#""method":"echo""#), "{text}");
+
+    // Our client, its own probe off, answers them and stays connected.
+    let mut cfg = config(&format!("tcp:127.0.0.1:{port}"));
+    cfg.probe_interval = None;
+    let c = OvnClient::start(cfg).unwrap();
+    next_update(&c);
+    std::thread::sleep(Duration::from_millis(3500)); // three probe intervals and more
+    nb.nbctl(&["ls-add", "sw1"]);
+    let u = next_update(&c);
+    assert_eq!(u.kind, UpdateKind::Transaction);
+    let k = c.counters();
+    assert_eq!((k.connects, k.disconnections), (1, 0), "{k:?}");
+}

@@ -170,6 +170,8 @@ impl NbServer {
         let mut cmd = Command::new("ovsdb-server");
         cmd.arg(&self.db)
             .arg(format!("--remote=punix:{}", self.admin.display()))
+            // Listeners of NB_Global.connections too (`ovn-nbctl set-connection`).
+            .arg("--remote=db:OVN_Northbound,NB_Global,connections")
             .arg(format!("--unixctl={}", self.ctl.display()))
             .arg(format!(
                 "--log-file={}",
