@@ -14,6 +14,7 @@ pub mod hugepage_plan;
 pub mod hugepages;
 pub mod metrics_export;
 pub mod nodes;
+pub mod ovn;
 pub mod plan;
 pub mod reload;
 pub mod runtime;
