@@ -424,7 +424,7 @@ fn a_request_under_traffic_is_answered_within_bounded_vectors_and_changes_no_ver
     let s = sampler(&a, "lb");
     s.request(CtQuery::default());
     let mut answered = None;
-    // The `lb` node runs once per burst here: bursts are vectors.
+    // The graph serves the sample one step per burst.
     for (vectors, (port, frames)) in (1..).zip(traffic(&backends, 40)) {
         let out_a = run(&mut a, port, &frames);
         let out_b = run(&mut b, port, &frames);
