@@ -355,6 +355,8 @@ impl CtSampler {
 
     /// Asks the worker for the connections matching `q` (replacing any request not yet
     /// answered; a sample not yet polled is discarded). Reserves the entries' memory here.
+    /// Only samplers taken from [`crate::Graph::ct_samplers`] ring their graph's doorbell;
+    /// the graph does not look at the others' requests.
     pub fn request(&self, q: CtQuery) {
         let seq = self.0.seq.fetch_add(1, Relaxed) + 1;
         let entries = Vec::with_capacity(q.limit.min(MAX_SAMPLE_LIMIT));
