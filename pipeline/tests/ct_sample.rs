@@ -424,7 +424,7 @@ fn a_request_under_traffic_is_answered_within_bounded_vectors_and_changes_no_ver
     let s = sampler(&a, "lb");
     s.request(CtQuery::default());
     let mut answered = None;
-    // The `lb` node runs once per burst here: bursts are vectors.
+    // The graph serves the sample one step per burst.
     for (vectors, (port, frames)) in (1..).zip(traffic(&backends, 40)) {
         let out_a = run(&mut a, port, &frames);
         let out_b = run(&mut b, port, &frames);
@@ -555,4 +555,66 @@ fn a_stateful_acl_answers_with_its_connections_and_their_rule_generation() {
         .map(String::from)
         .collect();
     assert_eq!(cols[6..], ["-", "-", &generation.to_string()], "{text}");
+}
+
+#[test]
+fn a_request_from_another_thread_is_answered_by_the_idle_worker() {
+    // The control thread asks (three times, each waiting for its answer) while the worker
+    // thread only runs its idle hook; the doorbell makes every request seen.
+    let (mut g, _) = lb_with_flows();
+    let s = sampler(&g, "lb");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                g.idle();
+                std::thread::yield_now();
+            }
+            g
+        })
+    };
+    for limit in [8, 2, 5] {
+        s.request(query(&["--limit", &limit.to_string()]));
+        let sample = loop {
+            if let Some(x) = s.poll() {
+                break x;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!((sample.entries.len(), sample.truncated), (limit, limit < 8));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let g = worker.join().unwrap();
+    // Samplers taken again name the same node and share the same state.
+    assert_eq!(g.ct_samplers()[0].1.node(), "lb");
+}
+
+#[test]
+fn graphs_without_connection_tables_have_no_samplers() {
+    let spec = GraphSpec::from_toml(
+        r#"
+        [[nodes]]
+        name = "parse"
+        kind = "parse"
+        [[nodes]]
+        name = "fwd"
+        kind = "forward"
+        params = { mode = "cross-connect", pairs = [["p0", "p1"]] }
+        [[edges]]
+        from = "parse"
+        to = "fwd"
+        "#,
+    )
+    .unwrap();
+    let mut g = Graph::build(&spec, &Registry::with_builtins(), &ports()).unwrap();
+    assert!(g.ct_samplers().is_empty());
+    g.idle();
+    let out = run(
+        &mut g,
+        0,
+        &[build(&Spec::udp("10.0.0.1", 1, "10.0.0.2", 2))],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(render_conntrack(&[]), "No connection tables\n");
 }

@@ -1132,29 +1132,12 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
                 }
             }
         }
-        if self.sample.wants() {
-            self.serve_sample();
-        }
         // The graph moves the vector whole when all decisions agree.
         Verdict::PerPacket
     }
 
-    fn idle(&mut self, _shared: &mut SharedState) {
-        if self.sample.wants() {
-            self.serve_sample();
-        }
-    }
-
-    fn ct_sampler(&self) -> Option<CtSampler> {
-        self.ct.as_ref().map(|_| self.sample.handle())
-    }
-}
-
-impl<C: Classify> AclNode<C> {
-    /// One step of a pending `show conntrack` sample of the own table.
-    #[cold]
-    fn serve_sample(&mut self) {
-        if let Some(ct) = &self.ct {
+    fn serve_ct(&mut self, _shared: &mut SharedState) -> bool {
+        if let (true, Some(ct)) = (self.sample.wants(), &self.ct) {
             serve_acl(
                 &mut self.sample,
                 ct,
@@ -1162,6 +1145,11 @@ impl<C: Classify> AclNode<C> {
                 self.ticks_per_sec,
             );
         }
+        self.sample.wants()
+    }
+
+    fn ct_sampler(&self) -> Option<CtSampler> {
+        self.ct.as_ref().map(|_| self.sample.handle())
     }
 }
 

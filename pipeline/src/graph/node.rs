@@ -42,10 +42,13 @@ pub trait Node<P: PacketBuf>: Send {
     /// Processes one vector and returns the decisions.
     fn process(&mut self, frame: Frame<'_, P>) -> Verdict;
 
-    /// Called by [`super::Graph::idle`] when the worker's poll found no packets: a node with
-    /// a connection table serves a pending `show conntrack` sample here (nodes without state
-    /// do nothing).
-    fn idle(&mut self, _shared: &mut super::SharedState) {}
+    /// One step of a pending `show conntrack` sample of the node's connection table
+    /// ([`crate::ct_sample`]); returns whether the node has more to do. The graph calls it,
+    /// after a burst or from [`super::Graph::idle`], only while a sample was requested from
+    /// one of its nodes or is under way, never per packet (nodes without a table do nothing).
+    fn serve_ct(&mut self, _shared: &mut super::SharedState) -> bool {
+        false
+    }
 
     /// The handle through which the control side samples this node's connection table
     /// (`None`: the node has none).

@@ -17,6 +17,7 @@ use crate::stats::{GraphStats, NodeCounters, RuntimeSnapshot, StatsHandle};
 use crate::trace::{TraceHandle, TraceNames, Tracer};
 use crate::PacketBuf;
 use arrayvec::ArrayVec;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Drop reasons the graph itself counts on every node, after the node kind's own reasons:
@@ -65,6 +66,12 @@ pub struct Graph<P: PacketBuf> {
     ports: Vec<PortInfo>,
     reset_meta: bool,
     shared: SharedState,
+    /// Rung by [`CtSampler::request`] on any of this graph's samplers (a count).
+    ct_bell: Arc<AtomicU64>,
+    /// The bell's count the nodes were last asked about.
+    ct_seen: u64,
+    /// Some node has a sample under way.
+    ct_serving: bool,
 }
 
 impl<P: PacketBuf + 'static> Graph<P> {
@@ -137,6 +144,9 @@ impl<P: PacketBuf + 'static> Graph<P> {
             tracer: Tracer::default(),
             ports: ports.to_vec(),
             reset_meta,
+            ct_bell: Arc::new(AtomicU64::new(0)),
+            ct_seen: 0,
+            ct_serving: false,
         })
     }
 }
@@ -209,7 +219,7 @@ impl<P: PacketBuf> Graph<P> {
             .iter()
             .filter_map(|n| {
                 let s = n.imp.ct_sampler()?;
-                s.set_node(&n.name);
+                s.attach(&n.name, &self.ct_bell);
                 Some((n.name.clone(), s))
             })
             .collect()
@@ -217,12 +227,35 @@ impl<P: PacketBuf> Graph<P> {
 
     /// To be called by the worker when a poll found no packets: nodes serve what the control
     /// side asked for that would otherwise wait for traffic (a pending connection sample,
-    /// one bounded step per call). Runs no packets and counts nothing.
+    /// one bounded step per call). Runs no packets and counts nothing. One atomic load when
+    /// nothing was asked.
     pub fn idle(&mut self) {
-        let Self { nodes, shared, .. } = self;
-        for n in nodes.iter_mut() {
-            n.imp.idle(shared);
+        self.poll_ct();
+    }
+
+    /// After each burst (and when idle): one atomic load; only while a connection sample
+    /// was requested from one of the graph's nodes, or is under way, one step of each
+    /// node's [`Node::serve_ct`](super::Node::serve_ct). So the nodes' own vector functions
+    /// carry no sampling code at all.
+    #[inline(always)]
+    fn poll_ct(&mut self) {
+        let bell = self.ct_bell.load(Ordering::Acquire);
+        if bell != self.ct_seen || self.ct_serving {
+            self.serve_ct(bell);
         }
+    }
+
+    /// One step of every node's pending connection sample, for bell count `bell` (loaded
+    /// with acquire: the requests it counts are visible to the nodes).
+    #[cold]
+    #[inline(never)]
+    fn serve_ct(&mut self, bell: u64) {
+        let mut busy = false;
+        for n in self.nodes.iter_mut() {
+            busy |= n.imp.serve_ct(&mut self.shared);
+        }
+        self.ct_seen = bell;
+        self.ct_serving = busy;
     }
 
     /// The input node's vector: a worker may rx straight into it, then call [`run`](Self::run).
@@ -329,6 +362,7 @@ impl<P: PacketBuf> Graph<P> {
         g.rx_packets.add(burst.rx as u64);
         g.tx_packets.add(burst.tx as u64);
         g.dropped.add(burst.dropped as u64);
+        self.poll_ct();
         burst
     }
 }

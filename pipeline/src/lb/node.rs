@@ -355,7 +355,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
             table,
             ct,
             scratch: s,
-            clock,
             ..
         } = fl;
         let c: &LbCounters = &self.counters;
@@ -606,9 +605,6 @@ impl<P: PacketBuf> Node<P> for LbNode {
             }
         }
         n_closed += ct.age_paced_with(now, MAX_PACED_SCAN, |_, e| closed(c, e)) as u64;
-        if self.sample.wants() {
-            serve_lb(&mut self.sample, ct, table, now, clock);
-        }
 
         for (idx, v) in [
             (C_NEW, new_conns),
@@ -630,19 +626,25 @@ impl<P: PacketBuf> Node<P> for LbNode {
         Verdict::PerPacket
     }
 
-    fn idle(&mut self, shared: &mut SharedState) {
+    fn serve_ct(&mut self, shared: &mut SharedState) -> bool {
         if !self.sample.wants() {
-            return;
+            return false;
         }
-        let fl: &mut LbFlows = match &mut self.flows {
+        let fl: &LbFlows = match &self.flows {
             FlowsAt::Own(fl) => fl,
             FlowsAt::Shared(i) => match shared.get_mut::<LbFlows>(*i) {
                 Some(fl) => fl,
-                None => return,
+                None => return false,
             },
         };
-        let now = fl.clock.now();
-        serve_lb(&mut self.sample, &fl.ct, &fl.table, now, &fl.clock);
+        serve_lb(
+            &mut self.sample,
+            &fl.ct,
+            &fl.table,
+            fl.clock.now(),
+            &fl.clock,
+        );
+        self.sample.wants()
     }
 
     fn ct_sampler(&self) -> Option<CtSampler> {

@@ -57,10 +57,11 @@ impl<P: PacketBuf> NodeImpl<P> {
         }
     }
 
-    /// [`Node::idle`] of the node's kind (built-in kinds keep no state: nothing to do).
-    pub fn idle(&mut self, shared: &mut crate::graph::SharedState) {
-        if let NodeImpl::Custom(n) = self {
-            n.idle(shared);
+    /// [`Node::serve_ct`] of the node's kind (built-in kinds keep no state: nothing to do).
+    pub fn serve_ct(&mut self, shared: &mut crate::graph::SharedState) -> bool {
+        match self {
+            NodeImpl::Custom(n) => n.serve_ct(shared),
+            _ => false,
         }
     }
 
