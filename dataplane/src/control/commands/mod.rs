@@ -1,6 +1,7 @@
 //! The commands, by area; each area's module lists its own ([`registry`] puts them together).
 
 pub mod acl;
+pub mod capture;
 pub mod lb;
 pub mod ports;
 pub mod reload;
@@ -18,6 +19,7 @@ pub fn registry<'a>() -> Registry<Ctx<'a>> {
     r.add(&acl::commands());
     r.add(&lb::commands());
     r.add(&reload::commands());
+    r.add(&capture::commands());
     r
 }
 
