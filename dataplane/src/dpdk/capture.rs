@@ -18,6 +18,9 @@
 //! (a grace period, then an in-flight counter the callbacks raise around their work), writes
 //! what is left and an Interface Statistics Block, closes the file and frees the pool, the
 //! ring and the callbacks' memory.
+//!
+//! Like pdump's, the tx callback sees every packet handed to `rte_eth_tx_burst`: one that a
+//! full device queue refused and the worker retried is captured once per attempt.
 
 use std::ffi::{c_void, CString};
 use std::os::fd::IntoRawFd;
@@ -70,6 +73,16 @@ pub enum CaptureState {
     Running,
     /// Stopped (by `stop`, its packet limit, or a write error); the file is closed.
     Finished,
+}
+
+impl CaptureState {
+    /// `running` or `finished` (as in the JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureState::Running => "running",
+            CaptureState::Finished => "finished",
+        }
+    }
 }
 
 /// Counts of a capture.

@@ -50,14 +50,12 @@ fn describe(port: &str, s: &CaptureStatus) -> String {
         .as_ref()
         .map_or(String::new(), |e| format!(" (stopped: {e})"));
     format!(
-        "capture of {port} into {}: {:?}, {} packets written{limit}, {} dropped{error}\n",
+        "capture of {port} into {}: {}, {} packets written{limit}, {} dropped{error}\n",
         s.file.display(),
-        s.state,
+        s.state.as_str(),
         s.written,
         s.dropped
     )
-    .replace("Running", "running")
-    .replace("Finished", "finished")
 }
 
 fn capture_start(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
