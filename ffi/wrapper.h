@@ -16,6 +16,7 @@
 #include <rte_ring.h>
 #include <rte_eth_ring.h>
 #include <rte_pdump.h>
+#include <rte_pcapng.h>
 #include <rte_version.h>
 #include <rte_prefetch.h>
 #include <rte_vhost.h>

@@ -565,8 +565,9 @@ fn control_loop(
     let mut last_drops: Vec<u64> = vec![0; ports.len()];
     let mut last_t = Instant::now();
     let deadline = opts.duration.map(|d| started + Duration::from_secs_f64(d));
-    loop {
+    let why = loop {
         std::thread::sleep(CONTROL_PASS);
+        control_state.poll_capture();
         if let Some(server) = control.as_mut() {
             server.serve(|req| {
                 let mut cx = Ctx {
@@ -605,11 +606,11 @@ fn control_loop(
             e.serve_pending();
         }
         if signalled.load(Ordering::Relaxed) {
-            return "signal".into();
+            break "signal".to_string();
         }
         reloader.poll();
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return "duration".into();
+            break "duration".to_string();
         }
         if period > 0.0 && last_t.elapsed().as_secs_f64() >= period {
             let dt = last_t.elapsed().as_secs_f64();
@@ -648,7 +649,9 @@ fn control_loop(
                 last_runtime = now;
             }
         }
-    }
+    };
+    control_state.stop_capture();
+    why
 }
 
 fn runtime_snapshots(graphs: &[(u32, StatsHandle)]) -> Vec<RuntimeSnapshot> {

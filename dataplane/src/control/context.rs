@@ -8,6 +8,7 @@ use std::time::Instant;
 use pipeline::{CtSampler, RuntimeSnapshot, StatsHandle, TraceHandle};
 
 use crate::counters::{WorkerCounters, WorkerSnapshot};
+use crate::dpdk::capture::Capture;
 use crate::dpdk::{Mempool, Port};
 use crate::plan::Plan;
 use crate::reload::Reloader;
@@ -23,6 +24,35 @@ pub struct ControlState {
     pub errors_base: Vec<RuntimeSnapshot>,
     /// Worker counters at the last `clear errors` (its port drops), by worker.
     pub errors_workers_base: Vec<WorkerSnapshot>,
+    /// The capture of `capture start` (running, or the last one, finished).
+    pub capture: Option<PortCapture>,
+}
+
+/// A capture started by `capture start`, with the port name it was given.
+#[derive(Debug)]
+pub struct PortCapture {
+    /// The port's name (as in the config).
+    pub port: String,
+    /// The capture.
+    pub capture: Capture,
+}
+
+impl ControlState {
+    /// Writes what a running capture copied since the last call (the control loop calls
+    /// this every pass); a capture that reaches its packet count finishes here.
+    pub fn poll_capture(&mut self) {
+        if let Some(c) = self.capture.as_mut() {
+            c.capture.poll();
+        }
+    }
+
+    /// Stops a running capture (at exit: the file is complete and the workers are left
+    /// without callbacks before they stop).
+    pub fn stop_capture(&mut self) {
+        if let Some(c) = self.capture.as_mut() {
+            c.capture.stop();
+        }
+    }
 }
 
 /// A running dataplane, as one command sees it.

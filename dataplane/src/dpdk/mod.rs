@@ -3,6 +3,7 @@
 //! Every `unsafe` block of the dataplane lives in this module, each with a `// SAFETY:` line.
 
 pub mod acl;
+pub mod capture;
 pub mod eal;
 pub mod lcore;
 pub mod mbuf;

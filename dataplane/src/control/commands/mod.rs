@@ -1,6 +1,7 @@
 //! The commands, by area; each area's module lists its own ([`registry`] puts them together).
 
 pub mod acl;
+pub mod capture;
 pub mod conntrack;
 pub mod lb;
 pub mod ports;
@@ -20,6 +21,7 @@ pub fn registry<'a>() -> Registry<Ctx<'a>> {
     r.add(&lb::commands());
     r.add(&conntrack::commands());
     r.add(&reload::commands());
+    r.add(&capture::commands());
     r
 }
 
