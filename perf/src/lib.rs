@@ -1,6 +1,6 @@
 //! Benchmark harness and traffic tools.
 
-pub mod ctl_poll;
+pub mod ctl;
 pub mod frames;
 pub mod ovs;
 pub mod procs;

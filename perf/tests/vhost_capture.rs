@@ -11,34 +11,19 @@
 //!   captured port's packets took the PMD (where the callbacks run) only while captured.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use perf::procs::{ensure_hugepages, wait_for_paths, workspace_bin};
+use perf::ctl::{ctl_json, run_ctl};
+use perf::procs::{ensure_hugepages, wait_for_paths};
 use perf::topology::VhostTopology;
 use serde_json::Value;
 
-/// Runs `dataplane ctl --socket S [--json] ARGS`: (exit code, stdout, stderr).
 fn ctl_raw(socket: &Path, json: bool, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(workspace_bin("dataplane"));
-    c.arg("ctl").arg("--socket").arg(socket);
-    if json {
-        c.arg("--json");
-    }
-    c.args(args);
-    let out = c.output().expect("dataplane ctl runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_ctl(socket, json, args)
 }
 
-/// `ctl --json ARGS`, which must succeed.
 fn ctl(socket: &Path, args: &[&str]) -> Value {
-    let (rc, out, err) = ctl_raw(socket, true, args);
-    assert_eq!(rc, 0, "`{args:?}` failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{args:?}`: {e}: {out}"))
+    ctl_json(socket, args)
 }
 
 /// `ctl ARGS`, which must be refused (exit 2, nothing on stdout); its error line.

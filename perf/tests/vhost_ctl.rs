@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use perf::ctl::{ctl_json, run_ctl};
 use perf::procs::{ensure_hugepages, wait_for_paths, workspace_bin};
 use perf::report::{named_count, pipeline_node};
 use perf::topology::{
@@ -37,27 +38,15 @@ use serde_json::Value;
 const FLOWS: u32 = 2_000;
 const DENY_PERCENT: u8 = 10;
 
-/// Runs `dataplane ctl --socket S [--json] ARGS`: (exit code, stdout, stderr).
+/// `dataplane ctl --socket S [--json] ARGS` (words split at spaces): (exit code, stdout,
+/// stderr).
 fn ctl_raw(socket: &Path, json: bool, args: &str) -> (i32, String, String) {
-    let mut c = Command::new(workspace_bin("dataplane"));
-    c.arg("ctl").arg("--socket").arg(socket);
-    if json {
-        c.arg("--json");
-    }
-    c.args(args.split_whitespace());
-    let out = c.output().expect("dataplane ctl runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_ctl(socket, json, &args.split_whitespace().collect::<Vec<_>>())
 }
 
 /// `ctl --json ARGS`, which must succeed.
 fn ctl(socket: &Path, args: &str) -> Value {
-    let (rc, out, err) = ctl_raw(socket, true, args);
-    assert_eq!(rc, 0, "`{args}` failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{args}`: {e}: {out}"))
+    ctl_json(socket, &args.split_whitespace().collect::<Vec<_>>())
 }
 
 fn num(v: &Value) -> u64 {

@@ -75,3 +75,31 @@ pub fn request(socket: &Path, argv: &[String]) -> Result<Response, String> {
     }
     serde_json::from_str(&answer).map_err(|e| format!("bad answer from {}: {e}", socket.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn the_only_live_socket_is_found_and_several_must_be_chosen() {
+        let dir = std::env::temp_dir().join(format!("ctl-find-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = find_socket_in(&dir).unwrap_err();
+        assert!(e.contains("no live control socket"), "{e}");
+        // A stale socket file (nobody listening) and a non-socket file do not count.
+        drop(UnixListener::bind(dir.join("stale.sock")).unwrap());
+        std::fs::write(dir.join("file.sock"), b"").unwrap();
+        assert!(find_socket_in(&dir).is_err());
+        let a = UnixListener::bind(dir.join("a.sock")).unwrap();
+        assert_eq!(find_socket_in(&dir).unwrap(), dir.join("a.sock"));
+        let b = UnixListener::bind(dir.join("b.sock")).unwrap();
+        let e = find_socket_in(&dir).unwrap_err();
+        assert!(
+            e.contains("a.sock") && e.contains("b.sock") && e.contains("--socket"),
+            "{e}"
+        );
+        drop((a, b));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -793,7 +793,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
     // dataplane-full-ctl: a monitoring client polls the control socket meanwhile.
     let poller = (dut == "dataplane-full-ctl").then(|| {
         let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-        perf::ctl_poll::CtlPoller::start(
+        perf::ctl::CtlPoller::start(
             dataplane::control::default_socket_path(&t.dut_prefix()),
             Duration::from_millis(100),
             vec![words("show runtime"), words("show conntrack --limit 100")],
@@ -819,7 +819,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(200));
-        polls = poller.map(perf::ctl_poll::CtlPoller::stop);
+        polls = poller.map(perf::ctl::CtlPoller::stop);
         (dut_report, accounting) = stop_dut(dut, d, &stats)?;
         // The DUT's counters are read: dpgen may close its ports now.
         let _ = std::fs::write(gen_json.with_extension("read"), b"");
@@ -857,7 +857,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
         }
     } else {
         std::thread::sleep(Duration::from_secs_f64(a.warmup + a.seconds));
-        polls = poller.map(perf::ctl_poll::CtlPoller::stop);
+        polls = poller.map(perf::ctl::CtlPoller::stop);
         // OVS forgets a vhost port's counters when its peer goes away, and flowgen cannot
         // linger: read OVS while traffic still flows (in-flight packets show as unaccounted).
         let mut early = None;
