@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::control::context::runtime_snapshots;
 use crate::control::{self, ControlServer, ControlState, Ctx};
 use crate::counters::{WorkerCounters, WorkerSnapshot};
 use crate::device::Device;
@@ -652,13 +653,6 @@ fn control_loop(
     };
     control_state.stop_capture();
     why
-}
-
-fn runtime_snapshots(graphs: &[(u32, StatsHandle)]) -> Vec<RuntimeSnapshot> {
-    graphs
-        .iter()
-        .map(|(l, h)| h.snapshot_as(format!("lcore {l}")))
-        .collect()
 }
 
 fn print_summary(ports: &[PortReport], workers: &[(u32, WorkerSnapshot)], secs: f64) {

@@ -82,10 +82,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Each worker's pipeline counters now, labelled `lcore N`.
     pub fn runtime_now(&self) -> Vec<RuntimeSnapshot> {
-        self.graphs
-            .iter()
-            .map(|(l, h)| h.snapshot_as(format!("lcore {l}")))
-            .collect()
+        runtime_snapshots(self.graphs)
     }
 
     /// Each worker's counters now.
@@ -112,6 +109,15 @@ impl Ctx<'_> {
             .map(|n| n.name.as_str())
             .collect()
     }
+}
+
+/// Each worker's pipeline counters now, labelled `lcore N` (the stats lines, the final
+/// summary and the control commands all read them so).
+pub fn runtime_snapshots(graphs: &[(u32, StatsHandle)]) -> Vec<RuntimeSnapshot> {
+    graphs
+        .iter()
+        .map(|(l, h)| h.snapshot_as(format!("lcore {l}")))
+        .collect()
 }
 
 /// `later - earlier` for every worker (an empty `earlier`: `later` itself).
