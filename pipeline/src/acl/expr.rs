@@ -4,7 +4,9 @@
 //! # Supported syntax
 //! - `inport` / `outport` `==` or `!=` `@port_group`, `"port name"`, or `{...}` of those;
 //! - predicates `ip`, `ip4`, `ip6`, `tcp`, `udp`, `icmp4`, `icmp6`, `icmp`, and the
-//!   constants `1` (true) and `0` (false);
+//!   constants `1` (true) and `0` (false); `arp`/`rarp` (always false here: only IP packets
+//!   are classified) and `nd`, `nd_ns`, `nd_na`, `nd_rs`, `nd_ra` (ICMPv6 of those types,
+//!   code 0), which ovn-kubernetes's default-deny groups write as `(arp || nd)`;
 //! - `ip4.src`, `ip4.dst`, `ip6.src`, `ip6.dst` `==` or `!=` an address, a prefix
 //!   (`10.0.0.0/8` or `10.0.0.0/255.0.0.0`), `$address_set`, or `{a, b/len, $set}`;
 //! - `tcp.src`, `tcp.dst`, `udp.src`, `udp.dst`, `icmp4.type`, `icmp4.code`,
@@ -890,6 +892,23 @@ fn predicate(name: &str) -> Option<MatchExpr> {
     let version = |v| MatchExpr::Atom(Atom::Version(v));
     let proto = |p| MatchExpr::Atom(Atom::Proto(Cmp::In(vec![p])));
     let icmp = |v| MatchExpr::and(vec![version(v), proto(icmp_proto(v))]);
+    // OVN's `nd*` predicates: ICMPv6 of these types with code 0 (OVN also requires hop
+    // limit 255, which the classifier does not see).
+    let nd = |types: &[u8]| {
+        MatchExpr::and(vec![
+            icmp(IpVersion::V6),
+            MatchExpr::Atom(Atom::Icmp {
+                version: IpVersion::V6,
+                field: IcmpField::Type,
+                cmp: Cmp::In(types.to_vec()),
+            }),
+            MatchExpr::Atom(Atom::Icmp {
+                version: IpVersion::V6,
+                field: IcmpField::Code,
+                cmp: Cmp::In(vec![0]),
+            }),
+        ])
+    };
     Some(match name {
         "ip" => MatchExpr::Const(true),
         "ip4" => version(IpVersion::V4),
@@ -899,11 +918,19 @@ fn predicate(name: &str) -> Option<MatchExpr> {
         "icmp4" => icmp(IpVersion::V4),
         "icmp6" => icmp(IpVersion::V6),
         "icmp" => MatchExpr::or(vec![icmp(IpVersion::V4), icmp(IpVersion::V6)]),
+        // Non-IP traffic never reaches the ACL stage, so no classified packet is ARP.
+        "arp" | "rarp" => MatchExpr::Const(false),
+        "nd" => nd(&[135, 136]),
+        "nd_ns" => nd(&[135]),
+        "nd_na" => nd(&[136]),
+        "nd_rs" => nd(&[133]),
+        "nd_ra" => nd(&[134]),
         _ => return None,
     })
 }
 
-const SUPPORTED: &str = "inport, outport, ip, ip4, ip6, tcp, udp, icmp, icmp4, icmp6, ip.proto, \
+const SUPPORTED: &str = "inport, outport, ip, ip4, ip6, tcp, udp, icmp, icmp4, icmp6, arp, rarp, \
+nd, nd_ns, nd_na, nd_rs, nd_ra, ip.proto, \
 ip4.src, ip4.dst, ip6.src, ip6.dst, tcp.src, tcp.dst, udp.src, udp.dst, icmp4.type, icmp4.code, \
 icmp6.type, icmp6.code";
 
@@ -1437,6 +1464,38 @@ mod tests {
             p("inport == \"we\\\"b0\"").to_string(),
             "inport == \"we\\\"b0\""
         );
+    }
+
+    /// The match strings Neutron and ovn-kubernetes write, spaces or not.
+    #[test]
+    fn ovn_writers_match_styles() {
+        assert_eq!(
+            p("ip4.src == {$a1, $a2} && tcp && tcp.dst==80 && outport == @a123"),
+            p("ip4.src == {$a1, $a2} && tcp && tcp.dst == 80 && outport == @a123")
+        );
+        assert_eq!(
+            p("1024<=tcp.dst<=2048"),
+            p("tcp.dst >= 1024 && tcp.dst <= 2048")
+        );
+        assert_eq!(p("tcp.dst=={80,443}"), p("tcp.dst == {80, 443}"));
+        assert_eq!(
+            p("outport == @pg_ab_cd && ip4 && ip4.src == $pg_ef_gh_ip4 && tcp && tcp.dst == 22")
+                .to_string(),
+            "outport == @pg_ab_cd && ip4 && ip4.src == $pg_ef_gh_ip4 && ip.proto == 6 && tcp.dst == 22"
+        );
+        assert_eq!(
+            p("inport == \"0b4c3a1e-7d1f-4c5e-9a0b-1c2d3e4f5a6b\" && ip").to_string(),
+            "inport == \"0b4c3a1e-7d1f-4c5e-9a0b-1c2d3e4f5a6b\""
+        );
+        // ovn-kubernetes's default-deny companion: ARP never reaches the stage, ND is ICMPv6.
+        assert_eq!(
+            p("inport == @a1 && (arp || nd)"),
+            p("inport == @a1 && icmp6 && icmp6.type == {135, 136} && icmp6.code == 0")
+        );
+        assert_eq!(p("arp"), MatchExpr::Const(false));
+        assert!(err("ct.est && ip4")
+            .message
+            .contains("unsupported field 'ct.est'"));
     }
 
     proptest::proptest! {
