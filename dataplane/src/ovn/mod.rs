@@ -32,6 +32,7 @@ pub mod jsonrpc;
 pub mod remote;
 pub mod replica;
 pub mod stream;
+pub mod translate;
 
 pub use client::{OvnClient, OvnConfig, OvnState, Update, UpdateKind};
 pub use remote::Remote;

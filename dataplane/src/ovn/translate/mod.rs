@@ -1,0 +1,664 @@
+//! From the NB replica to enforced policy: the rows that concern our ports, translated into
+//! our ACL model (an [`AclConfig`]: port groups, address sets, rules) and our load-balancer
+//! services. Pure: no DPDK, no I/O; the caller logs [`Translation::refused`] and publishes
+//! [`Translation::policy`] when it differs from the last one ([`PolicyTracker`]).
+//!
+//! What is taken (OVN's semantics, `shared/OVN.md`):
+//! - our LSPs ([`binding`]), the logical switches holding them, every port group with a
+//!   member on those switches (OVN installs a group's ACLs on every switch hosting a
+//!   member; the match's `inport/outport == @pg` limits it), their ACLs and the switches'
+//!   ACLs;
+//! - the port groups and address sets the taken matches reference: a group's members are
+//!   our dataplane ports whose LSP is in it; `$<pg>_ip4`/`$<pg>_ip6` are derived from every
+//!   member LSP ([`addresses`]); NB address sets by name (an NB set wins a name clash);
+//! - the load balancers of those switches and of their load-balancer groups ([`lbs`]).
+//!
+//! Rules are named by the NB ACL's UUID ([`Translation::acl_origins`] keeps its name,
+//! owner, label, log settings and `external_ids` for attribution). Order: priority, then
+//! drops before allows at equal priority (OVN leaves equal-priority overlap undefined), then
+//! UUID. Default: `allow` unless `NB_Global options:default_acl_drop=true`. `allow` commits
+//! to conntrack (`allow-related`) when a taken switch is stateful (an `allow-related` ACL or
+//! a load balancer), as OVN does; `allow-stateless` is our stateless `allow`. When the
+//! schema has ACL tiers and several are used, (tier, priority) pairs are ranked into one
+//! priority space (tier 0 first); `pass` is not compiled.
+
+pub mod acls;
+pub mod addresses;
+pub mod binding;
+pub mod lbs;
+pub mod rows;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pipeline::acl::model::{AclRuleConfig, MAX_PRIORITY};
+use pipeline::acl::{AclConfig, Action, Direction, IpNet, IpVersion, RuleSet};
+use pipeline::lb::service::ServiceConfig;
+
+use crate::ovn::replica::Table;
+use acls::{Failure, OvnNames};
+pub use binding::{bind, Binding, BoundLsp, LocalPort, LspSelector};
+pub use lbs::LbOrigin;
+
+/// Translation choices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TranslateOptions {
+    /// Skip (log and count) ACLs we cannot compile, as OVN skips matches it cannot parse,
+    /// instead of failing closed.
+    pub fail_open_unsupported: bool,
+}
+
+/// The policy to publish: compare two with `==` to know whether anything changed.
+///
+/// OVN judges a packet twice: by the `from-lport` ACLs (before the load balancer, seeing the
+/// VIP) and by the `to-lport` ACLs (after it, seeing the backend); each stage has its own
+/// priority space and both must allow. So the ACLs come as two rule sets, one per stage,
+/// for an `acl` node before the `lb` node and one after it; each holds only the groups and
+/// sets its rules reference. [`Policy::single_stage`] merges them for a pipeline with one
+/// `acl` node (an approximation: one priority space for both directions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The `from-lport` ACLs.
+    pub from_lport: AclConfig,
+    /// The `to-lport` ACLs.
+    pub to_lport: AclConfig,
+    /// Load-balancer services, sorted by name.
+    pub services: Vec<ServiceConfig>,
+}
+
+impl Policy {
+    /// Both stages in one rule set (from-lport rules first at equal priority).
+    pub fn single_stage(&self) -> AclConfig {
+        let mut out = self.from_lport.clone();
+        for (k, v) in &self.to_lport.port_groups {
+            out.port_groups.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &self.to_lport.address_sets {
+            out.address_sets.insert(k.clone(), v.clone());
+        }
+        out.rules.extend(self.to_lport.rules.iter().cloned());
+        out.rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        out
+    }
+}
+
+/// The rules of one direction, with only the groups and sets they reference.
+fn stage(all: &AclConfig, dir: Direction, refs: &BTreeMap<String, BTreeSet<String>>) -> AclConfig {
+    let rules: Vec<AclRuleConfig> = all
+        .rules
+        .iter()
+        .filter(|r| r.direction == dir)
+        .cloned()
+        .collect();
+    let names: BTreeSet<&String> = rules
+        .iter()
+        .filter_map(|r| refs.get(r.name.as_deref().unwrap_or("")))
+        .flatten()
+        .collect();
+    AclConfig {
+        default: all.default,
+        port_groups: all
+            .port_groups
+            .iter()
+            .filter(|(k, _)| names.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        address_sets: all
+            .address_sets
+            .iter()
+            .filter(|(k, _)| names.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        rules,
+    }
+}
+
+/// Where a rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclOrigin {
+    /// NB ACL UUID (also the rule's name).
+    pub uuid: String,
+    /// `Port_Group <name>` or `Logical_Switch <name>`.
+    pub owner: String,
+    /// The ACL's `name` column (empty if unset).
+    pub name: String,
+    /// NB action as written.
+    pub action: String,
+    /// `label`.
+    pub label: i64,
+    /// `log`.
+    pub log: bool,
+    /// `severity` (empty: info).
+    pub severity: String,
+    /// `meter`.
+    pub meter: String,
+    /// `tier` (0 when the schema has none).
+    pub tier: i64,
+    /// `external_ids` (`neutron:security_group_rule_id`, `k8s.ovn.org/name`, ...).
+    pub external_ids: BTreeMap<String, String>,
+    /// Set when the rule stands in for an ACL we could not compile (fail-closed drop).
+    pub fail_closed: Option<String>,
+}
+
+/// What happened to a row that was not taken as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Left out: OVN would not enforce it either, or fail-open was chosen.
+    Skipped,
+    /// An allow left out (fail closed: it lets nothing through).
+    AllowOmitted,
+    /// Replaced by a drop of everything in its direction at its priority.
+    DropInstead,
+    /// Taken in part (e.g. an address set without its unparsable entries).
+    Partial,
+}
+
+/// A row not taken as written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refusal {
+    /// NB table.
+    pub table: &'static str,
+    /// Row UUID.
+    pub uuid: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.outcome {
+            Outcome::Skipped => "skipped",
+            Outcome::AllowOmitted => "not allowed (fail-closed)",
+            Outcome::DropInstead => "dropping its direction at its priority (fail-closed)",
+            Outcome::Partial => "taken in part",
+        };
+        write!(f, "{} {}: {what}: {}", self.table, self.uuid, self.reason)
+    }
+}
+
+/// How many rows of each kind were taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Logical switches holding our LSPs.
+    pub switches: usize,
+    /// ACLs compiled as written.
+    pub acls: usize,
+    /// Port groups in the model.
+    pub port_groups: usize,
+    /// NB address sets in the model.
+    pub address_sets: usize,
+    /// Derived `$<pg>_ip4/6` sets in the model.
+    pub derived_sets: usize,
+    /// Load balancers taken.
+    pub load_balancers: usize,
+    /// Services they gave.
+    pub services: usize,
+}
+
+/// The result of one translation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translation {
+    /// Each dataplane port's LSP.
+    pub bindings: Vec<Binding>,
+    /// The policy.
+    pub policy: Policy,
+    /// Rule name (ACL UUID) to its origin.
+    pub acl_origins: BTreeMap<String, AclOrigin>,
+    /// Service name to its origin.
+    pub lb_origins: BTreeMap<String, LbOrigin>,
+    /// Counts.
+    pub taken: Taken,
+    /// Rows not taken as written, sorted.
+    pub refused: Vec<Refusal>,
+}
+
+impl Translation {
+    /// A multi-line account for `dataplane check` and `show ovn`.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for b in &self.bindings {
+            out.push_str(&format!("  port {}\n", b.describe()));
+        }
+        let t = &self.taken;
+        out.push_str(&format!(
+            "  took: {} switches, {} ACLs ({} from-lport + {} to-lport rules), {} port groups, {} address sets + {} derived, {} load balancers ({} services); default {:?}\n",
+            t.switches,
+            t.acls,
+            self.policy.from_lport.rules.len(),
+            self.policy.to_lport.rules.len(),
+            t.port_groups,
+            t.address_sets,
+            t.derived_sets,
+            t.load_balancers,
+            t.services,
+            self.policy.from_lport.default
+        ));
+        out.push_str(&format!("  refused: {}\n", self.refused.len()));
+        for r in &self.refused {
+            out.push_str(&format!("    {r}\n"));
+        }
+        out
+    }
+}
+
+fn ordering_rank(a: Action) -> u8 {
+    match a {
+        Action::Drop | Action::Reject => 0,
+        _ => 1,
+    }
+}
+
+/// Translates the replica for these ports.
+pub fn translate(
+    tables: &BTreeMap<String, Table>,
+    ports: &[LocalPort],
+    opts: TranslateOptions,
+) -> Translation {
+    let lsps = rows::table(tables, "Logical_Switch_Port");
+    let bindings = bind(lsps, ports);
+    // LSP uuid -> dataplane port; LSP name -> dataplane port.
+    let ours: BTreeMap<&str, &str> = bindings
+        .iter()
+        .filter_map(|b| Some((b.lsp.as_ref().ok()?.uuid.as_str(), b.port.as_str())))
+        .collect();
+    let local_names: BTreeMap<String, String> = bindings
+        .iter()
+        .filter_map(|b| Some((b.lsp.as_ref().ok()?.name.clone(), b.port.clone())))
+        .collect();
+    let mut refused = Vec::new();
+    let mut taken = Taken::default();
+
+    // Our switches and every LSP they host.
+    let switches: Vec<(&String, &crate::ovn::replica::Row)> = rows::table(tables, "Logical_Switch")
+        .iter()
+        .filter(|(_, ls)| {
+            rows::uuids(ls, "ports")
+                .iter()
+                .any(|p| ours.contains_key(p))
+        })
+        .collect();
+    taken.switches = switches.len();
+    let hosted: BTreeSet<&str> = switches
+        .iter()
+        .flat_map(|(_, ls)| rows::uuids(ls, "ports"))
+        .collect();
+
+    // ACL uuid -> owner, from the groups with a member on our switches and the switches.
+    let port_groups = rows::table(tables, "Port_Group");
+    let mut owners: BTreeMap<&str, String> = BTreeMap::new();
+    for pg in port_groups.values() {
+        if rows::uuids(pg, "ports").iter().any(|p| hosted.contains(p)) {
+            for a in rows::uuids(pg, "acls") {
+                owners
+                    .entry(a)
+                    .or_insert_with(|| format!("Port_Group {}", rows::text(pg, "name")));
+            }
+        }
+    }
+    for (_, ls) in &switches {
+        for a in rows::uuids(ls, "acls") {
+            owners
+                .entry(a)
+                .or_insert_with(|| format!("Logical_Switch {}", rows::text(ls, "name")));
+        }
+    }
+
+    // Load balancers of our switches and their groups.
+    let lb_table = rows::table(tables, "Load_Balancer");
+    let lb_groups = rows::table(tables, "Load_Balancer_Group");
+    let mut lb_uuids: BTreeSet<&str> = BTreeSet::new();
+    for (_, ls) in &switches {
+        lb_uuids.extend(rows::uuids(ls, "load_balancer"));
+        for g in rows::uuids(ls, "load_balancer_group") {
+            if let Some(g) = lb_groups.get(g) {
+                lb_uuids.extend(rows::uuids(g, "load_balancer"));
+            }
+        }
+    }
+
+    let acl_table = rows::table(tables, "ACL");
+    let stateful = !lb_uuids.is_empty()
+        || owners.keys().any(|u| {
+            acl_table
+                .get(*u)
+                .is_some_and(|a| rows::text(a, "action") == "allow-related")
+        });
+
+    // Tiers: rank (tier, priority) into one space when several tiers are used.
+    let tiers: BTreeSet<i64> = owners
+        .keys()
+        .filter_map(|u| acl_table.get(*u))
+        .map(|a| rows::int(a, "tier").unwrap_or(0))
+        .collect();
+    let rank: Option<BTreeMap<(i64, i64), u16>> = (tiers.len() > 1).then(|| {
+        let mut pairs: Vec<(i64, i64)> = owners
+            .keys()
+            .filter_map(|u| acl_table.get(*u))
+            .map(|a| {
+                (
+                    rows::int(a, "tier").unwrap_or(0),
+                    rows::int(a, "priority").unwrap_or(0),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Lowest effective priority first: the last tier's lowest priority.
+        pairs.sort_by_key(|&(t, p)| (std::cmp::Reverse(t), p));
+        pairs
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, i.min(MAX_PRIORITY as usize) as u16))
+            .collect()
+    });
+
+    let nb_groups: BTreeSet<String> = port_groups
+        .values()
+        .map(|pg| rows::text(pg, "name").to_string())
+        .collect();
+    let address_set_table = rows::table(tables, "Address_Set");
+    let nb_sets: BTreeSet<String> = address_set_table
+        .values()
+        .map(|s| rows::text(s, "name").to_string())
+        .collect();
+    let names = OvnNames {
+        groups: &nb_groups,
+        sets: &nb_sets,
+    };
+
+    let mut rules: Vec<(u16, u8, String, AclRuleConfig)> = Vec::new();
+    let mut acl_origins = BTreeMap::new();
+    let mut used_groups = BTreeSet::new();
+    let mut used_sets = BTreeSet::new();
+    // Rule name -> the groups and sets it references (both share one namespace per stage).
+    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (uuid, owner) in &owners {
+        let Some(row) = acl_table.get(*uuid) else {
+            continue;
+        };
+        let nb_action = rows::text(row, "action");
+        let tier = rows::int(row, "tier").unwrap_or(0);
+        let raw_priority = rows::int(row, "priority").unwrap_or(-1);
+        let mut origin = AclOrigin {
+            uuid: uuid.to_string(),
+            owner: owner.clone(),
+            name: rows::text(row, "name").to_string(),
+            action: nb_action.to_string(),
+            label: rows::int(row, "label").unwrap_or(0),
+            log: rows::boolean(row, "log").unwrap_or(false),
+            severity: rows::text(row, "severity").to_string(),
+            meter: rows::text(row, "meter").to_string(),
+            tier,
+            external_ids: rows::map(row, "external_ids"),
+            fail_closed: None,
+        };
+        let compiled = (|| {
+            // An unknown direction is skipped whatever the placeholder says.
+            let dir = acls::direction(rows::text(row, "direction"))
+                .map_err(|f| (Direction::Ingress, f))?;
+            if !(0..=MAX_PRIORITY as i64).contains(&raw_priority) {
+                return Err((
+                    dir,
+                    Failure::InvalidInOvn(format!("priority {raw_priority} out of 0..=32767")),
+                ));
+            }
+            let action = acls::action(nb_action, stateful).map_err(|f| (dir, f))?;
+            let options = rows::map(row, "options");
+            if options.get("apply-after-lb").map(String::as_str) == Some("true") {
+                return Err((
+                    dir,
+                    Failure::Unsupported(
+                        "options:apply-after-lb (ACL after the load balancer)".into(),
+                    ),
+                ));
+            }
+            let (text, g, s) =
+                acls::compile_match(rows::text(row, "match"), dir, &names, &local_names)
+                    .map_err(|f| (dir, f))?;
+            Ok((dir, action, text, g, s))
+        })();
+        let priority = match &rank {
+            Some(r) => r.get(&(tier, raw_priority)).copied().unwrap_or(0),
+            None => raw_priority.clamp(0, MAX_PRIORITY as i64) as u16,
+        };
+        let rule = |direction: Direction, text: String, action: Action| AclRuleConfig {
+            name: Some(uuid.to_string()),
+            direction,
+            priority,
+            match_expr: Some(text),
+            fields: None,
+            action,
+        };
+        match compiled {
+            Ok((dir, action, text, g, s)) => {
+                refs.insert(uuid.to_string(), g.iter().chain(&s).cloned().collect());
+                used_groups.extend(g);
+                used_sets.extend(s);
+                taken.acls += 1;
+                rules.push((
+                    priority,
+                    ordering_rank(action),
+                    uuid.to_string(),
+                    rule(dir, text, action),
+                ));
+                acl_origins.insert(uuid.to_string(), origin);
+            }
+            Err((dir, failure)) => {
+                let (reason, outcome) = match failure {
+                    Failure::InvalidInOvn(r) => (r, Outcome::Skipped),
+                    Failure::Unsupported(r) if opts.fail_open_unsupported => (r, Outcome::Skipped),
+                    Failure::Unsupported(r) if matches!(nb_action, "drop" | "reject") => {
+                        (r, Outcome::DropInstead)
+                    }
+                    Failure::Unsupported(r) => (r, Outcome::AllowOmitted),
+                };
+                if outcome == Outcome::DropInstead {
+                    origin.fail_closed = Some(reason.clone());
+                    rules.push((
+                        priority,
+                        0,
+                        uuid.to_string(),
+                        rule(dir, "1".into(), Action::Drop),
+                    ));
+                    acl_origins.insert(uuid.to_string(), origin);
+                }
+                refused.push(Refusal {
+                    table: "ACL",
+                    uuid: uuid.to_string(),
+                    outcome,
+                    reason: format!(
+                        "{reason} [{} {:?}]",
+                        rows::text(row, "direction"),
+                        rows::text(row, "match")
+                    ),
+                });
+            }
+        }
+    }
+    rules.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+
+    // Port groups: our ports among the members.
+    let mut acl = AclConfig {
+        default: Action::Allow,
+        ..AclConfig::default()
+    };
+    let groups_by_name: BTreeMap<&str, &crate::ovn::replica::Row> = port_groups
+        .values()
+        .map(|pg| (rows::text(pg, "name"), pg))
+        .collect();
+    for g in &used_groups {
+        let members: Vec<String> = groups_by_name
+            .get(g.as_str())
+            .map(|pg| {
+                let mut m: Vec<String> = rows::uuids(pg, "ports")
+                    .iter()
+                    .filter_map(|u| ours.get(u).map(|p| p.to_string()))
+                    .collect();
+                m.sort();
+                m
+            })
+            .unwrap_or_default();
+        acl.port_groups.insert(g.clone(), members);
+    }
+    taken.port_groups = acl.port_groups.len();
+
+    // Address sets: NB rows first, then the derived ones.
+    let sets_by_name: BTreeMap<&str, (&String, &crate::ovn::replica::Row)> = address_set_table
+        .iter()
+        .map(|(u, s)| (rows::text(s, "name"), (u, s)))
+        .collect();
+    for s in &used_sets {
+        if let Some((uuid, row)) = sets_by_name.get(s.as_str()) {
+            let mut entries = Vec::new();
+            let mut bad = Vec::new();
+            for a in rows::strings(row, "addresses") {
+                match a.parse::<IpNet>() {
+                    Ok(n) => entries.push(n),
+                    Err(_) => bad.push(a.to_string()),
+                }
+            }
+            if !bad.is_empty() {
+                refused.push(Refusal {
+                    table: "Address_Set",
+                    uuid: uuid.to_string(),
+                    outcome: Outcome::Partial,
+                    reason: format!(
+                        "{s}: entries not compiled (not IP prefixes): {}",
+                        bad.join(" ")
+                    ),
+                });
+            }
+            entries.sort();
+            entries.dedup();
+            acl.address_sets.insert(s.clone(), entries);
+            taken.address_sets += 1;
+            continue;
+        }
+        let (pg, version) = match (s.strip_suffix("_ip4"), s.strip_suffix("_ip6")) {
+            (Some(pg), _) => (pg, IpVersion::V4),
+            (_, Some(pg)) => (pg, IpVersion::V6),
+            _ => continue, // unreachable: the resolver knew the name
+        };
+        let members = groups_by_name
+            .get(pg)
+            .map(|row| {
+                rows::uuids(row, "ports")
+                    .into_iter()
+                    .filter_map(|u| lsps.get(u))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        acl.address_sets
+            .insert(s.clone(), addresses::derived_set(members, version));
+        taken.derived_sets += 1;
+    }
+
+    let default_drop = rows::table(tables, "NB_Global").values().any(|g| {
+        rows::map(g, "options")
+            .get("default_acl_drop")
+            .map(String::as_str)
+            == Some("true")
+    });
+    if default_drop && !rules.is_empty() {
+        acl.default = Action::Drop;
+    }
+    acl.rules = rules.into_iter().map(|(.., r)| r).collect();
+
+    // Load balancers.
+    let mut services: Vec<ServiceConfig> = Vec::new();
+    let mut lb_origins = BTreeMap::new();
+    let mut endpoints = BTreeMap::new();
+    for uuid in &lb_uuids {
+        let Some(row) = lb_table.get(*uuid) else {
+            continue;
+        };
+        match lbs::services(uuid, row) {
+            Ok(list) => {
+                taken.load_balancers += 1;
+                for (vip, svc) in list {
+                    let key = (svc.vip, svc.protocol, svc.port);
+                    if let Some(prev) = endpoints.insert(key, uuid.to_string()) {
+                        refused.push(Refusal {
+                            table: "Load_Balancer",
+                            uuid: uuid.to_string(),
+                            outcome: Outcome::Partial,
+                            reason: format!("vips[{vip}]: the same VIP, protocol and port as Load_Balancer {prev}"),
+                        });
+                        endpoints.insert(key, prev);
+                        continue;
+                    }
+                    lb_origins.insert(
+                        svc.name.clone(),
+                        LbOrigin {
+                            uuid: uuid.to_string(),
+                            name: rows::text(row, "name").to_string(),
+                            vip,
+                            options: rows::map(row, "options"),
+                            external_ids: rows::map(row, "external_ids"),
+                        },
+                    );
+                    services.push(svc);
+                }
+            }
+            Err(reason) => refused.push(Refusal {
+                table: "Load_Balancer",
+                uuid: uuid.to_string(),
+                outcome: Outcome::Skipped,
+                reason,
+            }),
+        }
+    }
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    taken.services = services.len();
+
+    // The whole set must build; each rule was checked alone, so a failure here is a bug in
+    // this module: fail closed to a policy that drops everything (and say so).
+    if let Err(e) = RuleSet::from_config(&acl) {
+        refused.push(Refusal {
+            table: "ACL",
+            uuid: "-".into(),
+            outcome: Outcome::DropInstead,
+            reason: format!("the translated rule set does not build ({e}): dropping all"),
+        });
+        acl = AclConfig {
+            default: Action::Drop,
+            ..AclConfig::default()
+        };
+    }
+    refused.sort();
+    Translation {
+        bindings,
+        policy: Policy {
+            from_lport: stage(&acl, Direction::Ingress, &refs),
+            to_lport: stage(&acl, Direction::Egress, &refs),
+            services,
+        },
+        acl_origins,
+        lb_origins,
+        taken,
+        refused,
+    }
+}
+
+/// Remembers the last published policy: a translation equal to it publishes nothing.
+#[derive(Debug, Default)]
+pub struct PolicyTracker {
+    last: Option<Policy>,
+}
+
+impl PolicyTracker {
+    /// True (and remembered) when `policy` differs from the last one offered.
+    pub fn offer(&mut self, policy: &Policy) -> bool {
+        if self.last.as_ref() == Some(policy) {
+            return false;
+        }
+        self.last = Some(policy.clone());
+        true
+    }
+
+    /// The last policy offered.
+    pub fn last(&self) -> Option<&Policy> {
+        self.last.as_ref()
+    }
+}
