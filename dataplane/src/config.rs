@@ -146,6 +146,10 @@ pub struct PortSection {
     /// then leave those checksums to the ports, when every port of the pipeline has them.
     #[serde(default)]
     pub tx_checksum_offload: bool,
+    /// With `[ovn]`: the name of this port's `Logical_Switch_Port`.
+    pub lsp: Option<String>,
+    /// With `[ovn]`: the MAC its LSP is found by (default: the port's own MAC).
+    pub lsp_mac: Option<String>,
 }
 
 fn one() -> u16 {
@@ -255,6 +259,8 @@ pub struct ConfigFile {
     /// A node graph every worker runs its rx bursts through (instead of the plain
     /// cross-connect): `input`, `[[pipeline.nodes]]` (name, kind, params), `[[pipeline.edges]]`.
     pub pipeline: Option<pipeline::GraphSpec>,
+    /// Policy from the OVN Northbound database.
+    pub ovn: Option<crate::ovn::settings::OvnSection>,
 }
 
 impl ConfigFile {

@@ -91,6 +91,16 @@ fn main() -> ExitCode {
                 } else {
                     print!("{plan}");
                 }
+                if let Some(ovn) = &plan.ovn {
+                    match dataplane::ovn::check::check(ovn) {
+                        Ok(report) if json => eprint!("{report}"),
+                        Ok(report) => print!("{report}"),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

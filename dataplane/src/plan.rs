@@ -138,6 +138,8 @@ pub struct Plan {
     pub prometheus: Option<std::net::SocketAddr>,
     /// The control socket `dataplane ctl` talks to, if any.
     pub control_socket: Option<PathBuf>,
+    /// Policy from the OVN NB, when `[ovn]` is given.
+    pub ovn: Option<crate::ovn::settings::OvnPlan>,
     /// Things worth a look that are not errors.
     pub warnings: Vec<String>,
 }
@@ -665,7 +667,10 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         None => Some(crate::control::default_socket_path(file_prefix)),
     };
 
+    let ovn = ovn_plan(cfg, &cx, &ports)?;
+
     Ok(Plan {
+        ovn,
         control_socket,
         prometheus,
         file: file.to_owned(),
@@ -686,6 +691,57 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
         stats_json: cfg.stats.json.clone(),
         warnings,
     })
+}
+
+/// Validates `[ovn]` and the ports' `lsp`/`lsp_mac` against the ports and the pipeline.
+fn ovn_plan(
+    cfg: &ConfigFile,
+    cx: &Ctx<'_>,
+    ports: &[PortPlan],
+) -> Result<Option<crate::ovn::settings::OvnPlan>, ConfigError> {
+    use crate::ovn::settings::{port_selector, PlannedSelector};
+    let Some(section) = &cfg.ovn else {
+        for (name, p) in &cfg.ports {
+            if p.lsp.is_some() || p.lsp_mac.is_some() {
+                let k = if p.lsp.is_some() { "lsp" } else { "lsp_mac" };
+                return Err(cx.err(format!("ports.{name}.{k}"), "needs an [ovn] table"));
+            }
+        }
+        return Ok(None);
+    };
+    let mut plan = section.validate().map_err(|(k, r)| cx.err(k, r))?;
+    for p in ports {
+        let sel = match cfg.ports.get(&p.name) {
+            Some(ps) => port_selector(ps.lsp.as_deref(), ps.lsp_mac.as_deref())
+                .map_err(|(k, r)| cx.err(format!("ports.{}.{k}", p.name), r))?,
+            None => PlannedSelector::PortMac,
+        };
+        plan.ports.push((p.name.clone(), sel));
+    }
+    let t = &plan.targets;
+    let kind_of = |name: &str| {
+        cfg.pipeline
+            .as_ref()
+            .and_then(|g| g.nodes.iter().find(|n| n.name == name))
+            .map(|n| n.kind.as_str())
+    };
+    for (key, node, kind) in [
+        ("ovn.from_lport_node", &t.from_lport, "acl"),
+        ("ovn.to_lport_node", &t.to_lport, "acl"),
+        ("ovn.acl_node", &t.both, "acl"),
+        ("ovn.lb_node", &t.lb, "lb"),
+    ] {
+        if let Some(n) = node {
+            match kind_of(n) {
+                Some(k) if k == kind => {}
+                Some(k) => {
+                    return Err(cx.err(key, format!("node {n:?} is of kind {k}, not {kind}")))
+                }
+                None => return Err(cx.err(key, format!("no [[pipeline.nodes]] named {n:?}"))),
+            }
+        }
+    }
+    Ok(Some(plan))
 }
 
 impl fmt::Display for Plan {
@@ -815,6 +871,20 @@ impl fmt::Display for Plan {
                 "forwarding: cross-connect, burst {}, tx retries {}",
                 self.burst, self.tx_retries
             )?,
+        }
+        if let Some(o) = &self.ovn {
+            let t = &o.targets;
+            let node = |n: &Option<String>| n.clone().unwrap_or_else(|| "-".into());
+            writeln!(
+                f,
+                "ovn: remotes {}; from-lport -> {}, to-lport -> {}, both -> {}, lb -> {}; unsupported ACLs {}",
+                o.remotes.join(","),
+                node(&t.from_lport),
+                node(&t.to_lport),
+                node(&t.both),
+                node(&t.lb),
+                if o.fail_open_unsupported { "skipped (fail open)" } else { "fail closed" }
+            )?;
         }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;

@@ -709,3 +709,115 @@ fn octavia_load_balancers() {
     let t = translate(&synced(&nb, &c), &ports, TranslateOptions::default());
     assert!(!tracker.offer(&t.policy));
 }
+
+/// `dataplane check` with `[ovn]`: connects, prints each port's LSP and what it took and
+/// refused; bad `[ovn]` keys are refused with file, key and reason (exit 2); an NB that
+/// cannot be reached is reported within the wait (exit 1).
+#[test]
+fn dataplane_check_with_ovn() {
+    let nb = NbServer::start("check");
+    nb.nbctl(&["ls-add", "ls0"]);
+    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
+    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "to-lport",
+        "1002",
+        "outport == @pg_sg && ip4 && tcp.dst == 22",
+        "allow-related",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "to-lport",
+        "1002",
+        "outport == @pg_sg && ct.new",
+        "allow-related",
+    ]);
+    let config = |ovn: &str, port_extra: &str| {
+        format!(
+            r#"
+[eal]
+lcores = [0, 1]
+[ports.vf0]
+role = "access"
+kind = "vhost-user"
+path = "/tmp/ovn-check-vf0.sock"
+{port_extra}
+[ports.up0]
+role = "uplink"
+kind = "vhost-user"
+path = "/tmp/ovn-check-up0.sock"
+[forwarding]
+cross_connect = [["vf0", "up0"]]
+{ovn}
+"#
+        )
+    };
+    let run = |text: &str| {
+        let file = nb
+            .dir
+            .join(format!("cfg-{}.toml", MARK.fetch_add(1, Ordering::Relaxed)));
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+            .args(["check", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            file,
+        )
+    };
+    let ovn = format!("[ovn]\nremotes = \"{}\"\ncheck_wait_s = 10", nb.remote());
+    let (code, out, err, _) = run(&config(&ovn, "lsp_mac = \"FA:16:3E:11:11:11\""));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("ovn: remotes unix:"), "{out}");
+    assert!(out.contains("port vf0 -> vm1 ("), "{out}");
+    assert!(
+        out.contains("port up0 -> by its own MAC, read when the port starts"),
+        "{out}"
+    );
+    assert!(
+        out.contains("took: 1 switches, 1 ACLs (0 from-lport + 1 to-lport rules)"),
+        "{out}"
+    );
+    assert!(out.contains("refused: 1"), "{out}");
+    assert!(out.contains("'ct.new' is not compiled here"), "{out}");
+    assert!(out.contains("not allowed (fail-closed)"), "{out}");
+
+    let (code, _, err, file) = run(&config(&format!("{ovn}\nremote = 1"), ""));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!("{}: ovn.remote: unknown field", file.display())),
+        "{err}"
+    );
+    let (code, _, err, file) = run(&config("", "lsp = \"vm1\""));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!(
+            "{}: ports.vf0.lsp: needs an [ovn] table",
+            file.display()
+        )),
+        "{err}"
+    );
+    let (code, _, err, _) = run(&config(&format!("{ovn}\nacl_node = \"acl\""), ""));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("ovn.acl_node: no [[pipeline.nodes]] named \"acl\""),
+        "{err}"
+    );
+    let gone = format!(
+        "[ovn]\nremotes = \"unix:{}\"\ncheck_wait_s = 1",
+        nb.dir.join("none.sock").display()
+    );
+    let (code, _, err, _) = run(&config(&gone, ""));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no NB read within 1.0 s"), "{err}");
+}

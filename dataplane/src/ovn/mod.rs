@@ -27,10 +27,12 @@
 //!
 //! The client never sends `transact`. It runs on its own thread, never on a DPDK worker.
 
+pub mod check;
 pub mod client;
 pub mod jsonrpc;
 pub mod remote;
 pub mod replica;
+pub mod settings;
 pub mod stream;
 pub mod translate;
 
