@@ -209,6 +209,53 @@ fn prepare_sockets(plan: &Plan) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Starts the NB follower (errors are logged: the dataplane runs on without it).
+fn start_ovn(
+    plan: &Plan,
+    ovn: &crate::ovn::settings::OvnPlan,
+    ports: &[Port],
+) -> Option<crate::ovn::follow::Follower> {
+    use crate::ovn::follow::{Follower, FollowerConfig};
+    let macs: Vec<(String, [u8; 6])> = plan
+        .ports
+        .iter()
+        .zip(ports)
+        .map(|(pp, p)| (pp.name.clone(), p.mac()))
+        .collect();
+    let local = ovn.local_ports(|name| macs.iter().find(|(n, _)| n == name).map(|(_, m)| *m));
+    let lb_controls = plan
+        .pipeline
+        .iter()
+        .flat_map(|g| &g.nodes)
+        .filter(|n| n.kind == "lb")
+        .filter_map(|n| {
+            let c = n.params.get("control")?.as_str()?;
+            Some((n.name.clone(), c.to_string()))
+        })
+        .collect();
+    let cfg = FollowerConfig {
+        client: ovn.client_config(),
+        ports: local,
+        options: ovn.options(),
+        targets: ovn.targets.clone(),
+        coalesce: std::time::Duration::from_millis(50),
+    };
+    match Follower::start(
+        cfg,
+        Box::new(crate::ovn::sink::DataplaneSink { lb_controls }),
+    ) {
+        Ok(f) => {
+            eprintln!("ovn: following {}", ovn.remotes.join(","));
+            crate::ovn::follow::set_current(Some(std::sync::Arc::clone(f.status())));
+            Some(f)
+        }
+        Err(e) => {
+            eprintln!("warning: ovn: {e}");
+            None
+        }
+    }
+}
+
 /// Runs the plan on an EAL that is already up, whose ports (named as the plan's ethdevs)
 /// exist. Stops on SIGINT/SIGTERM, `opts.duration` or `opts.stop`.
 pub fn run_with_eal(eal: &Eal, plan: &Plan, opts: &RunOptions) -> Result<RunReport, RunError> {
@@ -401,6 +448,11 @@ fn run_ports(
             eprintln!("warning: no DPDK telemetry commands: {e}");
         }
     }
+    // Policy from the OVN NB: followed on its own thread, published through the hubs.
+    let follower = match (&plan.ovn, &launch_err) {
+        (Some(ovn), None) => start_ovn(plan, ovn, ports),
+        _ => None,
+    };
     let started = Instant::now();
     let period = if opts.stats_period > 0.0 {
         opts.stats_period
@@ -433,6 +485,8 @@ fn run_ports(
         );
     }
     control::telemetry::uninstall();
+    crate::ovn::follow::set_current(None);
+    drop(follower);
     stop.store(true, Ordering::SeqCst);
     for l in &launched {
         lcore::wait(eal, *l);

@@ -821,3 +821,167 @@ cross_connect = [["vf0", "up0"]]
     assert_eq!(code, Some(1));
     assert!(err.contains("no NB read within 1.0 s"), "{err}");
 }
+
+/// A sink that records what it is given.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>);
+
+impl dataplane::ovn::follow::PolicySink for Recorder {
+    fn publish_acl(
+        &mut self,
+        node: &str,
+        cfg: &pipeline::acl::AclConfig,
+    ) -> Result<String, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((node.to_string(), cfg.rules.len()));
+        Ok(format!("{node}: {} rules", cfg.rules.len()))
+    }
+    fn publish_services(
+        &mut self,
+        node: &str,
+        services: &[pipeline::lb::service::ServiceConfig],
+    ) -> Result<String, String> {
+        let backends = services.iter().map(|s| s.backends.len()).sum();
+        self.0.lock().unwrap().push((node.to_string(), backends));
+        Ok(format!("{node}: {backends} backends"))
+    }
+}
+
+/// The follower thread: publishes each stage once at start, again only when its policy
+/// changes; a change elsewhere, an NB restart (full resync of the same rows) and the NB being
+/// away publish nothing (the last policy stays); a change made while it was away is caught up.
+#[test]
+fn follower_publishes_only_changes() {
+    use dataplane::ovn::follow::{Follower, FollowerConfig};
+    use dataplane::ovn::settings::OvnTargets;
+    let mut nb = NbServer::start("follow");
+    nb.nbctl(&["ls-add", "ls0"]);
+    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
+    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    nb.nbctl(&["ls-add", "elsewhere"]);
+    nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "to-lport",
+        "1002",
+        "outport == @pg_sg && ip4 && tcp.dst == 22",
+        "allow-related",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "from-lport",
+        "1002",
+        "inport == @pg_sg && ip4",
+        "allow-related",
+    ]);
+    nb.nbctl(&["lb-add", "lb0", "10.0.0.100:80", "10.0.0.11:8080", "tcp"]);
+    nb.nbctl(&["ls-lb-add", "ls0", "lb0"]);
+    let rec = Recorder::default();
+    let mut client = OvnConfig::new(Remote::parse_list(&nb.remote()).unwrap());
+    client.backoff_max = Duration::from_millis(500);
+    let cfg = FollowerConfig {
+        client,
+        ports: vec![by_name("vf0", "vm1")],
+        options: TranslateOptions::default(),
+        targets: OvnTargets {
+            from_lport: Some("acl_in".into()),
+            to_lport: Some("acl_out".into()),
+            both: None,
+            lb: Some("lb".into()),
+        },
+        coalesce: Duration::from_millis(50),
+    };
+    let f = Follower::start(cfg, Box::new(rec.clone())).unwrap();
+    let st = std::sync::Arc::clone(f.status());
+    let wait_until = |what: &str, pred: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + WAIT;
+        while !pred() {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}: {}",
+                st.render()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let published = || rec.0.lock().unwrap().clone();
+    let translations = || st.translations.load(Ordering::Relaxed);
+    wait_until("the first publication", &|| published().len() == 3);
+    let mut first = published();
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            ("acl_in".to_string(), 1),
+            ("acl_out".to_string(), 1),
+            ("lb".to_string(), 1)
+        ]
+    );
+
+    // Elsewhere: translated, nothing published.
+    let n = translations();
+    nb.nbctl(&["lsp-add", "elsewhere", "other"]);
+    wait_until("a translation", &|| translations() > n);
+    assert_eq!(published().len(), 3);
+    assert!(st.unchanged.load(Ordering::Relaxed) >= 1);
+
+    // A backend added: only the lb stage is published.
+    nb.nbctl(&["lb-del", "lb0"]);
+    nb.nbctl(&[
+        "lb-add",
+        "lb0",
+        "10.0.0.100:80",
+        "10.0.0.11:8080,10.0.0.12:8080",
+        "tcp",
+    ]);
+    nb.nbctl(&["ls-lb-add", "ls0", "lb0"]);
+    wait_until("the lb publication", &|| {
+        published().last() == Some(&("lb".to_string(), 2))
+    });
+    assert!(
+        published()[3..].iter().all(|(n, _)| n == "lb"),
+        "{:?}",
+        published()
+    );
+
+    // The NB killed: nothing published, state says so; restarted with the same rows: a full
+    // resync that changes nothing publishes nothing.
+    let before = published().len();
+    nb.kill();
+    wait_until("the disconnection", &|| {
+        !st.last.lock().unwrap().client.connected
+    });
+    assert!(st.render().contains("disconnected (last policy kept)"));
+    let n = st.updates.load(Ordering::Relaxed);
+    nb.restart();
+    wait_until("the resync", &|| st.updates.load(Ordering::Relaxed) > n);
+    assert_eq!(published().len(), before, "{:?}", published());
+    // Away again; another client adds an ACL meanwhile; back: caught up, to-lport only.
+    nb.restart_hidden();
+    wait_until("the disconnection", &|| {
+        !st.last.lock().unwrap().client.connected
+    });
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "to-lport",
+        "1002",
+        "outport == @pg_sg && ip4 && tcp.dst == 443",
+        "allow-related",
+    ]);
+    assert_eq!(published().len(), before);
+    nb.expose();
+    wait_until("the to-lport publication", &|| {
+        published().last() == Some(&("acl_out".to_string(), 2))
+    });
+    assert_eq!(published().len(), before + 1, "{:?}", published());
+    assert!(st.render().contains("port vf0 -> vm1"));
+    drop(f);
+}

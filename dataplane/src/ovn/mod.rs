@@ -29,10 +29,12 @@
 
 pub mod check;
 pub mod client;
+pub mod follow;
 pub mod jsonrpc;
 pub mod remote;
 pub mod replica;
 pub mod settings;
+pub mod sink;
 pub mod stream;
 pub mod translate;
 

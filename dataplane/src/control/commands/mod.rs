@@ -4,6 +4,7 @@ pub mod acl;
 pub mod capture;
 pub mod conntrack;
 pub mod lb;
+pub mod ovn;
 pub mod ports;
 pub mod reload;
 pub mod runtime;
@@ -22,6 +23,7 @@ pub fn registry<'a>() -> Registry<Ctx<'a>> {
     r.add(&conntrack::commands());
     r.add(&reload::commands());
     r.add(&capture::commands());
+    r.add(&ovn::commands());
     r
 }
 

@@ -1,0 +1,64 @@
+//! The dataplane's [`PolicySink`]: ACL rules through each acl node's hub
+//! ([`pipeline::acl::AclHub::publish_config`], built on the follower thread, swapped by each
+//! worker between bursts) and services through the lb node's shared control
+//! ([`pipeline::lb::LbControl::update`]): the same hitless paths as a config reload.
+
+use std::time::Duration;
+
+use pipeline::acl::AclConfig;
+use pipeline::lb::service::ServiceConfig;
+use pipeline::lb::LbControl;
+
+use super::follow::PolicySink;
+
+/// How long a publication waits for the workers to switch (they switch anyway).
+const PUBLISH_WAIT: Duration = Duration::from_millis(250);
+
+/// Publishes into the running dataplane.
+pub struct DataplaneSink {
+    /// The lb node's `control` name, by node.
+    pub lb_controls: Vec<(String, String)>,
+}
+
+impl PolicySink for DataplaneSink {
+    fn publish_acl(&mut self, node: &str, cfg: &AclConfig) -> Result<String, String> {
+        let hub = crate::dpdk::acl::acl_hub(node).ok_or("no running hub")?;
+        let r = hub
+            .publish_config(cfg, PUBLISH_WAIT)
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "acl node `{node}`: generation {}, {} rules ({} flat), built in {:.1} ms, {}/{} workers switched in {:.1} ms",
+            r.generation,
+            cfg.rules.len(),
+            r.flat_rules,
+            r.build_seconds * 1e3,
+            r.switched,
+            r.workers,
+            r.wait_seconds * 1e3
+        ))
+    }
+
+    fn publish_services(
+        &mut self,
+        node: &str,
+        services: &[ServiceConfig],
+    ) -> Result<String, String> {
+        let name = self
+            .lb_controls
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, c)| c.as_str())
+            .ok_or("the lb node has no `control` name, so its services cannot change live")?;
+        let control = LbControl::named(name).ok_or("no running load balancer")?;
+        let mut cfg = control.config();
+        cfg.services = services.to_vec();
+        let generation = control
+            .update(&cfg)
+            .map_err(|e| format!("{}: {}", e.key, e.reason))?;
+        Ok(format!(
+            "lb node `{node}`: generation {generation}, {} services, {} backends",
+            services.len(),
+            services.iter().map(|s| s.backends.len()).sum::<usize>()
+        ))
+    }
+}
