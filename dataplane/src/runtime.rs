@@ -238,7 +238,7 @@ fn start_ovn(
         ports: local,
         options: ovn.options(),
         targets: ovn.targets.clone(),
-        coalesce: std::time::Duration::from_millis(50),
+        coalesce: std::time::Duration::from_millis(10),
     };
     match Follower::start(
         cfg,
