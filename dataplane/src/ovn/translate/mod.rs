@@ -662,3 +662,203 @@ impl PolicyTracker {
         self.last.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovn::replica::{Atom, Datum, Row};
+    use std::collections::BTreeSet;
+
+    fn s(v: &str) -> Datum {
+        Datum::Scalar(Atom::String(v.into()))
+    }
+    fn i(v: i64) -> Datum {
+        Datum::Scalar(Atom::Integer(v))
+    }
+    fn refs(v: &[&str]) -> Datum {
+        Datum::Set(v.iter().map(|u| Atom::Uuid(u.to_string())).collect())
+    }
+    fn strs(v: &[&str]) -> Datum {
+        Datum::Set(
+            v.iter()
+                .map(|u| Atom::String(u.to_string()))
+                .collect::<BTreeSet<_>>(),
+        )
+    }
+    fn map(v: &[(&str, &str)]) -> Datum {
+        Datum::Map(
+            v.iter()
+                .map(|(k, x)| (Atom::String(k.to_string()), Atom::String(x.to_string())))
+                .collect(),
+        )
+    }
+    fn row(cols: Vec<(&str, Datum)>) -> Row {
+        cols.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+    fn acl(
+        dir: &str,
+        prio: i64,
+        m: &str,
+        action: &str,
+        tier: i64,
+        options: &[(&str, &str)],
+    ) -> Row {
+        row(vec![
+            ("direction", s(dir)),
+            ("priority", i(prio)),
+            ("match", s(m)),
+            ("action", s(action)),
+            ("tier", i(tier)),
+            ("options", map(options)),
+        ])
+    }
+
+    /// A switch with our port p0 (LSP `lsp0`) and its own ACLs, as a 23.06+ schema writes
+    /// them (tiers, options).
+    fn tables(acls: Vec<(&str, Row)>, nb_options: &[(&str, &str)]) -> BTreeMap<String, Table> {
+        let mut t = BTreeMap::new();
+        let uuids: Vec<&str> = acls.iter().map(|(u, _)| *u).collect();
+        t.insert(
+            "Logical_Switch".to_string(),
+            Table::from([(
+                "ls".to_string(),
+                row(vec![
+                    ("name", s("ls0")),
+                    ("ports", refs(&["l0"])),
+                    ("acls", refs(&uuids)),
+                ]),
+            )]),
+        );
+        t.insert(
+            "Logical_Switch_Port".to_string(),
+            Table::from([(
+                "l0".to_string(),
+                row(vec![
+                    ("name", s("lsp0")),
+                    ("addresses", strs(&["02:00:00:00:00:01 10.0.0.1"])),
+                ]),
+            )]),
+        );
+        t.insert(
+            "ACL".to_string(),
+            acls.into_iter().map(|(u, r)| (u.to_string(), r)).collect(),
+        );
+        t.insert(
+            "NB_Global".to_string(),
+            Table::from([("g".to_string(), row(vec![("options", map(nb_options))]))]),
+        );
+        t
+    }
+
+    fn ports() -> Vec<LocalPort> {
+        vec![LocalPort {
+            port: "p0".into(),
+            selector: LspSelector::Name("lsp0".into()),
+        }]
+    }
+
+    #[test]
+    fn tiers_rank_into_one_priority_space() {
+        let t = translate(
+            &tables(
+                vec![
+                    ("a-t0-low", acl("to-lport", 10, "ip4", "drop", 0, &[])),
+                    (
+                        "b-t1-high",
+                        acl("to-lport", 30000, "tcp", "allow-related", 1, &[]),
+                    ),
+                    (
+                        "c-t0-high",
+                        acl("to-lport", 20, "udp", "allow-related", 0, &[]),
+                    ),
+                ],
+                &[],
+            ),
+            &ports(),
+            TranslateOptions::default(),
+        );
+        let order: Vec<(&str, u16)> = t
+            .policy
+            .to_lport
+            .rules
+            .iter()
+            .map(|r| (r.name.as_deref().unwrap(), r.priority))
+            .collect();
+        // Tier 0 before tier 1 whatever the priorities; within a tier, priority order.
+        assert_eq!(order, [("c-t0-high", 2), ("a-t0-low", 1), ("b-t1-high", 0)]);
+        assert_eq!(t.acl_origins["b-t1-high"].tier, 1);
+        assert_eq!(t.acl_origins["a-t0-low"].owner, "Logical_Switch ls0");
+    }
+
+    #[test]
+    fn stateful_allow_default_drop_and_fail_closed_options() {
+        let rows = vec![
+            ("a", acl("from-lport", 100, "ip4", "allow", 0, &[])),
+            ("b", acl("from-lport", 200, "tcp", "allow-related", 0, &[])),
+            (
+                "c",
+                acl(
+                    "from-lport",
+                    300,
+                    "udp",
+                    "drop",
+                    0,
+                    &[("apply-after-lb", "true")],
+                ),
+            ),
+            ("d", acl("from-lport", 99999, "udp", "drop", 0, &[])),
+            ("e", acl("sideways", 1, "udp", "drop", 0, &[])),
+        ];
+        let t = translate(
+            &tables(rows, &[("default_acl_drop", "true")]),
+            &ports(),
+            TranslateOptions::default(),
+        );
+        let rules = &t.policy.from_lport.rules;
+        let by = |n: &str| rules.iter().find(|r| r.name.as_deref() == Some(n));
+        assert_eq!(
+            by("a").unwrap().action,
+            Action::AllowRelated,
+            "a stateful switch"
+        );
+        // apply-after-lb is not compiled: the drop fails closed over its whole direction.
+        let c = by("c").unwrap();
+        assert_eq!(
+            (c.match_expr.as_deref(), c.action),
+            (Some("1"), Action::Drop)
+        );
+        assert!(t.acl_origins["c"].fail_closed.is_some());
+        assert!(
+            by("d").is_none() && by("e").is_none(),
+            "invalid rows skipped"
+        );
+        let outcomes: Vec<(&str, Outcome)> = t
+            .refused
+            .iter()
+            .map(|r| (r.uuid.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("c", Outcome::DropInstead),
+                ("d", Outcome::Skipped),
+                ("e", Outcome::Skipped)
+            ]
+        );
+        assert_eq!(t.policy.from_lport.default, Action::Drop);
+        // The whole rule set builds.
+        RuleSet::from_config(&t.policy.from_lport).unwrap();
+
+        // Without the allow-related and the option: a stateless allow, the default allow.
+        let t = translate(
+            &tables(
+                vec![("a", acl("from-lport", 100, "ip4", "allow", 0, &[]))],
+                &[],
+            ),
+            &ports(),
+            TranslateOptions::default(),
+        );
+        assert_eq!(t.policy.from_lport.rules[0].action, Action::Allow);
+        assert_eq!(t.policy.from_lport.default, Action::Allow);
+    }
+}
