@@ -710,12 +710,12 @@ fn octavia_load_balancers() {
     assert!(!tracker.offer(&t.policy));
 }
 
-/// `dataplane check` with `[ovn]`: connects, prints each port's LSP and what it took and
-/// refused; bad `[ovn]` keys are refused with file, key and reason (exit 2); an NB that
+/// `dataplane check` with `[ovn]`: connects (unix and TLS with the table's certificates),
+/// prints each port's LSP and what it took and refused; bad `[ovn]` keys are refused with file, key and reason (exit 2); an NB that
 /// cannot be reached is reported within the wait (exit 1).
 #[test]
 fn dataplane_check_with_ovn() {
-    let nb = NbServer::start("check");
+    let nb = NbServer::start_tls("check");
     nb.nbctl(&["ls-add", "ls0"]);
     nb.nbctl(&["lsp-add", "ls0", "vm1"]);
     nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
@@ -791,6 +791,30 @@ cross_connect = [["vf0", "up0"]]
     assert!(out.contains("refused: 1"), "{out}");
     assert!(out.contains("'ct.new' is not compiled here"), "{out}");
     assert!(out.contains("not allowed (fail-closed)"), "{out}");
+
+    // The same over TLS, with the client certificate from the [ovn] table.
+    let (_, pki) = nb.tls.as_ref().unwrap();
+    let ssl = format!(
+        "[ovn]\nremotes = [\"{}\"]\nprivate_key = \"{}\"\ncertificate = \"{}\"\nca_cert = \"{}\"\ncheck_wait_s = 10",
+        nb.ssl_remote(),
+        pki.client_key.display(),
+        pki.client_cert.display(),
+        pki.ca.display()
+    );
+    let (code, out, err, _) = run(&config(&ssl, "lsp_mac = \"FA:16:3E:11:11:11\""));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("ovn: read ssl:127.0.0.1:"), "{out}");
+    assert!(out.contains("port vf0 -> vm1 ("), "{out}");
+    let no_key = ssl.replace("private_key", "# private_key");
+    let (code, _, err, file) = run(&config(&no_key, ""));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!(
+            "{}: ovn.private_key: required by the ssl: remotes",
+            file.display()
+        )),
+        "{err}"
+    );
 
     let (code, _, err, file) = run(&config(&format!("{ovn}\nremote = 1"), ""));
     assert_eq!(code, Some(2));
