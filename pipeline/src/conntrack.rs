@@ -87,8 +87,13 @@
 //!   registers saved around it in its hot loops), not the stores.
 //! - the check in inserts and removals dropped: x1.10, x1.11, x1.03 (5 rounds);
 //! - the check only in [`ConnTrack::lookup_batch`] and (never inlined) aging, as kept: 6
-//!   rounds, 1k 131 -> 132 (x0.99), 100k 189 -> 182 (x0.84), 1M 232 -> 224 (x0.92): no
-//!   growth beyond the noise.
+//!   rounds, 1k 131 -> 132 (x0.99), 100k 189 -> 182 (x0.84), 1M 232 -> 224 (x0.92); again
+//!   over 9 rounds, 1k 128.8 -> 126.7 (x0.99), 100k 186.8 -> 188.7 (x1.07), 1M 229.9 ->
+//!   224.1 (x1.02), new connections 457 -> 472 (x0.97): no growth beyond the noise. The
+//!   vhost benchmark (`bench --dpgen --rounds 5 --seconds 2 --warmup 1 --duts
+//!   dataplane-full,testpmd-io@vip`, runs alternated, generator-bound at 0.5-0.7 Mpps on the
+//!   loaded machine, so small vectors): the `lb` node's median 365, 410, 374 cycles/packet
+//!   before, 369, 344 after.
 //!
 //! # Handles
 //! A [`Handle`] names a slot. It stays valid until the next call that removes entries
@@ -386,7 +391,7 @@ fn live(expires: u32, now: u32) -> bool {
 pub const UNITS_PER_SHORTEST_TIMEOUT: u64 = 256;
 
 /// The longest idle timeout stays below `2^LONGEST_TIMEOUT_BITS` units (the unit is made
-/// coarser if needed), 1/8 of the `2^31` units within which [`live`] compares.
+/// coarser if needed), 1/8 of the `2^31` units within which expiries are compared.
 pub const LONGEST_TIMEOUT_BITS: u32 = 28;
 
 /// A table whose clock moved this many units (`2^30`, a quarter of the `u32` range) since
@@ -419,7 +424,7 @@ fn timeout_units(ticks: u64, shift: u32) -> u32 {
 }
 
 /// An entry's times at a given clock reading, in ticks (within one unit of the table's
-/// clock: see [`ConnTrack::units`]).
+/// clock: see [`ConnTrack::unit_ticks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryTimes {
     /// Until the entry expires unless a packet refreshes it (0: expired). Exact: the entry

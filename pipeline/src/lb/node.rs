@@ -108,7 +108,7 @@ pub struct NatEntry {
     /// Low 31 bits of the generation of the ACL rules that last allowed the connection
     /// (0 without an ACL sharing the table), and [`NatEntry::BLOCKED`].
     acl: u32,
-    /// Service id (ids are below [`super::MAX_SERVICE_IDS`]).
+    /// Service id (below 2^16: `max_services` is at most 65,536).
     pub service: u16,
     /// The backend port the flow is translated to.
     pub port: u16,
