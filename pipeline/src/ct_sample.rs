@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::acl::net::IpNet;
 use crate::conntrack::{ConnState, ConnTrack};
+use crate::filter_words::{FilterWord, WORDS};
 use crate::flow_key::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::lb::{LbClock, NatEntry, ServiceTable};
 
@@ -108,9 +109,10 @@ impl Default for CtQuery {
 }
 
 impl CtQuery {
-    /// Parses the words of `show conntrack [src A[/LEN]] [dst A[/LEN]] [proto tcp|udp|icmp|
-    /// icmpv6|N] [sport N] [dport N] [--limit N]` (after `show conntrack`). The error is one
-    /// line naming the offending word.
+    /// Parses the words of `show conntrack [src A[/LEN]] [dst A[/LEN]] [proto NAME|N]
+    /// [sport N] [dport N] [--limit N]` (after `show conntrack`; the 5-tuple words as
+    /// [`crate::filter_words`] parses them for `trace add` too). The error is one line naming
+    /// the offending word.
     pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Self, String> {
         let mut q = CtQuery::default();
         let mut it = words.iter().map(AsRef::as_ref);
@@ -118,31 +120,13 @@ impl CtQuery {
             let Some(v) = it.next() else {
                 return Err(format!("`{w}` needs a value"));
             };
-            let port = |v: &str| {
-                v.parse::<u16>()
-                    .map_err(|_| format!("{w}: `{v}` is not a port (0-65535)"))
-            };
-            let net = |v: &str| {
-                v.parse::<IpNet>()
-                    .map_err(|_| format!("{w}: `{v}` is not an address or prefix"))
-            };
-            match w {
-                "src" => q.filter.src = Some(net(v)?),
-                "dst" => q.filter.dst = Some(net(v)?),
-                "sport" => q.filter.src_port = Some(port(v)?),
-                "dport" => q.filter.dst_port = Some(port(v)?),
-                "proto" => {
-                    q.filter.protocol = Some(match v {
-                        "tcp" => PROTO_TCP,
-                        "udp" => PROTO_UDP,
-                        "icmp" => PROTO_ICMP,
-                        "icmpv6" => PROTO_ICMPV6,
-                        n => n.parse::<u8>().map_err(|_| {
-                            format!("proto: `{n}` is not tcp, udp, icmp, icmpv6 or 0-255")
-                        })?,
-                    })
-                }
-                "--limit" | "limit" => {
+            match FilterWord::parse(w, v)? {
+                Some(FilterWord::Src(n)) => q.filter.src = Some(n),
+                Some(FilterWord::Dst(n)) => q.filter.dst = Some(n),
+                Some(FilterWord::Proto(p)) => q.filter.protocol = Some(p),
+                Some(FilterWord::SrcPort(p)) => q.filter.src_port = Some(p),
+                Some(FilterWord::DstPort(p)) => q.filter.dst_port = Some(p),
+                None if w == "--limit" || w == "limit" => {
                     q.limit = v
                         .parse::<usize>()
                         .ok()
@@ -151,11 +135,7 @@ impl CtQuery {
                             format!("--limit: `{v}` is not a number of 0 to {MAX_SAMPLE_LIMIT}")
                         })?
                 }
-                _ => {
-                    return Err(format!(
-                        "unknown filter `{w}` (src, dst, proto, sport, dport, --limit)"
-                    ))
-                }
+                None => return Err(format!("unknown filter `{w}` ({WORDS}, --limit)")),
             }
         }
         Ok(q)
