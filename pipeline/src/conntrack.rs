@@ -770,6 +770,10 @@ impl<T: Copy + Default> ConnTrack<T> {
     #[cold]
     #[inline(never)]
     fn settle(&mut self, now: u64) {
+        if self.len == 0 {
+            self.settled_at = now;
+            return;
+        }
         let base = self.settled_at >> self.shift;
         let now_u = now >> self.shift;
         for i in 0..self.slots.len() {
@@ -1357,10 +1361,12 @@ impl<T: Copy + Default> ConnTrack<T> {
         mut reclaimed: impl FnMut(&FlowKey, &T),
     ) -> usize {
         let mut freed = 0;
+        // Before the early return: an empty table settles too (at no cost), so that entries
+        // inserted after a long pause are settled against a recent unit.
+        let now = self.clock(now);
         if self.len == 0 {
             return 0;
         }
-        let now = self.clock(now);
         for _ in 0..max_scan {
             let i = self.cursor;
             if self.tag(i) == TAG_EMPTY {
@@ -1784,6 +1790,26 @@ mod tests {
         gone.sort();
         assert_eq!(gone, [1, 2]);
         ct.check_invariants();
+    }
+
+    #[test]
+    fn an_empty_table_settles_when_aged_so_later_entries_are_judged_right() {
+        let tmo = Timeouts {
+            tcp_established: 1 << 27,
+            ..TMO
+        };
+        let mut ct = ConnTrack::<u32>::with_capacity(64, tmo);
+        // Long after the table was made (and last settled, at 0): aging the empty table
+        // settles it; an entry inserted then stays live across the next settle.
+        let t0 = 5u64 << 32;
+        assert_eq!(ct.age(t0, 8), 0);
+        let k = tcp(9);
+        let h = ct.insert(&k, t0, 1).unwrap();
+        ct.update_tcp(h, TcpFlags(TcpFlags::ACK), Direction::Original, t0);
+        let mut out = [None];
+        for i in 1..=17u64 {
+            assert_eq!(ct.lookup_batch(&[k], t0 + (i << 26), &mut out), 1, "{i}");
+        }
     }
 
     #[test]
