@@ -89,7 +89,10 @@
 //! - the check only in [`ConnTrack::lookup_batch`] and (never inlined) aging, as kept: 6
 //!   rounds, 1k 131 -> 132 (x0.99), 100k 189 -> 182 (x0.84), 1M 232 -> 224 (x0.92); again
 //!   over 9 rounds, 1k 128.8 -> 126.7 (x0.99), 100k 186.8 -> 188.7 (x1.07), 1M 229.9 ->
-//!   224.1 (x1.02), new connections 457 -> 472 (x0.97): no growth beyond the noise. The
+//!   224.1 (x1.02), new connections 457 -> 472 (x0.97); and on a quieter machine (load 3,
+//!   11 rounds, the final build): 1k 85.4 -> 84.2 (x0.99), 100k 121.9 -> 122.1 (x1.00), 1M
+//!   151.1 -> 146.0 (x0.99), new connections 245 -> 260 (x1.03, rounds spread 200-370):
+//!   no growth beyond the noise. The
 //!   vhost benchmark (`bench --dpgen --rounds 5 --seconds 2 --warmup 1 --duts
 //!   dataplane-full,testpmd-io@vip`, runs alternated, generator-bound at 0.5-0.7 Mpps on the
 //!   loaded machine, so small vectors): the `lb` node's median 365, 410, 374 cycles/packet
