@@ -9,7 +9,9 @@
 //!   speaks, an oversize request and bad commands are answered or refused without
 //!   disturbing anything; afterwards `show errors` and `show acl` count exactly the denied
 //!   packets dpgen sent, `show conntrack` samples exactly one LB connection per allowed flow
-//!   (each on the backend `show lb` counts it for; filters and `--limit` select and cut), and
+//!   (each on the backend `show lb` counts it for, the connections' packets adding up to the
+//!   backend's requests and replies, each as old as it is idle or older, and older and idler
+//!   two seconds later with the same packets; filters and `--limit` select and cut), and
 //!   `clear runtime` zeroes `show runtime`;
 //! - then a backend is drained (`lb backend ... draining`) and a /24 of clients is added to
 //!   the ACL's block list (`acl set-add`); phase 2 sends the same 2,000 flows and 2,000 new
@@ -300,6 +302,54 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
     assert!(entries.iter().all(|e| e["dst"] == VIP.to_string()
         && e["service"] == "bench-vip"
         && e["protocol"] == "udp"));
+    // Per connection, its packets both ways: on each backend they add up to exactly the
+    // requests and replies show lb counts for it; every entry is at least as old as idle.
+    for b in BACKENDS {
+        let name = format!("{b}:{VIP_PORT}");
+        let on: u64 = entries
+            .iter()
+            .filter(|e| e["backend"] == name)
+            .map(|e| num(&e["packets"]))
+            .sum();
+        let be = backend(&lb1, &name);
+        assert_eq!(
+            on,
+            num(&be["packets"]) + num(&be["reply_packets"]),
+            "{name}: connections' packets vs show lb"
+        );
+    }
+    assert!(entries
+        .iter()
+        .all(|e| num(&e["packets"]) >= 1 && num(&e["age_secs"]) >= num(&e["idle_secs"])));
+    // Two seconds later, without traffic: every connection is older and idler by at least
+    // a second, with the same packets.
+    std::thread::sleep(Duration::from_secs(2));
+    let later = ctl(&socket, "show conntrack --limit 5000");
+    let by_client = |v: &Value| -> std::collections::BTreeMap<(String, u64), Value> {
+        v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["sample"]["node"].as_str().unwrap().starts_with("lb "))
+            .flat_map(|t| t["sample"]["entries"].as_array().unwrap().clone())
+            .map(|e| ((e["src"].to_string(), num(&e["src_port"])), e))
+            .collect()
+    };
+    let (before, after) = (by_client(&ct), by_client(&later));
+    assert_eq!(before.len() as u64, allowed);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (k, e) in &before {
+        let l = &after[k];
+        assert!(
+            num(&l["age_secs"]) > num(&e["age_secs"])
+                && num(&l["idle_secs"]) > num(&e["idle_secs"])
+                && l["packets"] == e["packets"],
+            "{k:?}: {e} -> {l}"
+        );
+    }
     // Filters and limits: flow 17 is allowed, flow 7 denied (never tracked).
     let one = ctl(&socket, "show conntrack src 10.1.0.17");
     let n = |v: &Value| -> usize {

@@ -28,9 +28,25 @@
 //!   lookup reports which [`Direction`] the packet travels. (A NAT that rewrites the
 //!   reply's addresses needs a second entry keyed by the translated tuple.)
 //! * **Payload**: a small `T: Copy + Default` per entry (backend id, NAT info, ACL rule id).
-//!   With `T` up to 16 bytes an entry is exactly 64 bytes; larger `T` spills to 128.
+//!   With `T` up to 12 bytes (8 for an 8-byte aligned `T`) an entry is exactly 64 bytes:
+//!   expiry, creation and packet count 4 bytes each, key 38, state and distance 1 each;
+//!   larger `T` spills to 128.
 //! * **Time** is a caller-supplied monotonic tick count (TSC, milliseconds, ...), and
-//!   [`Timeouts`] are in the same ticks. Each entry stores its expiry tick; every lookup hit
+//!   [`Timeouts`] are in the same ticks. The table keeps time in coarser *units*, a power
+//!   of two of ticks ([`ConnTrack::unit_ticks`]: at most 1/256 of the shortest timeout, and
+//!   coarse enough that the longest stays below 2^28 units; 2^28 TSC ticks, 0.1 s, for the
+//!   defaults at 2.6 GHz; one tick for the tests' small timeouts, where everything is
+//!   exact), stored in `u32`s that wrap: an entry is live while its expiry is less than
+//!   2^31 units ahead of the clock (a wrapping compare). A timeout is rounded up to units,
+//!   plus one, so an entry never expires early and at most two units (1/128 of its
+//!   timeout) late. So that an expired entry never reads as live again once the clock is
+//!   2^31 units past it, the table *settles* its expiries whenever the clock has moved 2^30
+//!   units since the last time (checked by [`ConnTrack::lookup_batch`] and aging, which the
+//!   nodes call every vector; other calls compare against the last settle and stay right
+//!   for 2^31 - 2^28 units after it): every entry expired by then is marked expired at that
+//!   unit (and stays, with its payload, for aging to reclaim and report). That is a pass
+//!   over the table once every 2^30 units (3.5 years with the defaults at 2.6 GHz), or at
+//!   the first lookup after a long pause. Each entry stores its expiry unit; every lookup hit
 //!   and TCP update refreshes it from the timeout of the entry's protocol and state
 //!   (VPP-like defaults: UDP 600 s, TCP established 86 400 s, TCP transient 120 s,
 //!   other protocols 30 s). An expired entry is treated as absent by lookups and is
@@ -44,6 +60,43 @@
 //! * **Full table**: an insert beyond `capacity` (or, very rarely, one whose probe window
 //!   holds no free or expired slot) fails with [`InsertError::Full`] and counts
 //!   [`CtStats::full_drops`]; live entries are never evicted.
+//!
+//! # Age and packets
+//! Each entry also records the unit it was created in ([`EntryTimes::age`], modulo 2^32
+//! units: 14 years at 0.1 s) and counts its packets ([`ConnTrack::packets`]): 1 at
+//! creation, plus one for every lookup that finds it live (in the line the hit just read
+//! and stores its expiry into anyway) and every insert that finds it live (a packet its
+//! lookup missed, e.g. a new flow's second packet in the same vector). Each packet of a
+//! connection is counted once as long as its node looks it up once (the `lb` node takes
+//! over the sharing `acl` node's lookup instead of looking up again). The count saturates
+//! at `u32::MAX` (about 5 minutes of one flow at 14.88 Mpps; wrapping would show small
+//! counts for the busiest flows). The bytes came from the expiry (8 -> 4 bytes as a unit
+//! count) and from the `lb` node's payload (16 -> 12 bytes: the service id in 16 bits, the
+//! ACL's `blocked` flag folded into the stored generation's top bit).
+//!
+//! Measured with `lb-bench --rounds 5` (1k, 100k, 1M flows), interleaved runs in rotated
+//! order against the build before the change, median over runs of the per-run medians
+//! (cycles/packet of the `lb` node) and of the per-round ratios, on the shared 2-core
+//! machine (load 4-6, run-to-run spread about +-15%):
+//! - first version, with the settle check inlined wherever expiries are compared (lookups,
+//!   inserts, removals, aging): 6 rounds, 1k 136 -> 166 (x1.20), 100k 189 -> 227 (x1.20),
+//!   1M 224 -> 281 (x1.14). The same without the packet count was as slow (x1.27, x1.16,
+//!   x1.13 in 9 rounds), and the build with only the narrower `NatEntry` (u64 expiry, no
+//!   new fields) as fast as before (x0.94-1.08): the cost was the check's cold call
+//!   inlined into the `lb` node's vector function (19.1 KB instead of 18.2 KB of code;
+//!   registers saved around it in its hot loops), not the stores.
+//! - the check in inserts and removals dropped: x1.10, x1.11, x1.03 (5 rounds);
+//! - the check only in [`ConnTrack::lookup_batch`] and (never inlined) aging, as kept: 6
+//!   rounds, 1k 131 -> 132 (x0.99), 100k 189 -> 182 (x0.84), 1M 232 -> 224 (x0.92); again
+//!   over 9 rounds, 1k 128.8 -> 126.7 (x0.99), 100k 186.8 -> 188.7 (x1.07), 1M 229.9 ->
+//!   224.1 (x1.02), new connections 457 -> 472 (x0.97); and on a quieter machine (load 3,
+//!   11 rounds, the final build): 1k 85.4 -> 84.2 (x0.99), 100k 121.9 -> 122.1 (x1.00), 1M
+//!   151.1 -> 146.0 (x0.99), new connections 245 -> 260 (x1.03, rounds spread 200-370):
+//!   no growth beyond the noise. The
+//!   vhost benchmark (`bench --dpgen --rounds 5 --seconds 2 --warmup 1 --duts
+//!   dataplane-full,testpmd-io@vip`, runs alternated, generator-bound at 0.5-0.7 Mpps on the
+//!   loaded machine, so small vectors): the `lb` node's median 365, 410, 374 cycles/packet
+//!   before, 369, 344 after.
 //!
 //! # Handles
 //! A [`Handle`] names a slot. It stays valid until the next call that removes entries
@@ -243,11 +296,10 @@ pub struct ScanEntry<'a, T> {
     pub key: &'a FlowKey,
     /// The tracking state.
     pub state: ConnState,
-    /// The tick at which the entry expires unless refreshed (expired when `now >= expires`).
-    pub expires: u64,
-    /// The idle timeout the table applies in this state (ticks): the entry was last
-    /// refreshed at `expires - timeout`.
-    pub timeout: u64,
+    /// Its times at the scan's `now` (`times.left == 0`: expired, not yet reclaimed).
+    pub times: EntryTimes,
+    /// Packets of the connection (saturating at `u32::MAX`).
+    pub packets: u32,
     /// The payload.
     pub payload: &'a T,
 }
@@ -301,7 +353,13 @@ pub struct CtStats {
 #[derive(Clone, Copy)]
 #[repr(align(64))]
 struct Slot<T> {
-    expires: u64,
+    /// The unit (see [`ConnTrack::units`]) from which the entry is expired, wrapping:
+    /// compared with [`live`].
+    expires: u32,
+    /// The unit in which the entry was created, wrapping.
+    created: u32,
+    /// Packets of the connection (saturating; see the module doc).
+    packets: u32,
     key: FlowKey,
     /// State code | seen flags; 0 = empty.
     state: u8,
@@ -314,12 +372,73 @@ impl<T: Default> Slot<T> {
     fn empty() -> Self {
         Self {
             expires: 0,
+            created: 0,
+            packets: 0,
             key: FlowKey::default(),
             state: ST_EMPTY,
             dist: 0,
             payload: T::default(),
         }
     }
+}
+
+/// Whether an entry expiring at unit `expires` is live at unit `now`: `expires` is less
+/// than half the `u32` range ahead (wrap-safe; see the module doc, "Time").
+#[inline(always)]
+fn live(expires: u32, now: u32) -> bool {
+    (expires.wrapping_sub(now) as i32) > 0
+}
+
+/// A unit of a table's clock is at most its shortest idle timeout divided by this (and a
+/// power of two of ticks): an entry expires at most two units, 1/128 of its timeout, late.
+pub const UNITS_PER_SHORTEST_TIMEOUT: u64 = 256;
+
+/// The longest idle timeout stays below `2^LONGEST_TIMEOUT_BITS` units (the unit is made
+/// coarser if needed), 1/8 of the `2^31` units within which expiries are compared.
+pub const LONGEST_TIMEOUT_BITS: u32 = 28;
+
+/// A table whose clock moved this many units (`2^30`, a quarter of the `u32` range) since
+/// its expiries were last settled settles them again (see the module doc, "Time").
+const SETTLE_BITS: u32 = 30;
+
+/// The unit of a table's clock for timeouts `t`, as a shift of ticks: the coarsest power of
+/// two of ticks at most `shortest / UNITS_PER_SHORTEST_TIMEOUT` (at least one tick), made
+/// coarser until the longest timeout is below `2^LONGEST_TIMEOUT_BITS` units.
+fn unit_shift(t: &Timeouts) -> u32 {
+    let all = [t.udp, t.other, t.tcp_transient, t.tcp_established];
+    let shortest = all.into_iter().min().unwrap_or(0);
+    let longest = all.into_iter().max().unwrap_or(0);
+    let mut k = (shortest / UNITS_PER_SHORTEST_TIMEOUT)
+        .checked_ilog2()
+        .unwrap_or(0);
+    while longest >> k >= 1 << LONGEST_TIMEOUT_BITS {
+        k += 1;
+    }
+    k
+}
+
+/// A timeout of `ticks` in units of `1 << shift` ticks: exact for one-tick units; otherwise
+/// rounded up, plus one (an entry refreshed late in a unit still lives its full timeout).
+fn timeout_units(ticks: u64, shift: u32) -> u32 {
+    if shift == 0 {
+        return ticks as u32;
+    }
+    (ticks.div_ceil(1 << shift) + 1) as u32
+}
+
+/// An entry's times at a given clock reading, in ticks (within one unit of the table's
+/// clock: see [`ConnTrack::unit_ticks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryTimes {
+    /// Until the entry expires unless a packet refreshes it (0: expired). Exact: the entry
+    /// expires at the start of a unit.
+    pub left: u64,
+    /// Since the last packet (or state change) refreshed the entry: up to one unit more
+    /// than the exact time.
+    pub idle: u64,
+    /// Since the entry was created: up to one unit more than the exact time, modulo
+    /// `2^32` units (see the module doc).
+    pub age: u64,
 }
 
 /// What the embedding program wants done with a new table's slot memory (address, bytes)
@@ -427,7 +546,14 @@ pub struct ConnTrack<T> {
     len: usize,
     cursor: usize,
     timeouts: Timeouts,
-    tmo: [u64; 8],
+    /// Timeouts by state code, in units.
+    tmo: [u32; 8],
+    /// A unit is `1 << shift` ticks.
+    shift: u32,
+    /// The tick at which expiries were last settled (see [`ConnTrack::settle`]).
+    settled_at: u64,
+    /// Ticks after `settled_at` from which the next call settles them again.
+    settle_every: u64,
     /// Ticks in which [`ConnTrack::age_paced_with`] sweeps the table once.
     sweep_ticks: u64,
     /// `now` of the previous paced aging call.
@@ -557,6 +683,7 @@ impl<T: Copy + Default> ConnTrack<T> {
             advise(base + tag_off, nslots);
         }
         tags.resize(tag_off + nslots + TAG_WINDOW, TAG_EMPTY);
+        let shift = unit_shift(&timeouts);
         Self {
             slots: slots.into_boxed_slice(),
             tags,
@@ -567,7 +694,10 @@ impl<T: Copy + Default> ConnTrack<T> {
             len: 0,
             cursor: 0,
             timeouts,
-            tmo: timeouts.by_state(),
+            tmo: timeouts.by_state().map(|t| timeout_units(t, shift)),
+            shift,
+            settled_at: 0,
+            settle_every: 1u64.checked_shl(SETTLE_BITS + shift).unwrap_or(u64::MAX),
             sweep_ticks: sweep_ticks(&timeouts),
             aged_at: 0,
             stats: CtStats::default(),
@@ -607,6 +737,75 @@ impl<T: Copy + Default> ConnTrack<T> {
     /// The idle timeouts in use.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// Ticks per unit of the table's clock (a power of two; see the module doc, "Time").
+    pub fn unit_ticks(&self) -> u64 {
+        1 << self.shift
+    }
+
+    /// The unit of tick `now`, as stored in the slots (wrapping).
+    #[inline(always)]
+    fn units(&self, now: u64) -> u32 {
+        (now >> self.shift) as u32
+    }
+
+    /// [`ConnTrack::units`], settling the expiries first when due (one compare of two
+    /// fields). Only in calls made once per batch or vector, never inlined into a node's
+    /// vector function: [`ConnTrack::lookup_batch`] and [`ConnTrack::age_with`].
+    #[inline(always)]
+    fn clock(&mut self, now: u64) -> u32 {
+        if now.saturating_sub(self.settled_at) >= self.settle_every {
+            self.settle(now);
+        }
+        self.units(now)
+    }
+
+    /// Keeps every stored expiry within the range [`live`] compares in: marks each entry
+    /// expired by `now` as expiring exactly at `now`'s unit (it stays expired, with its
+    /// payload, for aging to reclaim and report), once the clock has moved `2^SETTLE_BITS`
+    /// units since the last time. Every expiry stored since then lies between the unit of
+    /// `settled_at` (a mark) and fewer than `2^SETTLE_BITS + 2^LONGEST_TIMEOUT_BITS` units
+    /// later (the last call before this one, plus a timeout), so its offset from that unit
+    /// is exact in a `u32`, however long the table sat unused. A full pass over the tags,
+    /// and the lines of occupied slots: at most once every 2^30 units (about 3.5 years with
+    /// the default timeouts and a 2.6 GHz clock), or at the first call after a long pause.
+    #[cold]
+    #[inline(never)]
+    fn settle(&mut self, now: u64) {
+        if self.len == 0 {
+            self.settled_at = now;
+            return;
+        }
+        let base = self.settled_at >> self.shift;
+        let now_u = now >> self.shift;
+        for i in 0..self.slots.len() {
+            if self.tag(i) == TAG_EMPTY {
+                continue;
+            }
+            let s = &mut self.slots[i];
+            let expires = base + u64::from(s.expires.wrapping_sub(base as u32));
+            if expires <= now_u {
+                s.expires = now_u as u32;
+            }
+        }
+        self.settled_at = now;
+    }
+
+    /// The times of slot `s` at tick `now` (unit `now_u`).
+    fn times_of(&self, s: &Slot<T>, now: u64) -> EntryTimes {
+        let now_u = self.units(now);
+        let abs = |u: u64| u << self.shift;
+        let unit0 = now >> self.shift;
+        let ahead = s.expires.wrapping_sub(now_u) as i32;
+        let expires = unit0.wrapping_add_signed(i64::from(ahead));
+        let refreshed = expires.wrapping_sub(u64::from(self.tmo[(s.state & ST_MASK) as usize]));
+        let created = unit0.wrapping_sub(u64::from(now_u.wrapping_sub(s.created)));
+        EntryTimes {
+            left: if ahead > 0 { abs(expires) - now } else { 0 },
+            idle: now.saturating_sub(abs(refreshed)),
+            age: now.saturating_sub(abs(created)),
+        }
     }
 
     /// The hash that places `key` (and its reverse) in this table:
@@ -721,22 +920,24 @@ impl<T: Copy + Default> ConnTrack<T> {
         (home, NO_CANDIDATE)
     }
 
-    /// A live `found` entry gets its idle timer refreshed and is returned; an expired one
-    /// (or none) is a miss. Counts nothing: see [`ConnTrack::hit`].
+    /// A live `found` entry gets its idle timer refreshed and its packet counted (both in
+    /// the line the lookup just read), and is returned; an expired one (or none) is a miss.
+    /// `now` is in units ([`ConnTrack::clock`]). Counts no hit or miss: see
+    /// [`ConnTrack::hit`].
     #[inline(always)]
     fn refresh(
         &mut self,
         found: Option<(usize, Direction)>,
-        now: u64,
+        now: u32,
     ) -> Option<(usize, Direction)> {
-        match found {
-            Some((i, d)) if now < self.slots[i].expires => {
-                let tmo = self.tmo[(self.slots[i].state & ST_MASK) as usize];
-                self.slots[i].expires = now.saturating_add(tmo);
-                Some((i, d))
-            }
-            _ => None,
+        let (i, d) = found?;
+        let s = &mut self.slots[i];
+        if !live(s.expires, now) {
+            return None;
         }
+        s.expires = now.wrapping_add(self.tmo[(s.state & ST_MASK) as usize]);
+        s.packets = s.packets.saturating_add(1);
+        Some((i, d))
     }
 
     /// Counts a batch's `hits` and the misses among its `looked_up` keys (once per batch:
@@ -749,7 +950,7 @@ impl<T: Copy + Default> ConnTrack<T> {
 
     /// [`ConnTrack::refresh`], counting the hit or miss.
     #[inline(always)]
-    fn hit(&mut self, found: Option<(usize, Direction)>, now: u64) -> Option<(usize, Direction)> {
+    fn hit(&mut self, found: Option<(usize, Direction)>, now: u32) -> Option<(usize, Direction)> {
         let r = self.refresh(found, now);
         match r {
             Some(_) => self.stats.hits += 1,
@@ -774,6 +975,7 @@ impl<T: Copy + Default> ConnTrack<T> {
         hash: u64,
         now: u64,
     ) -> Option<(Handle, Direction, &mut T)> {
+        let now = self.units(now);
         let found = self.probe(key, hash);
         let (i, d) = self.hit(found, now)?;
         Some((Handle(i as u32), d, &mut self.slots[i].payload))
@@ -799,6 +1001,7 @@ impl<T: Copy + Default> ConnTrack<T> {
             out.len() >= keys.len(),
             "lookup_batch: output shorter than input"
         );
+        let now = self.clock(now);
         if self.len * SPARSE_LOAD_DIV <= self.slots.len() {
             // Nearly every entry in its home slot.
             return self.lookup_batch_sparse(keys, now, out);
@@ -837,7 +1040,7 @@ impl<T: Copy + Default> ConnTrack<T> {
                 let mut line = 0u64;
                 if self.slots.len() > CACHED_SLOTS {
                     for c in cc.iter() {
-                        line ^= self.slots[c.0].expires;
+                        line ^= u64::from(self.slots[c.0].expires);
                     }
                 }
                 std::hint::black_box(line);
@@ -870,7 +1073,7 @@ impl<T: Copy + Default> ConnTrack<T> {
     fn lookup_batch_sparse(
         &mut self,
         keys: &[FlowKey],
-        now: u64,
+        now: u32,
         out: &mut [Option<(Handle, Direction)>],
     ) -> usize {
         let mut hits = 0;
@@ -882,7 +1085,7 @@ impl<T: Copy + Default> ConnTrack<T> {
             }
             let mut line = 0u64;
             for &h in hc.iter() {
-                line ^= self.slots[h as usize & self.mask].expires;
+                line ^= u64::from(self.slots[h as usize & self.mask].expires);
             }
             std::hint::black_box(line);
             for ((k, &h), o) in kc.iter().zip(hc.iter()).zip(oc.iter_mut()) {
@@ -917,7 +1120,7 @@ impl<T: Copy + Default> ConnTrack<T> {
     pub fn peek(&self, key: &FlowKey, now: u64) -> Option<(Handle, Direction, &T)> {
         let (i, d) = self.probe(key, key.symmetric_hash())?;
         let s = &self.slots[i];
-        (now < s.expires).then_some((Handle(i as u32), d, &s.payload))
+        live(s.expires, self.units(now)).then_some((Handle(i as u32), d, &s.payload))
     }
 
     /// Starts tracking the flow whose first packet has `key` (that packet's direction
@@ -953,6 +1156,7 @@ impl<T: Copy + Default> ConnTrack<T> {
         now: u64,
         payload: T,
     ) -> Result<(Handle, Option<T>), InsertError> {
+        let now = self.units(now);
         let home = hash as usize & self.mask;
         let tag = tag_of(hash);
         let mut i = home;
@@ -963,9 +1167,12 @@ impl<T: Copy + Default> ConnTrack<T> {
                 empty = Some((i, d));
                 break;
             }
-            let s = &self.slots[i];
+            let s = &mut self.slots[i];
             if t == tag && matches(&s.key, key).is_some() {
-                if now < s.expires {
+                if live(s.expires, now) {
+                    // The insert is for a packet of the flow (one its lookup missed, e.g.
+                    // a second new flow's packet in one vector): counted.
+                    s.packets = s.packets.saturating_add(1);
                     return Err(InsertError::Exists(Handle(i as u32)));
                 }
                 // The same flow, expired: start it afresh in place.
@@ -988,7 +1195,7 @@ impl<T: Copy + Default> ConnTrack<T> {
                 break;
             }
             let s = &self.slots[i];
-            if now >= s.expires {
+            if !live(s.expires, now) {
                 self.stats.expired += 1;
                 let old = s.payload;
                 return Ok((self.write(i, d, key, tag, now, payload), Some(old)));
@@ -1006,13 +1213,15 @@ impl<T: Copy + Default> ConnTrack<T> {
         dist: usize,
         key: &FlowKey,
         tag: u8,
-        now: u64,
+        now: u32,
         payload: T,
     ) -> Handle {
         let st = initial_state(key.proto);
         self.set_tag(i, tag);
         self.slots[i] = Slot {
-            expires: now.saturating_add(self.tmo[st as usize]),
+            expires: now.wrapping_add(self.tmo[st as usize]),
+            created: now,
+            packets: 1,
             key: *key,
             state: st,
             dist: dist as u8,
@@ -1039,6 +1248,7 @@ impl<T: Copy + Default> ConnTrack<T> {
         dir: Direction,
         now: u64,
     ) -> Option<ConnState> {
+        let now = self.units(now);
         let s = self.slots.get_mut(h.0 as usize)?;
         if s.state == ST_EMPTY {
             return None;
@@ -1046,7 +1256,7 @@ impl<T: Copy + Default> ConnTrack<T> {
         let st = s.state & ST_MASK;
         if st == ST_EST && flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) == 0 {
             // The common case, a segment of an established connection: no transition.
-            s.expires = now.saturating_add(self.tmo[ST_EST as usize]);
+            s.expires = now.wrapping_add(self.tmo[ST_EST as usize]);
             return Some(ConnState::TcpEstablished);
         }
         let mut seen = s.state & !ST_MASK;
@@ -1056,7 +1266,7 @@ impl<T: Copy + Default> ConnTrack<T> {
             st
         };
         s.state = new | seen;
-        s.expires = now.saturating_add(self.tmo[new as usize]);
+        s.expires = now.wrapping_add(self.tmo[new as usize]);
         Some(ConnState::from_code(new))
     }
 
@@ -1072,7 +1282,7 @@ impl<T: Copy + Default> ConnTrack<T> {
     #[inline]
     pub fn confirm(&self, h: Handle, key: &FlowKey, now: u64) -> Option<Direction> {
         let s = self.slots.get(h.0 as usize)?;
-        if s.state == ST_EMPTY || s.expires <= now {
+        if s.state == ST_EMPTY || !live(s.expires, self.units(now)) {
             return None;
         }
         matches(&s.key, key)
@@ -1097,10 +1307,17 @@ impl<T: Copy + Default> ConnTrack<T> {
         (s.state != ST_EMPTY).then_some(&s.key)
     }
 
-    /// The tick at which entry `h` expires unless refreshed.
-    pub fn expires_at(&self, h: Handle) -> Option<u64> {
+    /// The times of entry `h` at tick `now` (live or expired).
+    pub fn times(&self, h: Handle, now: u64) -> Option<EntryTimes> {
         let s = self.slots.get(h.0 as usize)?;
-        (s.state != ST_EMPTY).then_some(s.expires)
+        (s.state != ST_EMPTY).then(|| self.times_of(s, now))
+    }
+
+    /// The packets entry `h` counted: its creating packet, each lookup that found it live,
+    /// and each insert that found it live (saturating at `u32::MAX`).
+    pub fn packets(&self, h: Handle) -> Option<u32> {
+        let s = self.slots.get(h.0 as usize)?;
+        (s.state != ST_EMPTY).then_some(s.packets)
     }
 
     /// Stops tracking `key`'s flow (either direction). Returns the payload if the entry was
@@ -1113,10 +1330,11 @@ impl<T: Copy + Default> ConnTrack<T> {
     /// Stops tracking `key`'s flow (either direction), live or expired: returns the payload
     /// and whether the entry was live at `now`.
     pub fn remove_entry(&mut self, key: &FlowKey, now: u64) -> Option<(T, bool)> {
+        let now = self.units(now);
         let (i, _) = self.probe(key, key.symmetric_hash())?;
         let s = self.slots[i];
         self.delete_at(i);
-        if now < s.expires {
+        if live(s.expires, now) {
             self.stats.removed += 1;
             Some((s.payload, true))
         } else {
@@ -1136,7 +1354,9 @@ impl<T: Copy + Default> ConnTrack<T> {
     }
 
     /// [`ConnTrack::age`] calling `reclaimed(key, payload)` for every entry it frees.
-    #[inline]
+    /// Never inlined: the nodes call it once per vector, and its settle check (see the
+    /// module doc, "Time") would otherwise sit in their vector functions.
+    #[inline(never)]
     pub fn age_with(
         &mut self,
         now: u64,
@@ -1144,6 +1364,9 @@ impl<T: Copy + Default> ConnTrack<T> {
         mut reclaimed: impl FnMut(&FlowKey, &T),
     ) -> usize {
         let mut freed = 0;
+        // Before the early return: an empty table settles too (at no cost), so that entries
+        // inserted after a long pause are settled against a recent unit.
+        let now = self.clock(now);
         if self.len == 0 {
             return 0;
         }
@@ -1154,7 +1377,7 @@ impl<T: Copy + Default> ConnTrack<T> {
                 continue;
             }
             let s = &self.slots[i];
-            if now >= s.expires {
+            if !live(s.expires, now) {
                 reclaimed(&s.key, &s.payload);
                 // The backward shift may pull a later entry into slot i: look at it again.
                 self.delete_at(i);
@@ -1188,8 +1411,8 @@ impl<T: Copy + Default> ConnTrack<T> {
     }
 
     /// Calls `f` for every occupied slot among `from .. from + max_slots` (clipped to
-    /// [`ConnTrack::slot_count`]), live or expired (compare [`ScanEntry::expires`] with the
-    /// clock); empty slots cost a read of their tag only. Returns the next slot to scan
+    /// [`ConnTrack::slot_count`]), live or expired (`times.left == 0`), with its times at
+    /// tick `now`; empty slots cost a read of their tag only. Returns the next slot to scan
     /// ([`ConnTrack::slot_count`] once the sweep is done). Read-only, counts nothing (for
     /// control-plane sampling, see [`crate::ct_sample`]). A sweep spread over several calls
     /// while the table changes may miss or repeat an entry that a deletion's backward shift
@@ -1198,6 +1421,7 @@ impl<T: Copy + Default> ConnTrack<T> {
         &self,
         from: usize,
         max_slots: usize,
+        now: u64,
         mut f: impl FnMut(ScanEntry<'_, T>),
     ) -> usize {
         let end = from.saturating_add(max_slots).min(self.slots.len());
@@ -1209,8 +1433,8 @@ impl<T: Copy + Default> ConnTrack<T> {
             f(ScanEntry {
                 key: &s.key,
                 state: ConnState::from_code(s.state),
-                expires: s.expires,
-                timeout: self.tmo[(s.state & ST_MASK) as usize],
+                times: self.times_of(s, now),
+                packets: s.packets,
                 payload: &s.payload,
             });
         }
@@ -1330,9 +1554,21 @@ mod tests {
     fn slot_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Slot<u32>>(), 64);
         assert_eq!(std::mem::size_of::<Slot<u64>>(), 64);
-        assert_eq!(std::mem::size_of::<Slot<[u8; 16]>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u32; 3]>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u8; 12]>>(), 64);
+        assert_eq!(
+            std::mem::size_of::<Slot<crate::lb::NatEntry>>(),
+            64,
+            "the lb's entries"
+        );
         assert_eq!(std::mem::align_of::<Slot<u8>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u8; 13]>>(), 128);
         assert_eq!(std::mem::size_of::<Slot<[u64; 3]>>(), 128);
+    }
+
+    /// The tick at which `h` expires unless refreshed (a live entry, at tick `now`).
+    fn expiry(ct: &ConnTrack<impl Copy + Default>, h: Handle, now: u64) -> u64 {
+        now + ct.times(h, now).unwrap().left
     }
 
     #[test]
@@ -1355,18 +1591,21 @@ mod tests {
         // In steps of 37 slots: each call returns where it stopped, the last the slot count.
         let (mut at, mut calls, mut seen) = (0, 0, Vec::new());
         while at < ct.slot_count() {
-            let next = ct.scan(at, 37, |e| {
-                seen.push((*e.key, *e.payload, e.state, e.expires, e.timeout))
+            let next = ct.scan(at, 37, 12, |e| {
+                seen.push((*e.key, *e.payload, e.state, e.times, e.packets))
             });
             assert_eq!(next, (at + 37).min(ct.slot_count()));
             at = next;
             calls += 1;
         }
         assert_eq!(calls, ct.slot_count().div_ceil(37));
-        assert_eq!(ct.scan(at, 37, |_| panic!("past the end")), ct.slot_count());
+        assert_eq!(
+            ct.scan(at, 37, 12, |_| panic!("past the end")),
+            ct.slot_count()
+        );
         assert_eq!(seen.len(), 80);
         seen.sort_by_key(|e| e.1);
-        for (i, (k, p, st, exp, tmo)) in seen.iter().enumerate() {
+        for (i, (k, p, st, times, packets)) in seen.iter().enumerate() {
             let i = i as u32;
             assert_eq!(*p, if i < 60 { i } else { 1000 + i - 60 });
             let want = if i < 60 { tcp(i) } else { udp6(i - 60) };
@@ -1374,19 +1613,228 @@ mod tests {
                 *k, want,
                 "the originator's key, also for an entry hit in reply"
             );
-            let (wst, wexp, wtmo) = match i {
-                7 => (
-                    ConnState::TcpEstablished,
-                    1 + TMO.tcp_established,
-                    TMO.tcp_established,
-                ),
-                0..=59 => (ConnState::TcpSynSeen, TMO.tcp_transient, TMO.tcp_transient),
-                _ => (ConnState::Udp, 5 + TMO.udp, TMO.udp),
+            // At tick 12: (state, left, idle, age, packets).
+            let t = |left, idle, age| EntryTimes { left, idle, age };
+            let want = match i {
+                // Created at 0, hit at 1 (a packet), established at 1.
+                7 => (ConnState::TcpEstablished, t(1 + 300 - 12, 11, 12), 2),
+                0..=59 => (ConnState::TcpSynSeen, t(20 - 12, 12, 12), 1),
+                _ => (ConnState::Udp, t(5 + 50 - 12, 7, 7), 1),
             };
-            assert_eq!((*st, *exp, *tmo), (wst, wexp, wtmo), "entry {i}");
+            assert_eq!((*st, *times, *packets), want, "entry {i}");
         }
+        // Expired entries are shown too, with nothing left.
+        let mut expired = Vec::new();
+        ct.scan(0, ct.slot_count(), 30, |e| {
+            if e.times.left == 0 {
+                expired.push((*e.payload, e.times.idle, e.times.age))
+            }
+        });
+        expired.sort();
+        assert_eq!(expired.len(), 59);
+        assert_eq!(expired[0], (0, 30, 30));
         // Read-only: nothing counted, nothing refreshed.
         assert_eq!((ct.stats().hits, ct.stats().misses), (1, 0));
+    }
+
+    #[test]
+    fn packets_count_each_packet_once_and_saturate() {
+        let mut ct = ConnTrack::<u32>::with_capacity(64, TMO);
+        let k = tcp(1);
+        let h = ct.insert(&k, 0, 7).unwrap();
+        assert_eq!(ct.packets(h), Some(1), "the creating packet");
+        for t in 1..=3 {
+            assert!(ct.lookup(&k, t).is_some());
+        }
+        let mut out = [None; 2];
+        assert_eq!(ct.lookup_batch(&[k.reversed(), tcp(2)], 4, &mut out), 1);
+        assert_eq!(
+            ct.packets(h),
+            Some(5),
+            "hits both ways; a miss counts nowhere"
+        );
+        // A TCP update refreshes but is not a packet of its own; peeks count nothing.
+        ct.update_tcp(h, TcpFlags(TcpFlags::SYN), Direction::Original, 5);
+        assert!(ct.peek(&k, 5).is_some());
+        assert_eq!(ct.packets(h), Some(5));
+        // An insert that finds the live entry is a packet its lookup missed.
+        assert_eq!(ct.insert(&k, 6, 9), Err(InsertError::Exists(h)));
+        assert_eq!(ct.packets(h), Some(6));
+        // An expired entry's lookup is a miss; a new insert starts the count again.
+        assert!(ct.lookup(&k, 6 + TMO.tcp_transient).is_none());
+        assert_eq!(ct.packets(h), Some(6));
+        let h2 = ct.insert(&k, 100, 8).unwrap();
+        assert_eq!((h2, ct.packets(h2)), (h, Some(1)));
+        assert_eq!(ct.times(h2, 110).map(|t| t.age), Some(10));
+        // Saturates instead of wrapping.
+        ct.slots[h2.index()].packets = u32::MAX - 1;
+        for t in 111..114 {
+            assert!(ct.lookup(&k, t).is_some());
+        }
+        assert_eq!(ct.packets(h2), Some(u32::MAX));
+    }
+
+    #[test]
+    fn times_follow_the_entry_through_refreshes_and_state_changes() {
+        let mut ct = ConnTrack::<u32>::with_capacity(64, TMO);
+        let k = tcp(3);
+        let h = ct.insert(&k, 10, 1).unwrap();
+        let t = |left, idle, age| Some(EntryTimes { left, idle, age });
+        assert_eq!(ct.times(h, 10), t(20, 0, 0));
+        assert_eq!(ct.times(h, 15), t(15, 5, 5));
+        ct.lookup(&k, 16);
+        ct.update_tcp(h, TcpFlags(TcpFlags::SYN), Direction::Original, 16);
+        ct.update_tcp(
+            h,
+            TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
+            Direction::Reply,
+            18,
+        );
+        // Established at 18: the long timeout, idle from there, age from 10.
+        assert_eq!(ct.times(h, 25), t(300 - 7, 7, 15));
+        // Expired: nothing left, idle and age go on.
+        assert_eq!(ct.times(h, 18 + 300 + 5), t(0, 305, 313));
+        assert_eq!(ct.times(Handle::from_index(9999), 0), None);
+    }
+
+    #[test]
+    fn coarse_units_never_expire_early_and_at_most_two_units_late() {
+        // Milliseconds with the default timeouts: the shortest (30 s) / 256 is 117 ms, so
+        // the unit is 64 ms; the longest (24 h) is 1.35M units.
+        let tmo = Timeouts::vpp_defaults(1000);
+        let mut ct = ConnTrack::<u32>::with_capacity(64, tmo);
+        assert_eq!(ct.unit_ticks(), 64);
+        let unit = ct.unit_ticks();
+        // Every phase of the unit, including its first and last tick.
+        for (i, t0) in [0u64, 1, 31, 62, 63, 64, 1_000_000_007]
+            .into_iter()
+            .enumerate()
+        {
+            let k = udp6(i as u32);
+            let h = ct.insert(&k, t0, 0).unwrap();
+            let end = t0 + tmo.udp;
+            assert!(ct.peek(&k, end - 1).is_some(), "t0 {t0}: expired early");
+            assert!(ct.peek(&k, end + 2 * unit).is_none(), "t0 {t0}: too late");
+            let left = ct.times(h, t0).unwrap().left;
+            assert!(
+                (tmo.udp..=tmo.udp + 2 * unit).contains(&left),
+                "t0 {t0}: {left}"
+            );
+            // Idle and age: never less than the exact time, at most a unit more.
+            let x = ct.times(h, t0 + 5_000).unwrap();
+            assert!((5_000..5_000 + unit).contains(&x.age), "t0 {t0}: {x:?}");
+            assert!(x.idle <= x.age);
+            ct.remove(&k, t0);
+        }
+    }
+
+    #[test]
+    fn expiry_compares_across_the_u32_wrap_of_units() {
+        let mut ct = ConnTrack::<u32>::with_capacity(64, TMO);
+        assert_eq!(ct.unit_ticks(), 1);
+        let t0 = (1u64 << 32) - 5;
+        let k = udp6(1);
+        let h = ct.insert(&k, t0, 1).unwrap();
+        // Expires at t0 + 50, past the wrap of the stored u32.
+        assert!(ct.lookup(&k, t0 + 49).is_some());
+        assert_eq!(
+            ct.times(h, t0 + 60),
+            Some(EntryTimes {
+                left: 39,
+                idle: 11,
+                age: 60
+            })
+        );
+        assert!(ct.lookup(&k, t0 + 49 + 50).is_none());
+        assert_eq!(ct.age(t0 + 100, ct.slot_count()), 1);
+    }
+
+    #[test]
+    fn a_long_pause_settles_expired_entries_before_the_compare_could_wrap() {
+        // One-tick units, a 2^27-tick established timeout: settled every 2^30 ticks.
+        let tmo = Timeouts {
+            tcp_established: 1 << 27,
+            ..TMO
+        };
+        let mut ct = ConnTrack::<u32>::with_capacity(64, tmo);
+        assert_eq!(ct.unit_ticks(), 1);
+        let (u, t) = (udp6(1), tcp(1));
+        ct.insert(&u, 0, 1).unwrap();
+        let h = ct.insert(&t, 0, 2).unwrap();
+        ct.update_tcp(h, TcpFlags(TcpFlags::ACK), Direction::Original, 0);
+        assert_eq!(ct.state(h), Some(ConnState::TcpEstablished));
+        // Refreshed every 2^26 ticks, below the 2^30 of a settle.
+        for i in 1..16 {
+            assert!(ct.lookup(&t, i << 26).is_some());
+        }
+        let t1 = (1 << 30) - 100;
+        assert!(ct.lookup(&t, t1).is_some());
+        // Settled by the batched lookup at t2: the UDP entry, long expired, is marked
+        // expired; the TCP one lives.
+        let t2 = (1 << 30) + 5;
+        let mut out = [None; 2];
+        assert_eq!(ct.lookup_batch(&[u, t], t2, &mut out), 1);
+        assert_eq!(out[0], None);
+        assert_eq!(ct.len(), 2, "marked, not reclaimed");
+        // 2^32 + 1000 ticks later (no call between): the stored u32s alone would read the
+        // TCP entry as live again (as a single lookup, which does not settle, does);
+        // settling first finds both expired, and aging reports both payloads.
+        let t3 = t2 + (1 << 32) + 1000;
+        assert!(
+            ct.peek(&t, t3).is_some(),
+            "(a read-only peek cannot settle)"
+        );
+        assert_eq!(ct.lookup_batch(&[t], t3, &mut out), 0);
+        let mut gone = Vec::new();
+        assert_eq!(
+            ct.age_with(t3, ct.slot_count() * 2, |_, p| gone.push(*p)),
+            2
+        );
+        gone.sort();
+        assert_eq!(gone, [1, 2]);
+        ct.check_invariants();
+    }
+
+    #[test]
+    fn an_empty_table_settles_when_aged_so_later_entries_are_judged_right() {
+        let tmo = Timeouts {
+            tcp_established: 1 << 27,
+            ..TMO
+        };
+        let mut ct = ConnTrack::<u32>::with_capacity(64, tmo);
+        // Long after the table was made (and last settled, at 0): aging the empty table
+        // settles it; an entry inserted then stays live across the next settle.
+        let t0 = 5u64 << 32;
+        assert_eq!(ct.age(t0, 8), 0);
+        let k = tcp(9);
+        let h = ct.insert(&k, t0, 1).unwrap();
+        ct.update_tcp(h, TcpFlags(TcpFlags::ACK), Direction::Original, t0);
+        let mut out = [None];
+        for i in 1..=17u64 {
+            assert_eq!(ct.lookup_batch(&[k], t0 + (i << 26), &mut out), 1, "{i}");
+        }
+    }
+
+    #[test]
+    fn unit_is_a_fraction_of_the_shortest_timeout_and_fits_the_longest() {
+        let t = |short: u64, long: u64| Timeouts {
+            udp: short,
+            other: short,
+            tcp_transient: short,
+            tcp_established: long,
+        };
+        assert_eq!(unit_shift(&TMO), 0);
+        assert_eq!(unit_shift(&t(255, 1000)), 0);
+        assert_eq!(unit_shift(&t(512, 1000)), 1);
+        // A 2.6 GHz clock, the defaults: 2^28 ticks (0.1 s).
+        let hz = 2_600_000_000;
+        assert_eq!(unit_shift(&Timeouts::vpp_defaults(hz)), 28);
+        // A longest timeout far beyond the shortest makes the unit coarser.
+        assert_eq!(unit_shift(&t(1, 1 << 40)), 40 - LONGEST_TIMEOUT_BITS + 1);
+        assert_eq!(unit_shift(&t(0, 0)), 0);
+        assert_eq!(timeout_units(100, 0), 100);
+        assert_eq!(timeout_units(128, 6), 3);
+        assert_eq!(timeout_units(129, 6), 4);
     }
 
     #[test]
@@ -1452,10 +1900,7 @@ mod tests {
             (ct.state(hu), ct.state(hi)),
             (Some(ConnState::Udp), Some(ConnState::Other))
         );
-        assert_eq!(
-            (ct.expires_at(hu), ct.expires_at(hi)),
-            (Some(150), Some(110))
-        );
+        assert_eq!((expiry(&ct, hu, 100), expiry(&ct, hi, 100)), (150, 110));
         assert!(ct.lookup(&i, 109).is_some()); // refresh: now expires at 119
         assert!(ct.lookup(&i, 118).is_some());
         assert!(ct.lookup(&i, 128).is_none()); // idle > 10
@@ -1487,13 +1932,13 @@ mod tests {
         assert_eq!(step(S, Original, 0), ConnState::TcpSynSeen);
         assert_eq!(step(S | A, Reply, 1), ConnState::TcpEstablished);
         assert_eq!(step(A, Original, 2), ConnState::TcpEstablished);
-        assert_eq!(ct.expires_at(h), Some(2 + 300));
+        assert_eq!(expiry(&ct, h, 2), 2 + 300);
         assert!(ct.lookup(&k, 301).is_some()); // established: long timeout, refreshed
         assert_eq!(
             ct.update_tcp(h, TcpFlags(F | A), Reply, 310),
             Some(ConnState::TcpFinSeen)
         );
-        assert_eq!(ct.expires_at(h), Some(330));
+        assert_eq!(expiry(&ct, h, 310), 330);
         assert_eq!(
             ct.update_tcp(h, TcpFlags(A), Original, 311),
             Some(ConnState::TcpFinSeen)
@@ -1519,7 +1964,7 @@ mod tests {
             ct.update_tcp(h2, TcpFlags(S), Original, 401),
             Some(ConnState::TcpSynSeen)
         );
-        assert_eq!(ct.expires_at(h2), Some(421));
+        assert_eq!(expiry(&ct, h2, 401), 421);
         assert!(ct.lookup(&k2, 421).is_none()); // handshake never completed
                                                 // Mid-stream pickup: first packet is a plain ACK.
         let k3 = tcp(5);
@@ -1688,7 +2133,9 @@ mod tests {
         for i in 0..n {
             ct.insert(&udp6(i), now, i).unwrap();
         }
-        let later = now + tmo.udp;
+        // (Expired once two units of the table's clock past the timeout: 16 ticks each here.)
+        assert_eq!(ct.unit_ticks(), 16);
+        let later = now + tmo.udp + 2 * ct.unit_ticks();
         ct.age_paced_with(later, 0, |_, _| {});
         let mut calls = 0;
         while !ct.is_empty() {
@@ -1877,6 +2324,8 @@ mod tests {
         expires: u64,
         state: u8,
         seen: u8,
+        created: u64,
+        packets: u32,
     }
 
     fn run_model(ops: Vec<Op>, capacity: usize) -> Result<(), TestCaseError> {
@@ -1899,10 +2348,14 @@ mod tests {
                     let live = model.get(&k).filter(|m| now < m.expires).copied();
                     let r = ct.insert(&key(k, f), now, p);
                     match (live, r) {
-                        (Some(_), Err(InsertError::Exists(h))) => prop_assert_eq!(
-                            ct.key(h).copied().map(|x| x.proto),
-                            Some(keys[k].proto)
-                        ),
+                        (Some(_), Err(InsertError::Exists(h))) => {
+                            prop_assert_eq!(
+                                ct.key(h).copied().map(|x| x.proto),
+                                Some(keys[k].proto)
+                            );
+                            // The insert's packet is counted.
+                            model.get_mut(&k).unwrap().packets += 1;
+                        }
                         (None, Ok(h)) => {
                             let st = initial_state(keys[k].proto);
                             model.insert(
@@ -1913,6 +2366,8 @@ mod tests {
                                     expires: now + tmo[st as usize],
                                     state: st,
                                     seen: 0,
+                                    created: now,
+                                    packets: 1,
                                 },
                             );
                             prop_assert_eq!(ct.payload(h), Some(&p));
@@ -1929,6 +2384,7 @@ mod tests {
                     let want = match model.get_mut(&k) {
                         Some(m) if now < m.expires => {
                             m.expires = now + tmo[m.state as usize];
+                            m.packets += 1;
                             hits += 1;
                             Some((dir(m, f), m.payload))
                         }
@@ -1952,6 +2408,8 @@ mod tests {
                     let want = match model.get_mut(&k) {
                         Some(m) if now < m.expires => {
                             hits += 1;
+                            // The lookup counts the packet; the TCP update does not.
+                            m.packets += 1;
                             let d = dir(m, f);
                             if m.state >= ST_SYN {
                                 m.state = tcp_next(m.state, &mut m.seen, TcpFlags(fl), d);
@@ -1985,8 +2443,25 @@ mod tests {
             // Every live model entry is present (never evicted), with the right payload.
             for (&k, m) in &model {
                 if now < m.expires {
-                    let got = ct.peek(&keys[k], now).map(|(_, d, p)| (d, *p));
-                    prop_assert_eq!(got, Some((dir(m, false), m.payload)), "key {}", k);
+                    let got = ct.peek(&keys[k], now).map(|(h, d, p)| (h, d, *p));
+                    prop_assert_eq!(
+                        got.map(|(_, d, p)| (d, p)),
+                        Some((dir(m, false), m.payload)),
+                        "key {}",
+                        k
+                    );
+                    // Packets, age, idle and time left, exact with one-tick units.
+                    let h = got.unwrap().0;
+                    prop_assert_eq!(ct.packets(h), Some(m.packets));
+                    let tmo_now = tmo[m.state as usize];
+                    prop_assert_eq!(
+                        ct.times(h, now),
+                        Some(EntryTimes {
+                            left: m.expires - now,
+                            idle: now - (m.expires - tmo_now),
+                            age: now - m.created,
+                        })
+                    );
                 } else {
                     prop_assert!(ct.peek(&keys[k], now).is_none());
                 }

@@ -40,12 +40,11 @@
 //! functions unchanged.
 //!
 //! # Age and packets
-//! Entries do not record their creation time or packet count. The `lb` node's 16-byte
-//! payload ([`NatEntry`]) fills its 64-byte slot (8 bytes expiry, 38 key, 2 state and
-//! distance), so either field would double the slot to 128 bytes (twice the memory and cache
-//! lines per lookup), and a packet counter would be one more store per packet on the hot
-//! path. What an entry does know is shown: its state, idle time (from its expiry tick and the
-//! timeout of its state) and time to expiry.
+//! Every entry records the unit of the table's clock it was created in and counts its
+//! packets (see [`crate::conntrack`], "Age and packets": the 64-byte slot found the room by
+//! keeping its expiry as a 32-bit unit count and narrowing the `lb` node's payload,
+//! [`NatEntry`], to 12 bytes). A sample shows each connection's state, age, idle time (from
+//! its expiry and the timeout of its state), time to expiry and packets.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -59,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::acl::net::IpNet;
 use crate::conntrack::{ConnState, ConnTrack};
+use crate::filter_words::{FilterWord, WORDS};
 use crate::flow_key::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::lb::{LbClock, NatEntry, ServiceTable};
 
@@ -109,9 +109,10 @@ impl Default for CtQuery {
 }
 
 impl CtQuery {
-    /// Parses the words of `show conntrack [src A[/LEN]] [dst A[/LEN]] [proto tcp|udp|icmp|
-    /// icmpv6|N] [sport N] [dport N] [--limit N]` (after `show conntrack`). The error is one
-    /// line naming the offending word.
+    /// Parses the words of `show conntrack [src A[/LEN]] [dst A[/LEN]] [proto NAME|N]
+    /// [sport N] [dport N] [--limit N]` (after `show conntrack`; the 5-tuple words as
+    /// [`crate::filter_words`] parses them for `trace add` too). The error is one line naming
+    /// the offending word.
     pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Self, String> {
         let mut q = CtQuery::default();
         let mut it = words.iter().map(AsRef::as_ref);
@@ -119,31 +120,13 @@ impl CtQuery {
             let Some(v) = it.next() else {
                 return Err(format!("`{w}` needs a value"));
             };
-            let port = |v: &str| {
-                v.parse::<u16>()
-                    .map_err(|_| format!("{w}: `{v}` is not a port (0-65535)"))
-            };
-            let net = |v: &str| {
-                v.parse::<IpNet>()
-                    .map_err(|_| format!("{w}: `{v}` is not an address or prefix"))
-            };
-            match w {
-                "src" => q.filter.src = Some(net(v)?),
-                "dst" => q.filter.dst = Some(net(v)?),
-                "sport" => q.filter.src_port = Some(port(v)?),
-                "dport" => q.filter.dst_port = Some(port(v)?),
-                "proto" => {
-                    q.filter.protocol = Some(match v {
-                        "tcp" => PROTO_TCP,
-                        "udp" => PROTO_UDP,
-                        "icmp" => PROTO_ICMP,
-                        "icmpv6" => PROTO_ICMPV6,
-                        n => n.parse::<u8>().map_err(|_| {
-                            format!("proto: `{n}` is not tcp, udp, icmp, icmpv6 or 0-255")
-                        })?,
-                    })
-                }
-                "--limit" | "limit" => {
+            match FilterWord::parse(w, v)? {
+                Some(FilterWord::Src(n)) => q.filter.src = Some(n),
+                Some(FilterWord::Dst(n)) => q.filter.dst = Some(n),
+                Some(FilterWord::Proto(p)) => q.filter.protocol = Some(p),
+                Some(FilterWord::SrcPort(p)) => q.filter.src_port = Some(p),
+                Some(FilterWord::DstPort(p)) => q.filter.dst_port = Some(p),
+                None if w == "--limit" || w == "limit" => {
                     q.limit = v
                         .parse::<usize>()
                         .ok()
@@ -152,11 +135,7 @@ impl CtQuery {
                             format!("--limit: `{v}` is not a number of 0 to {MAX_SAMPLE_LIMIT}")
                         })?
                 }
-                _ => {
-                    return Err(format!(
-                        "unknown filter `{w}` (src, dst, proto, sport, dport, --limit)"
-                    ))
-                }
+                None => return Err(format!("unknown filter `{w}` ({WORDS}, --limit)")),
             }
         }
         Ok(q)
@@ -221,6 +200,10 @@ struct RawEntry {
     idle: u64,
     /// Ticks until expiry.
     left: u64,
+    /// Ticks since creation.
+    age: u64,
+    /// Packets counted by the table.
+    packets: u32,
     extra: Extra,
 }
 
@@ -239,10 +222,16 @@ pub struct CtEntryView {
     pub dst_port: u16,
     /// `syn-seen`, `established`, `fin-seen`, `closed` (TCP), `udp` or `other`.
     pub state: String,
+    /// Seconds since the connection's first packet (whole seconds, rounded down; never less
+    /// than `idle_secs`).
+    pub age_secs: u64,
     /// Seconds since the connection's last packet (whole seconds, rounded down).
     pub idle_secs: u64,
     /// Seconds until it expires unless a packet refreshes it (rounded down).
     pub expires_in_secs: u64,
+    /// Packets of the connection in both directions, as the node counted them (each packet
+    /// once, when it found or created the entry; saturates at 4,294,967,295).
+    pub packets: u64,
     /// `lb`: the service's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -250,7 +239,7 @@ pub struct CtEntryView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<SocketAddr>,
     /// `acl`: the generation of the rules that allowed the connection; `lb` with an `acl`
-    /// sharing its table: the low 32 bits of that generation.
+    /// sharing its table: the low 31 bits of that generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl_generation: Option<u64>,
 }
@@ -413,8 +402,10 @@ impl CtSampler {
                     dst: addr_of(&e.key.dst, e.key.family),
                     dst_port: e.key.dst_port,
                     state: state_name(e.state).to_string(),
+                    age_secs: e.age / hz,
                     idle_secs: e.idle / hz,
                     expires_in_secs: e.left / hz,
+                    packets: u64::from(e.packets),
                     service,
                     backend,
                     acl_generation,
@@ -518,8 +509,8 @@ impl CtServer {
                 truncated,
                 ..
             } = job;
-            let next = ct.scan(from, SAMPLE_SLOTS_PER_VECTOR, |e| {
-                if now >= e.expires || *truncated {
+            let next = ct.scan(from, SAMPLE_SLOTS_PER_VECTOR, now, |e| {
+                if e.times.left == 0 || *truncated {
                     return;
                 }
                 let x = extra(e.payload);
@@ -534,8 +525,10 @@ impl CtServer {
                     entries.push(RawEntry {
                         key: *e.key,
                         state: e.state,
-                        idle: (now + e.timeout).saturating_sub(e.expires),
-                        left: e.expires - now,
+                        idle: e.times.idle,
+                        left: e.times.left,
+                        age: e.times.age,
+                        packets: e.packets,
                         extra: x,
                     });
                 } else {
@@ -583,9 +576,9 @@ pub(crate) fn serve_lb(
                     addr_of(&b.addr, fam)
                 });
         Extra::Lb {
-            service: e.service,
+            service: u32::from(e.service),
             backend: (addr, e.port),
-            acl_gen: e.acl_gen,
+            acl_gen: e.acl_gen(),
         }
     };
     server.serve(ct, now, clock.hz(), extra, || Some(Arc::clone(table)));
@@ -607,8 +600,12 @@ pub(crate) fn serve_acl(server: &mut CtServer, ct: &ConnTrack<u64>, now: u64, hz
 
 /// Renders samples as a table (one section per node instance), like `vppctl show acl-plugin
 /// sessions` / `ovs-appctl dpctl/dump-conntrack`: protocol, originator -> destination,
-/// state, idle and expiry seconds, service and backend (`lb`), rule generation (`acl`).
+/// state, age, idle and expiry seconds, packets, service and backend (`lb`), rule
+/// generation (`acl`).
 pub fn render_conntrack(samples: &[CtSample]) -> String {
+    const COLUMNS: usize = 10;
+    // Age, idle, expires, packets.
+    const NUMERIC: [usize; 4] = [4, 5, 6, 7];
     let mut out = String::new();
     if samples.is_empty() {
         out.push_str("No connection tables\n");
@@ -631,13 +628,15 @@ pub fn render_conntrack(samples: &[CtSample]) -> String {
             continue;
         }
         let ep = |a: IpAddr, p: u16| SocketAddr::new(a, p).to_string();
-        let mut rows: Vec<[String; 8]> = vec![[
+        let mut rows: Vec<[String; COLUMNS]> = vec![[
             "proto",
             "source",
             "destination",
             "state",
+            "age",
             "idle",
             "expires",
+            "packets",
             "service",
             "backend",
         ]
@@ -649,13 +648,15 @@ pub fn render_conntrack(samples: &[CtSample]) -> String {
                 ep(e.src, e.src_port),
                 ep(e.dst, e.dst_port),
                 e.state.clone(),
+                e.age_secs.to_string(),
                 e.idle_secs.to_string(),
                 e.expires_in_secs.to_string(),
+                e.packets.to_string(),
                 e.service.clone().unwrap_or_else(|| "-".into()),
                 e.backend.map_or_else(|| "-".into(), |b| b.to_string()),
             ]);
         }
-        let mut width = [0usize; 8];
+        let mut width = [0usize; COLUMNS];
         for r in &rows {
             for (w, c) in width.iter_mut().zip(r) {
                 *w = (*w).max(c.len());
@@ -665,7 +666,7 @@ pub fn render_conntrack(samples: &[CtSample]) -> String {
             let mut line = String::new();
             for (k, (c, w)) in r.iter().zip(width).enumerate() {
                 // Numbers right-aligned, text left-aligned.
-                if k == 4 || k == 5 {
+                if NUMERIC.contains(&k) {
                     let _ = write!(line, "{c:>w$}  ");
                 } else {
                     let _ = write!(line, "{c:<w$}  ");
@@ -779,6 +780,8 @@ mod tests {
             assert_eq!((e.protocol.as_str(), e.state.as_str()), ("udp", "udp"));
             // Ten ticks of 10 Hz idle, 40 ticks left.
             assert_eq!((e.idle_secs, e.expires_in_secs), (1, 4));
+            // Created at tick 100 by its one packet.
+            assert_eq!((e.age_secs, e.packets), (1, 1));
             assert_eq!(e.acl_generation, Some(7));
         }
         assert!(sampler.poll().is_none(), "taken");
@@ -815,8 +818,10 @@ mod tests {
             dst: "192.0.2.10".parse().unwrap(),
             dst_port: 80,
             state: "established".into(),
+            age_secs: 100 + u64::from(i),
             idle_secs: u64::from(i),
             expires_in_secs: 86_400 - u64::from(i),
+            packets: 1000 * u64::from(i),
             service: svc.map(String::from),
             backend: svc.map(|_| "10.0.0.1:8080".parse().unwrap()),
             acl_generation: None,
@@ -840,14 +845,19 @@ mod tests {
                 "198.51.100.1:1001",
                 "192.0.2.10:80",
                 "established",
+                "101",
                 "1",
                 "86399",
+                "1000",
                 "web",
                 "10.0.0.1:8080"
             ]
         );
         let cols: Vec<&str> = lines[3].split_whitespace().collect();
-        assert_eq!(cols[5..], ["86398", "-", "-"]);
+        assert_eq!(cols[4..], ["102", "2", "86398", "2000", "-", "-"]);
+        // Numbers are right-aligned: the packets column ends at the same place.
+        let end = lines[1].find("packets").unwrap() + "packets".len();
+        assert_eq!(lines[2].find("1000").map(|at| at + 4), Some(end));
         // Columns line up: the state starts at the same place in every line.
         let at = lines[1].find("state").unwrap();
         assert_eq!(lines[2].find("established"), Some(at));

@@ -21,6 +21,7 @@ pub mod buf;
 pub mod conntrack;
 pub mod ct_sample;
 pub mod cycles;
+pub mod filter_words;
 pub mod flow_key;
 pub mod graph;
 pub mod icmp_error;

@@ -12,6 +12,7 @@
 //! filters need a `parse` input node; the input port filter works with any.
 
 use crate::acl::net::IpNet;
+use crate::filter_words::FilterWord;
 use crate::graph::{Decision, PortInfo, Verdict};
 use crate::meta::PacketMeta;
 use crate::wire::summary;
@@ -68,6 +69,17 @@ pub struct TraceFilter {
 }
 
 impl TraceFilter {
+    /// Sets the field a 5-tuple filter word names (see [`crate::filter_words`]).
+    pub fn set(&mut self, w: FilterWord) {
+        match w {
+            FilterWord::Src(n) => self.src = Some(n),
+            FilterWord::Dst(n) => self.dst = Some(n),
+            FilterWord::Proto(p) => self.protocol = Some(p),
+            FilterWord::SrcPort(p) => self.src_port = Some(p),
+            FilterWord::DstPort(p) => self.dst_port = Some(p),
+        }
+    }
+
     /// True when no field is set (every packet matches).
     pub fn is_empty(&self) -> bool {
         *self == TraceFilter::default()

@@ -1,9 +1,10 @@
 //! `show conntrack` sampling ([`pipeline::ct_sample`]) through built graphs: `parse -> lb ->
 //! forward` and `parse -> acl (stateful) -> forward` fed with known flows. A sample returns
-//! exactly those connections with their 5-tuples, states, idle times, services, backends and
-//! rule generations; filters select exactly the matching ones; `limit` truncates and says
-//! so; a graph that runs no vectors answers through its idle hook; a request while vectors
-//! flow is answered within a bounded number of vectors and changes no packet's fate.
+//! exactly those connections with their 5-tuples, states, ages, idle times, packet counts,
+//! services, backends and rule generations; filters select exactly the matching ones;
+//! `limit` truncates and says so; a graph that runs no vectors answers through its idle
+//! hook; a request while vectors flow is answered within a bounded number of vectors and
+//! changes no packet's fate.
 
 mod lb_common;
 
@@ -233,6 +234,9 @@ fn an_idle_lb_graph_answers_with_exactly_its_connections() {
             (e.state.as_str(), e.idle_secs, e.expires_in_secs),
             (state, idle, left)
         );
+        // Created at 0 s by the SYN; clients 1..=3 got their SYN-ACK through the node.
+        let packets = if i <= 3 { 2 } else { 1 };
+        assert_eq!((e.age_secs, e.packets), (5, packets));
         assert_eq!(e.service.as_deref(), Some("web"));
         assert_eq!(e.backend, Some(backends[&(c, 40_000 + i)]));
         assert_eq!(e.acl_generation, None);
@@ -250,6 +254,7 @@ fn an_idle_lb_graph_answers_with_exactly_its_connections() {
             ("udp", "192.0.2.53".to_string(), 53, "udp")
         );
         assert_eq!((e.idle_secs, e.expires_in_secs), (5, 595));
+        assert_eq!((e.age_secs, e.packets), (5, 1));
         assert_eq!(e.service.as_deref(), Some("dns"));
         assert_eq!(e.backend, Some("10.0.1.1:5353".parse().unwrap()));
     }
@@ -269,8 +274,10 @@ fn an_idle_lb_graph_answers_with_exactly_its_connections() {
             "198.51.100.1:40001",
             "192.0.2.10:80",
             "established",
+            "5",
             "3",
             "86397",
+            "2",
             "web",
             &b1.to_string()
         ]
@@ -541,6 +548,9 @@ fn a_stateful_acl_answers_with_its_connections_and_their_rule_generation() {
         assert_eq!((e.service.as_ref(), e.backend), (None, None));
         assert_eq!(e.acl_generation, Some(generation));
         assert!(e.idle_secs <= 1 && e.expires_in_secs <= if i == 2 { 86_400 } else { 120 });
+        // The SYN, and for client 2 the SYN-ACK as well (a related reply).
+        assert_eq!(e.packets, if i == 2 { 2 } else { 1 });
+        assert!(e.age_secs >= e.idle_secs && e.age_secs <= 1);
         assert!(e.expires_in_secs + 1 >= if i == 2 { 86_400 } else { 120 });
     }
     let (sample, _) = sample_idle(&mut g, &s, query(&["src", "10.0.3.31", "dport", "30002"]));
@@ -554,7 +564,7 @@ fn a_stateful_acl_answers_with_its_connections_and_their_rule_generation() {
         .split_whitespace()
         .map(String::from)
         .collect();
-    assert_eq!(cols[6..], ["-", "-", &generation.to_string()], "{text}");
+    assert_eq!(cols[8..], ["-", "-", &generation.to_string()], "{text}");
 }
 
 #[test]

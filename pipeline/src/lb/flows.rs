@@ -16,7 +16,7 @@
 //! a stale or foreign `next` costs a lookup, never a wrong backend; a miss (a new connection)
 //! is looked up again, as without the earlier node.
 //!
-//! Rule changes: each entry keeps the (low 32 bits of the) generation of the ACL rules that
+//! Rule changes: each entry keeps the (low 31 bits of the) generation of the ACL rules that
 //! last let the connection through, stamped by the `lb` node from [`LbFlows::acl_gen`] when it
 //! creates the entry. A request whose entry carries an older generation is not reported as
 //! tracked but as a recheck: the ACL judges it, then settles the entry
@@ -202,7 +202,7 @@ pub(crate) fn take_over(
         What::Vip(_) => {
             *key = FlowKey::from_meta(m);
             let d = ct.confirm(h, key, now)?;
-            let sid = ct.payload(h)?.service;
+            let sid = u32::from(ct.payload(h)?.service);
             Some((What::Vip(sid), Some((h, d))))
         }
         what @ What::Reply { start, .. } => {
@@ -299,7 +299,7 @@ pub struct LbFlows {
     pub(crate) swaps: u64,
     /// The table epoch `Scratch::pre_what` refers to.
     pub(crate) pre_epoch: u64,
-    /// The generation (low 32 bits) of the ACL rules that judged this vector's new
+    /// The generation (low 31 bits) of the ACL rules that judged this vector's new
     /// connections: the `lb` node stamps it on the entries it creates (0 without an ACL).
     pub(crate) acl_gen: u32,
 }
@@ -384,8 +384,8 @@ impl LbFlows {
     ) -> usize {
         self.refresh();
         self.pre_epoch = self.epoch;
-        // Low 32 bits: a stale stamp passes for current only after 2^32 rule changes.
-        let gen = acl_gen as u32;
+        // Low 31 bits: a stale stamp passes for current only after 2^31 rule changes.
+        let gen = acl_gen as u32 & NatEntry::GEN_MASK;
         self.acl_gen = gen;
         let now = self.clock.now();
         let LbFlows {
@@ -433,9 +433,7 @@ impl LbFlows {
                 meta[i].next = i as u16 + 1;
                 let is = match (s.what[j], r) {
                     (What::Vip(_), Some((h, Direction::Original))) => {
-                        let current = ct
-                            .payload(h)
-                            .is_some_and(|e| e.acl_gen == gen && !e.blocked);
+                        let current = ct.payload(h).is_some_and(|e| e.allowed_by(gen));
                         if !current {
                             let _ = s.recheck.try_push(i as u16);
                         }
@@ -443,7 +441,7 @@ impl LbFlows {
                     }
                     (What::Reply { start, .. }, Some((h, Direction::Reply))) => ct
                         .payload(h)
-                        .is_some_and(|e| e.backend == t.cands[start as usize].1 && !e.blocked),
+                        .is_some_and(|e| e.backend == t.cands[start as usize].1 && !e.blocked()),
                     _ => false,
                 };
                 tracked[i] = is;
@@ -476,10 +474,9 @@ impl LbFlows {
                 continue;
             };
             if matches!(d, crate::graph::Decision::Next(_)) {
-                e.acl_gen = gen;
-                e.blocked = false;
-            } else if !e.blocked {
-                e.blocked = true;
+                e.allow(gen);
+            } else if !e.blocked() {
+                e.block();
                 blocked += 1;
             }
         }

@@ -68,7 +68,7 @@ pub(crate) fn related(
     // About a reply: the quote comes from a VIP.
     if let Some(sid) = t.vip_lookup(&q.src, q.proto, q.src_port, family) {
         let (_, d, e) = ct.peek(&q.reversed(), now)?;
-        if d != Direction::Original || e.service != sid || e.blocked {
+        if d != Direction::Original || u32::from(e.service) != sid || e.blocked() {
             return None;
         }
         let be = t.backends.get(e.backend as usize)?;
@@ -90,7 +90,7 @@ pub(crate) fn related(
             ..q
         };
         if let Some((_, Direction::Original, e)) = ct.peek(&key, now) {
-            if e.backend == bid && e.port == q.dst_port && !e.blocked {
+            if e.backend == bid && e.port == q.dst_port && !e.blocked() {
                 let be = t.backends.get(bid as usize)?;
                 return Some(IcmpNat {
                     toward: Toward::Client,

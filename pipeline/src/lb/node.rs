@@ -98,22 +98,70 @@ use crate::graph::{
 use crate::meta::PacketMeta;
 use crate::PacketBuf;
 
-/// What a connection-table entry of the load balancer holds (16 bytes, so an entry stays
-/// one 64-byte cache line).
+/// What a connection-table entry of the load balancer holds (12 bytes, so that an entry
+/// with its creation unit and packet count stays one 64-byte cache line: see
+/// [`crate::conntrack`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NatEntry {
     /// Backend id (stable across table swaps).
     pub backend: u32,
-    /// Service id.
-    pub service: u32,
+    /// Low 31 bits of the generation of the ACL rules that last allowed the connection
+    /// (0 without an ACL sharing the table), and [`NatEntry::BLOCKED`].
+    acl: u32,
+    /// Service id (below 2^16: `max_services` is at most 65,536).
+    pub service: u16,
     /// The backend port the flow is translated to.
     pub port: u16,
+}
+
+impl NatEntry {
+    /// The bits of an ACL generation an entry keeps.
+    pub const GEN_MASK: u32 = 0x7fff_ffff;
     /// Set by an `acl` node sharing the table (`lb_conntrack`) when changed rules deny the
     /// connection's requests: its packets are judged as new ones (see [`LbFlows`]).
-    pub blocked: bool,
-    /// Low 32 bits of the generation of the ACL rules that last allowed the connection
-    /// (0 without an ACL sharing the table).
-    pub acl_gen: u32,
+    pub const BLOCKED: u32 = 1 << 31;
+
+    /// An entry to `backend`'s `port` for `service`, allowed by ACL generation `acl_gen`
+    /// (its low 31 bits are kept), not blocked.
+    pub fn new(backend: u32, service: u16, port: u16, acl_gen: u32) -> Self {
+        Self {
+            backend,
+            acl: acl_gen & Self::GEN_MASK,
+            service,
+            port,
+        }
+    }
+
+    /// The low 31 bits of the ACL generation that last allowed the connection.
+    #[inline(always)]
+    pub fn acl_gen(&self) -> u32 {
+        self.acl & Self::GEN_MASK
+    }
+
+    /// Whether a sharing ACL's changed rules deny the connection's requests.
+    #[inline(always)]
+    pub fn blocked(&self) -> bool {
+        self.acl & Self::BLOCKED != 0
+    }
+
+    /// Whether the connection was last allowed by generation `gen` (its low 31 bits) and is
+    /// not blocked: one compare.
+    #[inline(always)]
+    pub fn allowed_by(&self, gen: u32) -> bool {
+        self.acl == gen & Self::GEN_MASK
+    }
+
+    /// Allowed by generation `gen` (low 31 bits), unblocked.
+    #[inline(always)]
+    pub fn allow(&mut self, gen: u32) {
+        self.acl = gen & Self::GEN_MASK;
+    }
+
+    /// Blocks the connection (keeps its generation).
+    #[inline(always)]
+    pub fn block(&mut self) {
+        self.acl |= Self::BLOCKED;
+    }
 }
 
 /// Output slot `next`: everything that continues (translated or passed unchanged).
@@ -446,13 +494,13 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                     continue;
                                 };
                                 let be = &t.backends[bid as usize];
-                                let entry = NatEntry {
-                                    backend: bid,
-                                    service: sid,
-                                    port: be.port.unwrap_or(key.dst_port),
-                                    blocked: false,
+                                // Service ids fit (below MAX_SERVICE_IDS).
+                                let entry = NatEntry::new(
+                                    bid,
+                                    sid as u16,
+                                    be.port.unwrap_or(key.dst_port),
                                     acl_gen,
-                                };
+                                );
                                 match ct.insert_reclaiming(
                                     &key,
                                     ConnTrack::<NatEntry>::hash(&key),

@@ -45,8 +45,11 @@ pub const DEFAULT_CT_CAPACITY: usize = 262_144;
 pub const DEFAULT_MAX_SERVICES: u32 = 256;
 /// Default limit on backend ids (ever allocated, per control).
 pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
-/// Largest accepted `max_services` / `max_backends`.
+/// Largest accepted `max_backends`.
 pub const MAX_IDS: u32 = 1 << 20;
+/// Largest accepted `max_services`: service ids fit the 16 bits a connection-table entry
+/// keeps ([`super::NatEntry`]).
+pub const MAX_SERVICE_IDS: u32 = 1 << 16;
 
 /// A configuration problem: the key (e.g. `services[1].backends[0].address`) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -380,12 +383,12 @@ impl LbConfig {
                 format!("must be 1..={MAX_CAPACITY}"),
             ));
         }
-        for (k, v) in [
-            ("max_services", self.max_services),
-            ("max_backends", self.max_backends),
+        for (k, v, max) in [
+            ("max_services", self.max_services, MAX_SERVICE_IDS),
+            ("max_backends", self.max_backends, MAX_IDS),
         ] {
-            if v == 0 || v > MAX_IDS {
-                return Err(ConfigError::new(k, format!("must be 1..={MAX_IDS}")));
+            if v == 0 || v > max {
+                return Err(ConfigError::new(k, format!("must be 1..={max}")));
             }
         }
         if let Some(c) = &self.control {
@@ -1083,6 +1086,18 @@ mod tests {
         protocol = "udp"
         backends = [{ address = "2001:db8:1::1" }]
     "#;
+
+    #[test]
+    fn service_ids_fit_the_connection_entry() {
+        let with = |k: &str, v: u32| cfg(&format!("{k} = {v}\n{BASE}"));
+        assert!(with("max_services", MAX_SERVICE_IDS).is_ok());
+        let e = with("max_services", MAX_SERVICE_IDS + 1).unwrap_err();
+        assert_eq!(e.to_string(), "max_services: must be 1..=65536");
+        assert!(with("max_backends", MAX_IDS).is_ok());
+        assert!(with("max_backends", MAX_IDS + 1).is_err());
+        // The largest service id an entry keeps.
+        assert_eq!(u32::from(u16::MAX) + 1, MAX_SERVICE_IDS);
+    }
 
     #[test]
     fn parses_and_builds() {

@@ -23,7 +23,7 @@ pub fn commands<'a>() -> Vec<Command<Ctx<'a>>> {
         usage:
             "[src A[/L]] [dst A[/L]] [proto tcp|udp|icmp|icmpv6|N] [sport N] [dport N] [--limit N]",
         help:
-            "connections in the workers' tables: 5-tuple, state, idle, expiry, service and backend",
+            "connections in the workers' tables: 5-tuple, state, age, idle, expiry, packets, service and backend",
         run: show_conntrack,
     }]
 }

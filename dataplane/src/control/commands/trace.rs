@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use pipeline::filter_words::{FilterWord, WORDS};
 use pipeline::trace::{render_trace, TraceFilter, MAX_TRACE};
 
 use super::{json, number};
@@ -33,43 +34,22 @@ pub fn commands<'a>() -> Vec<Command<Ctx<'a>>> {
     ]
 }
 
-fn protocol(s: &str) -> Result<u8, String> {
-    Ok(match s {
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" | "icmp4" => 1,
-        "icmp6" => 58,
-        n => number("proto", n)?,
-    })
-}
-
-/// Parses `trace add`'s filter words against the running ports.
+/// Parses `trace add`'s filter words against the running ports: `port NAME`, and the
+/// 5-tuple words `show conntrack` takes as well ([`pipeline::filter_words`]).
 fn filter(cx: &Ctx<'_>, words: &[String]) -> Result<TraceFilter, String> {
     let mut f = TraceFilter::default();
     let mut it = words.iter();
     while let Some(key) = it.next() {
         let value = it.next().ok_or_else(|| format!("`{key}` needs a value"))?;
-        match key.as_str() {
-            "port" => {
+        match FilterWord::parse(key, value)? {
+            Some(w) => f.set(w),
+            None if key == "port" => {
                 let i = cx
                     .port_index(value)
                     .ok_or_else(|| format!("no port `{value}`"))?;
                 f.in_port = Some(cx.ports[i].id());
             }
-            "src" | "dst" => {
-                let net = value
-                    .parse()
-                    .map_err(|e| format!("{key}: `{value}`: {e}"))?;
-                if key == "src" {
-                    f.src = Some(net);
-                } else {
-                    f.dst = Some(net);
-                }
-            }
-            "proto" => f.protocol = Some(protocol(value)?),
-            "sport" => f.src_port = Some(number("sport", value)?),
-            "dport" => f.dst_port = Some(number("dport", value)?),
-            other => return Err(format!("unknown filter `{other}`")),
+            None => return Err(format!("unknown filter `{key}` (port, {WORDS})")),
         }
     }
     Ok(f)
