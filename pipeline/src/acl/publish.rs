@@ -668,6 +668,18 @@ impl<C: Classify> AclHub<C> {
             });
         }
         st.model_stale |= set_ops != 0;
+        // Copies the workers left since the last update: dropping them here lets the update
+        // reuse the copy instead of cloning it.
+        st.slots.retain(|s| s.strong_count() > 0);
+        for s in st.slots.iter().filter_map(Weak::upgrade) {
+            let old = s
+                .mailbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retired_members
+                .take();
+            drop(old);
+        }
         let (live, pair) = st.members.update(&ops);
         let apply_seconds = t0.elapsed().as_secs_f64();
         st.generation += 1;
