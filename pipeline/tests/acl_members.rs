@@ -124,7 +124,9 @@ fn hub_membership_updates() {
         net,
     };
     let g = hub.generation();
-    let r = hub.update_members(&[add.clone()], Duration::ZERO).unwrap();
+    let r = hub
+        .update_members(std::slice::from_ref(&add), Duration::ZERO)
+        .unwrap();
     assert_eq!((r.generation, r.set_ops, r.copies), (g + 1, 1, 0));
     assert!(r.rebuild.is_none());
     assert_eq!(hub.members().bits_of(&net.addr()), 1);

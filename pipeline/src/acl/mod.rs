@@ -40,7 +40,9 @@ pub use model::{
     IpVersion, PortGroup, PortId, RuleSet,
 };
 pub use node::{AclNode, AclParams, HubRegistry, OutportMode};
-pub use publish::{AclHub, AclProgram, MemberChange, MemberReport, PublishReport, StageError};
+pub use publish::{
+    AclHub, AclProgram, Applied, MemberChange, MemberReport, PublishReport, StageError,
+};
 pub use reference::{effective_priority, evaluate, evaluate_flat, PacketSummary, Verdict};
 
 #[cfg(test)]

@@ -312,6 +312,16 @@ pub enum MemberChange {
     },
 }
 
+/// How [`AclHub::apply_config`] applied a configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Applied {
+    /// Only members changed: a membership update (which may itself have rebuilt, when an
+    /// expanded set changed: see [`MemberReport::rebuild`]).
+    Members(MemberReport),
+    /// The rules changed: rebuilt and published.
+    Rebuilt(PublishReport),
+}
+
 /// The outcome of a membership publication.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MemberReport {
@@ -513,6 +523,43 @@ impl<C: Classify> AclHub<C> {
         let t0 = Instant::now();
         let table = expand_config(cfg)?;
         self.publish_table(table, t0, wait)
+    }
+
+    /// Replaces the whole rule set with `cfg`: when only the members of its address sets and
+    /// port groups differ from the current ones, as a membership update
+    /// ([`AclHub::update_members`] of the differences), otherwise by
+    /// [`AclHub::publish_config`].
+    pub fn apply_config(&self, cfg: &AclConfig, wait: Duration) -> Result<Applied, StageError> {
+        let t0 = Instant::now();
+        let new = RuleSet::from_config(cfg)?;
+        let changes = {
+            let mut st = self.lock();
+            st.sync_model();
+            let cur = st.table.rules();
+            if !cur.same_but_members(&new) {
+                drop(st);
+                let table = AclTable::new(new, ExpandLimits::default())?;
+                return self.publish_table(table, t0, wait).map(Applied::Rebuilt);
+            }
+            let mut changes = Vec::new();
+            for (old, set) in cur.address_sets().iter().zip(new.address_sets()) {
+                changes.extend(set_diff(&set.name, &old.entries, &set.entries));
+            }
+            for (old, g) in cur.port_groups().iter().zip(new.port_groups()) {
+                let (o, n): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) =
+                    (old.members.iter().collect(), g.members.iter().collect());
+                changes.extend(o.difference(&n).map(|p| MemberChange::GroupDel {
+                    group: g.name.clone(),
+                    port: (*p).clone(),
+                }));
+                changes.extend(n.difference(&o).map(|p| MemberChange::GroupAdd {
+                    group: g.name.clone(),
+                    port: (*p).clone(),
+                }));
+            }
+            changes
+        };
+        self.update_members(&changes, wait).map(Applied::Members)
     }
 
     /// Replaces one address set's entries. A set class becomes a membership update of the
