@@ -52,7 +52,7 @@ use serde::Deserialize;
 use super::key::{AclKey, ClassLayout, ClassWords, Classify, CompiledAcl, ProtoMap};
 use super::members::MemberTable;
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
-use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
+use super::publish::{expand_config_with, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use super::reject as reject_reply;
 use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
@@ -168,6 +168,12 @@ pub struct AclParams {
     /// node reuses the lookup (see [`crate::lb::flows`]).
     #[serde(default)]
     pub lb_conntrack: Option<String>,
+    /// Entry count from which an address set is matched by membership (a set class, see
+    /// [`super::expand`]) instead of expanded into flat rules (default
+    /// [`super::expand::DEFAULT_SET_CLASS_MIN_ENTRIES`]; a huge value expands every set,
+    /// as before set classes existed).
+    #[serde(default)]
+    pub set_class_min_entries: Option<usize>,
 }
 
 fn default_cache_entries() -> usize {
@@ -400,7 +406,13 @@ impl<C: Classify> AclNode<C> {
     ) -> Result<Self, ParamError> {
         let hub = hubs.get_or_create(ctx.node, || {
             let cfg = p.load()?;
-            let table = expand_config(&cfg).map_err(|e| {
+            let limits = super::expand::ExpandLimits {
+                set_class_min_entries: p
+                    .set_class_min_entries
+                    .unwrap_or(super::expand::DEFAULT_SET_CLASS_MIN_ENTRIES),
+                ..Default::default()
+            };
+            let table = expand_config_with(&cfg, limits).map_err(|e| {
                 ParamError::new(
                     if p.rules.is_some() { "rules" } else { "acl" },
                     e.to_string(),
