@@ -711,12 +711,17 @@ to = "reset"
     }
 
     fn setup(tag: &str) -> Setup {
+        setup_with(tag, "")
+    }
+
+    /// [`setup`] with `acl_extra` appended to the `acl` node's parameters.
+    fn setup_with(tag: &str, acl_extra: &str) -> Setup {
         let dir = std::env::temp_dir().join(format!("dp-reload-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("dp.toml");
         let rules_path = dir.join("rules.toml");
         write(&rules_path, &rules(false));
-        write(&file, &config(tag, &rules_path, "", B2, 1024));
+        write(&file, &config(tag, &rules_path, acl_extra, B2, 1024));
         let cfg = ConfigFile::load(&file).unwrap();
         let plan = plan::build(&cfg, &file, &Host::with_cpus(&[0, 1])).unwrap();
         let infos: Vec<PortInfo> = plan
@@ -762,8 +767,8 @@ to = "reset"
     #[test]
     fn a_changed_large_set_reloads_as_a_membership_update() {
         let tag = "u3";
-        let s = setup(tag);
-        let mut s = s;
+        // Sets of 16 entries or more are set classes (the default threshold is larger).
+        let mut s = setup_with(tag, ", set_class_min_entries = 16");
         let hub = crate::dpdk::acl::acl_hub(&format!("acl_{tag}")).unwrap();
         write(&s.rules, &set_rules(0..20));
         let o = s.reloader.reload();

@@ -107,8 +107,11 @@ fn hub_membership_updates() {
     )
     .unwrap();
     cfg.rules = rules.rules;
-    let table =
-        AclTable::new(RuleSet::from_config(&cfg).unwrap(), ExpandLimits::default()).unwrap();
+    let limits = ExpandLimits {
+        set_class_min_entries: 16,
+        ..Default::default()
+    };
+    let table = AclTable::new(RuleSet::from_config(&cfg).unwrap(), limits).unwrap();
     let ports = [
         PortInfo::new(0, "p0", ""),
         PortInfo::new(1, "p1", ""),

@@ -66,9 +66,12 @@
 //! destination's in 62..64, filled per burst by [`super::members::MemberTable::fill_keys`]
 //! after the rest of the keys. The group is the last of every layout and elided when no
 //! rule names a set class, so rule sets without large sets walk and write nothing more.
-//! Measured (see `acl-bench`): the group adds one 4-byte step to the walk of the rules
-//! that use it, and a class replaces the set's expansion (one flat rule instead of one per
-//! entry), so 1k and 10k rules naming large sets build smaller tries.
+//! The group is a 4-byte step more in the walk (the realistic bench set: 13 -> 17 bytes),
+//! and the node's lookups come before the verdict cache (its key holds the bits): measured
+//! 20-45 cycles per packet more than the expanded set on this machine (`acl-bench
+//! --realistic`, `_classes` against `_expanded`), which is why sets expand below
+//! [`super::expand::DEFAULT_SET_CLASS_MIN_ENTRIES`] entries. A class replaces the set's
+//! expansion (one flat rule instead of one per entry) and its rebuild on every change.
 //!
 //! **L4 words**: a flat rule constrains TCP/UDP ports only when its protocol is exactly
 //! TCP or UDP, and ICMP type/code only when it is exactly ICMP of its family, so one pair
@@ -742,9 +745,9 @@ pub struct CompiledAcl {
     pub v6_fields: Vec<FieldDef>,
     /// The address sets matched by membership, in bit order.
     pub set_classes: SetClasses,
-    /// Per family (IPv4, IPv6): the layout reads the set-class group, so the node must
-    /// fill it ([`super::members::MemberTable::fill_keys`]).
-    pub reads_sets: [bool; 2],
+    /// Per family (IPv4, IPv6): which set-class fields (source, destination) some rule
+    /// constrains, so the node must fill them ([`super::members::MemberTable::fill_keys`]).
+    pub reads_sets: [(bool, bool); 2],
 }
 
 /// Compiles an expanded rule set for the graph's `ports`: unique priorities by
@@ -813,8 +816,21 @@ pub fn compile_with(
     }
     let v4_fields = elide_groups(&with_sets(layout.fields(IpVersion::V4)), &mut v4);
     let v6_fields = elide_groups(&with_sets(layout.fields(IpVersion::V6)), &mut v6);
-    let reads = |f: &[FieldDef]| f.iter().any(|d| d.offset as usize == OFF_SETS);
-    let reads_sets = [reads(&v4_fields), reads(&v6_fields)];
+    let reads = |f: &[FieldDef], rules: &[CompiledRule], off: usize| {
+        f.iter().enumerate().any(|(i, d)| {
+            d.offset as usize == off && rules.iter().any(|r| !is_wildcard(d, &r.fields[i]))
+        })
+    };
+    let reads_sets = [
+        (
+            reads(&v4_fields, &v4, OFF_SETS),
+            reads(&v4_fields, &v4, OFF_SETS + 2),
+        ),
+        (
+            reads(&v6_fields, &v6, OFF_SETS),
+            reads(&v6_fields, &v6, OFF_SETS + 2),
+        ),
+    ];
     let size = ports
         .iter()
         .map(|p| usize::from(p.index) + 1)
@@ -927,9 +943,9 @@ impl CompiledAcl {
         }
     }
 
-    /// True if the family's layout reads the set-class group.
+    /// Which set-class fields (source, destination) the family's rules read.
     #[inline(always)]
-    pub fn reads_sets(&self, v: IpVersion) -> bool {
+    pub fn reads_sets(&self, v: IpVersion) -> (bool, bool) {
         self.reads_sets[usize::from(v == IpVersion::V6)]
     }
 

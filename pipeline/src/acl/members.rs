@@ -336,41 +336,60 @@ impl MemberTable {
     }
 
     /// Writes the set-class group of a burst's keys of family `v` (source classes in bytes
-    /// 60..62, destination classes in 62..64), reading the addresses the keys already hold.
+    /// 60..62, destination classes in 62..64), reading the addresses the keys already hold;
+    /// only the sides the rules read (`src`, `dst`) are looked up, the other is 0.
     #[inline]
-    pub fn fill_keys(&self, v: IpVersion, keys: &mut [AclKey]) {
-        match v {
-            IpVersion::V4 => {
-                for k in keys {
-                    let b = &k.0;
-                    let s = u32::from_be_bytes([
-                        b[OFF_SRC],
-                        b[OFF_SRC + 1],
-                        b[OFF_SRC + 2],
-                        b[OFF_SRC + 3],
-                    ]);
-                    let d = u32::from_be_bytes([
-                        b[OFF_DST],
-                        b[OFF_DST + 1],
-                        b[OFF_DST + 2],
-                        b[OFF_DST + 3],
-                    ]);
-                    let w = (self.bits_v4(s) & 0xffff) << 16 | (self.bits_v4(d) & 0xffff);
-                    k.0[OFF_SETS..OFF_SETS + 4].copy_from_slice(&w.to_be_bytes());
-                }
-            }
-            IpVersion::V6 => {
-                for k in keys {
-                    let addr = |o: usize| {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(&k.0[o..o + 16]);
-                        u128::from_be_bytes(a)
-                    };
-                    let (s, d) = (addr(OFF_SRC), addr(OFF_DST));
-                    let w = (self.bits_v6(s) & 0xffff) << 16 | (self.bits_v6(d) & 0xffff);
-                    k.0[OFF_SETS..OFF_SETS + 4].copy_from_slice(&w.to_be_bytes());
-                }
-            }
+    pub fn fill_keys(&self, v: IpVersion, keys: &mut [AclKey], src: bool, dst: bool) {
+        match (v, src, dst) {
+            (IpVersion::V4, true, true) => self.fill_v4::<true, true>(keys),
+            (IpVersion::V4, true, false) => self.fill_v4::<true, false>(keys),
+            (IpVersion::V4, false, _) => self.fill_v4::<false, true>(keys),
+            (IpVersion::V6, true, true) => self.fill_v6::<true, true>(keys),
+            (IpVersion::V6, true, false) => self.fill_v6::<true, false>(keys),
+            (IpVersion::V6, false, _) => self.fill_v6::<false, true>(keys),
+        }
+    }
+
+    #[inline(always)]
+    fn fill_v4<const SRC: bool, const DST: bool>(&self, keys: &mut [AclKey]) {
+        let word =
+            |b: &[u8; 64], o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        for k in keys {
+            let s = if SRC {
+                self.bits_v4(word(&k.0, OFF_SRC))
+            } else {
+                0
+            };
+            let d = if DST {
+                self.bits_v4(word(&k.0, OFF_DST))
+            } else {
+                0
+            };
+            let w = (s & 0xffff) << 16 | (d & 0xffff);
+            k.0[OFF_SETS..OFF_SETS + 4].copy_from_slice(&w.to_be_bytes());
+        }
+    }
+
+    #[inline(always)]
+    fn fill_v6<const SRC: bool, const DST: bool>(&self, keys: &mut [AclKey]) {
+        let addr = |b: &[u8; 64], o: usize| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[o..o + 16]);
+            u128::from_be_bytes(a)
+        };
+        for k in keys {
+            let s = if SRC {
+                self.bits_v6(addr(&k.0, OFF_SRC))
+            } else {
+                0
+            };
+            let d = if DST {
+                self.bits_v6(addr(&k.0, OFF_DST))
+            } else {
+                0
+            };
+            let w = (s & 0xffff) << 16 | (d & 0xffff);
+            k.0[OFF_SETS..OFF_SETS + 4].copy_from_slice(&w.to_be_bytes());
         }
     }
 }
@@ -587,7 +606,7 @@ mod tests {
         k.0[OFF_SRC..OFF_SRC + 4].copy_from_slice(&[10, 0, 0, 1]);
         k.0[OFF_DST..OFF_DST + 4].copy_from_slice(&[10, 0, 0, 2]);
         let mut keys = [k];
-        t.fill_keys(IpVersion::V4, &mut keys);
+        t.fill_keys(IpVersion::V4, &mut keys, true, true);
         assert_eq!(&keys[0].0[OFF_SETS..OFF_SETS + 4], &[0, 1, 0x80, 2]);
     }
 

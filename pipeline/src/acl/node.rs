@@ -764,8 +764,9 @@ fn classify<C: Classify>(
 #[inline(always)]
 fn fill_set_classes(s: &mut Scratch, nf: [usize; 2], acl: &CompiledAcl, members: &MemberTable) {
     for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
-        if nf[fam] != 0 && acl.reads_sets(v) {
-            members.fill_keys(v, &mut s.keys[fam][..nf[fam]]);
+        let (src, dst) = acl.reads_sets(v);
+        if nf[fam] != 0 && (src || dst) {
+            members.fill_keys(v, &mut s.keys[fam][..nf[fam]], src, dst);
         }
     }
 }

@@ -264,7 +264,7 @@ kind = "parse"
 [[nodes]]
 name = "{node}"
 kind = "acl"
-params = {{ rules = "{}", outport = "cross-connect", pairs = [["p0", "p1"], ["p2", "p3"]], reject_replies = false }}
+params = {{ rules = "{}", outport = "cross-connect", pairs = [["p0", "p1"], ["p2", "p3"]], reject_replies = false, set_class_min_entries = 16 }}
 [[nodes]]
 name = "fwd"
 kind = "forward"

@@ -103,8 +103,9 @@ struct Setup {
     cache: Option<usize>,
     bursts: u64,
     rounds: u64,
-    /// Every address set expanded (no set classes): the path before issue 25.
-    expand_all: bool,
+    /// `set_class_min_entries` of the node (`None`: its default; huge: every set expanded,
+    /// the path before issue 25).
+    set_classes: Option<usize>,
 }
 
 fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
@@ -114,9 +115,9 @@ fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
         cache,
         bursts,
         rounds,
-        expand_all,
+        set_classes,
     } = setup;
-    let node = format!("acl-{rules}-{stateful}-{realistic}-{expand_all}-{cache:?}");
+    let node = format!("acl-{rules}-{stateful}-{realistic}-{set_classes:?}-{cache:?}");
     let (ports, cfg, (p0, p1)) = if realistic {
         (
             [
@@ -146,10 +147,10 @@ fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
     if let Some(n) = cache {
         params.insert("verdict_cache".into(), toml::Value::Integer(n as i64));
     }
-    if expand_all {
+    if let Some(n) = set_classes {
         params.insert(
             "set_class_min_entries".into(),
-            toml::Value::Integer(1_000_000_000),
+            toml::Value::Integer(n as i64),
         );
     }
     params.insert(
@@ -274,7 +275,7 @@ fn main() -> ExitCode {
         cache,
         bursts,
         rounds,
-        expand_all: false,
+        set_classes: None,
     };
     let write_json = |path: &Option<String>,
                       results: &serde_json::Map<String, serde_json::Value>| {
@@ -335,25 +336,31 @@ fn main() -> ExitCode {
             // (key suffix `_uncached`), so every run shows what the cache adds.
             // Realistic: the same with every set expanded (`_expanded`: the path before set
             // classes), so each run shows what matching large sets by membership costs.
-            let variants: &[(Option<usize>, bool, &str)] =
+            // `_classes`: every set of 16 entries or more a set class (the smallest threshold).
+            const ALL: Option<usize> = Some(1_000_000_000);
+            const SMALL: Option<usize> = Some(16);
+            let variants: &[(Option<usize>, Option<usize>, &str)] =
                 if !stateful && rules >= 1000 && cache.is_none() && realistic {
                     &[
-                        (None, false, ""),
-                        (Some(0), false, "_uncached"),
-                        (None, true, "_expanded"),
-                        (Some(0), true, "_uncached_expanded"),
+                        (None, None, ""),
+                        (Some(0), None, "_uncached"),
+                        (None, ALL, "_expanded"),
+                        (Some(0), ALL, "_uncached_expanded"),
+                        (None, SMALL, "_classes"),
+                        (Some(0), SMALL, "_uncached_classes"),
                     ]
                 } else if !stateful && rules >= 1000 && cache.is_none() {
-                    &[(None, false, ""), (Some(0), false, "_uncached")]
+                    &[(None, None, ""), (Some(0), None, "_uncached")]
                 } else if realistic {
-                    &[(None, false, ""), (None, true, "_expanded")]
+                    &[(None, None, ""), (None, ALL, "_expanded")]
                 } else {
-                    &[(None, false, "")]
+                    &[(None, None, "")]
                 };
-            for &(cache_override, expand_all, suffix) in variants {
+            for &(cache_override, set_classes, suffix) in variants {
+                let expand_all = set_classes == ALL;
                 let setup = Setup {
                     cache: cache_override.or(cache),
-                    expand_all,
+                    set_classes,
                     ..setup
                 };
                 let m = match run(rules, stateful, setup) {
@@ -366,7 +373,11 @@ fn main() -> ExitCode {
                 println!(
                     "{rules:>6} rules ({} flat{}) {:<9} {:7.1} ({:.1}) cycles/pkt  [{}; {:.1}% from the verdict cache{}]",
                     m.flat,
-                    if expand_all { ", sets expanded" } else { "" },
+                    match (expand_all, set_classes) {
+                        (true, _) => ", sets expanded".to_string(),
+                        (false, Some(n)) => format!(", sets of {n}+ as classes"),
+                        _ => String::new(),
+                    },
                     if stateful { "stateful" } else { "stateless" },
                     m.median,
                     m.min,
@@ -375,6 +386,25 @@ fn main() -> ExitCode {
                     if setup.cache == Some(0) { ", off" } else { "" }
                 );
                 results.insert(format!("{key}{suffix}"), json!(m.median));
+                if let Some(b) = suffix.strip_suffix("_classes") {
+                    if let Some(exp) = results
+                        .get(&format!("{key}{b}_expanded"))
+                        .and_then(|v| v.as_f64())
+                    {
+                        let delta = m.median - exp;
+                        println!(
+                            "{:>31} classes (16+) minus expanded: {delta:+.1} cycles/pkt",
+                            ""
+                        );
+                        results.insert(
+                            format!(
+                                "{}{b}",
+                                key.replace("cycles_per_packet", "class_cycles_delta")
+                            ),
+                            json!(delta),
+                        );
+                    }
+                }
                 if let (Some(e), Some(base)) = (
                     suffix.strip_suffix("_expanded"),
                     suffix
