@@ -23,7 +23,11 @@
 //! cargo run --release -p perf --bin acl-bench -- [--json FILE] [--bursts N] [--rounds N] [--rules N]
 //!     [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N]
 //!     [--members] [--member-updates N] [--member-seconds S] [--member-windows N]
+//!     [--member-realtime]
 //! ```
+//! `--member-realtime` runs the membership benchmark's worker and control thread at
+//! SCHED_FIFO (as on dedicated cores; on a shared machine they otherwise wait for time
+//! slices, which is then what the latency measures).
 //! Figures are the median over rounds (min alongside): the machine may be shared.
 
 use std::net::Ipv4Addr;
@@ -214,7 +218,8 @@ fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let realistic = args.iter().any(|a| a == "--realistic");
     let members_only = args.iter().any(|a| a == "--members");
-    args.retain(|a| a != "--realistic" && a != "--members");
+    let member_rt = args.iter().any(|a| a == "--member-realtime");
+    args.retain(|a| a != "--realistic" && a != "--members" && a != "--member-realtime");
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.next()) {
@@ -239,7 +244,7 @@ fn main() -> ExitCode {
                 }
             }
             _ => {
-                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N] [--members] [--member-updates N] [--member-seconds S] [--member-windows N]");
+                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N] [--members] [--member-updates N] [--member-seconds S] [--member-windows N] [--member-realtime]");
                 return ExitCode::from(2);
             }
         }
@@ -293,6 +298,7 @@ fn main() -> ExitCode {
             member_seconds,
             member_windows,
             &rules_config(10_000),
+            member_rt,
         ) {
             Ok(m) => {
                 if write_json(&json_out, &m) {
@@ -469,6 +475,7 @@ fn main() -> ExitCode {
         member_seconds,
         member_windows,
         &rules_config(10_000),
+        member_rt,
     ) {
         Ok(m) => results.extend(m),
         Err(e) => {
