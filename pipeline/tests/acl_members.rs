@@ -183,5 +183,21 @@ fn hub_membership_updates() {
         1,
         "membership survives the rebuild"
     );
+    // A class change, then a rebuild through update_address_set of the expanded set: the
+    // rebuild starts from the current class members.
+    let other: IpNet = "10.9.9.10".parse().unwrap();
+    hub.update_members(
+        &[MemberChange::SetAdd {
+            set: "big".into(),
+            net: other,
+        }],
+        Duration::ZERO,
+    )
+    .unwrap();
+    let r = hub
+        .update_address_set("small", vec![net], Duration::ZERO)
+        .unwrap();
+    assert!(r.rebuild.is_some());
+    assert_eq!(hub.members().bits_of(&other.addr()), 1);
     assert_eq!(hub.members().port_bits(), &[1, 1, 1]);
 }

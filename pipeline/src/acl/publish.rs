@@ -582,6 +582,8 @@ impl<C: Classify> AclHub<C> {
         let changes = {
             let mut st = self.lock();
             if !st.table.set_classes().contains(name) {
+                // The rebuild starts from the rule set with the current class members.
+                st.sync_model();
                 let mut table = st.table.clone();
                 drop(st);
                 table.update_address_set(name, entries)?;
