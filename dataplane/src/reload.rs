@@ -17,7 +17,8 @@
 //!    run) before applying any: one bad node refuses the whole reload, and the running rules
 //!    and services stay;
 //! 5. publishes: ACL rules through the node's hub ([`crate::dpdk::acl::acl_hub`],
-//!    [`pipeline::acl::AclHub::publish_config`]: built on this thread, swapped by each worker
+//!    [`pipeline::acl::AclHub::apply_config`]: a membership update when only the members of
+//!    address sets and port groups changed, else built on this thread, swapped by each worker
 //!    between two bursts), LB services through [`LbControl::update`].
 //!
 //! Every outcome is logged (`reload: ...`) and counted ([`ReloadCounts`], in the stats JSON
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::acl::node::AclParams;
 use pipeline::acl::publish::expand_config;
-use pipeline::acl::AclConfig;
+use pipeline::acl::{AclConfig, Applied};
 use pipeline::graph::ParamError;
 use pipeline::lb::service::IdSpace;
 use pipeline::lb::{LbConfig, LbControl, ServiceTable};
@@ -362,8 +363,10 @@ impl Reloader {
                             error: format!("acl node `{node}`: no running hub"),
                         };
                     };
-                    match hub.publish_config(&cfg, PUBLISH_WAIT) {
-                        Ok(r) => {
+                    // Only set or group members changed: a membership update (no rebuild
+                    // of the classifier for large sets); otherwise the whole rule set.
+                    match hub.apply_config(&cfg, PUBLISH_WAIT) {
+                        Ok(Applied::Rebuilt(r)) => {
                             applied.push(format!(
                                 "acl node `{node}`: generation {}, {} rules ({} flat), built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
                                 r.generation,
@@ -375,6 +378,29 @@ impl Reloader {
                                 r.workers,
                                 r.wait_seconds * 1e3,
                             ));
+                            self.acl.insert(node, cfg);
+                        }
+                        Ok(Applied::Members(r)) => {
+                            applied.push(match &r.rebuild {
+                                Some(b) => format!(
+                                    "acl node `{node}`: generation {}, members of expanded sets changed: rebuilt ({} flat rules) in {:.1} ms, {}/{} workers switched",
+                                    r.generation,
+                                    b.flat_rules,
+                                    b.build_seconds * 1e3,
+                                    r.switched,
+                                    r.workers,
+                                ),
+                                None => format!(
+                                    "acl node `{node}`: generation {}, membership update of {} changes ({} set entries{}), {}/{} workers switched in {:.3} ms",
+                                    r.generation,
+                                    r.changes,
+                                    r.set_ops,
+                                    if r.port_bits_changed { ", port groups" } else { "" },
+                                    r.switched,
+                                    r.workers,
+                                    r.seconds * 1e3,
+                                ),
+                            });
                             self.acl.insert(node, cfg);
                         }
                         Err(e) => {
@@ -685,12 +711,17 @@ to = "reset"
     }
 
     fn setup(tag: &str) -> Setup {
+        setup_with(tag, "")
+    }
+
+    /// [`setup`] with `acl_extra` appended to the `acl` node's parameters.
+    fn setup_with(tag: &str, acl_extra: &str) -> Setup {
         let dir = std::env::temp_dir().join(format!("dp-reload-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("dp.toml");
         let rules_path = dir.join("rules.toml");
         write(&rules_path, &rules(false));
-        write(&file, &config(tag, &rules_path, "", B2, 1024));
+        write(&file, &config(tag, &rules_path, acl_extra, B2, 1024));
         let cfg = ConfigFile::load(&file).unwrap();
         let plan = plan::build(&cfg, &file, &Host::with_cpus(&[0, 1])).unwrap();
         let infos: Vec<PortInfo> = plan
@@ -721,6 +752,54 @@ to = "reset"
             Outcome::Refused(p) => p.join("; "),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    /// Rules blocking a 20-host address set (a set class), of which `hosts` are listed.
+    fn set_rules(hosts: std::ops::Range<u32>) -> String {
+        let list: Vec<String> = hosts.map(|i| format!("\"10.9.0.{i}\"")).collect();
+        format!(
+            "{}[acl.address_sets]\nblocked = [{}]\n[[acl.rules]]\nname = \"block-set\"\ndirection = \"from-lport\"\npriority = 100\nmatch = \"ip4.src == $blocked\"\naction = \"drop\"\n",
+            rules(false),
+            list.join(", ")
+        )
+    }
+
+    #[test]
+    fn a_changed_large_set_reloads_as_a_membership_update() {
+        let tag = "u3";
+        // Sets of 16 entries or more are set classes (the default threshold is larger).
+        let mut s = setup_with(tag, ", set_class_min_entries = 16");
+        let hub = crate::dpdk::acl::acl_hub(&format!("acl_{tag}")).unwrap();
+        write(&s.rules, &set_rules(0..20));
+        let o = s.reloader.reload();
+        assert!(
+            matches!(&o, Outcome::Applied(l) if l[0].contains("flat")),
+            "a new rule: rebuilt: {o:?}"
+        );
+        let program = hub.current();
+        assert_eq!(hub.table().set_classes().len(), 1);
+        // Two hosts out, three in: one membership update of 5 changes, the program stays.
+        write(&s.rules, &set_rules(2..23));
+        let g = hub.generation();
+        let o = s.reloader.reload();
+        assert!(
+            matches!(&o, Outcome::Applied(l) if l[0].contains("membership update of 5 changes (5 set entries)")),
+            "{o:?}"
+        );
+        assert_eq!(hub.generation(), g + 1);
+        assert!(Arc::ptr_eq(&program, &hub.current()), "no rebuild");
+        let m = hub.members();
+        let bits = |a: &str| m.bits_of(&a.parse().unwrap());
+        assert_eq!(
+            (bits("10.9.0.1"), bits("10.9.0.2"), bits("10.9.0.22")),
+            (0, 1, 1)
+        );
+        assert_eq!(
+            hub.rules().address_set("blocked").unwrap().entries.len(),
+            21
+        );
+        assert_eq!(s.reloader.reload(), Outcome::Unchanged);
+        let _ = std::fs::remove_dir_all(&s.dir);
     }
 
     #[test]

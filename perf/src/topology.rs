@@ -683,9 +683,14 @@ mod tests {
 
     #[test]
     fn acl_ruleset_has_the_flat_rule_count_and_allows_only_by_the_lowest_rules() {
-        use pipeline::acl::publish::expand_config;
-        use pipeline::acl::{evaluate, AclFile, Action, PacketSummary, PortId, RuleSet};
+        use pipeline::acl::publish::expand_config_with;
+        use pipeline::acl::{
+            evaluate, AclFile, Action, ExpandLimits, PacketSummary, PortId, RuleSet,
+        };
         use std::net::IpAddr;
+        // Counted expanded (every set's entries in flat rules, as before set classes).
+        let expand_config =
+            |c: &pipeline::acl::AclConfig| expand_config_with(c, ExpandLimits::expand_all());
         let file: AclFile = toml::from_str(&acl_rules_toml(1000)).expect("generated rules parse");
         let table = expand_config(&file.acl).expect("rules expand");
         assert_eq!(

@@ -355,7 +355,7 @@ impl AclClassifier {
             // SAFETY: the context is built and live (self); ptrs[..kc.len()] were just written
             // (rte_acl reads no more than the count passed) and point at 64-byte keys that live
             // across the call, and the context's fields (this family's layout) read at most
-            // bytes 0..60 of each; rc has kc.len() slots for 1 category.
+            // bytes 0..64 of each (the set-class group ends at 64); rc has kc.len() slots for 1 category.
             let rc_code = unsafe {
                 dpdk_sys::rte_acl_classify(
                     self.ctx.as_ptr(),

@@ -15,6 +15,19 @@
 //! its groups ([`RuleSet::groups_of`]) and match it with a BITMASK field
 //! (`value = mask = required bits`; excluded bits in the mask with value 0). Changing a
 //! port group's members therefore never re-expands anything.
+//!
+//! **Set classes**: address sets work the same way once they are large. When the table is
+//! built, every address set referenced by an ACL with at least
+//! [`ExpandLimits::set_class_min_entries`] entries becomes a *set class* (the largest
+//! [`MAX_SET_CLASSES`] of them, by entry count; the others expand as before, and the
+//! choice is reported by [`AclTable::set_classes`]). A flat rule does not expand a class's
+//! entries: its [`SetMatch`] names the sets the packet's address must be in (`require`) or
+//! must not be in (`exclude`), and the classifier tests one bit of a per-packet bitmask
+//! that [`super::members`] fills from the current membership. A class's entries can then
+//! change without re-expanding or recompiling anything, and 1,000 ACLs naming a
+//! 10,000-entry set stay 1,000 flat rules. `ip4.src == {$big, 10.0.0.1}` becomes two
+//! alternatives (the class bit, the prefix); `ip4.src != {$big, 10.0.0.1}` one rule (the
+//! complement of the prefix, the class bit excluded).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,18 +42,45 @@ use super::reference::PacketSummary;
 /// Default limit on the total number of flat rules.
 pub const DEFAULT_MAX_FLAT_RULES: usize = 1_000_000;
 
+/// Default entry count from which an address set becomes a set class (see the module docs).
+/// Measured (`acl-bench --realistic`, the vhost benchmark's security-group set, whose
+/// largest set has 200 entries): matching its sets of 16 entries or more by membership
+/// cost 20-45 cycles per packet more than expanding them (the set-class group adds 4 bytes
+/// to rte_acl's walk, and each address costs a hash probe per prefix length present,
+/// before the verdict cache can answer), while their expansion is only 546 flat rules. So
+/// sets expand until they are large enough for their expansion (and its rebuild on every
+/// change) to hurt; a node can lower it (`set_class_min_entries`) where membership churns.
+pub const DEFAULT_SET_CLASS_MIN_ENTRIES: usize = 1024;
+
+/// Most set classes (bits of the key's source and destination set-class fields).
+pub const MAX_SET_CLASSES: usize = 16;
+
 /// Limits applied by the expansion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExpandLimits {
     /// Maximum number of flat rules over all ACLs (also caps the number of `||`
     /// alternatives of one ACL).
     pub max_flat_rules: usize,
+    /// Entry count from which a referenced address set is matched by membership (a set
+    /// class) instead of being expanded; `usize::MAX` expands every set.
+    pub set_class_min_entries: usize,
 }
 
 impl Default for ExpandLimits {
     fn default() -> Self {
         ExpandLimits {
             max_flat_rules: DEFAULT_MAX_FLAT_RULES,
+            set_class_min_entries: DEFAULT_SET_CLASS_MIN_ENTRIES,
+        }
+    }
+}
+
+impl ExpandLimits {
+    /// The default limits with every address set expanded (no set classes).
+    pub fn expand_all() -> Self {
+        ExpandLimits {
+            set_class_min_entries: usize::MAX,
+            ..Default::default()
         }
     }
 }
@@ -135,6 +175,115 @@ impl PortMatch {
     }
 }
 
+/// Address-set constraint of a flat rule on one address (source or destination): the
+/// address is in every set of `require` and in none of `exclude` (both empty: any
+/// address). Only set classes appear here (see [`SetClasses`]). Sorted and deduplicated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SetMatch {
+    /// The address must be in each of these sets.
+    pub require: Vec<String>,
+    /// The address must be in none of these sets.
+    pub exclude: Vec<String>,
+}
+
+impl SetMatch {
+    /// True if any address matches.
+    pub fn is_any(&self) -> bool {
+        self.require.is_empty() && self.exclude.is_empty()
+    }
+
+    /// True if `addr` satisfies the constraint under the sets' current entries.
+    pub fn matches(&self, rules: &RuleSet, addr: &std::net::IpAddr) -> bool {
+        let inside = |n: &String| rules.address_set(n).is_some_and(|s| s.contains(addr));
+        self.require.iter().all(inside) && !self.exclude.iter().any(inside)
+    }
+
+    fn merge(&self, other: &SetMatch) -> SetMatch {
+        let join = |a: &[String], b: &[String]| {
+            let mut v: Vec<String> = a.iter().chain(b).cloned().collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        SetMatch {
+            require: join(&self.require, &other.require),
+            exclude: join(&self.exclude, &other.exclude),
+        }
+    }
+
+    /// False if no address can satisfy it, whatever the sets hold.
+    fn satisfiable(&self) -> bool {
+        !self.require.iter().any(|r| self.exclude.contains(r))
+    }
+}
+
+/// The address sets matched by membership (set classes), in bit order: bit `i` of the
+/// key's set-class fields is set `i`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SetClasses {
+    names: Vec<String>,
+}
+
+impl SetClasses {
+    /// The sets of `rules` referenced by its ACLs with at least `min_entries` entries, the
+    /// largest [`MAX_SET_CLASSES`] of them (ties by name).
+    pub fn choose(rules: &RuleSet, min_entries: usize) -> SetClasses {
+        let mut used: Vec<(usize, &str)> = Vec::new();
+        for a in rules.acls() {
+            for name in a.expr.address_sets() {
+                if let Some(s) = rules.address_set(name) {
+                    if s.entries.len() >= min_entries && !used.iter().any(|u| u.1 == name) {
+                        used.push((s.entries.len(), name));
+                    }
+                }
+            }
+        }
+        used.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        used.truncate(MAX_SET_CLASSES);
+        let mut names: Vec<String> = used.into_iter().map(|u| u.1.to_string()).collect();
+        names.sort();
+        SetClasses { names }
+    }
+
+    /// Set classes with these names (bit = position; at most [`MAX_SET_CLASSES`]).
+    pub fn from_names(names: Vec<String>) -> SetClasses {
+        assert!(names.len() <= MAX_SET_CLASSES, "too many set classes");
+        SetClasses { names }
+    }
+
+    /// The bit of set `name`, if it is a class.
+    pub fn bit(&self, name: &str) -> Option<u32> {
+        self.names.iter().position(|n| n == name).map(|i| 1u32 << i)
+    }
+
+    /// True if set `name` is a class.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// The class names in bit order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Number of classes.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True if every set expands.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The value and mask of a set-class field for `m` (required bits, required | excluded).
+    pub fn field(&self, m: &SetMatch) -> (u32, u32) {
+        let bits = |v: &[String]| v.iter().filter_map(|n| self.bit(n)).fold(0, |a, b| a | b);
+        let value = bits(&m.require);
+        (value, value | bits(&m.exclude))
+    }
+}
+
 /// IP protocol match: `(proto & mask) == value`; mask 0 is any protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct ProtoMatch {
@@ -194,6 +343,10 @@ pub struct FlatRule {
     pub src: IpNet,
     /// Destination prefix (`/0` for any).
     pub dst: IpNet,
+    /// Set classes the source address must (not) be in.
+    pub src_sets: Arc<SetMatch>,
+    /// Set classes the destination address must (not) be in.
+    pub dst_sets: Arc<SetMatch>,
     /// IP protocol.
     pub proto: ProtoMatch,
     /// TCP/UDP source port range.
@@ -213,6 +366,8 @@ impl FlatRule {
             && pkt.version() == self.version
             && self.src.contains(&pkt.src)
             && self.dst.contains(&pkt.dst)
+            && self.src_sets.matches(rules, &pkt.src)
+            && self.dst_sets.matches(rules, &pkt.dst)
             && self.proto.matches(pkt.proto)
             && self.src_port.contains(pkt.src_port)
             && self.dst_port.contains(pkt.dst_port)
@@ -255,6 +410,8 @@ struct Conj {
     icode: Intervals,
     inport: PortMatch,
     outport: PortMatch,
+    src_sets: SetMatch,
+    dst_sets: SetMatch,
 }
 
 fn cmp_intervals<T: Copy + Into<u128>>(cmp: &Cmp<T>, max: u128) -> Intervals {
@@ -294,6 +451,8 @@ impl Conj {
             icode: Intervals::full(BYTE_MAX),
             inport: PortMatch::default(),
             outport: PortMatch::default(),
+            src_sets: SetMatch::default(),
+            dst_sets: SetMatch::default(),
         }
     }
 
@@ -312,7 +471,9 @@ impl Conj {
             || self.itype.is_empty()
             || self.icode.is_empty()
             || !self.inport.satisfiable()
-            || !self.outport.satisfiable();
+            || !self.outport.satisfiable()
+            || !self.src_sets.satisfiable()
+            || !self.dst_sets.satisfiable();
         (!empty).then_some(self)
     }
 
@@ -334,11 +495,83 @@ impl Conj {
             icode: self.icode.intersect(&o.icode),
             inport: self.inport.merge(&o.inport),
             outport: self.outport.merge(&o.outport),
+            src_sets: self.src_sets.merge(&o.src_sets),
+            dst_sets: self.dst_sets.merge(&o.dst_sets),
         }
         .normalize()
     }
 
-    fn from_atom(atom: &Atom, rules: &RuleSet) -> Option<Conj> {
+    /// The alternatives of an atom: one conjunction, except for an address atom naming set
+    /// classes without negation (one alternative per class, one for the other items).
+    fn from_atom(atom: &Atom, cx: &Cx<'_>) -> Vec<Conj> {
+        if let Atom::Addr {
+            version,
+            side,
+            negated,
+            items,
+        } = atom
+        {
+            let (classes, nets): (Vec<&AddrItem>, Vec<&AddrItem>) = items
+                .iter()
+                .partition(|i| matches!(i, AddrItem::Set(n) if cx.classes.contains(n)));
+            if !classes.is_empty() {
+                let names = classes.iter().filter_map(|i| match i {
+                    AddrItem::Set(n) => Some(n.clone()),
+                    AddrItem::Net(_) => None,
+                });
+                let rest = Atom::Addr {
+                    version: *version,
+                    side: *side,
+                    negated: *negated,
+                    items: nets.into_iter().cloned().collect(),
+                };
+                let with_sets = |c: &mut Conj, m: SetMatch| match side {
+                    Side::Src => c.src_sets = m,
+                    Side::Dst => c.dst_sets = m,
+                };
+                if *negated {
+                    // In none of the items: the prefixes' complement, no class bit.
+                    let mut c = Conj::from_plain_atom(&rest, cx.rules);
+                    if let Some(c) = &mut c {
+                        let mut exclude: Vec<String> = names.collect();
+                        exclude.sort();
+                        exclude.dedup();
+                        with_sets(
+                            c,
+                            SetMatch {
+                                require: Vec::new(),
+                                exclude,
+                            },
+                        );
+                    }
+                    return c.into_iter().collect();
+                }
+                let mut out = Vec::new();
+                for name in names {
+                    let mut c = Conj::full();
+                    c.versions = vbit(*version);
+                    with_sets(
+                        &mut c,
+                        SetMatch {
+                            require: vec![name],
+                            exclude: Vec::new(),
+                        },
+                    );
+                    out.push(c);
+                }
+                if let Atom::Addr { items, .. } = &rest {
+                    if !items.is_empty() {
+                        out.extend(Conj::from_plain_atom(&rest, cx.rules));
+                    }
+                }
+                return out;
+            }
+        }
+        Conj::from_plain_atom(atom, cx.rules).into_iter().collect()
+    }
+
+    /// An atom as one conjunction, every address set expanded.
+    fn from_plain_atom(atom: &Atom, rules: &RuleSet) -> Option<Conj> {
         let mut c = Conj::full();
         match atom {
             Atom::Version(v) => c.versions = vbit(*v),
@@ -454,6 +687,8 @@ impl Conj {
         let a = &rules.acls()[acl];
         let inport = Arc::new(self.inport.clone());
         let outport = Arc::new(self.outport.clone());
+        let src_sets = Arc::new(self.src_sets.clone());
+        let dst_sets = Arc::new(self.dst_sets.clone());
         let protos: Vec<ProtoMatch> = self
             .proto
             .to_prefixes(8)
@@ -511,6 +746,8 @@ impl Conj {
                                             outport: Arc::clone(&outport),
                                             src,
                                             dst,
+                                            src_sets: Arc::clone(&src_sets),
+                                            dst_sets: Arc::clone(&dst_sets),
                                             proto,
                                             src_port,
                                             dst_port,
@@ -528,16 +765,22 @@ impl Conj {
     }
 }
 
+/// What an expansion reads: the rule set and which of its sets are classes.
+struct Cx<'a> {
+    rules: &'a RuleSet,
+    classes: &'a SetClasses,
+}
+
 /// Disjunctive normal form as a list of satisfiable conjunctions.
-fn dnf(e: &MatchExpr, rules: &RuleSet, limit: usize) -> Result<Vec<Conj>, ()> {
+fn dnf(e: &MatchExpr, cx: &Cx<'_>, limit: usize) -> Result<Vec<Conj>, ()> {
     match e {
         MatchExpr::Const(true) => Ok(vec![Conj::full()]),
         MatchExpr::Const(false) => Ok(Vec::new()),
-        MatchExpr::Atom(a) => Ok(Conj::from_atom(a, rules).into_iter().collect()),
+        MatchExpr::Atom(a) => Ok(Conj::from_atom(a, cx)),
         MatchExpr::Or(items) => {
             let mut out = Vec::new();
             for item in items {
-                out.extend(dnf(item, rules, limit)?);
+                out.extend(dnf(item, cx, limit)?);
                 if out.len() > limit {
                     return Err(());
                 }
@@ -553,7 +796,7 @@ fn dnf(e: &MatchExpr, rules: &RuleSet, limit: usize) -> Result<Vec<Conj>, ()> {
             ordered.extend(items.iter().filter(|i| !matches!(i, MatchExpr::Atom(_))));
             let mut acc = vec![Conj::full()];
             for item in ordered {
-                let terms = dnf(item, rules, limit)?;
+                let terms = dnf(item, cx, limit)?;
                 let mut next = Vec::new();
                 for a in &acc {
                     for b in &terms {
@@ -577,12 +820,14 @@ fn dnf(e: &MatchExpr, rules: &RuleSet, limit: usize) -> Result<Vec<Conj>, ()> {
 
 fn expand_within(
     rules: &RuleSet,
+    classes: &SetClasses,
     acl: usize,
     others: usize,
     limit: usize,
 ) -> Result<Vec<FlatRule>, ExpandError> {
     let a = &rules.acls()[acl];
-    let conjs = dnf(&a.expr, rules, limit).map_err(|()| ExpandError::TooManyAlternatives {
+    let cx = Cx { rules, classes };
+    let conjs = dnf(&a.expr, &cx, limit).map_err(|()| ExpandError::TooManyAlternatives {
         acl: a.name.clone(),
         limit,
     })?;
@@ -606,18 +851,20 @@ fn expand_within(
 }
 
 /// Expands one ACL (by index in [`RuleSet::acls`]) into flat rules, refusing more than
-/// `limits.max_flat_rules`.
+/// `limits.max_flat_rules`; every address set is expanded (no set classes).
 pub fn expand_acl(
     rules: &RuleSet,
     acl: usize,
     limits: ExpandLimits,
 ) -> Result<Vec<FlatRule>, ExpandError> {
-    expand_within(rules, acl, 0, limits.max_flat_rules)
+    expand_within(rules, &SetClasses::default(), acl, 0, limits.max_flat_rules)
 }
 
 /// What [`AclTable::update_address_set`] did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SetUpdate {
+    /// The set is a set class: nothing was re-expanded, only its membership changed.
+    pub class: bool,
     /// ACLs that reference the set and were re-expanded (no other ACL was touched).
     pub reexpanded: Vec<usize>,
     /// Of those, the ACLs whose flat rules actually changed (empty: nothing to recompile).
@@ -661,16 +908,19 @@ pub struct AclTable {
     by_set: BTreeMap<String, Vec<usize>>,
     expansions: Vec<u64>,
     total: usize,
+    classes: SetClasses,
 }
 
 impl AclTable {
-    /// Expands every ACL; fails if the total goes over `limits.max_flat_rules`.
+    /// Expands every ACL; fails if the total goes over `limits.max_flat_rules`. The large
+    /// sets become set classes ([`SetClasses::choose`]).
     pub fn new(rules: RuleSet, limits: ExpandLimits) -> Result<AclTable, ExpandError> {
+        let classes = SetClasses::choose(&rules, limits.set_class_min_entries);
         let mut per_acl = Vec::with_capacity(rules.acls().len());
         let mut total = 0usize;
         let mut by_set: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for i in 0..rules.acls().len() {
-            let flat = expand_within(&rules, i, total, limits.max_flat_rules)?;
+            let flat = expand_within(&rules, &classes, i, total, limits.max_flat_rules)?;
             total += flat.len();
             per_acl.push(flat);
             for s in rules.acls()[i].expr.address_sets() {
@@ -685,7 +935,18 @@ impl AclTable {
             by_set,
             expansions,
             total,
+            classes,
         })
+    }
+
+    /// The address sets matched by membership (bit order).
+    pub fn set_classes(&self) -> &SetClasses {
+        &self.classes
+    }
+
+    /// The limits the table was built with.
+    pub fn limits(&self) -> ExpandLimits {
+        self.limits
     }
 
     /// The rule set.
@@ -747,6 +1008,17 @@ impl AclTable {
         name: &str,
         entries: Vec<IpNet>,
     ) -> Result<SetUpdate, AclError> {
+        if self.classes.contains(name) {
+            // Matched by membership: the flat rules do not depend on the entries.
+            self.rules.replace_address_set(name, entries)?;
+            return Ok(SetUpdate {
+                class: true,
+                reexpanded: Vec::new(),
+                changed: Vec::new(),
+                flat_rules_before: self.total,
+                flat_rules_after: self.total,
+            });
+        }
         let affected = self.acls_using_address_set(name).to_vec();
         let old = self.rules.replace_address_set(name, entries)?;
         let before = self.total;
@@ -757,7 +1029,13 @@ impl AclTable {
                 .sum::<usize>();
         let mut fresh = Vec::with_capacity(affected.len());
         for &i in &affected {
-            match expand_within(&self.rules, i, others, self.limits.max_flat_rules) {
+            match expand_within(
+                &self.rules,
+                &self.classes,
+                i,
+                others,
+                self.limits.max_flat_rules,
+            ) {
                 Ok(flat) => {
                     others += flat.len();
                     fresh.push(flat);
@@ -779,11 +1057,18 @@ impl AclTable {
         }
         self.total = others;
         Ok(SetUpdate {
+            class: false,
             reexpanded: affected,
             changed,
             flat_rules_before: before,
             flat_rules_after: self.total,
         })
+    }
+
+    /// The rule set, mutably, for membership updates that re-expand nothing (set-class
+    /// entries, port-group members): the caller keeps the flat rules valid.
+    pub(crate) fn rules_mut(&mut self) -> &mut RuleSet {
+        &mut self.rules
     }
 
     /// Replaces a port group's members. Nothing is re-expanded (flat rules refer to the
@@ -917,6 +1202,7 @@ mod tests {
             rs.clone(),
             ExpandLimits {
                 max_flat_rules: 199,
+                ..ExpandLimits::expand_all()
             },
         )
         .unwrap_err();
@@ -928,6 +1214,7 @@ mod tests {
             rs,
             ExpandLimits {
                 max_flat_rules: 200,
+                ..ExpandLimits::expand_all()
             },
         )
         .unwrap();
@@ -956,9 +1243,23 @@ mod tests {
             .join(" && ");
         let rs = ruleset(&[], &[&ors]);
         assert!(matches!(
-            AclTable::new(rs, ExpandLimits { max_flat_rules: 8 }),
+            AclTable::new(
+                rs,
+                ExpandLimits {
+                    max_flat_rules: 8,
+                    ..ExpandLimits::expand_all()
+                }
+            ),
             Err(ExpandError::TooManyAlternatives { .. })
         ));
+    }
+
+    /// Limits making every set of 16 entries or more a set class.
+    fn small_classes() -> ExpandLimits {
+        ExpandLimits {
+            set_class_min_entries: 16,
+            ..Default::default()
+        }
     }
 
     /// `n` non-adjacent IPv4 hosts (each its own /32).
@@ -982,7 +1283,7 @@ mod tests {
         let mut m = matches.clone();
         m.push("outport == @pg_b && icmp4");
         let rs = ruleset(&[("big", hosts(1000, 0x0a00_0000)), ("other", vec![])], &m);
-        let mut t = AclTable::new(rs, ExpandLimits::default()).unwrap();
+        let mut t = AclTable::new(rs.clone(), ExpandLimits::expand_all()).unwrap();
         assert_eq!(t.flat_rule_count(), 10 * 1000 + 1);
         let up = t
             .update_address_set("big", hosts(1001, 0x0a00_0000))
@@ -990,6 +1291,82 @@ mod tests {
         assert_eq!(up.reexpanded, (0..10).collect::<Vec<_>>());
         assert_eq!(up.flat_rules_after, 10 * 1001 + 1);
         assert_eq!(t.expansions_of(10), 1, "the ICMP ACL was not re-expanded");
+
+        // The same set as a set class: one flat rule per ACL, and a new entry re-expands
+        // nothing.
+        let mut t = AclTable::new(rs, small_classes()).unwrap();
+        assert_eq!(t.set_classes().names(), &["big".to_string()]);
+        assert_eq!(t.flat_rule_count(), 10 + 1);
+        let up = t
+            .update_address_set("big", hosts(1001, 0x0a00_0000))
+            .unwrap();
+        assert!(up.class && up.reexpanded.is_empty());
+        assert_eq!(t.flat_rule_count(), 10 + 1);
+        assert_eq!(t.rules().address_set("big").unwrap().entries.len(), 1001);
+        assert_eq!(t.expansions_of(0), 1);
+    }
+
+    #[test]
+    fn set_classes_in_flat_rules() {
+        let big = hosts(20, 0x0a00_0000);
+        let rs = ruleset(
+            &[("big", big.clone()), ("small", nets(&["10.9.0.0/16"]))],
+            &[
+                "ip4.src == {$big, $small, 10.8.0.1} && tcp.dst == 80",
+                "ip4.src != {$big, 10.8.0.0/24}",
+                "ip4.src == $big && ip4.src != $big",
+                "ip6.dst == $big",
+            ],
+        );
+        let t = AclTable::new(rs, small_classes()).unwrap();
+        assert_eq!(t.set_classes().names(), &["big".to_string()]);
+        assert_eq!(t.set_classes().bit("big"), Some(1));
+        // Rule 0: the class alternative, then {small, 10.8.0.1} expanded (2 prefixes).
+        let r0 = t.acl_rules(0);
+        assert_eq!(r0.len(), 3);
+        assert_eq!(r0[0].src_sets.require, vec!["big".to_string()]);
+        assert!(r0[0].src.is_any());
+        assert!(r0[1..]
+            .iter()
+            .all(|r| r.src_sets.is_any() && !r.src.is_any()));
+        // Rule 1: the complement of one /24 (24 prefixes), each excluding the class.
+        let r1 = t.acl_rules(1);
+        assert_eq!(r1.len(), 24);
+        assert!(r1
+            .iter()
+            .all(|r| r.src_sets.exclude == vec!["big".to_string()]));
+        assert_eq!(t.set_classes().field(&r1[0].src_sets), (0, 1));
+        // Rule 2 cannot match; rule 3 requires the class on IPv6 destinations.
+        assert!(t.acl_rules(2).is_empty());
+        assert_eq!(t.acl_rules(3).len(), 1);
+        assert_eq!(t.acl_rules(3)[0].version, IpVersion::V6);
+        assert_eq!(t.acl_rules(3)[0].dst_sets.require, vec!["big".to_string()]);
+        // The flat rules judge like the model.
+        let rules = t.rules();
+        let pk = |s: &str, d: &str| {
+            PacketSummary::tcp(
+                PortId::named("a0"),
+                PortId::named("b0"),
+                s.parse().unwrap(),
+                d.parse().unwrap(),
+                1,
+                80,
+            )
+        };
+        for p in [
+            pk("10.0.0.2", "1.1.1.1"),
+            pk("10.0.0.3", "1.1.1.1"),
+            pk("10.8.0.1", "1.1.1.1"),
+            pk("10.8.0.2", "1.1.1.1"),
+            pk("10.9.3.3", "1.1.1.1"),
+            pk("::1", "::2"),
+        ] {
+            assert_eq!(
+                crate::acl::reference::evaluate_flat(rules, t.flat_rules(), &p),
+                crate::acl::reference::evaluate(rules, &p),
+                "{p:?}"
+            );
+        }
     }
 
     /// Expansion figures for the report: `cargo test --release -- --ignored --nocapture figures`.
@@ -1008,7 +1385,7 @@ mod tests {
             names.push("outport == @pg_b && icmp4");
             let rs = ruleset(&sets, &names);
             let start = std::time::Instant::now();
-            let mut t = AclTable::new(rs, ExpandLimits::default()).unwrap();
+            let mut t = AclTable::new(rs, ExpandLimits::expand_all()).unwrap();
             let built = start.elapsed();
             let before = t.flat_rule_count();
             let start = std::time::Instant::now();
@@ -1036,7 +1413,7 @@ mod tests {
         );
         println!(
             "{}",
-            AclTable::new(rs, ExpandLimits::default()).unwrap_err()
+            AclTable::new(rs, ExpandLimits::expand_all()).unwrap_err()
         );
     }
 

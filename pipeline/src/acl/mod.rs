@@ -9,6 +9,8 @@
 //! highest priority wins, ties go to the earlier ACL in file order, otherwise the default.
 //!
 //! The stage: [`key`] lays out the classifier input and compiles flat rules for it,
+//! [`members`] answers which large address sets (set classes) hold an address and which
+//! port classes a port has, updated in place without rebuilding the classifier,
 //! [`node`] is the `acl` node kind (generic over a [`Classify`] implementation: rte_acl in
 //! the dataplane, [`LinearClassifier`] here), [`publish`] swaps rule sets hitlessly.
 //! Pure Rust; no DPDK.
@@ -17,6 +19,7 @@ pub mod counters;
 pub mod expand;
 pub mod expr;
 pub mod key;
+pub mod members;
 pub mod model;
 pub mod net;
 pub mod node;
@@ -26,17 +29,20 @@ pub mod reject;
 pub mod verdict_cache;
 
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};
-pub use expand::{AclTable, ExpandError, ExpandLimits, FlatRule, SetUpdate};
+pub use expand::{AclTable, ExpandError, ExpandLimits, FlatRule, SetClasses, SetMatch, SetUpdate};
 pub use expr::{parse, MatchExpr, ParseError};
 pub use key::{
     compile, AclKey, ClassLayout, ClassWords, Classify, CompileError, CompiledAcl, LinearClassifier,
 };
+pub use members::{MemberOp, MemberPair, MemberTable};
 pub use model::{
     Acl, AclConfig, AclError, AclFile, AclSpec, Action, AddressSet, Direction, GroupId, IpNet,
     IpVersion, PortGroup, PortId, RuleSet,
 };
 pub use node::{AclNode, AclParams, HubRegistry, OutportMode};
-pub use publish::{AclHub, AclProgram, PublishReport, StageError};
+pub use publish::{
+    AclHub, AclProgram, Applied, MemberChange, MemberReport, PublishReport, StageError,
+};
 pub use reference::{effective_priority, evaluate, evaluate_flat, PacketSummary, Verdict};
 
 #[cfg(test)]

@@ -436,6 +436,15 @@ impl RuleSet {
             .collect()
     }
 
+    /// True if `other` has the same ACLs, default, address-set names and port-group names,
+    /// so that it differs from this rule set at most in the members of its sets and groups.
+    pub fn same_but_members(&self, other: &RuleSet) -> bool {
+        self.acls == other.acls
+            && self.default_action == other.default_action
+            && self.set_index.keys().eq(other.set_index.keys())
+            && self.group_index.keys().eq(other.group_index.keys())
+    }
+
     /// Replaces an address set's entries, returning the old ones. Prefer
     /// [`AclTable::update_address_set`](super::expand::AclTable::update_address_set),
     /// which also re-expands the ACLs that use the set.

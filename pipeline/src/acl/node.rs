@@ -13,7 +13,10 @@
 //!    worker's connection table in one batch; a packet of a tracked connection, in either
 //!    direction, passes without classification (TCP state is advanced).
 //! 4. The others get a 64-byte key each ([`AclKey`]): protocol, input- and output-port
-//!    class bitmasks, L4 ports or ICMP type/code, addresses. The keys are looked up in the
+//!    class bitmasks, L4 ports or ICMP type/code, addresses; when the rules name set
+//!    classes, a second pass over the family's keys looks up each address's set-class
+//!    bitmask in the worker's membership table ([`super::members`]). The port-class
+//!    bitmasks come from that table too. The keys are looked up in the
 //!    worker's verdict cache ([`super::verdict_cache`], `verdict_cache = N` entries, 0:
 //!    off); the misses of each family go to its own classifier context: one classify call
 //!    per family present in the burst.
@@ -46,9 +49,10 @@ use arrayvec::ArrayVec;
 
 use serde::Deserialize;
 
-use super::key::{AclKey, ClassWords, Classify, CompiledAcl, ProtoMap};
+use super::key::{AclKey, ClassLayout, ClassWords, Classify, CompiledAcl, ProtoMap};
+use super::members::MemberTable;
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
-use super::publish::{expand_config, AclCounterBlock, AclHub, Installed, WorkerSlot};
+use super::publish::{expand_config_with, AclCounterBlock, AclHub, Installed, WorkerSlot};
 use super::reject as reject_reply;
 use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
@@ -164,6 +168,12 @@ pub struct AclParams {
     /// node reuses the lookup (see [`crate::lb::flows`]).
     #[serde(default)]
     pub lb_conntrack: Option<String>,
+    /// Entry count from which an address set is matched by membership (a set class, see
+    /// [`super::expand`]) instead of expanded into flat rules (default
+    /// [`super::expand::DEFAULT_SET_CLASS_MIN_ENTRIES`]; a huge value expands every set,
+    /// as before set classes existed).
+    #[serde(default)]
+    pub set_class_min_entries: Option<usize>,
 }
 
 fn default_cache_entries() -> usize {
@@ -281,6 +291,10 @@ pub struct AclNode<C: Classify> {
     hub: Arc<AclHub<C>>,
     slot: Arc<WorkerSlot<C>>,
     installed: Installed<C>,
+    /// Set-class and port-class membership, published with the program and on its own.
+    members: Arc<MemberTable>,
+    /// The generation this node runs (of its program or of its membership, the later).
+    epoch: u64,
     outport: OutportMode,
     /// Input port id -> output port id (cross-connect).
     peer: Box<[u16]>,
@@ -305,7 +319,7 @@ pub struct AclNode<C: Classify> {
 impl<C: Classify> std::fmt::Debug for AclNode<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AclNode")
-            .field("generation", &self.installed.0.generation)
+            .field("generation", &self.epoch)
             .field("stateful", &self.ct.is_some())
             .finish()
     }
@@ -392,7 +406,13 @@ impl<C: Classify> AclNode<C> {
     ) -> Result<Self, ParamError> {
         let hub = hubs.get_or_create(ctx.node, || {
             let cfg = p.load()?;
-            let table = expand_config(&cfg).map_err(|e| {
+            let limits = super::expand::ExpandLimits {
+                set_class_min_entries: p
+                    .set_class_min_entries
+                    .unwrap_or(super::expand::DEFAULT_SET_CLASS_MIN_ENTRIES),
+                ..Default::default()
+            };
+            let table = expand_config_with(&cfg, limits).map_err(|e| {
                 ParamError::new(
                     if p.rules.is_some() { "rules" } else { "acl" },
                     e.to_string(),
@@ -483,13 +503,16 @@ impl<C: Classify> AclNode<C> {
         let lb_flows = p.lb_conntrack.as_deref().map(|name| {
             ctx.request_shared::<crate::lb::LbFlows>("lb_conntrack", name, "an `lb` node")
         });
-        let (slot, installed) = hub.join();
+        let (slot, installed, members) = hub.join();
+        let epoch = slot.published();
         let cache = (p.verdict_cache > 0)
             .then(|| VerdictCache::new(p.verdict_cache, installed.0.cache_plans));
         Ok(AclNode {
             hub,
             slot,
             installed,
+            members,
+            epoch,
             outport: p.outport,
             peer,
             routes: routes.into_boxed_slice(),
@@ -509,9 +532,9 @@ impl<C: Classify> AclNode<C> {
         &self.hub
     }
 
-    /// The generation of the program this node runs.
+    /// The generation this node runs: of its program, or of a later membership update.
     pub fn generation(&self) -> u64 {
-        self.installed.0.generation
+        self.epoch
     }
 
     /// The connection table, if stateful.
@@ -522,19 +545,21 @@ impl<C: Classify> AclNode<C> {
 
     #[inline(always)]
     fn maybe_adopt(&mut self) -> bool {
-        if self.slot.published() == self.installed.0.generation {
+        if self.slot.published() == self.epoch {
             return false;
         }
-        let cur = (Arc::clone(&self.installed.0), Arc::clone(&self.installed.1));
-        match self.slot.adopt(cur) {
-            Ok(new) => {
-                self.installed = new;
-                if let Some(c) = &mut self.cache {
-                    c.install(self.installed.0.cache_plans);
+        match self.slot.adopt(&mut self.installed, &mut self.members) {
+            Some(a) => {
+                self.epoch = a.generation;
+                // A membership update keeps the cache: its keys hold the set-class bits.
+                if a.program {
+                    if let Some(c) = &mut self.cache {
+                        c.install(self.installed.0.cache_plans);
+                    }
                 }
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 }
@@ -702,12 +727,14 @@ impl PairCache {
         }
     }
 
+    /// The class words of a port pair under `layout` with the port bitmasks `bits`.
     #[inline(always)]
-    fn words(&mut self, acl: &CompiledAcl, inp: u16, outp: u16) -> ClassWords {
+    fn words(&mut self, layout: ClassLayout, bits: &[u64], inp: u16, outp: u16) -> ClassWords {
         let pair = u32::from(inp) << 16 | u32::from(outp);
         if pair != self.pair {
             self.pair = pair;
-            self.words = acl.class_words(inp, outp);
+            let of = |p: u16| bits.get(usize::from(p)).copied().unwrap_or(0);
+            self.words = layout.words(of(inp), of(outp));
         }
         self.words
     }
@@ -732,6 +759,18 @@ fn classify<C: Classify>(
     }
 }
 
+/// The membership pass of a burst: the set-class group of each family's keys whose layout
+/// reads it (nothing when the rules name no set class).
+#[inline(always)]
+fn fill_set_classes(s: &mut Scratch, nf: [usize; 2], acl: &CompiledAcl, members: &MemberTable) {
+    for (fam, v) in [(0, IpVersion::V4), (1, IpVersion::V6)] {
+        let (src, dst) = acl.reads_sets(v);
+        if nf[fam] != 0 && (src || dst) {
+            members.fill_keys(v, &mut s.keys[fam][..nf[fam]], src, dst);
+        }
+    }
+}
+
 /// The output port id of a packet from `in_port` with metadata `m`.
 #[inline(always)]
 fn out_port_of(mode: OutportMode, peer: &[u16], in_port: u16, m: &PacketMeta) -> u16 {
@@ -752,7 +791,7 @@ fn stateless_keys<P: PacketBuf>(
     f: &mut Frame<'_, P>,
     n: usize,
     skip_tracked: bool,
-    acl: &CompiledAcl,
+    (acl, port_bits): (&CompiledAcl, &[u64]),
     on_non_ip: &mut impl FnMut(&P) -> Decision,
     outp: impl Fn(u16, &mut PacketMeta) -> u16,
 ) -> [usize; 2] {
@@ -768,7 +807,7 @@ fn stateless_keys<P: PacketBuf>(
                 f.decisions[i] = Decision::Next(0);
                 continue;
             }
-            let words = pairs.words(acl, inp, out);
+            let words = pairs.words(acl.layout, port_bits, inp, out);
             s.push_key(&mut nf, m, words, &acl.protos, i as u16);
         } else {
             f.decisions[i] = on_non_ip(&f.pkts[i]);
@@ -784,6 +823,7 @@ impl<C: Classify> AclNode<C> {
     fn process_stateless<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize, skip: bool) {
         let AclNode {
             installed,
+            members,
             outport,
             peer,
             routes,
@@ -796,6 +836,8 @@ impl<C: Classify> AclNode<C> {
         let mut replies = 0u64;
         let prog = &*installed.0;
         let counters = &*installed.1;
+        let members = &**members;
+        let bits = members.port_bits();
         let s = &mut **scratch;
         let default = prog.acl.rules.default_action();
         let mut non_ip = 0u64;
@@ -808,20 +850,27 @@ impl<C: Classify> AclNode<C> {
         let acl = &prog.acl;
         // The output-port mode is matched once per burst, not per packet.
         let nf = match *outport {
-            OutportMode::None => stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |_, _| NO_PORT),
+            OutportMode::None => {
+                stateless_keys(s, f, n, skip, (acl, bits), &mut on_non_ip, |_, _| NO_PORT)
+            }
             OutportMode::CrossConnect => {
-                stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |inp, _| {
+                stateless_keys(s, f, n, skip, (acl, bits), &mut on_non_ip, |inp, _| {
                     peer.get(usize::from(inp)).copied().unwrap_or(NO_PORT)
                 })
             }
             OutportMode::ByMetadata => {
-                stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |_, m| m.out_port)
+                stateless_keys(s, f, n, skip, (acl, bits), &mut on_non_ip, |_, m| {
+                    m.out_port
+                })
             }
-            OutportMode::ByRoute => stateless_keys(s, f, n, skip, acl, &mut on_non_ip, |_, m| {
-                m.out_port = route(routes, m);
-                m.out_port
-            }),
+            OutportMode::ByRoute => {
+                stateless_keys(s, f, n, skip, (acl, bits), &mut on_non_ip, |_, m| {
+                    m.out_port = route(routes, m);
+                    m.out_port
+                })
+            }
         };
+        fill_set_classes(s, nf, acl, members);
         if non_ip != 0 {
             f.counters.add_extra(CTR_NON_IP, non_ip);
         }
@@ -865,6 +914,8 @@ impl<C: Classify> AclNode<C> {
     fn process_stateful<P: PacketBuf>(&mut self, f: &mut Frame<'_, P>, n: usize, skip: bool) {
         let AclNode {
             installed,
+            members,
+            epoch,
             outport,
             peer,
             routes,
@@ -881,6 +932,7 @@ impl<C: Classify> AclNode<C> {
         let mut replies = 0u64;
         let prog = &*installed.0;
         let counters = &*installed.1;
+        let members = &**members;
         let s = &mut **scratch;
         let default = prog.acl.rules.default_action();
         let mut run = RunCounter::new();
@@ -913,7 +965,7 @@ impl<C: Classify> AclNode<C> {
 
         // 2. Connection table: packets of tracked connections pass.
         let now = crate::cycles::now();
-        let gen = prog.generation;
+        let gen = *epoch;
         let (mut ct_hits, mut rechecked, mut n_related) = (0u64, 0u64, 0u64);
         ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
 
@@ -947,9 +999,15 @@ impl<C: Classify> AclNode<C> {
                 }
             }
             let inp = f.pkts[i].in_port();
-            let words = pairs.words(&prog.acl, inp, out_port_of(*outport, peer, inp, m));
+            let words = pairs.words(
+                prog.acl.layout,
+                members.port_bits(),
+                inp,
+                out_port_of(*outport, peer, inp, m),
+            );
             s.push_key(&mut nf, m, words, &prog.acl.protos, j as u16);
         }
+        fill_set_classes(s, nf, &prog.acl, members);
 
         // 4. One classify call per family present; results back in IP order.
         let mut ncls = 0usize;
@@ -1098,7 +1156,7 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
         let mut rechecks = 0;
         if let Some(slot) = self.lb_flows {
             if let Some(fl) = f.shared.get_mut::<crate::lb::LbFlows>(slot) {
-                let gen = self.installed.0.generation;
+                let gen = self.epoch;
                 let tracked =
                     fl.look_up_tracked(f.pkts, f.meta, &mut self.scratch.tracked[..n], gen);
                 if tracked != 0 {

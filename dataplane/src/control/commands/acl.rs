@@ -1,12 +1,14 @@
 //! `show acl [NODE]`, `acl set-add`, `acl set-del`: the ACL stages' rules with their
 //! per-rule counters and the generation each worker runs, and address-set membership changes
-//! published like a reload (built here, adopted by each worker between bursts).
+//! published as one batch ([`pipeline::acl::AclHub::update_members`]: a membership update for
+//! a large set, a rebuild for an expanded one; adopted by each worker between bursts).
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use pipeline::acl::key::Classify;
 use pipeline::acl::net::IpNet;
+use pipeline::acl::MemberChange;
 use serde_json::json;
 
 use super::json;
@@ -129,41 +131,67 @@ fn change_set(cx: &mut Ctx<'_>, args: &[String], add: bool) -> Result<Reply, Str
         .collect::<Result<_, String>>()?;
     let mut text = String::new();
     let mut reports = Vec::new();
+    let batch: Vec<MemberChange> = addrs
+        .iter()
+        .map(|&net| match add {
+            true => MemberChange::SetAdd {
+                set: set.clone(),
+                net,
+            },
+            false => MemberChange::SetDel {
+                set: set.clone(),
+                net,
+            },
+        })
+        .collect();
     for node in cx.nodes_of_kind("acl") {
         let Some(hub) = acl_hub(node) else { continue };
-        let Some(current) = hub.rules().address_set(set).map(|s| s.entries.clone()) else {
+        if !hub.has_address_set(set) {
             continue;
-        };
-        let mut entries = current.clone();
-        for a in &addrs {
-            if add && !entries.contains(a) {
-                entries.push(*a);
-            } else if !add {
-                entries.retain(|e| e != a);
-            }
         }
-        if entries == current {
+        // One batch, one publication: a membership update of a large set (no rebuild), a
+        // rebuild for an expanded one.
+        let r = hub
+            .update_members(&batch, PUBLISH_WAIT)
+            .map_err(|e| format!("acl node {node}: set {set}: {e}"))?;
+        if r.rebuild.is_none() && r.set_ops == 0 {
             let _ = writeln!(text, "acl node {node}: set {set} unchanged");
             reports.push(json!({ "node": node, "changed": false }));
             continue;
         }
-        let r = hub
-            .update_address_set(set, entries.clone(), PUBLISH_WAIT)
-            .map_err(|e| format!("acl node {node}: set {set}: {e}"))?;
-        let _ = writeln!(
-            text,
-            "acl node {node}: set {set} now {} entries, generation {} ({} flat rules, built in {:.1} ms, {}/{} workers switched)",
-            entries.len(),
-            r.generation,
-            r.flat_rules,
-            r.build_seconds * 1e3,
-            r.switched,
-            r.workers
-        );
+        match &r.rebuild {
+            Some(b) => {
+                let _ = writeln!(
+                    text,
+                    "acl node {node}: set {set} (expanded): generation {} ({} flat rules, rebuilt in {:.1} ms, {}/{} workers switched)",
+                    r.generation,
+                    b.flat_rules,
+                    b.build_seconds * 1e3,
+                    r.switched,
+                    r.workers
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "acl node {node}: set {set} (membership): generation {} ({} changes, applied in {:.3} ms, {}/{} workers switched in {:.3} ms)",
+                    r.generation,
+                    r.set_ops,
+                    r.apply_seconds * 1e3,
+                    r.switched,
+                    r.workers,
+                    r.seconds * 1e3
+                );
+            }
+        }
+        let entries = hub.rules().address_set(set).map_or(0, |s| s.entries.len());
         reports.push(json!({
-            "node": node, "changed": true, "entries": entries.len(),
-            "generation": r.generation, "flat_rules": r.flat_rules,
-            "build_seconds": r.build_seconds, "wait_seconds": r.wait_seconds,
+            "node": node, "changed": true, "generation": r.generation, "entries": entries,
+            "rebuilt": r.rebuild.is_some(),
+            "flat_rules": r.rebuild.as_ref().map(|b| b.flat_rules),
+            "build_seconds": r.rebuild.as_ref().map(|b| b.build_seconds),
+            "set_ops": r.set_ops, "apply_seconds": r.apply_seconds,
+            "wait_seconds": r.wait_seconds, "seconds": r.seconds,
             "workers": r.workers, "switched": r.switched,
         }));
     }

@@ -12,10 +12,22 @@
 //! share of packets it answered is printed beside each figure. `--flows N` changes the
 //! number of flows of the traffic (more flows than cache entries: the cost of misses).
 //!
+//! Large address sets are matched by membership (set classes, issue 25); `--realistic`
+//! also measures the same rule sets with every set expanded (key suffix `_expanded`, the
+//! path before set classes) and prints the difference. The full run ends with the
+//! membership benchmark ([`members`]: update latency and rate at 10k ACLs naming 100k
+//! addresses while a worker forwards, the forwarding ratio during churn, today's rebuild
+//! path beside it); `--members` runs only that.
+//!
 //! ```text
 //! cargo run --release -p perf --bin acl-bench -- [--json FILE] [--bursts N] [--rounds N] [--rules N]
 //!     [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N]
+//!     [--members] [--member-updates N] [--member-seconds S] [--member-windows N]
+//!     [--member-realtime]
 //! ```
+//! `--member-realtime` runs the membership benchmark's worker and control thread at
+//! SCHED_FIFO (as on dedicated cores; on a shared machine they otherwise wait for time
+//! slices, which is then what the latency measures).
 //! Figures are the median over rounds (min alongside): the machine may be shared.
 
 use std::net::Ipv4Addr;
@@ -28,6 +40,8 @@ use pipeline::acl::{AclConfig, AclFile, Classify};
 use pipeline::source::{IpVersion, L4Proto, PacketSource, SourceSpec};
 use pipeline::{Graph, GraphSpec, PortInfo, TestBuf, VECTOR_SIZE};
 use serde_json::json;
+
+mod members;
 
 /// An `[acl]` table of about `rules` flat rules; the bench traffic (src 10.0.x.y, dst
 /// 10.1.0.1:80 over TCP) is allowed by the last, lowest-priority ACL.
@@ -93,6 +107,9 @@ struct Setup {
     cache: Option<usize>,
     bursts: u64,
     rounds: u64,
+    /// `set_class_min_entries` of the node (`None`: its default; huge: every set expanded,
+    /// the path before issue 25).
+    set_classes: Option<usize>,
 }
 
 fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
@@ -102,8 +119,9 @@ fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
         cache,
         bursts,
         rounds,
+        set_classes,
     } = setup;
-    let node = format!("acl-{rules}-{stateful}-{realistic}");
+    let node = format!("acl-{rules}-{stateful}-{realistic}-{set_classes:?}-{cache:?}");
     let (ports, cfg, (p0, p1)) = if realistic {
         (
             [
@@ -132,6 +150,12 @@ fn run(rules: usize, stateful: bool, setup: Setup) -> Result<Measured, String> {
     params.insert("outport".into(), "cross-connect".into());
     if let Some(n) = cache {
         params.insert("verdict_cache".into(), toml::Value::Integer(n as i64));
+    }
+    if let Some(n) = set_classes {
+        params.insert(
+            "set_class_min_entries".into(),
+            toml::Value::Integer(n as i64),
+        );
     }
     params.insert(
         "pairs".into(),
@@ -190,9 +214,12 @@ fn main() -> ExitCode {
     let mut only: Option<usize> = None;
     let mut modes = vec![false, true];
     let (mut flows, mut cache) = (10_000u32, None);
+    let (mut member_updates, mut member_seconds, mut member_windows) = (2000u64, 0.5f64, 3usize);
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let realistic = args.iter().any(|a| a == "--realistic");
-    args.retain(|a| a != "--realistic");
+    let members_only = args.iter().any(|a| a == "--members");
+    let member_rt = args.iter().any(|a| a == "--member-realtime");
+    args.retain(|a| a != "--realistic" && a != "--members" && a != "--member-realtime");
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.next()) {
@@ -202,6 +229,13 @@ fn main() -> ExitCode {
             ("--rules", Some(v)) => only = v.parse().ok(),
             ("--flows", Some(v)) => flows = v.parse::<u32>().unwrap_or(flows).max(1),
             ("--verdict-cache", Some(v)) => cache = v.parse().ok(),
+            ("--member-updates", Some(v)) => {
+                member_updates = v.parse::<u64>().unwrap_or(member_updates).max(10)
+            }
+            ("--member-seconds", Some(v)) => member_seconds = v.parse().unwrap_or(member_seconds),
+            ("--member-windows", Some(v)) => {
+                member_windows = v.parse::<usize>().unwrap_or(member_windows).max(1)
+            }
             ("--mode", Some(v)) => {
                 modes = match v.as_str() {
                     "stateless" => vec![false],
@@ -210,7 +244,7 @@ fn main() -> ExitCode {
                 }
             }
             _ => {
-                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N]");
+                eprintln!("usage: acl-bench [--json FILE] [--bursts N] [--rounds N] [--rules N] [--mode stateless|stateful|both] [--realistic] [--flows N] [--verdict-cache N] [--members] [--member-updates N] [--member-seconds S] [--member-windows N] [--member-realtime]");
                 return ExitCode::from(2);
             }
         }
@@ -246,7 +280,39 @@ fn main() -> ExitCode {
         cache,
         bursts,
         rounds,
+        set_classes: None,
     };
+    let write_json = |path: &Option<String>,
+                      results: &serde_json::Map<String, serde_json::Value>| {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(results).unwrap()) {
+                eprintln!("acl-bench: {path}: {e}");
+                return false;
+            }
+        }
+        true
+    };
+    if members_only {
+        return match members::run(
+            member_updates,
+            member_seconds,
+            member_windows,
+            &rules_config(10_000),
+            member_rt,
+        ) {
+            Ok(m) => {
+                if write_json(&json_out, &m) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("acl-bench: members: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cache_text = match cache {
         Some(0) => "verdict cache off".to_string(),
         Some(n) => format!("verdict cache {n} entries"),
@@ -274,15 +340,33 @@ fn main() -> ExitCode {
             );
             // Stateless from 1k rules up, with the cache at its default: the same without it
             // (key suffix `_uncached`), so every run shows what the cache adds.
-            let variants: &[(Option<usize>, &str)] =
-                if !stateful && rules >= 1000 && cache.is_none() {
-                    &[(None, ""), (Some(0), "_uncached")]
+            // Realistic: the same with every set expanded (`_expanded`: the path before set
+            // classes), so each run shows what matching large sets by membership costs.
+            // `_classes`: every set of 16 entries or more a set class (the smallest threshold).
+            const ALL: Option<usize> = Some(1_000_000_000);
+            const SMALL: Option<usize> = Some(16);
+            let variants: &[(Option<usize>, Option<usize>, &str)] =
+                if !stateful && rules >= 1000 && cache.is_none() && realistic {
+                    &[
+                        (None, None, ""),
+                        (Some(0), None, "_uncached"),
+                        (None, ALL, "_expanded"),
+                        (Some(0), ALL, "_uncached_expanded"),
+                        (None, SMALL, "_classes"),
+                        (Some(0), SMALL, "_uncached_classes"),
+                    ]
+                } else if !stateful && rules >= 1000 && cache.is_none() {
+                    &[(None, None, ""), (Some(0), None, "_uncached")]
+                } else if realistic {
+                    &[(None, None, ""), (None, ALL, "_expanded")]
                 } else {
-                    &[(None, "")]
+                    &[(None, None, "")]
                 };
-            for &(cache_override, suffix) in variants {
+            for &(cache_override, set_classes, suffix) in variants {
+                let expand_all = set_classes == ALL;
                 let setup = Setup {
                     cache: cache_override.or(cache),
+                    set_classes,
                     ..setup
                 };
                 let m = match run(rules, stateful, setup) {
@@ -293,8 +377,13 @@ fn main() -> ExitCode {
                     }
                 };
                 println!(
-                    "{rules:>6} rules ({} flat) {:<9} {:7.1} ({:.1}) cycles/pkt  [{}; {:.1}% from the verdict cache{}]",
+                    "{rules:>6} rules ({} flat{}) {:<9} {:7.1} ({:.1}) cycles/pkt  [{}; {:.1}% from the verdict cache{}]",
                     m.flat,
+                    match (expand_all, set_classes) {
+                        (true, _) => ", sets expanded".to_string(),
+                        (false, Some(n)) => format!(", sets of {n}+ as classes"),
+                        _ => String::new(),
+                    },
                     if stateful { "stateful" } else { "stateless" },
                     m.median,
                     m.min,
@@ -303,6 +392,45 @@ fn main() -> ExitCode {
                     if setup.cache == Some(0) { ", off" } else { "" }
                 );
                 results.insert(format!("{key}{suffix}"), json!(m.median));
+                if let Some(b) = suffix.strip_suffix("_classes") {
+                    if let Some(exp) = results
+                        .get(&format!("{key}{b}_expanded"))
+                        .and_then(|v| v.as_f64())
+                    {
+                        let delta = m.median - exp;
+                        println!(
+                            "{:>31} classes (16+) minus expanded: {delta:+.1} cycles/pkt",
+                            ""
+                        );
+                        results.insert(
+                            format!(
+                                "{}{b}",
+                                key.replace("cycles_per_packet", "class_cycles_delta")
+                            ),
+                            json!(delta),
+                        );
+                    }
+                }
+                if let (Some(e), Some(base)) = (
+                    suffix.strip_suffix("_expanded"),
+                    suffix
+                        .strip_suffix("_expanded")
+                        .and_then(|b| results.get(&format!("{key}{b}")))
+                        .and_then(|v| v.as_f64()),
+                ) {
+                    let delta = base - m.median;
+                    println!(
+                        "{:>31} membership minus expanded: {delta:+.1} cycles/pkt",
+                        ""
+                    );
+                    results.insert(
+                        format!(
+                            "{}{e}",
+                            key.replace("cycles_per_packet", "member_cycles_delta")
+                        ),
+                        json!(delta),
+                    );
+                }
                 if suffix.is_empty() && !stateful {
                     results.insert(
                         key.replace("cycles_per_packet", "verdict_cache_share"),
@@ -342,11 +470,21 @@ fn main() -> ExitCode {
         "rebuild of 10k rules (expand + compile + rte_acl build): {rebuild:.3} s (median of 3)"
     );
     results.insert("acl_rebuild_seconds_10k".into(), json!(rebuild));
-    if let Some(path) = json_out {
-        if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap()) {
-            eprintln!("acl-bench: {path}: {e}");
+    match members::run(
+        member_updates,
+        member_seconds,
+        member_windows,
+        &rules_config(10_000),
+        member_rt,
+    ) {
+        Ok(m) => results.extend(m),
+        Err(e) => {
+            eprintln!("acl-bench: members: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    if !write_json(&json_out, &results) {
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
