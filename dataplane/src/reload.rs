@@ -366,41 +366,8 @@ impl Reloader {
                     // Only set or group members changed: a membership update (no rebuild
                     // of the classifier for large sets); otherwise the whole rule set.
                     match hub.apply_config(&cfg, PUBLISH_WAIT) {
-                        Ok(Applied::Rebuilt(r)) => {
-                            applied.push(format!(
-                                "acl node `{node}`: generation {}, {} rules ({} flat), built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
-                                r.generation,
-                                cfg.rules.len(),
-                                r.flat_rules,
-                                r.build_seconds * 1e3,
-                                r.classifier,
-                                r.switched,
-                                r.workers,
-                                r.wait_seconds * 1e3,
-                            ));
-                            self.acl.insert(node, cfg);
-                        }
-                        Ok(Applied::Members(r)) => {
-                            applied.push(match &r.rebuild {
-                                Some(b) => format!(
-                                    "acl node `{node}`: generation {}, members of expanded sets changed: rebuilt ({} flat rules) in {:.1} ms, {}/{} workers switched",
-                                    r.generation,
-                                    b.flat_rules,
-                                    b.build_seconds * 1e3,
-                                    r.switched,
-                                    r.workers,
-                                ),
-                                None => format!(
-                                    "acl node `{node}`: generation {}, membership update of {} changes ({} set entries{}), {}/{} workers switched in {:.3} ms",
-                                    r.generation,
-                                    r.changes,
-                                    r.set_ops,
-                                    if r.port_bits_changed { ", port groups" } else { "" },
-                                    r.switched,
-                                    r.workers,
-                                    r.seconds * 1e3,
-                                ),
-                            });
+                        Ok(a) => {
+                            applied.push(describe_applied(&node, &a, cfg.rules.len()));
                             self.acl.insert(node, cfg);
                         }
                         Err(e) => {
@@ -613,6 +580,43 @@ impl Drop for Reloader {
         if let Some(id) = self.sig_id.take() {
             signal_hook::low_level::unregister(id);
         }
+    }
+}
+
+/// One log line for an ACL publication through [`pipeline::acl::AclHub::apply_config`]:
+/// a rebuild (`rules` rules) or a membership update. Shared by reloads and the OVN follower.
+pub fn describe_applied(node: &str, applied: &Applied, rules: usize) -> String {
+    match applied {
+        Applied::Rebuilt(r) => format!(
+            "acl node `{node}`: generation {}, {rules} rules ({} flat), built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
+            r.generation,
+            r.flat_rules,
+            r.build_seconds * 1e3,
+            r.classifier,
+            r.switched,
+            r.workers,
+            r.wait_seconds * 1e3,
+        ),
+        Applied::Members(r) => match &r.rebuild {
+            Some(b) => format!(
+                "acl node `{node}`: generation {}, members of expanded sets changed: rebuilt ({} flat rules) in {:.1} ms, {}/{} workers switched",
+                r.generation,
+                b.flat_rules,
+                b.build_seconds * 1e3,
+                r.switched,
+                r.workers,
+            ),
+            None => format!(
+                "acl node `{node}`: generation {}, membership update of {} changes ({} set entries{}), {}/{} workers switched in {:.3} ms",
+                r.generation,
+                r.changes,
+                r.set_ops,
+                if r.port_bits_changed { ", port groups" } else { "" },
+                r.switched,
+                r.workers,
+                r.seconds * 1e3,
+            ),
+        },
     }
 }
 

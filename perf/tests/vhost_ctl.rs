@@ -157,7 +157,13 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
     let extra = format!(
         "[control]\nsocket = \"{}\"\n{}",
         socket.display(),
-        full_pipeline(&rules, 65_536, Lookups::Shared)
+        // `blocked` (200 entries) as a set class: `acl set-add` below is a membership
+        // update under traffic, not a rebuild.
+        full_pipeline(&rules, 65_536, Lookups::Shared).replacen(
+            "stateful = 0,",
+            "stateful = 0, set_class_min_entries = 64,",
+            1
+        )
     );
     let cfg = t.dataplane_config("", &extra);
     let stats = t.scratch.path("dut.json");
@@ -400,6 +406,10 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
     let set = ctl(&socket, "acl set-add blocked 10.1.5.0/24");
     assert_eq!(set["nodes"][0]["changed"], true, "{set}");
     assert_eq!(set["nodes"][0]["entries"], 201);
+    assert_eq!(
+        set["nodes"][0]["rebuilt"], false,
+        "not a membership update: {set}"
+    );
     assert_eq!(num(&set["nodes"][0]["generation"]), gen + 1);
 
     // Phase 2: the same flows and as many new ones.
@@ -455,6 +465,7 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
     assert_eq!(lb_tel["packets"], b1["packets"], "{tel}");
     let set = ctl(&socket, "acl set-del blocked 10.1.5.0/24");
     assert_eq!(set["nodes"][0]["entries"], 200);
+    assert_eq!(set["nodes"][0]["rebuilt"], false, "{set}");
 
     // A non-root user cannot connect.
     let out = Command::new(workspace_bin("dataplane"))

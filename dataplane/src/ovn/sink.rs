@@ -1,6 +1,7 @@
 //! The dataplane's [`PolicySink`]: ACL rules through each acl node's hub
-//! ([`pipeline::acl::AclHub::publish_config`], built on the follower thread, swapped by each
-//! worker between bursts) and services through the lb node's shared control
+//! ([`pipeline::acl::AclHub::apply_config`]: a membership update when only the members of
+//! address sets and port groups changed, e.g. a pod's address in a derived `$<pg>_ip4`, else
+//! a rule set built on the follower thread; either is adopted by each worker between bursts) and services through the lb node's shared control
 //! ([`pipeline::lb::LbControl::update`]): the same hitless paths as a config reload.
 
 use std::time::Duration;
@@ -23,18 +24,13 @@ pub struct DataplaneSink {
 impl PolicySink for DataplaneSink {
     fn publish_acl(&mut self, node: &str, cfg: &AclConfig) -> Result<String, String> {
         let hub = crate::dpdk::acl::acl_hub(node).ok_or("no running hub")?;
-        let r = hub
-            .publish_config(cfg, PUBLISH_WAIT)
+        let applied = hub
+            .apply_config(cfg, PUBLISH_WAIT)
             .map_err(|e| e.to_string())?;
-        Ok(format!(
-            "acl node `{node}`: generation {}, {} rules ({} flat), built in {:.1} ms, {}/{} workers switched in {:.1} ms",
-            r.generation,
+        Ok(crate::reload::describe_applied(
+            node,
+            &applied,
             cfg.rules.len(),
-            r.flat_rules,
-            r.build_seconds * 1e3,
-            r.switched,
-            r.workers,
-            r.wait_seconds * 1e3
         ))
     }
 
