@@ -14,16 +14,15 @@ mod common;
 mod ovsdb;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrayvec::ArrayVec;
 use common::*;
 use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
 use dataplane::dpdk::ring::Ring;
-use dataplane::dpdk::{Mbuf, Mempool};
+use dataplane::dpdk::Mempool;
 use dataplane::plan;
 use dataplane::runtime::{run_with_eal, RunOptions};
 use ovsdb::NbServer;
@@ -77,61 +76,31 @@ to = "forward"
     )
 }
 
-#[derive(Default)]
-struct Shared {
-    stop: AtomicBool,
-    done: AtomicBool,
-    injected: AtomicU64,
-    collected: AtomicU64,
-}
-
 /// Streams the probe flows (UDP 10.1.0.1:1024..3023 -> 10.2.0.1:5001) into `input`, drains
 /// `output`, until told to stop; then drains until quiet.
-fn pump(pool: &Mempool, input: &Ring, output: &Ring, sh: &Shared) {
+fn pump(pool: &Mempool, input: &Ring, output: &Ring, c: &PumpCounts) {
     let mut seq = 0u32;
-    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
-    let mut out: ArrayVec<Mbuf, 32> = ArrayVec::new();
-    let drain = |out: &mut ArrayVec<Mbuf, 32>| {
-        let n = output.dequeue(out);
-        out.clear();
-        sh.collected.fetch_add(n as u64, Ordering::SeqCst);
-        n
-    };
-    while !sh.stop.load(Ordering::SeqCst) {
-        for k in 0..16 {
-            let mut m = pool.alloc().expect("pool has room");
-            // 2,000 flows (source ports), so that each generation classifies new ones.
-            let mut f = frame(seq + k, 0);
-            f[34..36].copy_from_slice(&(1024 + ((seq + k) % 2000) as u16).to_be_bytes());
-            assert!(m.append(&f));
-            v.push(m);
-        }
+    let next = || {
+        // 2,000 flows (source ports), so that each generation classifies new ones.
+        let burst = (0..16)
+            .map(|k| {
+                let mut f = frame(seq + k, 0);
+                f[34..36].copy_from_slice(&(1024 + ((seq + k) % 2000) as u16).to_be_bytes());
+                f
+            })
+            .collect();
         seq += 16;
-        sh.injected.fetch_add(v.len() as u64, Ordering::SeqCst);
-        while !v.is_empty() {
-            input.enqueue(&mut v);
-            drain(&mut out);
-        }
-        drain(&mut out);
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    let mut quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_millis(300) {
-        if drain(&mut out) > 0 {
-            quiet = Instant::now();
-        } else {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    sh.done.store(true, Ordering::SeqCst);
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        burst
+    };
+    common::pump(
+        pool,
+        input,
+        output,
+        c,
+        Duration::from_micros(500),
+        next,
+        |_| {},
+    );
 }
 
 fn rule(c: &RuleCountersSnapshot, name: &str) -> u64 {
@@ -205,7 +174,7 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
     let w = ring_ports(&eal, 32768);
     let pool = Arc::new(Mempool::create(&eal, "ovn_e2e_pool", 16383, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
-    let sh = Arc::new(Shared::default());
+    let sh = Arc::new(PumpCounts::default());
     let (in0, out1) = (Arc::new(w.in0), Arc::new(w.out1));
     let pumper = {
         let (pool, sh, in0, out1) = (pool.clone(), sh.clone(), in0.clone(), out1.clone());

@@ -18,11 +18,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrayvec::ArrayVec;
 use common::*;
 use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
@@ -159,11 +158,7 @@ fn tcp_to_vip(sport: u16) -> Vec<u8> {
 /// What the traffic pump shares with the test driver.
 #[derive(Default)]
 struct Shared {
-    stop: AtomicBool,
-    /// Set by the pump once it stopped and drained everything.
-    done: AtomicBool,
-    injected: AtomicU64,
-    collected: AtomicU64,
+    counts: PumpCounts,
     /// Sequence numbers of the UDP frames that came out, in order.
     udp: Mutex<Vec<u32>>,
     /// (source port, destination address) of the TCP frames that came out.
@@ -176,71 +171,41 @@ struct Shared {
 /// until told to stop; then drains until nothing comes for 300 ms.
 fn pump(pool: &Mempool, input: &Ring, output: &Ring, sh: &Shared) {
     let mut seq = 0u32;
-    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
-    let mut out: ArrayVec<Mbuf, 32> = ArrayVec::new();
-    let drain = |out: &mut ArrayVec<Mbuf, 32>| -> usize {
-        let n = output.dequeue(out);
-        for m in out.drain(..) {
-            let d = m.data();
-            if d[23] == 17 {
-                let s = u32::from_be_bytes([d[42], d[43], d[44], d[45]]);
-                sh.udp.lock().unwrap().push(s);
-            } else {
-                let sport = u16::from_be_bytes([d[34], d[35]]);
-                sh.tcp
-                    .lock()
-                    .unwrap()
-                    .push((sport, [d[30], d[31], d[32], d[33]]));
-            }
-        }
-        sh.collected.fetch_add(n as u64, Ordering::SeqCst);
-        n
-    };
-    while !sh.stop.load(Ordering::SeqCst) {
+    let next = || {
         let tcp: Vec<Vec<u8>> = {
             let mut q = sh.tcp_queue.lock().unwrap();
             let n = q.len().min(32);
             q.drain(..n).collect()
         };
-        let frames: Vec<Vec<u8>> = if tcp.is_empty() {
-            (0..16).map(|k| frame(seq + k, 0)).collect()
+        if !tcp.is_empty() {
+            return tcp;
+        }
+        let udp: Vec<Vec<u8>> = (0..16).map(|k| frame(seq + k, 0)).collect();
+        seq += 16;
+        udp
+    };
+    let seen = |m: &Mbuf| {
+        let d = m.data();
+        if d[23] == 17 {
+            let s = u32::from_be_bytes([d[42], d[43], d[44], d[45]]);
+            sh.udp.lock().unwrap().push(s);
         } else {
-            tcp
-        };
-        let udp = frames[0][23] == 17;
-        for f in &frames {
-            let mut m = pool.alloc().expect("pool has room");
-            assert!(m.append(f));
-            v.push(m);
+            let sport = u16::from_be_bytes([d[34], d[35]]);
+            sh.tcp
+                .lock()
+                .unwrap()
+                .push((sport, [d[30], d[31], d[32], d[33]]));
         }
-        if udp {
-            seq += frames.len() as u32;
-        }
-        sh.injected.fetch_add(v.len() as u64, Ordering::SeqCst);
-        while !v.is_empty() {
-            input.enqueue(&mut v);
-            drain(&mut out);
-        }
-        drain(&mut out);
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let mut quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_millis(300) {
-        if drain(&mut out) > 0 {
-            quiet = Instant::now();
-        } else {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    sh.done.store(true, Ordering::SeqCst);
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    };
+    common::pump(
+        pool,
+        input,
+        output,
+        &sh.counts,
+        Duration::from_micros(200),
+        next,
+        seen,
+    );
 }
 
 fn rule(c: &RuleCountersSnapshot, name: &str) -> Option<u64> {
@@ -417,8 +382,10 @@ fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
                 assert_eq!(rule(&hub.counters(), "block-vip"), Some(BLOCKED_TCP.into()));
                 assert!(sh.tcp.lock().unwrap().is_empty(), "a denied flow came out");
                 // Stop the traffic and let everything drain before the runtime stops.
-                sh.stop.store(true, Ordering::SeqCst);
-                wait_for("the pump to drain", 20, || sh.done.load(Ordering::SeqCst));
+                sh.counts.stop.store(true, Ordering::SeqCst);
+                wait_for("the pump to drain", 20, || {
+                    sh.counts.done.load(Ordering::SeqCst)
+                });
                 on3
             })
         })
@@ -432,7 +399,7 @@ fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
     };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
     let driver_result = driver.join();
-    sh.stop.store(true, Ordering::SeqCst);
+    sh.counts.stop.store(true, Ordering::SeqCst);
     pumper.join().expect("pump");
     let on3 = driver_result.expect("driver");
     println!("new flows on the added backend: {on3} of 300");
@@ -446,8 +413,8 @@ fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
         .iter()
         .flat_map(|n| n.drops.iter().map(|d| d.count))
         .sum();
-    let injected = sh.injected.load(Ordering::SeqCst);
-    let collected = sh.collected.load(Ordering::SeqCst);
+    let injected = sh.counts.injected.load(Ordering::SeqCst);
+    let collected = sh.counts.collected.load(Ordering::SeqCst);
     let (r0, r1) = (&report.ports[0], &report.ports[1]);
     println!(
         "injected {injected}, r0 rx {}, r1 tx {}, collected {collected}, acl-deny {denied}",

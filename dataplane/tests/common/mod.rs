@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,75 @@ pub fn stop_after<T>(flag: Arc<AtomicBool>, f: impl FnOnce() -> T) -> T {
     }
     let _g = Guard(flag);
     f()
+}
+
+/// Counters a traffic [`pump`] shares with the test driving it.
+#[derive(Default)]
+pub struct PumpCounts {
+    /// Set by the driver: stop sending, drain, then set `done`.
+    pub stop: AtomicBool,
+    /// Set by the pump once it stopped and nothing came out for 300 ms.
+    pub done: AtomicBool,
+    /// Frames put into the input ring.
+    pub injected: AtomicU64,
+    /// Frames taken out of the output ring.
+    pub collected: AtomicU64,
+}
+
+/// Streams the bursts `next` yields into `input`, pausing `pause` after each, and hands
+/// every frame coming out of `output` to `seen`, until `c.stop`; then drains until nothing
+/// comes for 300 ms and sets `c.done`. Every frame is counted on its way in and out.
+pub fn pump(
+    pool: &Mempool,
+    input: &Ring,
+    output: &Ring,
+    c: &PumpCounts,
+    pause: Duration,
+    mut next: impl FnMut() -> Vec<Vec<u8>>,
+    mut seen: impl FnMut(&Mbuf),
+) {
+    let mut v: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    let mut out: ArrayVec<Mbuf, 32> = ArrayVec::new();
+    let mut drain = |out: &mut ArrayVec<Mbuf, 32>| -> usize {
+        let n = output.dequeue(out);
+        for m in out.drain(..) {
+            seen(&m);
+        }
+        c.collected.fetch_add(n as u64, Ordering::SeqCst);
+        n
+    };
+    while !c.stop.load(Ordering::SeqCst) {
+        for f in next() {
+            let mut m = pool.alloc().expect("pool has room");
+            assert!(m.append(&f));
+            v.push(m);
+        }
+        c.injected.fetch_add(v.len() as u64, Ordering::SeqCst);
+        while !v.is_empty() {
+            input.enqueue(&mut v);
+            drain(&mut out);
+        }
+        drain(&mut out);
+        std::thread::sleep(pause);
+    }
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_millis(300) {
+        if drain(&mut out) > 0 {
+            quiet = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    c.done.store(true, Ordering::SeqCst);
+}
+
+/// Polls `f` every 2 ms until it holds; fails naming `what` after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 pub fn put(pool: &Mempool, ring: &Ring, frames: &[Vec<u8>]) {
