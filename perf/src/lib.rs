@@ -2,6 +2,10 @@
 
 pub mod ctl;
 pub mod frames;
+/// A real `ovsdb-server` with a fresh OVN Northbound database (unix, TLS, cluster): the same
+/// rig the dataplane's OVN tests use, shared with the benchmarks rather than copied.
+#[path = "../../dataplane/tests/support/ovsdb.rs"]
+pub mod nb_server;
 pub mod ovs;
 pub mod procs;
 pub mod report;
