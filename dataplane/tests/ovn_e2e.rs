@@ -19,11 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
 use dataplane::dpdk::ring::Ring;
 use dataplane::dpdk::Mempool;
-use dataplane::plan;
 use dataplane::runtime::{run_with_eal, RunOptions};
 use ovsdb::NbServer;
 use pipeline::acl::RuleCountersSnapshot;
@@ -165,12 +163,8 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
     );
 
     let eal = eal("ovn-e2e");
-    let dir = std::env::temp_dir().join(format!("dp-ovn-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("dataplane.toml");
-    std::fs::write(&file, config(&nb.remote())).unwrap();
-    let cfg = ConfigFile::load(&file).expect("parses");
-    let plan = plan::build(&cfg, &file, &plan::Host::with_cpus(&[0, 1])).expect("valid plan");
+    let dir = scratch_dir("ovn-e2e");
+    let (_file, plan) = plan_file(&dir, &config(&nb.remote()));
     let w = ring_ports(&eal, 32768);
     let pool = Arc::new(Mempool::create(&eal, "ovn_e2e_pool", 16383, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));

@@ -23,11 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use dataplane::config::ConfigFile;
 use dataplane::dpdk::acl::acl_hub;
 use dataplane::dpdk::ring::Ring;
 use dataplane::dpdk::{Mbuf, Mempool};
-use dataplane::plan;
 use dataplane::reload;
 use dataplane::runtime::{run_with_eal, RunOptions};
 use pipeline::acl::RuleCountersSnapshot;
@@ -246,15 +244,11 @@ fn flows(sh: &Shared, sports: impl Iterator<Item = u16>) -> BTreeMap<u16, [u8; 4
 #[test]
 fn sighup_reloads_acl_rules_and_lb_services_under_traffic() {
     let eal = eal("reload");
-    let dir = std::env::temp_dir().join(format!("dp-reload-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("dataplane.toml");
+    let dir = scratch_dir("reload-e2e");
     let rules_file = dir.join("rules.toml");
     let json = dir.join("stats.json");
     std::fs::write(&rules_file, rules(false)).unwrap();
-    std::fs::write(&file, config(&rules_file, &[1, 2], 1024)).unwrap();
-    let cfg = ConfigFile::load(&file).expect("parses");
-    let plan = plan::build(&cfg, &file, &plan::Host::with_cpus(&[0, 1])).expect("valid plan");
+    let (file, plan) = plan_file(&dir, &config(&rules_file, &[1, 2], 1024));
     let w = ring_ports(&eal, 32768);
     let pool = Arc::new(Mempool::create(&eal, "reload_pool", 16383, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));

@@ -39,6 +39,23 @@ cross_connect = [["r0", "r1"]]
     .expect("valid plan")
 }
 
+/// A fresh scratch directory for one test run: `<tmp>/dp-<tag>-<pid>`.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dp-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` as `dir/dataplane.toml` (the file SIGHUP reloads), loads it and plans it
+/// for CPUs 0 and 1; returns the file and the plan.
+pub fn plan_file(dir: &Path, text: &str) -> (std::path::PathBuf, Plan) {
+    let file = dir.join("dataplane.toml");
+    std::fs::write(&file, text).unwrap();
+    let cfg = ConfigFile::load(&file).expect("parses");
+    let plan = plan::build(&cfg, &file, &plan::Host::with_cpus(&[0, 1])).expect("valid plan");
+    (file, plan)
+}
+
 /// Initialises EAL in this process (once) without huge pages or PCI, with DPDK's SIMD limit
 /// at 512 bits as the benchmarks set it (so rte_acl may pick its AVX-512 methods where the
 /// CPU has them).
