@@ -846,9 +846,16 @@ cross_connect = [["vf0", "up0"]]
     assert!(err.contains("no NB read within 1.0 s"), "{err}");
 }
 
-/// A sink that records what it is given.
+/// Membership batches by node.
+type Batches = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<pipeline::acl::MemberChange>)>>>;
+
+/// A sink that records what it is given: whole publications (node, rules or backends) and
+/// membership batches.
 #[derive(Clone, Default)]
-struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>);
+struct Recorder(
+    std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>,
+    Batches,
+);
 
 impl dataplane::ovn::follow::PolicySink for Recorder {
     fn publish_acl(
@@ -871,11 +878,25 @@ impl dataplane::ovn::follow::PolicySink for Recorder {
         self.0.lock().unwrap().push((node.to_string(), backends));
         Ok(format!("{node}: {backends} backends"))
     }
+    fn update_members(
+        &mut self,
+        node: &str,
+        changes: &[pipeline::acl::MemberChange],
+    ) -> Result<String, String> {
+        self.1
+            .lock()
+            .unwrap()
+            .push((node.to_string(), changes.to_vec()));
+        Ok(format!("{node}: {} member changes", changes.len()))
+    }
 }
 
 /// The follower thread: publishes each stage once at start, again only when its policy
 /// changes; a change elsewhere, an NB restart (full resync of the same rows) and the NB being
 /// away publish nothing (the last policy stays); a change made while it was away is caught up.
+/// Members joining and leaving sets the ACLs name (an NB address set, a derived `$pg_ip4`)
+/// become membership batches for the stage naming the set, without a translation, and the
+/// translation run once the NB is quiet finds nothing more to publish.
 #[test]
 fn follower_publishes_only_changes() {
     use dataplane::ovn::follow::{Follower, FollowerConfig};
@@ -1007,5 +1028,98 @@ fn follower_publishes_only_changes() {
     });
     assert_eq!(published().len(), before + 1, "{:?}", published());
     assert!(st.render().contains("port vf0 -> vm1"));
+
+    // Sets named by ACLs: an NB address set (to-lport) and the derived $pg_sg_ip4 (from-lport,
+    // vm2 elsewhere is a member too). Adding them is translated whole.
+    nb.nbctl(&["lsp-add", "elsewhere", "vm2"]);
+    nb.nbctl(&["pg-set-ports", "pg_sg", "vm1", "vm2"]);
+    nb.nbctl(&[
+        "create",
+        "Address_Set",
+        "name=as_block",
+        "addresses=\"10.9.0.1\"",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "to-lport",
+        "1003",
+        "outport == @pg_sg && ip4.src == $as_block",
+        "drop",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "from-lport",
+        "1003",
+        "inport == @pg_sg && ip4.dst == $pg_sg_ip4",
+        "allow-related",
+    ]);
+    wait_until("both stages with the set rules", &|| {
+        let p = published();
+        p.contains(&("acl_out".to_string(), 3)) && p.contains(&("acl_in".to_string(), 2))
+    });
+    let (whole, translated) = (published().len(), translations());
+    let batches = || rec.1.lock().unwrap().clone();
+    let quiet = |n: u64| {
+        wait_until("the confirming translation", &|| {
+            st.confirmations.load(Ordering::Relaxed) >= n
+        })
+    };
+    use pipeline::acl::MemberChange::{SetAdd, SetDel};
+    let net = |v: &str| v.parse::<pipeline::acl::IpNet>().unwrap();
+    // A member joins the NB set: one batch to acl_out, no translation, nothing whole.
+    nb.nbctl(&["add", "Address_Set", "as_block", "addresses", "10.9.0.2"]);
+    wait_until("the membership batch", &|| batches().len() == 1);
+    assert_eq!(
+        batches()[0],
+        (
+            "acl_out".to_string(),
+            vec![SetAdd {
+                set: "as_block".into(),
+                net: net("10.9.0.2")
+            }]
+        )
+    );
+    assert_eq!(translations(), translated);
+    // The NB goes quiet: one whole translation confirms it, publishing nothing.
+    quiet(1);
+    assert_eq!(published().len(), whole, "{:?}", published());
+    assert_eq!(st.confirm_mismatches.load(Ordering::Relaxed), 0);
+    // vm2 gets an address: $pg_sg_ip4 changes, a batch to acl_in; then it moves.
+    nb.nbctl(&["lsp-set-addresses", "vm2", "fa:16:3e:22:22:22 10.0.0.22"]);
+    wait_until("the second batch", &|| batches().len() == 2);
+    assert_eq!(
+        batches()[1],
+        (
+            "acl_in".to_string(),
+            vec![SetAdd {
+                set: "pg_sg_ip4".into(),
+                net: net("10.0.0.22")
+            }]
+        )
+    );
+    nb.nbctl(&["lsp-set-addresses", "vm2", "fa:16:3e:22:22:22 10.0.0.23"]);
+    wait_until("the third batch", &|| batches().len() == 3);
+    assert_eq!(
+        batches()[2].1,
+        vec![
+            SetDel {
+                set: "pg_sg_ip4".into(),
+                net: net("10.0.0.22")
+            },
+            SetAdd {
+                set: "pg_sg_ip4".into(),
+                net: net("10.0.0.23")
+            }
+        ]
+    );
+    quiet(2);
+    assert_eq!(published().len(), whole, "{:?}", published());
+    assert_eq!(st.confirm_mismatches.load(Ordering::Relaxed), 0);
+    assert!(st.member_handlings.load(Ordering::Relaxed) >= 3);
+    assert!(st.render().contains("mismatches 0"), "{}", st.render());
     drop(f);
 }

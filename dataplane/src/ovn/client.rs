@@ -256,6 +256,12 @@ impl OvnClient {
         self.shared.state.lock().expect("state lock").clone()
     }
 
+    /// Runs `f` on the replica's rows without copying them (the client thread waits to
+    /// apply the next update meanwhile: keep `f` short of blocking).
+    pub fn with_tables<R>(&self, f: impl FnOnce(&BTreeMap<String, Table>) -> R) -> R {
+        f(self.shared.replica.lock().expect("replica lock").tables())
+    }
+
     /// A copy of the replica's rows.
     pub fn tables(&self) -> BTreeMap<String, Table> {
         self.shared

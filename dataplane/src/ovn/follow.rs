@@ -1,10 +1,15 @@
-//! Following the NB live: on its own thread, the client's updates are coalesced (a burst
-//! becomes one translation), translated off the workers, and each stage whose policy changed
-//! is published through a [`PolicySink`] (in the dataplane: the acl nodes' hubs and the lb
-//! node's control, the hitless paths the reload uses). A translation equal to the last
-//! published one publishes nothing; while the NB is away nothing is published, so the last
-//! good policy stays. Newly refused rows are logged once each; everything is counted
-//! ([`FollowerStatus`], `show ovn`).
+//! Following the NB live: on its own thread, off the workers. An update after a quiet spell
+//! is handled at once; updates arriving while one is handled, or within `coalesce` of it,
+//! are handled together (a burst becomes few publications). An update that only moves
+//! members of sets the policy names (a pod's address; [`super::member_delta`]) becomes one
+//! membership batch per acl node without translating the ACLs; anything else is translated
+//! whole, and each stage whose policy changed is published through a [`PolicySink`] (in the
+//! dataplane: the acl nodes' hubs and the lb node's control, the hitless paths the reload
+//! uses). When the NB goes quiet after membership-only handlings, one whole translation
+//! confirms them (a difference is published, logged and counted). A translation equal to
+//! the last published one publishes nothing; while the NB is away nothing is published, so
+//! the last good policy stays. Newly refused rows are logged once each; everything is
+//! counted ([`FollowerStatus`], `show ovn`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,12 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use pipeline::acl::AclConfig;
+use std::collections::BTreeMap;
+
+use pipeline::acl::publish::set_diff;
+use pipeline::acl::{AclConfig, IpNet, MemberChange};
 use pipeline::lb::service::ServiceConfig;
 
-use super::client::{OvnClient, OvnConfig, OvnState};
+use super::client::{OvnClient, OvnConfig, OvnState, Update};
+use super::member_delta::{set_updates, stage_changes, Burst};
 use super::settings::OvnTargets;
-use super::translate::{translate, LocalPort, Policy, Taken, TranslateOptions};
+use super::translate::{translate, LocalPort, LspSelector, Policy, Taken, TranslateOptions};
 
 /// Where the policy goes.
 pub trait PolicySink: Send {
@@ -30,6 +39,13 @@ pub trait PolicySink: Send {
         node: &str,
         services: &[ServiceConfig],
     ) -> Result<String, String>;
+    /// Applies one acl node's membership batch (address-set entries joining and leaving);
+    /// the answer is a line for the log. A sink without this says so, and the follower
+    /// publishes the whole stage instead.
+    fn update_members(&mut self, node: &str, changes: &[MemberChange]) -> Result<String, String> {
+        let _ = (node, changes);
+        Err("membership batches not supported by this sink".into())
+    }
 }
 
 /// Counters and the last translation's account, for `show ovn` and the tests.
@@ -39,8 +55,14 @@ pub struct FollowerStatus {
     pub updates: AtomicU64,
     /// Updates with an empty change set (nothing to do).
     pub empty_updates: AtomicU64,
-    /// Translations run (one per burst).
+    /// Whole translations run.
     pub translations: AtomicU64,
+    /// Handlings of membership-only updates (no translation: only the touched sets).
+    pub member_handlings: AtomicU64,
+    /// Whole translations run to confirm membership-only handlings once the NB went quiet.
+    pub confirmations: AtomicU64,
+    /// Confirmations that found something to publish (the membership path missed it).
+    pub confirm_mismatches: AtomicU64,
     /// Translations that changed nothing (nothing published).
     pub unchanged: AtomicU64,
     /// Stage publications that succeeded.
@@ -83,7 +105,8 @@ pub struct FollowerConfig {
     pub options: TranslateOptions,
     /// Where each stage goes.
     pub targets: OvnTargets,
-    /// Quiet time that ends a burst of updates.
+    /// Least time between two handlings of updates: the first update after a quiet spell
+    /// is handled at once, those arriving within this time after it are handled together.
     pub coalesce: Duration,
 }
 
@@ -127,28 +150,46 @@ fn follow(
     stop: &AtomicBool,
     status: &FollowerStatus,
 ) {
-    let mut published = Policy::default();
-    let mut published_once = [false; 4];
-    let mut logged_refusals: BTreeSet<String> = BTreeSet::new();
+    let our_macs = cfg
+        .ports
+        .iter()
+        .filter_map(|p| match p.selector {
+            LspSelector::Mac(m) => Some(m),
+            LspSelector::Name(_) => None,
+        })
+        .collect();
+    let mut st = FollowState::default();
+    let mut burst = Burst::new(our_macs);
     let mut pending = false;
-    let mut burst_start: Option<Instant> = None;
+    // The NB went quiet after membership-only updates: confirm them by a whole translation.
+    let mut confirm = false;
+    let mut last_handled: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
+        // Leading edge, then at most one handling per `coalesce`: a lone change is handled
+        // at once, a burst in as few handlings as its length allows.
+        let since = last_handled.map_or(cfg.coalesce, |t| t.elapsed());
         let wait = if pending {
-            cfg.coalesce
+            cfg.coalesce.saturating_sub(since)
         } else {
             Duration::from_millis(200)
         };
+        let mut take = |u: Update| {
+            status.updates.fetch_add(1, Ordering::Relaxed);
+            if u.changes.is_empty() {
+                status.empty_updates.fetch_add(1, Ordering::Relaxed);
+            } else {
+                pending = true;
+                burst.add(&u.changes);
+            }
+        };
         match client.updates().recv_timeout(wait) {
             Ok(u) => {
-                status.updates.fetch_add(1, Ordering::Relaxed);
-                if u.changes.is_empty() {
-                    status.empty_updates.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    pending = true;
-                    burst_start.get_or_insert_with(Instant::now);
+                take(u);
+                // Whatever else is queued joins this handling.
+                while let Ok(u) = client.updates().try_recv() {
+                    take(u);
                 }
-                // Keep draining until quiet (bounded: publish at least every second).
-                if burst_start.is_none_or(|t| t.elapsed() <= Duration::from_secs(1)) {
+                if last_handled.is_some_and(|t| t.elapsed() < cfg.coalesce) {
                     continue;
                 }
             }
@@ -157,69 +198,204 @@ fn follow(
         }
         status.last.lock().expect("status lock").client = client.state();
         if !pending {
+            if confirm {
+                confirm = false;
+                status.confirmations.fetch_add(1, Ordering::Relaxed);
+                if st.translate_and_publish(&client, &cfg, sink.as_mut(), status) {
+                    status.confirm_mismatches.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "ovn: the membership path had missed a change; the whole translation corrected it"
+                    );
+                }
+            }
             continue;
         }
         pending = false;
-        burst_start = None;
-        let t = translate(&client.tables(), &cfg.ports, cfg.options);
-        status.translations.fetch_add(1, Ordering::Relaxed);
-        for r in &t.refused {
-            let line = r.to_string();
-            if logged_refusals.insert(line.clone()) {
-                eprintln!("ovn: {line}");
+        last_handled = Some(Instant::now());
+        let updates = if st.all_published(&cfg.targets) {
+            client.with_tables(|t| set_updates(&burst, t, &st.published))
+        } else {
+            None
+        };
+        burst.clear();
+        match updates {
+            Some(u) => {
+                status.member_handlings.fetch_add(1, Ordering::Relaxed);
+                st.publish_members(&u, &cfg, sink.as_mut(), status);
+                confirm = true;
+            }
+            None => {
+                st.translate_and_publish(&client, &cfg, sink.as_mut(), status);
+                confirm = false;
             }
         }
-        logged_refusals.retain(|l| t.refused.iter().any(|r| &r.to_string() == l));
+    }
+}
+
+/// What the follower published, and what it logged.
+#[derive(Default)]
+struct FollowState {
+    published: Policy,
+    /// Per target (from-lport, to-lport, both, lb): published at least once.
+    published_once: [bool; 4],
+    /// The last publication of the target failed (the next handling retries it whole).
+    failed: [bool; 4],
+    logged_refusals: BTreeSet<String>,
+}
+
+impl FollowState {
+    /// Every configured target has its policy in place.
+    fn all_published(&self, t: &OvnTargets) -> bool {
+        [&t.from_lport, &t.to_lport, &t.both, &t.lb]
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.is_none() || (self.published_once[i] && !self.failed[i]))
+    }
+
+    /// Publishes new set entries as one membership batch per acl node (the whole stage if
+    /// the sink cannot take a batch).
+    fn publish_members(
+        &mut self,
+        updates: &BTreeMap<String, Vec<IpNet>>,
+        cfg: &FollowerConfig,
+        sink: &mut dyn PolicySink,
+        status: &FollowerStatus,
+    ) {
+        if updates.is_empty() {
+            status.unchanged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let before_both = cfg.targets.both.as_ref().map(|_| {
+            let mut merged = self.published.from_lport.address_sets.clone();
+            merged.extend(self.published.to_lport.address_sets.clone());
+            merged
+        });
+        let from = stage_changes(&mut self.published.from_lport, updates);
+        let to = stage_changes(&mut self.published.to_lport, updates);
+        let both: Vec<MemberChange> = before_both
+            .map(|sets| {
+                updates
+                    .iter()
+                    .filter_map(|(n, new)| Some(set_diff(n, sets.get(n)?, new)))
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut lines = Vec::new();
-        let mut changed = false;
-        let targets = &cfg.targets;
-        let acl_jobs: [(usize, &Option<String>, AclConfig, AclConfig); 3] = [
-            (
-                0,
-                &targets.from_lport,
-                t.policy.from_lport.clone(),
-                published.from_lport.clone(),
-            ),
-            (
-                1,
-                &targets.to_lport,
-                t.policy.to_lport.clone(),
-                published.to_lport.clone(),
-            ),
-            (
-                2,
-                &targets.both,
-                t.policy.single_stage(),
-                published.single_stage(),
-            ),
-        ];
-        let mut ok = [true; 4];
-        for (i, node, new, old) in acl_jobs {
+        let t = &cfg.targets;
+        for (i, node, changes) in [
+            (0, &t.from_lport, from),
+            (1, &t.to_lport, to),
+            (2, &t.both, both),
+        ] {
             let Some(node) = node else { continue };
-            if published_once[i] && new == old {
+            if changes.is_empty() {
                 continue;
             }
-            changed = true;
-            match sink.publish_acl(node, &new) {
+            let result = sink.update_members(node, &changes).or_else(|_| {
+                let whole = match i {
+                    0 => self.published.from_lport.clone(),
+                    1 => self.published.to_lport.clone(),
+                    _ => self.published.single_stage(),
+                };
+                sink.publish_acl(node, &whole)
+            });
+            match result {
                 Ok(l) => {
                     status.publishes.fetch_add(1, Ordering::Relaxed);
-                    published_once[i] = true;
                     lines.push(l);
                 }
                 Err(e) => {
                     status.publish_failures.fetch_add(1, Ordering::Relaxed);
-                    ok[i] = false;
-                    eprintln!("ovn: acl node `{node}`: publish failed: {e}");
+                    self.failed[i] = true;
+                    eprintln!("ovn: acl node `{node}`: membership update failed: {e}");
                 }
             }
         }
+        for l in &lines {
+            eprintln!("ovn: {l}");
+        }
+        if !lines.is_empty() {
+            status.last.lock().expect("status lock").published = lines;
+        }
+    }
+
+    /// Translates the whole replica and publishes each stage that changed; true if anything
+    /// was published.
+    fn translate_and_publish(
+        &mut self,
+        client: &OvnClient,
+        cfg: &FollowerConfig,
+        sink: &mut dyn PolicySink,
+        status: &FollowerStatus,
+    ) -> bool {
+        let t = client.with_tables(|tables| translate(tables, &cfg.ports, cfg.options));
+        status.translations.fetch_add(1, Ordering::Relaxed);
+        for r in &t.refused {
+            let line = r.to_string();
+            if self.logged_refusals.insert(line.clone()) {
+                eprintln!("ovn: {line}");
+            }
+        }
+        self.logged_refusals
+            .retain(|l| t.refused.iter().any(|r| &r.to_string() == l));
+        let mut lines = Vec::new();
+        let mut changed = false;
+        let targets = &cfg.targets;
+        let published = &self.published;
+        let acl_jobs: [(usize, &Option<String>, &AclConfig, &AclConfig); 2] = [
+            (
+                0,
+                &targets.from_lport,
+                &t.policy.from_lport,
+                &published.from_lport,
+            ),
+            (
+                1,
+                &targets.to_lport,
+                &t.policy.to_lport,
+                &published.to_lport,
+            ),
+        ];
+        let mut ok = [true; 4];
+        let mut publish = |i: usize, node: &str, new: &AclConfig| match sink.publish_acl(node, new)
+        {
+            Ok(l) => {
+                status.publishes.fetch_add(1, Ordering::Relaxed);
+                lines.push(l);
+                true
+            }
+            Err(e) => {
+                status.publish_failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("ovn: acl node `{node}`: publish failed: {e}");
+                ok[i] = false;
+                false
+            }
+        };
+        let mut done = self.published_once;
+        for (i, node, new, old) in acl_jobs {
+            let Some(node) = node else { continue };
+            if self.published_once[i] && !self.failed[i] && new == old {
+                continue;
+            }
+            changed = true;
+            done[i] |= publish(i, node, new);
+        }
+        if let Some(node) = &targets.both {
+            let (new, old) = (t.policy.single_stage(), published.single_stage());
+            if !self.published_once[2] || self.failed[2] || new != old {
+                changed = true;
+                done[2] |= publish(2, node, &new);
+            }
+        }
         if let Some(node) = &targets.lb {
-            if !published_once[3] || t.policy.services != published.services {
+            if !self.published_once[3] || self.failed[3] || t.policy.services != published.services
+            {
                 changed = true;
                 match sink.publish_services(node, &t.policy.services) {
                     Ok(l) => {
                         status.publishes.fetch_add(1, Ordering::Relaxed);
-                        published_once[3] = true;
+                        done[3] = true;
                         lines.push(l);
                     }
                     Err(e) => {
@@ -230,24 +406,26 @@ fn follow(
                 }
             }
         }
+        self.published_once = done;
         if !changed {
             status.unchanged.fetch_add(1, Ordering::Relaxed);
         }
         for l in &lines {
             eprintln!("ovn: {l}");
         }
-        // What failed stays as it was, so the next update retries it.
+        // What failed stays as it was, and is retried whole by the next handling.
         let mut next = t.policy.clone();
         if !ok[0] {
-            next.from_lport = published.from_lport.clone();
+            next.from_lport = self.published.from_lport.clone();
         }
         if !ok[1] {
-            next.to_lport = published.to_lport.clone();
+            next.to_lport = self.published.to_lport.clone();
         }
         if !ok[3] {
-            next.services = published.services.clone();
+            next.services = self.published.services.clone();
         }
-        published = next;
+        self.failed = [!ok[0], !ok[1], !ok[2], !ok[3]];
+        self.published = next;
         let mut last = status.last.lock().expect("status lock");
         last.bindings = t.bindings.iter().map(|b| b.describe()).collect();
         last.taken = t.taken;
@@ -255,6 +433,7 @@ fn follow(
         if !lines.is_empty() {
             last.published = lines;
         }
+        changed
     }
 }
 
@@ -303,6 +482,12 @@ impl FollowerStatus {
             r(&self.unchanged),
             r(&self.publishes),
             r(&self.publish_failures)
+        ));
+        out.push_str(&format!(
+            "  membership-only handlings {}, confirmed by {} translations, mismatches {}\n",
+            r(&self.member_handlings),
+            r(&self.confirmations),
+            r(&self.confirm_mismatches)
         ));
         for b in &last.bindings {
             out.push_str(&format!("  port {b}\n"));

@@ -31,6 +31,7 @@ pub mod check;
 pub mod client;
 pub mod follow;
 pub mod jsonrpc;
+pub mod member_delta;
 pub mod remote;
 pub mod replica;
 pub mod settings;

@@ -1,12 +1,14 @@
 //! The dataplane's [`PolicySink`]: ACL rules through each acl node's hub
 //! ([`pipeline::acl::AclHub::apply_config`]: a membership update when only the members of
 //! address sets and port groups changed, e.g. a pod's address in a derived `$<pg>_ip4`, else
-//! a rule set built on the follower thread; either is adopted by each worker between bursts) and services through the lb node's shared control
+//! a rule set built on the follower thread; the follower's membership-only batches through
+//! [`pipeline::acl::AclHub::update_members`]; each is adopted by each worker between bursts)
+//! and services through the lb node's shared control
 //! ([`pipeline::lb::LbControl::update`]): the same hitless paths as a config reload.
 
 use std::time::Duration;
 
-use pipeline::acl::AclConfig;
+use pipeline::acl::{AclConfig, Applied, MemberChange};
 use pipeline::lb::service::ServiceConfig;
 use pipeline::lb::LbControl;
 
@@ -31,6 +33,19 @@ impl PolicySink for DataplaneSink {
             node,
             &applied,
             cfg.rules.len(),
+        ))
+    }
+
+    fn update_members(&mut self, node: &str, changes: &[MemberChange]) -> Result<String, String> {
+        let hub = crate::dpdk::acl::acl_hub(node).ok_or("no running hub")?;
+        let report = hub
+            .update_members(changes, PUBLISH_WAIT)
+            .map_err(|e| e.to_string())?;
+        let rules = hub.current().acl.rules.acls().len();
+        Ok(crate::reload::describe_applied(
+            node,
+            &Applied::Members(report),
+            rules,
         ))
     }
 

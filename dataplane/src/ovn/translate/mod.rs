@@ -27,11 +27,12 @@ pub mod addresses;
 pub mod binding;
 pub mod lbs;
 pub mod rows;
+pub mod sets;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use pipeline::acl::model::{AclRuleConfig, MAX_PRIORITY};
-use pipeline::acl::{AclConfig, Action, Direction, IpNet, IpVersion, RuleSet};
+use pipeline::acl::{AclConfig, Action, Direction, RuleSet};
 use pipeline::lb::service::ServiceConfig;
 
 use crate::ovn::replica::Table;
@@ -509,49 +510,30 @@ pub fn translate(
         .map(|(u, s)| (rows::text(s, "name"), (u, s)))
         .collect();
     for s in &used_sets {
-        if let Some((uuid, row)) = sets_by_name.get(s.as_str()) {
-            let mut entries = Vec::new();
-            let mut bad = Vec::new();
-            for a in rows::strings(row, "addresses") {
-                match a.parse::<IpNet>() {
-                    Ok(n) => entries.push(n),
-                    Err(_) => bad.push(a.to_string()),
-                }
-            }
-            if !bad.is_empty() {
-                refused.push(Refusal {
-                    table: "Address_Set",
-                    uuid: uuid.to_string(),
-                    outcome: Outcome::Partial,
-                    reason: format!(
-                        "{s}: entries not compiled (not IP prefixes): {}",
-                        bad.join(" ")
-                    ),
-                });
-            }
-            entries.sort();
-            entries.dedup();
-            acl.address_sets.insert(s.clone(), entries);
-            taken.address_sets += 1;
-            continue;
-        }
-        let (pg, version) = match (s.strip_suffix("_ip4"), s.strip_suffix("_ip6")) {
-            (Some(pg), _) => (pg, IpVersion::V4),
-            (_, Some(pg)) => (pg, IpVersion::V6),
-            _ => continue, // unreachable: the resolver knew the name
+        let nb = sets_by_name
+            .get(s.as_str())
+            .map(|(u, row)| (u.as_str(), *row));
+        let Some(set) = sets::resolve(s, nb, |pg| groups_by_name.get(pg).copied(), lsps) else {
+            continue; // unreachable: the resolver knew the name
         };
-        let members = groups_by_name
-            .get(pg)
-            .map(|row| {
-                rows::uuids(row, "ports")
-                    .into_iter()
-                    .filter_map(|u| lsps.get(u))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        acl.address_sets
-            .insert(s.clone(), addresses::derived_set(members, version));
-        taken.derived_sets += 1;
+        match &set.nb_uuid {
+            Some(uuid) => {
+                if !set.bad.is_empty() {
+                    refused.push(Refusal {
+                        table: "Address_Set",
+                        uuid: uuid.clone(),
+                        outcome: Outcome::Partial,
+                        reason: format!(
+                            "{s}: entries not compiled (not IP prefixes): {}",
+                            set.bad.join(" ")
+                        ),
+                    });
+                }
+                taken.address_sets += 1;
+            }
+            None => taken.derived_sets += 1,
+        }
+        acl.address_sets.insert(s.clone(), set.entries);
     }
 
     let default_drop = rows::table(tables, "NB_Global").values().any(|g| {
