@@ -177,18 +177,18 @@ pub fn read_events(text: &str) -> Vec<ProbeEvent> {
     text.lines().filter_map(ProbeEvent::parse).collect()
 }
 
-/// When the verdict last became `want` after `after_ns`, if it is `want` now and has been
+/// When the verdict last became one that `want` accepts after `after_ns`, if it is one now and has been
 /// since before `now_ns - hold_ns` (so a passing hiccup, e.g. a burst lost while a shared
 /// core was busy, is not taken for the change). `None` while that is not (yet) the case.
 pub fn settled_change(
     events: &[ProbeEvent],
     after_ns: u64,
-    want: Verdict,
+    want: impl Fn(Verdict) -> bool,
     now_ns: u64,
     hold_ns: u64,
 ) -> Option<u64> {
     let last = events.last()?;
-    if last.verdict != want || last.ns <= after_ns || last.ns + hold_ns > now_ns {
+    if !want(last.verdict) || last.ns <= after_ns || last.ns + hold_ns > now_ns {
         return None;
     }
     Some(last.ns)
@@ -204,6 +204,8 @@ pub struct ProbeTracker {
     last_rx_tsc: u64,
     timeout_ticks: u64,
     verdict: Verdict,
+    /// A verdict has been reported (the first one may be `Lost`: nothing ever arrived).
+    reported: bool,
 }
 
 impl ProbeTracker {
@@ -216,6 +218,7 @@ impl ProbeTracker {
             last_rx_tsc: 0,
             timeout_ticks,
             verdict: Verdict::Lost,
+            reported: false,
         }
     }
 
@@ -246,6 +249,7 @@ impl ProbeTracker {
         }
         self.last_rx_seq = Some(seq);
         self.last_rx_tsc = now;
+        self.reported = true;
         let v = Verdict::Received(Ipv4Addr::from(dst));
         (v != self.verdict).then(|| {
             self.verdict = v;
@@ -260,6 +264,20 @@ impl ProbeTracker {
     /// Called regularly: once no probe has arrived for the timeout while later ones were
     /// sent, the probe is lost, dated by the send TSC of the first probe that did not arrive.
     pub fn tick(&mut self, now: u64) -> Option<ProbeEvent> {
+        if !self.reported {
+            // Nothing has arrived since the start: once the first probe is older than the
+            // timeout, say so (a harness waiting for "lost" must not wait for a change).
+            let first = self.sent_at(0)?;
+            if now.wrapping_sub(first) < self.timeout_ticks {
+                return None;
+            }
+            self.reported = true;
+            return Some(ProbeEvent {
+                ns: first,
+                seq: 0,
+                verdict: Verdict::Lost,
+            });
+        }
         if self.verdict == Verdict::Lost || now.wrapping_sub(self.last_rx_tsc) < self.timeout_ticks
         {
             return None;
@@ -381,6 +399,18 @@ mod tests {
     }
 
     #[test]
+    fn tracker_reports_a_probe_that_never_arrives_once() {
+        let mut t = ProbeTracker::new(100);
+        assert_eq!(t.tick(1000), None, "nothing sent yet");
+        t.send(1000);
+        t.send(1010);
+        assert_eq!(t.tick(1050), None, "first probe still in flight");
+        let e = t.tick(1100).expect("reported lost");
+        assert_eq!((e.seq, e.ns, e.verdict), (0, 1000, Verdict::Lost));
+        assert_eq!(t.tick(5000), None, "once");
+    }
+
+    #[test]
     fn tracker_does_not_call_a_probe_in_flight_lost() {
         let mut t = ProbeTracker::new(100);
         t.send(0);
@@ -401,32 +431,30 @@ mod tests {
             seq: 0,
             verdict,
         };
+        let lost = |v| v == Verdict::Lost;
         let evs = [
             ev(100, rx),
             ev(200, Verdict::Lost),
             ev(300, rx),
             ev(400, Verdict::Lost),
         ];
+        assert_eq!(settled_change(&evs, 150, lost, 1000, 100), Some(400));
         assert_eq!(
-            settled_change(&evs, 150, Verdict::Lost, 1000, 100),
-            Some(400)
-        );
-        assert_eq!(
-            settled_change(&evs, 150, Verdict::Lost, 450, 100),
+            settled_change(&evs, 150, lost, 450, 100),
             None,
             "not held yet"
         );
         assert_eq!(
-            settled_change(&evs, 150, rx, 1000, 100),
+            settled_change(&evs, 150, |v| v == rx, 1000, 100),
             None,
             "not the verdict now"
         );
         assert_eq!(
-            settled_change(&evs, 400, Verdict::Lost, 1000, 100),
+            settled_change(&evs, 400, lost, 1000, 100),
             None,
             "before the start"
         );
-        assert_eq!(settled_change(&[], 0, rx, 1000, 0), None);
+        assert_eq!(settled_change(&[], 0, |_| true, 1000, 0), None);
     }
 
     #[test]

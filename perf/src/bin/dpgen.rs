@@ -119,6 +119,9 @@ struct Args {
     /// default: stdout.
     #[arg(long)]
     probe_log: Option<std::path::PathBuf>,
+    /// Stop sending as soon as this file exists (before `--duration` is up).
+    #[arg(long)]
+    stop_when: Option<std::path::PathBuf>,
     /// EAL arguments.
     #[arg(last = true)]
     eal: Vec<String>,
@@ -588,7 +591,9 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         let _ = out.flush();
     };
     let tick = Duration::from_millis(if a.probe.is_some() { 2 } else { 20 });
-    while start.elapsed().as_secs_f64() < a.duration {
+    while start.elapsed().as_secs_f64() < a.duration
+        && !a.stop_when.as_ref().is_some_and(|p| p.exists())
+    {
         std::thread::sleep(tick);
         write_probe_events();
         if a.stats_period > 0.0 && last_t.elapsed().as_secs_f64() >= a.stats_period {
