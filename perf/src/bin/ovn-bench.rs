@@ -56,6 +56,9 @@ struct Args {
     /// Leave real OVN out (the dataplane only).
     #[arg(long)]
     no_peer: bool,
+    /// Run only real OVN (to look at the peer alone).
+    #[arg(long)]
+    peer_only: bool,
     /// Background rate per port, Mpps.
     #[arg(long, default_value_t = 0.2)]
     rate_mpps: f64,
@@ -476,10 +479,6 @@ impl OvnPeer {
         let mut c = Command::new("ovn-controller");
         c.arg(format!("unix:{}", ovs.db_sock.display()))
             .arg(format!(
-                "--unixctl={}",
-                dir.join("controller.ctl").display()
-            ))
-            .arg(format!(
                 "--log-file={}",
                 dir.join("controller.log").display()
             ))
@@ -504,7 +503,8 @@ impl OvnPeer {
                 .arg("exit")
                 .output();
         };
-        ctl("controller.ctl");
+        // ovn-controller (23.03) has no --unixctl: SIGINT ends it.
+        self.controller.interrupt();
         self.controller.wait(Duration::from_secs(10));
         if let Some(o) = self.ovs.take() {
             o.stop();
@@ -625,8 +625,9 @@ fn round(
             &format!("dpgen{ph}.log"),
         );
         if sys == System::Ovn && peer.is_none() {
-            // dpgen is the vhost-user server: its sockets first, then OVS connects.
-            if !perf::procs::wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(30)) {
+            // dpgen is the vhost-user server: its first socket (it creates the second once
+            // the first has a client), then OVS connects to both.
+            if !perf::procs::wait_for_paths(&[&t.sock0], Duration::from_secs(30)) {
                 result = Err(format!("dpgen sockets never appeared:\n{}", gen.output()));
                 break;
             }
@@ -769,7 +770,8 @@ fn main() {
             // Repetitions spread over the rounds (the first rounds take the remainder).
             let reps = a.reps / a.rounds + usize::from(r < a.reps % a.rounds);
             let account = a.account_reps / a.rounds + usize::from(r < a.account_reps % a.rounds);
-            if let Err(e) = round(&cx, System::Ours, reps, 0, &mut ours) {
+            if a.peer_only {
+            } else if let Err(e) = round(&cx, System::Ours, reps, 0, &mut ours) {
                 eprintln!("ovn-bench: dataplane round {r} at {size}: {e}");
             }
             if peer {
