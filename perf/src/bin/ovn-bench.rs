@@ -16,7 +16,9 @@
 //! - `lb_backend_add`: a backend added to the VIP the probe is sent to (fresh 5-tuples, so
 //!   every probe is a new connection), the probe starts arriving DNATed to it (then removed).
 //!
-//! Rounds alternate the dataplane and OVN (A B A B). OVN's own account of each change
+//! The dataplane runs `parse -> acl_in -> lb -> acl_out -> forward` with `[ovn]`, its acl
+//! nodes matching address sets of 64 entries or more by membership
+//! (`--set-class-min-entries`). Rounds alternate the dataplane and OVN (A B A B). OVN's own account of each change
 //! (`ovn-nbctl --wait=hv --print-wait-time`) comes from separate repetitions run after the
 //! timed ones, so the wait does not change what is timed.
 //!
@@ -56,6 +58,11 @@ struct Args {
     /// Leave real OVN out (the dataplane only).
     #[arg(long)]
     no_peer: bool,
+    /// The dataplane's acl nodes match address sets of at least this many entries by
+    /// membership (`set_class_min_entries`: a member added changes no rule; the node's
+    /// default, 1024, expands the bench's 200-entry set, so a member added rebuilds).
+    #[arg(long, default_value_t = 64)]
+    set_class_min_entries: usize,
     /// Run only real OVN (to look at the peer alone).
     #[arg(long)]
     peer_only: bool,
@@ -308,9 +315,9 @@ fn populate(nb: &NbServer, size: usize) {
     for k in 0..size {
         let (g, a, b, port) = (
             k / PER_GROUP,
-            16 + (k / 65536) % 16,
-            (k / 256) % 256,
-            1 + k % 256,
+            16 + (k / 64516) % 16,
+            (k / 254) % 254,
+            1 + k % 254,
         );
         let tcp = 1 + (k * 7) % 60000;
         let pg = format!("pg_bg{g}");
@@ -336,7 +343,7 @@ fn populate(nb: &NbServer, size: usize) {
 
 /// The dataplane's config: two vhost-user ports naming their LSPs, `[ovn]` on the NB,
 /// `parse -> acl_in -> lb -> acl_out -> forward`.
-fn dataplane_config(t: &VhostTopology, remote: &str) -> PathBuf {
+fn dataplane_config(t: &VhostTopology, remote: &str, set_class: usize) -> PathBuf {
     let simd =
         perf::acl_simd_bitwidth().map_or(String::new(), |b| format!("max_simd_bitwidth = {b}\n"));
     let text = format!(
@@ -372,7 +379,7 @@ kind = "parse"
 [[pipeline.nodes]]
 name = "acl_in"
 kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = 262144 }}
+params = {{ acl = {{ default = "drop" }}, stateful = 262144, set_class_min_entries = {set_class} }}
 [[pipeline.nodes]]
 name = "lb"
 kind = "lb"
@@ -382,7 +389,7 @@ conntrack = {{ capacity = 262144 }}
 [[pipeline.nodes]]
 name = "acl_out"
 kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = 262144, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
+params = {{ acl = {{ default = "drop" }}, stateful = 262144, set_class_min_entries = {set_class}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
 [[pipeline.nodes]]
 name = "forward"
 kind = "forward"
@@ -476,8 +483,11 @@ impl OvnPeer {
             ["lsp_fh", "lsp_mh"],
             &sb_remote,
         )?;
-        let mut c = Command::new("ovn-controller");
-        c.arg(format!("unix:{}", ovs.db_sock.display()))
+        // ovn-controller 23.03 overflows the default 8 MiB stack (SIGSEGV, nothing logged)
+        // while compiling the 10k-ACL policy: give it an unlimited one.
+        let mut c = Command::new("prlimit");
+        c.args(["--stack=unlimited", "ovn-controller"])
+            .arg(format!("unix:{}", ovs.db_sock.display()))
             .arg(format!(
                 "--log-file={}",
                 dir.join("controller.log").display()
@@ -601,7 +611,7 @@ fn round(
     let mut dut = None;
     let mut peer = None;
     if sys == System::Ours {
-        let cfg = dataplane_config(&t, &nb.remote());
+        let cfg = dataplane_config(&t, &nb.remote(), a.set_class_min_entries);
         dut = Some(t.start_dataplane_ready(&cfg, &t.scratch.path("stats.json"), 0.0));
     }
     // Phase per probe shape: the ACL and member changes share one dpgen run, the LB its own.
@@ -840,7 +850,8 @@ fn main() {
         "ovn_latency_method".into(),
         json!({"reps": a.reps, "rounds": a.rounds, "account_reps": a.account_reps, "hold_ms": a.hold_ms, "rate_mpps_per_port": a.rate_mpps,
                "peer": if peer { "ovn-northd + ovn-controller + OVS-DPDK (same NB, same topology)" } else { "none" },
-               "wait_hv": "separate repetitions after the timed ones"}),
+               "wait_hv": "separate repetitions after the timed ones",
+               "dataplane_set_class_min_entries": a.set_class_min_entries}),
     );
     if let Some(p) = &a.json {
         std::fs::write(
