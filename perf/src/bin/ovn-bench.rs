@@ -431,6 +431,26 @@ struct OvnPeer {
     controller: Proc,
     ovs: Option<Ovs>,
     dir: PathBuf,
+    /// Times ovn-controller died and was started again.
+    restarts: usize,
+}
+
+/// Starts ovn-controller on the chassis' OVS database (`db_sock`, run directory `ovs_run`).
+fn spawn_controller(db_sock: &Path, ovs_run: &Path, dir: &Path) -> Proc {
+    // ovn-controller 23.03 can die of SIGSEGV (nothing logged) while compiling the 10k-ACL
+    // policy; an unlimited stack did not prevent it. [`OvnPeer::keep_controller`] restarts it,
+    // as a service manager would, and the restarts are reported.
+    let mut c = Command::new("prlimit");
+    c.args(["--stack=unlimited", "ovn-controller"])
+        .arg(format!("unix:{}", db_sock.display()))
+        .arg(format!(
+            "--log-file={}",
+            dir.join("controller.log").display()
+        ))
+        .arg("-vconsole:off")
+        .env("OVS_RUNDIR", ovs_run)
+        .env("OVN_RUNDIR", dir);
+    Proc::spawn("ovn-controller", c, dir.join("controller.out"))
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Result<String, String> {
@@ -483,26 +503,24 @@ impl OvnPeer {
             ["lsp_fh", "lsp_mh"],
             &sb_remote,
         )?;
-        // ovn-controller 23.03 overflows the default 8 MiB stack (SIGSEGV, nothing logged)
-        // while compiling the 10k-ACL policy: give it an unlimited one.
-        let mut c = Command::new("prlimit");
-        c.args(["--stack=unlimited", "ovn-controller"])
-            .arg(format!("unix:{}", ovs.db_sock.display()))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("controller.log").display()
-            ))
-            .arg("-vconsole:off")
-            .env("OVS_RUNDIR", &ovs.rundir)
-            .env("OVN_RUNDIR", &dir);
-        let controller = Proc::spawn("ovn-controller", c, dir.join("controller.out"));
+        let controller = spawn_controller(&ovs.db_sock, &ovs.rundir, &dir);
         Ok(OvnPeer {
             sb,
             northd,
             controller,
             ovs: Some(ovs),
             dir,
+            restarts: 0,
         })
+    }
+
+    /// Starts ovn-controller again if it died.
+    fn keep_controller(&mut self) {
+        if let (Ok(Some(st)), Some(ovs)) = (self.controller.child.try_wait(), self.ovs.as_ref()) {
+            eprintln!("ovn-bench: ovn-controller died ({st}); started again");
+            self.restarts += 1;
+            self.controller = spawn_controller(&ovs.db_sock, &ovs.rundir, &self.dir);
+        }
     }
 
     fn stop(mut self) {
@@ -600,6 +618,7 @@ fn round(
     reps: usize,
     account: usize,
     out: &mut [Samples; 3],
+    restarts: &mut usize,
 ) -> Result<(), String> {
     let (a, nb) = (cx.a, cx.nb);
     let hold = Duration::from_millis(a.hold_ms);
@@ -650,12 +669,18 @@ fn round(
             }
         }
         let t_ready = Instant::now();
-        if !wait_state(
-            &log,
-            |v| kinds[0].baseline(v),
-            hold,
-            Duration::from_secs(300),
-        ) {
+        let ready = loop {
+            if let Some(p) = peer.as_mut() {
+                p.keep_controller();
+            }
+            if wait_state(&log, |v| kinds[0].baseline(v), hold, Duration::from_secs(5)) {
+                break true;
+            }
+            if t_ready.elapsed() > Duration::from_secs(300) {
+                break false;
+            }
+        };
+        if !ready {
             result = Err(format!(
                 "{}: the probe never reached its baseline verdict:\n{}",
                 sys.name(),
@@ -676,6 +701,9 @@ fn round(
             .collect();
         for (_, with_wait) in plan {
             for &k in kinds.iter() {
+                if let Some(p) = peer.as_mut() {
+                    p.keep_controller();
+                }
                 let ki = Kind::ALL.iter().position(|x| *x == k).unwrap_or(0);
                 let (change, undo) = k.commands();
                 let mut args: Vec<&str> = Vec::new();
@@ -724,6 +752,7 @@ fn round(
         }
     }
     if let Some(p) = peer {
+        *restarts += p.restarts;
         p.stop();
     }
     if let Some(mut d) = dut {
@@ -776,21 +805,29 @@ fn main() {
         let cx = Ctx { a: &a, nb: &nb };
         let mut ours: [Samples; 3] = Default::default();
         let mut theirs: [Samples; 3] = Default::default();
+        let mut restarts = 0usize;
         for r in 0..a.rounds {
             // Repetitions spread over the rounds (the first rounds take the remainder).
             let reps = a.reps / a.rounds + usize::from(r < a.reps % a.rounds);
             let account = a.account_reps / a.rounds + usize::from(r < a.account_reps % a.rounds);
             if a.peer_only {
-            } else if let Err(e) = round(&cx, System::Ours, reps, 0, &mut ours) {
+            } else if let Err(e) = round(&cx, System::Ours, reps, 0, &mut ours, &mut restarts) {
                 eprintln!("ovn-bench: dataplane round {r} at {size}: {e}");
             }
             if peer {
-                if let Err(e) = round(&cx, System::Ovn, reps, account, &mut theirs) {
+                if let Err(e) = round(&cx, System::Ovn, reps, account, &mut theirs, &mut restarts) {
                     eprintln!("ovn-bench: OVN round {r} at {size}: {e}");
                 }
             }
         }
         let tag = size_tag(size);
+        if restarts > 0 {
+            println!("ovn-controller died and was restarted {restarts} times at {size} ACLs");
+        }
+        doc.insert(
+            format!("ovn_peer_controller_restarts_{}", size_tag(size)),
+            json!(restarts),
+        );
         println!("NB-commit-to-enforcement latency, {size} background ACLs (ms; probe verdict seen by dpgen)");
         println!(
             "{:<16} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
