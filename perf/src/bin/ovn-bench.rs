@@ -631,7 +631,16 @@ fn round(
     let mut peer = None;
     if sys == System::Ours {
         let cfg = dataplane_config(&t, &nb.remote(), a.set_class_min_entries);
-        dut = Some(t.start_dataplane_ready(&cfg, &t.scratch.path("stats.json"), 0.0));
+        // Not start_dataplane_ready: it panics, and with panic = "abort" the NB server and
+        // the other children would outlive the bench.
+        let d = t.start_dataplane(&cfg, &t.scratch.path("stats.json"), 0.0);
+        if !perf::procs::wait_for_paths(&[&t.sock0, &t.sock1], Duration::from_secs(20)) {
+            return Err(format!(
+                "the dataplane's sockets never appeared:\n{}",
+                d.output()
+            ));
+        }
+        dut = Some(d);
     }
     // Phase per probe shape: the ACL and member changes share one dpgen run, the LB its own.
     let phases: [&[Kind]; 2] = [&[Kind::Acl, Kind::Member], &[Kind::LbBackend]];
