@@ -7,6 +7,7 @@ pub mod frames;
 #[path = "../../dataplane/tests/support/ovsdb.rs"]
 pub mod nb_server;
 pub mod ovs;
+pub mod probe;
 pub mod procs;
 pub mod report;
 pub mod topology;

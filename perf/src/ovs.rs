@@ -160,6 +160,68 @@ impl Ovs {
         sock1: &Path,
         pipeline: OvsPipeline,
     ) -> Result<Ovs, String> {
+        let ovs = Ovs::start_daemons(scratch, &[])?;
+        ovs.add_bridge(sock0, sock1, pipeline)?;
+        Ok(ovs)
+    }
+
+    /// Starts OVS in `scratch` as an OVN chassis: database and vswitchd as for
+    /// [`Ovs::start`] with `Open_vSwitch` `external_ids` (`system-id`, `ovn-remote`,
+    /// `ovn-encap-type`, `ovn-encap-ip`, `ovn-bridge-datapath-type`), and bridge `br-int`
+    /// (netdev) whose ports `vh0`/`vh1` are vhost-user clients of `sock0`/`sock1` with
+    /// `external_ids:iface-id` set to the two logical switch ports. ovn-controller (started
+    /// by the caller against [`Ovs::db_sock`]) programs the flows.
+    pub fn start_chassis(
+        scratch: &Scratch,
+        sock0: &Path,
+        sock1: &Path,
+        iface_ids: [&str; 2],
+        sb_remote: &str,
+    ) -> Result<Ovs, String> {
+        let ids = [
+            "external_ids:system-id=bench-chassis".to_string(),
+            format!("external_ids:ovn-remote=\"{sb_remote}\""),
+            "external_ids:ovn-encap-type=geneve".to_string(),
+            "external_ids:ovn-encap-ip=127.0.0.1".to_string(),
+            "external_ids:ovn-bridge-datapath-type=netdev".to_string(),
+        ];
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let ovs = Ovs::start_daemons(scratch, &ids)?;
+        ovs.vsctl(&[
+            "add-br",
+            "br-int",
+            "--",
+            "set",
+            "bridge",
+            "br-int",
+            "datapath_type=netdev",
+            "fail-mode=secure",
+            "other_config:disable-in-band=true",
+        ])?;
+        for ((name, sock, ofport), id) in [("vh0", sock0, "1"), ("vh1", sock1, "2")]
+            .into_iter()
+            .zip(iface_ids)
+        {
+            ovs.vsctl(&[
+                "add-port",
+                "br-int",
+                name,
+                "--",
+                "set",
+                "Interface",
+                name,
+                "type=dpdkvhostuserclient",
+                &format!("options:vhost-server-path={}", sock.display()),
+                &format!("ofport_request={ofport}"),
+                &format!("external_ids:iface-id={id}"),
+            ])?;
+        }
+        Ok(ovs)
+    }
+
+    /// Database and DPDK vswitchd, no bridge yet; `open_vswitch` are extra
+    /// `column:key=value` settings of the `Open_vSwitch` row.
+    fn start_daemons(scratch: &Scratch, open_vswitch: &[&str]) -> Result<Ovs, String> {
         let rundir = scratch.path("ovs");
         std::fs::create_dir_all(&rundir).map_err(|e| format!("{}: {e}", rundir.display()))?;
         let dbfile = rundir.join("conf.db");
@@ -211,6 +273,11 @@ impl Ovs {
             "other_config:dpdk-socket-limit=1024",
             &format!("other_config:dpdk-extra=\"{extra}\""),
         ])?;
+        if !open_vswitch.is_empty() {
+            let mut args = vec!["--no-wait", "set", "Open_vSwitch", "."];
+            args.extend_from_slice(open_vswitch);
+            vsctl(&args)?;
+        }
         let mut c = Command::new(VSWITCHD_DPDK);
         c.arg(format!("unix:{}", db_sock.display()));
         c.arg(format!(
@@ -227,12 +294,17 @@ impl Ovs {
         ));
         c.env("OVS_RUNDIR", &rundir).env("OVS_DBDIR", &rundir);
         let vswitchd = Proc::spawn("ovs-vswitchd", c, scratch.path("ovs-vswitchd.out"));
-        let ovs = Ovs {
+        Ok(Ovs {
             db,
             vswitchd,
             rundir,
             db_sock,
-        };
+        })
+    }
+
+    /// Bridge `br0` with `pipeline`'s flows and ports `vh0`/`vh1` (see [`Ovs::start`]).
+    fn add_bridge(&self, sock0: &Path, sock1: &Path, pipeline: OvsPipeline) -> Result<(), String> {
+        let ovs = self;
         // Flows go in before the ports exist, so no packet ever meets an empty table.
         ovs.vsctl(&[
             "add-br",
@@ -276,7 +348,7 @@ impl Ovs {
                 &format!("ofport_request={ofport}"),
             ])?;
         }
-        Ok(ovs)
+        Ok(())
     }
 
     /// Runs `ovs-vsctl` against this instance.

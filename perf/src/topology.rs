@@ -68,6 +68,12 @@ pub struct DpgenOpts {
     pub specs: Vec<String>,
     /// Addresses dpgen counts in received packets (`--watch-addr`).
     pub watch: Vec<std::net::Ipv4Addr>,
+    /// A verdict probe `PORT=SPEC` (`dpgen --probe`, see `perf::probe::ProbeSpec`).
+    pub probe: Option<String>,
+    /// Where dpgen writes the probe's verdict changes (`--probe-log`).
+    pub probe_log: Option<std::path::PathBuf>,
+    /// dpgen stops sending once this file exists (`--stop-when`).
+    pub stop_when: Option<std::path::PathBuf>,
 }
 
 /// The `parse -> forward` pipeline (cross-connect fh0 <-> mh0 by input port), as config text.
@@ -645,6 +651,15 @@ path = "{s1}"
         }
         for w in &o.watch {
             c.arg("--watch-addr").arg(w.to_string());
+        }
+        if let Some(p) = &o.probe {
+            c.arg("--probe").arg(p);
+        }
+        if let Some(p) = &o.probe_log {
+            c.arg("--probe-log").arg(p);
+        }
+        if let Some(p) = &o.stop_when {
+            c.arg("--stop-when").arg(p);
         }
         c.arg("--").args(self.generator_eal("dpgen"));
         Proc::spawn("dpgen", c, self.scratch.path(log))

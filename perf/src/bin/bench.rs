@@ -752,6 +752,7 @@ fn run_once(spec: &DutSpec, traffic: &Traffic, a: &Args) -> Result<Sample, Strin
         } else {
             Vec::new()
         },
+        ..DpgenOpts::default()
     };
     // dpgen waits for the links, then sends for warm-up + measured seconds.
     let dpgen_secs = a.warmup + a.seconds;

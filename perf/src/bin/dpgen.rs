@@ -19,11 +19,18 @@
 //! packet's header and TCP/UDP checksums are also verified from scratch (`checksums` in the
 //! JSON: checked, bad).
 //!
+//! `--probe P=SPEC` makes port P also send one probe flow every few microseconds (see
+//! `perf::probe::ProbeSpec`) and `--probe-log FILE` receives a line each time the probe's
+//! verdict changes (received or not, and with which destination), dated in CLOCK_REALTIME
+//! ns by the send time of the first probe that saw the change: a harness changes policy and
+//! reads the file while dpgen keeps running.
+//!
 //! ```text
 //! dpgen --port net_virtio_user0 --port net_virtio_user1 --rate-mpps 0.5 --duration 10 \
 //!       --json out.json -- --lcores 0@0,1@0 --no-pci --file-prefix gen --vdev ...
 //! ```
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +40,7 @@ use clap::Parser;
 use dataplane::counters::bump;
 use dataplane::dpdk::{self, lcore, port::free_bulk, Eal, Mbuf, Mempool, Port, PortConfig};
 use perf::frames::udp_frame;
+use perf::probe::{ProbeEvent, ProbeSpec, ProbeTracker};
 use perf::traffic::{
     ipv4_addrs, read_stamp, reply_frame, reply_in_place, size_pattern, stamp, FlowFields,
     LatencyHistogram, PortSpec,
@@ -103,6 +111,17 @@ struct Args {
     /// (repeatable, at most 16).
     #[arg(long = "watch-addr")]
     watch: Vec<std::net::Ipv4Addr>,
+    /// A verdict probe `PORT=SPEC` (SPEC as `perf::probe::ProbeSpec`, e.g.
+    /// `0=src=10.1.200.1,sport=7000,dst=10.2.0.1,dport=7777,every_us=10`).
+    #[arg(long)]
+    probe: Option<String>,
+    /// Where the probe's verdict changes go, one line each (`perf::probe::ProbeEvent`);
+    /// default: stdout.
+    #[arg(long)]
+    probe_log: Option<std::path::PathBuf>,
+    /// Stop sending as soon as this file exists (before `--duration` is up).
+    #[arg(long)]
+    stop_when: Option<std::path::PathBuf>,
     /// EAL arguments.
     #[arg(last = true)]
     eal: Vec<String>,
@@ -164,6 +183,23 @@ fn parse_specs(specs: &[String], n: usize) -> Result<Vec<Option<PortSpec>>, Stri
 
 const MAX_BURST: usize = 64;
 
+/// Parses `--probe PORT=SPEC` for `n` ports.
+fn parse_probe(text: &str, n: usize) -> Result<(usize, ProbeSpec), String> {
+    let (p, spec) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--probe {text:?}: expected PORT=SPEC"))?;
+    let p: usize = p
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p < n)
+        .ok_or_else(|| format!("--probe {text:?}: port must be 0..{n}"))?;
+    Ok((
+        p,
+        ProbeSpec::parse(spec).map_err(|e| format!("--probe {text:?}: {e}"))?,
+    ))
+}
+
 fn main() {
     let a = Args::parse();
     if let Err(e) = size_pattern(&a.size) {
@@ -181,6 +217,17 @@ fn main() {
         }
         Ok(s) if a.mirror && s.iter().any(Option::is_some) => {
             eprintln!("error: --mirror and --spec do not go together (use --spec 1=reflect)");
+            std::process::exit(2);
+        }
+        Ok(_)
+            if a.probe
+                .as_ref()
+                .is_some_and(|p| parse_probe(p, a.ports.len()).is_err()) =>
+        {
+            eprintln!(
+                "error: {}",
+                parse_probe(a.probe.as_deref().unwrap_or(""), a.ports.len()).unwrap_err()
+            );
             std::process::exit(2);
         }
         Ok(_) if a.watch.len() > 16 => {
@@ -291,6 +338,13 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
             ),
         })
         .collect();
+    // The verdict probe: its port, spec and frame; changes go to `probe_events` (TSC-dated)
+    // for the main thread to date in CLOCK_REALTIME and write out.
+    let probe = match &a.probe {
+        Some(t) => Some(parse_probe(t, n).map_err(|e| dpdk::DpdkError::new(e, libc::EINVAL))?),
+        None => None,
+    };
+    let probe_events: Arc<Mutex<Vec<ProbeEvent>>> = Arc::new(Mutex::new(Vec::with_capacity(1024)));
     let watch: Vec<[u8; 4]> = a.watch.iter().map(|w| w.octets()).collect();
     let watch_out: Arc<Mutex<Vec<Vec<[u64; 2]>>>> = Arc::new(Mutex::new(Vec::new()));
     let latency_out: Arc<Mutex<Vec<LatencyHistogram>>> = Arc::new(Mutex::new(Vec::new()));
@@ -318,7 +372,23 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         let mut seen: Vec<Vec<[u64; 2]>> = vec![vec![[0; 2]; watch.len() + 1]; n];
         let mut hist: Vec<LatencyHistogram> = (0..n).map(|_| LatencyHistogram::default()).collect();
         let ns_per_tick = 1e9 / hz;
+        let probe_events = probe_events.clone();
+        let probe = probe.map(|(p, spec)| {
+            let base = udp_frame(60, p as u8, ((p + 1) % n) as u8, 0);
+            let every = (hz * f64::from(spec.every_us) / 1e6) as u64;
+            let tracker = ProbeTracker::new((hz * f64::from(spec.timeout_us) / 1e6) as u64);
+            (p, spec, base, every.max(1), tracker)
+        });
         move || {
+            let mut probe = probe;
+            let mut next_probe = dpdk::rdtsc();
+            let mut one: ArrayVec<Mbuf, 1> = ArrayVec::new();
+            let push = |e: ProbeEvent| {
+                probe_events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(e)
+            };
             let mut rxqs = rxqs;
             let mut txqs = txqs;
             let mut pkts: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
@@ -330,6 +400,27 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 let now = dpdk::rdtsc();
                 let dt = now.wrapping_sub(last) as f64 / hz;
                 last = now;
+                if let Some((pp, spec, base, every, tracker)) = probe.as_mut() {
+                    if let Some(e) = tracker.tick(now) {
+                        push(e);
+                    }
+                    if sending.load(Relaxed) && now >= next_probe && *pp < txqs.len() {
+                        next_probe = now + *every;
+                        if pool.alloc_bulk(&mut one, 1) {
+                            let seq = tracker.send(now);
+                            if let Some(m) = one.first_mut() {
+                                m.append(base);
+                                let f = m.data_mut();
+                                spec.flow.flow(spec.flow_of(seq)).write(f);
+                                perf::probe::mark(f, seq);
+                            }
+                            if txqs[*pp].tx_burst(&mut one) == 0 {
+                                tracker.unsend();
+                                free_bulk(&mut one);
+                            }
+                        }
+                    }
+                }
                 if sending.load(Relaxed) {
                     for (p, txq) in txqs.iter_mut().enumerate() {
                         let src = &sources[p];
@@ -397,6 +488,15 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 for (p, rxq) in rxqs.iter_mut().enumerate() {
                     let got = rxq.rx_burst(&mut pkts, MAX_BURST);
                     if got != 0 {
+                        if let Some((_, _, _, _, tracker)) = probe.as_mut() {
+                            for m in pkts.iter() {
+                                if let Some((seq, dst)) = perf::probe::read_mark(m.data()) {
+                                    if let Some(e) = tracker.received(seq, dst, now) {
+                                        push(e);
+                                    }
+                                }
+                            }
+                        }
                         if probes {
                             let now = dpdk::rdtsc();
                             for m in pkts.iter() {
@@ -464,8 +564,38 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
             last[p] = (tx, rx);
         }
     };
-    while start.elapsed().as_secs_f64() < a.duration {
-        std::thread::sleep(Duration::from_millis(20));
+    let mut probe_out: Option<Box<dyn std::io::Write>> = match (&a.probe, &a.probe_log) {
+        (None, _) => None,
+        (Some(_), None) => Some(Box::new(std::io::stdout())),
+        (Some(_), Some(p)) => {
+            Some(Box::new(std::fs::File::create(p).map_err(|e| {
+                dpdk::DpdkError::new(format!("{}: {e}", p.display()), libc::EIO)
+            })?))
+        }
+    };
+    // Dates the probe's changes (TSC -> CLOCK_REALTIME, anchored afresh each time) and
+    // writes them out, one flushed line each.
+    let mut write_probe_events = || {
+        let Some(out) = probe_out.as_mut() else {
+            return;
+        };
+        let evs = std::mem::take(&mut *probe_events.lock().unwrap_or_else(|e| e.into_inner()));
+        if evs.is_empty() {
+            return;
+        }
+        let (anchor_tsc, anchor_ns) = (dpdk::rdtsc(), perf::probe::realtime_ns());
+        for mut e in evs {
+            e.ns = perf::probe::tsc_to_realtime(e.ns, anchor_tsc, anchor_ns, hz as u64);
+            let _ = writeln!(out, "{}", e.line());
+        }
+        let _ = out.flush();
+    };
+    let tick = Duration::from_millis(if a.probe.is_some() { 2 } else { 20 });
+    while start.elapsed().as_secs_f64() < a.duration
+        && !a.stop_when.as_ref().is_some_and(|p| p.exists())
+    {
+        std::thread::sleep(tick);
+        write_probe_events();
         if a.stats_period > 0.0 && last_t.elapsed().as_secs_f64() >= a.stats_period {
             sample(&mut last_t, &mut last);
         }
@@ -481,6 +611,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
     std::thread::sleep(Duration::from_secs_f64(a.drain.max(0.0)));
     running.store(false, Relaxed);
     lcore::wait(eal, worker);
+    write_probe_events();
     let hists = std::mem::take(&mut *latency_out.lock().unwrap_or_else(|e| e.into_inner()));
     let seen = std::mem::take(&mut *watch_out.lock().unwrap_or_else(|e| e.into_inner()));
     let report: Vec<serde_json::Value> = counters
