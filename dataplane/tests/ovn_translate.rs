@@ -896,7 +896,8 @@ impl dataplane::ovn::follow::PolicySink for Recorder {
 /// away publish nothing (the last policy stays); a change made while it was away is caught up.
 /// Members joining and leaving sets the ACLs name (an NB address set, a derived `$pg_ip4`)
 /// become membership batches for the stage naming the set, without a translation, and the
-/// translation run once the NB is quiet finds nothing more to publish.
+/// translation run once the NB is quiet finds nothing more to publish; a backend added to a
+/// taken load balancer republishes the services without a translation.
 #[test]
 fn follower_publishes_only_changes() {
     use dataplane::ovn::follow::{Follower, FollowerConfig};
@@ -1121,5 +1122,21 @@ fn follower_publishes_only_changes() {
     assert_eq!(st.confirm_mismatches.load(Ordering::Relaxed), 0);
     assert!(st.member_handlings.load(Ordering::Relaxed) >= 3);
     assert!(st.render().contains("mismatches 0"), "{}", st.render());
+    // A backend added to the taken LB's VIP: the services alone, published to the lb node.
+    let translated = translations();
+    nb.nbctl(&[
+        "set",
+        "Load_Balancer",
+        "lb0",
+        "vips:\"10.0.0.100:80\"=\"10.0.0.11:8080,10.0.0.12:8080,10.0.0.13:8080\"",
+    ]);
+    wait_until("the services", &|| {
+        published().last() == Some(&("lb".to_string(), 3))
+    });
+    assert_eq!(translations(), translated);
+    assert_eq!(published().len(), whole + 1, "{:?}", published());
+    quiet(3);
+    assert_eq!(published().len(), whole + 1, "{:?}", published());
+    assert_eq!(st.confirm_mismatches.load(Ordering::Relaxed), 0);
     drop(f);
 }

@@ -2,7 +2,9 @@
 //! is handled at once; updates arriving while one is handled, or within `coalesce` of it,
 //! are handled together (a burst becomes few publications). An update that only moves
 //! members of sets the policy names (a pod's address; [`super::member_delta`]) becomes one
-//! membership batch per acl node without translating the ACLs; anything else is translated
+//! membership batch per acl node without translating the ACLs, and a modified
+//! `Load_Balancer` row (a backend added or drained) recomputes the services alone; anything
+//! else is translated
 //! whole, and each stage whose policy changed is published through a [`PolicySink`] (in the
 //! dataplane: the acl nodes' hubs and the lb node's control, the hitless paths the reload
 //! uses). When the NB goes quiet after membership-only handlings, one whole translation
@@ -27,7 +29,9 @@ use pipeline::lb::service::ServiceConfig;
 use super::client::{OvnClient, OvnConfig, OvnState, Update};
 use super::member_delta::{set_updates, stage_changes, Burst};
 use super::settings::OvnTargets;
-use super::translate::{translate, LocalPort, LspSelector, Policy, Taken, TranslateOptions};
+use super::translate::{
+    services_only, translate, LocalPort, LspSelector, Policy, Refusal, Taken, TranslateOptions,
+};
 
 /// Where the policy goes.
 pub trait PolicySink: Send {
@@ -212,16 +216,28 @@ fn follow(
         }
         pending = false;
         last_handled = Some(Instant::now());
-        let updates = if st.all_published(&cfg.targets) {
-            client.with_tables(|t| set_updates(&burst, t, &st.published))
+        let narrow = if st.all_published(&cfg.targets) && burst.member_only() {
+            client.with_tables(|t| {
+                let sets = set_updates(&burst, t, &st.published)?;
+                let lbs = burst.touches_lbs().then(|| services_only(t, &cfg.ports));
+                Some((sets, lbs))
+            })
         } else {
             None
         };
+        // Services whose refusals changed go through the whole translation (its account).
+        let narrow = narrow.filter(|(_, lbs)| {
+            lbs.as_ref()
+                .is_none_or(|l| lb_refusal_lines(&l.refused) == st.lb_refused)
+        });
         burst.clear();
-        match updates {
-            Some(u) => {
+        match narrow {
+            Some((sets, lbs)) => {
                 status.member_handlings.fetch_add(1, Ordering::Relaxed);
-                st.publish_members(&u, &cfg, sink.as_mut(), status);
+                st.publish_members(&sets, &cfg, sink.as_mut(), status);
+                if let Some(lbs) = lbs {
+                    st.publish_services(lbs.services, &cfg, sink.as_mut(), status);
+                }
                 confirm = true;
             }
             None => {
@@ -241,6 +257,17 @@ struct FollowState {
     /// The last publication of the target failed (the next handling retries it whole).
     failed: [bool; 4],
     logged_refusals: BTreeSet<String>,
+    /// The last whole translation's refusals of `Load_Balancer` rows.
+    lb_refused: Vec<String>,
+}
+
+/// The `Load_Balancer` refusals among `refused`, one line each.
+fn lb_refusal_lines(refused: &[Refusal]) -> Vec<String> {
+    refused
+        .iter()
+        .filter(|r| r.table == "Load_Balancer")
+        .map(|r| r.to_string())
+        .collect()
 }
 
 impl FollowState {
@@ -317,6 +344,33 @@ impl FollowState {
         }
         if !lines.is_empty() {
             status.last.lock().expect("status lock").published = lines;
+        }
+    }
+
+    /// Publishes the lb node's services recomputed alone, if they changed.
+    fn publish_services(
+        &mut self,
+        services: Vec<ServiceConfig>,
+        cfg: &FollowerConfig,
+        sink: &mut dyn PolicySink,
+        status: &FollowerStatus,
+    ) {
+        let Some(node) = &cfg.targets.lb else { return };
+        if services == self.published.services {
+            return;
+        }
+        match sink.publish_services(node, &services) {
+            Ok(l) => {
+                status.publishes.fetch_add(1, Ordering::Relaxed);
+                eprintln!("ovn: {l}");
+                self.published.services = services;
+                status.last.lock().expect("status lock").published = vec![l];
+            }
+            Err(e) => {
+                status.publish_failures.fetch_add(1, Ordering::Relaxed);
+                self.failed[3] = true;
+                eprintln!("ovn: lb node `{node}`: publish failed: {e}");
+            }
         }
     }
 
@@ -430,6 +484,7 @@ impl FollowState {
         last.bindings = t.bindings.iter().map(|b| b.describe()).collect();
         last.taken = t.taken;
         last.refused = t.refused.iter().map(|r| r.to_string()).collect();
+        self.lb_refused = lb_refusal_lines(&t.refused);
         if !lines.is_empty() {
             last.published = lines;
         }

@@ -1,4 +1,5 @@
-//! The membership-only path: most NB churn is a pod's address joining or leaving an
+//! The membership-only path (and its sibling for load-balancer rows): most NB churn is a
+//! pod's address joining or leaving an
 //! `Address_Set`, or an LSP's `addresses` changing (so the `$<pg>_ip4` / `$<pg>_ip6` sets
 //! ovn-northd derives change). Such an update cannot change which ACLs we take, their
 //! matches or priorities, only the members of sets the published policy already names, so it
@@ -7,7 +8,9 @@
 //! (by the same [`sets::resolve`] the translation uses), and the follower publishes them as
 //! one membership batch per acl node ([`stage_changes`]). Anything else, or anything this
 //! path is unsure of, goes through the whole translation; the follower also re-translates
-//! once the NB goes quiet and counts any difference (it should find none).
+//! once the NB goes quiet and counts any difference (it should find none). A modified
+//! `Load_Balancer` row (a backend added or drained) only changes services: they are
+//! recomputed alone ([`crate::ovn::translate::services_only`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,8 +27,10 @@ pub struct Burst {
     /// Our ports' MACs (ports bound by MAC): an LSP whose addresses carry one may change a
     /// binding, which only the whole translation handles.
     our_macs: Vec<Mac>,
-    /// False once an update touched anything but members.
+    /// False once an update touched anything but members or load-balancer rows.
     member_only: bool,
+    /// A `Load_Balancer` row was modified (its services are recomputed alone).
+    lbs: bool,
     /// NB `Address_Set` names whose `addresses` changed.
     sets: BTreeSet<String>,
     /// LSP UUIDs whose `addresses` or `dynamic_addresses` changed.
@@ -49,6 +54,7 @@ impl Burst {
         Burst {
             our_macs,
             member_only: true,
+            lbs: false,
             sets: BTreeSet::new(),
             lsps: BTreeSet::new(),
         }
@@ -57,13 +63,21 @@ impl Burst {
     /// Forgets what was added (after it was handled).
     pub fn clear(&mut self) {
         self.member_only = true;
+        self.lbs = false;
         self.sets.clear();
         self.lsps.clear();
     }
 
-    /// True while every update added since [`Burst::clear`] changed members only.
+    /// True while every update added since [`Burst::clear`] changed only members of sets
+    /// and `Load_Balancer` rows (not which load balancers are taken).
     pub fn member_only(&self) -> bool {
         self.member_only
+    }
+
+    /// A `Load_Balancer` row was modified: recompute the services
+    /// ([`crate::ovn::translate::services_only`]).
+    pub fn touches_lbs(&self) -> bool {
+        self.lbs
     }
 
     /// Takes in one update's changes.
@@ -103,6 +117,7 @@ impl Burst {
                             }
                         }
                     }
+                    "Load_Balancer" => self.lbs = true,
                     "NB_Global" => {
                         if cols.iter().any(|c| !NB_GLOBAL_IGNORED.contains(c)) {
                             self.member_only = false;

@@ -307,16 +307,7 @@ pub fn translate(
 
     // Load balancers of our switches and their groups.
     let lb_table = rows::table(tables, "Load_Balancer");
-    let lb_groups = rows::table(tables, "Load_Balancer_Group");
-    let mut lb_uuids: BTreeSet<&str> = BTreeSet::new();
-    for (_, ls) in &switches {
-        lb_uuids.extend(rows::uuids(ls, "load_balancer"));
-        for g in rows::uuids(ls, "load_balancer_group") {
-            if let Some(g) = lb_groups.get(g) {
-                lb_uuids.extend(rows::uuids(g, "load_balancer"));
-            }
-        }
-    }
+    let lb_uuids = taken_lb_uuids(tables, &ours.keys().copied().collect());
 
     let acl_table = rows::table(tables, "ACL");
     let stateful = !lb_uuids.is_empty()
@@ -548,50 +539,10 @@ pub fn translate(
     acl.rules = rules.into_iter().map(|(.., r)| r).collect();
 
     // Load balancers.
-    let mut services: Vec<ServiceConfig> = Vec::new();
-    let mut lb_origins = BTreeMap::new();
-    let mut endpoints = BTreeMap::new();
-    for uuid in &lb_uuids {
-        let Some(row) = lb_table.get(*uuid) else {
-            continue;
-        };
-        match lbs::services(uuid, row) {
-            Ok(list) => {
-                taken.load_balancers += 1;
-                for (vip, svc) in list {
-                    let key = (svc.vip, svc.protocol, svc.port);
-                    if let Some(prev) = endpoints.insert(key, uuid.to_string()) {
-                        refused.push(Refusal {
-                            table: "Load_Balancer",
-                            uuid: uuid.to_string(),
-                            outcome: Outcome::Partial,
-                            reason: format!("vips[{vip}]: the same VIP, protocol and port as Load_Balancer {prev}"),
-                        });
-                        endpoints.insert(key, prev);
-                        continue;
-                    }
-                    lb_origins.insert(
-                        svc.name.clone(),
-                        LbOrigin {
-                            uuid: uuid.to_string(),
-                            name: rows::text(row, "name").to_string(),
-                            vip,
-                            options: rows::map(row, "options"),
-                            external_ids: rows::map(row, "external_ids"),
-                        },
-                    );
-                    services.push(svc);
-                }
-            }
-            Err(reason) => refused.push(Refusal {
-                table: "Load_Balancer",
-                uuid: uuid.to_string(),
-                outcome: Outcome::Skipped,
-                reason,
-            }),
-        }
-    }
-    services.sort_by(|a, b| a.name.cmp(&b.name));
+    let lbs = load_balancers(&lb_uuids, lb_table);
+    refused.extend(lbs.refused);
+    taken.load_balancers = lbs.taken;
+    let (services, lb_origins) = (lbs.services, lbs.origins);
     taken.services = services.len();
 
     // The whole set must build; each rule was checked alone, so a failure here is a bug in
@@ -621,6 +572,110 @@ pub fn translate(
         taken,
         refused,
     }
+}
+
+/// The services of the taken load balancers, with where each came from.
+pub struct LoadBalancers {
+    /// One per `vips` entry, sorted by name.
+    pub services: Vec<ServiceConfig>,
+    /// Service name -> its NB row.
+    pub origins: BTreeMap<String, LbOrigin>,
+    /// Rows or VIPs not taken.
+    pub refused: Vec<Refusal>,
+    /// Load balancers taken (at least one VIP).
+    pub taken: usize,
+}
+
+/// Translates the load balancers `lb_uuids` (those of our switches and their groups).
+pub fn load_balancers(lb_uuids: &BTreeSet<&str>, lb_table: &Table) -> LoadBalancers {
+    let mut services: Vec<ServiceConfig> = Vec::new();
+    let mut origins = BTreeMap::new();
+    let mut endpoints = BTreeMap::new();
+    let mut refused = Vec::new();
+    let mut taken = 0;
+    for uuid in lb_uuids {
+        let Some(row) = lb_table.get(*uuid) else {
+            continue;
+        };
+        match lbs::services(uuid, row) {
+            Ok(list) => {
+                taken += 1;
+                for (vip, svc) in list {
+                    let key = (svc.vip, svc.protocol, svc.port);
+                    if let Some(prev) = endpoints.insert(key, uuid.to_string()) {
+                        refused.push(Refusal {
+                            table: "Load_Balancer",
+                            uuid: uuid.to_string(),
+                            outcome: Outcome::Partial,
+                            reason: format!("vips[{vip}]: the same VIP, protocol and port as Load_Balancer {prev}"),
+                        });
+                        endpoints.insert(key, prev);
+                        continue;
+                    }
+                    origins.insert(
+                        svc.name.clone(),
+                        LbOrigin {
+                            uuid: uuid.to_string(),
+                            name: rows::text(row, "name").to_string(),
+                            vip,
+                            options: rows::map(row, "options"),
+                            external_ids: rows::map(row, "external_ids"),
+                        },
+                    );
+                    services.push(svc);
+                }
+            }
+            Err(reason) => refused.push(Refusal {
+                table: "Load_Balancer",
+                uuid: uuid.to_string(),
+                outcome: Outcome::Skipped,
+                reason,
+            }),
+        }
+    }
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    LoadBalancers {
+        services,
+        origins,
+        refused,
+        taken,
+    }
+}
+
+/// The load-balancer part of [`translate`] alone (what a change to `Load_Balancer` rows
+/// can change when no row was added or removed).
+pub fn services_only(tables: &BTreeMap<String, Table>, ports: &[LocalPort]) -> LoadBalancers {
+    let bindings = bind(rows::table(tables, "Logical_Switch_Port"), ports);
+    let ours: BTreeSet<&str> = bindings
+        .iter()
+        .filter_map(|b| Some(b.lsp.as_ref().ok()?.uuid.as_str()))
+        .collect();
+    load_balancers(
+        &taken_lb_uuids(tables, &ours),
+        rows::table(tables, "Load_Balancer"),
+    )
+}
+
+/// Our switches (those holding a bound LSP) and the load balancers they take, directly or
+/// through a `Load_Balancer_Group`.
+pub fn taken_lb_uuids<'a>(
+    tables: &'a BTreeMap<String, Table>,
+    ours: &BTreeSet<&str>,
+) -> BTreeSet<&'a str> {
+    let lb_groups = rows::table(tables, "Load_Balancer_Group");
+    let mut lb_uuids: BTreeSet<&str> = BTreeSet::new();
+    for ls in rows::table(tables, "Logical_Switch").values() {
+        if !rows::uuids(ls, "ports").iter().any(|p| ours.contains(p)) {
+            continue;
+        }
+        lb_uuids.extend(rows::uuids(ls, "load_balancer"));
+        for g in rows::uuids(ls, "load_balancer_group") {
+            if let Some(g) = lb_groups.get(g) {
+                lb_uuids.extend(rows::uuids(g, "load_balancer"));
+            }
+        }
+    }
+    lb_uuids
 }
 
 /// Remembers the last published policy: a translation equal to it publishes nothing.
