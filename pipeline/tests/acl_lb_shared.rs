@@ -506,3 +506,91 @@ fn icmp_errors_about_lb_connections_pass_the_acl_translated() {
     assert_eq!(drops(&g, "acl", "default-deny"), 1);
     assert_eq!(counter(&g, "lb", "icmp-errors"), 1);
 }
+
+/// Cycles per packet of the `acl` and `lb` nodes sharing one lookup, as in the benchmark's
+/// `dataplane-full` (UDP to a VIP, 100k client flows in a 200k-entry table, replies from the
+/// backends in alternate vectors of 256), on test buffers, one core. Prints the best and the
+/// median of the rounds per node (TSC clocks from the graph's counters): a figure to compare
+/// builds with, not an assertion. Run:
+/// `cargo test --release -p pipeline --test acl_lb_shared -- --ignored --nocapture handover_cycles`
+#[test]
+#[ignore]
+fn handover_cycles() {
+    const FLOWS: u32 = 100_000;
+    const ROUNDS: usize = 9;
+    const VEC: usize = 256;
+    let text = spec_text(
+        "lb_conntrack = \"lb\"",
+        &["parse", "acl", "lb"],
+        "acl-lb-shared-bench",
+    )
+    .replace("tcp.dst == 5432", "udp.dst == 5432")
+    .replace("protocol = \"tcp\"", "protocol = \"udp\"")
+    .replacen(
+        "[[nodes.params.services]]",
+        "conntrack = { capacity = 200000 }\n[[nodes.params.services]]",
+        1,
+    );
+    let mut g = Graph::build(
+        &GraphSpec::from_toml(&text).expect("spec parses"),
+        &registry(),
+        &ports(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let client = |i: u32| format!("10.0.2.{}", 1 + i % 250);
+    let cport = |i: u32| 1024 + (i / 250) as u16;
+    let requests: Vec<Vec<u8>> = (0..FLOWS)
+        .map(|i| build(&Spec::udp(&client(i), cport(i), VIP, 5432)))
+        .collect();
+    // Warm-up: every flow once (new connections), which gives each reply's backend.
+    let mut tx = g.new_tx_vectors();
+    let mut replies = Vec::with_capacity(FLOWS as usize);
+    for c in requests.chunks(VEC) {
+        let mut rx: ArrayVec<TestBuf, VEC> = c.iter().map(|f| TestBuf::new(f.clone(), 0)).collect();
+        g.process(&mut rx, &mut tx);
+        for out in tx.pkts_mut(1).drain(..) {
+            let p = parse(&out.bytes);
+            replies.push(build(&Spec::udp(
+                &p.dst.to_string(),
+                p.dport,
+                &p.src.to_string(),
+                p.sport,
+            )));
+        }
+    }
+    assert_eq!(replies.len(), FLOWS as usize, "every flow balanced");
+    let mut per_node: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        let before = g.snapshot();
+        for (rq, rp) in requests.chunks(VEC).zip(replies.chunks(VEC)) {
+            for (frames, port) in [(rq, 0u16), (rp, 1)] {
+                let mut rx: ArrayVec<TestBuf, VEC> = frames
+                    .iter()
+                    .map(|f| TestBuf::new(f.clone(), port))
+                    .collect();
+                g.process(&mut rx, &mut tx);
+                tx.pkts_mut(0).clear();
+                tx.pkts_mut(1).clear();
+            }
+        }
+        let d = g.snapshot().delta(&before);
+        for (k, node) in ["acl", "lb"].iter().enumerate() {
+            let n = d.node(node).unwrap();
+            assert_eq!(n.packets, 2 * u64::from(FLOWS), "{node} saw every packet");
+            per_node[k].push(n.clocks_per_packet());
+        }
+    }
+    assert_eq!(
+        counter(&g, "acl", "ct-hits"),
+        2 * u64::from(FLOWS) * ROUNDS as u64
+    );
+    for (k, node) in ["acl", "lb"].iter().enumerate() {
+        let v = &mut per_node[k];
+        v.sort_by(f64::total_cmp);
+        println!(
+            "handover_cycles {node}: best {:.1} median {:.1} cycles/packet ({ROUNDS} rounds)",
+            v[0],
+            v[ROUNDS / 2]
+        );
+    }
+}

@@ -194,7 +194,7 @@ pub(crate) fn take_over(
     m: &PacketMeta,
     now: u64,
     key: &mut FlowKey,
-) -> Option<(What, Option<(Handle, Direction)>)> {
+) -> Option<(What, (Handle, Direction), NatEntry)> {
     let p = usize::from(m.next).checked_sub(1)?;
     let h = flow_ref::decode(*pre.get(p)?)?;
     match pre_what[p] {
@@ -202,8 +202,8 @@ pub(crate) fn take_over(
         What::Vip(_) => {
             *key = FlowKey::from_meta(m);
             let d = ct.confirm(h, key, now)?;
-            let sid = u32::from(ct.payload(h)?.service);
-            Some((What::Vip(sid), Some((h, d))))
+            let e = *ct.payload(h)?;
+            Some((What::Vip(u32::from(e.service)), (h, d), e))
         }
         what @ What::Reply { start, .. } => {
             let &(sid, bid) = t.cands.get(start as usize)?;
@@ -214,7 +214,7 @@ pub(crate) fn take_over(
             let svc = t.services.get(sid as usize)?;
             *key = reply_key(svc, m);
             let d = ct.confirm(h, key, now)?;
-            Some((what, Some((h, d))))
+            Some((what, (h, d), *ct.payload(h)?))
         }
     }
 }
@@ -247,6 +247,8 @@ pub mod flow_ref {
 pub(crate) struct Scratch {
     pub(crate) keys: [FlowKey; VECTOR_SIZE],
     pub(crate) out: [Option<(Handle, Direction)>; VECTOR_SIZE],
+    /// The entry of `out`'s hit where [`take_over`] read it already, else `None`.
+    pub(crate) entry: [Option<NatEntry>; VECTOR_SIZE],
     pub(crate) idx: [u16; VECTOR_SIZE],
     pub(crate) what: [What; VECTOR_SIZE],
     /// Positions (in `keys`) of the keys the node looks up itself.
@@ -272,6 +274,7 @@ impl Scratch {
         Box::new(Scratch {
             keys: [FlowKey::default(); VECTOR_SIZE],
             out: [None; VECTOR_SIZE],
+            entry: [None; VECTOR_SIZE],
             idx: [0; VECTOR_SIZE],
             what: [What::Pass; VECTOR_SIZE],
             todo: [0; VECTOR_SIZE],

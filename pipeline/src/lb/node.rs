@@ -66,6 +66,50 @@
 //! full pipeline's `lb` node A/B x4 in the vhost benchmark 440-839 against 576-772, about 5x
 //! its cost on a quiet machine. No gain shown, so the code stays as it was.
 //!
+//! Issue #27's pass (2026-12-07, the machine at load 7-13 from others' builds, so the DUT's
+//! node figures ran at 10x their quiet values, 1,000-1,450 cycles per packet for the four
+//! nodes in 5 interleaved single-round runs each way, and could not tell builds apart). A
+//! fresh `perf record` of the DUT worker (as above, `-g`): `lookup_batch_sparse` 6.0% of the
+//! samples, 43% of them on the touch loop's load and 26% on the probe's first read of the
+//! slot (the line arriving); this node 6.6%, of which about a fifth on its two re-reads of
+//! each taken-over packet's slot line (`confirm`'s state byte, then the payload's). Measured
+//! instead in process with `handover_cycles` (`pipeline/tests/acl_lb_shared.rs`, ignored:
+//! `parse -> acl (lb_conntrack) -> lb`, 100k UDP flows to a VIP in a 200k-entry table,
+//! requests and replies in alternate vectors of 256, test buffers, 4 KiB pages; the best of
+//! 9 rounds per run), the builds alternated run by run:
+//! - kept: [`super::flows`]'s take-over hands the entry it read with its check to the
+//!   decide step, which used to read it from the slot again: this node's best 81.3 / 81.7
+//!   -> 76.8 / 76.1 cycles per packet (two series of 15 runs each way, the second in the
+//!   other order; median over runs 91.5 / 84.3 -> 80.1 / 78.9, median per-run ratio 0.95);
+//!   the `acl` node unchanged (best 98.4 / 91.2 against 98.5 / 96.5).
+//! - not kept: no re-read of the slot at all for a taken-over packet: the `acl` node's
+//!   lookup copied each hit's key, direction and entry beside its result by position (the
+//!   slot line still in L1), and this node compared the packet's key with that copy instead
+//!   of `confirm` (a counter of the table's deletions guarding the handles). 15 runs each
+//!   way: this node best 81.9 -> 78.4 (median 84.9 -> 85.1), but the `acl` node 98.9 -> 120.1
+//!   (median 135.5 -> 175.4): the 51 bytes stored per packet in the `acl` node cost more
+//!   than the re-read they saved here.
+//!
+//! The DUT at the end of that pass (`bench --set quick --dpgen --rounds 5 --seconds 2
+//! --warmup 1 --sizes 64 --flows 1024 --duts dataplane-full,ovs-ct-lb`, the builds one after
+//! the other, 02:38-02:41 UTC, while another engineer's generator and OVS-DPDK polled the
+//! same two CPUs): with the kept change 869.8 cycles per packet in the nodes (parse 85.3,
+//! acl 404.0, lb 377.4, forward 37.7), `full_vs_ovs` 2.87 (fastest rounds 3.75); before it
+//! 657.5 (32.8, 304.6, 238.4, 9.0), 3.84 (4.23); the DUT forwarded 0.04-1.3 Mpps per round
+//! and later runs lost rounds to "no rate samples from dpgen". Those figures are the
+//! machine's starvation, not the pipeline's cost; `scripts/bench standard` on a quiet
+//! machine is still to run.
+//!
+//! Checked and found done already: the table lines of a burst are loaded ahead of their
+//! probes (the sparse table's lookup touches the home slot of each of up to 64 keys, then
+//! probes them: a distance of the chunk; `prefetcht0` instead, or across chunks, was slower,
+//! see [`crate::conntrack`]); in this DUT the `acl` node classifies nothing once the
+//! connections are tracked (one verdict for an all-tracked vector), and its verdict cache
+//! switches itself off (100k keys each way); node counters are added per vector. What stays
+//! per packet: the table line (the `acl` node's share, bound by how many misses the core
+//! keeps in flight), the flow key built from the metadata in both nodes (38 bytes each),
+//! the NAT rewrite with its checksum updates and four per-service/backend counters here.
+//!
 //! # Checksums
 //! Updated incrementally in software, unless every port of the graph computes checksums on
 //! transmit (the output port is decided after this node, so all must): then the IPv4 header
@@ -429,14 +473,16 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 for i in base..end {
                     decisions[i] = Decision::Next(OUT_NEXT);
                     let m = &meta[i];
-                    if let Some((what, r)) =
+                    if let Some((what, r, e)) =
                         take_over(&s.pre, &s.pre_what, t, ct, m, now, &mut s.keys[k])
                     {
                         s.what[k] = what;
-                        s.out[k] = r;
+                        s.out[k] = Some(r);
+                        s.entry[k] = Some(e);
                         s.idx[k] = i as u16;
                         k += 1;
                     } else if classify_into(t, m, &mut memo, s, k, i, decisions) {
+                        s.entry[k] = None;
                         s.todo[todo] = k as u16;
                         todo += 1;
                         k += 1;
@@ -446,6 +492,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                 for i in base..end {
                     decisions[i] = Decision::Next(OUT_NEXT);
                     if classify_into(t, &meta[i], &mut memo, s, k, i, decisions) {
+                        s.entry[k] = None;
                         k += 1;
                     }
                 }
@@ -482,9 +529,13 @@ impl<P: PacketBuf> Node<P> for LbNode {
                     What::Pass => {}
                     What::Vip(sid) => {
                         let (entry, h) = match s.out[j] {
-                            Some((h, Direction::Original)) => match ct.payload(h) {
-                                Some(e) => (*e, Some(h)),
-                                None => continue,
+                            // Taken over: its entry was read with the check.
+                            Some((h, Direction::Original)) => match s.entry[j] {
+                                Some(e) => (e, Some(h)),
+                                None => match ct.payload(h) {
+                                    Some(e) => (*e, Some(h)),
+                                    None => continue,
+                                },
                             },
                             // Stored from the other side: not a connection this node created.
                             Some((_, Direction::Reply)) => continue,
@@ -582,7 +633,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         let mut hit = None;
                         let mut mismatch = false;
                         if let Some((h, Direction::Reply)) = s.out[j] {
-                            match ct.payload(h) {
+                            match s.entry[j].or_else(|| ct.payload(h).copied()) {
                                 Some(e) if e.backend == cands[0].1 => hit = Some((h, cands[0])),
                                 _ => mismatch = true,
                             }
