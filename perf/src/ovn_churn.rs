@@ -207,8 +207,16 @@ pub fn seed_params(background: usize) -> Value {
 
 /// The DUT's `[control]`, `[ovn]` and `[pipeline]` tables: `parse -> acl_in (from-lport)
 /// -> lb -> acl_out (to-lport) -> forward` (cross-connect fh0 <-> mh0), both acl nodes
-/// stateful for `ct_capacity` connections, the lb node's services from the NB.
-pub fn dut_tables(nb_remote: &str, control_socket: &str, ct_capacity: usize) -> String {
+/// stateful for `ct_capacity` connections, the lb node's services from the NB. `set_class`:
+/// the acl nodes' `set_class_min_entries` (address sets from that many entries are matched
+/// by membership, and their changes are membership updates; `None`: the node's default).
+pub fn dut_tables(
+    nb_remote: &str,
+    control_socket: &str,
+    ct_capacity: usize,
+    set_class: Option<usize>,
+) -> String {
+    let sc = set_class.map_or(String::new(), |n| format!(", set_class_min_entries = {n}"));
     format!(
         r#"
 [control]
@@ -228,7 +236,7 @@ kind = "parse"
 [[pipeline.nodes]]
 name = "acl_in"
 kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = {ct_capacity} }}
+params = {{ acl = {{ default = "drop" }}, stateful = {ct_capacity}{sc} }}
 [[pipeline.nodes]]
 name = "lb"
 kind = "lb"
@@ -236,7 +244,7 @@ params = {{ control = "ovn-lb", conntrack = {{ capacity = {ct_capacity} }} }}
 [[pipeline.nodes]]
 name = "acl_out"
 kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = {ct_capacity}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
+params = {{ acl = {{ default = "drop" }}, stateful = {ct_capacity}{sc}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
 [[pipeline.nodes]]
 name = "forward"
 kind = "forward"
