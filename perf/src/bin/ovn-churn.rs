@@ -17,14 +17,16 @@
 //! fixed schedule) churns address-set members, a pod's addresses (a derived `$pg_ip4`),
 //! ACLs and a second VIP's backends, none of which can change the verdict of the traffic.
 //!
-//! First a calibration trial at full speed without churn gives the capacity; then
+//! First calibration trials at full speed without churn give the capacity (their best); then
 //! `--rounds` rounds, each with every churn rate at a fixed offered rate (`--fixed-fraction`
 //! of the capacity) and at full speed, the rates' order rotated per round. Per trial: the
 //! forwarded Mpps (dpgen's received packets over its sending time), sent, received and lost
 //! packets, the DUT's in/out/drops by node and reason (Prometheus deltas), misjudged packets
 //! (dropped by an ACL node: all of this traffic must pass), the transactions committed and
 //! the follower's publishes. Medians per mode and rate, and the ratio of each churn rate's
-//! median to the no-churn median.
+//! median to the no-churn median. Each trial starts once the follower is quiet (the previous
+//! trial's churn published), and reports the classifier builds its publications cost (from
+//! the DUT's log lines: full builds, rebuilds of expanded sets, membership updates, build ms).
 //!
 //! This process, the NB server and the writer run on `--helpers-cpu` (default 0, beside the
 //! generator), off the DUT's worker core.
@@ -69,6 +71,12 @@ struct Args {
     /// The fixed offered rate as a fraction of the calibrated capacity.
     #[arg(long, default_value_t = 0.9)]
     fixed_fraction: f64,
+    /// Full-speed trials without churn whose best sets the capacity.
+    #[arg(long, default_value_t = 3)]
+    calib_trials: usize,
+    /// The capacity (Mpps, both directions) instead of calibrating.
+    #[arg(long)]
+    capacity_mpps: Option<f64>,
     /// Only the fixed-rate trials (no full-speed ones).
     #[arg(long)]
     fixed_only: bool,
@@ -238,6 +246,18 @@ impl Rig {
             specs: perf::topology::vip_specs(self.args.flows, 0),
             ..DpgenOpts::default()
         };
+        // The previous trial's churn fully published first (the follower coalesces for up to
+        // a second after the last transaction), so no trial sees another's publications.
+        let mut last = num(&show_ovn(&self.socket), "translations");
+        let quiet_deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            std::thread::sleep(Duration::from_millis(1500));
+            let now = num(&show_ovn(&self.socket), "translations");
+            if now == last || Instant::now() > quiet_deadline {
+                break;
+            }
+            last = now;
+        }
         let before = settled(&self.metrics)?;
         self.log_pos = std::fs::metadata(&self.dut_log).map_or(0, |m| m.len() as usize);
         let ovn_before = show_ovn(&self.socket);
@@ -462,8 +482,18 @@ fn run(a: Args) -> Result<Value, String> {
         dut_log: dut.log.clone(),
         log_pos: 0,
     };
-    let cal = rig.trial("calib", 0.0, 0.0)?;
-    let capacity = cal["forwarded_mpps"].as_f64().unwrap_or(0.0);
+    // Capacity: the best of `--calib-trials` full-speed trials without churn (the machine
+    // may be shared: one slow trial must not set the fixed rate), unless given.
+    let mut cals = Vec::new();
+    for _ in 0..rig.args.calib_trials.max(1) {
+        cals.push(rig.trial("calib", 0.0, 0.0)?);
+    }
+    let best = cals
+        .iter()
+        .map(|c| c["forwarded_mpps"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    let capacity = rig.args.capacity_mpps.unwrap_or(best);
+    let cal = json!({"mode": "calib", "forwarded_mpps": capacity, "trials": cals});
     if capacity <= 0.0 {
         return Err(format!("calibration forwarded nothing: {cal}"));
     }
@@ -475,7 +505,7 @@ fn run(a: Args) -> Result<Value, String> {
     } else {
         vec![("fixed", fixed), ("max", 0.0)]
     };
-    let mut trials = vec![cal];
+    let mut trials: Vec<Value> = cal["trials"].as_array().cloned().unwrap_or_default();
     for r in 0..rig.args.rounds {
         for &(mode, mpps) in &modes {
             for k in 0..rates.len() {
