@@ -157,7 +157,10 @@ pub fn seed_params(background: usize) -> Value {
             "uuid-name": format!("lsp_{}", name.replace('-', "_")),
             "row": {"name": name, "addresses": addr}}));
     }
-    ops.push(json!({"op": "insert", "table": "Address_Set", "row": {"name": "churn_as"}}));
+    // One permanent member: a set is not empty when the classifier is first built (an empty
+    // set cannot be chosen as a set class, whose members change without a rebuild).
+    ops.push(json!({"op": "insert", "table": "Address_Set",
+        "row": {"name": "churn_as", "addresses": "10.248.255.255"}}));
     for s in 0..BG_SETS {
         let hosts: Vec<String> = (1..=20).map(|h| format!("172.16.{s}.{h}")).collect();
         ops.push(json!({"op": "insert", "table": "Address_Set",

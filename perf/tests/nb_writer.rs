@@ -51,6 +51,10 @@ fn churn_transactions_land_in_the_nb() {
     let set = nb.nbctl(&["get", "Address_Set", "churn_as", "addresses"]);
     assert_eq!(set.matches("10.248.0.").count(), 8, "{set}");
     assert!(
+        set.contains("\"10.248.255.255\""),
+        "the seeded member stays: {set}"
+    );
+    assert!(
         set.contains("\"10.248.0.21\"") && set.contains("\"10.248.0.28\""),
         "{set}"
     );

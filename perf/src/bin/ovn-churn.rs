@@ -248,14 +248,22 @@ impl Rig {
         };
         // The previous trial's churn fully published first (the follower coalesces for up to
         // a second after the last transaction), so no trial sees another's publications.
-        let mut last = num(&show_ovn(&self.socket), "translations");
+        // Quiet: translations, publishes and the DUT's log unchanged for two checks 1.5 s
+        // apart (a classifier build on a busy control core can take seconds).
+        let mark = |r: &Rig| {
+            let o = show_ovn(&r.socket);
+            (
+                num(&o, "translations"),
+                num(&o, "publishes"),
+                std::fs::metadata(&r.dut_log).map_or(0, |m| m.len()),
+            )
+        };
+        let (mut last, mut still) = (mark(self), 0);
         let quiet_deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        while still < 2 && Instant::now() < quiet_deadline {
             std::thread::sleep(Duration::from_millis(1500));
-            let now = num(&show_ovn(&self.socket), "translations");
-            if now == last || Instant::now() > quiet_deadline {
-                break;
-            }
+            let now = mark(self);
+            still = if now == last { still + 1 } else { 0 };
             last = now;
         }
         let before = settled(&self.metrics)?;
