@@ -6,6 +6,8 @@ pub mod frames;
 /// rig the dataplane's OVN tests use, shared with the benchmarks rather than copied.
 #[path = "../../dataplane/tests/support/ovsdb.rs"]
 pub mod nb_server;
+pub mod nb_writer;
+pub mod ovn_churn;
 pub mod ovs;
 pub mod probe;
 pub mod procs;

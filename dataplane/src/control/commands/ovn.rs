@@ -1,6 +1,8 @@
 //! `show ovn`: the NB follower's remotes, connection state, last transaction id, rows,
 //! counters, port bindings and the rows taken and refused.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use serde_json::json;
 
 use crate::control::registry::{no_args, Command, Reply};
@@ -34,6 +36,11 @@ fn show_ovn(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             "rows": last.client.rows,
             "acls_taken": last.taken.acls,
             "refused": last.refused,
+            "updates": status.updates.load(Relaxed),
+            "translations": status.translations.load(Relaxed),
+            "unchanged": status.unchanged.load(Relaxed),
+            "publishes": status.publishes.load(Relaxed),
+            "publish_failures": status.publish_failures.load(Relaxed),
         }),
     ))
 }
