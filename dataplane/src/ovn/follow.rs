@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pipeline::acl::AclConfig;
 use pipeline::lb::service::ServiceConfig;
 
-use super::client::{OvnClient, OvnConfig, OvnState};
+use super::client::{CounterValues, OvnClient, OvnConfig, OvnState};
 use super::settings::OvnTargets;
 use super::translate::{translate, LocalPort, Policy, Taken, TranslateOptions};
 
@@ -56,6 +56,8 @@ pub struct FollowerStatus {
 pub struct LastAccount {
     /// The client's state (remotes, connected, last txn id, rows).
     pub client: OvnState,
+    /// The client's counters (connects, disconnections, resyncs full and incremental...).
+    pub counters: CounterValues,
     /// Port -> LSP lines.
     pub bindings: Vec<String>,
     /// Counts taken.
@@ -155,7 +157,11 @@ fn follow(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        status.last.lock().expect("status lock").client = client.state();
+        {
+            let mut last = status.last.lock().expect("status lock");
+            last.client = client.state();
+            last.counters = client.counters();
+        }
         if !pending {
             continue;
         }
@@ -303,6 +309,16 @@ impl FollowerStatus {
             r(&self.unchanged),
             r(&self.publishes),
             r(&self.publish_failures)
+        ));
+        let k = &last.counters;
+        out.push_str(&format!(
+            "  client: connects {}, disconnections {}, resyncs {} full + {} incremental, transactions {}, servers refused {}\n",
+            k.connects,
+            k.disconnections,
+            k.resyncs_full,
+            k.resyncs_incremental,
+            k.transactions,
+            k.servers_refused
         ));
         for b in &last.bindings {
             out.push_str(&format!("  port {b}\n"));

@@ -30,6 +30,8 @@ fn show_ovn(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         json!({
             "remotes": last.client.remotes,
             "connected": last.client.connected,
+            "remote": last.client.remote,
+            "counters": last.counters,
             "last_txn_id": last.client.last_txn_id,
             "rows": last.client.rows,
             "acls_taken": last.taken.acls,
