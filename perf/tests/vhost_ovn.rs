@@ -378,9 +378,16 @@ impl Live {
             g.output()
         );
         let gen: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        let drops = self.drops() - drops0;
         let p = |i: usize, k: &str| num(&gen["ports"][i][k]);
-        assert!(p(0, "tx") > 1_000, "{what}: too little traffic: {gen}");
+        assert!(p(0, "tx") > 500, "{what}: too little traffic: {gen}");
+        // The workers publish their drop counters a burst or so late: wait for them to
+        // settle (bounded), then compare exactly.
+        let lost = p(0, "tx") + p(1, "tx") - p(0, "rx") - p(1, "rx");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.drops() - drops0 < lost && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let drops = self.drops() - drops0;
         assert_eq!(
             p(0, "tx") + p(1, "tx"),
             p(0, "rx") + p(1, "rx") + drops,
@@ -402,9 +409,15 @@ impl Live {
         wait_for("a new generation", 20, || self.generation(node) > g0);
         let published = t0.elapsed();
         let base = self.rule(node, new).unwrap_or(0);
-        wait_for("the new rule to count", 20, || {
-            self.rule(node, new).unwrap_or(0) > base
-        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.rule(node, new).unwrap_or(0) <= base {
+            assert!(
+                Instant::now() < deadline,
+                "{node}: rule {new} never counted; show acl:\n{}",
+                perf::ctl::run_ctl(&self.socket, false, &["show", "acl", node]).1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let took = t0.elapsed();
         let s1 = (self.rule(node, old), self.rule(node, new));
         std::thread::sleep(Duration::from_millis(300));
@@ -669,7 +682,7 @@ fn nb_cases_under_traffic() {
         c.to_backend(B1) > 0,
         "B1 served nothing before it was drained"
     );
-    let c = live.case("new connections after the drain", 1.5, 2000, |_| {});
+    let c = live.case("new connections after the drain", 2.5, 2000, |_| {});
     assert_eq!(c.to_backend(B1), 0, "a drained backend got new connections");
     assert_eq!(c.drops, 0);
     assert_eq!(c.to_backend(B2) + c.to_backend(B3), c.delivered());
