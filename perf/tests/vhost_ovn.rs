@@ -15,7 +15,8 @@
 //! `nb_cases_under_traffic` (one dataplane, one standalone NB): a pod's address added to and
 //! removed from an NB `Address_Set`; the pod's LSP joining a port group whose derived
 //! `$pg_pods_ip4` an ACL names; a drop ACL's priority raised over the allow; that ACL
-//! deleted; the NB server killed (policy kept: the same rule keeps counting, nothing
+//! deleted; a `reject` ACL raised over the allow (each rejected request answered by an ICMP
+//! unreachable out of the pod's port, none dropped); the NB server killed (policy kept: the same rule keeps counting, nothing
 //! dropped, `show ovn` says disconnected), restarted hidden, changed by another client
 //! (a new drop ACL), exposed: caught up (the new ACL takes the traffic); a load-balancer
 //! backend added (new connections reach it) and drained (removed from `vips`: no new
@@ -290,6 +291,17 @@ impl Live {
 
     fn generation(&self, node: &str) -> u64 {
         num(&self.ctl(&format!("show acl {node}"))["nodes"][0]["generation"])
+    }
+
+    /// A non-drop counter (`reason`) of node `node` in `show errors`.
+    fn counter(&self, node: &str, reason: &str) -> u64 {
+        self.ctl("show errors")["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter(|e| e["node"] == node && e["reason"] == reason && e["drop"] == false)
+            .map(|e| num(&e["count"]))
+            .sum()
     }
 
     /// Packets acl_in judged in its current generation (every request and reply).
@@ -592,6 +604,41 @@ fn nb_cases_under_traffic() {
         );
     });
     both_verdicts(&c, "ACL deleted");
+
+    // 6b. A reject ACL raised over the allow: UDP to the VIP is answered with an ICMP
+    // unreachable out of the pod's port (the acl node's reject replies, for a rule from OVN).
+    nb.nbctl(&[
+        "--type=port-group",
+        "--name=f-reject",
+        "acl-add",
+        "pg_fh",
+        "from-lport",
+        "100",
+        "inport == @pg_fh && udp.dst == 5001",
+        "reject",
+    ]);
+    let reject = nb.nbctl(&["--bare", "--columns=_uuid", "find", "ACL", "name=f-reject"]);
+    wait_for("the reject ACL", 20, || {
+        live.rule("acl_in", &reject).is_some()
+    });
+    let replies0 = live.counter("acl_in", "reject-replies");
+    let c = live.case("a reject ACL raised over the allow", 4.0, 2000, |l| {
+        l.flip("acl_in", &acls.f_allow, &reject, || {
+            nb.nbctl(&["set", "ACL", &reject, "priority=1150"]);
+        });
+    });
+    let replies = live.counter("acl_in", "reject-replies") - replies0;
+    assert!(replies > 0 && c.delivered() > 0, "{}", c.gen);
+    assert_eq!(c.drops, 0, "rejected packets are answered, not dropped");
+    assert_eq!(
+        num(&c.gen["ports"][0]["rx"]) - num(&c.gen["ports"][1]["tx"]),
+        replies,
+        "the pod's port received one ICMP unreachable per rejected request"
+    );
+    nb.nbctl(&["remove", "Port_Group", "pg_fh", "acls", &reject]);
+    wait_for("the reject ACL to go", 20, || {
+        live.rule("acl_in", &reject).is_none()
+    });
 
     // 6. The NB server killed under traffic: the policy holds. Restarted with the client's
     // socket closed, another client adds a drop ACL; once exposed, the client catches up.
