@@ -130,7 +130,7 @@ pub struct Counters {
 }
 
 /// A copy of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[allow(missing_docs)]
 pub struct CounterValues {
     pub connect_attempts: u64,

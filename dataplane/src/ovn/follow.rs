@@ -26,7 +26,7 @@ use pipeline::acl::publish::set_diff;
 use pipeline::acl::{AclConfig, IpNet, MemberChange};
 use pipeline::lb::service::ServiceConfig;
 
-use super::client::{OvnClient, OvnConfig, OvnState, Update};
+use super::client::{CounterValues, OvnClient, OvnConfig, OvnState, Update};
 use super::member_delta::{set_updates, stage_changes, Burst};
 use super::settings::OvnTargets;
 use super::translate::{
@@ -82,6 +82,8 @@ pub struct FollowerStatus {
 pub struct LastAccount {
     /// The client's state (remotes, connected, last txn id, rows).
     pub client: OvnState,
+    /// The client's counters (connects, disconnections, resyncs full and incremental...).
+    pub counters: CounterValues,
     /// Port -> LSP lines.
     pub bindings: Vec<String>,
     /// Counts taken.
@@ -200,7 +202,11 @@ fn follow(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        status.last.lock().expect("status lock").client = client.state();
+        {
+            let mut last = status.last.lock().expect("status lock");
+            last.client = client.state();
+            last.counters = client.counters();
+        }
         if !pending {
             if confirm {
                 confirm = false;
@@ -543,6 +549,16 @@ impl FollowerStatus {
             r(&self.member_handlings),
             r(&self.confirmations),
             r(&self.confirm_mismatches)
+        ));
+        let k = &last.counters;
+        out.push_str(&format!(
+            "  client: connects {}, disconnections {}, resyncs {} full + {} incremental, transactions {}, servers refused {}\n",
+            k.connects,
+            k.disconnections,
+            k.resyncs_full,
+            k.resyncs_incremental,
+            k.transactions,
+            k.servers_refused
         ));
         for b in &last.bindings {
             out.push_str(&format!("  port {b}\n"));

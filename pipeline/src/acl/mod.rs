@@ -19,6 +19,7 @@ pub mod counters;
 pub mod expand;
 pub mod expr;
 pub mod key;
+pub mod log;
 pub mod members;
 pub mod model;
 pub mod net;

@@ -32,6 +32,8 @@ fn show_ovn(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         json!({
             "remotes": last.client.remotes,
             "connected": last.client.connected,
+            "remote": last.client.remote,
+            "counters": last.counters,
             "last_txn_id": last.client.last_txn_id,
             "rows": last.client.rows,
             "acls_taken": last.taken.acls,
@@ -41,6 +43,9 @@ fn show_ovn(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             "unchanged": status.unchanged.load(Relaxed),
             "publishes": status.publishes.load(Relaxed),
             "publish_failures": status.publish_failures.load(Relaxed),
+            "member_handlings": status.member_handlings.load(Relaxed),
+            "confirmations": status.confirmations.load(Relaxed),
+            "confirm_mismatches": status.confirm_mismatches.load(Relaxed),
         }),
     ))
 }
