@@ -30,7 +30,8 @@ use super::client::{CounterValues, OvnClient, OvnConfig, OvnState, Update};
 use super::member_delta::{set_updates, stage_changes, Burst};
 use super::settings::OvnTargets;
 use super::translate::{
-    services_only, translate, LocalPort, LspSelector, Policy, Refusal, Taken, TranslateOptions,
+    services_only, translate, LoadBalancers, LocalPort, LspSelector, Policy, Refusal, Taken,
+    TranslateOptions,
 };
 
 /// Where the policy goes.
@@ -231,17 +232,13 @@ fn follow(
         } else {
             None
         };
-        // Services whose refusals changed go through the whole translation (its account).
-        let narrow = narrow.filter(|(_, lbs)| {
-            lbs.as_ref()
-                .is_none_or(|l| lb_refusal_lines(&l.refused) == st.lb_refused)
-        });
         burst.clear();
         match narrow {
             Some((sets, lbs)) => {
                 status.member_handlings.fetch_add(1, Ordering::Relaxed);
                 st.publish_members(&sets, &cfg, sink.as_mut(), status);
                 if let Some(lbs) = lbs {
+                    st.account_lbs(&lbs, status);
                     st.publish_services(lbs.services, &cfg, sink.as_mut(), status);
                 }
                 confirm = true;
@@ -351,6 +348,26 @@ impl FollowState {
         if !lines.is_empty() {
             status.last.lock().expect("status lock").published = lines;
         }
+    }
+
+    /// Takes the load balancers recomputed alone into the account: their refusals (newly
+    /// refused ones logged) and counts replace the last translation's.
+    fn account_lbs(&mut self, lbs: &LoadBalancers, status: &FollowerStatus) {
+        let lines = lb_refusal_lines(&lbs.refused);
+        for l in &lines {
+            if self.logged_refusals.insert(l.clone()) {
+                eprintln!("ovn: {l}");
+            }
+        }
+        self.logged_refusals
+            .retain(|l| !l.starts_with("Load_Balancer ") || lines.contains(l));
+        let mut last = status.last.lock().expect("status lock");
+        last.refused.retain(|l| !l.starts_with("Load_Balancer "));
+        last.refused.extend(lines.iter().cloned());
+        last.refused.sort();
+        last.taken.load_balancers = lbs.taken;
+        last.taken.services = lbs.services.len();
+        self.lb_refused = lines;
     }
 
     /// Publishes the lb node's services recomputed alone, if they changed.
