@@ -7,10 +7,10 @@
 //! else is translated
 //! whole, and each stage whose policy changed is published through a [`PolicySink`] (in the
 //! dataplane: the acl nodes' hubs and the lb node's control, the hitless paths the reload
-//! uses). When the NB goes quiet after membership-only handlings, one whole translation
-//! confirms them (a difference is published, logged and counted). A translation equal to
-//! the last published one publishes nothing; while the NB is away nothing is published, so
-//! the last good policy stays. Newly refused rows are logged once each; everything is
+//! uses). When the NB has been quiet for 2 s after membership-only handlings, one whole
+//! translation confirms them (a difference is published, logged and counted). A translation
+//! equal to the last published one publishes nothing; while the NB is away nothing is
+//! published, so the last good policy stays. Newly refused rows are logged once each; everything is
 //! counted ([`FollowerStatus`], `show ovn`).
 
 use std::collections::BTreeSet;
@@ -150,6 +150,11 @@ impl Drop for Follower {
     }
 }
 
+/// How long the NB must be quiet before a whole translation confirms membership-only
+/// handlings: an update arriving during that translation waits for it (about 200 ms at 10k
+/// ACLs), so it runs only once churn has stopped.
+const CONFIRM_QUIET: Duration = Duration::from_secs(2);
+
 fn follow(
     client: OvnClient,
     cfg: FollowerConfig,
@@ -209,7 +214,7 @@ fn follow(
             last.counters = client.counters();
         }
         if !pending {
-            if confirm {
+            if confirm && last_handled.is_some_and(|t| t.elapsed() >= CONFIRM_QUIET) {
                 confirm = false;
                 status.confirmations.fetch_add(1, Ordering::Relaxed);
                 if st.translate_and_publish(&client, &cfg, sink.as_mut(), status) {

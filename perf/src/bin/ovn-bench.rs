@@ -75,6 +75,12 @@ struct Args {
     /// Longest wait for one verdict change (s).
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
+    /// How the timed changes are committed: `transact` (one OVSDB transaction written
+    /// straight to the NB socket, timed from just before it is sent: commit to enforcement)
+    /// or `nbctl` (an `ovn-nbctl` run, timed from its start: its own process, schema fetch and
+    /// table reads included). Undoing and OVN's `--wait=hv` account always use `ovn-nbctl`.
+    #[arg(long, default_value = "transact")]
+    commit: String,
     /// Write the results here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -108,6 +114,30 @@ impl Kind {
             Kind::Member => "member_add",
             Kind::LbBackend => "lb_backend_add",
         }
+    }
+
+    /// The change as one OVSDB `transact` (the same rows `ovn-nbctl` writes).
+    fn transaction(self) -> serde_json::Value {
+        let m = format!("outport == @pg_sg && ip4.src == 10.1.200.0/24 && udp.dst == {PROBE_PORT}");
+        let op = match self {
+            Kind::Acl => {
+                return json!(["OVN_Northbound",
+                    {"op": "insert", "table": "ACL", "uuid-name": "probe_acl",
+                     "row": {"priority": 2000, "direction": "to-lport", "match": m, "action": "drop"}},
+                    {"op": "mutate", "table": "Port_Group", "where": [["name", "==", "pg_sg"]],
+                     "mutations": [["acls", "insert", ["named-uuid", "probe_acl"]]]}])
+            }
+            Kind::Member => json!({"op": "mutate", "table": "Address_Set",
+                "where": [["name", "==", "ab_blocked"]],
+                "mutations": [["addresses", "insert", "10.1.200.0/24"]]}),
+            Kind::LbBackend => {
+                let key = format!("{LB_VIP}:{PROBE_PORT}");
+                json!({"op": "mutate", "table": "Load_Balancer", "where": [["name", "==", "lb_probe"]],
+                    "mutations": [["vips", "delete", ["set", [key.clone()]]],
+                                  ["vips", "insert", ["map", [[key, format!("{LB_BACKEND}:{PROBE_PORT}")]]]]]})
+            }
+        };
+        json!(["OVN_Northbound", op])
     }
 
     /// The `ovn-nbctl` arguments of the change and of its undoing.
@@ -629,6 +659,11 @@ fn round(
     };
     let mut dut = None;
     let mut peer = None;
+    let mut writer = match a.commit.as_str() {
+        "transact" => Some(perf::nb_writer::NbWriter::connect(&nb.remote())?),
+        "nbctl" => None,
+        other => return Err(format!("--commit: '{other}' is neither transact nor nbctl")),
+    };
     if sys == System::Ours {
         let cfg = dataplane_config(&t, &nb.remote(), a.set_class_min_entries);
         // Not start_dataplane_ready: it panics, and with panic = "abort" the NB server and
@@ -721,7 +756,15 @@ fn round(
                 }
                 args.extend(change.iter().map(String::as_str));
                 let t0 = realtime_ns();
-                let text = nb.nbctl(&args);
+                let text = match writer.as_mut() {
+                    Some(w) if !with_wait => {
+                        if let Err(e) = w.transact(k.transaction(), Duration::from_secs(30)) {
+                            eprintln!("ovn-bench: {} {}: transact: {e}", sys.name(), k.name());
+                        }
+                        String::new()
+                    }
+                    _ => nb.nbctl(&args),
+                };
                 let t1 = realtime_ns();
                 let seen = wait_verdict(&log, t0, |v| k.changed(v), hold, timeout);
                 let s = &mut out[ki];
@@ -767,6 +810,12 @@ fn round(
     if let Some(mut d) = dut {
         d.interrupt();
         d.wait(Duration::from_secs(30));
+        // What the follower did (one line per publication), for the reader of the figures.
+        if std::env::var_os("OVN_BENCH_SHOW_FOLLOWER").is_some() {
+            for l in d.output().lines().filter(|l| l.starts_with("ovn: ")) {
+                eprintln!("  dataplane {l}");
+            }
+        }
     }
     result
 }
