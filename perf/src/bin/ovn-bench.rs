@@ -896,7 +896,11 @@ fn main() {
             "OVN p99",
             "p99 x",
             "OVN hv p50",
-            if a.commit == "transact" { "commit p50" } else { "nbctl p50" }
+            if a.commit == "transact" {
+                "commit p50"
+            } else {
+                "nbctl p50"
+            }
         );
         for (i, k) in Kind::ALL.iter().enumerate() {
             let (o, p) = (&ours[i], &theirs[i]);
