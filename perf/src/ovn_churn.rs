@@ -221,58 +221,12 @@ pub fn dut_tables(
 ) -> String {
     let sc = set_class.map_or(String::new(), |n| format!(", set_class_min_entries = {n}"));
     format!(
-        r#"
-[control]
-socket = "{control_socket}"
-
-[ovn]
-remotes = "{nb_remote}"
-from_lport_node = "acl_in"
-to_lport_node = "acl_out"
-lb_node = "lb"
-
-[pipeline]
-input = "parse"
-[[pipeline.nodes]]
-name = "parse"
-kind = "parse"
-[[pipeline.nodes]]
-name = "acl_in"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = {ct_capacity}{sc} }}
-[[pipeline.nodes]]
-name = "lb"
-kind = "lb"
-params = {{ control = "ovn-lb", conntrack = {{ capacity = {ct_capacity} }} }}
-[[pipeline.nodes]]
-name = "acl_out"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = {ct_capacity}{sc}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "forward"
-kind = "forward"
-params = {{ mode = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "reset"
-kind = "forward"
-params = {{ mode = "by-metadata" }}
-[[pipeline.edges]]
-from = "parse"
-to = "acl_in"
-[[pipeline.edges]]
-from = "acl_in"
-to = "lb"
-[[pipeline.edges]]
-from = "lb"
-to = "acl_out"
-[[pipeline.edges]]
-from = "lb"
-output = "reset"
-to = "reset"
-[[pipeline.edges]]
-from = "acl_out"
-to = "forward"
-"#
+        "\n[control]\nsocket = \"{control_socket}\"\n{}",
+        crate::topology::ovn_pipeline(
+            nb_remote,
+            &format!("stateful = {ct_capacity}{sc}"),
+            ct_capacity
+        )
     )
 }
 

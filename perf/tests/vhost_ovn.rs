@@ -55,59 +55,9 @@ const RATE: f64 = 0.02;
 
 fn pipeline(socket: &Path, remotes: &str) -> String {
     format!(
-        r#"
-[control]
-socket = "{socket}"
-
-[ovn]
-remotes = "{remotes}"
-from_lport_node = "acl_in"
-to_lport_node = "acl_out"
-lb_node = "lb"
-
-[pipeline]
-input = "parse"
-[[pipeline.nodes]]
-name = "parse"
-kind = "parse"
-[[pipeline.nodes]]
-name = "acl_in"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = 0 }}
-[[pipeline.nodes]]
-name = "lb"
-kind = "lb"
-params = {{ control = "ovn-lb", conntrack = {{ capacity = 262144 }} }}
-[[pipeline.nodes]]
-name = "acl_out"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = 0, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "forward"
-kind = "forward"
-params = {{ mode = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "reset"
-kind = "forward"
-params = {{ mode = "by-metadata" }}
-[[pipeline.edges]]
-from = "parse"
-to = "acl_in"
-[[pipeline.edges]]
-from = "acl_in"
-to = "lb"
-[[pipeline.edges]]
-from = "lb"
-to = "acl_out"
-[[pipeline.edges]]
-from = "lb"
-output = "reset"
-to = "reset"
-[[pipeline.edges]]
-from = "acl_out"
-to = "forward"
-"#,
-        socket = socket.display()
+        "\n[control]\nsocket = \"{}\"\n{}",
+        socket.display(),
+        perf::topology::ovn_pipeline(remotes, "stateful = 0", 262144)
     )
 }
 

@@ -394,58 +394,13 @@ role = "midhaul"
 kind = "vhost-user"
 path = "{s1}"
 lsp = "lsp_mh"
-
-[ovn]
-remotes = "{remote}"
-from_lport_node = "acl_in"
-to_lport_node = "acl_out"
-lb_node = "lb"
-
-[pipeline]
-input = "parse"
-[[pipeline.nodes]]
-name = "parse"
-kind = "parse"
-[[pipeline.nodes]]
-name = "acl_in"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = 262144, set_class_min_entries = {set_class} }}
-[[pipeline.nodes]]
-name = "lb"
-kind = "lb"
-[pipeline.nodes.params]
-control = "ovn-lb"
-conntrack = {{ capacity = 262144 }}
-[[pipeline.nodes]]
-name = "acl_out"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, stateful = 262144, set_class_min_entries = {set_class}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "forward"
-kind = "forward"
-params = {{ mode = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.edges]]
-from = "parse"
-to = "acl_in"
-[[pipeline.edges]]
-from = "acl_in"
-to = "lb"
-[[pipeline.edges]]
-from = "lb"
-to = "acl_out"
-[[pipeline.edges]]
-from = "acl_out"
-to = "forward"
-[[pipeline.nodes]]
-name = "reset"
-kind = "forward"
-params = {{ mode = "by-metadata" }}
-[[pipeline.edges]]
-from = "lb"
-output = "reset"
-to = "reset"
-"#,
+{pipeline}"#,
         tag = t.scratch.tag,
+        pipeline = perf::topology::ovn_pipeline(
+            remote,
+            &format!("stateful = 262144, set_class_min_entries = {set_class}"),
+            262144
+        ),
         s0 = t.sock0.display(),
         s1 = t.sock1.display()
     );
