@@ -692,6 +692,65 @@ pub fn testpmd_rx_pps_samples(out: &str) -> Vec<Vec<u64>> {
     per_port
 }
 
+/// The `[ovn]` and `[pipeline]` sections of a dataplane following an OVN NB at `remotes` on
+/// the two vhost-user ports fh0 and mh0: `parse -> acl_in (from-lport) -> lb -> acl_out
+/// (to-lport) -> forward`, the lb's resets out by metadata. `acl_params` are the acl nodes'
+/// own parameters (e.g. `stateful = 262144, set_class_min_entries = 64`); `ct_capacity` is
+/// the lb's connection table. Shared by ovn-bench, ovn-churn and the vhost OVN test.
+pub fn ovn_pipeline(remotes: &str, acl_params: &str, ct_capacity: usize) -> String {
+    format!(
+        r#"
+[ovn]
+remotes = "{remotes}"
+from_lport_node = "acl_in"
+to_lport_node = "acl_out"
+lb_node = "lb"
+
+[pipeline]
+input = "parse"
+[[pipeline.nodes]]
+name = "parse"
+kind = "parse"
+[[pipeline.nodes]]
+name = "acl_in"
+kind = "acl"
+params = {{ acl = {{ default = "drop" }}, {acl_params} }}
+[[pipeline.nodes]]
+name = "lb"
+kind = "lb"
+params = {{ control = "ovn-lb", conntrack = {{ capacity = {ct_capacity} }} }}
+[[pipeline.nodes]]
+name = "acl_out"
+kind = "acl"
+params = {{ acl = {{ default = "drop" }}, {acl_params}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
+[[pipeline.nodes]]
+name = "forward"
+kind = "forward"
+params = {{ mode = "cross-connect", pairs = [["fh0", "mh0"]] }}
+[[pipeline.nodes]]
+name = "reset"
+kind = "forward"
+params = {{ mode = "by-metadata" }}
+[[pipeline.edges]]
+from = "parse"
+to = "acl_in"
+[[pipeline.edges]]
+from = "acl_in"
+to = "lb"
+[[pipeline.edges]]
+from = "lb"
+to = "acl_out"
+[[pipeline.edges]]
+from = "lb"
+output = "reset"
+to = "reset"
+[[pipeline.edges]]
+from = "acl_out"
+to = "forward"
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -819,63 +878,4 @@ mod tests {
             vec![vec![2512345, 3], vec![11]]
         );
     }
-}
-
-/// The `[ovn]` and `[pipeline]` sections of a dataplane following an OVN NB at `remotes` on
-/// the two vhost-user ports fh0 and mh0: `parse -> acl_in (from-lport) -> lb -> acl_out
-/// (to-lport) -> forward`, the lb's resets out by metadata. `acl_params` are the acl nodes'
-/// own parameters (e.g. `stateful = 262144, set_class_min_entries = 64`); `ct_capacity` is
-/// the lb's connection table. Shared by ovn-bench, ovn-churn and the vhost OVN test.
-pub fn ovn_pipeline(remotes: &str, acl_params: &str, ct_capacity: usize) -> String {
-    format!(
-        r#"
-[ovn]
-remotes = "{remotes}"
-from_lport_node = "acl_in"
-to_lport_node = "acl_out"
-lb_node = "lb"
-
-[pipeline]
-input = "parse"
-[[pipeline.nodes]]
-name = "parse"
-kind = "parse"
-[[pipeline.nodes]]
-name = "acl_in"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, {acl_params} }}
-[[pipeline.nodes]]
-name = "lb"
-kind = "lb"
-params = {{ control = "ovn-lb", conntrack = {{ capacity = {ct_capacity} }} }}
-[[pipeline.nodes]]
-name = "acl_out"
-kind = "acl"
-params = {{ acl = {{ default = "drop" }}, {acl_params}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "forward"
-kind = "forward"
-params = {{ mode = "cross-connect", pairs = [["fh0", "mh0"]] }}
-[[pipeline.nodes]]
-name = "reset"
-kind = "forward"
-params = {{ mode = "by-metadata" }}
-[[pipeline.edges]]
-from = "parse"
-to = "acl_in"
-[[pipeline.edges]]
-from = "acl_in"
-to = "lb"
-[[pipeline.edges]]
-from = "lb"
-to = "acl_out"
-[[pipeline.edges]]
-from = "lb"
-output = "reset"
-to = "reset"
-[[pipeline.edges]]
-from = "acl_out"
-to = "forward"
-"#
-    )
 }
