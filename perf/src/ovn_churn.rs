@@ -230,14 +230,6 @@ pub fn dut_tables(
     )
 }
 
-/// Names each vhost-user port's LSP (`lsp = "fh0"` / `"mh0"`) in a config written by
-/// [`crate::topology::VhostTopology::dataplane_config`].
-pub fn name_lsps(config_text: &str) -> String {
-    config_text
-        .replace("[ports.fh0]\n", "[ports.fh0]\nlsp = \"fh0\"\n")
-        .replace("[ports.mh0]\n", "[ports.mh0]\nlsp = \"mh0\"\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,14 +265,5 @@ mod tests {
             assert!(!m.contains(&format!("udp.dst == {VIP_PORT}")), "{m}");
             assert!(m.contains("tcp") || m.contains("udp.dst == "), "{m}");
         }
-    }
-
-    #[test]
-    fn lsps_are_named_in_the_port_tables() {
-        let t = name_lsps("[ports.fh0]\nrole = \"x\"\n[ports.mh0]\nrole = \"y\"\n");
-        assert_eq!(
-            t,
-            "[ports.fh0]\nlsp = \"fh0\"\nrole = \"x\"\n[ports.mh0]\nlsp = \"mh0\"\nrole = \"y\"\n"
-        );
     }
 }

@@ -374,6 +374,17 @@ impl VhostTopology {
     /// with `forwarding` as the `[forwarding]` table's body and `extra` appended. Without a
     /// `[pipeline]` in `extra`, the two ports are cross-connected.
     pub fn dataplane_config(&self, forwarding: &str, extra: &str) -> PathBuf {
+        self.write_config(forwarding, extra, None)
+    }
+
+    /// [`VhostTopology::dataplane_config`] for a dataplane following an OVN NB: fh0 and mh0
+    /// name their `Logical_Switch_Port`s `lsps[0]` and `lsps[1]` (`lsp = "..."`).
+    pub fn dataplane_config_lsps(&self, extra: &str, lsps: [&str; 2]) -> PathBuf {
+        self.write_config("", extra, Some(lsps))
+    }
+
+    fn write_config(&self, forwarding: &str, extra: &str, lsps: Option<[&str; 2]>) -> PathBuf {
+        let lsp = |i: usize| lsps.map_or(String::new(), |l| format!("lsp = \"{}\"\n", l[i]));
         let xc = if extra.contains("[pipeline]") {
             ""
         } else {
@@ -392,12 +403,12 @@ log_level = "notice"
 role = "fronthaul"
 kind = "vhost-user"
 path = "{s0}"
-
+{lsp0}
 [ports.mh0]
 role = "midhaul"
 kind = "vhost-user"
 path = "{s1}"
-
+{lsp1}
 [forwarding]
 {xc}
 {forwarding}
@@ -406,7 +417,9 @@ path = "{s1}"
 "#,
             tag = self.scratch.tag,
             s0 = self.sock0.display(),
-            s1 = self.sock1.display()
+            s1 = self.sock1.display(),
+            lsp0 = lsp(0),
+            lsp1 = lsp(1)
         );
         let p = self.scratch.path("dut.toml");
         std::fs::write(&p, text).expect("writing config");
@@ -754,6 +767,22 @@ to = "forward"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ovn_configs_name_each_ports_lsp() {
+        let t = VhostTopology::new("lsp-names");
+        let text = std::fs::read_to_string(t.dataplane_config_lsps("", ["a", "b"])).unwrap();
+        let fh = text.find("[ports.fh0]").unwrap();
+        let mh = text.find("[ports.mh0]").unwrap();
+        assert_eq!(
+            text.find("lsp = \"a\"").map(|i| i > fh && i < mh),
+            Some(true),
+            "{text}"
+        );
+        assert!(text.find("lsp = \"b\"").is_some_and(|i| i > mh), "{text}");
+        let plain = std::fs::read_to_string(t.dataplane_config("", "")).unwrap();
+        assert!(!plain.contains("lsp ="), "{plain}");
+    }
 
     #[test]
     fn acl_ruleset_has_the_flat_rule_count_and_allows_only_by_the_lowest_rules() {

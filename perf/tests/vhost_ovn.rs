@@ -474,6 +474,23 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 }
 
 /// Both verdicts within one case: some requests delivered, some dropped, all accounted.
+/// The case both tests start with: the pod's address added to the NB address set
+/// `allowed_pods`, so that `t-as` takes over from `t-drop` on acl_out.
+fn pod_added(live: &mut Live, acls: &Acls, what: &str, nbctl: &dyn Fn(&[&str]) -> String) {
+    let c = live.case(what, 4.0, 2000, |l| {
+        l.flip("acl_out", &acls.t_drop, &acls.t_as, || {
+            nbctl(&[
+                "add",
+                "Address_Set",
+                "allowed_pods",
+                "addresses",
+                "10.1.0.5",
+            ]);
+        });
+    });
+    both_verdicts(&c, "address added");
+}
+
 fn both_verdicts(c: &Case, what: &str) {
     assert!(
         c.delivered() > 0 && c.drops > 0,
@@ -498,18 +515,9 @@ fn nb_cases_under_traffic() {
     assert_eq!(c.drops, num(&c.gen["ports"][0]["tx"]));
 
     // 1. The pod's address added to the NB address set: t-as allows it.
-    let c = live.case("pod added to an Address_Set", 4.0, 2000, |l| {
-        l.flip("acl_out", &acls.t_drop, &acls.t_as, || {
-            nb.nbctl(&[
-                "add",
-                "Address_Set",
-                "allowed_pods",
-                "addresses",
-                "10.1.0.5",
-            ]);
-        });
+    pod_added(&mut live, &acls, "pod added to an Address_Set", &|a| {
+        nb.nbctl(a)
     });
-    both_verdicts(&c, "address added");
     // 2. ... and removed: dropped again.
     let c = live.case("pod removed from the Address_Set", 4.0, 2000, |l| {
         l.flip("acl_out", &acls.t_as, &acls.t_drop, || {
@@ -694,18 +702,12 @@ fn cluster_member_killed_under_traffic() {
     let acls = populate(&|a| nb.nbctl(a));
     let mut live = Live::start("ovn-cluster", &nb.remotes(), &acls);
 
-    let c = live.case("pod added to an Address_Set (cluster)", 4.0, 2000, |l| {
-        l.flip("acl_out", &acls.t_drop, &acls.t_as, || {
-            nb.nbctl(&[
-                "add",
-                "Address_Set",
-                "allowed_pods",
-                "addresses",
-                "10.1.0.5",
-            ]);
-        });
-    });
-    both_verdicts(&c, "address added");
+    pod_added(
+        &mut live,
+        &acls,
+        "pod added to an Address_Set (cluster)",
+        &|a| nb.nbctl(a),
+    );
 
     let ovn0 = live.ctl("show ovn");
     let k = |v: &Value, n: &str| num(&v["counters"][n]);

@@ -514,7 +514,7 @@ fn icmp_errors_about_lb_connections_pass_the_acl_translated() {
 /// builds with, not an assertion. Run:
 /// `cargo test --release -p pipeline --test acl_lb_shared -- --ignored --nocapture handover_cycles`
 #[test]
-#[ignore]
+#[ignore = "benchmark: prints cycles per packet; run in release with --ignored --nocapture"]
 fn handover_cycles() {
     const FLOWS: u32 = 100_000;
     const ROUNDS: usize = 9;

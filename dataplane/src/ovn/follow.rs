@@ -265,8 +265,6 @@ struct FollowState {
     /// The last publication of the target failed (the next handling retries it whole).
     failed: [bool; 4],
     logged_refusals: BTreeSet<String>,
-    /// The last whole translation's refusals of `Load_Balancer` rows.
-    lb_refused: Vec<String>,
 }
 
 /// The `Load_Balancer` refusals among `refused`, one line each.
@@ -359,20 +357,25 @@ impl FollowState {
     /// refused ones logged) and counts replace the last translation's.
     fn account_lbs(&mut self, lbs: &LoadBalancers, status: &FollowerStatus) {
         let lines = lb_refusal_lines(&lbs.refused);
-        for l in &lines {
-            if self.logged_refusals.insert(l.clone()) {
-                eprintln!("ovn: {l}");
-            }
-        }
-        self.logged_refusals
-            .retain(|l| !l.starts_with("Load_Balancer ") || lines.contains(l));
+        self.log_refusals(&lines, |l| l.starts_with("Load_Balancer "));
         let mut last = status.last.lock().expect("status lock");
         last.refused.retain(|l| !l.starts_with("Load_Balancer "));
         last.refused.extend(lines.iter().cloned());
         last.refused.sort();
         last.taken.load_balancers = lbs.taken;
         last.taken.services = lbs.services.len();
-        self.lb_refused = lines;
+    }
+
+    /// Logs each refusal in `lines` not logged yet; of the logged ones `within` covers,
+    /// those no longer in `lines` are forgotten (logged again if they come back).
+    fn log_refusals(&mut self, lines: &[String], within: impl Fn(&str) -> bool) {
+        for l in lines {
+            if self.logged_refusals.insert(l.clone()) {
+                eprintln!("ovn: {l}");
+            }
+        }
+        self.logged_refusals
+            .retain(|l| !within(l) || lines.contains(l));
     }
 
     /// Publishes the lb node's services recomputed alone, if they changed.
@@ -413,14 +416,8 @@ impl FollowState {
     ) -> bool {
         let t = client.with_tables(|tables| translate(tables, &cfg.ports, cfg.options));
         status.translations.fetch_add(1, Ordering::Relaxed);
-        for r in &t.refused {
-            let line = r.to_string();
-            if self.logged_refusals.insert(line.clone()) {
-                eprintln!("ovn: {line}");
-            }
-        }
-        self.logged_refusals
-            .retain(|l| t.refused.iter().any(|r| &r.to_string() == l));
+        let refused: Vec<String> = t.refused.iter().map(|r| r.to_string()).collect();
+        self.log_refusals(&refused, |_| true);
         let mut lines = Vec::new();
         let mut changed = false;
         let targets = &cfg.targets;
@@ -511,8 +508,7 @@ impl FollowState {
         let mut last = status.last.lock().expect("status lock");
         last.bindings = t.bindings.iter().map(|b| b.describe()).collect();
         last.taken = t.taken;
-        last.refused = t.refused.iter().map(|r| r.to_string()).collect();
-        self.lb_refused = lb_refusal_lines(&t.refused);
+        last.refused = refused;
         if !lines.is_empty() {
             last.published = lines;
         }

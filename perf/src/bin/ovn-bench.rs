@@ -374,39 +374,11 @@ fn populate(nb: &NbServer, size: usize) {
 /// The dataplane's config: two vhost-user ports naming their LSPs, `[ovn]` on the NB,
 /// `parse -> acl_in -> lb -> acl_out -> forward`.
 fn dataplane_config(t: &VhostTopology, remote: &str, set_class: usize) -> PathBuf {
-    let simd =
-        perf::acl_simd_bitwidth().map_or(String::new(), |b| format!("max_simd_bitwidth = {b}\n"));
-    let text = format!(
-        r#"[eal]
-lcores = [0, 1]
-main_lcore = 0
-file_prefix = "dut-{tag}"
-log_level = "notice"
-{simd}
-[ports.fh0]
-role = "fronthaul"
-kind = "vhost-user"
-path = "{s0}"
-lsp = "lsp_fh"
-
-[ports.mh0]
-role = "midhaul"
-kind = "vhost-user"
-path = "{s1}"
-lsp = "lsp_mh"
-{pipeline}"#,
-        tag = t.scratch.tag,
-        pipeline = perf::topology::ovn_pipeline(
-            remote,
-            &format!("stateful = 262144, set_class_min_entries = {set_class}"),
-            262144
-        ),
-        s0 = t.sock0.display(),
-        s1 = t.sock1.display()
-    );
-    let p = t.scratch.path("dut.toml");
-    std::fs::write(&p, text).expect("writing config");
-    p
+    let acl = format!("stateful = 262144, set_class_min_entries = {set_class}");
+    t.dataplane_config_lsps(
+        &perf::topology::ovn_pipeline(remote, &acl, 262144),
+        ["lsp_fh", "lsp_mh"],
+    )
 }
 
 /// Real OVN for one round: SB ovsdb-server, ovn-northd, OVS-DPDK with br-int, ovn-controller.

@@ -434,17 +434,15 @@ fn run(a: Args) -> Result<Value, String> {
     let socket = t.scratch.path("ctl.sock");
     let stats = t.scratch.path("dut.json");
     let ct = (a.flows as usize * 4).max(65_536);
-    let cfg = t.dataplane_config(
-        "",
+    let cfg = t.dataplane_config_lsps(
         &perf::ovn_churn::dut_tables(
             &nb.remote(),
             &socket.display().to_string(),
             ct,
             a.set_class_min_entries,
         ),
+        ["fh0", "mh0"],
     );
-    let text = std::fs::read_to_string(&cfg).map_err(|e| e.to_string())?;
-    std::fs::write(&cfg, perf::ovn_churn::name_lsps(&text)).map_err(|e| e.to_string())?;
     set_cpus(&all_cpus)?;
     let mut dut: Proc = t.start_dataplane(&cfg, &stats, 0.0);
     set_cpus(&helpers)?;
