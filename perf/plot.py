@@ -10,6 +10,8 @@ PNGs (only for data present in the JSON; nothing is drawn that was not measured)
   <prefix>-cycles.png      cycles per packet per pipeline node (pipeline-bench)
   <prefix>-acl.png         ACL cycles/packet by rule count (acl-bench), when present
   <prefix>-lb.png          load-balancer cycles/packet by flow count (lb-bench), when present
+  <prefix>-ovn.png         NB commit to enforcement beside real OVN (ovn-bench) and forwarding under NB
+                           churn (ovn-churn), when present
 """
 import argparse
 import json
@@ -67,12 +69,29 @@ def markdown(doc):
                        f"{'-' if tgt is None else '>= ' + str(tgt)}{ok} | {fmt(v.get('generator_capacity_mpps'))} ({v.get('traffic_profile', 'plain')}) | "
                        f"{v.get('numerator', '?')}: {v.get('numerator_limit', '?')}, {v.get('denominator', '?')}: {v.get('denominator_limit', '?')} |")
         out.append("")
-    if cyc:
+    cycles = {k: v for k, v in cyc.items() if is_cycles(k)}
+    others = {k: v for k, v in cyc.items() if not is_cycles(k)}
+    if cycles:
         out.append("### Cycles per packet in the DUTs (median of the interleaved rounds)\n")
         out.append("| figure | value | by node | target | source | limited by |\n|---|---|---|---|---|---|")
-        for k, v in cyc.items():
+        for k, v in cycles.items():
             nodes = ", ".join(f"{n} {c:.1f}" for n, c in ordered_nodes(v.get("by_node") or {}))
             out.append(f"| `{k}` | {fmt(v.get('value'), 1)} | {nodes or '-'} | {headline_target(k, v.get('value'), det, cyc)} | {v.get('source', '-')} | {v.get('limit', '-')} |")
+        out.append("")
+    if others:
+        out.append("### Policy, membership and NB churn targets\n")
+        out.append("| figure | value | target | source | limited by |\n|---|---|---|---|---|")
+        for k, v in others.items():
+            out.append(f"| `{k}` | {fmt(v.get('value'), 3)} | {headline_target(k, v.get('value'), det, cyc)} | {v.get('source', '-')} | {v.get('limit', '-')} |")
+        out.append("")
+    lat = ovn_latency(doc)
+    if lat:
+        out.append("### NB commit to enforcement, beside real OVN (ovn-bench, ms, p50 / p99)\n")
+        out.append("| change | background ACLs | dataplane | OVN (northd + controller + OVS-DPDK) | OVN p99 / ours | OVN `--wait=hv` controller p50 |")
+        out.append("|---|---|---|---|---|---|")
+        for r in lat:
+            out.append(f"| {r['change']} | {r['size']} | {fmt(r['ours'][0], 2)} / {fmt(r['ours'][1], 2)} | "
+                       f"{fmt(r['ovn'][0], 2)} / {fmt(r['ovn'][1], 2)} | {fmt(r['ratio'], 1)} | {fmt(r['wait_hv'], 1)} |")
         out.append("")
     out.append("## Throughput\n")
     out.append("| size | flows | DUT | traffic | generator | forwarded Mpps (min-max) | Gbit/s | lost by generator | DUT in = out + drops | limit |")
@@ -121,6 +140,26 @@ def markdown(doc):
 
 
 NODE_ORDER = ["parse", "acl", "lb", "forward"]
+
+
+def is_cycles(k):
+    """A `cycles_detail` entry that is a cycles-per-packet figure (the others are latencies,
+    counts and ratios of the policy work)."""
+    return "cycles" in k
+
+
+def ovn_latency(doc):
+    """ovn-bench's headline keys as rows: change, size, ours (p50, p99), OVN's, ratio, --wait=hv."""
+    rows = []
+    for size in ("1k", "10k"):
+        for change in ("member_add", "lb_backend_add", "acl_add"):
+            g = lambda who, s: doc.get(f"ovn_{who}{change}_{s}_{size}")
+            if g("", "p50_ms") is None and g("peer_", "p50_ms") is None:
+                continue
+            rows.append({"change": change, "size": size, "ours": (g("", "p50_ms"), g("", "p99_ms")),
+                         "ovn": (g("peer_", "p50_ms"), g("peer_", "p99_ms")), "ratio": g("", "p99_ratio"),
+                         "wait_hv": g("peer_", "wait_hv_p50_ms")})
+    return rows
 
 
 def ordered_nodes(by_node):
@@ -243,7 +282,7 @@ def plots(doc, prefix):
         plt.close(fig)
         made.append(p)
     cyc = doc.get("cycles_detail", {})
-    bars = [(k, v) for k, v in cyc.items() if isinstance(v.get("value"), (int, float))]
+    bars = [(k, v) for k, v in cyc.items() if isinstance(v.get("value"), (int, float)) and is_cycles(k)]
     if bars:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         colors = {}
@@ -288,6 +327,40 @@ def plots(doc, prefix):
         ax.set_title("pipeline-bench: cycles per packet per node")
         fig.tight_layout()
         p = f"{prefix}-cycles.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    lat = ovn_latency(doc)
+    if lat:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+        labels = [f"{r['change']}\n{r['size']} ACLs" for r in lat]
+        for j, (who, key, color) in enumerate((("dataplane", "ours", "C0"), ("OVN", "ovn", "C1"))):
+            xs = [i + (j - 0.5) * 0.38 for i in range(len(lat))]
+            p50 = [r[key][0] or 0 for r in lat]
+            p99 = [r[key][1] or 0 for r in lat]
+            ax.bar(xs, p99, 0.36, color=color, alpha=0.35)
+            ax.bar(xs, p50, 0.36, color=color, label=f"{who} p50 (light: p99)")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(lat)))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_ylabel("NB commit to the probe's new verdict, ms (log)")
+        ax.set_title("ovn-bench: the same NB change, ours vs real OVN")
+        ax.legend(fontsize=8)
+        churn = [(k.replace("ovn_churn_forwarding_ratio_", ""), doc[k]) for k in
+                 ("ovn_churn_forwarding_ratio_100", "ovn_churn_forwarding_ratio_1000", "ovn_churn_forwarding_ratio_1000_fixed")
+                 if isinstance(doc.get(k), (int, float))]
+        if churn:
+            bx.bar(range(len(churn)), [v for _, v in churn], 0.6, color="C2")
+            bx.hlines(0.95, -0.4, len(churn) - 0.6, colors="C3", linestyles="dashed")
+            bx.set_xticks(range(len(churn)))
+            bx.set_xticklabels([k.replace("_fixed", " txn/s\nfixed rate") if k.endswith("_fixed") else f"{k} txn/s\nfull speed"
+                                for k, _ in churn], fontsize=7)
+            bx.set_ylim(0, 1.1)
+            bx.set_title("ovn-churn: forwarded / no churn", fontsize=9)
+        else:
+            bx.axis("off")
+        fig.tight_layout()
+        p = f"{prefix}-ovn.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         made.append(p)

@@ -177,18 +177,22 @@ pub fn read_events(text: &str) -> Vec<ProbeEvent> {
     text.lines().filter_map(ProbeEvent::parse).collect()
 }
 
-/// When the verdict last became one that `want` accepts after `after_ns`, if it is one now and has been
-/// since before `now_ns - hold_ns` (so a passing hiccup, e.g. a burst lost while a shared
-/// core was busy, is not taken for the change). `None` while that is not (yet) the case.
+/// When the verdict last became one that `want` accepts, if that change is among the events
+/// logged from index `since` on (those written after a policy change was committed), it is
+/// the verdict now, and it has been since before `now_ns - hold_ns` (so a passing hiccup,
+/// e.g. a burst lost while a shared core was busy, is not taken for the change). `None`
+/// while that is not (yet) the case. The date may precede the commit: a probe sent before
+/// it but still queued on its way when the change took effect sees the new verdict first,
+/// and the change is dated by that probe's send time.
 pub fn settled_change(
     events: &[ProbeEvent],
-    after_ns: u64,
+    since: usize,
     want: impl Fn(Verdict) -> bool,
     now_ns: u64,
     hold_ns: u64,
 ) -> Option<u64> {
     let last = events.last()?;
-    if !want(last.verdict) || last.ns <= after_ns || last.ns + hold_ns > now_ns {
+    if events.len() <= since || !want(last.verdict) || last.ns + hold_ns > now_ns {
         return None;
     }
     Some(last.ns)
@@ -424,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn settled_change_needs_the_wanted_verdict_held_and_after_the_start() {
+    fn settled_change_needs_the_wanted_verdict_held_and_logged_since() {
         let rx = Verdict::Received(Ipv4Addr::new(10, 2, 0, 1));
         let ev = |ns, verdict| ProbeEvent {
             ns,
@@ -438,22 +442,25 @@ mod tests {
             ev(300, rx),
             ev(400, Verdict::Lost),
         ];
-        assert_eq!(settled_change(&evs, 150, lost, 1000, 100), Some(400));
+        assert_eq!(settled_change(&evs, 1, lost, 1000, 100), Some(400));
         assert_eq!(
-            settled_change(&evs, 150, lost, 450, 100),
+            settled_change(&evs, 1, lost, 450, 100),
             None,
             "not held yet"
         );
         assert_eq!(
-            settled_change(&evs, 150, |v| v == rx, 1000, 100),
+            settled_change(&evs, 1, |v| v == rx, 1000, 100),
             None,
             "not the verdict now"
         );
         assert_eq!(
-            settled_change(&evs, 400, lost, 1000, 100),
+            settled_change(&evs, 4, lost, 1000, 100),
             None,
-            "before the start"
+            "logged before the commit"
         );
+        // Logged after the commit but dated before it (a queued probe saw it first): the
+        // change still counts, with its own date.
+        assert_eq!(settled_change(&evs, 3, lost, 1000, 100), Some(400));
         assert_eq!(settled_change(&[], 0, |_| true, 1000, 0), None);
     }
 
