@@ -80,8 +80,32 @@ pub struct LogSpec {
     pub meter: Option<String>,
 }
 
+/// Longest `name` OVN accepts (the NB schema's `maxLength`).
+pub const MAX_NAME_LEN: usize = 63;
+
+impl LogSpec {
+    /// Refuses what OVN's schema refuses: a `name` over 63 characters, an empty meter
+    /// name; and a name with a `"` or a control character (it would break the line).
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.chars().count() > MAX_NAME_LEN {
+            return Err(format!(
+                "name is {} characters, at most {MAX_NAME_LEN}",
+                self.name.chars().count()
+            ));
+        }
+        if self.name.chars().any(|c| c == '"' || c.is_control()) {
+            return Err("name has a '\"' or a control character".into());
+        }
+        if self.meter.as_deref() == Some("") {
+            return Err("meter is empty (leave it out for the default limit)".into());
+        }
+        Ok(())
+    }
+}
+
 /// A rate limit: `rate` lines per second, bursts of up to `burst` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Lines per second (0: none pass).
     pub rate: u64,
