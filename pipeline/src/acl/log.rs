@@ -454,6 +454,95 @@ pub struct LogCounts {
     pub stale: u64,
 }
 
+/// The drain of every `acl` node's workers, for a control thread: one [`LogDrain`] per
+/// node (hub), fed with the meters of the node's current program, resolving each record
+/// against the program that wrote it (the current one or the one before).
+#[derive(Debug, Default)]
+pub struct HubLogs {
+    nodes: BTreeMap<String, NodeLog>,
+    default: Option<RateLimit>,
+}
+
+#[derive(Debug)]
+struct NodeLog {
+    drain: LogDrain,
+    /// Generation of the program whose meters the drain has.
+    generation: u64,
+    /// (ACL, meter) pairs already reported as naming an absent meter.
+    reported: std::collections::BTreeSet<(String, String)>,
+}
+
+impl HubLogs {
+    /// Drains with `default` for rules without (or with an absent) meter.
+    pub fn new(default: RateLimit) -> HubLogs {
+        HubLogs {
+            nodes: BTreeMap::new(),
+            default: Some(default),
+        }
+    }
+
+    /// One pass over `hubs` at `now_ns`: each line goes to `write(node, severity, line)`;
+    /// an ACL naming a meter its program does not have goes once to `refuse(line)`.
+    pub fn poll<C: super::Classify>(
+        &mut self,
+        hubs: &[(String, std::sync::Arc<super::AclHub<C>>)],
+        now_ns: u64,
+        mut write: impl FnMut(&str, Severity, &str),
+        mut refuse: impl FnMut(&str),
+    ) {
+        let default = self.default.unwrap_or(DEFAULT_LIMIT);
+        for (name, hub) in hubs {
+            let prog = hub.current();
+            let node = self.nodes.entry(name.clone()).or_insert_with(|| NodeLog {
+                drain: LogDrain::new(default),
+                generation: 0,
+                reported: Default::default(),
+            });
+            let rules = &prog.acl.rules;
+            if node.generation != prog.generation {
+                node.generation = prog.generation;
+                node.drain.set_meters(rules.meters().clone());
+                for acl in rules.acls() {
+                    let Some(m) = acl.log.as_ref().and_then(|l| l.meter.as_ref()) else {
+                        continue;
+                    };
+                    if !rules.meters().contains_key(m)
+                        && node.reported.insert((acl.name.clone(), m.clone()))
+                    {
+                        refuse(&format!(
+                            "acl_log: {name}: acl {}: meter '{m}' does not exist: logging with the default limit ({} lines/s, burst {})",
+                            acl.name, default.rate, default.burst
+                        ));
+                    }
+                }
+            }
+            let rings = hub.log_rings();
+            let refs: Vec<&LogRing> = rings.iter().map(|r| &**r).collect();
+            let gen = prog.generation;
+            node.drain.drain(
+                &refs,
+                now_ns,
+                |epoch, rule| {
+                    if epoch != gen {
+                        return None;
+                    }
+                    let acl = rules.acls().get(rule as usize)?;
+                    Some((acl.log.as_ref()?, acl.name.as_str()))
+                },
+                |sev, line| write(name, sev, line),
+            );
+        }
+    }
+
+    /// The counters of each node drained so far.
+    pub fn counts(&self) -> Vec<(String, LogCounts)> {
+        self.nodes
+            .iter()
+            .map(|(n, l)| (n.clone(), l.drain.counts()))
+            .collect()
+    }
+}
+
 /// The control side: a token bucket per meter (and one default), counters.
 #[derive(Debug)]
 pub struct LogDrain {
