@@ -1473,6 +1473,34 @@ mod tests {
     }
 
     #[test]
+    fn an_absent_meter_is_reported_once_and_logs_with_the_default_limit() {
+        use crate::acl::log::{HubLogs, RateLimit};
+        let acl = LOGGED_ACL.replace("meter = \"m1\"", "meter = \"nope\"");
+        let mut g = graph_of("acl-log-nometer", &acl);
+        let hub = HUBS.get("acl-log-nometer").unwrap();
+        let mut logs = HubLogs::new(RateLimit { rate: 0, burst: 2 });
+        let (mut lines, mut refusals) = (0, Vec::new());
+        for _ in 0..2 {
+            let pkts = (0..4)
+                .map(|k| tcp("10.0.1.10", "10.0.2.20", 40000 + k, 8080, 0))
+                .collect();
+            assert!(run(&mut g, pkts).iter().all(Option::is_some));
+            logs.poll(
+                &[("acl-log-nometer".to_string(), hub.clone())],
+                0,
+                |_, _, _| lines += 1,
+                |r| refusals.push(r.to_string()),
+            );
+        }
+        assert_eq!(
+            refusals,
+            ["acl_log: acl-log-nometer: acl web-to-ba: meter 'nope' does not exist: logging with the default limit (0 lines/s, burst 2)"]
+        );
+        assert_eq!(lines, 2, "the default bucket: 2 of 8");
+        assert_eq!(logs.counts()[0].1.rate_limited, 6);
+    }
+
+    #[test]
     fn packets_answered_by_the_verdict_cache_are_logged_too() {
         use crate::acl::log::{HubLogs, RateLimit};
         let mut g = graph_of("acl-log-cached", LOGGED_ACL);
