@@ -4,6 +4,7 @@
 //! [`runtime::run`] then brings the plan up on real DPDK and runs one [`worker::Worker`] per
 //! worker lcore. All `unsafe` code is in [`dpdk`].
 
+pub mod acl_log;
 pub mod config;
 pub mod control;
 pub mod counters;

@@ -453,6 +453,13 @@ fn run_ports(
         (Some(ovn), None) => start_ovn(plan, ovn, ports),
         _ => None,
     };
+    // ACL log lines: drained off the workers by one control thread.
+    let acl_log = match launch_err {
+        None => crate::acl_log::start()
+            .map_err(|e| eprintln!("warning: no ACL log thread: {e}"))
+            .ok(),
+        Some(_) => None,
+    };
     let started = Instant::now();
     let period = if opts.stats_period > 0.0 {
         opts.stats_period
@@ -491,6 +498,8 @@ fn run_ports(
     for l in &launched {
         lcore::wait(eal, *l);
     }
+    // The workers are stopped: the last records are drained.
+    drop(acl_log);
     let duration_s = started.elapsed().as_secs_f64();
     if let Some(e) = launch_err {
         return Err(e.into());

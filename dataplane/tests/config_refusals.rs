@@ -261,6 +261,25 @@ fn refusals_name_the_key_and_the_reason() {
         "pipeline.nodes.a.params.lb_conntrack",
         "no node named `f` offers its state here (expected an `lb` node)",
     );
+    // An ACL's log spec: a severity OVN does not have, a name longer than OVN's 63.
+    let logged = |log: &'static str| {
+        move |g: &str| {
+            pipe("acl", "")(g).replace(
+                "kind = \"acl\"\n",
+                &format!("kind = \"acl\"\nparams = {{ acl = {{ rules = [{{ name = \"r\", direction = \"to-lport\", priority = 1, match = \"ip4\", action = \"drop\", log = {log} }}] }} }}\n"),
+            )
+        }
+    };
+    assert_refused(
+        logged("{ severity = \"loud\" }"),
+        "pipeline.nodes.a.params",
+        "unknown variant `loud`",
+    );
+    assert_refused(
+        logged("{ name = \"0123456789012345678901234567890123456789012345678901234567890123\" }"),
+        "pipeline.nodes.a.params.acl",
+        "acl 'r': log: name is 64 characters, at most 63",
+    );
     assert_refused(
         |g| {
             g.replace(

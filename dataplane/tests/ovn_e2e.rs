@@ -7,6 +7,13 @@
 //! the allow's priority lowered under the drop flips it again. Every verdict is read from
 //! the per-rule counters of the running classifier, named by the NB ACL's UUID; at the end
 //! in = out + counted denials, exactly.
+//!
+//! Then ACL logging: a metered logged drop (`ovn-nbctl meter-add m1 drop 10 pktps 5`,
+//! `acl-add --log --meter=m1`) takes a burst of 200 packets: the drain writes the bucket's
+//! 5 lines plus what 10 lines per second allow over the elapsed time, counts the rest as
+//! rate-limited; a logged allow writes one line for one packet. The first ACLs, added with
+//! `--name` (which makes ovn-nbctl set `log=true`, so OVN logs them), log until their `log`
+//! is set to false; then they write nothing while they judge the probe flow.
 
 mod common;
 
@@ -14,7 +21,7 @@ mod common;
 mod ovsdb;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,11 +81,36 @@ to = "forward"
     )
 }
 
+/// Packets the pump is asked to send to one destination port instead of the probe flow.
+#[derive(Default)]
+struct Extra {
+    /// How many are left to send (set by the driver, counted down by the pump).
+    left: AtomicU32,
+    /// Their UDP destination port.
+    port: AtomicU32,
+}
+
 /// Streams the probe flows (UDP 10.1.0.1:1024..3023 -> 10.2.0.1:5001) into `input`, drains
-/// `output`, until told to stop; then drains until quiet.
-fn pump(pool: &Mempool, input: &Ring, output: &Ring, c: &PumpCounts) {
+/// `output`, until told to stop; then drains until quiet. While `extra.left` is not 0, the
+/// bursts are instead UDP 10.1.0.1:7000.. -> 10.2.0.1:`extra.port`, exactly `left` packets.
+fn pump(pool: &Mempool, input: &Ring, output: &Ring, c: &PumpCounts, extra: &Extra) {
     let mut seq = 0u32;
-    let next = || {
+    let mut next = || {
+        let left = extra.left.load(Ordering::SeqCst);
+        if left > 0 {
+            let port = extra.port.load(Ordering::SeqCst) as u16;
+            let k = left.min(16);
+            let burst = (0..k)
+                .map(|j| {
+                    let mut f = frame(j, 0);
+                    f[34..36].copy_from_slice(&(7000 + (left - j) as u16).to_be_bytes());
+                    f[36..38].copy_from_slice(&port.to_be_bytes());
+                    f
+                })
+                .collect();
+            extra.left.fetch_sub(k, Ordering::SeqCst);
+            return burst;
+        }
         // 2,000 flows (source ports), so that each generation classifies new ones.
         let burst = (0..16)
             .map(|k| {
@@ -96,7 +128,7 @@ fn pump(pool: &Mempool, input: &Ring, output: &Ring, c: &PumpCounts) {
         output,
         c,
         Duration::from_micros(500),
-        next,
+        &mut next,
         |_| {},
     );
 }
@@ -169,13 +201,15 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
     let pool = Arc::new(Mempool::create(&eal, "ovn_e2e_pool", 16383, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let sh = Arc::new(PumpCounts::default());
+    let extra = Arc::new(Extra::default());
     let (in0, out1) = (Arc::new(w.in0), Arc::new(w.out1));
     let pumper = {
         let (pool, sh, in0, out1) = (pool.clone(), sh.clone(), in0.clone(), out1.clone());
-        std::thread::spawn(move || pump(&pool, &in0, &out1, &sh))
+        let extra = extra.clone();
+        std::thread::spawn(move || pump(&pool, &in0, &out1, &sh, &extra))
     };
     let driver = {
-        let (sh, stop) = (sh.clone(), stop.clone());
+        let (sh, stop, extra) = (sh.clone(), stop.clone(), extra.clone());
         let nb_remote = nb.remote();
         let nbctl = move |args: &[&str]| {
             let out = std::process::Command::new("ovn-nbctl")
@@ -189,6 +223,7 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
         std::thread::spawn(move || {
             stop_after(stop, || {
@@ -245,6 +280,9 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
                 wait_for("the drop to win", 20, || {
                     hub_out.generation() > g && rule(&hub_out.counters(), &deny) >= 200
                 });
+
+                // ACL logging.
+                acl_logging(&nbctl, &hub_out, &extra, [&egress, &allow, &deny]);
                 sh.stop.store(true, Ordering::SeqCst);
                 wait_for("the pump to drain", 20, || sh.done.load(Ordering::SeqCst));
             })
@@ -299,4 +337,167 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
     drop((in0, out1, w.out0, w.in1));
     assert_eq!(pool.in_use(), 0, "every test mbuf went back to its pool");
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+/// The acl_out node's log counters.
+fn log_counts() -> pipeline::acl::log::LogCounts {
+    dataplane::acl_log::counts()
+        .into_iter()
+        .find(|(n, _)| n == "acl_out")
+        .map(|(_, c)| c)
+        .unwrap_or_default()
+}
+
+/// The log lines written so far that name ACL `uuid`.
+fn lines_of(uuid: &str) -> Vec<String> {
+    dataplane::acl_log::recent_lines()
+        .into_iter()
+        .filter(|l| l.contains(&format!("acl={uuid}:")))
+        .collect()
+}
+
+/// A metered logged drop under a burst, a logged allow, the unlogged ACLs silent.
+fn acl_logging(
+    nbctl: &dyn Fn(&[&str]) -> String,
+    hub_out: &pipeline::acl::AclHub<dataplane::dpdk::acl::DpClassifier>,
+    extra: &Extra,
+    unlogged: [&str; 3],
+) {
+    const BURST: u32 = 200;
+    const RATE: u64 = 10;
+    const DEPTH: u64 = 5;
+    // ovn-nbctl set log=true with --name: these ACLs logged so far (default limit).
+    assert!(!lines_of(unlogged[0]).is_empty(), "--name implies --log");
+    for uuid in unlogged {
+        nbctl(&["set", "ACL", uuid, "log=false"]);
+    }
+    wait_for("log=false on the first ACLs", 20, || {
+        hub_out.rules().acls().iter().all(|a| a.log.is_none())
+    });
+    // Whatever they queued before is drained now.
+    std::thread::sleep(Duration::from_millis(100));
+    let quiet: Vec<usize> = unlogged.iter().map(|u| lines_of(u).len()).collect();
+    nbctl(&[
+        "meter-add",
+        "m1",
+        "drop",
+        &RATE.to_string(),
+        "pktps",
+        &DEPTH.to_string(),
+    ]);
+    let add =
+        |name: &str, severity: &str, meter: Option<&str>, prio: &str, port: u16, action: &str| {
+            let mut args = vec![
+                "--type=port-group".to_string(),
+                "--log".into(),
+                format!("--name={name}"),
+                format!("--severity={severity}"),
+            ];
+            if let Some(m) = meter {
+                args.push(format!("--meter={m}"));
+            }
+            args.extend([
+                "acl-add".into(),
+                "pg_srv".into(),
+                "to-lport".into(),
+                prio.into(),
+                format!("outport == @pg_srv && udp.dst == {port}"),
+                action.into(),
+            ]);
+            nbctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            nbctl(&[
+                "--bare",
+                "--columns=_uuid",
+                "find",
+                "ACL",
+                &format!("name={name}"),
+            ])
+        };
+    let metered = add("deny6001", "warning", Some("m1"), "950", 6001, "drop");
+    let logged_allow = add("allow6002", "info", None, "960", 6002, "allow-related");
+    wait_for("the logged ACLs", 20, || {
+        let rules = hub_out.rules();
+        let names: Vec<&str> = rules.acls().iter().map(|a| a.name.as_str()).collect();
+        names.contains(&metered.as_str()) && names.contains(&logged_allow.as_str())
+    });
+    let log = hub_out
+        .rules()
+        .acls()
+        .iter()
+        .find(|a| a.name == metered)
+        .and_then(|a| a.log.clone())
+        .expect("the metered ACL logs");
+    assert_eq!(
+        (
+            log.name.as_str(),
+            log.severity.as_str(),
+            log.meter.as_deref()
+        ),
+        ("deny6001", "warning", Some("m1"))
+    );
+    assert_eq!(
+        hub_out.rules().meters()["m1"],
+        pipeline::acl::log::RateLimit {
+            rate: RATE,
+            burst: DEPTH
+        }
+    );
+    let before = log_counts();
+    // The burst; the elapsed time bounds what the rate may add to the bucket's depth.
+    let t0 = Instant::now();
+    extra.port.store(6001, Ordering::SeqCst);
+    extra.left.store(BURST, Ordering::SeqCst);
+    wait_for("the burst to be judged and drained", 20, || {
+        let c = log_counts();
+        (c.logged + c.rate_limited) - (before.logged + before.rate_limited) >= u64::from(BURST)
+    });
+    let elapsed = t0.elapsed().as_secs_f64();
+    let after = log_counts();
+    let lines = lines_of(&metered);
+    let n = lines.len() as u64;
+    let bound = DEPTH + (RATE as f64 * elapsed).ceil() as u64;
+    println!(
+        "acl log: {BURST} packets in {:.1} ms: {n} lines (bound {DEPTH}..={bound})",
+        elapsed * 1e3
+    );
+    assert!(
+        (DEPTH..=bound).contains(&n),
+        "{n} lines, expected {DEPTH}..={bound}"
+    );
+    assert_eq!(after.logged - before.logged, n, "logged counts the lines");
+    assert_eq!(
+        after.rate_limited - before.rate_limited,
+        u64::from(BURST) - n
+    );
+    // (Earlier, while every probe packet logged, the rings did overflow: counted.)
+    assert_eq!(after.ring_dropped - before.ring_dropped, 0);
+    assert_eq!(after.stale - before.stale, 0);
+    assert_eq!(rule(&hub_out.counters(), &metered), u64::from(BURST));
+    assert!(
+        lines[0].starts_with(&format!(
+            "name=\"deny6001\", verdict=drop, severity=warning, direction=to-lport, acl={metered}: udp,nw_src=10.1.0.1,nw_dst=10.2.0.1,nw_ttl=64,tp_src="
+        )) && lines[0].ends_with(",tp_dst=6001"),
+        "{}",
+        lines[0]
+    );
+    // One allowed packet, one line (the default limit).
+    extra.port.store(6002, Ordering::SeqCst);
+    extra.left.store(1, Ordering::SeqCst);
+    wait_for("the allow's line", 20, || {
+        lines_of(&logged_allow).len() == 1
+    });
+    assert_eq!(
+        lines_of(&logged_allow),
+        [format!(
+            "name=\"allow6002\", verdict=allow, severity=info, direction=to-lport, acl={logged_allow}: udp,nw_src=10.1.0.1,nw_dst=10.2.0.1,nw_ttl=64,tp_src=7001,tp_dst=6002"
+        )]
+    );
+    assert_eq!(log_counts().logged - after.logged, 1);
+    // The ACLs with log=false judged the probe flow all along and wrote nothing more.
+    let now: Vec<usize> = unlogged.iter().map(|u| lines_of(u).len()).collect();
+    assert_eq!(now, quiet, "log=false: no line");
+    assert!(
+        rule(&hub_out.counters(), unlogged[2]) > 0,
+        "the drop judged the probe"
+    );
 }

@@ -29,6 +29,8 @@ pub const NB_TABLES: &[&str] = &[
     "Load_Balancer_Group",
     "Logical_Switch",
     "Logical_Switch_Port",
+    "Meter",
+    "Meter_Band",
     "NB_Global",
 ];
 

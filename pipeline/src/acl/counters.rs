@@ -222,6 +222,7 @@ mod tests {
                 priority: 1,
                 match_text: "1".into(),
                 action: a,
+                log: None,
             })
             .collect();
         let rs = RuleSet::new(Action::Drop, vec![], vec![], acls).unwrap();

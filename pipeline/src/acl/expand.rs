@@ -1114,6 +1114,7 @@ mod tests {
                 priority: 100,
                 match_text: m.to_string(),
                 action: Action::Allow,
+                log: None,
             })
             .collect();
         RuleSet::new(Action::Drop, groups, sets, acls).unwrap()

@@ -731,6 +731,8 @@ pub struct CompiledAcl {
     pub v6: Vec<CompiledRule>,
     /// Action per ACL index.
     pub actions: Vec<Action>,
+    /// Per ACL index: whether the packets it decides are logged (the ACL has a log spec).
+    pub logs: Vec<bool>,
     /// The port references and their bits.
     pub classes: PortClasses,
     /// Port-class bitmask per port id (index = [`PortInfo::index`]; absent ports: 0).
@@ -850,6 +852,7 @@ pub fn compile_with(
         v4,
         v6,
         actions: rules.acls().iter().map(|a| a.action).collect(),
+        logs: rules.acls().iter().map(|a| a.log.is_some()).collect(),
         classes,
         port_bits,
         layout,

@@ -80,8 +80,32 @@ pub struct LogSpec {
     pub meter: Option<String>,
 }
 
+/// Longest `name` OVN accepts (the NB schema's `maxLength`).
+pub const MAX_NAME_LEN: usize = 63;
+
+impl LogSpec {
+    /// Refuses what OVN's schema refuses: a `name` over 63 characters, an empty meter
+    /// name; and a name with a `"` or a control character (it would break the line).
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.chars().count() > MAX_NAME_LEN {
+            return Err(format!(
+                "name is {} characters, at most {MAX_NAME_LEN}",
+                self.name.chars().count()
+            ));
+        }
+        if self.name.chars().any(|c| c == '"' || c.is_control()) {
+            return Err("name has a '\"' or a control character".into());
+        }
+        if self.meter.as_deref() == Some("") {
+            return Err("meter is empty (leave it out for the default limit)".into());
+        }
+        Ok(())
+    }
+}
+
 /// A rate limit: `rate` lines per second, bursts of up to `burst` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Lines per second (0: none pass).
     pub rate: u64,
@@ -428,6 +452,95 @@ pub struct LogCounts {
     pub ring_dropped: u64,
     /// Records whose rule could not be found any more (its program was replaced).
     pub stale: u64,
+}
+
+/// The drain of every `acl` node's workers, for a control thread: one [`LogDrain`] per
+/// node (hub), fed with the meters of the node's current program, resolving each record
+/// against the program that wrote it (the current one or the one before).
+#[derive(Debug, Default)]
+pub struct HubLogs {
+    nodes: BTreeMap<String, NodeLog>,
+    default: Option<RateLimit>,
+}
+
+#[derive(Debug)]
+struct NodeLog {
+    drain: LogDrain,
+    /// Generation of the program whose meters the drain has.
+    generation: u64,
+    /// (ACL, meter) pairs already reported as naming an absent meter.
+    reported: std::collections::BTreeSet<(String, String)>,
+}
+
+impl HubLogs {
+    /// Drains with `default` for rules without (or with an absent) meter.
+    pub fn new(default: RateLimit) -> HubLogs {
+        HubLogs {
+            nodes: BTreeMap::new(),
+            default: Some(default),
+        }
+    }
+
+    /// One pass over `hubs` at `now_ns`: each line goes to `write(node, severity, line)`;
+    /// an ACL naming a meter its program does not have goes once to `refuse(line)`.
+    pub fn poll<C: super::Classify>(
+        &mut self,
+        hubs: &[(String, std::sync::Arc<super::AclHub<C>>)],
+        now_ns: u64,
+        mut write: impl FnMut(&str, Severity, &str),
+        mut refuse: impl FnMut(&str),
+    ) {
+        let default = self.default.unwrap_or(DEFAULT_LIMIT);
+        for (name, hub) in hubs {
+            let prog = hub.current();
+            let node = self.nodes.entry(name.clone()).or_insert_with(|| NodeLog {
+                drain: LogDrain::new(default),
+                generation: 0,
+                reported: Default::default(),
+            });
+            let rules = &prog.acl.rules;
+            if node.generation != prog.generation {
+                node.generation = prog.generation;
+                node.drain.set_meters(rules.meters().clone());
+                for acl in rules.acls() {
+                    let Some(m) = acl.log.as_ref().and_then(|l| l.meter.as_ref()) else {
+                        continue;
+                    };
+                    if !rules.meters().contains_key(m)
+                        && node.reported.insert((acl.name.clone(), m.clone()))
+                    {
+                        refuse(&format!(
+                            "acl_log: {name}: acl {}: meter '{m}' does not exist: logging with the default limit ({} lines/s, burst {})",
+                            acl.name, default.rate, default.burst
+                        ));
+                    }
+                }
+            }
+            let rings = hub.log_rings();
+            let refs: Vec<&LogRing> = rings.iter().map(|r| &**r).collect();
+            let gen = prog.generation;
+            node.drain.drain(
+                &refs,
+                now_ns,
+                |epoch, rule| {
+                    if epoch != gen {
+                        return None;
+                    }
+                    let acl = rules.acls().get(rule as usize)?;
+                    Some((acl.log.as_ref()?, acl.name.as_str()))
+                },
+                |sev, line| write(name, sev, line),
+            );
+        }
+    }
+
+    /// The counters of each node drained so far.
+    pub fn counts(&self) -> Vec<(String, LogCounts)> {
+        self.nodes
+            .iter()
+            .map(|(n, l)| (n.clone(), l.drain.counts()))
+            .collect()
+    }
 }
 
 /// The control side: a token bucket per meter (and one default), counters.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::expand::ExpandError;
 use super::expr::{self, MatchExpr, NameResolver, ParseError, PortField};
+use super::log::{LogSpec, RateLimit};
 pub use super::net::{IpNet, IpVersion, NetError};
 
 /// Highest ACL priority (as in OVN: priorities are `0..=32767`).
@@ -130,6 +131,8 @@ pub struct AclSpec {
     pub match_text: String,
     /// Verdict when the ACL is the best match.
     pub action: Action,
+    /// How packets it decides are logged (`None`: not logged).
+    pub log: Option<LogSpec>,
 }
 
 /// A validated ACL: its match is parsed and every name it references exists.
@@ -147,6 +150,8 @@ pub struct Acl {
     pub expr: MatchExpr,
     /// Verdict when the ACL is the best match.
     pub action: Action,
+    /// How packets it decides are logged (`None`: not logged).
+    pub log: Option<LogSpec>,
 }
 
 /// Errors building or updating a rule set.
@@ -207,6 +212,22 @@ pub enum AclError {
         /// What is wrong.
         reason: String,
     },
+    /// A rule's `log` table is invalid.
+    #[error("acl '{acl}': log: {reason}")]
+    Log {
+        /// ACL name.
+        acl: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `[acl.meters]` entry is invalid.
+    #[error("meter '{meter}': {reason}")]
+    Meter {
+        /// Meter name.
+        meter: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The expansion to flat rules went over the limit.
     #[error(transparent)]
     Expand(#[from] ExpandError),
@@ -225,6 +246,8 @@ pub struct RuleSet {
     default_action: Action,
     group_index: BTreeMap<String, usize>,
     set_index: BTreeMap<String, usize>,
+    /// Named rate limits of the log lines (NB `Meter`s).
+    meters: BTreeMap<String, RateLimit>,
 }
 
 struct Names<'a> {
@@ -320,6 +343,7 @@ impl RuleSet {
                 match_text: spec.match_text,
                 expr,
                 action: spec.action,
+                log: spec.log,
             });
         }
         Ok(RuleSet {
@@ -329,7 +353,19 @@ impl RuleSet {
             default_action,
             group_index,
             set_index,
+            meters: BTreeMap::new(),
         })
+    }
+
+    /// The same rule set with these log meters (name -> limit).
+    pub fn with_meters(mut self, meters: BTreeMap<String, RateLimit>) -> RuleSet {
+        self.meters = meters;
+        self
+    }
+
+    /// The log meters by name.
+    pub fn meters(&self) -> &BTreeMap<String, RateLimit> {
+        &self.meters
     }
 
     /// Builds a rule set from its configuration form (the `[acl]` table).
@@ -376,15 +412,39 @@ impl RuleSet {
                     })
                 }
             };
+            if let Some(log) = &rule.log {
+                log.check().map_err(|reason| AclError::Log {
+                    acl: name.clone(),
+                    reason,
+                })?;
+            }
             acls.push(AclSpec {
                 name,
                 direction: rule.direction,
                 priority: rule.priority,
                 match_text,
                 action: rule.action,
+                log: rule.log.clone(),
             });
         }
-        RuleSet::new(config.default, port_groups, address_sets, acls)
+        for (name, limit) in &config.meters {
+            if name.is_empty() {
+                return Err(AclError::Meter {
+                    meter: name.clone(),
+                    reason: "empty name".into(),
+                });
+            }
+            if limit.rate == 0 && limit.burst == 0 {
+                return Err(AclError::Meter {
+                    meter: name.clone(),
+                    reason: "rate and burst are both 0 (no line would ever pass)".into(),
+                });
+            }
+        }
+        Ok(
+            RuleSet::new(config.default, port_groups, address_sets, acls)?
+                .with_meters(config.meters.clone()),
+        )
     }
 
     /// Port groups, in definition order ([`GroupId`] is the index).
@@ -440,6 +500,7 @@ impl RuleSet {
     /// so that it differs from this rule set at most in the members of its sets and groups.
     pub fn same_but_members(&self, other: &RuleSet) -> bool {
         self.acls == other.acls
+            && self.meters == other.meters
             && self.default_action == other.default_action
             && self.set_index.keys().eq(other.set_index.keys())
             && self.group_index.keys().eq(other.group_index.keys())
@@ -505,6 +566,9 @@ pub struct AclFile {
 /// priority = 1000                       # 0..=32767, higher wins
 /// match = "outport == @pg_DB && ip4 && ip4.src == $pg_BA_ip4 && tcp.dst == 5432"
 /// action = "allow-related"
+/// log = { name = "ba-to-db", severity = "info", meter = "acl-log" }   # optional
+/// [acl.meters]
+/// acl-log = { rate = 10, burst = 5 }    # log lines per second, bucket depth
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -521,6 +585,10 @@ pub struct AclConfig {
     /// ACLs in priority-tie order.
     #[serde(default)]
     pub rules: Vec<AclRuleConfig>,
+    /// Rate limits of the log lines by meter name (`[acl.meters] m1 = { rate = 10, burst =
+    /// 5 }`: lines per second and bucket depth), named by a rule's `log.meter`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meters: BTreeMap<String, RateLimit>,
 }
 
 /// One `[[acl.rules]]` entry: a `match` expression or a structured `fields` table.
@@ -542,6 +610,11 @@ pub struct AclRuleConfig {
     pub fields: Option<MatchFields>,
     /// `allow`, `allow-related`, `drop` or `reject`.
     pub action: Action,
+    /// Log the packets this rule decides: `log = { name = "web", severity = "warning",
+    /// meter = "m1" }` (every key optional; `log = {}` logs as `<unnamed>`, `info`, with
+    /// the default limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSpec>,
 }
 
 /// A port in a structured match: a number or a `"lo-hi"` range.
@@ -871,5 +944,38 @@ dst_ports = [5432, "6000-6010"]
         assert_eq!(MatchFields::default().to_expression().unwrap(), "1");
         let both = text.replace("action = \"allow\"", "action = \"allow\"\nmatch = \"1\"");
         assert!(load(&both).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn log_specs_and_meters_load_and_bad_ones_are_refused() {
+        use super::super::log::Severity;
+        let logged = format!(
+            "{SAMPLE}log = {{ name = \"ba-db\", severity = \"warning\", meter = \"m1\" }}\n[acl.meters]\nm1 = {{ rate = 10, burst = 5 }}\n"
+        );
+        let rs = load(&logged).unwrap();
+        let log = rs.acls()[0].log.as_ref().unwrap();
+        assert_eq!(
+            (log.name.as_str(), log.severity, log.meter.as_deref()),
+            ("ba-db", Severity::Warning, Some("m1"))
+        );
+        assert_eq!(rs.meters()["m1"], RateLimit { rate: 10, burst: 5 });
+        // Every key optional; no `log`: not logged.
+        let bare = load(&format!("{SAMPLE}log = {{}}\n")).unwrap();
+        assert_eq!(bare.acls()[0].log, Some(LogSpec::default()));
+        assert_eq!(load(SAMPLE).unwrap().acls()[0].log, None);
+        // A log change is a rule change (not a membership-only one), a meter change too.
+        assert!(!rs.same_but_members(&load(SAMPLE).unwrap().with_meters(rs.meters().clone())));
+        assert!(!rs.same_but_members(&rs.clone().with_meters(BTreeMap::new())));
+        // Refusals, each naming what is wrong.
+        let refused = |extra: &str| load(&format!("{SAMPLE}{extra}")).unwrap_err().to_string();
+        assert!(refused("log = { severity = \"loud\" }\n").contains("unknown variant `loud`"));
+        assert!(refused("log = { level = \"info\" }\n").contains("unknown field `level`"));
+        let long = "x".repeat(64);
+        assert!(refused(&format!("log = {{ name = \"{long}\" }}\n"))
+            .contains("acl 'ba-to-db': log: name is 64 characters, at most 63"));
+        assert!(refused("log = { meter = \"\" }\n").contains("meter is empty"));
+        assert!(refused("[acl.meters]\nm = { rate = 0, burst = 0 }\n")
+            .contains("meter 'm': rate and burst are both 0"));
+        assert!(refused("[acl.meters]\nm = { rate = 1, depth = 2 }\n").contains("unknown field"));
     }
 }

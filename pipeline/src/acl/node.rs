@@ -50,6 +50,7 @@ use arrayvec::ArrayVec;
 use serde::Deserialize;
 
 use super::key::{AclKey, ClassLayout, ClassWords, Classify, CompiledAcl, ProtoMap};
+use super::log::{LogRecord, LogRing};
 use super::members::MemberTable;
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config_with, AclCounterBlock, AclHub, Installed, WorkerSlot};
@@ -314,7 +315,14 @@ pub struct AclNode<C: Classify> {
     /// `show conntrack` sampling of `ct`, and the rate of its clock.
     sample: CtServer,
     ticks_per_sec: u64,
+    /// Records of packets decided by ACLs that log, for the control side's drain
+    /// (preallocated; a full ring counts the record as `ring-dropped`).
+    log_ring: Arc<LogRing>,
 }
+
+/// Records a worker's log ring holds (64 bytes each): 20 ms of a 50k packets per second
+/// logged flood at a 5 ms drain period, with margin.
+pub const LOG_RING_RECORDS: usize = 1024;
 
 impl<C: Classify> std::fmt::Debug for AclNode<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -337,6 +345,14 @@ impl<C: Classify> HubRegistry<C> {
         HubRegistry {
             hubs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Every live hub with its node name, in creation order.
+    pub fn all(&self) -> Vec<(String, Arc<AclHub<C>>)> {
+        let hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        hubs.iter()
+            .filter_map(|(n, w)| Some((n.clone(), w.upgrade()?)))
+            .collect()
     }
 
     /// The live hub of node `name`.
@@ -504,6 +520,8 @@ impl<C: Classify> AclNode<C> {
             ctx.request_shared::<crate::lb::LbFlows>("lb_conntrack", name, "an `lb` node")
         });
         let (slot, installed, members) = hub.join();
+        let log_ring = Arc::new(LogRing::new(LOG_RING_RECORDS));
+        hub.add_log_ring(&log_ring);
         let epoch = slot.published();
         let cache = (p.verdict_cache > 0)
             .then(|| VerdictCache::new(p.verdict_cache, installed.0.cache_plans));
@@ -524,7 +542,13 @@ impl<C: Classify> AclNode<C> {
             lb_flows,
             sample: CtServer::new(),
             ticks_per_sec: ticks_per_sec.max(1),
+            log_ring,
         })
+    }
+
+    /// This worker's log ring (its producer is the worker).
+    pub fn log_ring(&self) -> &Arc<LogRing> {
+        &self.log_ring
     }
 
     /// The hub this node belongs to (the control handle for updates and counters).
@@ -582,6 +606,8 @@ fn route(routes: &[(IpNet, u16)], m: &PacketMeta) -> u16 {
 struct RunCounter {
     ud: u32,
     action: Action,
+    /// Whether the ACL of `ud` logs the packets it decides.
+    logs: bool,
     decision: Decision,
     packets: u64,
     bytes: u64,
@@ -593,6 +619,7 @@ impl RunCounter {
         RunCounter {
             ud: UNCLASSIFIED,
             action: Action::Drop,
+            logs: false,
             decision: Decision::Next(0),
             packets: 0,
             bytes: 0,
@@ -600,19 +627,23 @@ impl RunCounter {
     }
 
     /// Counts a packet of classifier result `ud` and returns its action and decision: looked
-    /// up (`action_of`) and judged only when the result differs from the previous packet's.
+    /// up (`verdict_of`: the action and whether it logs, [`AclProgram::verdict`]) and judged
+    /// only when the result differs from the previous packet's. `self.logs` then says
+    /// whether the packet is to be logged.
+    ///
+    /// [`AclProgram::verdict`]: super::publish::AclProgram::verdict
     #[inline(always)]
     fn judged(
         &mut self,
         c: &AclCounterBlock,
         ud: u32,
         bytes: u64,
-        action_of: impl FnOnce(u32) -> Action,
+        verdict_of: impl FnOnce(u32) -> (Action, bool),
     ) -> (Action, Decision) {
         if ud != self.ud {
             self.flush(c);
             self.ud = ud;
-            self.action = action_of(ud);
+            (self.action, self.logs) = verdict_of(ud);
             self.decision = judge(ud, self.action);
         }
         self.packets += 1;
@@ -620,12 +651,45 @@ impl RunCounter {
         (self.action, self.decision)
     }
 
-    /// Counts a packet of classifier result `ud` whose action the caller already knows.
+    /// Counts a packet of classifier result `ud` whose action the caller already knows, from
+    /// a rule that does not log (the default).
     #[inline(always)]
     fn add(&mut self, c: &AclCounterBlock, ud: u32, action: Action, bytes: u64) {
-        self.judged(c, ud, bytes, |_| action);
+        self.judged(c, ud, bytes, |_| (action, false));
     }
+}
 
+/// Queues the log record of a packet decided by ACL `ud - 1` of `prog` (which logs) for
+/// the control side; a full ring counts it. Out of line: the packets of ACLs that do not
+/// log pay one branch on [`RunCounter::logs`].
+#[cold]
+#[inline(never)]
+fn log_packet<C>(
+    ring: &LogRing,
+    prog: &super::publish::AclProgram<C>,
+    ud: u32,
+    action: Action,
+    in_port: u16,
+    m: &PacketMeta,
+) {
+    let rule = ud.wrapping_sub(1);
+    let direction = prog
+        .acl
+        .rules
+        .acls()
+        .get(rule as usize)
+        .map_or(super::model::Direction::Egress, |a| a.direction);
+    ring.push(&LogRecord::of(
+        prog.generation,
+        rule,
+        action,
+        direction,
+        in_port,
+        m,
+    ));
+}
+
+impl RunCounter {
     #[inline(always)]
     fn flush(&mut self, c: &AclCounterBlock) {
         if self.packets != 0 {
@@ -831,6 +895,7 @@ impl<C: Classify> AclNode<C> {
             reply_slot,
             scratch,
             cache,
+            log_ring,
             ..
         } = self;
         let mut replies = 0u64;
@@ -890,7 +955,10 @@ impl<C: Classify> AclNode<C> {
                 let i = usize::from(s.fam_idx[fam][t]);
                 let ud = s.res[fam][t];
                 let len = f.pkts[i].data().len() as u64;
-                let (action, d) = run.judged(counters, ud, len, |u| prog.action(u));
+                let (action, d) = run.judged(counters, ud, len, |u| prog.verdict(u));
+                if run.logs {
+                    log_packet(log_ring, prog, ud, action, f.pkts[i].in_port(), &f.meta[i]);
+                }
                 f.decisions[i] = if action == Action::Reject {
                     reject(&mut f.pkts[i], &f.meta[i], reply_slot, &mut replies, d)
                 } else {
@@ -924,6 +992,7 @@ impl<C: Classify> AclNode<C> {
             reply_slot,
             scratch,
             cache,
+            log_ring,
             ..
         } = self;
         let Some(ct) = ct.as_mut() else {
@@ -1057,10 +1126,12 @@ impl<C: Classify> AclNode<C> {
             let j = usize::from(s.cls_idx[c]);
             let ud = s.cls_res[c];
             let i = usize::from(s.ip_idx[j]);
-            let action = prog.action(ud);
-            run.add(counters, ud, action, f.pkts[i].data().len() as u64);
-            let mut d = judge(ud, action);
+            let len = f.pkts[i].data().len() as u64;
+            let (action, mut d) = run.judged(counters, ud, len, |u| prog.verdict(u));
             let m = &f.meta[i];
+            if run.logs {
+                log_packet(log_ring, prog, ud, action, f.pkts[i].in_port(), m);
+            }
             if let Some((h, dir)) = s.ct[j] {
                 // A tracked connection judged again under changed rules.
                 if matches!(d, Decision::Next(_)) {
@@ -1326,6 +1397,134 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The inline `acl` of the logging tests: a metered logged allow-related, an unnamed
+    /// logged drop, a quiet allow; default drop.
+    const LOGGED_ACL: &str = r#"acl = { default = "drop", meters = { m1 = { rate = 0, burst = 3 } }, rules = [ { name = "web-to-ba", direction = "to-lport", priority = 100, match = "ip4.src == 10.0.1.0/24 && tcp.dst == 8080", action = "allow-related", log = { name = "web", severity = "warning", meter = "m1" } }, { name = "to-db", direction = "to-lport", priority = 90, match = "tcp.dst == 5432", action = "drop", log = {} }, { name = "ssh", direction = "to-lport", priority = 80, match = "tcp.dst == 22", action = "allow" } ] }"#;
+
+    fn drain_lines(name: &str, logs: &mut crate::acl::log::HubLogs) -> Vec<String> {
+        let hub = HUBS.get(name).unwrap();
+        let mut lines = Vec::new();
+        logs.poll(
+            &[(name.to_string(), hub)],
+            0,
+            |node, _, l| {
+                assert_eq!(node, name);
+                lines.push(l.to_string())
+            },
+            |r| panic!("no refusal expected: {r}"),
+        );
+        lines
+    }
+
+    #[test]
+    fn logged_rules_queue_records_that_the_drain_meters_into_lines() {
+        use crate::acl::log::{HubLogs, LogCounts, DEFAULT_LIMIT};
+        let mut g = graph_of("acl-log", &format!("{LOGGED_ACL}, stateful = 1024"));
+        let (web, ba, db) = ("10.0.1.10", "10.0.2.20", "10.0.3.30");
+        let mut pkts: Vec<TestBuf> = (0..10).map(|k| tcp(web, ba, 40000 + k, 8080, 0)).collect();
+        pkts.extend((0..4).map(|k| tcp(ba, db, 41000 + k, 5432, 1)));
+        pkts.extend((0..5).map(|k| tcp(web, ba, 42000 + k, 22, 0)));
+        let out = run(&mut g, pkts);
+        assert_eq!(out.iter().filter(|o| o.is_some()).count(), 15);
+        // Replies and the requests of established connections pass by the connection
+        // table: not judged by an ACL flow, not logged.
+        let mut again: Vec<TestBuf> = (0..10).map(|k| tcp(ba, web, 8080, 40000 + k, 1)).collect();
+        again.extend((0..10).map(|k| tcp(web, ba, 40000 + k, 8080, 0)));
+        assert!(run(&mut g, again).iter().all(Option::is_some));
+        let mut logs = HubLogs::new(DEFAULT_LIMIT);
+        let lines = drain_lines("acl-log", &mut logs);
+        let named: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("name=\"web\""))
+            .collect();
+        assert_eq!(named.len(), 3, "meter m1: burst 3, rate 0: {lines:?}");
+        assert_eq!(
+            named[0],
+            "name=\"web\", verdict=allow, severity=warning, direction=to-lport, acl=web-to-ba: tcp,nw_src=10.0.1.10,nw_dst=10.0.2.20,nw_ttl=64,tp_src=40000,tp_dst=8080,tcp_flags=0x18"
+        );
+        let unnamed: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("name=<unnamed>"))
+            .collect();
+        assert_eq!(unnamed.len(), 4, "the default limit lets all 4 pass");
+        assert!(unnamed[3].starts_with("name=<unnamed>, verdict=drop, severity=info, direction=to-lport, acl=to-db: tcp,nw_src=10.0.2.20,nw_dst=10.0.3.30,"));
+        assert!(unnamed[3].contains("tp_src=41003,tp_dst=5432"));
+        assert!(
+            !lines.iter().any(|l| l.contains("acl=ssh")),
+            "a rule without log writes nothing"
+        );
+        assert_eq!(lines.len(), 7);
+        assert_eq!(
+            logs.counts(),
+            vec![(
+                "acl-log".to_string(),
+                LogCounts {
+                    logged: 7,
+                    rate_limited: 7,
+                    ring_dropped: 0,
+                    stale: 0
+                }
+            )]
+        );
+        // Nothing new: nothing more.
+        assert!(drain_lines("acl-log", &mut logs).is_empty());
+    }
+
+    #[test]
+    fn an_absent_meter_is_reported_once_and_logs_with_the_default_limit() {
+        use crate::acl::log::{HubLogs, RateLimit};
+        let acl = LOGGED_ACL.replace("meter = \"m1\"", "meter = \"nope\"");
+        let mut g = graph_of("acl-log-nometer", &acl);
+        let hub = HUBS.get("acl-log-nometer").unwrap();
+        let mut logs = HubLogs::new(RateLimit { rate: 0, burst: 2 });
+        let (mut lines, mut refusals) = (0, Vec::new());
+        for _ in 0..2 {
+            let pkts = (0..4)
+                .map(|k| tcp("10.0.1.10", "10.0.2.20", 40000 + k, 8080, 0))
+                .collect();
+            assert!(run(&mut g, pkts).iter().all(Option::is_some));
+            logs.poll(
+                &[("acl-log-nometer".to_string(), hub.clone())],
+                0,
+                |_, _, _| lines += 1,
+                |r| refusals.push(r.to_string()),
+            );
+        }
+        assert_eq!(
+            refusals,
+            ["acl_log: acl-log-nometer: acl web-to-ba: meter 'nope' does not exist: logging with the default limit (0 lines/s, burst 2)"]
+        );
+        assert_eq!(lines, 2, "the default bucket: 2 of 8");
+        assert_eq!(logs.counts()[0].1.rate_limited, 6);
+    }
+
+    #[test]
+    fn packets_answered_by_the_verdict_cache_are_logged_too() {
+        use crate::acl::log::{HubLogs, RateLimit};
+        let mut g = graph_of("acl-log-cached", LOGGED_ACL);
+        let db = "10.0.3.30";
+        let burst = || {
+            (0..4)
+                .map(|k| tcp("10.0.2.20", db, 41000 + k, 5432, 1))
+                .collect()
+        };
+        for _ in 0..3 {
+            assert!(run(&mut g, burst()).iter().all(Option::is_none));
+        }
+        let snap = g.snapshot();
+        assert!(
+            snap.node("acl-log-cached")
+                .unwrap()
+                .counter("verdict-cache-hits")
+                >= 8
+        );
+        let mut logs = HubLogs::new(RateLimit {
+            rate: 0,
+            burst: 1000,
+        });
+        assert_eq!(drain_lines("acl-log-cached", &mut logs).len(), 12);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use serde::Serialize;
 use super::counters::{DenialCounters, PacketBytes, RuleCounters, RuleCountersSnapshot};
 use super::expand::{AclTable, ExpandLimits};
 use super::key::{compile, Classify, CompileError, CompiledAcl};
+use super::log::LogRing;
 use super::members::{MemberOp, MemberPair, MemberTable};
 use super::model::{AclConfig, AclError, Action, IpNet, PortId, RuleSet};
 use super::verdict_cache::CachePlans;
@@ -98,6 +99,16 @@ impl<C: Classify> AclProgram<C> {
                 .unwrap_or(Action::Drop),
             None => self.acl.rules.default_action(),
         }
+    }
+
+    /// The action for classifier result `userdata`, and whether the packets it decides are
+    /// logged (never for the default).
+    #[inline(always)]
+    pub fn verdict(&self, userdata: u32) -> (Action, bool) {
+        let logs = userdata
+            .checked_sub(1)
+            .is_some_and(|i| self.acl.logs.get(i as usize).copied().unwrap_or(false));
+        (self.action(userdata), logs)
     }
 }
 
@@ -361,6 +372,8 @@ struct HubState<C> {
     members: MemberPair,
     /// The entries of set classes in `table`'s rule set lag the membership table.
     model_stale: bool,
+    /// The workers' log rings (see [`super::log`]), drained by the control side.
+    log_rings: Vec<Weak<LogRing>>,
 }
 
 impl<C> HubState<C> {
@@ -436,8 +449,25 @@ impl<C: Classify> AclHub<C> {
                 slots: Vec::new(),
                 members: MemberPair::new(members),
                 model_stale: false,
+                log_rings: Vec::new(),
             }),
         })
+    }
+
+    /// Registers a worker's log ring (the hub keeps a weak reference).
+    pub fn add_log_ring(&self, ring: &Arc<LogRing>) {
+        let mut st = self.lock();
+        st.log_rings.retain(|r| r.strong_count() > 0);
+        st.log_rings.push(Arc::downgrade(ring));
+    }
+
+    /// The live workers' log rings.
+    pub fn log_rings(&self) -> Vec<Arc<LogRing>> {
+        self.lock()
+            .log_rings
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState<C>> {

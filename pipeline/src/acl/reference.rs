@@ -309,6 +309,7 @@ mod tests {
             match_text: "1".into(),
             expr: MatchExpr::Const(true),
             action: Action::Allow,
+            log: None,
         };
         let acls = [acl(5), acl(7), acl(5), acl(0)];
         assert_eq!(dense_priorities(&acls), vec![3, 4, 2, 1]);
@@ -344,6 +345,7 @@ mod tests {
                 priority: p,
                 match_text: m.into(),
                 action: a,
+                log: None,
             })
             .collect();
         let rs = RuleSet::new(Action::Allow, vec![], vec![], acls).unwrap();
@@ -531,6 +533,7 @@ mod tests {
                     priority,
                     match_text: m,
                     action,
+                    log: None,
                 })
                 .collect();
             RuleSet::new(default, groups, sets, acls).unwrap_or_else(|e| panic!("{e}"))

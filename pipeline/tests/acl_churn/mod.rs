@@ -189,6 +189,7 @@ pub fn rules(rng: &mut Rng, acls: usize) -> AclConfig {
                 Action::Drop,
                 Action::Reject,
             ]),
+            log: None,
         });
     }
     cfg

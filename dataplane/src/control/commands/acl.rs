@@ -29,6 +29,12 @@ pub fn commands<'a>() -> Vec<Command<Ctx<'a>>> {
             run: show_acl,
         },
         Command {
+            path: "show acl-log",
+            usage: "[LINES]",
+            help: "ACL log lines per acl node: logged, rate-limited, ring-dropped; the last LINES lines (default 10)",
+            run: show_acl_log,
+        },
+        Command {
             path: "acl set-add",
             usage: "SET ADDR[/LEN]...",
             help: "add addresses to an address set (every acl node that has it)",
@@ -207,4 +213,36 @@ fn set_add(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
 
 fn set_del(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
     change_set(cx, args, false)
+}
+
+fn show_acl_log(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
+    let n: usize = match args {
+        [] => 10,
+        [n] => super::number("LINES", n)?,
+        [_, extra, ..] => return Err(format!("unexpected argument `{extra}`")),
+    };
+    let counts = crate::acl_log::counts();
+    let lines = crate::acl_log::recent_lines();
+    let last = &lines[lines.len().saturating_sub(n)..];
+    let mut text = format!(
+        "{:<16} {:>12} {:>12} {:>12} {:>8}\n",
+        "node", "logged", "rate-limited", "ring-dropped", "stale"
+    );
+    for (node, c) in &counts {
+        let _ = writeln!(
+            text,
+            "{node:<16} {:>12} {:>12} {:>12} {:>8}",
+            c.logged, c.rate_limited, c.ring_dropped, c.stale
+        );
+    }
+    for l in last {
+        let _ = writeln!(text, "acl_log: {l}");
+    }
+    Ok(Reply::new(
+        text,
+        json!({
+            "nodes": counts.iter().map(|(n, c)| json!({"node": n, "counts": c})).collect::<Vec<_>>(),
+            "lines": last,
+        }),
+    ))
 }

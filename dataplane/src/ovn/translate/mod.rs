@@ -26,11 +26,13 @@ pub mod acls;
 pub mod addresses;
 pub mod binding;
 pub mod lbs;
+pub mod meters;
 pub mod rows;
 pub mod sets;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use pipeline::acl::log::{LogSpec, Severity};
 use pipeline::acl::model::{AclRuleConfig, MAX_PRIORITY};
 use pipeline::acl::{AclConfig, Action, Direction, RuleSet};
 use pipeline::lb::service::ServiceConfig;
@@ -95,6 +97,10 @@ fn stage(all: &AclConfig, dir: Direction, refs: &BTreeMap<String, BTreeSet<Strin
         .filter_map(|r| refs.get(r.name.as_deref().unwrap_or("")))
         .flatten()
         .collect();
+    let meters: BTreeSet<String> = rules
+        .iter()
+        .filter_map(|r| r.log.as_ref()?.meter.clone())
+        .collect();
     AclConfig {
         default: all.default,
         port_groups: all
@@ -110,6 +116,12 @@ fn stage(all: &AclConfig, dir: Direction, refs: &BTreeMap<String, BTreeSet<Strin
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         rules,
+        meters: all
+            .meters
+            .iter()
+            .filter(|(k, _)| meters.contains(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
     }
 }
 
@@ -243,6 +255,28 @@ impl Translation {
     }
 }
 
+/// How an ACL logs: its `name`, `severity` and `meter` when `log` is true (OVN writes no
+/// line for an ACL with `log=false`, whatever its other columns say). A name OVN's schema
+/// would refuse (over 63 characters) or that would break the line (a `"`) is cut at the
+/// limit and has its quotes replaced.
+fn log_spec(origin: &AclOrigin) -> Option<LogSpec> {
+    if !origin.log {
+        return None;
+    }
+    let name: String = origin
+        .name
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '"' { '\'' } else { c })
+        .take(pipeline::acl::log::MAX_NAME_LEN)
+        .collect();
+    Some(LogSpec {
+        name,
+        severity: Severity::from_nb(&origin.severity),
+        meter: (!origin.meter.is_empty()).then(|| origin.meter.clone()),
+    })
+}
+
 fn ordering_rank(a: Action) -> u8 {
     match a {
         Action::Drop | Action::Reject => 0,
@@ -359,6 +393,11 @@ pub fn translate(
         sets: &nb_sets,
     };
 
+    let (meter_limits, meter_refusals) = meters::meters(
+        rows::table(tables, "Meter"),
+        rows::table(tables, "Meter_Band"),
+    );
+    refused.extend(meter_refusals);
     let mut rules: Vec<(u16, u8, String, AclRuleConfig)> = Vec::new();
     let mut acl_origins = BTreeMap::new();
     let mut used_groups = BTreeSet::new();
@@ -414,6 +453,19 @@ pub fn translate(
             Some(r) => r.get(&(tier, raw_priority)).copied().unwrap_or(0),
             None => raw_priority.clamp(0, MAX_PRIORITY as i64) as u16,
         };
+        let log = log_spec(&origin);
+        if let Some(m) = log.as_ref().and_then(|l| l.meter.as_ref()) {
+            if !meter_limits.contains_key(m) {
+                refused.push(Refusal {
+                    table: "ACL",
+                    uuid: uuid.to_string(),
+                    outcome: Outcome::Partial,
+                    reason: format!(
+                        "meter '{m}' does not exist (or was refused): logs with the default limit"
+                    ),
+                });
+            }
+        }
         let rule = |direction: Direction, text: String, action: Action| AclRuleConfig {
             name: Some(uuid.to_string()),
             direction,
@@ -421,6 +473,7 @@ pub fn translate(
             match_expr: Some(text),
             fields: None,
             action,
+            log: log.clone(),
         };
         match compiled {
             Ok((dir, action, text, g, s)) => {
@@ -473,6 +526,7 @@ pub fn translate(
     // Port groups: our ports among the members.
     let mut acl = AclConfig {
         default: Action::Allow,
+        meters: meter_limits,
         ..AclConfig::default()
     };
     let groups_by_name: BTreeMap<&str, &crate::ovn::replica::Row> = port_groups
@@ -897,5 +951,170 @@ mod tests {
         );
         assert_eq!(t.policy.from_lport.rules[0].action, Action::Allow);
         assert_eq!(t.policy.from_lport.default, Action::Allow);
+    }
+
+    fn logged(mut r: Row, log: bool, name: &str, severity: &str, meter: &str) -> Row {
+        r.insert("log".into(), Datum::Scalar(Atom::Boolean(log)));
+        for (col, v) in [("name", name), ("severity", severity), ("meter", meter)] {
+            if !v.is_empty() {
+                r.insert(col.into(), s(v));
+            }
+        }
+        r
+    }
+
+    fn meter(name: &str, unit: &str, bands: &[&str]) -> Row {
+        row(vec![
+            ("name", s(name)),
+            ("unit", s(unit)),
+            ("bands", refs(bands)),
+        ])
+    }
+
+    fn band(rate: i64, burst: Option<i64>) -> Row {
+        let mut r = row(vec![("action", s("drop")), ("rate", i(rate))]);
+        if let Some(b) = burst {
+            r.insert("burst_size".into(), i(b));
+        }
+        r
+    }
+
+    #[test]
+    fn log_columns_and_meters_become_the_rules_log_specs() {
+        let rows = vec![
+            (
+                "web",
+                logged(
+                    acl("to-lport", 100, "tcp", "allow-related", 0, &[]),
+                    true,
+                    "web-in",
+                    "warning",
+                    "m1",
+                ),
+            ),
+            (
+                "deny",
+                logged(acl("to-lport", 50, "ip4", "drop", 0, &[]), true, "", "", ""),
+            ),
+            (
+                "quiet",
+                logged(
+                    acl("from-lport", 50, "ip4", "allow", 0, &[]),
+                    false,
+                    "named-but-off",
+                    "alert",
+                    "m1",
+                ),
+            ),
+            (
+                "ghost",
+                logged(
+                    acl("from-lport", 60, "udp", "drop", 0, &[]),
+                    true,
+                    "g",
+                    "debug",
+                    "nope",
+                ),
+            ),
+            (
+                "bytes",
+                logged(
+                    acl("from-lport", 70, "icmp4", "drop", 0, &[]),
+                    true,
+                    "b",
+                    "notice",
+                    "mk",
+                ),
+            ),
+        ];
+        let mut t = tables(rows, &[]);
+        t.insert(
+            "Meter".into(),
+            Table::from([
+                ("M1".to_string(), meter("m1", "pktps", &["B1"])),
+                ("MK".to_string(), meter("mk", "kbps", &["B2"])),
+                ("MU".to_string(), meter("m-unused", "pktps", &["B3"])),
+            ]),
+        );
+        t.insert(
+            "Meter_Band".into(),
+            Table::from([
+                ("B1".to_string(), band(10, Some(5))),
+                ("B2".to_string(), band(1000, None)),
+                ("B3".to_string(), band(7, None)),
+            ]),
+        );
+        let tr = translate(&t, &ports(), TranslateOptions::default());
+        let find = |cfg: &AclConfig, n: &str| {
+            cfg.rules
+                .iter()
+                .find(|r| r.name.as_deref() == Some(n))
+                .unwrap()
+                .log
+                .clone()
+        };
+        let to = &tr.policy.to_lport;
+        let from = &tr.policy.from_lport;
+        assert_eq!(
+            find(to, "web"),
+            Some(LogSpec {
+                name: "web-in".into(),
+                severity: Severity::Warning,
+                meter: Some("m1".into())
+            })
+        );
+        assert_eq!(find(to, "deny"), Some(LogSpec::default()), "unnamed, info");
+        assert_eq!(find(from, "quiet"), None, "log=false: no spec");
+        assert_eq!(find(from, "ghost").unwrap().meter.as_deref(), Some("nope"));
+        assert_eq!(find(from, "bytes").unwrap().severity, Severity::Notice);
+        // Each stage holds the meters its rules name; a pktps band without burst bursts 1.
+        use pipeline::acl::log::RateLimit;
+        assert_eq!(
+            to.meters,
+            BTreeMap::from([("m1".to_string(), RateLimit { rate: 10, burst: 5 })])
+        );
+        assert!(
+            from.meters.is_empty(),
+            "m1 only named by a rule that does not log"
+        );
+        let (all, _) = meters::meters(&t["Meter"], &t["Meter_Band"]);
+        assert_eq!(all["m-unused"], RateLimit { rate: 7, burst: 1 });
+        // kbps refused; the ACL naming an absent meter reported (both log by default).
+        let refused: Vec<(&str, &str, Outcome)> = tr
+            .refused
+            .iter()
+            .map(|r| (r.table, r.uuid.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                ("ACL", "bytes", Outcome::Partial),
+                ("ACL", "ghost", Outcome::Partial),
+                ("Meter", "MK", Outcome::Skipped)
+            ]
+        );
+        assert!(tr.refused[2].reason.contains("kbps"));
+        // The stages build, and a change of only the log columns is a rule change.
+        let built = RuleSet::from_config(to).unwrap();
+        let mut t2 = t.clone();
+        t2.get_mut("ACL")
+            .unwrap()
+            .get_mut("web")
+            .unwrap()
+            .insert("severity".into(), s("alert"));
+        let tr2 = translate(&t2, &ports(), TranslateOptions::default());
+        assert_ne!(tr2.policy, tr.policy);
+        let rebuilt = RuleSet::from_config(&tr2.policy.to_lport).unwrap();
+        assert!(
+            !built.same_but_members(&rebuilt),
+            "published as a rule change"
+        );
+        let mut t3 = t.clone();
+        t3.get_mut("Meter_Band")
+            .unwrap()
+            .insert("B1".into(), band(20, Some(5)));
+        let tr3 = translate(&t3, &ports(), TranslateOptions::default());
+        let remetered = RuleSet::from_config(&tr3.policy.to_lport).unwrap();
+        assert!(!built.same_but_members(&remetered), "a meter change too");
     }
 }
