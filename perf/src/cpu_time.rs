@@ -70,6 +70,25 @@ pub fn thread_ticks_by_name(pid: u32) -> BTreeMap<String, u64> {
     by
 }
 
+/// The CPUs (`Cpus_allowed_list`) of a process's first thread named `name`, if any.
+pub fn thread_cpus(pid: u32, name: &str) -> Option<String> {
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+        return status.lines().find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_string())
+        });
+    }
+    None
+}
+
 /// `after - before` per name, as a share of one CPU over `seconds` (names absent before
 /// count from 0).
 pub fn shares(
@@ -115,6 +134,18 @@ mod tests {
         let by = thread_ticks_by_name(std::process::id());
         assert!(!by.is_empty());
         assert!(process_ticks(std::process::id()) >= by.values().copied().max().unwrap_or(0));
+    }
+
+    #[test]
+    fn finds_the_cpus_of_a_named_thread() {
+        let t = std::thread::Builder::new()
+            .name("cpu-time-probe".into())
+            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(500)))
+            .unwrap();
+        let cpus = thread_cpus(std::process::id(), "cpu-time-probe");
+        t.join().unwrap();
+        assert!(cpus.is_some_and(|c| !c.is_empty()));
+        assert_eq!(thread_cpus(std::process::id(), "no-such-thread"), None);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct FollowerStatus {
     pub paced: AtomicU64,
     /// The longest a whole translation waited for the pacing, ms.
     pub paced_wait_max_ms: AtomicU64,
+    /// A whole translation is waiting for the pacing now.
+    pub pacing_holds: AtomicBool,
     /// Time spent in whole translations (publications included), ms.
     pub translation_ms: AtomicU64,
     /// Handlings of membership-only updates (no translation: only the touched sets).
@@ -240,6 +242,7 @@ fn follow(
                 }
                 if !held(&burst, &st).is_zero() {
                     waiting_since.get_or_insert_with(Instant::now);
+                    status.pacing_holds.store(true, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -269,6 +272,7 @@ fn follow(
         }
         if !held(&burst, &st).is_zero() {
             waiting_since.get_or_insert_with(Instant::now);
+            status.pacing_holds.store(true, Ordering::Relaxed);
             continue;
         }
         pending = false;
@@ -294,6 +298,7 @@ fn follow(
                 confirm = true;
             }
             None => {
+                status.pacing_holds.store(false, Ordering::Relaxed);
                 if let Some(t) = waiting_since.take() {
                     status.paced.fetch_add(1, Ordering::Relaxed);
                     status

@@ -37,7 +37,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use perf::cpu_time::{process_ticks, share, shares, this_thread_ticks, thread_ticks_by_name};
+use perf::cpu_time::{
+    process_ticks, share, shares, this_thread_ticks, thread_cpus, thread_ticks_by_name,
+};
 use perf::ctl::ctl_json;
 use perf::nb_server::NbServer;
 use perf::nb_writer::{ChurnMix, ChurnPlan, NbWriter, WriterReport};
@@ -222,14 +224,14 @@ impl CpuMark {
 
     /// Each party's share of one CPU from `self` to `later`: the follower thread
     /// (`ovn-follow`), the DUT's other control threads (all but its lcore workers), the NB
-    /// server and the writer.
+    /// server and the writer (the DUT's workers, `rte-worker-N`, excluded).
     fn shares(&self, later: &CpuMark) -> Value {
         let secs = later.at.duration_since(self.at).as_secs_f64();
         let dut = shares(&self.dut, &later.dut, secs);
         let follower = dut.get(FOLLOWER_THREAD).copied().unwrap_or(0.0);
         let control: f64 = dut
             .iter()
-            .filter(|(k, _)| *k != FOLLOWER_THREAD && !k.starts_with("lcore-worker"))
+            .filter(|(k, _)| *k != FOLLOWER_THREAD && !k.starts_with("rte-worker"))
             .map(|(_, v)| v)
             .sum();
         json!({
@@ -310,6 +312,8 @@ impl Rig {
                 num(&o, "translations"),
                 num(&o, "publishes"),
                 std::fs::metadata(&r.dut_log).map_or(0, |m| m.len()),
+                // A whole translation waiting for the pacing is not quiet.
+                o["pacing_holds"].as_bool().unwrap_or(false),
             )
         };
         let (mut last, mut still) = (mark(self), 0);
@@ -317,7 +321,7 @@ impl Rig {
         while still < 2 && Instant::now() < quiet_deadline {
             std::thread::sleep(Duration::from_millis(1500));
             let now = mark(self);
-            still = if now == last { still + 1 } else { 0 };
+            still = if now == last && !now.3 { still + 1 } else { 0 };
             last = now;
         }
         let before = settled(&self.metrics)?;
@@ -572,8 +576,10 @@ fn run(a: Args) -> Result<Value, String> {
     // Port 0 sends, port 1 answers each packet: the offered rate per port is half the total.
     let fixed = rig.args.fixed_fraction * capacity / 2.0;
     println!("ovn-churn: capacity {capacity:.3} Mpps (both directions), fixed rate {fixed:.3} Mpps per port ({} of capacity)", rig.args.fixed_fraction);
+    let follower_cpus = thread_cpus(rig.dut_pid, FOLLOWER_THREAD).unwrap_or_else(|| "?".into());
+    let worker_cpus = thread_cpus(rig.dut_pid, "rte-worker-1").unwrap_or_else(|| "?".into());
     println!(
-        "ovn-churn: CPUs: generator (dpgen) 0, DUT worker 1, this process + NB server + writer {}, the DUT's control threads (OVN follower included) unpinned",
+        "ovn-churn: CPUs: generator (dpgen) 0, DUT worker {worker_cpus}, DUT OVN follower {follower_cpus}, this process + NB server + writer {}",
         rig.args.helpers_cpu
     );
     let modes: Vec<(&str, f64)> = if rig.args.fixed_only {
@@ -679,8 +685,8 @@ fn run(a: Args) -> Result<Value, String> {
         "ovn_churn_follower_cpu_share_1000": pick(headline_mode, "1000", "follower_cpu_share_median"),
         "ovn_churn_nb_server_cpu_share_1000": pick(headline_mode, "1000", "nb_server_cpu_share_median"),
         "ovn_churn_writer_cpu_share_1000": pick(headline_mode, "1000", "writer_cpu_share_median"),
-        "cpus": {"generator": 0, "dut_worker": 1, "helpers": rig.args.helpers_cpu,
-                 "dut_control_threads": "any (not pinned)"},
+        "cpus": {"generator": "0", "dut_worker": worker_cpus, "helpers": rig.args.helpers_cpu,
+                 "dut_ovn_follower": follower_cpus},
         "headline_mode": headline_mode,
         "capacity_mpps": capacity, "fixed_mpps_per_port": fixed,
         "rounds": rig.args.rounds, "seconds": rig.args.seconds, "rates": rates,

@@ -49,6 +49,7 @@ fn show_ovn(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             "translation_ms": status.translation_ms.load(Relaxed),
             "paced": status.paced.load(Relaxed),
             "paced_wait_max_ms": status.paced_wait_max_ms.load(Relaxed),
+            "pacing_holds": status.pacing_holds.load(Relaxed),
         }),
     ))
 }
