@@ -239,6 +239,7 @@ fn start_ovn(
         options: ovn.options(),
         targets: ovn.targets.clone(),
         coalesce: std::time::Duration::from_millis(10),
+        pacing: ovn.translation_pacing,
     };
     match Follower::start(
         cfg,

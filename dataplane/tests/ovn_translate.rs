@@ -942,6 +942,7 @@ fn follower_publishes_only_changes() {
             lb: Some("lb".into()),
         },
         coalesce: Duration::from_millis(50),
+        pacing: 0.0,
     };
     let f = Follower::start(cfg, Box::new(rec.clone())).unwrap();
     let st = std::sync::Arc::clone(f.status());
@@ -1138,5 +1139,139 @@ fn follower_publishes_only_changes() {
     quiet(3);
     assert_eq!(published().len(), whole + 1, "{:?}", published());
     assert_eq!(st.confirm_mismatches.load(Ordering::Relaxed), 0);
+    drop(f);
+}
+
+/// A [`Recorder`] whose ACL publications take `build` each, as the classifier builds do.
+#[derive(Clone, Default)]
+struct SlowRecorder(Recorder, Duration);
+
+impl dataplane::ovn::follow::PolicySink for SlowRecorder {
+    fn publish_acl(
+        &mut self,
+        node: &str,
+        cfg: &pipeline::acl::AclConfig,
+    ) -> Result<String, String> {
+        std::thread::sleep(self.1);
+        self.0.publish_acl(node, cfg)
+    }
+    fn publish_services(
+        &mut self,
+        node: &str,
+        services: &[pipeline::lb::service::ServiceConfig],
+    ) -> Result<String, String> {
+        self.0.publish_services(node, services)
+    }
+    fn update_members(
+        &mut self,
+        node: &str,
+        changes: &[pipeline::acl::MemberChange],
+    ) -> Result<String, String> {
+        self.0.update_members(node, changes)
+    }
+}
+
+/// Whole translations paced under sustained churn (`translation_pacing`): ACLs added one
+/// after another while the pacing holds become one paced translation that publishes them
+/// all (the last state, nothing lost), counted as paced; a membership change with no whole
+/// translation waiting is still handled at once, without a translation.
+#[test]
+fn follower_paces_whole_translations() {
+    use dataplane::ovn::follow::{Follower, FollowerConfig};
+    use dataplane::ovn::settings::OvnTargets;
+    let nb = NbServer::start("pace");
+    nb.nbctl(&["ls-add", "ls0"]);
+    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
+    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
+    nb.nbctl(&[
+        "create",
+        "Address_Set",
+        "name=as_block",
+        "addresses=\"10.9.0.1\"",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "to-lport",
+        "1001",
+        "outport == @pg_sg && ip4.src == $as_block",
+        "drop",
+    ]);
+    let rec = Recorder::default();
+    let mut client = OvnConfig::new(Remote::parse_list(&nb.remote()).unwrap());
+    client.backoff_max = Duration::from_millis(500);
+    // The first whole translation publishes two acl stages at >= 100 ms each, so the next
+    // waits >= 30 x 0.2 s = 6 s: far longer than the nbctl commands below take.
+    let cfg = FollowerConfig {
+        client,
+        ports: vec![by_name("vf0", "vm1")],
+        options: TranslateOptions::default(),
+        targets: OvnTargets {
+            from_lport: Some("acl_in".into()),
+            to_lport: Some("acl_out".into()),
+            both: None,
+            lb: None,
+        },
+        coalesce: Duration::from_millis(10),
+        pacing: 30.0,
+    };
+    let f = Follower::start(
+        cfg,
+        Box::new(SlowRecorder(rec.clone(), Duration::from_millis(100))),
+    )
+    .unwrap();
+    let st = std::sync::Arc::clone(f.status());
+    let wait_until = |what: &str, pred: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pred() {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}: {}",
+                st.render()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let published = || rec.0.lock().unwrap().clone();
+    let translations = || st.translations.load(Ordering::Relaxed);
+    wait_until("the first publication", &|| published().len() == 2);
+    assert_eq!(translations(), 1);
+
+    // Five ACLs added one by one: held by the pacing, then one translation publishes all.
+    for port in 0..5 {
+        nb.nbctl(&[
+            "--type=port-group",
+            "acl-add",
+            "pg_sg",
+            "to-lport",
+            "1002",
+            &format!("outport == @pg_sg && ip4 && tcp.dst == {}", 100 + port),
+            "allow-related",
+        ]);
+    }
+    wait_until("the paced publication", &|| published().len() == 3);
+    assert_eq!(translations(), 2, "{}", st.render());
+    assert_eq!(st.paced.load(Ordering::Relaxed), 1);
+    assert!(st.paced_wait_max_ms.load(Ordering::Relaxed) > 0);
+    // Only acl_out changed, published once with all six rules.
+    assert_eq!(
+        published(),
+        vec![
+            ("acl_in".to_string(), 0),
+            ("acl_out".to_string(), 1),
+            ("acl_out".to_string(), 6)
+        ]
+    );
+    assert!(st.render().contains("paced 1"), "{}", st.render());
+
+    // Within the new pacing: a member joins the set, handled alone at once (no whole
+    // translation waits for it).
+    nb.nbctl(&["add", "Address_Set", "as_block", "addresses", "10.9.0.2"]);
+    wait_until("the membership batch", &|| rec.1.lock().unwrap().len() == 1);
+    assert_eq!(translations(), 2);
+    assert_eq!(st.member_handlings.load(Ordering::Relaxed), 1);
+    assert_eq!(st.paced.load(Ordering::Relaxed), 1);
     drop(f);
 }

@@ -1,5 +1,6 @@
 //! Benchmark harness and traffic tools.
 
+pub mod cpu_time;
 pub mod ctl;
 pub mod frames;
 /// A real `ovsdb-server` with a fresh OVN Northbound database (unix, TLS, cluster): the same

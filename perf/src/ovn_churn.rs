@@ -213,21 +213,29 @@ pub fn seed_params(background: usize) -> Value {
 /// stateful for `ct_capacity` connections, the lb node's services from the NB. `set_class`:
 /// the acl nodes' `set_class_min_entries` (address sets from that many entries are matched
 /// by membership, and their changes are membership updates; `None`: the node's default).
+/// `pacing`: `[ovn] translation_pacing` (`None`: the dataplane's default).
 pub fn dut_tables(
     nb_remote: &str,
     control_socket: &str,
     ct_capacity: usize,
     set_class: Option<usize>,
+    pacing: Option<f64>,
 ) -> String {
     let sc = set_class.map_or(String::new(), |n| format!(", set_class_min_entries = {n}"));
-    format!(
-        "\n[control]\nsocket = \"{control_socket}\"\n{}",
-        crate::topology::ovn_pipeline(
-            nb_remote,
-            &format!("stateful = {ct_capacity}{sc}"),
-            ct_capacity
-        )
-    )
+    let pipeline = crate::topology::ovn_pipeline(
+        nb_remote,
+        &format!("stateful = {ct_capacity}{sc}"),
+        ct_capacity,
+    );
+    let pipeline = match pacing {
+        Some(k) => pipeline.replacen(
+            "[ovn]\n",
+            &format!("[ovn]\ntranslation_pacing = {k:?}\n"),
+            1,
+        ),
+        None => pipeline,
+    };
+    format!("\n[control]\nsocket = \"{control_socket}\"\n{pipeline}")
 }
 
 #[cfg(test)]
@@ -255,6 +263,16 @@ mod tests {
             srv["row"]["ports"],
             json!(["set", [["named-uuid", "lsp_mh0"]]])
         );
+    }
+
+    #[test]
+    fn dut_tables_set_the_pacing_in_the_ovn_table() {
+        let t = dut_tables("unix:/nb", "/ctl", 1000, None, Some(0.0));
+        let v: toml::Value = toml::from_str(&t).unwrap();
+        assert_eq!(v["ovn"]["translation_pacing"].as_float(), Some(0.0));
+        let t = dut_tables("unix:/nb", "/ctl", 1000, None, None);
+        let v: toml::Value = toml::from_str(&t).unwrap();
+        assert!(v["ovn"].get("translation_pacing").is_none());
     }
 
     #[test]

@@ -7,7 +7,17 @@
 //! else is translated
 //! whole, and each stage whose policy changed is published through a [`PolicySink`] (in the
 //! dataplane: the acl nodes' hubs and the lb node's control, the hitless paths the reload
-//! uses). When the NB has been quiet for 2 s after membership-only handlings, one whole
+//! uses).
+//!
+//! Whole translations are paced under sustained churn: one that took T (translating and
+//! publishing, classifier builds included) is followed by at least `pacing` x T before the
+//! next, so they take at most 1 / (1 + `pacing`) of the time, and of a CPU, however fast the
+//! NB changes. A change after a quiet spell (no whole translation in the last
+//! `pacing` x T) is still handled at once, and so are membership-only and load-balancer
+//! handlings while no whole translation waits; once one waits, every later update joins
+//! it (NB transactions are applied in their order), so under sustained structural churn a
+//! change can wait up to `pacing` x T (about 9 x 0.5 s with two classifier builds of 1k
+//! ACLs on a busy core). When the NB has been quiet for 2 s after membership-only handlings, one whole
 //! translation confirms them (a difference is published, logged and counted). A translation
 //! equal to the last published one publishes nothing; while the NB is away nothing is
 //! published, so the last good policy stays. Newly refused rows are logged once each; everything is
@@ -62,6 +72,14 @@ pub struct FollowerStatus {
     pub empty_updates: AtomicU64,
     /// Whole translations run.
     pub translations: AtomicU64,
+    /// Whole translations that waited for the pacing (NB churning faster than allowed).
+    pub paced: AtomicU64,
+    /// The longest a whole translation waited for the pacing, ms.
+    pub paced_wait_max_ms: AtomicU64,
+    /// A whole translation is waiting for the pacing now.
+    pub pacing_holds: AtomicBool,
+    /// Time spent in whole translations (publications included), ms.
+    pub translation_ms: AtomicU64,
     /// Handlings of membership-only updates (no translation: only the touched sets).
     pub member_handlings: AtomicU64,
     /// Whole translations run to confirm membership-only handlings once the NB went quiet.
@@ -115,6 +133,9 @@ pub struct FollowerConfig {
     /// Least time between two handlings of updates: the first update after a quiet spell
     /// is handled at once, those arriving within this time after it are handled together.
     pub coalesce: Duration,
+    /// A whole translation that took T is followed by at least `pacing` x T before the next
+    /// (0: none; `[ovn] translation_pacing`).
+    pub pacing: f64,
 }
 
 impl Follower {
@@ -176,12 +197,27 @@ fn follow(
     // The NB went quiet after membership-only updates: confirm them by a whole translation.
     let mut confirm = false;
     let mut last_handled: Option<Instant> = None;
+    // No whole translation before this (the pacing), and since when one waits for it.
+    let mut paced_until: Option<Instant> = None;
+    let mut waiting_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         // Leading edge, then at most one handling per `coalesce`: a lone change is handled
-        // at once, a burst in as few handlings as its length allows.
+        // at once, a burst in as few handlings as its length allows. A whole translation
+        // also waits for the pacing.
         let since = last_handled.map_or(cfg.coalesce, |t| t.elapsed());
+        let held = |burst: &Burst, st: &FollowState| {
+            let whole = !(st.all_published(&cfg.targets) && burst.member_only());
+            let left = paced_until.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            if whole {
+                left
+            } else {
+                Duration::ZERO
+            }
+        };
         let wait = if pending {
-            cfg.coalesce.saturating_sub(since)
+            cfg.coalesce.saturating_sub(since).max(held(&burst, &st))
         } else {
             Duration::from_millis(200)
         };
@@ -204,6 +240,11 @@ fn follow(
                 if last_handled.is_some_and(|t| t.elapsed() < cfg.coalesce) {
                     continue;
                 }
+                if !held(&burst, &st).is_zero() {
+                    waiting_since.get_or_insert_with(Instant::now);
+                    status.pacing_holds.store(true, Ordering::Relaxed);
+                    continue;
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -217,13 +258,21 @@ fn follow(
             if confirm && last_handled.is_some_and(|t| t.elapsed() >= CONFIRM_QUIET) {
                 confirm = false;
                 status.confirmations.fetch_add(1, Ordering::Relaxed);
-                if st.translate_and_publish(&client, &cfg, sink.as_mut(), status) {
+                let (changed, until) =
+                    paced_translation(&mut st, &client, &cfg, sink.as_mut(), status);
+                paced_until = until;
+                if changed {
                     status.confirm_mismatches.fetch_add(1, Ordering::Relaxed);
                     eprintln!(
                         "ovn: the membership path had missed a change; the whole translation corrected it"
                     );
                 }
             }
+            continue;
+        }
+        if !held(&burst, &st).is_zero() {
+            waiting_since.get_or_insert_with(Instant::now);
+            status.pacing_holds.store(true, Ordering::Relaxed);
             continue;
         }
         pending = false;
@@ -249,11 +298,37 @@ fn follow(
                 confirm = true;
             }
             None => {
-                st.translate_and_publish(&client, &cfg, sink.as_mut(), status);
+                status.pacing_holds.store(false, Ordering::Relaxed);
+                if let Some(t) = waiting_since.take() {
+                    status.paced.fetch_add(1, Ordering::Relaxed);
+                    status
+                        .paced_wait_max_ms
+                        .fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+                paced_until = paced_translation(&mut st, &client, &cfg, sink.as_mut(), status).1;
                 confirm = false;
             }
         }
     }
+}
+
+/// A whole translation and its publications, timed: whether anything was published, and
+/// until when the next whole translation waits (`pacing` x the time this one took).
+fn paced_translation(
+    st: &mut FollowState,
+    client: &OvnClient,
+    cfg: &FollowerConfig,
+    sink: &mut dyn PolicySink,
+    status: &FollowerStatus,
+) -> (bool, Option<Instant>) {
+    let started = Instant::now();
+    let changed = st.translate_and_publish(client, cfg, sink, status);
+    let took = started.elapsed();
+    status
+        .translation_ms
+        .fetch_add(took.as_millis() as u64, Ordering::Relaxed);
+    let until = (cfg.pacing > 0.0).then(|| Instant::now() + took.mul_f64(cfg.pacing));
+    (changed, until)
 }
 
 /// What the follower published, and what it logged.
@@ -567,6 +642,12 @@ impl FollowerStatus {
             r(&self.member_handlings),
             r(&self.confirmations),
             r(&self.confirm_mismatches)
+        ));
+        out.push_str(&format!(
+            "  whole translations {} ms in all, paced {} (longest wait {} ms)\n",
+            r(&self.translation_ms),
+            r(&self.paced),
+            r(&self.paced_wait_max_ms)
         ));
         let k = &last.counters;
         out.push_str(&format!(

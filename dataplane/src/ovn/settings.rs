@@ -15,6 +15,9 @@
 //! # acl_node = "acl"                                 # or one node for both directions
 //! lb_node = "lb"                                     # the lb node given the NB's LBs
 //! check_wait_s = 5                                   # `dataplane check`: bound on the connect
+//! translation_pacing = 9                             # under sustained churn, a whole translation
+//!                                                    # that took T waits 9 T for the next
+//!                                                    # (at most 1/10 of a CPU); 0: no pacing
 //!
 //! [ports.vf0]
 //! lsp = "9e6d1a52-3f0c-4a8b-b7e1-2c4d6f8a0b1c"       # or lsp_mac = "fa:16:3e:11:11:11";
@@ -69,7 +72,18 @@ pub struct OvnSection {
     pub lb_node: Option<String>,
     /// `dataplane check`: how long to wait for the NB, seconds (default 5).
     pub check_wait_s: Option<f64>,
+    /// Under sustained churn, a whole translation (and the classifier builds it publishes)
+    /// that took T is followed by at least `translation_pacing` x T before the next one
+    /// (default [`DEFAULT_TRANSLATION_PACING`]; 0: none).
+    pub translation_pacing: Option<f64>,
 }
+
+/// The default `translation_pacing`: whole translations take at most a tenth of the time
+/// (and of a CPU) while the NB churns.
+pub const DEFAULT_TRANSLATION_PACING: f64 = 9.0;
+
+/// The largest `translation_pacing` taken (beyond it a change could wait minutes).
+pub const MAX_TRANSLATION_PACING: f64 = 100.0;
 
 /// Where each stage's policy goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -116,6 +130,8 @@ pub struct OvnPlan {
     pub ports: Vec<(String, PlannedSelector)>,
     /// `check`'s bound on the connect.
     pub check_wait_s: f64,
+    /// Pacing of whole translations under churn (0: none).
+    pub translation_pacing: f64,
 }
 
 impl OvnSection {
@@ -159,6 +175,15 @@ impl OvnSection {
         if !(wait.is_finite() && wait > 0.0 && wait <= 600.0) {
             return Err(err("check_wait_s", "must be in (0, 600]".into()));
         }
+        let pacing = self
+            .translation_pacing
+            .unwrap_or(DEFAULT_TRANSLATION_PACING);
+        if !(pacing.is_finite() && (0.0..=MAX_TRANSLATION_PACING).contains(&pacing)) {
+            return Err(err(
+                "translation_pacing",
+                format!("must be in [0, {MAX_TRANSLATION_PACING}] (0: no pacing)"),
+            ));
+        }
         Ok(OvnPlan {
             remotes: remotes.iter().map(|r| r.to_string()).collect(),
             private_key: self.private_key.clone(),
@@ -174,6 +199,7 @@ impl OvnSection {
             },
             ports: Vec::new(),
             check_wait_s: wait,
+            translation_pacing: pacing,
         })
     }
 }
@@ -286,6 +312,24 @@ mod tests {
                 .0,
             "ovn.probe_interval_ms"
         );
+        assert_eq!(p.translation_pacing, DEFAULT_TRANSLATION_PACING);
+        assert_eq!(
+            section("remotes = \"unix:/a\"\ntranslation_pacing = 0")
+                .unwrap()
+                .translation_pacing,
+            0.0
+        );
+        for bad in ["-1", "101", "nan"] {
+            assert_eq!(
+                section(&format!(
+                    "remotes = \"unix:/a\"\ntranslation_pacing = {bad}"
+                ))
+                .unwrap_err()
+                .0,
+                "ovn.translation_pacing",
+                "{bad}"
+            );
+        }
         assert_eq!(port_selector(None, None), Ok(PlannedSelector::PortMac));
         assert_eq!(
             port_selector(None, Some("FA:16:3E:00:00:01")),

@@ -211,6 +211,11 @@ impl NbServer {
         }
     }
 
+    /// The server's process id, while it runs (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The remote the client under test uses.
     pub fn remote(&self) -> String {
         format!("unix:{}", self.client.display())

@@ -37,6 +37,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use perf::cpu_time::{
+    process_ticks, share, shares, this_thread_ticks, thread_cpus, thread_ticks_by_name,
+};
 use perf::ctl::ctl_json;
 use perf::nb_server::NbServer;
 use perf::nb_writer::{ChurnMix, ChurnPlan, NbWriter, WriterReport};
@@ -68,8 +71,9 @@ struct Args {
     /// UDP flows to the VIP.
     #[arg(long, default_value_t = 1024)]
     flows: u32,
-    /// The fixed offered rate as a fraction of the calibrated capacity.
-    #[arg(long, default_value_t = 0.9)]
+    /// The fixed offered rate as a fraction of the calibrated capacity: a load the generator
+    /// sustains with headroom, so that what is lost at this rate is the DUT's doing.
+    #[arg(long, default_value_t = 0.5)]
     fixed_fraction: f64,
     /// Full-speed trials without churn whose best sets the capacity.
     #[arg(long, default_value_t = 3)]
@@ -87,6 +91,10 @@ struct Args {
     /// matched by membership, so member changes need no rebuild; default: the node's).
     #[arg(long)]
     set_class_min_entries: Option<usize>,
+    /// The DUT's `[ovn] translation_pacing` (0: whole translations unpaced; default: the
+    /// dataplane's).
+    #[arg(long)]
+    translation_pacing: Option<f64>,
     /// CPU of this process, the NB server and the writer.
     #[arg(long, default_value_t = 0)]
     helpers_cpu: usize,
@@ -190,7 +198,55 @@ struct Rig {
     /// The DUT's log and how far the last trial read it.
     dut_log: PathBuf,
     log_pos: usize,
+    /// The DUT's and the NB server's process ids (their CPU time per trial).
+    dut_pid: u32,
+    nb_pid: u32,
 }
+
+/// CPU ticks of the parties at one moment: the DUT's threads by name, the NB server, the
+/// writer (this thread), and the time.
+struct CpuMark {
+    dut: BTreeMap<String, u64>,
+    nb: u64,
+    writer: u64,
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now(dut_pid: u32, nb_pid: u32) -> CpuMark {
+        CpuMark {
+            dut: thread_ticks_by_name(dut_pid),
+            nb: process_ticks(nb_pid),
+            writer: this_thread_ticks(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Each party's share of one CPU from `self` to `later`: the follower thread
+    /// (`ovn-follow`), the DUT's other control threads (all but its lcore workers), the NB
+    /// server and the writer (the DUT's workers, `rte-worker-N`, excluded).
+    fn shares(&self, later: &CpuMark) -> Value {
+        let secs = later.at.duration_since(self.at).as_secs_f64();
+        let dut = shares(&self.dut, &later.dut, secs);
+        let follower = dut.get(FOLLOWER_THREAD).copied().unwrap_or(0.0);
+        let control: f64 = dut
+            .iter()
+            .filter(|(k, _)| *k != FOLLOWER_THREAD && !k.starts_with("rte-worker"))
+            .map(|(_, v)| v)
+            .sum();
+        json!({
+            "window_s": secs,
+            "follower": follower,
+            "dut_other_control_threads": control,
+            "nb_server": share(later.nb.saturating_sub(self.nb), secs),
+            "writer": share(later.writer.saturating_sub(self.writer), secs),
+            "dut_threads": dut,
+        })
+    }
+}
+
+/// The DUT's OVN follower thread's name.
+const FOLLOWER_THREAD: &str = "ovn-follow";
 
 /// What the follower's publications of one trial did, from the DUT's log lines.
 fn publications(log: &str) -> Value {
@@ -256,6 +312,8 @@ impl Rig {
                 num(&o, "translations"),
                 num(&o, "publishes"),
                 std::fs::metadata(&r.dut_log).map_or(0, |m| m.len()),
+                // A whole translation waiting for the pacing is not quiet.
+                o["pacing_holds"].as_bool().unwrap_or(false),
             )
         };
         let (mut last, mut still) = (mark(self), 0);
@@ -263,13 +321,14 @@ impl Rig {
         while still < 2 && Instant::now() < quiet_deadline {
             std::thread::sleep(Duration::from_millis(1500));
             let now = mark(self);
-            still = if now == last { still + 1 } else { 0 };
+            still = if now == last && !now.3 { still + 1 } else { 0 };
             last = now;
         }
         let before = settled(&self.metrics)?;
         self.log_pos = std::fs::metadata(&self.dut_log).map_or(0, |m| m.len() as usize);
         let ovn_before = show_ovn(&self.socket);
         let secs = self.args.seconds;
+        let cpu_before = CpuMark::now(self.dut_pid, self.nb_pid);
         let mut gen =
             self.t
                 .start_dpgen_with(mpps, secs, &gen_json, &opts, &format!("dpgen-{n}.log"));
@@ -296,6 +355,7 @@ impl Rig {
         if !gen_json.exists() {
             return Err(format!("dpgen wrote no JSON:\n{}", gen.output()));
         }
+        let cpu = cpu_before.shares(&CpuMark::now(self.dut_pid, self.nb_pid));
         let after = settled(&self.metrics)?;
         let log = std::fs::read(&self.dut_log).unwrap_or_default();
         let pubs = publications(&String::from_utf8_lossy(
@@ -351,6 +411,7 @@ impl Rig {
                     "drops_by_reason": drops},
             "misjudged": misjudged,
             "dut_busy_cycles_per_packet": cycles,
+            "cpu_share": cpu,
             "nb": {
                 "committed": w.map_or(0, |w| w.committed), "errors": w.map_or(0, |w| w.errors),
                 "achieved_per_s": w.map_or(0.0, |w| w.achieved_per_s),
@@ -358,17 +419,22 @@ impl Rig {
                 "follower_updates": d("updates"), "translations": d("translations"),
                 "unchanged": d("unchanged"), "publishes": publishes,
                 "publish_failures": d("publish_failures"),
+                "translation_ms": d("translation_ms"), "paced": d("paced"),
+                "paced_wait_max_ms_so_far": num(&ovn_after, "paced_wait_max_ms"),
                 "publishes_per_s": publishes as f64 / churn_secs,
                 "publications": pubs,
             },
         });
         println!(
-            "{mode:>5} {:>5.3} Mpps/port offered, {txn_rate:>5} txn/s: forwarded {fwd:.3} Mpps ({cycles:.0} cycles/pkt), lost {lost}, misjudged {misjudged}, DUT drops {counted}, txn {} ({:.0}/s, {} errors, late max {:.1} ms), publishes {publishes}: {pubs}",
+            "{mode:>5} {:>5.3} Mpps/port offered, {txn_rate:>5} txn/s: forwarded {fwd:.3} Mpps ({cycles:.0} cycles/pkt), lost {lost}, misjudged {misjudged}, DUT drops {counted}, txn {} ({:.0}/s, {} errors, late max {:.1} ms), CPU follower {:.2} NB server {:.2} writer {:.2}, publishes {publishes}: {pubs}",
             mpps,
             w.map_or(0, |w| w.committed),
             w.map_or(0.0, |w| w.achieved_per_s),
             w.map_or(0, |w| w.errors),
             w.map_or(0.0, |w| w.max_late_ms),
+            t["cpu_share"]["follower"].as_f64().unwrap_or(0.0),
+            t["cpu_share"]["nb_server"].as_f64().unwrap_or(0.0),
+            t["cpu_share"]["writer"].as_f64().unwrap_or(0.0),
         );
         Ok(t)
     }
@@ -422,6 +488,7 @@ fn run(a: Args) -> Result<Value, String> {
     }
     let mix = ChurnMix::parse(&a.mix)?;
     let nb = NbServer::start("ovn-churn");
+    let nb_pid = nb.pid().ok_or("the NB server is not running")?;
     let mut w = NbWriter::connect(&nb.remote())?;
     w.transact(
         perf::ovn_churn::seed_params(a.acls),
@@ -440,6 +507,7 @@ fn run(a: Args) -> Result<Value, String> {
             &socket.display().to_string(),
             ct,
             a.set_class_min_entries,
+            a.translation_pacing,
         ),
         ["fh0", "mh0"],
     );
@@ -487,6 +555,8 @@ fn run(a: Args) -> Result<Value, String> {
         n: 0,
         dut_log: dut.log.clone(),
         log_pos: 0,
+        dut_pid: dut.child.id(),
+        nb_pid,
     };
     // Capacity: the best of `--calib-trials` full-speed trials without churn (the machine
     // may be shared: one slow trial must not set the fixed rate), unless given.
@@ -505,7 +575,13 @@ fn run(a: Args) -> Result<Value, String> {
     }
     // Port 0 sends, port 1 answers each packet: the offered rate per port is half the total.
     let fixed = rig.args.fixed_fraction * capacity / 2.0;
-    println!("ovn-churn: capacity {capacity:.3} Mpps (both directions), fixed rate {fixed:.3} Mpps per port");
+    println!("ovn-churn: capacity {capacity:.3} Mpps (both directions), fixed rate {fixed:.3} Mpps per port ({} of capacity)", rig.args.fixed_fraction);
+    let follower_cpus = thread_cpus(rig.dut_pid, FOLLOWER_THREAD).unwrap_or_else(|| "?".into());
+    let worker_cpus = thread_cpus(rig.dut_pid, "rte-worker-1").unwrap_or_else(|| "?".into());
+    println!(
+        "ovn-churn: CPUs: generator (dpgen) 0, DUT worker {worker_cpus}, DUT OVN follower {follower_cpus}, this process + NB server + writer {}",
+        rig.args.helpers_cpu
+    );
     let modes: Vec<(&str, f64)> = if rig.args.fixed_only {
         vec![("fixed", fixed)]
     } else {
@@ -569,12 +645,29 @@ fn run(a: Args) -> Result<Value, String> {
                     "publishes_per_s_median": f(&|t| t["nb"]["publishes_per_s"].as_f64().unwrap_or(0.0)),
                     "acl_build_ms_per_s_median": f(&|t| t["nb"]["publications"]["acl_build_ms_total"].as_f64().unwrap_or(0.0) / (rig.args.seconds + 1.5)),
                     "dut_busy_cycles_per_packet_median": f(&|t| t["dut_busy_cycles_per_packet"].as_f64().unwrap_or(0.0)),
+                    "follower_cpu_share_median": f(&|t| t["cpu_share"]["follower"].as_f64().unwrap_or(0.0)),
+                    "dut_other_control_cpu_share_median": f(&|t| t["cpu_share"]["dut_other_control_threads"].as_f64().unwrap_or(0.0)),
+                    "nb_server_cpu_share_median": f(&|t| t["cpu_share"]["nb_server"].as_f64().unwrap_or(0.0)),
+                    "writer_cpu_share_median": f(&|t| t["cpu_share"]["writer"].as_f64().unwrap_or(0.0)),
+                    "publications": {
+                        "acl_full_builds": ts.iter().map(|t| num(&t["nb"]["publications"], "acl_full_builds")).sum::<u64>(),
+                        "acl_set_rebuilds": ts.iter().map(|t| num(&t["nb"]["publications"], "acl_set_rebuilds")).sum::<u64>(),
+                        "acl_membership_updates": ts.iter().map(|t| num(&t["nb"]["publications"], "acl_membership_updates")).sum::<u64>(),
+                        "lb_updates": ts.iter().map(|t| num(&t["nb"]["publications"], "lb_updates")).sum::<u64>(),
+                        "translations": ts.iter().map(|t| num(&t["nb"], "translations")).sum::<u64>(),
+                    },
                 }),
             );
         }
         summary.insert(mode.to_string(), Value::Object(per));
     }
     let all = |k: &str| measured.iter().map(|t| num(t, k)).sum::<u64>();
+    // Lost at the fixed (sustainable) rate while the NB churns: the DUT's loss.
+    let lost_fixed: u64 = measured
+        .iter()
+        .filter(|t| t["mode"] == "fixed" && t["txn_rate"].as_f64().unwrap_or(0.0) > 0.0)
+        .map(|t| num(t, "lost"))
+        .sum();
     let pick = |mode: &str, rate: &str, k: &str| summary.get(mode).map(|m| m[rate][k].clone());
     let headline_mode = if modes.len() > 1 { "max" } else { "fixed" };
     let mut doc = json!({
@@ -588,10 +681,17 @@ fn run(a: Args) -> Result<Value, String> {
         "ovn_churn_txn_per_s_1000": pick(headline_mode, "1000", "txn_per_s_median"),
         "ovn_churn_txn_per_s_100": pick(headline_mode, "100", "txn_per_s_median"),
         "ovn_churn_publishes_per_s_1000": pick(headline_mode, "1000", "publishes_per_s_median"),
+        "ovn_churn_lost_fixed": lost_fixed,
+        "ovn_churn_follower_cpu_share_1000": pick(headline_mode, "1000", "follower_cpu_share_median"),
+        "ovn_churn_nb_server_cpu_share_1000": pick(headline_mode, "1000", "nb_server_cpu_share_median"),
+        "ovn_churn_writer_cpu_share_1000": pick(headline_mode, "1000", "writer_cpu_share_median"),
+        "cpus": {"generator": "0", "dut_worker": worker_cpus, "helpers": rig.args.helpers_cpu,
+                 "dut_ovn_follower": follower_cpus},
         "headline_mode": headline_mode,
         "capacity_mpps": capacity, "fixed_mpps_per_port": fixed,
         "rounds": rig.args.rounds, "seconds": rig.args.seconds, "rates": rates,
-        "acls": rig.args.acls + 9, "set_class_min_entries": rig.args.set_class_min_entries, "mix": rig.args.mix, "window": rig.args.window,
+        "acls": rig.args.acls + 9, "set_class_min_entries": rig.args.set_class_min_entries,
+        "translation_pacing": rig.args.translation_pacing, "mix": rig.args.mix, "window": rig.args.window,
         "flows": rig.args.flows, "acls_taken": first["acls_taken"], "refused": refused,
         "summary": summary,
         "dut_stopped_cleanly": clean, "dut_leaked_mbufs": leaked,
@@ -601,14 +701,21 @@ fn run(a: Args) -> Result<Value, String> {
     for &(mode, _) in &modes {
         for &rate in &rates {
             let m = &doc["summary"][mode][format!("{rate}")];
+            let p = &m["publications"];
             println!(
-                "{mode:>5} {rate:>5} txn/s: forwarded median {:.3} Mpps (x{:.3} of no churn), DUT {:.0} cycles/pkt, lost {}, misjudged {}, txn/s {:.0}, publishes/s {:.2}",
+                "{mode:>5} {rate:>5} txn/s: forwarded median {:.3} Mpps (x{:.3} of no churn), DUT {:.0} cycles/pkt, lost {}, misjudged {}, txn/s {:.0}, publishes/s {:.2}; CPU share follower {:.2}, NB server {:.2}, writer {:.2}, DUT other control {:.2}; translations {}, ACL builds {} + set rebuilds {}, membership batches {}, LB updates {}",
                 m["forwarded_mpps_median"].as_f64().unwrap_or(0.0),
                 m["ratio_to_no_churn"].as_f64().unwrap_or(0.0),
                 m["dut_busy_cycles_per_packet_median"].as_f64().unwrap_or(0.0),
                 m["lost"], m["misjudged"],
                 m["txn_per_s_median"].as_f64().unwrap_or(0.0),
                 m["publishes_per_s_median"].as_f64().unwrap_or(0.0),
+                m["follower_cpu_share_median"].as_f64().unwrap_or(0.0),
+                m["nb_server_cpu_share_median"].as_f64().unwrap_or(0.0),
+                m["writer_cpu_share_median"].as_f64().unwrap_or(0.0),
+                m["dut_other_control_cpu_share_median"].as_f64().unwrap_or(0.0),
+                p["translations"], p["acl_full_builds"], p["acl_set_rebuilds"],
+                p["acl_membership_updates"], p["lb_updates"],
             );
         }
     }
@@ -624,11 +731,15 @@ fn main() -> ExitCode {
     match run(a) {
         Ok(doc) => {
             println!(
-                "ovn-churn: ratio at 1000 txn/s {} ({}), lost {}, misjudged {}",
+                "ovn-churn: ratio at 1000 txn/s {} ({}), {} at the fixed rate; lost {} (at the fixed rate under churn {}), misjudged {}; CPU share at 1000 txn/s: follower {}, NB server {}",
                 doc["ovn_churn_forwarding_ratio_1000"],
                 doc["headline_mode"],
+                doc["ovn_churn_forwarding_ratio_1000_fixed"],
                 doc["ovn_churn_lost"],
-                doc["ovn_churn_misjudged"]
+                doc["ovn_churn_lost_fixed"],
+                doc["ovn_churn_misjudged"],
+                doc["ovn_churn_follower_cpu_share_1000"],
+                doc["ovn_churn_nb_server_cpu_share_1000"],
             );
             if let Some(p) = json_path {
                 let text = serde_json::to_string_pretty(&doc).expect("serialises") + "\n";

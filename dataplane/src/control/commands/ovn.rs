@@ -46,6 +46,10 @@ fn show_ovn(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             "member_handlings": status.member_handlings.load(Relaxed),
             "confirmations": status.confirmations.load(Relaxed),
             "confirm_mismatches": status.confirm_mismatches.load(Relaxed),
+            "translation_ms": status.translation_ms.load(Relaxed),
+            "paced": status.paced.load(Relaxed),
+            "paced_wait_max_ms": status.paced_wait_max_ms.load(Relaxed),
+            "pacing_holds": status.pacing_holds.load(Relaxed),
         }),
     ))
 }
