@@ -900,14 +900,10 @@ impl dataplane::ovn::follow::PolicySink for Recorder {
 /// taken load balancer republishes the services without a translation.
 #[test]
 fn follower_publishes_only_changes() {
-    use dataplane::ovn::follow::{Follower, FollowerConfig};
-    use dataplane::ovn::settings::OvnTargets;
+    use dataplane::ovn::follow::Follower;
     let mut nb = NbServer::start("follow");
-    nb.nbctl(&["ls-add", "ls0"]);
-    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
-    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    seed_vm1_in_pg_sg(&nb);
     nb.nbctl(&["ls-add", "elsewhere"]);
-    nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
     nb.nbctl(&[
         "--type=port-group",
         "acl-add",
@@ -929,34 +925,10 @@ fn follower_publishes_only_changes() {
     nb.nbctl(&["lb-add", "lb0", "10.0.0.100:80", "10.0.0.11:8080", "tcp"]);
     nb.nbctl(&["ls-lb-add", "ls0", "lb0"]);
     let rec = Recorder::default();
-    let mut client = OvnConfig::new(Remote::parse_list(&nb.remote()).unwrap());
-    client.backoff_max = Duration::from_millis(500);
-    let cfg = FollowerConfig {
-        client,
-        ports: vec![by_name("vf0", "vm1")],
-        options: TranslateOptions::default(),
-        targets: OvnTargets {
-            from_lport: Some("acl_in".into()),
-            to_lport: Some("acl_out".into()),
-            both: None,
-            lb: Some("lb".into()),
-        },
-        coalesce: Duration::from_millis(50),
-        pacing: 0.0,
-    };
+    let cfg = follower_config(&nb, Some("lb"), Duration::from_millis(50), 0.0);
     let f = Follower::start(cfg, Box::new(rec.clone())).unwrap();
     let st = std::sync::Arc::clone(f.status());
-    let wait_until = |what: &str, pred: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + WAIT;
-        while !pred() {
-            assert!(
-                Instant::now() < deadline,
-                "waited for {what}: {}",
-                st.render()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
+    let wait_until = |what: &str, pred: &dyn Fn() -> bool| wait_for_follower(&st, WAIT, what, pred);
     let published = || rec.0.lock().unwrap().clone();
     let translations = || st.translations.load(Ordering::Relaxed);
     wait_until("the first publication", &|| published().len() == 3);
@@ -1171,19 +1143,67 @@ impl dataplane::ovn::follow::PolicySink for SlowRecorder {
     }
 }
 
+/// An NB with switch `ls0`, its port `vm1` (10.0.0.11) and port group `pg_sg` holding it:
+/// what the follower tests start from.
+fn seed_vm1_in_pg_sg(nb: &NbServer) {
+    nb.nbctl(&["ls-add", "ls0"]);
+    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
+    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
+}
+
+/// The follower tests' configuration: port `vf0` bound to `vm1`, stages `acl_in` /
+/// `acl_out` (and `lb`), the given coalescing and pacing.
+fn follower_config(
+    nb: &NbServer,
+    lb: Option<&str>,
+    coalesce: Duration,
+    pacing: f64,
+) -> dataplane::ovn::follow::FollowerConfig {
+    let mut client = OvnConfig::new(Remote::parse_list(&nb.remote()).unwrap());
+    client.backoff_max = Duration::from_millis(500);
+    dataplane::ovn::follow::FollowerConfig {
+        client,
+        ports: vec![by_name("vf0", "vm1")],
+        options: TranslateOptions::default(),
+        targets: dataplane::ovn::settings::OvnTargets {
+            from_lport: Some("acl_in".into()),
+            to_lport: Some("acl_out".into()),
+            both: None,
+            lb: lb.map(str::to_string),
+        },
+        coalesce,
+        pacing,
+    }
+}
+
+/// Waits up to `limit` for `pred`, failing with `what` and the follower's `show ovn`.
+fn wait_for_follower(
+    st: &dataplane::ovn::follow::FollowerStatus,
+    limit: Duration,
+    what: &str,
+    pred: &dyn Fn() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !pred() {
+        assert!(
+            Instant::now() < deadline,
+            "waited for {what}: {}",
+            st.render()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whole translations paced under sustained churn (`translation_pacing`): ACLs added one
 /// after another while the pacing holds become one paced translation that publishes them
 /// all (the last state, nothing lost), counted as paced; a membership change with no whole
 /// translation waiting is still handled at once, without a translation.
 #[test]
 fn follower_paces_whole_translations() {
-    use dataplane::ovn::follow::{Follower, FollowerConfig};
-    use dataplane::ovn::settings::OvnTargets;
+    use dataplane::ovn::follow::Follower;
     let nb = NbServer::start("pace");
-    nb.nbctl(&["ls-add", "ls0"]);
-    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
-    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
-    nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
+    seed_vm1_in_pg_sg(&nb);
     nb.nbctl(&[
         "create",
         "Address_Set",
@@ -1200,23 +1220,9 @@ fn follower_paces_whole_translations() {
         "drop",
     ]);
     let rec = Recorder::default();
-    let mut client = OvnConfig::new(Remote::parse_list(&nb.remote()).unwrap());
-    client.backoff_max = Duration::from_millis(500);
     // The first whole translation publishes two acl stages at >= 100 ms each, so the next
     // waits >= 30 x 0.2 s = 6 s: far longer than the nbctl commands below take.
-    let cfg = FollowerConfig {
-        client,
-        ports: vec![by_name("vf0", "vm1")],
-        options: TranslateOptions::default(),
-        targets: OvnTargets {
-            from_lport: Some("acl_in".into()),
-            to_lport: Some("acl_out".into()),
-            both: None,
-            lb: None,
-        },
-        coalesce: Duration::from_millis(10),
-        pacing: 30.0,
-    };
+    let cfg = follower_config(&nb, None, Duration::from_millis(10), 30.0);
     let f = Follower::start(
         cfg,
         Box::new(SlowRecorder(rec.clone(), Duration::from_millis(100))),
@@ -1224,15 +1230,7 @@ fn follower_paces_whole_translations() {
     .unwrap();
     let st = std::sync::Arc::clone(f.status());
     let wait_until = |what: &str, pred: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !pred() {
-            assert!(
-                Instant::now() < deadline,
-                "waited for {what}: {}",
-                st.render()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_follower(&st, Duration::from_secs(60), what, pred)
     };
     let published = || rec.0.lock().unwrap().clone();
     let translations = || st.translations.load(Ordering::Relaxed);
