@@ -81,12 +81,17 @@ pub fn thread_cpus(pid: u32, name: &str) -> Option<String> {
             continue;
         }
         let status = std::fs::read_to_string(e.path().join("status")).ok()?;
-        return status.lines().find_map(|l| {
-            l.strip_prefix("Cpus_allowed_list:")
-                .map(|v| v.trim().to_string())
-        });
+        return cpus_allowed(&status);
     }
     None
+}
+
+/// The `Cpus_allowed_list` of a `/proc/.../status` text, if it has one.
+pub fn cpus_allowed(status: &str) -> Option<String> {
+    status.lines().find_map(|l| {
+        l.strip_prefix("Cpus_allowed_list:")
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// `after - before` per name, as a share of one CPU over `seconds` (names absent before
@@ -138,11 +143,20 @@ mod tests {
 
     #[test]
     fn finds_the_cpus_of_a_named_thread() {
+        // The thread names itself as it starts: read /proc only once it runs its closure,
+        // and let it end only after.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (done, done_rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::Builder::new()
             .name("cpu-time-probe".into())
-            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(500)))
+            .spawn(move || {
+                started_tx.send(()).unwrap();
+                let _ = done_rx.recv();
+            })
             .unwrap();
+        started.recv().unwrap();
         let cpus = thread_cpus(std::process::id(), "cpu-time-probe");
+        done.send(()).unwrap();
         t.join().unwrap();
         assert!(cpus.is_some_and(|c| !c.is_empty()));
         assert_eq!(thread_cpus(std::process::id(), "no-such-thread"), None);
