@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::procs::{Proc, Scratch};
+use crate::procs::{run_checked, Proc, Scratch};
 
 /// The DPDK build of ovs-vswitchd shipped by Debian's `openvswitch-switch-dpdk`.
 pub const VSWITCHD_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
@@ -138,18 +138,6 @@ pub struct Ovs {
     pub db_sock: PathBuf,
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 impl Ovs {
     /// Starts OVS in `scratch`: database, vswitchd with DPDK (lcore mask `0x1`, one PMD on
     /// CPU 1, socket memory limited), bridge `br0` with ports `vh0`/`vh1` as vhost-user
@@ -198,24 +186,7 @@ impl Ovs {
             "fail-mode=secure",
             "other_config:disable-in-band=true",
         ])?;
-        for ((name, sock, ofport), id) in [("vh0", sock0, "1"), ("vh1", sock1, "2")]
-            .into_iter()
-            .zip(iface_ids)
-        {
-            ovs.vsctl(&[
-                "add-port",
-                "br-int",
-                name,
-                "--",
-                "set",
-                "Interface",
-                name,
-                "type=dpdkvhostuserclient",
-                &format!("options:vhost-server-path={}", sock.display()),
-                &format!("ofport_request={ofport}"),
-                &format!("external_ids:iface-id={id}"),
-            ])?;
-        }
+        ovs.add_vhost_ports("br-int", sock0, sock1, Some(iface_ids))?;
         Ok(ovs)
     }
 
@@ -226,7 +197,7 @@ impl Ovs {
         std::fs::create_dir_all(&rundir).map_err(|e| format!("{}: {e}", rundir.display()))?;
         let dbfile = rundir.join("conf.db");
         let db_sock = rundir.join("db.sock");
-        run(
+        run_checked(
             Command::new("ovsdb-tool")
                 .arg("create")
                 .arg(&dbfile)
@@ -254,7 +225,7 @@ impl Ovs {
             c.arg(format!("--db=unix:{}", db_sock.display()))
                 .arg("--timeout=30")
                 .args(args);
-            run(&mut c, &format!("ovs-vsctl {}", args.join(" ")))
+            run_checked(&mut c, &format!("ovs-vsctl {}", args.join(" ")))
         };
         vsctl(&["--no-wait", "init"])?;
         let extra = format!(
@@ -324,7 +295,7 @@ impl Ovs {
             c.env("OVS_RUNDIR", &ovs.rundir)
                 .args(["-O", "OpenFlow13", "add-groups", "br0"])
                 .arg(&gf);
-            run(&mut c, "ovs-ofctl add-groups")?;
+            run_checked(&mut c, "ovs-ofctl add-groups")?;
         }
         let flows = ovs.rundir.join("flows.txt");
         std::fs::write(&flows, pipeline.flows()).map_err(|e| e.to_string())?;
@@ -333,20 +304,37 @@ impl Ovs {
         c.env("OVS_RUNDIR", &ovs.rundir)
             .args(["-O", "OpenFlow13", "add-flows", "br0"])
             .arg(&flows);
-        run(&mut c, "ovs-ofctl add-flows")?;
-        for (name, sock, ofport) in [("vh0", sock0, "1"), ("vh1", sock1, "2")] {
-            ovs.vsctl(&[
+        run_checked(&mut c, "ovs-ofctl add-flows")?;
+        ovs.add_vhost_ports("br0", sock0, sock1, None)
+    }
+
+    /// Adds ports `vh0` (OpenFlow port 1) and `vh1` (2) to `bridge` as vhost-user clients of
+    /// `sock0` / `sock1`, with `external_ids:iface-id` set to `iface_ids` when given.
+    fn add_vhost_ports(
+        &self,
+        bridge: &str,
+        sock0: &Path,
+        sock1: &Path,
+        iface_ids: Option<[&str; 2]>,
+    ) -> Result<(), String> {
+        for (k, (name, sock)) in [("vh0", sock0), ("vh1", sock1)].into_iter().enumerate() {
+            let path = format!("options:vhost-server-path={}", sock.display());
+            let ofport = format!("ofport_request={}", k + 1);
+            let id = iface_ids.map(|ids| format!("external_ids:iface-id={}", ids[k]));
+            let mut args = vec![
                 "add-port",
-                "br0",
+                bridge,
                 name,
                 "--",
                 "set",
                 "Interface",
                 name,
                 "type=dpdkvhostuserclient",
-                &format!("options:vhost-server-path={}", sock.display()),
-                &format!("ofport_request={ofport}"),
-            ])?;
+                &path,
+                &ofport,
+            ];
+            args.extend(id.as_deref());
+            self.vsctl(&args)?;
         }
         Ok(())
     }
@@ -357,7 +345,7 @@ impl Ovs {
         c.arg(format!("--db=unix:{}", self.db_sock.display()))
             .arg("--timeout=60")
             .args(args);
-        run(&mut c, &format!("ovs-vsctl {}", args.join(" ")))
+        run_checked(&mut c, &format!("ovs-vsctl {}", args.join(" ")))
             .map_err(|e| format!("{e}\nvswitchd:\n{}", self.log_tail()))
     }
 
@@ -367,7 +355,7 @@ impl Ovs {
         c.env("OVS_RUNDIR", &self.rundir)
             .args(["-O", "OpenFlow13"])
             .args(args);
-        run(&mut c, &format!("ovs-ofctl {}", args.join(" ")))
+        run_checked(&mut c, &format!("ovs-ofctl {}", args.join(" ")))
     }
 
     /// Runs `ovs-appctl` against this instance's vswitchd.
@@ -376,7 +364,7 @@ impl Ovs {
         c.arg("-t")
             .arg(self.rundir.join("ovs-vswitchd.ctl"))
             .args(args);
-        run(&mut c, &format!("ovs-appctl {}", args.join(" ")))
+        run_checked(&mut c, &format!("ovs-appctl {}", args.join(" ")))
     }
 
     /// The last lines of vswitchd's log.

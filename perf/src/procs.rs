@@ -139,6 +139,20 @@ impl Drop for Proc {
     }
 }
 
+/// Runs `cmd` to completion: its stdout, or an error naming `what` with its stdout and stderr
+/// when it cannot start or exits unsuccessfully.
+pub fn run_checked(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Waits until every path exists (e.g. vhost-user sockets), at most `timeout`.
 pub fn wait_for_paths(paths: &[&Path], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

@@ -410,21 +410,13 @@ fn spawn_controller(db_sock: &Path, ovs_run: &Path, dir: &Path) -> Proc {
     Proc::spawn("ovn-controller", c, dir.join("controller.out"))
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 impl OvnPeer {
     fn start(t: &VhostTopology, nb_remote: &str) -> Result<OvnPeer, String> {
         let dir = t.scratch.path("ovn");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let sb_db = dir.join("sb.db");
         let sb_sock = dir.join("sb.sock");
-        run_ok(
+        perf::procs::run_checked(
             Command::new("ovsdb-tool")
                 .arg("create")
                 .arg(&sb_db)

@@ -459,12 +459,7 @@ fn set_cpus(list: &str) -> Result<(), String> {
 fn allowed_cpus() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Cpus_allowed_list:")
-                    .map(|v| v.trim().to_string())
-            })
-        })
+        .and_then(|s| perf::cpu_time::cpus_allowed(&s))
         .unwrap_or_else(|| "0-1".into())
 }
 
