@@ -205,16 +205,17 @@ fn follow(
         // at once, a burst in as few handlings as its length allows. A whole translation
         // also waits for the pacing.
         let since = last_handled.map_or(cfg.coalesce, |t| t.elapsed());
+        // The burst needs no whole translation: members of sets, load-balancer rows.
+        let narrow_ok =
+            |burst: &Burst, st: &FollowState| st.all_published(&cfg.targets) && burst.member_only();
+        // How long the burst still waits for the pacing (only a whole translation does).
         let held = |burst: &Burst, st: &FollowState| {
-            let whole = !(st.all_published(&cfg.targets) && burst.member_only());
-            let left = paced_until.map_or(Duration::ZERO, |t| {
-                t.saturating_duration_since(Instant::now())
-            });
-            if whole {
-                left
-            } else {
-                Duration::ZERO
+            if narrow_ok(burst, st) {
+                return Duration::ZERO;
             }
+            paced_until.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
         };
         let wait = if pending {
             cfg.coalesce.saturating_sub(since).max(held(&burst, &st))
@@ -238,11 +239,6 @@ fn follow(
                     take(u);
                 }
                 if last_handled.is_some_and(|t| t.elapsed() < cfg.coalesce) {
-                    continue;
-                }
-                if !held(&burst, &st).is_zero() {
-                    waiting_since.get_or_insert_with(Instant::now);
-                    status.pacing_holds.store(true, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -277,7 +273,7 @@ fn follow(
         }
         pending = false;
         last_handled = Some(Instant::now());
-        let narrow = if st.all_published(&cfg.targets) && burst.member_only() {
+        let narrow = if narrow_ok(&burst, &st) {
             client.with_tables(|t| {
                 let sets = set_updates(&burst, t, &st.published)?;
                 let lbs = burst.touches_lbs().then(|| services_only(t, &cfg.ports));
