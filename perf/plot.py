@@ -347,13 +347,14 @@ def plots(doc, prefix):
         ax.set_title("ovn-bench: the same NB change, ours vs real OVN")
         ax.legend(fontsize=8)
         churn = [(k.replace("ovn_churn_forwarding_ratio_", ""), doc[k]) for k in
-                 ("ovn_churn_forwarding_ratio_100", "ovn_churn_forwarding_ratio_1000", "ovn_churn_forwarding_ratio_1000_fixed")
+                 ("ovn_churn_forwarding_ratio_100", "ovn_churn_forwarding_ratio_1000",
+                  "ovn_churn_forwarding_ratio_100_max", "ovn_churn_forwarding_ratio_1000_max")
                  if isinstance(doc.get(k), (int, float))]
         if churn:
             bx.bar(range(len(churn)), [v for _, v in churn], 0.6, color="C2")
             bx.hlines(0.95, -0.4, len(churn) - 0.6, colors="C3", linestyles="dashed")
             bx.set_xticks(range(len(churn)))
-            bx.set_xticklabels([k.replace("_fixed", " txn/s\nfixed rate") if k.endswith("_fixed") else f"{k} txn/s\nfull speed"
+            bx.set_xticklabels([k.replace("_max", " txn/s\nfull speed") if k.endswith("_max") else f"{k} txn/s\nfixed rate"
                                 for k, _ in churn], fontsize=7)
             bx.set_ylim(0, 1.1)
             bx.set_title("ovn-churn: forwarded / no churn", fontsize=9)

@@ -587,6 +587,25 @@ impl Drop for Reloader {
 /// a rebuild (`rules` rules) or a membership update. Shared by reloads and the OVN follower.
 pub fn describe_applied(node: &str, applied: &Applied, rules: usize) -> String {
     match applied {
+        Applied::Rebuilt(r) if r.layered.is_some() => {
+            let first = r.layered.as_deref().unwrap_or(r);
+            format!(
+                "acl node `{node}`: generation {}, {rules} rules ({} flat), added ACLs layered in {:.1} ms ({}), {}/{} workers switched in {:.1} ms; generation {}: whole classifier built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
+                first.generation,
+                r.flat_rules,
+                first.build_seconds * 1e3,
+                first.classifier,
+                first.switched,
+                first.workers,
+                first.wait_seconds * 1e3,
+                r.generation,
+                r.build_seconds * 1e3,
+                r.classifier,
+                r.switched,
+                r.workers,
+                r.wait_seconds * 1e3,
+            )
+        }
         Applied::Rebuilt(r) => format!(
             "acl node `{node}`: generation {}, {rules} rules ({} flat), built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
             r.generation,

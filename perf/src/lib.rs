@@ -13,6 +13,7 @@ pub mod ovs;
 pub mod probe;
 pub mod procs;
 pub mod report;
+pub mod sched;
 pub mod topology;
 pub mod traffic;
 pub mod vm;

@@ -74,6 +74,12 @@ pub struct DpgenOpts {
     pub probe_log: Option<std::path::PathBuf>,
     /// dpgen stops sending once this file exists (`--stop-when`).
     pub stop_when: Option<std::path::PathBuf>,
+    /// At a fixed rate, dpgen's lcore runs at SCHED_FIFO (`--realtime`): control threads on
+    /// its CPU do not hold back its bursts and replies.
+    pub realtime: bool,
+    /// At a fixed rate, dpgen sleeps this many microseconds when a pass found nothing to do
+    /// (`--idle-sleep-us`), leaving its CPU to the others between bursts.
+    pub idle_sleep_us: u64,
 }
 
 /// The `parse -> forward` pipeline (cross-connect fh0 <-> mh0 by input port), as config text.
@@ -673,6 +679,12 @@ path = "{s1}"
         }
         if let Some(p) = &o.stop_when {
             c.arg("--stop-when").arg(p);
+        }
+        if o.realtime {
+            c.arg("--realtime");
+        }
+        if o.idle_sleep_us > 0 {
+            c.args(["--idle-sleep-us", &o.idle_sleep_us.to_string()]);
         }
         c.arg("--").args(self.generator_eal("dpgen"));
         Proc::spawn("dpgen", c, self.scratch.path(log))

@@ -178,7 +178,7 @@ mod tests {
         m
     }
 
-    /// The ICMP "administratively prohibited" error a rejecting ACL sends for `frame`.
+    /// The ICMP destination unreachable a rejecting ACL sends for `frame`.
     fn error_for(frame: &[u8]) -> Vec<u8> {
         let m = meta(frame);
         let mut buf = frame.to_vec();

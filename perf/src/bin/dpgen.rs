@@ -25,6 +25,12 @@
 //! ns by the send time of the first probe that saw the change: a harness changes policy and
 //! reads the file while dpgen keeps running.
 //!
+//! With `--rate-mpps`, a generator preempted on a shared core catches up on up to 10 ms of
+//! its rate; `--realtime` runs its lcore at SCHED_FIFO and `--idle-sleep-us N` sleeps when a
+//! pass had no burst due and emptied its receive queues, so that on a machine too small for a separate
+//! generator core the control threads beside it neither hold back its bursts and replies nor
+//! go without CPU (what `ovn-churn` uses for its fixed-rate trials).
+//!
 //! ```text
 //! dpgen --port net_virtio_user0 --port net_virtio_user1 --rate-mpps 0.5 --duration 10 \
 //!       --json out.json -- --lcores 0@0,1@0 --no-pci --file-prefix gen --vdev ...
@@ -84,6 +90,16 @@ struct Args {
     /// Packets per burst.
     #[arg(long, default_value_t = 32)]
     burst: usize,
+    /// With a rate: the sending lcore runs at SCHED_FIFO, so the control threads that share
+    /// its CPU on a small machine (an NB server, a churn writer, the DUT's control plane)
+    /// never hold back a due burst or a reply (a separate traffic generator's behaviour).
+    #[arg(long)]
+    realtime: bool,
+    /// With a rate: when a pass of the loop sent nothing and emptied every receive queue
+    /// (no full burst), sleep this many microseconds, leaving the CPU to others between
+    /// bursts (0: poll without pause). The queues hold what arrives meanwhile.
+    #[arg(long, default_value_t = 0)]
+    idle_sleep_us: u64,
     /// Port 1 sends the replies of port 0's flows (needs exactly two ports).
     #[arg(long)]
     mirror: bool,
@@ -365,6 +381,11 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
             pool.clone(),
         );
         let (rate, burst, probes) = (a.rate_mpps * 1e6, a.burst, a.latency);
+        // Catch-up credit: 10 ms of the rate (at least four bursts).
+        let max_credit = (rate * 0.010).max(burst as f64 * 4.0);
+        let realtime = a.realtime && rate > 0.0;
+        let idle_sleep =
+            (rate > 0.0 && a.idle_sleep_us > 0).then(|| Duration::from_micros(a.idle_sleep_us));
         let latency_out = latency_out.clone();
         let watch_out = watch_out.clone();
         // Per port: one [as source, as destination] pair per watched address, then
@@ -396,8 +417,14 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
             let mut next_size = vec![0usize; txqs.len()];
             let mut tokens = vec![0f64; txqs.len()];
             let mut last = dpdk::rdtsc();
+            if realtime {
+                if let Err(e) = perf::sched::realtime() {
+                    eprintln!("dpgen: --realtime: {e} (the lcore keeps the normal policy)");
+                }
+            }
             while running.load(Relaxed) {
                 let now = dpdk::rdtsc();
+                let mut worked = false;
                 let dt = now.wrapping_sub(last) as f64 / hz;
                 last = now;
                 if let Some((pp, spec, base, every, tracker)) = probe.as_mut() {
@@ -432,7 +459,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         if rate > 0.0 {
                             // Up to 10 ms of credit: a generator preempted on a shared core
                             // catches up (in bursts) instead of silently sending less.
-                            tokens[p] = (tokens[p] + dt * rate).min(burst as f64 * 4.0);
+                            tokens[p] = (tokens[p] + dt * rate).min(max_credit);
                             if tokens[p] < burst as f64 {
                                 continue;
                             }
@@ -472,6 +499,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                             }
                         }
                         let sent = txq.tx_burst(&mut pkts);
+                        worked |= sent != 0;
                         tokens[p] -= sent as f64;
                         bump(&c.tx, sent as u64);
                         if deny != 0 {
@@ -487,6 +515,8 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                 }
                 for (p, rxq) in rxqs.iter_mut().enumerate() {
                     let got = rxq.rx_burst(&mut pkts, MAX_BURST);
+                    // A full burst may have left more behind: no pause before the next pass.
+                    worked |= got == MAX_BURST;
                     if got != 0 {
                         if let Some((_, _, _, _, tracker)) = probe.as_mut() {
                             for m in pkts.iter() {
@@ -537,6 +567,9 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
                         }
                         free_bulk(&mut pkts);
                     }
+                }
+                if let (false, Some(d)) = (worked, idle_sleep) {
+                    std::thread::sleep(d);
                 }
             }
             *latency_out.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut hist);

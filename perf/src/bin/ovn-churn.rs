@@ -29,7 +29,11 @@
 //! the DUT's log lines: full builds, rebuilds of expanded sets, membership updates, build ms).
 //!
 //! This process, the NB server and the writer run on `--helpers-cpu` (default 0, beside the
-//! generator), off the DUT's worker core.
+//! generator), off the DUT's worker core. The fixed-rate ratio and loss are the headline
+//! (`ovn_churn_forwarding_ratio_1000`, `ovn_churn_lost`): a load below capacity, that a
+//! generator preempted by the churn on CPU 0 makes up for (10 ms of credit). The full-speed
+//! trials overload the DUT with or without churn and leave the generator the CPU the churn
+//! does not take; their ratio and loss are reported (`*_max`), not judged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +79,13 @@ struct Args {
     /// sustains with headroom, so that what is lost at this rate is the DUT's doing.
     #[arg(long, default_value_t = 0.5)]
     fixed_fraction: f64,
+    /// At the fixed rate, dpgen runs `--realtime --idle-sleep-us 20` (SCHED_FIFO on CPU 0,
+    /// asleep between bursts). Measured: the generator then offers its rate under churn,
+    /// but the NB writer beside it fell up to a second behind its schedule at 1,000 txn/s
+    /// (15 ms without), so the churn reaching the DUT is not the one asked for: off by
+    /// default.
+    #[arg(long)]
+    fixed_realtime: bool,
     /// Full-speed trials without churn whose best sets the capacity.
     #[arg(long, default_value_t = 3)]
     calib_trials: usize,
@@ -248,6 +259,10 @@ impl CpuMark {
 /// The DUT's OVN follower thread's name.
 const FOLLOWER_THREAD: &str = "ovn-follow";
 
+/// How long dpgen sleeps at a fixed rate when a pass found nothing to do: well below the
+/// 160 us that fill a 256-descriptor virtio-user ring at 1.6 Mpps.
+const IDLE_SLEEP_US: u64 = 20;
+
 /// What the follower's publications of one trial did, from the DUT's log lines.
 fn publications(log: &str) -> Value {
     let ms = |l: &str, after: &str| {
@@ -258,6 +273,7 @@ fn publications(log: &str) -> Value {
             .unwrap_or(0.0)
     };
     let (mut builds, mut set_rebuilds, mut members, mut lb, mut not_switched) = (0, 0, 0, 0, 0);
+    let mut layered = 0;
     let mut build_ms = 0.0;
     for l in log.lines().filter(|l| l.starts_with("ovn: ")) {
         if l.starts_with("ovn: lb node") {
@@ -269,6 +285,7 @@ fn publications(log: &str) -> Value {
                 set_rebuilds += 1;
                 build_ms += ms(l, ") in ");
             } else if l.contains("built in ") {
+                layered += u32::from(l.contains("added ACLs layered in "));
                 builds += 1;
                 build_ms += ms(l, "built in ");
             }
@@ -279,6 +296,7 @@ fn publications(log: &str) -> Value {
     }
     json!({"acl_full_builds": builds, "acl_set_rebuilds": set_rebuilds,
            "acl_membership_updates": members, "lb_updates": lb,
+           "acl_layered_first": layered,
            "acl_build_ms_total": build_ms,
            "acl_publishes_not_switched_in_250ms": not_switched})
 }
@@ -300,6 +318,15 @@ impl Rig {
             linger: 30.0,
             linger_until: Some(read_flag.clone()),
             specs: perf::topology::vip_specs(self.args.flows, 0),
+            // With --fixed-realtime, at a fixed rate the generator has priority on the CPU it
+            // shares with the NB server, the writer and the DUT's control threads, and sleeps
+            // between bursts.
+            realtime: mpps > 0.0 && self.args.fixed_realtime,
+            idle_sleep_us: if mpps > 0.0 && self.args.fixed_realtime {
+                IDLE_SLEEP_US
+            } else {
+                0
+            },
             ..DpgenOpts::default()
         };
         // The previous trial's churn fully published first (the follower coalesces for up to
@@ -664,12 +691,29 @@ fn run(a: Args) -> Result<Value, String> {
         .map(|t| num(t, "lost"))
         .sum();
     let pick = |mode: &str, rate: &str, k: &str| summary.get(mode).map(|m| m[rate][k].clone());
-    let headline_mode = if modes.len() > 1 { "max" } else { "fixed" };
+    // The headline is the fixed rate: a load below capacity. At full speed the generator and
+    // the control plane share CPU 0 and every trial, with or without churn, overloads the
+    // DUT (it loses packets without churn too): those figures are reported, not judged.
+    let headline_mode = "fixed";
+    let lost_max: u64 = measured
+        .iter()
+        .filter(|t| t["mode"] == "max" && t["txn_rate"].as_f64().unwrap_or(0.0) > 0.0)
+        .map(|t| num(t, "lost"))
+        .sum();
+    let lost_max_no_churn: u64 = measured
+        .iter()
+        .filter(|t| t["mode"] == "max" && t["txn_rate"].as_f64().unwrap_or(0.0) == 0.0)
+        .map(|t| num(t, "lost"))
+        .sum();
     let mut doc = json!({
         "ovn_churn_forwarding_ratio_1000": pick(headline_mode, "1000", "ratio_to_no_churn"),
         "ovn_churn_forwarding_ratio_100": pick(headline_mode, "100", "ratio_to_no_churn"),
         "ovn_churn_forwarding_ratio_1000_fixed": pick("fixed", "1000", "ratio_to_no_churn"),
-        "ovn_churn_lost": all("lost"),
+        "ovn_churn_forwarding_ratio_1000_max": pick("max", "1000", "ratio_to_no_churn"),
+        "ovn_churn_forwarding_ratio_100_max": pick("max", "100", "ratio_to_no_churn"),
+        "ovn_churn_lost": lost_fixed,
+        "ovn_churn_lost_max": lost_max,
+        "ovn_churn_lost_max_no_churn": lost_max_no_churn,
         "ovn_churn_misjudged": all("misjudged"),
         "ovn_churn_mpps_no_churn": pick(headline_mode, "0", "forwarded_mpps_median"),
         "ovn_churn_mpps_1000": pick(headline_mode, "1000", "forwarded_mpps_median"),
@@ -682,7 +726,7 @@ fn run(a: Args) -> Result<Value, String> {
         "ovn_churn_writer_cpu_share_1000": pick(headline_mode, "1000", "writer_cpu_share_median"),
         "cpus": {"generator": "0", "dut_worker": worker_cpus, "helpers": rig.args.helpers_cpu,
                  "dut_ovn_follower": follower_cpus},
-        "headline_mode": headline_mode,
+        "headline_mode": headline_mode, "fixed_realtime": rig.args.fixed_realtime,
         "capacity_mpps": capacity, "fixed_mpps_per_port": fixed,
         "rounds": rig.args.rounds, "seconds": rig.args.seconds, "rates": rates,
         "acls": rig.args.acls + 9, "set_class_min_entries": rig.args.set_class_min_entries,
@@ -726,12 +770,13 @@ fn main() -> ExitCode {
     match run(a) {
         Ok(doc) => {
             println!(
-                "ovn-churn: ratio at 1000 txn/s {} ({}), {} at the fixed rate; lost {} (at the fixed rate under churn {}), misjudged {}; CPU share at 1000 txn/s: follower {}, NB server {}",
+                "ovn-churn: ratio at 1000 txn/s {} ({}), {} at full speed; lost under churn {} (at full speed {}, and {} there without churn), misjudged {}; CPU share at 1000 txn/s: follower {}, NB server {}",
                 doc["ovn_churn_forwarding_ratio_1000"],
                 doc["headline_mode"],
-                doc["ovn_churn_forwarding_ratio_1000_fixed"],
+                doc["ovn_churn_forwarding_ratio_1000_max"],
                 doc["ovn_churn_lost"],
-                doc["ovn_churn_lost_fixed"],
+                doc["ovn_churn_lost_max"],
+                doc["ovn_churn_lost_max_no_churn"],
                 doc["ovn_churn_misjudged"],
                 doc["ovn_churn_follower_cpu_share_1000"],
                 doc["ovn_churn_nb_server_cpu_share_1000"],

@@ -987,6 +987,22 @@ pub trait Classify: Send + Sync + Sized + 'static {
     fn describe(&self) -> String;
 }
 
+/// Classifies a burst of one family: what the node and the verdict cache call. A built
+/// [`Classify`] is one; so is a program whose added ACLs sit in an overlay
+/// ([`super::publish::AclProgram`], [`super::layered`]).
+pub trait BurstClassifier {
+    /// `results[i]` for `keys[i]` (`results` at least as long as `keys`), as
+    /// [`Classify::classify`].
+    fn classify_burst(&self, family: IpVersion, keys: &[AclKey], results: &mut [u32]);
+}
+
+impl<C: Classify> BurstClassifier for C {
+    #[inline(always)]
+    fn classify_burst(&self, family: IpVersion, keys: &[AclKey], results: &mut [u32]) {
+        self.classify(family, keys, results)
+    }
+}
+
 #[inline(always)]
 fn word(key: &AclKey, f: &FieldDef) -> u32 {
     let o = f.offset as usize;
@@ -1061,7 +1077,7 @@ impl Classify for LinearClassifier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::acl::expand::ExpandLimits;
     use crate::acl::model::AclFile;

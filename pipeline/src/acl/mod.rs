@@ -11,7 +11,8 @@
 //! The stage: [`key`] lays out the classifier input and compiles flat rules for it,
 //! [`members`] answers which large address sets (set classes) hold an address and which
 //! port classes a port has, updated in place without rebuilding the classifier,
-//! [`node`] is the `acl` node kind (generic over a [`Classify`] implementation: rte_acl in
+//! [`layered`] enforces added ACLs through a small overlay classifier until the whole one is
+//! rebuilt, [`node`] is the `acl` node kind (generic over a [`Classify`] implementation: rte_acl in
 //! the dataplane, [`LinearClassifier`] here), [`publish`] swaps rule sets hitlessly.
 //! Pure Rust; no DPDK.
 
@@ -19,6 +20,7 @@ pub mod counters;
 pub mod expand;
 pub mod expr;
 pub mod key;
+pub mod layered;
 pub mod log;
 pub mod members;
 pub mod model;

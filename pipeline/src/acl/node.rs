@@ -24,8 +24,8 @@
 //!    file) or the default action: `allow` -> next; `allow-related` -> next, and a
 //!    connection entry is created (table full: drop `conntrack-full`); `drop` -> drop
 //!    `acl-deny` (no ACL matched: `default-deny`); `reject` -> the packet is rewritten in
-//!    place into a TCP RST (TCP) or an ICMP / ICMPv6 destination unreachable
-//!    (administratively prohibited) quoting it, and sent straight back out of its input
+//!    place into a TCP RST (TCP) or an ICMP / ICMPv6 destination unreachable (OVN's
+//!    codes: port unreachable for UDP, see [`super::reject`]) quoting it, and sent straight back out of its input
 //!    port (counted `reject-replies`, and as an `acl-reject` denial in the rule counters);
 //!    packets that get no answer (ICMP errors, RSTs, later fragments, non-unicast) and
 //!    everything with `reject_replies = false` are dropped `acl-reject`. A packet denied in a burst in which a connection
@@ -49,7 +49,9 @@ use arrayvec::ArrayVec;
 
 use serde::Deserialize;
 
-use super::key::{AclKey, ClassLayout, ClassWords, Classify, CompiledAcl, ProtoMap};
+use super::key::{
+    AclKey, BurstClassifier, ClassLayout, ClassWords, Classify, CompiledAcl, ProtoMap,
+};
 use super::log::{LogRecord, LogRing};
 use super::members::MemberTable;
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
@@ -807,7 +809,7 @@ impl PairCache {
 /// Classifies one family's keys of a burst, through the verdict cache when there is one;
 /// returns how many results came from the cache.
 #[inline(always)]
-fn classify<C: Classify>(
+fn classify<C: BurstClassifier>(
     cache: &mut Option<VerdictCache>,
     classifier: &C,
     v: IpVersion,
@@ -817,7 +819,7 @@ fn classify<C: Classify>(
     match cache {
         Some(c) => u64::from(c.classify(classifier, v, keys, results).hits),
         None => {
-            classifier.classify(v, keys, results);
+            classifier.classify_burst(v, keys, results);
             0
         }
     }
@@ -944,13 +946,7 @@ impl<C: Classify> AclNode<C> {
             if k == 0 {
                 continue;
             }
-            hits += classify(
-                cache,
-                &prog.classifier,
-                v,
-                &s.keys[fam][..k],
-                &mut s.res[fam][..k],
-            );
+            hits += classify(cache, prog, v, &s.keys[fam][..k], &mut s.res[fam][..k]);
             for t in 0..k {
                 let i = usize::from(s.fam_idx[fam][t]);
                 let ud = s.res[fam][t];
@@ -1086,13 +1082,7 @@ impl<C: Classify> AclNode<C> {
             if k == 0 {
                 continue;
             }
-            hits += classify(
-                cache,
-                &prog.classifier,
-                v,
-                &s.keys[fam][..k],
-                &mut s.res[fam][..k],
-            );
+            hits += classify(cache, prog, v, &s.keys[fam][..k], &mut s.res[fam][..k]);
             for t in 0..k {
                 s.cls_idx[ncls] = s.fam_idx[fam][t];
                 s.cls_res[ncls] = s.res[fam][t];
@@ -1671,7 +1661,8 @@ mod tests {
                     (1, _) => {
                         assert_eq!(*port, 0);
                         assert_eq!((src.as_str(), dst.as_str()), (ba, web));
-                        assert_eq!((m.icmp_type, m.icmp_code), (3, 13));
+                        // UDP: port unreachable, as ovn-controller answers.
+                        assert_eq!((m.icmp_type, m.icmp_code), (3, 3));
                         seen.push("icmp");
                     }
                     other => panic!("unexpected packet {other:?}"),
@@ -1763,6 +1754,46 @@ mod tests {
         cfg.rules.retain(|r| r.name.as_deref() != Some(drop));
         assert_eq!(cfg.rules.len(), before - 1, "no rule named {drop}");
         cfg
+    }
+
+    #[test]
+    fn added_acls_are_layered_first_then_built_whole() {
+        let node = "acl-3t-layered";
+        let mut g = graph(node, 0);
+        let hub = HUBS.get(node).unwrap();
+        let (web, ba) = ("10.0.1.10", "10.0.2.20");
+        let publish = |cfg: &AclConfig| hub.publish_config(cfg, std::time::Duration::ZERO).unwrap();
+        let req = || vec![tcp(web, ba, 40000, 8080, 0)];
+        let removed = publish(&three_tier_without("web-to-ba"));
+        assert!(removed.layered.is_none(), "a removal rebuilds whole");
+        assert_eq!(run(&mut g, req()), vec![None]);
+        // The ACL back: enforced by an overlay of its one rule, then the whole classifier.
+        let added = publish(&three_tier());
+        let first = added
+            .layered
+            .as_deref()
+            .expect("an added ACL is layered first");
+        assert_eq!(first.generation + 1, added.generation);
+        assert!(
+            first.classifier.ends_with("+ overlay of 1 rules"),
+            "{}",
+            first.classifier
+        );
+        assert!(
+            !added.classifier.contains("overlay"),
+            "{}",
+            added.classifier
+        );
+        assert!(hub.current().overlay.is_none());
+        assert_eq!(hub.current().generation, added.generation);
+        assert_eq!(run(&mut g, req()), vec![Some(1)]);
+        let snap = hub.counters();
+        let rule = snap
+            .acls
+            .iter()
+            .find(|r| r.name == "web-to-ba")
+            .expect("the rule's counters");
+        assert_eq!(rule.packets, 1, "counted under the whole program");
     }
 
     #[test]

@@ -41,10 +41,11 @@ use serde::Serialize;
 
 use super::counters::{DenialCounters, PacketBytes, RuleCounters, RuleCountersSnapshot};
 use super::expand::{AclTable, ExpandLimits};
-use super::key::{compile, Classify, CompileError, CompiledAcl};
+use super::key::{compile, AclKey, BurstClassifier, Classify, CompileError, CompiledAcl};
+use super::layered::{self, Overlay};
 use super::log::LogRing;
 use super::members::{MemberOp, MemberPair, MemberTable};
-use super::model::{AclConfig, AclError, Action, IpNet, PortId, RuleSet};
+use super::model::{AclConfig, AclError, Action, IpNet, IpVersion, PortId, RuleSet};
 use super::verdict_cache::CachePlans;
 use crate::graph::PortInfo;
 use crate::stats::Counter;
@@ -68,23 +69,60 @@ pub enum StageError {
 pub struct AclProgram<C> {
     /// Generation (1 for the first program of a hub).
     pub generation: u64,
-    /// The built classifier.
-    pub classifier: C,
-    /// Actions, port-class bitmasks, rule set.
-    pub acl: CompiledAcl,
+    /// The built classifier (of `acl`, or with `overlay`, of the program it layers on:
+    /// shared with it).
+    pub classifier: Arc<C>,
+    /// ACLs added since `classifier` was built, until the whole one is rebuilt
+    /// ([`super::layered`]).
+    pub overlay: Option<Overlay<C>>,
+    /// Actions, port-class bitmasks, rule set (shared by a layered program and the whole
+    /// one that replaces it).
+    pub acl: Arc<CompiledAcl>,
     /// What the workers' verdict caches read of each key under this program.
     pub cache_plans: CachePlans,
 }
 
 impl<C: Classify> AclProgram<C> {
     /// Builds the classifier for `acl`.
-    pub fn build(acl: CompiledAcl, generation: u64) -> Result<Self, CompileError> {
+    pub fn build(acl: impl Into<Arc<CompiledAcl>>, generation: u64) -> Result<Self, CompileError> {
+        let acl = acl.into();
         Ok(AclProgram {
             generation,
-            classifier: C::build(&acl)?,
+            classifier: Arc::new(C::build(&acl)?),
+            overlay: None,
             cache_plans: CachePlans::of(&acl),
             acl,
         })
+    }
+
+    /// `acl` judged by `base`'s classifier plus an overlay of the ACLs `acl` adds to
+    /// `base`'s, when it only adds ACLs ([`super::layered::plan`]); `None` otherwise.
+    pub fn layered(
+        base: &AclProgram<C>,
+        acl: &Arc<CompiledAcl>,
+        generation: u64,
+    ) -> Result<Option<Self>, CompileError> {
+        if base.overlay.is_some() {
+            return Ok(None);
+        }
+        let Some(plan) = layered::plan(&base.acl, acl) else {
+            return Ok(None);
+        };
+        Ok(Some(AclProgram {
+            generation,
+            classifier: Arc::clone(&base.classifier),
+            overlay: Some(Overlay::build(plan)?),
+            cache_plans: CachePlans::of(acl),
+            acl: Arc::clone(acl),
+        }))
+    }
+
+    /// What judges its packets, for reports (`rte_acl avx2`, `+ overlay of N rules`).
+    pub fn describe(&self) -> String {
+        match &self.overlay {
+            Some(o) => format!("{} + {}", self.classifier.describe(), o.describe()),
+            None => self.classifier.describe(),
+        }
     }
 
     /// The action for classifier result `userdata` (0: the default).
@@ -109,6 +147,16 @@ impl<C: Classify> AclProgram<C> {
             .checked_sub(1)
             .is_some_and(|i| self.acl.logs.get(i as usize).copied().unwrap_or(false));
         (self.action(userdata), logs)
+    }
+}
+
+impl<C: Classify> BurstClassifier for AclProgram<C> {
+    #[inline(always)]
+    fn classify_burst(&self, family: IpVersion, keys: &[AclKey], results: &mut [u32]) {
+        self.classifier.classify(family, keys, results);
+        if let Some(o) = &self.overlay {
+            o.merge(family, keys, results);
+        }
     }
 }
 
@@ -288,6 +336,11 @@ pub struct PublishReport {
     pub wait_seconds: f64,
     /// The classifier (e.g. `rte_acl avx2`).
     pub classifier: String,
+    /// When the change only added ACLs: the layered publication that enforced them first
+    /// (the current classifier plus an overlay of the added ACLs, [`super::layered`]); this
+    /// report is then the whole classifier's rebuild that replaced it, and `build_seconds`
+    /// its build alone.
+    pub layered: Option<Box<PublishReport>>,
 }
 
 /// One change of membership (see [`AclHub::update_members`]).
@@ -826,36 +879,100 @@ impl<C: Classify> AclHub<C> {
             st.generation + 1
         };
         let members = MemberTable::build(table.rules(), table.set_classes(), &acl.port_bits);
+        let acl = Arc::new(acl);
+        // Only ACLs added: enforced at once by an overlay beside the current classifier,
+        // then the whole classifier is rebuilt and replaces it (the same answers).
+        let layered = {
+            let current = self.current();
+            AclProgram::<C>::layered(&current, &acl, generation)?
+        };
+        if let Some(prog) = layered {
+            let build_seconds = t0.elapsed().as_secs_f64();
+            let first = self.install(
+                Arc::new(prog),
+                Some((members, table)),
+                flat_rules,
+                build_seconds,
+                wait,
+            );
+            let t1 = Instant::now();
+            let whole = Arc::new(AclProgram::<C>::build(acl, first.generation + 1)?);
+            let rebuild_seconds = t1.elapsed().as_secs_f64();
+            let mut report = match self.replace_layered(first.generation, whole, wait) {
+                Some(mut r) => {
+                    r.build_seconds = rebuild_seconds;
+                    r.layered = Some(Box::new(first));
+                    r
+                }
+                // Something newer was published meanwhile: it replaced the layered program.
+                None => first,
+            };
+            report.flat_rules = flat_rules;
+            return Ok(report);
+        }
         let prog = Arc::new(AclProgram::<C>::build(acl, generation)?);
         let build_seconds = t0.elapsed().as_secs_f64();
-        Ok(self.install(prog, members, table, flat_rules, build_seconds, wait))
+        Ok(self.install(
+            prog,
+            Some((members, table)),
+            flat_rules,
+            build_seconds,
+            wait,
+        ))
     }
 
+    /// Replaces the layered program of generation `layered` (if it is still the current
+    /// one) by `whole`, the same rules in one classifier: the rule set, the membership
+    /// table and the per-rule counters carry on.
+    fn replace_layered(
+        &self,
+        layered: u64,
+        whole: Arc<AclProgram<C>>,
+        wait: Duration,
+    ) -> Option<PublishReport> {
+        {
+            let st = self.lock();
+            if st.current.generation != layered || st.current.overlay.is_none() {
+                return None;
+            }
+        }
+        Some(self.install(whole, None, 0, 0.0, wait))
+    }
+
+    /// Publishes `prog` to every worker and waits for them. `update`: the membership table
+    /// and rule set it was built from (fresh per-rule counters); `None`: the same rules as
+    /// the current program (the counters and membership carry on).
     fn install(
         &self,
         prog: Arc<AclProgram<C>>,
-        members: MemberTable,
-        table: AclTable,
+        update: Option<(MemberTable, AclTable)>,
         flat_rules: usize,
         build_seconds: f64,
         wait: Duration,
     ) -> PublishReport {
-        let classifier = prog.classifier.describe();
+        let classifier = prog.describe();
+        let fresh_counters = update.is_some();
         let (generation, slots) = {
             let mut st = self.lock();
             st.generation = st.generation.max(prog.generation);
             let generation = st.generation;
             st.current = Arc::clone(&prog);
-            st.table = table;
-            st.members = MemberPair::new(members);
-            st.model_stale = false;
+            if let Some((members, table)) = update {
+                st.table = table;
+                st.members = MemberPair::new(members);
+                st.model_stale = false;
+            }
             let live = Arc::clone(st.members.live());
             st.slots.retain(|s| s.strong_count() > 0);
             let slots: Vec<Arc<WorkerSlot<C>>> =
                 st.slots.iter().filter_map(Weak::upgrade).collect();
             for s in &slots {
-                let counters = Arc::new(AclCounterBlock::new(prog.acl.actions.len()));
-                *s.counters.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&counters);
+                let mut held = s.counters.lock().unwrap_or_else(|e| e.into_inner());
+                if fresh_counters {
+                    *held = Arc::new(AclCounterBlock::new(prog.acl.actions.len()));
+                }
+                let counters = Arc::clone(&held);
+                drop(held);
                 let mut m = s.mailbox.lock().unwrap_or_else(|e| e.into_inner());
                 m.next = Some((Arc::clone(&prog), counters));
                 m.next_members = Some(Arc::clone(&live));
@@ -890,6 +1007,7 @@ impl<C: Classify> AclHub<C> {
             build_seconds,
             wait_seconds,
             classifier,
+            layered: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The reply to a packet an ACL rejects: a TCP RST, or an ICMP/ICMPv6 "administratively
-//! prohibited" destination unreachable, written over the packet's own bytes (no allocation).
+//! The reply to a packet an ACL rejects: a TCP RST, or an ICMP/ICMPv6 destination
+//! unreachable with the codes ovn-controller uses (`pinctrl_handle_reject`), written over the
+//! packet's own bytes (no allocation).
 //!
 //! # Replies
 //! * **TCP** (not a fragment): a RST from the packet's destination to its source (MACs, IP
@@ -8,12 +9,16 @@
 //!   `seq = 0`, `ack = its seq + segment length (+1 for SYN, +1 for FIN)` and the flags are
 //!   `RST|ACK`. No payload, no TCP options, window 0; the IP header has no options (IPv4) or
 //!   extension headers (IPv6), TTL / hop limit [`REPLY_TTL`].
-//! * **Anything else** (UDP, ICMP informational messages, other protocols, and the first
-//!   fragment of a TCP segment, whose full length is unknown): ICMPv4 type 3 code 13
-//!   (communication administratively prohibited) quoting the original IP header (options
-//!   included) and the first 8 bytes of its payload (RFC 792), or ICMPv6 type 1 code 1
-//!   (RFC 4443) quoting as much of the original packet as keeps the reply within 1280 bytes.
-//!   The reply comes from the original destination address.
+//! * **UDP**: ICMPv4 type 3 code 3 (port unreachable) or ICMPv6 type 1 code 4 (port
+//!   unreachable), as OVN sends.
+//! * **Anything else** (ICMP informational messages, other protocols, SCTP, to which OVN
+//!   sends an ABORT, and the first fragment of a TCP segment, whose full length is unknown):
+//!   ICMPv4 type 3 code 1 (host unreachable) or ICMPv6 type 1 code 1 (communication
+//!   administratively prohibited), OVN's codes for these.
+//! * Every ICMPv4 reply quotes the original IP header (options included) and the first 8
+//!   bytes of its payload (RFC 792); every ICMPv6 reply (RFC 4443) as much of the original
+//!   packet as keeps the reply within 1280 bytes. The reply comes from the original
+//!   destination address.
 //!
 //! # Never a reply to (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4(e), RFC 9293)
 //! ICMP/ICMPv6 error messages (and ICMPv6 redirects), TCP RSTs, non-first fragments, packets
@@ -78,11 +83,21 @@ enum Plan {
     },
     Icmp4 {
         quote: usize,
+        code: u8,
     },
     Icmp6 {
         quote: usize,
+        code: u8,
     },
 }
+
+const PROTO_UDP: u8 = 17;
+/// ICMPv4 destination unreachable codes OVN answers with: UDP, anything else.
+const ICMP4_PORT_UNREACHABLE: u8 = 3;
+const ICMP4_HOST_UNREACHABLE: u8 = 1;
+/// ICMPv6 destination unreachable codes OVN answers with: UDP, anything else.
+const ICMP6_PORT_UNREACHABLE: u8 = 4;
+const ICMP6_ADMIN_PROHIBITED: u8 = 1;
 
 fn be16(d: &[u8], o: usize) -> u16 {
     u16::from_be_bytes([d[o], d[o + 1]])
@@ -224,13 +239,24 @@ fn plan(frame: &[u8], m: &PacketMeta) -> Result<(Plan, usize), NoReply> {
         PROTO_TCP => return Err(NoReply::Malformed),
         _ => {}
     }
+    let udp = m.protocol == PROTO_UDP;
     if v6 {
         let quote = ip_len.min(IPV6_MIN_MTU - 48);
-        Ok((Plan::Icmp6 { quote }, l3 + 48 + quote))
+        let code = if udp {
+            ICMP6_PORT_UNREACHABLE
+        } else {
+            ICMP6_ADMIN_PROHIBITED
+        };
+        Ok((Plan::Icmp6 { quote, code }, l3 + 48 + quote))
     } else {
         let ihl = usize::from(frame[l3] & 0x0f) * 4;
         let quote = ihl + (ip_len - ihl).min(8);
-        Ok((Plan::Icmp4 { quote }, l3 + 28 + quote))
+        let code = if udp {
+            ICMP4_PORT_UNREACHABLE
+        } else {
+            ICMP4_HOST_UNREACHABLE
+        };
+        Ok((Plan::Icmp4 { quote, code }, l3 + 28 + quote))
     }
 }
 
@@ -272,11 +298,11 @@ pub fn write_reject(buf: &mut [u8], frame_len: usize, meta: &PacketMeta) -> Resu
     let ip_hlen = if v6 { 40 } else { 20 };
     let (protocol, l4_len) = match plan {
         Plan::Rst { .. } => (PROTO_TCP, 20),
-        Plan::Icmp4 { quote } => {
+        Plan::Icmp4 { quote, .. } => {
             buf.copy_within(l3..l3 + quote, l3 + 28);
             (PROTO_ICMP, 8 + quote)
         }
-        Plan::Icmp6 { quote } => {
+        Plan::Icmp6 { quote, .. } => {
             buf.copy_within(l3..l3 + quote, l3 + 48);
             (PROTO_ICMPV6, 8 + quote)
         }
@@ -301,11 +327,11 @@ pub fn write_reject(buf: &mut [u8], frame_len: usize, meta: &PacketMeta) -> Resu
             seg[13] = flags;
             seg[14..20].fill(0); // window, checksum, urgent pointer
         }
-        Plan::Icmp4 { .. } => {
-            seg[..8].copy_from_slice(&[3, 13, 0, 0, 0, 0, 0, 0]);
+        Plan::Icmp4 { code, .. } => {
+            seg[..8].copy_from_slice(&[3, code, 0, 0, 0, 0, 0, 0]);
         }
-        Plan::Icmp6 { .. } => {
-            seg[..8].copy_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0]);
+        Plan::Icmp6 { code, .. } => {
+            seg[..8].copy_from_slice(&[1, code, 0, 0, 0, 0, 0, 0]);
         }
     }
     let (pseudo, csum_at) = match protocol {
@@ -713,7 +739,9 @@ mod tests {
                     }
                     TransportHeader::Icmpv4(i) => {
                         let at = l3 + 20;
-                        assert_eq!(&reply[at..at + 2], &[3, 13], "type 3 code 13");
+                        // OVN's codes: port unreachable for UDP, host unreachable else.
+                        let code = if oi.protocol.0 == 17 { 3 } else { 1 };
+                        assert_eq!(&reply[at..at + 2], &[3, code], "type 3, OVN's code");
                         let p = h.payload.slice();
                         let want = Icmpv4Header::with_checksum(i.icmp_type.clone(), p);
                         assert_eq!(i.checksum, want.checksum, "ICMP checksum");
@@ -740,7 +768,12 @@ mod tests {
                     }
                     TransportHeader::Icmpv6(i) => {
                         let at = l3 + 40;
-                        assert_eq!(&reply[at..at + 2], &[1, 1], "type 1 code 1");
+                        let udp = m.protocol == 17;
+                        assert_eq!(
+                            &reply[at..at + 2],
+                            &[1, if udp { 4 } else { 1 }],
+                            "type 1, OVN's code"
+                        );
                         let p = h.payload.slice();
                         let want =
                             Icmpv6Header::with_checksum(i.icmp_type, ri.source, ri.destination, p)

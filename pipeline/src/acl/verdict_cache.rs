@@ -62,7 +62,7 @@
 //! (independent loads, so the bucket misses of a burst overlap), the misses go to the
 //! classifier in one call, pass 3 inserts them.
 
-use super::key::{is_wildcard, AclKey, Classify, CompiledAcl};
+use super::key::{is_wildcard, AclKey, BurstClassifier, CompiledAcl};
 use super::model::IpVersion;
 use crate::flow_key::hash5;
 use crate::graph::VECTOR_SIZE;
@@ -197,13 +197,13 @@ impl std::ops::AddAssign for CacheOutcome {
 
 /// Classifies `keys` without the cache.
 #[inline(always)]
-fn uncached<C: Classify>(
+fn uncached<C: BurstClassifier>(
     classifier: &C,
     v: IpVersion,
     keys: &[AclKey],
     results: &mut [u32],
 ) -> CacheOutcome {
-    classifier.classify(v, keys, results);
+    classifier.classify_burst(v, keys, results);
     CacheOutcome {
         hits: 0,
         classified: keys.len() as u32,
@@ -334,7 +334,7 @@ impl VerdictCache {
     /// `classifier.classify` would give (`results` is at least as long as `keys`). The node
     /// passes one burst, at most [`VECTOR_SIZE`] keys; longer slices go by chunks of that.
     #[inline]
-    pub fn classify<C: Classify>(
+    pub fn classify<C: BurstClassifier>(
         &mut self,
         classifier: &C,
         v: IpVersion,
@@ -398,7 +398,7 @@ impl VerdictCache {
 
     /// The cached path: lookups, one classify call for the misses, inserts.
     #[inline(always)]
-    fn lookup<C: Classify>(
+    fn lookup<C: BurstClassifier>(
         &mut self,
         plan: Plan,
         classifier: &C,
@@ -444,7 +444,7 @@ impl VerdictCache {
         }
         // Pass 3: classify the misses, insert them.
         if m != 0 {
-            classifier.classify(v, &s.miss_keys[..m], &mut s.miss_res[..m]);
+            classifier.classify_burst(v, &s.miss_keys[..m], &mut s.miss_res[..m]);
             for j in 0..m {
                 let t = usize::from(s.miss_idx[j]);
                 let r = s.miss_res[j];
@@ -488,7 +488,7 @@ fn family(v: IpVersion) -> usize {
 mod tests {
     use super::*;
     use crate::acl::expand::{AclTable, ExpandLimits};
-    use crate::acl::key::{compile, LinearClassifier};
+    use crate::acl::key::{compile, Classify, LinearClassifier};
     use crate::acl::model::{AclConfig, RuleSet};
     use crate::graph::PortInfo;
     use crate::meta::PacketMeta;

@@ -6,7 +6,6 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use pipeline::acl::key::Classify;
 use pipeline::acl::net::IpNet;
 use pipeline::acl::MemberChange;
 use serde_json::json;
@@ -77,7 +76,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             "acl node {name}: generation {}, workers at {:?}, classifier {}, default {}",
             hub.generation(),
             workers,
-            current.classifier.describe(),
+            current.describe(),
             json(&counters.default_action).as_str().unwrap_or("?")
         );
         let _ = writeln!(
@@ -118,7 +117,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             .collect();
         nodes.push(json!({
             "node": name, "generation": hub.generation(), "worker_generations": workers,
-            "classifier": current.classifier.describe(), "counters": json(&counters),
+            "classifier": current.describe(), "counters": json(&counters),
             "address_sets": sets,
         }));
     }

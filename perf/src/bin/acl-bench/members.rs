@@ -61,35 +61,6 @@ fn churn_config(acls: u32) -> AclConfig {
         .acl
 }
 
-/// The calling thread's id (from `/proc/thread-self`).
-fn thread_id() -> Result<i32, String> {
-    std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
-        .ok_or_else(|| "no thread id".to_string())
-}
-
-/// Gives the calling thread SCHED_FIFO priority 10 (`chrt`), as a dedicated core would: on
-/// a shared machine it then runs whenever it wants (the kernel still leaves others 5%).
-fn realtime() -> Result<(), String> {
-    let tid = thread_id()?.to_string();
-    let ok = std::process::Command::new("chrt")
-        .args(["-f", "-p", "10", &tid])
-        .status()
-        .map_err(|e| format!("chrt: {e}"))?
-        .success();
-    ok.then_some(()).ok_or_else(|| "chrt refused".to_string())
-}
-
-/// Back to the normal policy.
-fn normal() {
-    if let Ok(tid) = thread_id() {
-        let _ = std::process::Command::new("chrt")
-            .args(["-o", "-p", "0", &tid.to_string()])
-            .status();
-    }
-}
-
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -111,10 +82,10 @@ fn worker(
     // (`available_parallelism` would say 1 here: it reads this thread's inherited mask.)
     let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     if cpus.trim() != "0" {
-        perf::vm::pin_thread(thread_id()?, 1)?;
+        perf::vm::pin_thread(perf::sched::thread_id()?, 1)?;
     }
     if rt {
-        realtime()?;
+        perf::sched::realtime()?;
     }
     let ports = [PortInfo::new(0, "p0", "in"), PortInfo::new(1, "p1", "out")];
     let mut params = toml::Table::new();
@@ -255,7 +226,7 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(10));
     }
     if rt {
-        if let Err(e) = realtime() {
+        if let Err(e) = perf::sched::realtime() {
             stop.store(true, Ordering::Relaxed);
             let _ = w.join();
             return Err(e);
@@ -347,7 +318,7 @@ pub fn run(
     })();
     stop.store(true, Ordering::Relaxed);
     if rt {
-        normal();
+        perf::sched::normal();
     }
     out.insert("acl_member_realtime".into(), json!(rt));
     let worker = w.join().map_err(|_| "worker panicked".to_string())?;
