@@ -173,6 +173,15 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
         "no control socket:\n{}",
         dut.output()
     );
+    // The dataplane ran itself again keeping freed memory (mimalloc never purges), and kept
+    // its pid, so a supervisor's handle stays valid.
+    let environ = std::fs::read(format!("/proc/{}/environ", dut.child.id())).expect("environ");
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"MIMALLOC_PURGE_DELAY=-1"),
+        "the running dataplane has MIMALLOC_PURGE_DELAY=-1"
+    );
 
     // Refusals: exit 2 and one line naming the problem.
     let (rc, out, err) = ctl_raw(&socket, false, "show nonsense");
