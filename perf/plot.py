@@ -217,6 +217,15 @@ def headline_limit(k, det, cyc):
     return "-"
 
 
+def save(fig, path):
+    """Lays out, writes and closes `fig`; returns `path`."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(doc, prefix):
     try:
         import matplotlib
@@ -249,11 +258,7 @@ def plots(doc, prefix):
         ax.set_ylabel("forwarded Mpps (both directions)")
         ax.set_title(f"vhost-user, 1 DUT core, {f0} flows: median, min-max ({doc.get('set')})")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = f"{prefix}-mpps.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save(fig, f"{prefix}-mpps.png"))
     det = doc.get("headline_detail", {})
     if det:
         keys = list(det.keys())
@@ -276,11 +281,7 @@ def plots(doc, prefix):
         ax.set_ylabel("ratio of forwarded Mpps")
         ax.set_title(f"headline ratios, 64 B ({doc.get('set')}); dashed: targets, dotted: ceilings")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = f"{prefix}-ratios.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save(fig, f"{prefix}-ratios.png"))
     cyc = doc.get("cycles_detail", {})
     bars = [(k, v) for k, v in cyc.items() if isinstance(v.get("value"), (int, float)) and is_cycles(k)]
     if bars:
@@ -300,11 +301,7 @@ def plots(doc, prefix):
         ax.set_yticklabels([k for k, _ in bars], fontsize=7)
         ax.set_xlabel("cycles per packet (median of interleaved rounds; dashed: target)")
         ax.set_title(f"cycles per packet in the DUTs: I/O and pipeline nodes ({doc.get('set')})")
-        fig.tight_layout()
-        p = f"{prefix}-dut-cycles.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save(fig, f"{prefix}-dut-cycles.png"))
     pb = doc.get("pipeline_bench")
     if pb and pb.get("results"):
         rs = [r for r in pb["results"]]
@@ -325,11 +322,7 @@ def plots(doc, prefix):
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_xlabel("cycles per packet (stacked by node, best of rounds)")
         ax.set_title("pipeline-bench: cycles per packet per node")
-        fig.tight_layout()
-        p = f"{prefix}-cycles.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save(fig, f"{prefix}-cycles.png"))
     lat = ovn_latency(doc)
     if lat:
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 1]})
@@ -360,11 +353,7 @@ def plots(doc, prefix):
             bx.set_title("ovn-churn: forwarded / no churn", fontsize=9)
         else:
             bx.axis("off")
-        fig.tight_layout()
-        p = f"{prefix}-ovn.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        made.append(save(fig, f"{prefix}-ovn.png"))
     for key, xlabel, name in (("acl_bench", "rules", "acl"), ("lb_bench", "flows", "lb")):
         d = doc.get(key)
         pts = series(d)
@@ -375,11 +364,7 @@ def plots(doc, prefix):
             ax.set_xlabel(xlabel)
             ax.set_ylabel("cycles per packet")
             ax.set_title(f"{key.replace('_', '-')}: cycles per packet by {xlabel}")
-            fig.tight_layout()
-            p = f"{prefix}-{name}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            made.append(p)
+            made.append(save(fig, f"{prefix}-{name}.png"))
     return made
 
 
