@@ -161,13 +161,7 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
             m,
             action,
         ]);
-        nb.nbctl(&[
-            "--bare",
-            "--columns=_uuid",
-            "find",
-            "ACL",
-            &format!("name={name}"),
-        ])
+        nb.uuid_named("ACL", name)
     };
     let egress = acl(
         "pg_cli",
@@ -405,13 +399,7 @@ fn acl_logging(
                 action.into(),
             ]);
             nbctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
-            nbctl(&[
-                "--bare",
-                "--columns=_uuid",
-                "find",
-                "ACL",
-                &format!("name={name}"),
-            ])
+            ovsdb::uuid_named(nbctl, "ACL", name)
         };
     let metered = add("deny6001", "warning", Some("m1"), "950", 6001, "drop");
     let logged_allow = add("allow6002", "info", None, "960", 6002, "allow-related");

@@ -114,16 +114,6 @@ fn judge(t: &Translation, pkt: PacketSummary<'_>) -> (String, Action) {
     last
 }
 
-fn acl_uuid(nb: &NbServer, name: &str) -> String {
-    nb.nbctl(&[
-        "--bare",
-        "--columns=_uuid",
-        "find",
-        "ACL",
-        &format!("name={name}"),
-    ])
-}
-
 fn tcp<'a>(from: &'a str, to: &'a str, src: &str, dst: &str, dport: u16) -> PacketSummary<'a> {
     PacketSummary::tcp(
         PortId::named(from),
@@ -300,7 +290,7 @@ fn three_tier_port_groups() {
 
     // The DB drop raised above the allow: BA -> DB is cut; the drop deleted: web -> DB falls
     // to the default (allow).
-    let drop_db = acl_uuid(&nb, "drop-pg_DB");
+    let drop_db = nb.uuid_named("ACL", "drop-pg_DB");
     nb.nbctl(&["set", "ACL", &drop_db, "priority=1200"]);
     let t = tr(&synced(&nb, &c));
     assert_eq!(

@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use perf::ctl::ctl_json;
-use perf::nb_server::{NbCluster, NbServer};
+use perf::nb_server::{uuid_named, NbCluster, NbServer};
 use perf::procs::{ensure_hugepages, wait_for_paths, Proc};
 use perf::topology::{DpgenOpts, VhostTopology};
 use serde_json::Value;
@@ -103,13 +103,7 @@ fn populate(nbctl: &dyn Fn(&[&str]) -> String) -> Acls {
             m,
             action,
         ]);
-        nbctl(&[
-            "--bare",
-            "--columns=_uuid",
-            "find",
-            "ACL",
-            &format!("name={name}"),
-        ])
+        uuid_named(nbctl, "ACL", name)
     };
     let acls = Acls {
         f_allow: acl(
@@ -575,7 +569,7 @@ fn nb_cases_under_traffic() {
         "inport == @pg_fh && udp.dst == 5001",
         "reject",
     ]);
-    let reject = nb.nbctl(&["--bare", "--columns=_uuid", "find", "ACL", "name=f-reject"]);
+    let reject = nb.uuid_named("ACL", "f-reject");
     wait_for("the reject ACL", 20, || {
         live.rule("acl_in", &reject).is_some()
     });
@@ -622,7 +616,7 @@ fn nb_cases_under_traffic() {
             "inport == @pg_fh && udp.dst == 5001",
             "drop",
         ]);
-        late = nb.nbctl(&["--bare", "--columns=_uuid", "find", "ACL", "name=late-drop"]);
+        late = nb.uuid_named("ACL", "late-drop");
         // Still the old policy: the server is back but the client cannot see it yet.
         l.keeps("acl_in", &acls.f_allow, false);
         let took = l.flip("acl_in", &acls.f_allow, &late, || nb.expose());
@@ -645,13 +639,7 @@ fn nb_cases_under_traffic() {
     });
 
     // 7. A backend added: new connections reach it (DNAT seen by dpgen), none before.
-    let lb = nb.nbctl(&[
-        "--bare",
-        "--columns=_uuid",
-        "find",
-        "Load_Balancer",
-        "name=svc",
-    ]);
+    let lb = nb.uuid_named("Load_Balancer", "svc");
     let vips = |backends: &[Ipv4Addr]| {
         let list: Vec<String> = backends.iter().map(|b| format!("{b}:5001")).collect();
         format!("vips:\"{VIP}:5001\"=\"{}\"", list.join(","))

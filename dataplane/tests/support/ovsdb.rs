@@ -18,6 +18,18 @@ const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The `_uuid` of the `table` row whose `name` is `name`, through `nbctl` (an `ovn-nbctl`
+/// runner: [`NbServer::nbctl`], or a test's own on another remote).
+pub fn uuid_named(nbctl: &dyn Fn(&[&str]) -> String, table: &str, name: &str) -> String {
+    nbctl(&[
+        "--bare",
+        "--columns=_uuid",
+        "find",
+        table,
+        &format!("name={name}"),
+    ])
+}
+
 /// A CA, a server and a client certificate made with the `openssl` CLI (EC P-256, no
 /// subjectAltName, as ovs-pki makes them).
 pub struct Pki {
@@ -237,6 +249,11 @@ impl NbServer {
             .env_remove("OVN_NB_DAEMON"))
         .trim()
         .to_string()
+    }
+
+    /// The `_uuid` of the `table` row named `name` ([`uuid_named`]).
+    pub fn uuid_named(&self, table: &str, name: &str) -> String {
+        uuid_named(&|a| self.nbctl(a), table, name)
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients).
