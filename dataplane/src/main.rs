@@ -20,7 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
 
 /// Runs the process again with `MIMALLOC_PURGE_DELAY=-1` unless the environment sets it
-/// (mimalloc reads its options when the process starts, before `main`). By default mimalloc
+/// (mimalloc reads its options when the process starts, before `main`); called for
+/// `dataplane run` only. By default mimalloc
 /// returns freed pages to the OS 10 ms after a free, and the thread that next allocates or
 /// frees does it: after a whole rebuild at 10k ACLs that was the follower, unmapping pages
 /// for the next NB change (`perf record` of the follower thread). Measured with `ovn-bench
@@ -116,8 +117,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     let cli = Cli::parse();
+    // Only `run` lives long enough to rebuild policy; `check` and `ctl` start plainly.
+    if matches!(cli.cmd, Cmd::Run { .. }) {
+        keep_freed_memory();
+    }
     match cli.cmd {
         Cmd::Ctl {
             socket,

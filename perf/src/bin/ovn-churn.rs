@@ -684,27 +684,21 @@ fn run(a: Args) -> Result<Value, String> {
         summary.insert(mode.to_string(), Value::Object(per));
     }
     let all = |k: &str| measured.iter().map(|t| num(t, k)).sum::<u64>();
+    // Packets lost in the trials of `mode` with churn (`churn`) or without.
+    let lost = |mode: &str, churn: bool| -> u64 {
+        measured
+            .iter()
+            .filter(|t| t["mode"] == mode && (t["txn_rate"].as_f64().unwrap_or(0.0) > 0.0) == churn)
+            .map(|t| num(t, "lost"))
+            .sum()
+    };
     // Lost at the fixed (sustainable) rate while the NB churns: the DUT's loss.
-    let lost_fixed: u64 = measured
-        .iter()
-        .filter(|t| t["mode"] == "fixed" && t["txn_rate"].as_f64().unwrap_or(0.0) > 0.0)
-        .map(|t| num(t, "lost"))
-        .sum();
+    let lost_fixed = lost("fixed", true);
     let pick = |mode: &str, rate: &str, k: &str| summary.get(mode).map(|m| m[rate][k].clone());
     // The headline is the fixed rate: a load below capacity. At full speed the generator and
     // the control plane share CPU 0 and every trial, with or without churn, overloads the
     // DUT (it loses packets without churn too): those figures are reported, not judged.
     let headline_mode = "fixed";
-    let lost_max: u64 = measured
-        .iter()
-        .filter(|t| t["mode"] == "max" && t["txn_rate"].as_f64().unwrap_or(0.0) > 0.0)
-        .map(|t| num(t, "lost"))
-        .sum();
-    let lost_max_no_churn: u64 = measured
-        .iter()
-        .filter(|t| t["mode"] == "max" && t["txn_rate"].as_f64().unwrap_or(0.0) == 0.0)
-        .map(|t| num(t, "lost"))
-        .sum();
     let mut doc = json!({
         "ovn_churn_forwarding_ratio_1000": pick(headline_mode, "1000", "ratio_to_no_churn"),
         "ovn_churn_forwarding_ratio_100": pick(headline_mode, "100", "ratio_to_no_churn"),
@@ -712,8 +706,8 @@ fn run(a: Args) -> Result<Value, String> {
         "ovn_churn_forwarding_ratio_1000_max": pick("max", "1000", "ratio_to_no_churn"),
         "ovn_churn_forwarding_ratio_100_max": pick("max", "100", "ratio_to_no_churn"),
         "ovn_churn_lost": lost_fixed,
-        "ovn_churn_lost_max": lost_max,
-        "ovn_churn_lost_max_no_churn": lost_max_no_churn,
+        "ovn_churn_lost_max": lost("max", true),
+        "ovn_churn_lost_max_no_churn": lost("max", false),
         "ovn_churn_misjudged": all("misjudged"),
         "ovn_churn_mpps_no_churn": pick(headline_mode, "0", "forwarded_mpps_median"),
         "ovn_churn_mpps_1000": pick(headline_mode, "1000", "forwarded_mpps_median"),

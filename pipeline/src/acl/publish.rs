@@ -117,6 +117,18 @@ impl<C: Classify> AclProgram<C> {
         }))
     }
 
+    /// The same rules in one classifier: what replaces a layered program (its cache plans
+    /// carry over, they depend on the rules only).
+    pub fn whole(&self, generation: u64) -> Result<Self, CompileError> {
+        Ok(AclProgram {
+            generation,
+            classifier: Arc::new(C::build(&self.acl)?),
+            overlay: None,
+            cache_plans: self.cache_plans,
+            acl: Arc::clone(&self.acl),
+        })
+    }
+
     /// What judges its packets, for reports (`rte_acl avx2`, `+ overlay of N rules`).
     pub fn describe(&self) -> String {
         match &self.overlay {
@@ -888,15 +900,17 @@ impl<C: Classify> AclHub<C> {
         };
         if let Some(prog) = layered {
             let build_seconds = t0.elapsed().as_secs_f64();
+            let prog = Arc::new(prog);
             let first = self.install(
-                Arc::new(prog),
+                Arc::clone(&prog),
                 Some((members, table)),
                 flat_rules,
                 build_seconds,
                 wait,
             );
             let t1 = Instant::now();
-            let whole = Arc::new(AclProgram::<C>::build(acl, first.generation + 1)?);
+            let whole = Arc::new(prog.whole(first.generation + 1)?);
+            drop(prog);
             let rebuild_seconds = t1.elapsed().as_secs_f64();
             let mut report = match self.replace_layered(first.generation, whole, wait) {
                 Some(mut r) => {
@@ -930,11 +944,8 @@ impl<C: Classify> AclHub<C> {
         whole: Arc<AclProgram<C>>,
         wait: Duration,
     ) -> Option<PublishReport> {
-        {
-            let st = self.lock();
-            if st.current.generation != layered || st.current.overlay.is_none() {
-                return None;
-            }
+        if self.lock().current.generation != layered {
+            return None;
         }
         Some(self.install(whole, None, 0, 0.0, wait))
     }
