@@ -596,6 +596,8 @@ fn octavia_load_balancers() {
         &[
             "selection_fields=ip_src,ip_dst",
             "options:affinity_timeout=60",
+            // As ovn-kubernetes sets it: no backend, answer (ICMP port unreachable).
+            "options:reject=true",
         ],
     );
     let sctp_lb = lb("sctp", "\"10.0.0.100:38412\"=\"10.0.0.11:38412\"", &[]);
@@ -643,6 +645,7 @@ fn octavia_load_balancers() {
     assert_eq!(tcp_svc.hash, HashMode::FiveTuple);
     let udp_svc = svcs.iter().find(|s| s.protocol == L4Protocol::Udp).unwrap();
     assert_eq!(udp_svc.hash, HashMode::SrcIp, "affinity");
+    assert!(udp_svc.reject && !tcp_svc.reject, "options:reject");
     let origin = &t.lb_origins[&tcp_svc.name];
     assert_eq!(
         (origin.uuid.as_str(), origin.name.as_str()),

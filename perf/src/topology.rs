@@ -80,6 +80,9 @@ pub struct DpgenOpts {
     /// At a fixed rate, dpgen sleeps this many microseconds when a pass found nothing to do
     /// (`--idle-sleep-us`), leaving its CPU to the others between bursts.
     pub idle_sleep_us: u64,
+    /// Receive descriptors per port (`--rxd`) and the virtio-user ring size behind them (0:
+    /// 1,024). A bigger ring holds what the DUT sends while the generator is off its CPU.
+    pub rx_ring: u32,
 }
 
 /// The `parse -> forward` pipeline (cross-connect fh0 <-> mh0 by input port), as config text.
@@ -97,6 +100,9 @@ params = { mode = "cross-connect", pairs = [["fh0", "mh0"]] }
 from = "parse"
 to = "forward"
 "#;
+
+/// The generator's virtio-user ring size and receive descriptors per port by default.
+pub const GENERATOR_RING: u32 = 1024;
 
 /// The testpmd binary.
 pub const TESTPMD: &str = "dpdk-testpmd";
@@ -543,6 +549,11 @@ path = "{s1}"
 
     /// EAL arguments of the generator side (virtio-user towards the DUT's sockets, CPU 0).
     pub fn generator_eal(&self, prefix: &str) -> Vec<String> {
+        self.generator_eal_ring(prefix, GENERATOR_RING)
+    }
+
+    /// [`Self::generator_eal`] with virtio-user rings of `ring` entries.
+    pub fn generator_eal_ring(&self, prefix: &str, ring: u32) -> Vec<String> {
         vec![
             "--lcores".into(),
             "0@0,1@0".into(),
@@ -551,20 +562,21 @@ path = "{s1}"
             "--no-pci".into(),
             "--single-file-segments".into(),
             "-m".into(),
-            "256".into(),
+            // The mbufs that fill two receive rings of `ring` entries, and headroom.
+            (256 + 2 * ring as usize * 2432 / (1 << 20)).to_string(),
             "--log-level".into(),
             "notice".into(),
             "--file-prefix".into(),
             format!("{prefix}-{}", self.scratch.tag),
             "--vdev".into(),
             format!(
-                "net_virtio_user0,path={},queue_size=1024{}",
+                "net_virtio_user0,path={},queue_size={ring}{}",
                 self.sock0.display(),
                 self.server_opt()
             ),
             "--vdev".into(),
             format!(
-                "net_virtio_user1,path={},queue_size=1024{}",
+                "net_virtio_user1,path={},queue_size={ring}{}",
                 self.sock1.display(),
                 self.server_opt()
             ),
@@ -686,7 +698,13 @@ path = "{s1}"
         if o.idle_sleep_us > 0 {
             c.args(["--idle-sleep-us", &o.idle_sleep_us.to_string()]);
         }
-        c.arg("--").args(self.generator_eal("dpgen"));
+        let ring = if o.rx_ring > 0 {
+            o.rx_ring
+        } else {
+            GENERATOR_RING
+        };
+        c.args(["--rxd", &ring.to_string()]);
+        c.arg("--").args(self.generator_eal_ring("dpgen", ring));
         Proc::spawn("dpgen", c, self.scratch.path(log))
     }
 }

@@ -19,8 +19,8 @@
 //! unreachable out of the pod's port, none dropped); the NB server killed (policy kept: the same rule keeps counting, nothing
 //! dropped, `show ovn` says disconnected), restarted hidden, changed by another client
 //! (a new drop ACL), exposed: caught up (the new ACL takes the traffic); a load-balancer
-//! backend added (new connections reach it) and drained (removed from `vips`: no new
-//! connection reaches it).
+//! backend added (new connections reach it) and drained (removed from `vips`: established
+//! ones go on, no new connection reaches it).
 //!
 //! `cluster_member_killed_under_traffic` (one dataplane, a three-server clustered NB): the
 //! server the client reads from is killed under traffic: the verdict holds, the client moves
@@ -675,6 +675,9 @@ fn nb_cases_under_traffic() {
         c.to_backend(B1) > 0,
         "B1 served nothing before it was drained"
     );
+    // Its established flows go on to it, as OVS's conntrack keeps them (`down_backend` is
+    // `keep` for services from the NB): nothing dropped as `backend-down`.
+    assert_eq!(c.drops, 0, "a drained backend's established flows were cut");
     let c = live.case("new connections after the drain", 2.5, 2000, |_| {});
     assert_eq!(c.to_backend(B1), 0, "a drained backend got new connections");
     assert_eq!(c.drops, 0);

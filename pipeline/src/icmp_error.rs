@@ -153,8 +153,8 @@ pub fn quoted_flow(frame: &[u8], m: &PacketMeta) -> Option<FlowKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::reject::{reply_len, write_reject};
     use crate::nodes::{parse_packet, ParseConfig};
+    use crate::reject::{reply_len, write_reject};
     use crate::source::{build_frame, L4Proto, SourceSpec};
     use std::net::IpAddr;
 

@@ -28,6 +28,7 @@ pub mod icmp_error;
 pub mod lb;
 pub mod meta;
 pub mod nodes;
+pub mod reject;
 pub mod source;
 pub mod stats;
 pub mod trace;

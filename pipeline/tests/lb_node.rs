@@ -1,6 +1,7 @@
 //! The `lb` node on `TestBuf`s: NAT bytes and checksums (verified by an independent parser),
 //! reply un-NAT, pinned connections across backend changes, down/draining backends,
-//! timeouts with a driven clock, and the full-table fallback.
+//! timeouts with a driven clock, the full-table fallback, and `reject` services without a
+//! backend.
 
 mod lb_common;
 
@@ -8,7 +9,7 @@ use std::net::IpAddr;
 
 use lb_common::*;
 use pipeline::lb::node::{
-    C_CLOSED, C_FULL_FALLBACK, C_NEW, C_REPLY_AMBIGUOUS, C_REPLY_UNTRACKED, C_RESETS,
+    C_CLOSED, C_FULL_FALLBACK, C_NEW, C_REJECTS, C_REPLY_AMBIGUOUS, C_REPLY_UNTRACKED, C_RESETS,
     C_TABLE_SWAPS, DROP_BACKEND_DOWN, DROP_NO_BACKEND, DROP_VIP_FRAGMENT,
 };
 use pipeline::lb::{BackendConfig, BackendState};
@@ -251,6 +252,147 @@ fn down_backend_drop_policy() {
         h.one(&Spec::tcp("198.51.100.10", 1, "192.0.2.10", 80, SYN)),
         Out::Drop(DROP_NO_BACKEND)
     );
+}
+
+#[test]
+fn down_backend_keep_policy_keeps_established_flows_both_ways() {
+    let cfg = format!("down_backend = \"keep\"\n{FOUR}");
+    let mut h = Harness::new(&cfg);
+    let s = Spec::tcp("198.51.100.9", 5555, "192.0.2.10", 80, SYN);
+    let be = parse(h.one(&s).next()).dst;
+    let name = format!("{be}:8080");
+    let reply = |flags| {
+        let mut r = Spec::tcp(&be.to_string(), 8080, "198.51.100.9", 5555, flags);
+        r.payload = b"pong".to_vec();
+        r
+    };
+    assert_eq!(parse(h.one(&reply(SYN | ACK)).next()).src, ip("192.0.2.10"));
+    // Removed from the service (as a backend leaves an OVN load balancer's vips): the
+    // connection goes on, requests DNATed to it and its replies translated back.
+    h.control().remove_backend("web", &name).unwrap();
+    let mut a = s.clone();
+    a.flags = ACK | PSH;
+    a.payload = b"ping".to_vec();
+    for _ in 0..3 {
+        let p = parse(h.one(&a).next());
+        assert!(p.valid(), "{p:?}");
+        assert_eq!((p.dst, p.dport), (be, 8080), "the kept flow's backend");
+        let q = parse(h.one(&reply(ACK)).next());
+        assert!(q.valid(), "{q:?}");
+        assert_eq!(
+            (q.src, q.sport),
+            (ip("192.0.2.10"), 80),
+            "reply from the VIP"
+        );
+    }
+    assert_eq!(h.drops(DROP_BACKEND_DOWN), 0);
+    assert_eq!(h.extra(C_REPLY_UNTRACKED), 0);
+    // A packet from the removed backend that belongs to no kept flow is not translated.
+    let stray = build(&Spec::tcp(&be.to_string(), 8080, "198.51.100.9", 6666, ACK));
+    assert_eq!(h.run(vec![stray.clone()]).pop().unwrap(), Out::Next(stray));
+    // New flows avoid it.
+    let fresh: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| {
+            let src = format!("203.0.{}.{}", i / 250, i % 250);
+            build(&Spec::tcp(&src, 20000, "192.0.2.10", 80, SYN))
+        })
+        .collect();
+    let got: Vec<IpAddr> = h.run(fresh).iter().map(|o| parse(o.next()).dst).collect();
+    assert!(!got.contains(&be), "a removed backend got a new flow");
+    // A backend marked down keeps its established flows too.
+    let other = got[0];
+    h.control()
+        .set_backend_state("web", &format!("{other}:8080"), BackendState::Down)
+        .unwrap();
+    let mut b = Spec::tcp("203.0.0.0", 20000, "192.0.2.10", 80, ACK);
+    b.payload = b"more".to_vec();
+    assert_eq!(parse(h.one(&b).next()).dst, other);
+    assert_eq!(h.drops(DROP_BACKEND_DOWN), 0);
+}
+
+#[test]
+fn reject_service_without_backend_answers_tcp_with_rst_and_udp_with_port_unreachable() {
+    let cfg = r#"
+        [[services]]
+        name = "empty-tcp"
+        vip = "192.0.2.20"
+        protocol = "tcp"
+        port = 80
+        reject = true
+        [[services]]
+        name = "empty-udp"
+        vip = "192.0.2.21"
+        protocol = "udp"
+        port = 53
+        reject = true
+        [[services]]
+        name = "empty-quiet"
+        vip = "192.0.2.22"
+        protocol = "udp"
+        port = 53
+    "#;
+    let mut h = Harness::new(cfg);
+    let mut syn = Spec::tcp("198.51.100.9", 5555, "192.0.2.20", 80, SYN);
+    syn.seq = 1000;
+    match h.one(&syn) {
+        Out::Reset(bytes, port) => {
+            let p = parse(&bytes);
+            assert!(p.valid(), "{p:?}");
+            assert_eq!(port, 0, "back out of the input port");
+            assert_eq!(
+                (p.src, p.sport, p.dst, p.dport),
+                (syn.dst, syn.dport, syn.src, syn.sport)
+            );
+            // seq + its length + 1 for the SYN (RFC 9293 3.10.7.1).
+            let acked = 1000 + syn.payload.len() as u32 + 1;
+            assert_eq!(
+                (p.flags, p.ack),
+                (RST | ACK, acked),
+                "RST|ACK acking the SYN"
+            );
+        }
+        o => panic!("expected a RST, got {o:?}"),
+    }
+    let udp = Spec::udp("198.51.100.9", 5353, "192.0.2.21", 53);
+    let sent = build(&udp);
+    match h.one(&udp) {
+        Out::Reset(f, port) => {
+            assert_eq!(port, 0);
+            assert_eq!(
+                (f[12], f[13], f[14], f[23]),
+                (0x08, 0x00, 0x45, 1),
+                "IPv4 ICMP"
+            );
+            assert_eq!(&f[26..30], &[192, 0, 2, 21], "from the VIP");
+            assert_eq!(&f[30..34], &[198, 51, 100, 9], "to the client");
+            assert_eq!(
+                (f[34], f[35]),
+                (3, 3),
+                "port unreachable, as OVN answers UDP"
+            );
+            assert_eq!(ones_sum(0, &f[14..34]), 0xffff, "IP checksum");
+            assert_eq!(ones_sum(0, &f[34..]), 0xffff, "ICMP checksum");
+            assert_eq!(&f[42..62], &sent[14..34], "quotes the request's IP header");
+        }
+        o => panic!("expected an ICMP port unreachable, got {o:?}"),
+    }
+    assert_eq!(h.extra(C_REJECTS), 2);
+    assert_eq!(h.drops(DROP_NO_BACKEND), 0);
+    // Without `reject`: dropped as before.
+    assert_eq!(
+        h.one(&Spec::udp("198.51.100.9", 5353, "192.0.2.22", 53)),
+        Out::Drop(DROP_NO_BACKEND)
+    );
+    // A backend added: the service balances again, nothing answered.
+    h.control()
+        .modify(|c| {
+            c.services[1]
+                .backends
+                .push(BackendConfig::new(ip("10.0.5.1"), Some(53)))
+        })
+        .unwrap();
+    assert_eq!(parse(h.one(&udp).next()).dst, ip("10.0.5.1"));
+    assert_eq!(h.extra(C_REJECTS), 2);
 }
 
 #[test]

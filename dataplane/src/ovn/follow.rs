@@ -40,8 +40,8 @@ use super::client::{CounterValues, OvnClient, OvnConfig, OvnState, Update};
 use super::member_delta::{set_updates, stage_changes, Burst};
 use super::settings::OvnTargets;
 use super::translate::{
-    services_only, translate, LoadBalancers, LocalPort, LspSelector, Policy, Refusal, Taken,
-    TranslateOptions,
+    services_only, translate_with, LoadBalancers, LocalPort, LspSelector, MatchCache, Policy,
+    Refusal, Taken, TranslateOptions,
 };
 
 /// Where the policy goes.
@@ -336,6 +336,8 @@ struct FollowState {
     /// The last publication of the target failed (the next handling retries it whole).
     failed: [bool; 4],
     logged_refusals: BTreeSet<String>,
+    /// The ACL matches compiled so far (a change recompiles only what it touched).
+    matches: MatchCache,
 }
 
 /// The `Load_Balancer` refusals among `refused`, one line each.
@@ -485,7 +487,9 @@ impl FollowState {
         sink: &mut dyn PolicySink,
         status: &FollowerStatus,
     ) -> bool {
-        let t = client.with_tables(|tables| translate(tables, &cfg.ports, cfg.options));
+        let matches = &mut self.matches;
+        let t =
+            client.with_tables(|tables| translate_with(tables, &cfg.ports, cfg.options, matches));
         status.translations.fetch_add(1, Ordering::Relaxed);
         let refused: Vec<String> = t.refused.iter().map(|r| r.to_string()).collect();
         self.log_refusals(&refused, |_| true);

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use pipeline::acl::{AclConfig, Applied, MemberChange};
-use pipeline::lb::service::ServiceConfig;
+use pipeline::lb::service::{DownPolicy, ServiceConfig};
 use pipeline::lb::LbControl;
 
 use super::follow::PolicySink;
@@ -63,6 +63,9 @@ impl PolicySink for DataplaneSink {
         let control = LbControl::named(name).ok_or("no running load balancer")?;
         let mut cfg = control.config();
         cfg.services = services.to_vec();
+        // OVN's semantics unless the node's config chose: a connection whose backend left
+        // `vips` keeps going (OVS's conntrack keeps its NAT).
+        cfg.down_backend.get_or_insert(DownPolicy::Keep);
         let generation = control
             .update(&cfg)
             .map_err(|e| format!("{}: {}", e.key, e.reason))?;

@@ -100,6 +100,10 @@ struct Args {
     /// bursts (0: poll without pause). The queues hold what arrives meanwhile.
     #[arg(long, default_value_t = 0)]
     idle_sleep_us: u64,
+    /// Receive descriptors per port (at most the virtio-user `queue_size`): what a port holds
+    /// while this process is off its CPU.
+    #[arg(long, default_value_t = 1024)]
+    rxd: u16,
     /// Port 1 sends the replies of port 0's flows (needs exactly two ports).
     #[arg(long)]
     mirror: bool,
@@ -275,7 +279,10 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
         .worker_lcores()
         .first()
         .ok_or_else(|| dpdk::DpdkError::new("dpgen needs a worker lcore", libc::EINVAL))?;
-    let pool = Arc::new(Mempool::create(eal, "dpgen", 16383, 256, 2176, 0)?);
+    // Every port's receive ring full, its transmit ring in flight, and the bursts in hand.
+    let wanted = a.ports.len() * (usize::from(a.rxd) + 1024) + 8192;
+    let mbufs = (wanted + 1).next_power_of_two().max(16384) - 1;
+    let pool = Arc::new(Mempool::create(eal, "dpgen", mbufs as u32, 256, 2176, 0)?);
     let mut ports = Vec::new();
     for name in &a.ports {
         let mut p = Port::by_name(eal, name)?;
@@ -283,7 +290,7 @@ fn run(eal: &Eal, a: &Args) -> Result<(), dpdk::DpdkError> {
             &PortConfig {
                 rx_queues: 1,
                 tx_queues: 1,
-                rxd: 1024,
+                rxd: a.rxd,
                 txd: 1024,
                 mtu: None,
                 promiscuous: true,

@@ -20,7 +20,8 @@
 //! nodes matching address sets of 64 entries or more by membership
 //! (`--set-class-min-entries`). Rounds alternate the dataplane and OVN (A B A B). OVN's own account of each change
 //! (`ovn-nbctl --wait=hv --print-wait-time`) comes from separate repetitions run after the
-//! timed ones, so the wait does not change what is timed.
+//! timed ones, so the wait does not change what is timed. Each round starts with an untimed
+//! repetition of each change (`--warmup-reps`), for both systems alike.
 //!
 //! ```text
 //! cargo build --release --workspace --bins
@@ -55,6 +56,12 @@ struct Args {
     /// Repetitions of OVN's own account (`--wait=hv --print-wait-time`) per change and size.
     #[arg(long, default_value_t = 10)]
     account_reps: usize,
+    /// Untimed repetitions of each change at the start of every round, for both systems:
+    /// a system that has just read the NB may still be building what it read (the
+    /// dataplane its second acl node's classifier, OVN its flows), and the first timed
+    /// change of a round waited for that (it was the p99 of both).
+    #[arg(long, default_value_t = 1)]
+    warmup_reps: usize,
     /// Leave real OVN out (the dataplane only).
     #[arg(long)]
     no_peer: bool,
@@ -667,11 +674,13 @@ fn round(
             sys.name(),
             t_ready.elapsed().as_secs_f64()
         );
-        let plan: Vec<(usize, bool)> = (0..reps)
-            .map(|r| (r, false))
-            .chain((0..account).map(|r| (r, true)))
+        // (timed, with OVN's account) per repetition: warm-ups, timed ones, accounts.
+        let plan: Vec<(bool, bool)> = (0..a.warmup_reps)
+            .map(|_| (false, false))
+            .chain((0..reps).map(|_| (true, false)))
+            .chain((0..account).map(|_| (true, true)))
             .collect();
-        for (_, with_wait) in plan {
+        for (timed, with_wait) in plan {
             for &k in kinds.iter() {
                 if let Some(p) = peer.as_mut() {
                     p.keep_controller();
@@ -697,7 +706,9 @@ fn round(
                 let t1 = realtime_ns();
                 let seen = wait_verdict(&log, since, |v| k.changed(v), hold, timeout);
                 let s = &mut out[ki];
-                if with_wait {
+                if !timed {
+                    // A warm-up: its time is not a sample.
+                } else if with_wait {
                     if let Some((n, c)) = parse_wait_time(&text) {
                         s.northd_ms.push(n);
                         s.controller_ms.push(c);
@@ -887,7 +898,7 @@ fn main() {
     doc.insert("ovn_latency_samples".into(), Value::Array(detail));
     doc.insert(
         "ovn_latency_method".into(),
-        json!({"reps": a.reps, "rounds": a.rounds, "account_reps": a.account_reps, "hold_ms": a.hold_ms, "rate_mpps_per_port": a.rate_mpps,
+        json!({"reps": a.reps, "rounds": a.rounds, "account_reps": a.account_reps, "warmup_reps": a.warmup_reps, "hold_ms": a.hold_ms, "rate_mpps_per_port": a.rate_mpps,
                "peer": if peer { "ovn-northd + ovn-controller + OVS-DPDK (same NB, same topology)" } else { "none" },
                "wait_hv": "separate repetitions after the timed ones",
                "dataplane_set_class_min_entries": a.set_class_min_entries}),

@@ -86,6 +86,13 @@ struct Args {
     /// default.
     #[arg(long)]
     fixed_realtime: bool,
+    /// The generator's receive ring per port (virtio-user queue size and descriptors): what
+    /// the DUT's transmit finds room in while the generator is off CPU 0. With 1,024 (the
+    /// other benchmarks' size, 0.6 ms at the fixed rate) the generator, preempted by the NB
+    /// server and the writer beside it, lost 39-52k packets per run at the DUT's transmit
+    /// (`port/tx-dropped`); 8,192 (about 5 ms) holds them. 16,384 fails virtio-user's probe.
+    #[arg(long, default_value_t = 8192)]
+    gen_rx_ring: u32,
     /// Full-speed trials without churn whose best sets the capacity.
     #[arg(long, default_value_t = 3)]
     calib_trials: usize,
@@ -327,6 +334,7 @@ impl Rig {
             } else {
                 0
             },
+            rx_ring: self.args.gen_rx_ring,
             ..DpgenOpts::default()
         };
         // The previous trial's churn fully published first (the follower coalesces for up to
@@ -720,7 +728,7 @@ fn run(a: Args) -> Result<Value, String> {
         "ovn_churn_writer_cpu_share_1000": pick(headline_mode, "1000", "writer_cpu_share_median"),
         "cpus": {"generator": "0", "dut_worker": worker_cpus, "helpers": rig.args.helpers_cpu,
                  "dut_ovn_follower": follower_cpus},
-        "headline_mode": headline_mode, "fixed_realtime": rig.args.fixed_realtime,
+        "headline_mode": headline_mode, "fixed_realtime": rig.args.fixed_realtime, "gen_rx_ring": rig.args.gen_rx_ring,
         "capacity_mpps": capacity, "fixed_mpps_per_port": fixed,
         "rounds": rig.args.rounds, "seconds": rig.args.seconds, "rates": rates,
         "acls": rig.args.acls + 9, "set_class_min_entries": rig.args.set_class_min_entries,

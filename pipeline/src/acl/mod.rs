@@ -28,7 +28,6 @@ pub mod net;
 pub mod node;
 pub mod publish;
 pub mod reference;
-pub mod reject;
 pub mod verdict_cache;
 
 pub use counters::{DenialReason, RuleCounters, RuleCountersSnapshot};

@@ -25,7 +25,7 @@
 //!    connection entry is created (table full: drop `conntrack-full`); `drop` -> drop
 //!    `acl-deny` (no ACL matched: `default-deny`); `reject` -> the packet is rewritten in
 //!    place into a TCP RST (TCP) or an ICMP / ICMPv6 destination unreachable (OVN's
-//!    codes: port unreachable for UDP, see [`super::reject`]) quoting it, and sent straight back out of its input
+//!    codes: port unreachable for UDP, see [`crate::reject`]) quoting it, and sent straight back out of its input
 //!    port (counted `reject-replies`, and as an `acl-reject` denial in the rule counters);
 //!    packets that get no answer (ICMP errors, RSTs, later fragments, non-unicast) and
 //!    everything with `reject_replies = false` are dropped `acl-reject`. A packet denied in a burst in which a connection
@@ -56,7 +56,6 @@ use super::log::{LogRecord, LogRing};
 use super::members::MemberTable;
 use super::model::{AclConfig, AclFile, Action, IpNet, IpVersion};
 use super::publish::{expand_config_with, AclCounterBlock, AclHub, Installed, WorkerSlot};
-use super::reject as reject_reply;
 use super::verdict_cache::{self, VerdictCache};
 use crate::conntrack::{ConnTrack, Direction, Handle, InsertError, TcpFlags, TimeoutSecs};
 use crate::ct_sample::{serve_acl, CtSampler, CtServer};
@@ -67,6 +66,7 @@ use crate::graph::{
 };
 use crate::meta::PacketMeta;
 use crate::nodes::NodeImpl;
+use crate::reject as reject_reply;
 use crate::PacketBuf;
 
 /// Drop code: an ACL with action `drop` matched.
@@ -732,31 +732,11 @@ fn reject<P: PacketBuf>(
     let Some(&slot) = reply_slot.get(usize::from(pkt.in_port())) else {
         return drop;
     };
-    if slot == NO_PORT {
+    if slot == NO_PORT || !reject_reply::answer(pkt, m) {
         return drop;
     }
-    let len = pkt.data().len();
-    let Ok(n) = reject_reply::reply_len(pkt.data(), m) else {
-        return drop;
-    };
-    if n > len && !pkt.set_len(n) {
-        return drop;
-    }
-    match reject_reply::write_reject(pkt.data_mut(), len, m) {
-        Ok(r) => {
-            if r != pkt.data().len() && !pkt.set_len(r) {
-                return drop;
-            }
-            *replies += 1;
-            Decision::Tx(slot)
-        }
-        Err(_) => {
-            if n > len {
-                pkt.set_len(len);
-            }
-            drop
-        }
-    }
+    *replies += 1;
+    Decision::Tx(slot)
 }
 
 /// A non-IP packet: passes with `allow_non_ip`, else gets the default action (counted).

@@ -10,11 +10,14 @@
 //!    [`ConnTrack::confirm`] finds the packet's flow in the slot.
 //! 3. For a packet to a VIP: a hit follows its entry's backend (a table swap never moves
 //!    it); a miss picks a backend with the service's Maglev table (active backends only)
-//!    and inserts the flow. The packet is then DNATed (destination address and port to the
+//!    and inserts the flow (none eligible: dropped as `no-backend`, or, for a `reject`
+//!    service, answered with a TCP RST or an ICMP unreachable ([`crate::reject`]) on the
+//!    `reset` output and counted `no-backend-rejects`). The packet is then DNATed (destination address and port to the
 //!    backend's) with incremental checksum updates. If the entry's backend is down or no
 //!    longer configured, the packet is dropped (`backend-down`) or, with
 //!    `down_backend = "reset"`, a TCP packet is turned into a RST to the client and sent on
-//!    the `reset` output (with `meta.out_port` = its input port) and the flow is forgotten.
+//!    the `reset` output (with `meta.out_port` = its input port) and the flow is forgotten;
+//!    with `down_backend = "keep"` (OVN's behaviour) it continues to that backend.
 //!    When the table is full, new flows still get their Maglev backend without an entry
 //!    (stateless fallback, counted as `ct-full-fallback`).
 //! 4. For a reply: its source is translated back to the VIP and service port.
@@ -132,7 +135,7 @@ use super::flow::PROTO_TCP;
 use super::flows::{classify, take_over, Class, LbFlows, Memos, Scratch, What};
 use super::icmp;
 use super::nat::{self, End};
-use super::service::{DownPolicy, LbConfig, ServiceTable};
+use super::service::{BackendStatus, DownPolicy, LbConfig, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
 use crate::ct_sample::{serve_lb, CtSampler, CtServer};
 use crate::graph::{
@@ -210,7 +213,8 @@ impl NatEntry {
 
 /// Output slot `next`: everything that continues (translated or passed unchanged).
 pub const OUT_NEXT: u8 = 0;
-/// Output slot `reset`: RSTs answering clients of down backends.
+/// Output slot `reset`: RSTs answering clients of down backends, and the answers to new
+/// flows of a `reject` service without a backend.
 pub const OUT_RESET: u8 = 1;
 
 /// Drop code: the service has no active backend.
@@ -240,6 +244,9 @@ pub const C_CLOSED: usize = 6;
 pub const C_CSUM_OFFLOADS: usize = 7;
 /// Extra counter: ICMP errors about tracked connections, translated (see [`super::icmp`]).
 pub const C_ICMP_ERRORS: usize = 8;
+/// Extra counter: new flows of a `reject` service without a backend, answered (TCP RST,
+/// ICMP unreachable) on the `reset` output instead of dropped.
+pub const C_REJECTS: usize = 9;
 
 pub use super::flows::CHUNK;
 
@@ -335,6 +342,7 @@ impl LbNode {
             "closed-connections",
             "checksum-offloads",
             "icmp-errors",
+            "no-backend-rejects",
         ],
         transmits: false,
         fills_meta: false,
@@ -456,6 +464,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
 
         let (mut new_conns, mut fallback, mut untracked, mut ambiguous, mut resets, mut n_closed) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut rejects = 0u64;
         let off = self.offload;
         let mut offloaded = 0u64;
         s.remove.clear();
@@ -542,6 +551,13 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             None => {
                                 let Some(bid) = t.pick(sid, &key) else {
                                     decisions[i] = Decision::Drop(DROP_NO_BACKEND);
+                                    if t.services[sid as usize].reject
+                                        && crate::reject::answer(pkt, m)
+                                    {
+                                        m.out_port = pkt.in_port();
+                                        decisions[i] = Decision::Next(OUT_RESET);
+                                        rejects += 1;
+                                    }
                                     continue;
                                 };
                                 let be = &t.backends[bid as usize];
@@ -581,7 +597,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             }
                         };
                         let be = &t.backends[entry.backend as usize];
-                        if !be.status.serves_established() {
+                        if !be.status.serves_established() && t.down_policy != DownPolicy::Keep {
                             decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
                             if t.down_policy == DownPolicy::Reset {
                                 let _ = s.remove.try_push(key);
@@ -660,7 +676,15 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                 }
                                 cand
                             }
-                            None if count == 1 && !mismatch => {
+                            // Only a configured backend's (a kept flow's removed backend
+                            // comes after them, and answers tracked replies only).
+                            None if !mismatch
+                                && (count == 1
+                                    || t.backends[cands[1].1 as usize].status
+                                        == BackendStatus::Removed)
+                                && t.backends[cands[0].1 as usize].status
+                                    != BackendStatus::Removed =>
+                            {
                                 untracked += 1;
                                 cands[0]
                             }
@@ -715,6 +739,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             (C_CLOSED, n_closed),
             (C_CSUM_OFFLOADS, offloaded),
             (C_ICMP_ERRORS, icmp_errors),
+            (C_REJECTS, rejects),
         ] {
             if v != 0 {
                 fc.add_extra(idx, v);

@@ -3,7 +3,7 @@
 //! workers read.
 //!
 //! ```toml
-//! down_backend = "reset"              # drop | reset: established flows of a down backend
+//! down_backend = "reset"              # drop | reset | keep: established flows of a down backend
 //! [conntrack]
 //! capacity = 262144                   # tracked connections per worker
 //! timeouts = { udp = 600, tcp_established = 86400, tcp_transient = 120, other = 30 }
@@ -82,6 +82,12 @@ pub enum DownPolicy {
     /// flow, so the client's next connection gets a live backend. UDP: drop the packet and
     /// forget the flow, so the next packet is balanced again.
     Reset,
+    /// Established flows continue to their backend, down or removed, both ways (the
+    /// backend's replies are still translated back), until they end or idle out; only new
+    /// flows avoid it. This is OVN's behaviour: OVS's conntrack keeps the NAT of a
+    /// connection whose backend left a `Load_Balancer`'s `vips`, so it is what a node whose
+    /// services come from the OVN Northbound does unless its config says otherwise.
+    Keep,
 }
 
 /// Transport protocol of a service.
@@ -257,6 +263,11 @@ pub struct ServiceConfig {
     /// `nat` (default) or `dsr` (L2 direct server return).
     #[serde(default)]
     pub forwarding: ForwardingMode,
+    /// A new flow finding no eligible backend is answered, not only dropped: a TCP RST,
+    /// ICMP port unreachable for UDP ([`crate::reject`]), sent on the node's `reset` output
+    /// and counted `no-backend-rejects` (OVN's `options:reject=true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject: bool,
     /// The backends.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
@@ -274,9 +285,10 @@ pub struct LbConfig {
     /// updates them by that name. Absent: the node's tables never change.
     #[serde(default)]
     pub control: Option<String>,
-    /// Established flows of a down or removed backend: `drop` (default) or `reset`.
-    #[serde(default)]
-    pub down_backend: DownPolicy,
+    /// Established flows of a down or removed backend: `drop`, `reset` or `keep`. Absent:
+    /// `drop`, or `keep` on a node whose services the OVN Northbound feeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_backend: Option<DownPolicy>,
     /// Connection table settings.
     #[serde(default)]
     pub conntrack: ConntrackConfig,
@@ -304,7 +316,7 @@ impl Default for LbConfig {
         Self {
             file: None,
             control: None,
-            down_backend: DownPolicy::Drop,
+            down_backend: None,
             conntrack: ConntrackConfig::default(),
             max_services: DEFAULT_MAX_SERVICES,
             max_backends: DEFAULT_MAX_BACKENDS,
@@ -591,7 +603,7 @@ pub enum BackendStatus {
     Active,
     /// Keeps its flows; no new ones.
     Draining,
-    /// Down: its flows are dropped or reset.
+    /// Down: its flows are dropped, reset or kept ([`DownPolicy`]).
     Down,
     /// No longer configured: treated like `Down`.
     Removed,
@@ -624,6 +636,8 @@ pub struct ServiceRt {
     pub maglev: Maglev,
     /// Maglev backend index -> backend id.
     pub members: Vec<u32>,
+    /// New flows without an eligible backend are answered ([`ServiceConfig::reject`]).
+    pub reject: bool,
 }
 
 impl ServiceRt {
@@ -886,6 +900,7 @@ impl ServiceTable {
                 hash: HashMode::FiveTuple,
                 maglev: Maglev::build(&[], 2).expect("empty table"),
                 members: Vec::new(),
+                reject: false,
             })
             .collect();
         let mut backends: Vec<BackendRt> = next
@@ -905,6 +920,9 @@ impl ServiceTable {
             .collect();
         let mut vip_entries = Vec::new();
         let mut rev: BTreeMap<(IpAddr, u8, u16), Vec<(u32, u32)>> = BTreeMap::new();
+        let down_policy = cfg.down_backend.unwrap_or_default();
+        // By service id: its replies come back through us (not direct server return).
+        let mut nat_service = vec![false; services.len()];
         for (si, s) in cfg.services.iter().enumerate() {
             let sid = svc_ids[si];
             let mb: Vec<maglev::Backend> = s
@@ -924,7 +942,9 @@ impl ServiceTable {
             rt.hash = s.hash;
             rt.maglev = table;
             rt.members = be_ids[si].clone();
+            rt.reject = s.reject;
             vip_entries.push((s.vip, s.protocol.number(), s.port.unwrap_or(0), sid));
+            nat_service[sid as usize] = s.forwarding == ForwardingMode::Nat;
             for (bi, b) in s.backends.iter().enumerate() {
                 let bid = be_ids[si][bi];
                 let be = &mut backends[bid as usize];
@@ -949,6 +969,19 @@ impl ServiceTable {
                     .push((sid, bid));
             }
         }
+        if down_policy == DownPolicy::Keep {
+            // Kept flows of removed backends still get their replies translated: their
+            // endpoints stay reply candidates, after the configured ones of the same
+            // endpoint (an untracked reply is never attributed to a removed backend).
+            for (bid, &(sid, addr, port)) in next.backend_keys.iter().enumerate() {
+                if backends[bid].status == BackendStatus::Removed && nat_service[sid as usize] {
+                    let proto = services[sid as usize].proto;
+                    rev.entry((addr, proto, port.unwrap_or(0)))
+                        .or_default()
+                        .push((sid, bid as u32));
+                }
+            }
+        }
         let mut cands = Vec::new();
         let mut rev_entries = Vec::new();
         for ((a, proto, port), list) in rev {
@@ -971,7 +1004,7 @@ impl ServiceTable {
             vips: EndpointMap::build(&vip_entries),
             replies: EndpointMap::build(&rev_entries),
             cands,
-            down_policy: cfg.down_backend,
+            down_policy,
         })
     }
 
@@ -1239,7 +1272,7 @@ mod tests {
         assert_eq!(r.control.as_deref(), Some("x"));
         let bad = LbConfig {
             file: Some(p.clone()),
-            down_backend: DownPolicy::Reset,
+            down_backend: Some(DownPolicy::Reset),
             ..Default::default()
         };
         assert_eq!(bad.resolve().unwrap_err().key, "file");

@@ -191,6 +191,9 @@ pub fn direction(nb: &str) -> Result<Direction, Failure> {
     }
 }
 
+/// A compiled match: its text for our model, the port groups and the address sets it names.
+pub type Compiled = (String, BTreeSet<String>, BTreeSet<String>);
+
 /// Parses a match as OVN would and turns LSP names into dataplane port names
 /// (`local`: LSP name to port name; an LSP that is not ours gets a name no dataplane port
 /// has). Returns the match text for our model and the groups and sets it references.
@@ -199,7 +202,7 @@ pub fn compile_match(
     dir: Direction,
     names: &OvnNames<'_>,
     local: &BTreeMap<String, String>,
-) -> Result<(String, BTreeSet<String>, BTreeSet<String>), Failure> {
+) -> Result<Compiled, Failure> {
     let parsed = expr::parse_with(text, names).map_err(|e| {
         let unknown_name =
             e.message.contains("unknown port group") || e.message.contains("unknown address set");

@@ -99,6 +99,9 @@ pub fn services(uuid: &str, lb: &Row) -> Result<Vec<(String, ServiceConfig)>, St
             hash: hash_mode(&fields, affinity, port.is_none()),
             table_size: DEFAULT_TABLE_SIZE,
             forwarding: Default::default(),
+            // OVN's `options:reject=true` (ovn-kubernetes sets it on every service): a
+            // VIP without a backend answers instead of dropping.
+            reject: options.get("reject").map(String::as_str) == Some("true"),
             backends,
         };
         let alone = LbConfig {

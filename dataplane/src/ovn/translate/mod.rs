@@ -26,6 +26,7 @@ pub mod acls;
 pub mod addresses;
 pub mod binding;
 pub mod lbs;
+pub mod match_cache;
 pub mod meters;
 pub mod rows;
 pub mod sets;
@@ -41,6 +42,7 @@ use crate::ovn::replica::Table;
 use acls::{Failure, OvnNames};
 pub use binding::{bind, Binding, BoundLsp, LocalPort, LspSelector};
 pub use lbs::LbOrigin;
+pub use match_cache::MatchCache;
 
 /// Translation choices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,45 +86,50 @@ impl Policy {
     }
 }
 
-/// The rules of one direction, with only the groups and sets they reference.
-fn stage(all: &AclConfig, dir: Direction, refs: &BTreeMap<String, BTreeSet<String>>) -> AclConfig {
-    let rules: Vec<AclRuleConfig> = all
-        .rules
-        .iter()
-        .filter(|r| r.direction == dir)
-        .cloned()
-        .collect();
-    let names: BTreeSet<&String> = rules
-        .iter()
-        .filter_map(|r| refs.get(r.name.as_deref().unwrap_or("")))
-        .flatten()
-        .collect();
-    let meters: BTreeSet<String> = rules
-        .iter()
-        .filter_map(|r| r.log.as_ref()?.meter.clone())
-        .collect();
-    AclConfig {
-        default: all.default,
-        port_groups: all
-            .port_groups
-            .iter()
-            .filter(|(k, _)| names.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        address_sets: all
-            .address_sets
-            .iter()
-            .filter(|(k, _)| names.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+/// The two directions' stages (from-lport, to-lport) of `all`, each with only the groups,
+/// sets and meters its rules reference (the rules are moved, not copied).
+fn stages(all: AclConfig, refs: &BTreeMap<String, BTreeSet<String>>) -> (AclConfig, AclConfig) {
+    let AclConfig {
+        default,
+        port_groups,
+        address_sets,
         rules,
-        meters: all
-            .meters
+        meters,
+    } = all;
+    let (ingress, egress): (Vec<AclRuleConfig>, Vec<AclRuleConfig>) = rules
+        .into_iter()
+        .partition(|r| r.direction == Direction::Ingress);
+    let stage = |rules: Vec<AclRuleConfig>| {
+        let names: BTreeSet<&String> = rules
             .iter()
-            .filter(|(k, _)| meters.contains(*k))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-    }
+            .filter_map(|r| refs.get(r.name.as_deref().unwrap_or("")))
+            .flatten()
+            .collect();
+        let used_meters: BTreeSet<&String> = rules
+            .iter()
+            .filter_map(|r| r.log.as_ref()?.meter.as_ref())
+            .collect();
+        AclConfig {
+            default,
+            port_groups: port_groups
+                .iter()
+                .filter(|(k, _)| names.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            address_sets: address_sets
+                .iter()
+                .filter(|(k, _)| names.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            meters: meters
+                .iter()
+                .filter(|(k, _)| used_meters.contains(k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            rules,
+        }
+    };
+    (stage(ingress), stage(egress))
 }
 
 /// Where a rule came from.
@@ -227,6 +234,28 @@ pub struct Translation {
 }
 
 impl Translation {
+    /// Builds each stage's rule set, as its publication will: each rule was checked alone,
+    /// so a stage that does not build is a bug in this module, and it fails closed to a
+    /// stage that drops everything (a refusal says so). [`translate`] and `dataplane check`
+    /// verify; the follower leaves it to the publication.
+    pub fn verify(&mut self) {
+        for stage in [&mut self.policy.from_lport, &mut self.policy.to_lport] {
+            if let Err(e) = RuleSet::from_config(stage) {
+                self.refused.push(Refusal {
+                    table: "ACL",
+                    uuid: "-".into(),
+                    outcome: Outcome::DropInstead,
+                    reason: format!("the translated rule set does not build ({e}): dropping all"),
+                });
+                *stage = AclConfig {
+                    default: Action::Drop,
+                    ..AclConfig::default()
+                };
+            }
+        }
+        self.refused.sort();
+    }
+
     /// A multi-line account for `dataplane check` and `show ovn`.
     pub fn report(&self) -> String {
         let mut out = String::new();
@@ -289,6 +318,22 @@ pub fn translate(
     tables: &BTreeMap<String, Table>,
     ports: &[LocalPort],
     opts: TranslateOptions,
+) -> Translation {
+    let mut t = translate_with(tables, ports, opts, &mut MatchCache::default());
+    t.verify();
+    t
+}
+
+/// [`translate`] without [`Translation::verify`], with the matches the previous
+/// translations compiled kept in `cache`: the follower's, where an NB change then compiles
+/// only the matches it touched, and each stage's rule set is built by its publication
+/// anyway (a set that does not build is refused there: the stage keeps its last policy, the
+/// failure is logged and counted, and the next change retries it).
+pub fn translate_with(
+    tables: &BTreeMap<String, Table>,
+    ports: &[LocalPort],
+    opts: TranslateOptions,
+    cache: &mut MatchCache,
 ) -> Translation {
     let lsps = rows::table(tables, "Logical_Switch_Port");
     let bindings = bind(lsps, ports);
@@ -398,6 +443,7 @@ pub fn translate(
         rows::table(tables, "Meter_Band"),
     );
     refused.extend(meter_refusals);
+    cache.begin(&names, &local_names);
     let mut rules: Vec<(u16, u8, String, AclRuleConfig)> = Vec::new();
     let mut acl_origins = BTreeMap::new();
     let mut used_groups = BTreeSet::new();
@@ -444,9 +490,9 @@ pub fn translate(
                     ),
                 ));
             }
-            let (text, g, s) =
-                acls::compile_match(rows::text(row, "match"), dir, &names, &local_names)
-                    .map_err(|f| (dir, f))?;
+            let (text, g, s) = cache
+                .compile(rows::text(row, "match"), dir, &names, &local_names)
+                .map_err(|f| (dir, f))?;
             Ok((dir, action, text, g, s))
         })();
         let priority = match &rank {
@@ -521,6 +567,7 @@ pub fn translate(
             }
         }
     }
+    cache.end();
     rules.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
 
     // Port groups: our ports among the members.
@@ -599,26 +646,13 @@ pub fn translate(
     let (services, lb_origins) = (lbs.services, lbs.origins);
     taken.services = services.len();
 
-    // The whole set must build; each rule was checked alone, so a failure here is a bug in
-    // this module: fail closed to a policy that drops everything (and say so).
-    if let Err(e) = RuleSet::from_config(&acl) {
-        refused.push(Refusal {
-            table: "ACL",
-            uuid: "-".into(),
-            outcome: Outcome::DropInstead,
-            reason: format!("the translated rule set does not build ({e}): dropping all"),
-        });
-        acl = AclConfig {
-            default: Action::Drop,
-            ..AclConfig::default()
-        };
-    }
     refused.sort();
+    let (from_lport, to_lport) = stages(acl, &refs);
     Translation {
         bindings,
         policy: Policy {
-            from_lport: stage(&acl, Direction::Ingress, &refs),
-            to_lport: stage(&acl, Direction::Egress, &refs),
+            from_lport,
+            to_lport,
             services,
         },
         acl_origins,

@@ -1,6 +1,7 @@
-//! The reply to a packet an ACL rejects: a TCP RST, or an ICMP/ICMPv6 destination
-//! unreachable with the codes ovn-controller uses (`pinctrl_handle_reject`), written over the
-//! packet's own bytes (no allocation).
+//! The reply to a packet an ACL rejects (or a load balancer's VIP without a backend, with
+//! `reject`): a TCP RST, or an ICMP/ICMPv6 destination unreachable with the codes
+//! ovn-controller uses (`pinctrl_handle_reject`), written over the packet's own bytes (no
+//! allocation). Shared by the `acl` and `lb` nodes.
 //!
 //! # Replies
 //! * **TCP** (not a fragment): a RST from the packet's destination to its source (MACs, IP
@@ -35,6 +36,29 @@
 
 use crate::meta::PacketMeta;
 use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum_bytes};
+use crate::PacketBuf;
+
+/// Turns `pkt` into its reject reply in place ([`reply_len`], lengthening the packet into
+/// its tailroom where the reply is longer, then [`write_reject`]). False, with the packet
+/// unchanged, when there is no reply to send or it does not fit: the caller drops it.
+pub fn answer<P: PacketBuf>(pkt: &mut P, m: &PacketMeta) -> bool {
+    let len = pkt.data().len();
+    let Ok(n) = reply_len(pkt.data(), m) else {
+        return false;
+    };
+    if n > len && !pkt.set_len(n) {
+        return false;
+    }
+    match write_reject(pkt.data_mut(), len, m) {
+        Ok(r) if r == pkt.data().len() || pkt.set_len(r) => true,
+        _ => {
+            if n > len {
+                pkt.set_len(len);
+            }
+            false
+        }
+    }
+}
 
 /// TTL / hop limit of a reply.
 pub const REPLY_TTL: u8 = 64;
