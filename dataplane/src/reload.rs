@@ -587,35 +587,35 @@ impl Drop for Reloader {
 /// a rebuild (`rules` rules) or a membership update. Shared by reloads and the OVN follower.
 pub fn describe_applied(node: &str, applied: &Applied, rules: usize) -> String {
     match applied {
-        Applied::Rebuilt(r) if r.layered.is_some() => {
-            let first = r.layered.as_deref().unwrap_or(r);
-            format!(
-                "acl node `{node}`: generation {}, {rules} rules ({} flat), added ACLs layered in {:.1} ms ({}), {}/{} workers switched in {:.1} ms; generation {}: whole classifier built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
-                first.generation,
-                r.flat_rules,
-                first.build_seconds * 1e3,
-                first.classifier,
-                first.switched,
-                first.workers,
-                first.wait_seconds * 1e3,
-                r.generation,
-                r.build_seconds * 1e3,
-                r.classifier,
-                r.switched,
-                r.workers,
-                r.wait_seconds * 1e3,
-            )
+        Applied::Rebuilt(r) => {
+            // "<how> in X ms (classifier), n/m workers switched in Y ms"
+            let built = |b: &pipeline::acl::PublishReport, how: &str| {
+                format!(
+                    "{how} in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
+                    b.build_seconds * 1e3,
+                    b.classifier,
+                    b.switched,
+                    b.workers,
+                    b.wait_seconds * 1e3,
+                )
+            };
+            match r.layered.as_deref() {
+                Some(first) => format!(
+                    "acl node `{node}`: generation {}, {rules} rules ({} flat), {}; generation {}: {}",
+                    first.generation,
+                    r.flat_rules,
+                    built(first, "added ACLs layered"),
+                    r.generation,
+                    built(r, "whole classifier built"),
+                ),
+                None => format!(
+                    "acl node `{node}`: generation {}, {rules} rules ({} flat), {}",
+                    r.generation,
+                    r.flat_rules,
+                    built(r, "built"),
+                ),
+            }
         }
-        Applied::Rebuilt(r) => format!(
-            "acl node `{node}`: generation {}, {rules} rules ({} flat), built in {:.1} ms ({}), {}/{} workers switched in {:.1} ms",
-            r.generation,
-            r.flat_rules,
-            r.build_seconds * 1e3,
-            r.classifier,
-            r.switched,
-            r.workers,
-            r.wait_seconds * 1e3,
-        ),
         Applied::Members(r) => match &r.rebuild {
             Some(b) => format!(
                 "acl node `{node}`: generation {}, members of expanded sets changed: rebuilt ({} flat rules) in {:.1} ms, {}/{} workers switched",

@@ -135,7 +135,7 @@ use super::flow::PROTO_TCP;
 use super::flows::{classify, take_over, Class, LbFlows, Memos, Scratch, What};
 use super::icmp;
 use super::nat::{self, End};
-use super::service::{BackendStatus, DownPolicy, LbConfig, ServiceTable};
+use super::service::{DownPolicy, LbConfig, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
 use crate::ct_sample::{serve_lb, CtSampler, CtServer};
 use crate::graph::{
@@ -676,22 +676,16 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                 }
                                 cand
                             }
-                            // Only a configured backend's (a kept flow's removed backend
-                            // comes after them, and answers tracked replies only).
-                            None if !mismatch
-                                && (count == 1
-                                    || t.backends[cands[1].1 as usize].status
-                                        == BackendStatus::Removed)
-                                && t.backends[cands[0].1 as usize].status
-                                    != BackendStatus::Removed =>
-                            {
-                                untracked += 1;
-                                cands[0]
-                            }
-                            None => {
-                                ambiguous += 1;
-                                continue;
-                            }
+                            None => match t.untracked_owner(cands) {
+                                Some(cand) if !mismatch => {
+                                    untracked += 1;
+                                    cand
+                                }
+                                _ => {
+                                    ambiguous += 1;
+                                    continue;
+                                }
+                            },
                         };
                         let svc = &t.services[sid as usize];
                         let vport = svc.port.unwrap_or(m.src_port);

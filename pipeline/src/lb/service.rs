@@ -1037,6 +1037,21 @@ impl ServiceTable {
             .map(|b| s.members[b.0 as usize])
     }
 
+    /// The one (service, backend) a reply from an endpoint with candidates `cands` may be
+    /// attributed to without a connection entry: the endpoint's only configured candidate.
+    /// Removed backends kept for their flows (`down_backend = "keep"`) come after the
+    /// configured ones and answer tracked replies only.
+    #[inline]
+    pub(crate) fn untracked_owner(&self, cands: &[(u32, u32)]) -> Option<(u32, u32)> {
+        let removed = |c: &(u32, u32)| self.backends[c.1 as usize].status == BackendStatus::Removed;
+        match cands {
+            [first, rest @ ..] if !removed(first) && rest.first().is_none_or(removed) => {
+                Some(*first)
+            }
+            _ => None,
+        }
+    }
+
     /// The service id a packet to `dst:port` (protocol `proto`) is for, if any.
     #[inline(always)]
     pub fn vip_lookup(&self, dst: &[u8; 16], proto: u8, port: u16, family: u8) -> Option<u32> {

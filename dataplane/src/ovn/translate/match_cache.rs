@@ -45,16 +45,10 @@ impl MatchCache {
         }
     }
 
-    /// [`compile_match`], answered from the cache when this translation's names already
-    /// compiled `text` for `dir` (failures are not kept: they are rare and carry the reason
-    /// the names gave).
-    pub fn compile(
-        &mut self,
-        text: &str,
-        dir: Direction,
-        names: &OvnNames<'_>,
-        local: &BTreeMap<String, String>,
-    ) -> Result<Compiled, Failure> {
+    /// [`compile_match`] against the names given to [`Self::begin`], answered from the
+    /// cache when those names already compiled `text` for `dir` (failures are not kept:
+    /// they are rare and carry the reason the names gave).
+    pub fn compile(&mut self, text: &str, dir: Direction) -> Result<Compiled, Failure> {
         let (round, d) = (self.round, slot(dir));
         if let Some(Some((c, used))) = self.kept.get_mut(text).map(|s| &mut s[d]) {
             *used = round;
@@ -62,7 +56,11 @@ impl MatchCache {
             return Ok(c.clone());
         }
         self.misses += 1;
-        let c = compile_match(text, dir, names, local)?;
+        let names = OvnNames {
+            groups: &self.groups,
+            sets: &self.sets,
+        };
+        let c = compile_match(text, dir, &names, &self.local)?;
         self.kept.entry(text.to_string()).or_default()[d] = Some((c.clone(), round));
         Ok(c)
     }
@@ -119,12 +117,8 @@ mod tests {
         let mut c = MatchCache::default();
         let m = "outport == @pg_web && ip4.src == $pg_web_ip4 && tcp.dst==80";
         c.begin(&names(&g, &s), &local);
-        let a = c
-            .compile(m, Direction::Egress, &names(&g, &s), &local)
-            .unwrap();
-        let b = c
-            .compile(m, Direction::Egress, &names(&g, &s), &local)
-            .unwrap();
+        let a = c.compile(m, Direction::Egress).unwrap();
+        let b = c.compile(m, Direction::Egress).unwrap();
         assert_eq!(a, b);
         assert_eq!(
             a,
@@ -132,9 +126,7 @@ mod tests {
         );
         assert_eq!(c.counts(), (1, 1));
         // The same text in the other direction is another entry (outport is refused there).
-        assert!(c
-            .compile(m, Direction::Ingress, &names(&g, &s), &local)
-            .is_err());
+        assert!(c.compile(m, Direction::Ingress).is_err());
         c.end();
         assert_eq!(c.len(), 1);
         // A translation that does not ask for it drops it.
@@ -143,14 +135,11 @@ mod tests {
         assert!(c.is_empty());
         // A name gone: the kept result would be wrong, so the cache starts over.
         c.begin(&names(&g, &s), &local);
-        c.compile(m, Direction::Egress, &names(&g, &s), &local)
-            .unwrap();
+        c.compile(m, Direction::Egress).unwrap();
         c.end();
         let none = BTreeSet::new();
         c.begin(&names(&none, &s), &local);
         assert!(c.is_empty());
-        assert!(c
-            .compile(m, Direction::Egress, &names(&none, &s), &local)
-            .is_err());
+        assert!(c.compile(m, Direction::Egress).is_err());
     }
 }

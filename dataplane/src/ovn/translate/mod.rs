@@ -491,7 +491,7 @@ pub fn translate_with(
                 ));
             }
             let (text, g, s) = cache
-                .compile(rows::text(row, "match"), dir, &names, &local_names)
+                .compile(rows::text(row, "match"), dir)
                 .map_err(|f| (dir, f))?;
             Ok((dir, action, text, g, s))
         })();
