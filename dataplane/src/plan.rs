@@ -728,6 +728,7 @@ fn ovn_plan(
     for (key, node, kind) in [
         ("ovn.from_lport_node", &t.from_lport, "acl"),
         ("ovn.to_lport_node", &t.to_lport, "acl"),
+        ("ovn.after_lb_node", &t.after_lb, "acl"),
         ("ovn.acl_node", &t.both, "acl"),
         ("ovn.lb_node", &t.lb, "lb"),
     ] {
@@ -877,9 +878,10 @@ impl fmt::Display for Plan {
             let node = |n: &Option<String>| n.clone().unwrap_or_else(|| "-".into());
             writeln!(
                 f,
-                "ovn: remotes {}; from-lport -> {}, to-lport -> {}, both -> {}, lb -> {}; unsupported ACLs {}",
+                "ovn: remotes {}; from-lport -> {}, from-lport after-lb -> {}, to-lport -> {}, both -> {}, lb -> {}; unsupported ACLs {}",
                 o.remotes.join(","),
                 node(&t.from_lport),
+                node(&t.after_lb),
                 node(&t.to_lport),
                 node(&t.both),
                 node(&t.lb),

@@ -242,7 +242,7 @@ fn three_tier_port_groups() {
             s("drop-pg_DB", Action::Drop),
             s("web-telnet-reject", Action::Reject),
             // No ACL for the uplink: OVN's default is allow.
-            s("default", Action::Allow),
+            s("default", Action::AllowRelated),
         )
     );
     let mut tracker = PolicyTracker::default();
@@ -289,7 +289,7 @@ fn three_tier_port_groups() {
     assert_eq!(from_ba2(&t), s("drop-pg_DB", Action::Drop));
 
     // The DB drop raised above the allow: BA -> DB is cut; the drop deleted: web -> DB falls
-    // to the default (allow).
+    // to the default (allow, committing the connection on this stateful switch, as OVN).
     let drop_db = nb.uuid_named("ACL", "drop-pg_DB");
     nb.nbctl(&["set", "ACL", &drop_db, "priority=1200"]);
     let t = tr(&synced(&nb, &c));
@@ -301,7 +301,7 @@ fn three_tier_port_groups() {
     let t = tr(&synced(&nb, &c));
     assert_eq!(
         judge(&t, tcp("web0", "db0", "10.0.1.10", "10.0.3.30", 5432)),
-        s("default", Action::Allow)
+        s("default", Action::AllowRelated)
     );
     assert_eq!(
         judge(&t, tcp("ba0", "db0", "10.0.2.20", "10.0.3.30", 5432)),
@@ -481,7 +481,7 @@ fn neutron_security_group() {
     // Out of vm1: the egress rule (from-lport), then no to-lport ACL for the uplink.
     assert_eq!(
         judge(&t, tcp("vf0", "up0", "10.0.0.11", "1.1.1.1", 443)),
-        s("default", Action::Allow)
+        s("default", Action::AllowRelated)
     );
     assert_eq!(
         judge(
@@ -517,6 +517,7 @@ fn neutron_security_group() {
     // ... unless OVN's skip-and-log is chosen.
     let open = TranslateOptions {
         fail_open_unsupported: true,
+        ..TranslateOptions::default()
     };
     let t = translate(&synced(&nb, &c), &ports, open);
     assert_eq!(
@@ -706,6 +707,283 @@ fn octavia_load_balancers() {
 /// `dataplane check` with `[ovn]`: connects (unix and TLS with the table's certificates),
 /// prints each port's LSP and what it took and refused; bad `[ovn]` keys are refused with file, key and reason (exit 2); an NB that
 /// cannot be reached is reported within the wait (exit 1).
+/// The verdict of the three stages around the load balancer, as OVN applies them to a
+/// packet from `inport` to `vip:dport`: the from-lport ACLs on the VIP; the service's
+/// `backend`-th backend chosen (DNAT); then the apply-after-lb from-lport ACLs and the
+/// to-lport ACLs on the backend (`outport`). Returns the stage that decided (`-` when all
+/// allowed), the deciding rule's attribution (NB `name`, `k8s.ovn.org/name`, or `default`)
+/// and the action.
+fn judge_through_lb(
+    t: &Translation,
+    inport: &str,
+    src: &str,
+    vip: &str,
+    dport: u16,
+    backend: usize,
+    outport: &str,
+) -> (&'static str, String, Action) {
+    let svc = t
+        .policy
+        .services
+        .iter()
+        .find(|s| s.vip == ip(vip) && s.port == Some(dport))
+        .expect("a service on the VIP");
+    let b = &svc.backends[backend];
+    let be_addr = b.address.to_string();
+    let be_port = b.port.unwrap_or(dport);
+    let stages = [
+        (
+            "from-lport",
+            &t.policy.from_lport,
+            vip.to_string(),
+            dport,
+            "none",
+        ),
+        (
+            "from-lport after-lb",
+            &t.policy.after_lb,
+            be_addr.clone(),
+            be_port,
+            outport,
+        ),
+        ("to-lport", &t.policy.to_lport, be_addr, be_port, outport),
+    ];
+    for (stage, cfg, dst, port, out) in stages {
+        let rules = RuleSet::from_config(cfg).expect("a translated stage builds");
+        let pkt = tcp(inport, out, src, &dst, port);
+        let v = evaluate(&rules, &pkt);
+        if !v.action.permits() {
+            let who = match v.acl {
+                None => "default".to_string(),
+                Some(i) => {
+                    let o = &t.acl_origins[&rules.acls()[i].name];
+                    o.external_ids
+                        .get("k8s.ovn.org/name")
+                        .cloned()
+                        .unwrap_or_else(|| o.name.clone())
+                }
+            };
+            return (stage, who, v.action);
+        }
+    }
+    ("-", "-".into(), Action::Allow)
+}
+
+/// An egress NetworkPolicy as ovn-kubernetes writes it: from-lport ACLs with
+/// `options:apply-after-lb=true` (the namespace's default-deny and the policy's allow), so
+/// that they see the Service's chosen endpoint, not its ClusterIP. With an `after_lb_node`
+/// they form the stage after the load balancer: a connection to the Service is allowed when
+/// it is balanced to the allowed pod and dropped by the default-deny when it is balanced to
+/// the other; the stage before the LB (seeing the VIP) keeps its own ACLs and default.
+/// Without one, they fail closed (the allow left out, the drop over the whole direction).
+#[test]
+fn ovn_kubernetes_egress_policy_applies_after_lb() {
+    let nb = NbServer::start("after-lb");
+    nb.nbctl(&["ls-add", "node1"]);
+    for (lsp, addr) in [
+        ("ns1_client", "0a:58:0a:f4:01:05 10.244.1.5"),
+        ("ns2_web-a", "0a:58:0a:f4:02:0a 10.244.2.10"),
+        ("ns2_web-b", "0a:58:0a:f4:02:0b 10.244.2.11"),
+    ] {
+        nb.nbctl(&["lsp-add", "node1", lsp]);
+        nb.nbctl(&["lsp-set-addresses", lsp, addr]);
+    }
+    let lb = nb.nbctl(&[
+        "create",
+        "Load_Balancer",
+        "name=Service_ns2/web_TCP_cluster",
+        "protocol=tcp",
+        "vips:\"10.96.0.50:80\"=\"10.244.2.10:8080,10.244.2.11:8080\"",
+        "options:reject=true",
+        "external_ids:\"k8s.ovn.org/kind\"=Service",
+        "external_ids:\"k8s.ovn.org/owner\"=\"ns2/web\"",
+    ]);
+    nb.nbctl(&["ls-lb-add", "node1", &lb]);
+    // The pods a policy selects are an NB address set (ovn-kubernetes names them by hash).
+    nb.nbctl(&[
+        "create",
+        "Address_Set",
+        "name=a4815162342_v4",
+        "addresses=\"10.244.2.10\"",
+    ]);
+    nb.nbctl(&["pg-add", "a1111_egressDefaultDeny", "ns1_client"]);
+    nb.nbctl(&["pg-add", "a2222_allow-web-a", "ns1_client"]);
+    let acl = |pg: &str, name: &str, dir: &str, prio: &str, m: &str, action: &str, after: bool| {
+        let mut args = vec!["--type=port-group".to_string()];
+        if after {
+            args.push("--apply-after-lb".into());
+        }
+        args.extend(
+            ["acl-add", pg, dir, prio, m, action]
+                .iter()
+                .map(|a| a.to_string()),
+        );
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        nb.nbctl(&a);
+        let uuid = nb.nbctl(&[
+            "--bare",
+            "--columns=_uuid",
+            "find",
+            "ACL",
+            &format!("match={m:?}"),
+        ]);
+        nb.nbctl(&[
+            "set",
+            "ACL",
+            &uuid,
+            &format!("external_ids:\"k8s.ovn.org/name\"=\"{name}\""),
+        ]);
+        uuid
+    };
+    let deny = acl(
+        "a1111_egressDefaultDeny",
+        "egressDefaultDeny",
+        "from-lport",
+        "1000",
+        "inport == @a1111_egressDefaultDeny",
+        "drop",
+        true,
+    );
+    let arp = acl(
+        "a1111_egressDefaultDeny",
+        "egressDefaultDeny-arp",
+        "from-lport",
+        "1001",
+        "inport == @a1111_egressDefaultDeny && (arp || nd)",
+        "allow",
+        true,
+    );
+    let allow = acl(
+        "a2222_allow-web-a",
+        "allow-web-a",
+        "from-lport",
+        "1001",
+        "ip4.dst == $a4815162342_v4 && inport == @a2222_allow-web-a && tcp && tcp.dst==8080",
+        "allow-related",
+        true,
+    );
+    // Not after the LB (no option): sees the ClusterIP. OVN ignores the option on to-lport.
+    let vip_reject = acl(
+        "a2222_allow-web-a",
+        "no-https-to-vip",
+        "from-lport",
+        "1001",
+        "inport == @a2222_allow-web-a && ip4.dst == 10.96.0.50 && tcp.dst == 443",
+        "reject",
+        false,
+    );
+    let to_lport = acl(
+        "a2222_allow-web-a",
+        "to-client",
+        "to-lport",
+        "1001",
+        "outport == @a2222_allow-web-a && ip4.src == 10.244.9.9",
+        "drop",
+        true,
+    );
+
+    let c = client(&nb);
+    let ports = [
+        by_name("c0", "ns1_client"),
+        by_name("wa", "ns2_web-a"),
+        by_name("wb", "ns2_web-b"),
+    ];
+    let staged = TranslateOptions {
+        after_lb_stage: true,
+        ..TranslateOptions::default()
+    };
+    let t = translate(&synced(&nb, &c), &ports, staged);
+    assert!(t.refused.is_empty(), "{}", t.report());
+    let names = |cfg: &pipeline::acl::AclConfig| -> Vec<String> {
+        let mut v: Vec<String> = cfg.rules.iter().filter_map(|r| r.name.clone()).collect();
+        v.sort();
+        v
+    };
+    let mut after = vec![deny.clone(), arp.clone(), allow.clone()];
+    after.sort();
+    assert_eq!(names(&t.policy.after_lb), after);
+    assert_eq!(names(&t.policy.from_lport), [vip_reject.as_str()]);
+    assert_eq!(names(&t.policy.to_lport), [to_lport.as_str()]);
+    // A stateful switch (allow-related, a load balancer): the defaults allow and commit, so
+    // that replies of connections no ACL decided pass the stages whose rules would drop
+    // them (the default-deny here, for the web pods' replies).
+    assert_eq!(t.policy.after_lb.default, Action::AllowRelated);
+    assert_eq!(t.policy.from_lport.default, Action::AllowRelated);
+    assert!(
+        t.report().contains("3 from-lport after-lb"),
+        "{}",
+        t.report()
+    );
+    // The stage only names what its rules reference.
+    assert!(t
+        .policy
+        .after_lb
+        .address_sets
+        .contains_key("a4815162342_v4"));
+    assert!(!t
+        .policy
+        .from_lport
+        .address_sets
+        .contains_key("a4815162342_v4"));
+
+    let svc = &t.policy.services[0];
+    let pick = |addr: &str| {
+        svc.backends
+            .iter()
+            .position(|b| b.address == ip(addr))
+            .unwrap()
+    };
+    let (a, b) = (pick("10.244.2.10"), pick("10.244.2.11"));
+    // Balanced to web-a: allowed by the policy, which sees the endpoint, not the VIP.
+    assert_eq!(
+        judge_through_lb(&t, "c0", "10.244.1.5", "10.96.0.50", 80, a, "wa"),
+        ("-", "-".into(), Action::Allow)
+    );
+    // Balanced to web-b: the namespace's egress default-deny, after the LB.
+    assert_eq!(
+        judge_through_lb(&t, "c0", "10.244.1.5", "10.96.0.50", 80, b, "wb"),
+        (
+            "from-lport after-lb",
+            "egressDefaultDeny".into(),
+            Action::Drop
+        )
+    );
+    // The ClusterIP is what the stage before the LB sees.
+    let rules = RuleSet::from_config(&t.policy.from_lport).unwrap();
+    let v = evaluate(&rules, &tcp("c0", "none", "10.244.1.5", "10.96.0.50", 443));
+    assert_eq!(v.action, Action::Reject);
+    assert_eq!(rules.acls()[v.acl.unwrap()].name, vip_reject);
+    // A pod the policies do not select is not denied by them in any stage.
+    assert_eq!(
+        judge_through_lb(&t, "wa", "10.244.2.10", "10.96.0.50", 80, b, "wb"),
+        ("-", "-".into(), Action::Allow)
+    );
+
+    // No stage after the LB configured: the after-lb ACLs cannot be applied where OVN
+    // applies them and fail closed, each saying why.
+    let t = translate(&synced(&nb, &c), &ports, TranslateOptions::default());
+    assert!(t.policy.after_lb.rules.is_empty());
+    let mut refused: Vec<(&str, Outcome)> = t
+        .refused
+        .iter()
+        .map(|r| (r.uuid.as_str(), r.outcome))
+        .collect();
+    refused.sort();
+    let mut expected = vec![
+        (deny.as_str(), Outcome::DropInstead),
+        (arp.as_str(), Outcome::AllowOmitted),
+        (allow.as_str(), Outcome::AllowOmitted),
+    ];
+    expected.sort();
+    assert_eq!(refused, expected, "{}", t.report());
+    assert!(t.refused.iter().all(|r| r.reason.contains("after_lb_node")));
+    assert_eq!(
+        judge_through_lb(&t, "c0", "10.244.1.5", "10.96.0.50", 80, a, "wa"),
+        ("from-lport", "egressDefaultDeny".into(), Action::Drop),
+        "fail closed"
+    );
+}
+
 #[test]
 fn dataplane_check_with_ovn() {
     let nb = NbServer::start_tls("check");
@@ -778,7 +1056,9 @@ cross_connect = [["vf0", "up0"]]
         "{out}"
     );
     assert!(
-        out.contains("took: 1 switches, 1 ACLs (0 from-lport + 1 to-lport rules)"),
+        out.contains(
+            "took: 1 switches, 1 ACLs (0 from-lport + 0 from-lport after-lb + 1 to-lport rules)"
+        ),
         "{out}"
     );
     assert!(out.contains("refused: 1"), "{out}");
@@ -1107,6 +1387,89 @@ fn follower_publishes_only_changes() {
     drop(f);
 }
 
+/// The stage after the load balancer followed live: the follower publishes the
+/// apply-after-lb ACLs to their own acl node, an ACL added there publishes that node only,
+/// and a member of a set only its rules name goes to it as one membership batch.
+#[test]
+fn follower_publishes_the_after_lb_stage() {
+    use dataplane::ovn::follow::Follower;
+    let nb = NbServer::start("follow-after-lb");
+    seed_vm1_in_pg_sg(&nb);
+    nb.nbctl(&[
+        "create",
+        "Address_Set",
+        "name=as_pods",
+        "addresses=\"10.0.0.50\"",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "acl-add",
+        "pg_sg",
+        "from-lport",
+        "1001",
+        "inport == @pg_sg && ip4",
+        "allow-related",
+    ]);
+    nb.nbctl(&[
+        "--type=port-group",
+        "--apply-after-lb",
+        "acl-add",
+        "pg_sg",
+        "from-lport",
+        "1001",
+        "inport == @pg_sg && ip4.dst == $as_pods",
+        "allow-related",
+    ]);
+    let rec = Recorder::default();
+    let mut cfg = follower_config(&nb, None, Duration::from_millis(50), 0.0);
+    cfg.targets.after_lb = Some("acl_after".into());
+    cfg.options.after_lb_stage = true;
+    let f = Follower::start(cfg, Box::new(rec.clone())).unwrap();
+    let st = std::sync::Arc::clone(f.status());
+    let wait_until = |what: &str, pred: &dyn Fn() -> bool| wait_for_follower(&st, WAIT, what, pred);
+    let published = || rec.0.lock().unwrap().clone();
+    wait_until("the first publication", &|| published().len() == 3);
+    let mut first = published();
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            ("acl_after".to_string(), 1),
+            ("acl_in".to_string(), 1),
+            ("acl_out".to_string(), 0)
+        ]
+    );
+    let text = st.render();
+    assert!(text.contains("last publish: acl_after: 1 rules"), "{text}");
+    // An egress default-deny after the LB: that stage alone.
+    nb.nbctl(&[
+        "--type=port-group",
+        "--apply-after-lb",
+        "acl-add",
+        "pg_sg",
+        "from-lport",
+        "1000",
+        "inport == @pg_sg",
+        "drop",
+    ]);
+    wait_until("the after-lb publication", &|| published().len() == 4);
+    assert_eq!(published()[3], ("acl_after".to_string(), 2));
+    // A pod joins the set only the after-lb stage names: one batch, to that node.
+    nb.nbctl(&["add", "Address_Set", "as_pods", "addresses", "10.0.0.51"]);
+    wait_until("the membership batch", &|| rec.1.lock().unwrap().len() == 1);
+    let batch = rec.1.lock().unwrap()[0].clone();
+    assert_eq!(batch.0, "acl_after");
+    assert_eq!(
+        batch.1,
+        vec![pipeline::acl::MemberChange::SetAdd {
+            set: "as_pods".into(),
+            net: "10.0.0.51".parse().unwrap()
+        }]
+    );
+    assert_eq!(published().len(), 4, "nothing whole: {:?}", published());
+    drop(f);
+}
+
 /// A [`Recorder`] whose ACL publications take `build` each, as the classifier builds do.
 #[derive(Clone, Default)]
 struct SlowRecorder(Recorder, Duration);
@@ -1164,6 +1527,7 @@ fn follower_config(
             to_lport: Some("acl_out".into()),
             both: None,
             lb: lb.map(str::to_string),
+            after_lb: None,
         },
         coalesce,
         pacing,
@@ -1239,7 +1603,9 @@ fn follower_paces_whole_translations() {
             "to-lport",
             "1002",
             &format!("outport == @pg_sg && ip4 && tcp.dst == {}", 100 + port),
-            "allow-related",
+            // Not allow-related: the switch stays stateless, so the from-lport stage's
+            // default (which commits on a stateful switch) does not change.
+            "allow",
         ]);
     }
     wait_until("the paced publication", &|| published().len() == 3);

@@ -741,12 +741,40 @@ pub fn testpmd_rx_pps_samples(out: &str) -> Vec<Vec<u64>> {
 /// own parameters (e.g. `stateful = 262144, set_class_min_entries = 64`); `ct_capacity` is
 /// the lb's connection table. Shared by ovn-bench, ovn-churn and the vhost OVN test.
 pub fn ovn_pipeline(remotes: &str, acl_params: &str, ct_capacity: usize) -> String {
+    ovn_pipeline_text(remotes, acl_params, ct_capacity, false)
+}
+
+/// [`ovn_pipeline`] with a third acl node, `acl_after`, between the lb and `acl_out`: the
+/// stage of the from-lport ACLs with `options:apply-after-lb=true` (`after_lb_node`), with
+/// the same parameters as the other two.
+pub fn ovn_pipeline_after_lb(remotes: &str, acl_params: &str, ct_capacity: usize) -> String {
+    ovn_pipeline_text(remotes, acl_params, ct_capacity, true)
+}
+
+fn ovn_pipeline_text(
+    remotes: &str,
+    acl_params: &str,
+    ct_capacity: usize,
+    after_lb: bool,
+) -> String {
+    let (after_key, after_node, lb_next, after_edge) = if after_lb {
+        (
+            "after_lb_node = \"acl_after\"\n".to_string(),
+            format!(
+                "[[pipeline.nodes]]\nname = \"acl_after\"\nkind = \"acl\"\nparams = {{ acl = {{ default = \"drop\" }}, {acl_params} }}\n"
+            ),
+            "acl_after",
+            "[[pipeline.edges]]\nfrom = \"acl_after\"\nto = \"acl_out\"\n",
+        )
+    } else {
+        (String::new(), String::new(), "acl_out", "")
+    };
     format!(
         r#"
 [ovn]
 remotes = "{remotes}"
 from_lport_node = "acl_in"
-to_lport_node = "acl_out"
+{after_key}to_lport_node = "acl_out"
 lb_node = "lb"
 
 [pipeline]
@@ -762,7 +790,7 @@ params = {{ acl = {{ default = "drop" }}, {acl_params} }}
 name = "lb"
 kind = "lb"
 params = {{ control = "ovn-lb", conntrack = {{ capacity = {ct_capacity} }} }}
-[[pipeline.nodes]]
+{after_node}[[pipeline.nodes]]
 name = "acl_out"
 kind = "acl"
 params = {{ acl = {{ default = "drop" }}, {acl_params}, outport = "cross-connect", pairs = [["fh0", "mh0"]] }}
@@ -782,8 +810,8 @@ from = "acl_in"
 to = "lb"
 [[pipeline.edges]]
 from = "lb"
-to = "acl_out"
-[[pipeline.edges]]
+to = "{lb_next}"
+{after_edge}[[pipeline.edges]]
 from = "lb"
 output = "reset"
 to = "reset"
@@ -812,6 +840,30 @@ mod tests {
         assert!(text.find("lsp = \"b\"").is_some_and(|i| i > mh), "{text}");
         let plain = std::fs::read_to_string(t.dataplane_config("", "")).unwrap();
         assert!(!plain.contains("lsp ="), "{plain}");
+    }
+
+    #[test]
+    fn the_after_lb_pipeline_puts_its_stage_between_the_lb_and_acl_out() {
+        let text = ovn_pipeline_after_lb("unix:/nb.sock", "stateful = 0", 1024);
+        let v: toml::Value = toml::from_str(&text).expect("TOML");
+        assert_eq!(v["ovn"]["after_lb_node"].as_str(), Some("acl_after"));
+        let edges: Vec<(String, String)> = v["pipeline"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("output").is_none())
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap().to_string();
+                (f("from"), f("to"))
+            })
+            .collect();
+        let next = |n: &str| edges.iter().find(|(f, _)| f == n).map(|(_, t)| t.as_str());
+        assert_eq!(next("lb"), Some("acl_after"));
+        assert_eq!(next("acl_after"), Some("acl_out"));
+        let plain: toml::Value =
+            toml::from_str(&ovn_pipeline("unix:/nb.sock", "stateful = 0", 1024)).unwrap();
+        assert!(plain["ovn"].get("after_lb_node").is_none());
+        assert!(!plain.to_string().contains("acl_after"));
     }
 
     #[test]

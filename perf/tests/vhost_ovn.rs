@@ -1,8 +1,9 @@
 //! Policy from a real OVN Northbound database enforced by the real `dataplane` binary on real
 //! ports under traffic: two processes over vhost-user (dpgen on one side, the dataplane on
-//! the other), `[ovn]` feeding `parse -> acl_in -> lb -> acl_out -> forward` (the from-lport
-//! ACLs before the load balancer, seeing the VIP; the NB's load balancer; the to-lport ACLs
-//! after it, seeing the backend), rows written with `ovn-nbctl` into a real `ovsdb-server`
+//! the other), `[ovn]` feeding `parse -> acl_in -> lb -> acl_after -> acl_out -> forward`
+//! (the from-lport ACLs before the load balancer, seeing the VIP; the NB's load balancer; the
+//! from-lport ACLs with `apply-after-lb` and the to-lport ACLs after it, seeing the
+//! backend), rows written with `ovn-nbctl` into a real `ovsdb-server`
 //! (`perf::nb_server`). dpgen sends UDP from one pod (10.1.0.5, new source ports per case)
 //! to the VIP 192.0.2.10:5001 and plays the backends (answers every packet it receives).
 //!
@@ -20,7 +21,10 @@
 //! dropped, `show ovn` says disconnected), restarted hidden, changed by another client
 //! (a new drop ACL), exposed: caught up (the new ACL takes the traffic); a load-balancer
 //! backend added (new connections reach it) and drained (removed from `vips`: established
-//! ones go on, no new connection reaches it).
+//! ones go on, no new connection reaches it); an egress ACL applied after the load balancer
+//! (`--apply-after-lb`, as ovn-kubernetes writes egress NetworkPolicies) dropping one
+//! backend: the connections balanced to it are dropped in `acl_after` and counted by that
+//! rule, the others reach theirs, and an after-lb ACL naming the VIP never matches.
 //!
 //! `cluster_member_killed_under_traffic` (one dataplane, a three-server clustered NB): the
 //! server the client reads from is killed under traffic: the verdict holds, the client moves
@@ -57,7 +61,7 @@ fn pipeline(socket: &Path, remotes: &str) -> String {
     format!(
         "\n[control]\nsocket = \"{}\"\n{}",
         socket.display(),
-        perf::topology::ovn_pipeline(remotes, "stateful = 0", 262144)
+        perf::topology::ovn_pipeline_after_lb(remotes, "stateful = 0", 262144)
     )
 }
 
@@ -260,9 +264,9 @@ impl Live {
         rules + num(&c["default_rule"]["packets"])
     }
 
-    /// Packets both acl nodes denied (their own counters, read with the rule counters).
+    /// Packets the acl nodes denied (their own counters, read with the rule counters).
     fn denied(&self) -> u64 {
-        ["acl_in", "acl_out"]
+        ["acl_in", "acl_after", "acl_out"]
             .iter()
             .map(|n| {
                 num(&self.ctl(&format!("show acl {n}"))["nodes"][0]["counters"]["denied_total"])
@@ -683,6 +687,66 @@ fn nb_cases_under_traffic() {
     assert_eq!(c.drops, 0);
     assert_eq!(c.to_backend(B2) + c.to_backend(B3), c.delivered());
     assert!(c.to_backend(B2) > 0 && c.to_backend(B3) > 0);
+
+    // 9. An egress ACL applied after the load balancer: it sees the chosen backend (B2),
+    // not the VIP; one naming the VIP, after the LB, never matches.
+    let after_acl = |name: &str, prio: &str, m: &str| {
+        nb.nbctl(&[
+            "--type=port-group",
+            "--apply-after-lb",
+            &format!("--name={name}"),
+            "acl-add",
+            "pg_fh",
+            "from-lport",
+            prio,
+            m,
+            "drop",
+        ]);
+        nb.uuid_named("ACL", name)
+    };
+    let drop_b2 = after_acl(
+        "a-drop-b2",
+        "1000",
+        &format!("inport == @pg_fh && ip4.dst == {B2} && udp.dst == 5001"),
+    );
+    let drop_vip = after_acl(
+        "a-drop-vip",
+        "1100",
+        &format!("inport == @pg_fh && ip4.dst == {VIP}"),
+    );
+    wait_for("the after-lb ACLs", 20, || {
+        live.rule("acl_after", &drop_b2).is_some() && live.rule("acl_after", &drop_vip).is_some()
+    });
+    let in0 = live.rule("acl_in", &acls.f_allow).unwrap();
+    let c = live.case("an egress ACL applied after the LB", 2.5, 2000, |_| {});
+    assert_eq!(
+        c.to_backend(B2),
+        0,
+        "a connection balanced to B2 got through"
+    );
+    assert!(c.to_backend(B3) > 0, "B3 got nothing");
+    assert_eq!(c.to_backend(B3), c.delivered());
+    assert!(c.drops > 0, "nothing balanced to B2");
+    // Rule counters are published per vector, like the drops: bounded wait, then exact.
+    wait_for("the after-lb ACL's count", 5, || {
+        live.rule("acl_after", &drop_b2) >= Some(c.drops)
+    });
+    assert_eq!(
+        live.rule("acl_after", &drop_b2),
+        Some(c.drops),
+        "every drop is the after-lb ACL's"
+    );
+    assert_eq!(
+        live.rule("acl_after", &drop_vip),
+        Some(0),
+        "after the LB, no VIP"
+    );
+    assert!(
+        live.rule("acl_in", &acls.f_allow).unwrap() > in0,
+        "the stage before the LB judged the requests (to the VIP)"
+    );
+    let ovn = live.ctl("show ovn");
+    assert_eq!(ovn["acls_taken"], 6, "{ovn}");
     live.stop();
 }
 

@@ -68,6 +68,11 @@ impl PacketMeta {
     pub const FLAG_IPV4_OPTIONS: u8 = 0x04;
     /// The IPv6 header is followed by extension headers.
     pub const FLAG_IPV6_EXT: u8 = 0x08;
+    /// Set by the `lb` node on a reply it translated back to the VIP as the reply of a
+    /// connection its table tracks (and no ACL blocked): a stateful `acl` node after the `lb`
+    /// passes it as a tracked reply. Its own table cannot: it keyed the request by the
+    /// backend, the reply now carries the VIP.
+    pub const FLAG_LB_REPLY: u8 = 0x10;
 
     /// Whether the packet is IPv4.
     #[inline]

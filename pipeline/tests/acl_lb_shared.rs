@@ -270,6 +270,92 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
     assert_eq!(counter(&g, "acl", "ct-hits"), 2 * u64::from(N) + 3);
 }
 
+/// `parse -> lb -> acl_after -> fwd`: a stateful acl node after the load balancer (OVN's
+/// ACL stages after its load balancer), allowing the clients' requests as they leave the
+/// lb node, to the backends; nothing else.
+fn after_lb_graph(stateful: usize) -> Graph<TestBuf> {
+    let mut t = String::from("[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n");
+    t += "[[nodes]]\nname = \"lb\"\nkind = \"lb\"\n";
+    t += &LB.replace("CONTROL", &format!("acl-after-lb-{stateful}"));
+    t += "[[nodes]]\nname = \"rst\"\nkind = \"forward\"\nparams = { mode = \"by-metadata\" }\n[[edges]]\nfrom = \"lb\"\noutput = \"reset\"\nto = \"rst\"\n";
+    t += &format!(
+        r#"[[nodes]]
+name = "acl_after"
+kind = "acl"
+[nodes.params]
+stateful = {stateful}
+[nodes.params.acl]
+default = "drop"
+[[nodes.params.acl.rules]]
+direction = "from-lport"
+priority = 100
+match = "ip4 && ip4.src == 10.0.2.0/24 && tcp.dst == 5432"
+action = "allow-related"
+"#
+    );
+    t += "[[nodes]]\nname = \"fwd\"\nkind = \"forward\"\nparams = { mode = \"cross-connect\", pairs = [[\"p0\", \"p1\"]] }\n";
+    for (a, b) in [("parse", "lb"), ("lb", "acl_after"), ("acl_after", "fwd")] {
+        t += &format!("[[edges]]\nfrom = \"{a}\"\nto = \"{b}\"\n");
+    }
+    let spec = GraphSpec::from_toml(&t).expect("spec parses");
+    Graph::build(&spec, &registry(), &ports()).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// The stateful acl node after the lb node commits each balanced request keyed by its
+/// backend; the reply comes back from the lb node carrying the VIP, which its own table
+/// cannot match. The lb node marks the replies of the connections it tracks and the acl
+/// node passes them, as OVN passes established replies in its stages after the load
+/// balancer. A backend's packet to a client it has no connection with is translated
+/// untracked, not marked, and the rules drop it; a stateless acl node judges every reply.
+#[test]
+fn an_acl_after_the_lb_passes_the_replies_of_balanced_connections() {
+    let mut g = after_lb_graph(1024);
+    const N: u16 = 8;
+    let syns: Vec<Vec<u8>> = (0..N)
+        .map(|i| build(&Spec::tcp(&client(i), 40000 + i, VIP, 5432, SYN)))
+        .collect();
+    let (out, _) = run(&mut g, 0, &syns);
+    assert_eq!(out.len(), N as usize, "requests allowed after DNAT");
+    let chosen: Vec<String> = out.iter().map(|f| parse(f).dst.to_string()).collect();
+    assert_eq!(counter(&g, "acl_after", "ct-new"), u64::from(N));
+    let replies: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            build(&Spec::tcp(
+                &chosen[usize::from(i)],
+                5432,
+                &client(i),
+                40000 + i,
+                ACK,
+            ))
+        })
+        .collect();
+    let (_, back) = run(&mut g, 1, &replies);
+    assert_eq!(back.len(), N as usize, "every reply passed");
+    for (i, f) in back.iter().enumerate() {
+        let p = parse(f);
+        assert!(p.valid());
+        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
+        assert_eq!(p.dst.to_string(), client(i as u16));
+    }
+    assert_eq!(counter(&g, "acl_after", "ct-hits"), u64::from(N));
+    assert_eq!(drops(&g, "acl_after", "default-deny"), 0);
+    // No connection: translated (one service owns the backend) but judged, and dropped.
+    let stray = build(&Spec::tcp(BACKENDS[0], 5432, "10.0.2.200", 41000, ACK));
+    let (_, back) = run(&mut g, 1, std::slice::from_ref(&stray));
+    assert!(back.is_empty());
+    assert_eq!(counter(&g, "lb", "reply-untracked"), 1);
+    assert_eq!(drops(&g, "acl_after", "default-deny"), 1);
+    assert_eq!(counter(&g, "acl_after", "ct-hits"), u64::from(N));
+
+    // Stateless, the node judges every packet: the replies meet the rules and are dropped.
+    let mut stateless = after_lb_graph(0);
+    let (out, _) = run(&mut stateless, 0, &syns[..1]);
+    let be = parse(&out[0]).dst.to_string();
+    let reply = build(&Spec::tcp(&be, 5432, &client(0), 40000, ACK));
+    assert!(run(&mut stateless, 1, &[reply]).1.is_empty());
+    assert_eq!(drops(&stateless, "acl_after", "default-deny"), 1);
+}
+
 #[test]
 fn without_the_shared_table_replies_need_a_rule() {
     // The same graph without `lb_conntrack`: every packet is classified, replies dropped.

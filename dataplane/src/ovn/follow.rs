@@ -331,10 +331,10 @@ fn paced_translation(
 #[derive(Default)]
 struct FollowState {
     published: Policy,
-    /// Per target (from-lport, to-lport, both, lb): published at least once.
-    published_once: [bool; 4],
+    /// Per target (from-lport, to-lport, both, lb, after-lb): published at least once.
+    published_once: [bool; 5],
     /// The last publication of the target failed (the next handling retries it whole).
-    failed: [bool; 4],
+    failed: [bool; 5],
     logged_refusals: BTreeSet<String>,
     /// The ACL matches compiled so far (a change recompiles only what it touched).
     matches: MatchCache,
@@ -352,7 +352,7 @@ fn lb_refusal_lines(refused: &[Refusal]) -> Vec<String> {
 impl FollowState {
     /// Every configured target has its policy in place.
     fn all_published(&self, t: &OvnTargets) -> bool {
-        [&t.from_lport, &t.to_lport, &t.both, &t.lb]
+        [&t.from_lport, &t.to_lport, &t.both, &t.lb, &t.after_lb]
             .iter()
             .enumerate()
             .all(|(i, n)| n.is_none() || (self.published_once[i] && !self.failed[i]))
@@ -371,13 +371,14 @@ impl FollowState {
             status.unchanged.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let before_both = cfg.targets.both.as_ref().map(|_| {
-            let mut merged = self.published.from_lport.address_sets.clone();
-            merged.extend(self.published.to_lport.address_sets.clone());
-            merged
-        });
+        let before_both = cfg
+            .targets
+            .both
+            .as_ref()
+            .map(|_| self.published.single_stage().address_sets);
         let from = stage_changes(&mut self.published.from_lport, updates);
         let to = stage_changes(&mut self.published.to_lport, updates);
+        let after = stage_changes(&mut self.published.after_lb, updates);
         let both: Vec<MemberChange> = before_both
             .map(|sets| {
                 updates
@@ -393,6 +394,7 @@ impl FollowState {
             (0, &t.from_lport, from),
             (1, &t.to_lport, to),
             (2, &t.both, both),
+            (4, &t.after_lb, after),
         ] {
             let Some(node) = node else { continue };
             if changes.is_empty() {
@@ -402,6 +404,7 @@ impl FollowState {
                 let whole = match i {
                     0 => self.published.from_lport.clone(),
                     1 => self.published.to_lport.clone(),
+                    4 => self.published.after_lb.clone(),
                     _ => self.published.single_stage(),
                 };
                 sink.publish_acl(node, &whole)
@@ -497,7 +500,7 @@ impl FollowState {
         let mut changed = false;
         let targets = &cfg.targets;
         let published = &self.published;
-        let acl_jobs: [(usize, &Option<String>, &AclConfig, &AclConfig); 2] = [
+        let acl_jobs: [(usize, &Option<String>, &AclConfig, &AclConfig); 3] = [
             (
                 0,
                 &targets.from_lport,
@@ -510,8 +513,14 @@ impl FollowState {
                 &t.policy.to_lport,
                 &published.to_lport,
             ),
+            (
+                4,
+                &targets.after_lb,
+                &t.policy.after_lb,
+                &published.after_lb,
+            ),
         ];
-        let mut ok = [true; 4];
+        let mut ok = [true; 5];
         let mut publish = |i: usize, node: &str, new: &AclConfig| match sink.publish_acl(node, new)
         {
             Ok(l) => {
@@ -578,7 +587,10 @@ impl FollowState {
         if !ok[3] {
             next.services = self.published.services.clone();
         }
-        self.failed = [!ok[0], !ok[1], !ok[2], !ok[3]];
+        if !ok[4] {
+            next.after_lb = self.published.after_lb.clone();
+        }
+        self.failed = ok.map(|o| !o);
         self.published = next;
         let mut last = status.last.lock().expect("status lock");
         last.bindings = t.bindings.iter().map(|b| b.describe()).collect();

@@ -168,10 +168,9 @@ pub fn set_updates(
     let mut out = BTreeMap::new();
     for name in names {
         let old = published
-            .to_lport
-            .address_sets
-            .get(&name)
-            .or_else(|| published.from_lport.address_sets.get(&name));
+            .acl_stages()
+            .into_iter()
+            .find_map(|(_, stage)| stage.address_sets.get(&name));
         let Some(old) = old else {
             continue; // not named by any taken ACL
         };

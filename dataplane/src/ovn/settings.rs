@@ -11,6 +11,8 @@
 //! probe_interval_ms = 5000                           # 0: no probes
 //! fail_open_unsupported = false                      # true: skip what we cannot compile
 //! from_lport_node = "acl_in"                         # the acl node before the lb node
+//! after_lb_node = "acl_after"                        # the acl node after the lb node for
+//!                                                    # from-lport ACLs with apply-after-lb
 //! to_lport_node = "acl_out"                          # the acl node after it
 //! # acl_node = "acl"                                 # or one node for both directions
 //! lb_node = "lb"                                     # the lb node given the NB's LBs
@@ -66,6 +68,9 @@ pub struct OvnSection {
     pub from_lport_node: Option<String>,
     /// The `acl` node given the to-lport ACLs.
     pub to_lport_node: Option<String>,
+    /// The `acl` node after the `lb` node given the from-lport ACLs with
+    /// `options:apply-after-lb=true` (without it they fail closed).
+    pub after_lb_node: Option<String>,
     /// One `acl` node given both directions (one priority space: an approximation).
     pub acl_node: Option<String>,
     /// The `lb` node given the NB's load balancers.
@@ -99,6 +104,8 @@ pub struct OvnTargets {
     pub both: Option<String>,
     /// The lb node of the services.
     pub lb: Option<String>,
+    /// The acl node of the from-lport ACLs applied after the load balancer.
+    pub after_lb: Option<String>,
 }
 
 /// How a port's LSP is found, as planned (the MAC of `PortMac` is read when the port starts).
@@ -167,12 +174,31 @@ impl OvnSection {
             return Err(err("probe_interval_ms", "0 (off) or at least 100".into()));
         }
         if self.acl_node.is_some()
-            && (self.from_lport_node.is_some() || self.to_lport_node.is_some())
+            && (self.from_lport_node.is_some()
+                || self.to_lport_node.is_some()
+                || self.after_lb_node.is_some())
         {
             return Err(err(
                 "acl_node",
-                "give acl_node (one node for both directions) or from_lport_node/to_lport_node, not both".into(),
+                "give acl_node (one node for both directions) or from_lport_node/after_lb_node/to_lport_node, not both".into(),
             ));
+        }
+        let stage_nodes = [
+            ("from_lport_node", &self.from_lport_node),
+            ("after_lb_node", &self.after_lb_node),
+            ("to_lport_node", &self.to_lport_node),
+        ];
+        for (i, (key, node)) in stage_nodes.iter().enumerate() {
+            let Some(n) = node else { continue };
+            if let Some((other, _)) = stage_nodes[..i]
+                .iter()
+                .find(|(_, o)| o.as_deref() == Some(n.as_str()))
+            {
+                return Err(err(
+                    key,
+                    format!("node {n:?} is already {other}: each stage needs its own acl node (own priority space)"),
+                ));
+            }
         }
         let wait = self.check_wait_s.unwrap_or(5.0);
         if !(wait.is_finite() && wait > 0.0 && wait <= 600.0) {
@@ -199,6 +225,7 @@ impl OvnSection {
                 to_lport: self.to_lport_node.clone(),
                 both: self.acl_node.clone(),
                 lb: self.lb_node.clone(),
+                after_lb: self.after_lb_node.clone(),
             },
             ports: Vec::new(),
             check_wait_s: wait,
@@ -251,6 +278,8 @@ impl OvnPlan {
     pub fn options(&self) -> TranslateOptions {
         TranslateOptions {
             fail_open_unsupported: self.fail_open_unsupported,
+            // One node for all stages takes them merged, the after-lb ACLs included.
+            after_lb_stage: self.targets.after_lb.is_some() || self.targets.both.is_some(),
         }
     }
 
@@ -309,6 +338,25 @@ mod tests {
                 .0,
             "ovn.acl_node"
         );
+        assert_eq!(
+            section("remotes = \"unix:/a\"\nacl_node = \"a\"\nafter_lb_node = \"b\"")
+                .unwrap_err()
+                .0,
+            "ovn.acl_node"
+        );
+        let (key, reason) = section(
+            "remotes = \"unix:/a\"\nfrom_lport_node = \"a\"\nafter_lb_node = \"b\"\nto_lport_node = \"b\"",
+        )
+        .unwrap_err();
+        assert_eq!(key, "ovn.to_lport_node");
+        assert!(reason.contains("already after_lb_node"), "{reason}");
+        let staged = section(
+            "remotes = \"unix:/a\"\nfrom_lport_node = \"a\"\nafter_lb_node = \"b\"\nto_lport_node = \"c\"",
+        )
+        .unwrap();
+        assert_eq!(staged.targets.after_lb.as_deref(), Some("b"));
+        assert!(staged.options().after_lb_stage);
+        assert!(!p.options().after_lb_stage, "no stage after the lb named");
         assert_eq!(
             section("remotes = \"unix:/a\"\nprobe_interval_ms = 5")
                 .unwrap_err()

@@ -11,7 +11,11 @@
 //!
 //!    Stateful (`stateful = N`): the flow keys of all IP packets are looked up in the
 //!    worker's connection table in one batch; a packet of a tracked connection, in either
-//!    direction, passes without classification (TCP state is advanced).
+//!    direction, passes without classification (TCP state is advanced). So does a reply an
+//!    `lb` node before this one translated back to its VIP as the reply of a connection it
+//!    tracks ([`PacketMeta::FLAG_LB_REPLY`]; counted as a connection-table hit): this
+//!    node's own entry has the backend where the reply now has the VIP, and OVN's ACL
+//!    stages after its load balancer pass such replies as established.
 //! 4. The others get a 64-byte key each ([`AclKey`]): protocol, input- and output-port
 //!    class bitmasks, L4 ports or ICMP type/code, addresses; when the rules name set
 //!    classes, a second pass over the family's keys looks up each address's set-class
@@ -982,9 +986,11 @@ impl<C: Classify> AclNode<C> {
         let default = prog.acl.rules.default_action();
         let mut run = RunCounter::new();
 
-        // 1. Split IP from non-IP packets.
+        // 1. Split IP from non-IP packets; replies the lb node before this node translated
+        //    back as its tracked connections' pass.
         let mut nip = 0;
         let mut non_ip = 0u64;
+        let mut lb_replies = 0u64;
         for i in 0..n {
             let m = &mut f.meta[i];
             if m.ip_version == 4 || m.ip_version == 6 {
@@ -993,6 +999,11 @@ impl<C: Classify> AclNode<C> {
                 }
                 if skip && s.tracked[i] {
                     f.decisions[i] = Decision::Next(0);
+                    continue;
+                }
+                if m.flags & PacketMeta::FLAG_LB_REPLY != 0 {
+                    f.decisions[i] = Decision::Next(0);
+                    lb_replies += 1;
                     continue;
                 }
                 s.ip_idx[nip] = i as u16;
@@ -1011,7 +1022,7 @@ impl<C: Classify> AclNode<C> {
         // 2. Connection table: packets of tracked connections pass.
         let now = crate::cycles::now();
         let gen = *epoch;
-        let (mut ct_hits, mut rechecked, mut n_related) = (0u64, 0u64, 0u64);
+        let (mut ct_hits, mut rechecked, mut n_related) = (lb_replies, 0u64, 0u64);
         ct.lookup_batch(&s.flows[..nip], now, &mut s.ct[..nip]);
 
         // 3. Keys for the rest, per family.

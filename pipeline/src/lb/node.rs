@@ -20,7 +20,10 @@
 //!    with `down_backend = "keep"` (OVN's behaviour) it continues to that backend.
 //!    When the table is full, new flows still get their Maglev backend without an entry
 //!    (stateless fallback, counted as `ct-full-fallback`).
-//! 4. For a reply: its source is translated back to the VIP and service port.
+//! 4. For a reply: its source is translated back to the VIP and service port. A reply of a
+//!    tracked connection (not one translated untracked, nor one an ACL blocked) is marked
+//!    [`PacketMeta::FLAG_LB_REPLY`], so that stateful `acl` nodes after this one pass it as
+//!    the reply of a connection, as OVN's ACL stages after its load balancer do.
 //!
 //! # One entry per connection
 //! The connection table matches a packet against an entry's key or its reverse. A DNATed
@@ -645,12 +648,15 @@ impl<P: PacketBuf> Node<P> for LbNode {
                     }
                     What::Reply { start, count } => {
                         let cands = &t.cands[start as usize..(start + count) as usize];
-                        // (handle, candidate) of the connection this reply belongs to.
+                        // (handle, candidate, blocked) of the connection this reply
+                        // belongs to.
                         let mut hit = None;
                         let mut mismatch = false;
                         if let Some((h, Direction::Reply)) = s.out[j] {
                             match s.entry[j].or_else(|| ct.payload(h).copied()) {
-                                Some(e) if e.backend == cands[0].1 => hit = Some((h, cands[0])),
+                                Some(e) if e.backend == cands[0].1 => {
+                                    hit = Some((h, cands[0], e.blocked()))
+                                }
                                 _ => mismatch = true,
                             }
                         }
@@ -662,7 +668,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                 k2.src_port = svc.port.unwrap_or(m.src_port);
                                 if let Some((h, Direction::Reply, e)) = ct.lookup(&k2, now) {
                                     if e.backend == cand.1 {
-                                        hit = Some((h, cand));
+                                        hit = Some((h, cand, e.blocked()));
                                         break;
                                     }
                                     mismatch = true;
@@ -670,9 +676,12 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             }
                         }
                         let (sid, bid) = match hit {
-                            Some((h, cand)) => {
+                            Some((h, cand, blocked)) => {
                                 if is_tcp {
                                     ct.update_tcp(h, TcpFlags(m.tcp_flags), Direction::Reply, now);
+                                }
+                                if !blocked {
+                                    m.flags |= PacketMeta::FLAG_LB_REPLY;
                                 }
                                 cand
                             }

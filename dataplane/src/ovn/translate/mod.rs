@@ -16,11 +16,16 @@
 //! Rules are named by the NB ACL's UUID ([`Translation::acl_origins`] keeps its name,
 //! owner, label, log settings and `external_ids` for attribution). Order: priority, then
 //! drops before allows at equal priority (OVN leaves equal-priority overlap undefined), then
-//! UUID. Default: `allow` unless `NB_Global options:default_acl_drop=true`. `allow` commits
-//! to conntrack (`allow-related`) when a taken switch is stateful (an `allow-related` ACL or
-//! a load balancer), as OVN does; `allow-stateless` is our stateless `allow`. When the
+//! UUID. Default: `allow` unless `NB_Global options:default_acl_drop=true`. `allow`, and the
+//! default allow, commit to conntrack (`allow-related`) when a taken switch is stateful (an
+//! `allow-related` ACL or a load balancer), as OVN does (its default's priority-1 flow
+//! commits too: so the replies of a connection no ACL decided pass a stage whose rules would
+//! drop them, e.g. a pod's egress default-deny); `allow-stateless` is our stateless `allow`. When the
 //! schema has ACL tiers and several are used, (tier, priority) pairs are ranked into one
-//! priority space (tier 0 first); `pass` is not compiled.
+//! priority space (tier 0 first); `pass` is not compiled. A `from-lport` ACL with
+//! `options:apply-after-lb=true` (ovn-kubernetes's egress NetworkPolicies) goes to a third
+//! stage after the load balancer ([`Policy::after_lb`]), as ovn-northd's
+//! `ls_in_acl_after_lb`; OVN ignores the option on `to-lport` ACLs, and so do we.
 
 pub mod acls;
 pub mod addresses;
@@ -50,20 +55,28 @@ pub struct TranslateOptions {
     /// Skip (log and count) ACLs we cannot compile, as OVN skips matches it cannot parse,
     /// instead of failing closed.
     pub fail_open_unsupported: bool,
+    /// A stage after the load balancer takes the `apply-after-lb` ACLs ([`Policy::after_lb`]);
+    /// without one they cannot be applied where OVN applies them and fail closed.
+    pub after_lb_stage: bool,
 }
 
 /// The policy to publish: compare two with `==` to know whether anything changed.
 ///
-/// OVN judges a packet twice: by the `from-lport` ACLs (before the load balancer, seeing the
-/// VIP) and by the `to-lport` ACLs (after it, seeing the backend); each stage has its own
-/// priority space and both must allow. So the ACLs come as two rule sets, one per stage,
-/// for an `acl` node before the `lb` node and one after it; each holds only the groups and
-/// sets its rules reference. [`Policy::single_stage`] merges them for a pipeline with one
-/// `acl` node (an approximation: one priority space for both directions).
+/// OVN judges a packet by the `from-lport` ACLs (before the load balancer, seeing the VIP),
+/// then by the `from-lport` ACLs marked `apply-after-lb` (after it, seeing the backend), then
+/// by the `to-lport` ACLs (after it too); each stage has its own priority space and every
+/// one must allow. So the ACLs come as three rule sets, one per stage, for an `acl` node
+/// before the `lb` node and two after it; each holds only the groups and sets its rules
+/// reference. [`Policy::single_stage`] merges them for a pipeline with one `acl` node (an
+/// approximation: one priority space for all).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// The `from-lport` ACLs.
+    /// The `from-lport` ACLs applied before the load balancer.
     pub from_lport: AclConfig,
+    /// The `from-lport` ACLs with `options:apply-after-lb=true`. Its default allows
+    /// whatever `default_acl_drop` says (ovn-northd's priority-0 flow of
+    /// `ls_in_acl_after_lb` advances).
+    pub after_lb: AclConfig,
     /// The `to-lport` ACLs.
     pub to_lport: AclConfig,
     /// Load-balancer services, sorted by name.
@@ -71,24 +84,45 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Both stages in one rule set (from-lport rules first at equal priority).
+    /// All stages in one rule set (from-lport rules first at equal priority, then the
+    /// after-lb ones).
     pub fn single_stage(&self) -> AclConfig {
         let mut out = self.from_lport.clone();
-        for (k, v) in &self.to_lport.port_groups {
-            out.port_groups.insert(k.clone(), v.clone());
+        for stage in [&self.after_lb, &self.to_lport] {
+            for (k, v) in &stage.port_groups {
+                out.port_groups.insert(k.clone(), v.clone());
+            }
+            for (k, v) in &stage.address_sets {
+                out.address_sets.insert(k.clone(), v.clone());
+            }
+            for (k, v) in &stage.meters {
+                out.meters.insert(k.clone(), *v);
+            }
+            out.rules.extend(stage.rules.iter().cloned());
         }
-        for (k, v) in &self.to_lport.address_sets {
-            out.address_sets.insert(k.clone(), v.clone());
-        }
-        out.rules.extend(self.to_lport.rules.iter().cloned());
         out.rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
         out
     }
+
+    /// The three ACL stages with their names, in the order a packet meets them.
+    pub fn acl_stages(&self) -> [(&'static str, &AclConfig); 3] {
+        [
+            ("from-lport", &self.from_lport),
+            ("from-lport after-lb", &self.after_lb),
+            ("to-lport", &self.to_lport),
+        ]
+    }
 }
 
-/// The two directions' stages (from-lport, to-lport) of `all`, each with only the groups,
-/// sets and meters its rules reference (the rules are moved, not copied).
-fn stages(all: AclConfig, refs: &BTreeMap<String, BTreeSet<String>>) -> (AclConfig, AclConfig) {
+/// The three stages (from-lport, from-lport after-lb, to-lport) of `all`, each with only the
+/// groups, sets and meters its rules reference (the rules are moved, not copied). `after_lb`
+/// names the rules of the after-lb stage, whose default is `after_default`.
+fn stages(
+    all: AclConfig,
+    refs: &BTreeMap<String, BTreeSet<String>>,
+    after_lb: &BTreeSet<String>,
+    after_default: Action,
+) -> [AclConfig; 3] {
     let AclConfig {
         default,
         port_groups,
@@ -99,7 +133,10 @@ fn stages(all: AclConfig, refs: &BTreeMap<String, BTreeSet<String>>) -> (AclConf
     let (ingress, egress): (Vec<AclRuleConfig>, Vec<AclRuleConfig>) = rules
         .into_iter()
         .partition(|r| r.direction == Direction::Ingress);
-    let stage = |rules: Vec<AclRuleConfig>| {
+    let (after, before): (Vec<AclRuleConfig>, Vec<AclRuleConfig>) = ingress
+        .into_iter()
+        .partition(|r| after_lb.contains(r.name.as_deref().unwrap_or("")));
+    let stage = |rules: Vec<AclRuleConfig>, default: Action| {
         let names: BTreeSet<&String> = rules
             .iter()
             .filter_map(|r| refs.get(r.name.as_deref().unwrap_or("")))
@@ -129,7 +166,11 @@ fn stages(all: AclConfig, refs: &BTreeMap<String, BTreeSet<String>>) -> (AclConf
             rules,
         }
     };
-    (stage(ingress), stage(egress))
+    [
+        stage(before, default),
+        stage(after, after_default),
+        stage(egress, default),
+    ]
 }
 
 /// Where a rule came from.
@@ -239,7 +280,11 @@ impl Translation {
     /// stage that drops everything (a refusal says so). [`translate`] and `dataplane check`
     /// verify; the follower leaves it to the publication.
     pub fn verify(&mut self) {
-        for stage in [&mut self.policy.from_lport, &mut self.policy.to_lport] {
+        for stage in [
+            &mut self.policy.from_lport,
+            &mut self.policy.after_lb,
+            &mut self.policy.to_lport,
+        ] {
             if let Err(e) = RuleSet::from_config(stage) {
                 self.refused.push(Refusal {
                     table: "ACL",
@@ -264,10 +309,11 @@ impl Translation {
         }
         let t = &self.taken;
         out.push_str(&format!(
-            "  took: {} switches, {} ACLs ({} from-lport + {} to-lport rules), {} port groups, {} address sets + {} derived, {} load balancers ({} services); default {:?}\n",
+            "  took: {} switches, {} ACLs ({} from-lport + {} from-lport after-lb + {} to-lport rules), {} port groups, {} address sets + {} derived, {} load balancers ({} services); default {:?}\n",
             t.switches,
             t.acls,
             self.policy.from_lport.rules.len(),
+            self.policy.after_lb.rules.len(),
             self.policy.to_lport.rules.len(),
             t.port_groups,
             t.address_sets,
@@ -450,6 +496,8 @@ pub fn translate_with(
     let mut used_sets = BTreeSet::new();
     // Rule name -> the groups and sets it references (both share one namespace per stage).
     let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // The rules of the after-lb stage.
+    let mut after_lb: BTreeSet<String> = BTreeSet::new();
     for (uuid, owner) in &owners {
         let Some(row) = acl_table.get(*uuid) else {
             continue;
@@ -470,6 +518,8 @@ pub fn translate_with(
             external_ids: rows::map(row, "external_ids"),
             fail_closed: None,
         };
+        let options = rows::map(row, "options");
+        let after_lb_option = options.get("apply-after-lb").map(String::as_str) == Some("true");
         let compiled = (|| {
             // An unknown direction is skipped whatever the placeholder says.
             let dir = acls::direction(rows::text(row, "direction"))
@@ -481,12 +531,11 @@ pub fn translate_with(
                 ));
             }
             let action = acls::action(nb_action, stateful).map_err(|f| (dir, f))?;
-            let options = rows::map(row, "options");
-            if options.get("apply-after-lb").map(String::as_str) == Some("true") {
+            if after_lb_option && dir == Direction::Ingress && !opts.after_lb_stage {
                 return Err((
                     dir,
                     Failure::Unsupported(
-                        "options:apply-after-lb (ACL after the load balancer)".into(),
+                        "options:apply-after-lb, and [ovn] names no after_lb_node to apply it after the load balancer".into(),
                     ),
                 ));
             }
@@ -521,8 +570,15 @@ pub fn translate_with(
             action,
             log: log.clone(),
         };
+        // OVN applies the option to from-lport ACLs only; a fail-closed stand-in goes where
+        // the ACL would have gone when a stage is there to take it.
+        let after_lb_rule =
+            |dir: Direction| after_lb_option && dir == Direction::Ingress && opts.after_lb_stage;
         match compiled {
             Ok((dir, action, text, g, s)) => {
+                if after_lb_rule(dir) {
+                    after_lb.insert(uuid.to_string());
+                }
                 refs.insert(uuid.to_string(), g.iter().chain(&s).cloned().collect());
                 used_groups.extend(g);
                 used_sets.extend(s);
@@ -545,6 +601,9 @@ pub fn translate_with(
                     Failure::Unsupported(r) => (r, Outcome::AllowOmitted),
                 };
                 if outcome == Outcome::DropInstead {
+                    if after_lb_rule(dir) {
+                        after_lb.insert(uuid.to_string());
+                    }
                     origin.fail_closed = Some(reason.clone());
                     rules.push((
                         priority,
@@ -634,9 +693,16 @@ pub fn translate_with(
             .map(String::as_str)
             == Some("true")
     });
-    if default_drop && !rules.is_empty() {
-        acl.default = Action::Drop;
-    }
+    let default_allow = if stateful {
+        Action::AllowRelated
+    } else {
+        Action::Allow
+    };
+    acl.default = if default_drop && !rules.is_empty() {
+        Action::Drop
+    } else {
+        default_allow
+    };
     acl.rules = rules.into_iter().map(|(.., r)| r).collect();
 
     // Load balancers.
@@ -647,11 +713,12 @@ pub fn translate_with(
     taken.services = services.len();
 
     refused.sort();
-    let (from_lport, to_lport) = stages(acl, &refs);
+    let [from_lport, after_lb, to_lport] = stages(acl, &refs, &after_lb, default_allow);
     Translation {
         bindings,
         policy: Policy {
             from_lport,
+            after_lb,
             to_lport,
             services,
         },
@@ -985,6 +1052,76 @@ mod tests {
         );
         assert_eq!(t.policy.from_lport.rules[0].action, Action::Allow);
         assert_eq!(t.policy.from_lport.default, Action::Allow);
+        assert_eq!(t.policy.after_lb.default, Action::Allow);
+    }
+
+    #[test]
+    fn apply_after_lb_goes_to_its_own_stage_when_there_is_one() {
+        let rows = vec![
+            (
+                "a",
+                acl(
+                    "from-lport",
+                    1000,
+                    "ip4",
+                    "drop",
+                    0,
+                    &[("apply-after-lb", "true")],
+                ),
+            ),
+            ("b", acl("from-lport", 10, "udp", "allow", 0, &[])),
+            (
+                "c",
+                acl(
+                    "to-lport",
+                    5,
+                    "tcp",
+                    "drop",
+                    0,
+                    &[("apply-after-lb", "true")],
+                ),
+            ),
+            (
+                "d",
+                acl(
+                    "from-lport",
+                    7,
+                    "eth.src == 00:00:00:00:00:01",
+                    "drop",
+                    0,
+                    &[("apply-after-lb", "true")],
+                ),
+            ),
+        ];
+        let opts = TranslateOptions {
+            after_lb_stage: true,
+            ..TranslateOptions::default()
+        };
+        let t = translate(
+            &tables(rows, &[("default_acl_drop", "true")]),
+            &ports(),
+            opts,
+        );
+        let names = |c: &AclConfig| -> Vec<String> {
+            c.rules.iter().filter_map(|r| r.name.clone()).collect()
+        };
+        // The fail-closed stand-in of an after-lb ACL stands where the ACL would have.
+        assert_eq!(names(&t.policy.after_lb), ["a", "d"]);
+        assert_eq!(names(&t.policy.from_lport), ["b"]);
+        assert_eq!(
+            names(&t.policy.to_lport),
+            ["c"],
+            "OVN ignores the option on to-lport"
+        );
+        // default_acl_drop drops in the stages before and after, not in the after-lb one.
+        assert_eq!(t.policy.from_lport.default, Action::Drop);
+        assert_eq!(t.policy.to_lport.default, Action::Drop);
+        assert_eq!(t.policy.after_lb.default, Action::Allow);
+        assert_eq!(t.refused.len(), 1);
+        assert_eq!(t.refused[0].outcome, Outcome::DropInstead);
+        let single = t.policy.single_stage();
+        assert_eq!(single.rules.len(), 4, "one node takes all three stages");
+        RuleSet::from_config(&t.policy.after_lb).unwrap();
     }
 
     fn logged(mut r: Row, log: bool, name: &str, severity: &str, meter: &str) -> Row {
