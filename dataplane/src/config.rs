@@ -229,6 +229,19 @@ pub struct ControlSection {
     pub socket: Option<String>,
 }
 
+/// The `[acl_log]` table: where ACL log lines go and from which severity.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclLogSection {
+    /// Lines of a lower severity are not written, but counted (`below-level`); default
+    /// `info`, as ovn-controller's `acl_log` module logs (so `debug` ACLs write nothing until
+    /// asked, like `ovn-appctl vlog/set acl_log:file:dbg`).
+    pub min_severity: Option<pipeline::acl::log::Severity>,
+    /// Also send each line to this syslog socket (a unix datagram socket, e.g. `/dev/log`),
+    /// facility `daemon`, priority from the ACL's severity.
+    pub syslog: Option<PathBuf>,
+}
+
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +267,9 @@ pub struct ConfigFile {
     /// The live control socket.
     #[serde(default)]
     pub control: ControlSection,
+    /// ACL log lines.
+    #[serde(default)]
+    pub acl_log: AclLogSection,
     /// Ports found from what the platform hands the pod or VM.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// A node graph every worker runs its rx bursts through (instead of the plain

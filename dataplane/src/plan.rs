@@ -138,6 +138,8 @@ pub struct Plan {
     pub prometheus: Option<std::net::SocketAddr>,
     /// The control socket `dataplane ctl` talks to, if any.
     pub control_socket: Option<PathBuf>,
+    /// Where ACL log lines go.
+    pub acl_log: crate::acl_log::AclLogSettings,
     /// Policy from the OVN NB, when `[ovn]` is given.
     pub ovn: Option<crate::ovn::settings::OvnPlan>,
     /// Things worth a look that are not errors.
@@ -668,10 +670,23 @@ pub fn build(cfg: &ConfigFile, file: &Path, host: &Host) -> Result<Plan, ConfigE
     };
 
     let ovn = ovn_plan(cfg, &cx, &ports)?;
+    let acl_log = crate::acl_log::AclLogSettings {
+        min_severity: cfg.acl_log.min_severity.unwrap_or_default(),
+        syslog: match &cfg.acl_log.syslog {
+            Some(p) if !p.is_absolute() => {
+                return Err(cx.err(
+                    "acl_log.syslog",
+                    format!("{} is not an absolute path", p.display()),
+                ))
+            }
+            p => p.clone(),
+        },
+    };
 
     Ok(Plan {
         ovn,
         control_socket,
+        acl_log,
         prometheus,
         file: file.to_owned(),
         eal_args,
@@ -886,6 +901,18 @@ impl fmt::Display for Plan {
                 node(&t.both),
                 node(&t.lb),
                 if o.fail_open_unsupported { "skipped (fail open)" } else { "fail closed" }
+            )?;
+        }
+        if self.acl_log != crate::acl_log::AclLogSettings::default() {
+            writeln!(
+                f,
+                "acl log: lines from severity {} to stderr{}",
+                self.acl_log.min_severity.as_str(),
+                self.acl_log
+                    .syslog
+                    .as_ref()
+                    .map(|p| format!(" and syslog {}", p.display()))
+                    .unwrap_or_default()
             )?;
         }
         for w in &self.warnings {

@@ -456,7 +456,7 @@ fn run_ports(
     };
     // ACL log lines: drained off the workers by one control thread.
     let acl_log = match launch_err {
-        None => crate::acl_log::start()
+        None => crate::acl_log::start(plan.acl_log.clone())
             .map_err(|e| eprintln!("warning: no ACL log thread: {e}"))
             .ok(),
         Some(_) => None,

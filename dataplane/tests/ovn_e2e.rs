@@ -33,7 +33,7 @@ use dataplane::runtime::{run_with_eal, RunOptions};
 use ovsdb::NbServer;
 use pipeline::acl::RuleCountersSnapshot;
 
-fn config(remote: &str) -> String {
+fn config(remote: &str, syslog: &Path) -> String {
     format!(
         r#"
 [eal]
@@ -47,6 +47,8 @@ lsp = "clients"
 role = "servers"
 kind = "ring"
 lsp = "servers"
+[acl_log]
+syslog = "{syslog}"
 [ovn]
 remotes = "{remote}"
 from_lport_node = "acl_in"
@@ -77,7 +79,8 @@ to = "acl_out"
 [[pipeline.edges]]
 from = "acl_out"
 to = "forward"
-"#
+"#,
+        syslog = syslog.display()
     )
 }
 
@@ -190,7 +193,11 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
 
     let eal = eal("ovn-e2e");
     let dir = scratch_dir("ovn-e2e");
-    let (_file, plan) = plan_file(&dir, &config(&nb.remote()));
+    // The syslog the ACL log lines also go to: a datagram socket the test reads.
+    let syslog_path = dir.join("syslog.sock");
+    let _ = std::fs::remove_file(&syslog_path);
+    let syslog = SyslogReader::bind(&syslog_path);
+    let (_file, plan) = plan_file(&dir, &config(&nb.remote(), &syslog_path));
     let w = ring_ports(&eal, 32768);
     let pool = Arc::new(Mempool::create(&eal, "ovn_e2e_pool", 16383, 0, 2176, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -276,7 +283,7 @@ fn nb_changes_flip_a_probe_flow_under_traffic() {
                 });
 
                 // ACL logging.
-                acl_logging(&nbctl, &hub_out, &extra, [&egress, &allow, &deny]);
+                acl_logging(&nbctl, &hub_out, &extra, [&egress, &allow, &deny], &syslog);
                 sh.stop.store(true, Ordering::SeqCst);
                 wait_for("the pump to drain", 20, || sh.done.load(Ordering::SeqCst));
             })
@@ -350,13 +357,48 @@ fn lines_of(uuid: &str) -> Vec<String> {
         .collect()
 }
 
+/// A syslog daemon's socket: a thread receives every datagram as it comes.
+struct SyslogReader {
+    got: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SyslogReader {
+    fn bind(path: &Path) -> SyslogReader {
+        let sock = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = Arc::clone(&got);
+        // Detached: it ends with the test process.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let d = String::from_utf8_lossy(&buf[..n]).into_owned();
+                into.lock().unwrap().push(d);
+            }
+        });
+        SyslogReader { got }
+    }
+
+    fn received(&self) -> Vec<String> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
 /// A metered logged drop under a burst, a logged allow, the unlogged ACLs silent.
 fn acl_logging(
     nbctl: &dyn Fn(&[&str]) -> String,
     hub_out: &pipeline::acl::AclHub<dataplane::dpdk::acl::DpClassifier>,
     extra: &Extra,
     unlogged: [&str; 3],
+    syslog: &SyslogReader,
 ) {
+    // The datagrams the syslog socket received so far that name ACL `uuid`.
+    let syslog_of = |uuid: &str| -> Vec<String> {
+        syslog
+            .received()
+            .into_iter()
+            .filter(|d| d.contains(&format!("acl={uuid}:")))
+            .collect()
+    };
     const BURST: u32 = 200;
     const RATE: u64 = 10;
     const DEPTH: u64 = 5;
@@ -468,6 +510,14 @@ fn acl_logging(
         "{}",
         lines[0]
     );
+    // The same lines went to syslog, at the ACL's severity (daemon.warning: <28>).
+    let pid = std::process::id();
+    let datagrams = syslog_of(&metered);
+    assert_eq!(datagrams.len() as u64, n, "one datagram per line written");
+    assert_eq!(
+        datagrams[0],
+        format!("<28>dataplane[{pid}]: acl_log: {}", lines[0])
+    );
     // One allowed packet, one line (the default limit).
     extra.port.store(6002, Ordering::SeqCst);
     extra.left.store(1, Ordering::SeqCst);
@@ -481,6 +531,62 @@ fn acl_logging(
         )]
     );
     assert_eq!(log_counts().logged - after.logged, 1);
+    assert_eq!(
+        syslog_of(&logged_allow),
+        [format!(
+            "<30>dataplane[{pid}]: acl_log: {}",
+            lines_of(&logged_allow)[0]
+        )],
+        "daemon.info"
+    );
+    // A debug ACL: below ovn-controller's default level (info), counted and not written.
+    let below = |node: &str| {
+        dataplane::acl_log::write_counts()
+            .get(node)
+            .map_or(0, |w| w.below_level)
+    };
+    let below0 = below("acl_out");
+    let debug = add("allow6003", "debug", None, "970", 6003, "allow-related");
+    wait_for("the debug ACL", 20, || {
+        hub_out.rules().acls().iter().any(|a| a.name == debug)
+    });
+    extra.port.store(6003, Ordering::SeqCst);
+    extra.left.store(1, Ordering::SeqCst);
+    wait_for("the debug line counted below the level", 20, || {
+        below("acl_out") == below0 + 1
+    });
+    assert!(lines_of(&debug).is_empty() && syslog_of(&debug).is_empty());
+    assert_eq!(rule(&hub_out.counters(), &debug), 1, "judged all the same");
+    // Every line written reached syslog or was counted as not taken (the early probe
+    // lines came in bursts of up to 100, beyond the socket's queue of 10).
+    // (`logged` counts the lines the meters let through, the debug one included, which
+    // the level then kept from being written.)
+    let failed = || -> u64 {
+        dataplane::acl_log::write_counts()
+            .values()
+            .map(|w| w.syslog_failed)
+            .sum()
+    };
+    let written = || -> u64 {
+        let logged: u64 = dataplane::acl_log::counts()
+            .iter()
+            .map(|(_, c)| c.logged)
+            .sum();
+        let below: u64 = dataplane::acl_log::write_counts()
+            .values()
+            .map(|w| w.below_level)
+            .sum();
+        logged - below
+    };
+    wait_for("syslog's account to close", 20, || {
+        syslog.received().len() as u64 + failed() == written()
+    });
+    println!(
+        "acl log: {} lines written, {} received by syslog, {} not taken (counted)",
+        written(),
+        syslog.received().len(),
+        failed()
+    );
     // The ACLs with log=false judged the probe flow all along and wrote nothing more.
     let now: Vec<usize> = unlogged.iter().map(|u| lines_of(u).len()).collect();
     assert_eq!(now, quiet, "log=false: no line");

@@ -444,7 +444,8 @@ pub fn format_line(spec: &LogSpec, acl: &str, r: &LogRecord) -> String {
 /// The drain's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LogCounts {
-    /// Lines written.
+    /// Lines the meters let through (handed to the writer, which may still keep those below
+    /// its level from being written: the dataplane's `[acl_log] min_severity`).
     pub logged: u64,
     /// Records the meter (or the default limit) held back.
     pub rate_limited: u64,

@@ -1,6 +1,6 @@
-//! Header rewrites of the load balancer: destination NAT toward a backend, source NAT of
-//! replies back to the VIP, and turning a client's TCP segment into a RST, with the IPv4
-//! header and TCP/UDP checksums kept valid.
+//! Header rewrites of the load balancer: destination NAT toward a backend and source NAT of
+//! replies back to the VIP, with the IPv4 header and TCP/UDP checksums kept valid. (The RST
+//! a `down_backend = "reset"` flow gets is written by [`crate::reject`], as an ACL's.)
 //!
 //! Address and port rewrites update the checksums incrementally (RFC 1624 eqn. 3, one fold
 //! for address and port together), in software, so the result is correct on any port; or,
@@ -15,9 +15,8 @@
 
 use crate::buf::{CsumOffload, L4Csum};
 use crate::meta::PacketMeta;
-use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum_bytes};
+use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6};
 use crate::wire::ip_protocol::{TCP, UDP};
-use crate::wire::tcp::flags as tf;
 
 /// Which end of the packet a rewrite changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,98 +259,12 @@ fn rewrite_family<const N: usize>(
     }))
 }
 
-/// Turns a client's TCP segment (as parsed into `m`) into the RST that answers it, in
-/// place: MAC addresses, IP addresses and ports swapped, TTL/hop limit 64, no TCP options
-/// or payload (the IP length is set to the headers; bytes past it remain as padding),
-/// sequence numbers per RFC 793 (a segment with ACK gets `seq = its ack`, flags RST;
-/// otherwise `seq = 0`, `ack = its seq + length`, flags RST|ACK), checksums recomputed.
-/// `m` is updated to describe the RST. Returns false for anything but TCP over IP that fits.
-pub fn make_rst(d: &mut [u8], m: &mut PacketMeta) -> bool {
-    let l2 = usize::from(m.l2_offset);
-    let l3 = usize::from(m.l3_offset);
-    let l4 = usize::from(m.l4_offset);
-    if m.protocol != TCP || l4 == 0 || l4 + 20 > d.len() || l2 + 12 > l3 {
-        return false;
-    }
-    let doff = usize::from(d[l4 + 12] >> 4) * 4;
-    let hdrs = l4 - l3 + doff;
-    let l3_len = usize::from(m.l3_len);
-    let payload = l3_len.saturating_sub(hdrs) as u32;
-    let (ip_hdr, v4) = match m.ip_version {
-        4 => (l4 - l3, true),
-        6 => (l4 - l3, false),
-        _ => return false,
-    };
-    if (v4 && ip_hdr < 20) || (!v4 && ip_hdr < 40) {
-        return false;
-    }
-    // Ethernet: swap MACs.
-    for i in 0..6 {
-        d.swap(l2 + i, l2 + 6 + i);
-    }
-    let flags = d[l4 + 13];
-    let seq = u32::from_be_bytes([d[l4 + 4], d[l4 + 5], d[l4 + 6], d[l4 + 7]]);
-    let ack = u32::from_be_bytes([d[l4 + 8], d[l4 + 9], d[l4 + 10], d[l4 + 11]]);
-    let seg_len = payload + u32::from(flags & tf::SYN != 0) + u32::from(flags & tf::FIN != 0);
-    let (new_seq, new_ack, new_flags) = if flags & tf::ACK != 0 {
-        (ack, 0, tf::RST)
-    } else {
-        (0, seq.wrapping_add(seg_len), tf::RST | tf::ACK)
-    };
-    // TCP header, 20 bytes, no options.
-    for i in 0..2 {
-        d.swap(l4 + i, l4 + 2 + i);
-    }
-    d[l4 + 4..l4 + 8].copy_from_slice(&new_seq.to_be_bytes());
-    d[l4 + 8..l4 + 12].copy_from_slice(&new_ack.to_be_bytes());
-    d[l4 + 12] = 5 << 4;
-    d[l4 + 13] = new_flags;
-    d[l4 + 14..l4 + 20].fill(0); // window, checksum, urgent
-    let tcp_len = 20u16;
-    let new_l3_len = (ip_hdr + 20) as u16;
-    let pseudo = if v4 {
-        for i in 0..4 {
-            d.swap(l3 + 12 + i, l3 + 16 + i);
-        }
-        d[l3 + 2..l3 + 4].copy_from_slice(&new_l3_len.to_be_bytes());
-        d[l3 + 6] = 0x40; // DF, no fragment offset
-        d[l3 + 7] = 0;
-        d[l3 + 8] = 64;
-        d[l3 + 10] = 0;
-        d[l3 + 11] = 0;
-        let hc = !fold(sum_bytes(0, &d[l3..l4]));
-        d[l3 + 10..l3 + 12].copy_from_slice(&hc.to_be_bytes());
-        let src = [d[l3 + 12], d[l3 + 13], d[l3 + 14], d[l3 + 15]];
-        let dst = [d[l3 + 16], d[l3 + 17], d[l3 + 18], d[l3 + 19]];
-        pseudo_header_v4(src, dst, TCP, tcp_len)
-    } else {
-        for i in 0..16 {
-            d.swap(l3 + 8 + i, l3 + 24 + i);
-        }
-        let plen = (ip_hdr - 40 + 20) as u16;
-        d[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
-        d[l3 + 7] = 64;
-        let mut src = [0u8; 16];
-        let mut dst = [0u8; 16];
-        src.copy_from_slice(&d[l3 + 8..l3 + 24]);
-        dst.copy_from_slice(&d[l3 + 24..l3 + 40]);
-        pseudo_header_v6(&src, &dst, TCP, u32::from(tcp_len))
-    };
-    let c = !fold(sum_bytes(pseudo, &d[l4..l4 + 20]));
-    d[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
-    std::mem::swap(&mut m.src_addr, &mut m.dst_addr);
-    std::mem::swap(&mut m.src_port, &mut m.dst_port);
-    m.tcp_flags = new_flags;
-    m.l3_len = new_l3_len;
-    m.ttl = 64;
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::nodes::parse::{parse_packet, ParseConfig};
     use crate::source::{build_frame, IpVersion, L4Proto, SourceSpec};
+    use crate::wire::checksum::sum_bytes;
     use crate::wire::{Ipv4Packet, TcpPacket, UdpPacket};
     use proptest::prelude::*;
 
@@ -527,55 +440,6 @@ mod tests {
     }
 
     #[test]
-    fn rst_answers_the_segment() {
-        for v6 in [false, true] {
-            let mut spec = SourceSpec::simple(
-                1,
-                L4Proto::Tcp,
-                if v6 { IpVersion::V6 } else { IpVersion::V4 },
-            );
-            spec.frame_size += 30;
-            let mut f = build_frame(&spec, 7);
-            let orig = meta(&f);
-            let mut m = orig;
-            assert!(make_rst(&mut f, &mut m));
-            assert!(valid(&f));
-            let fresh = meta(&f);
-            assert_eq!(m, fresh);
-            assert_eq!(
-                (fresh.src_addr, fresh.src_port),
-                (orig.dst_addr, orig.dst_port)
-            );
-            assert_eq!(
-                (fresh.dst_addr, fresh.dst_port),
-                (orig.src_addr, orig.src_port)
-            );
-            // The template is PSH|ACK with ack 0: RST with seq = 0 (its ack).
-            assert_eq!(fresh.tcp_flags, tf::RST);
-            let l4 = usize::from(fresh.l4_offset);
-            assert_eq!(&f[l4 + 4..l4 + 8], &[0, 0, 0, 0]);
-            assert_eq!(&f[0..6], &spec.src_mac);
-        }
-        // A SYN without ACK: RST|ACK acknowledging seq + 1.
-        let spec = SourceSpec::simple(1, L4Proto::Tcp, IpVersion::V4);
-        let mut f = build_frame(&spec, 41);
-        let mut m = meta(&f);
-        let l4 = usize::from(m.l4_offset);
-        f[l4 + 13] = tf::SYN;
-        let mut p = TcpPacket::new_unchecked(&mut f[l4..]);
-        p.fill_checksum_v4(m.src_v4(), m.dst_v4());
-        m.tcp_flags = tf::SYN;
-        assert!(make_rst(&mut f, &mut m));
-        assert!(valid(&f));
-        assert_eq!(f[l4 + 13], tf::RST | tf::ACK);
-        // 64-byte frame: 6 bytes of TCP payload after the 20-byte header, plus the SYN.
-        assert_eq!(
-            u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]),
-            41 + 6 + 1
-        );
-    }
-
-    #[test]
     fn short_or_foreign_packets_are_left_alone() {
         let spec = SourceSpec::simple(1, L4Proto::Udp, IpVersion::V4);
         let f = build_frame(&spec, 0);
@@ -587,7 +451,6 @@ mod tests {
         m2.protocol = 1;
         let mut g = f.clone();
         assert!(!rewrite(&mut g, &mut m2, End::Dst, &[1; 16], 1));
-        assert!(!make_rst(&mut g, &mut m), "UDP gets no RST");
         assert_eq!(g, f);
     }
 }

@@ -15,7 +15,8 @@
 //!    `reset` output and counted `no-backend-rejects`). The packet is then DNATed (destination address and port to the
 //!    backend's) with incremental checksum updates. If the entry's backend is down or no
 //!    longer configured, the packet is dropped (`backend-down`) or, with
-//!    `down_backend = "reset"`, a TCP packet is turned into a RST to the client and sent on
+//!    `down_backend = "reset"`, a TCP packet is turned into a RST to the client
+//!    ([`crate::reject`]) and sent on
 //!    the `reset` output (with `meta.out_port` = its input port) and the flow is forgotten;
 //!    with `down_backend = "keep"` (OVN's behaviour) it continues to that backend.
 //!    When the table is full, new flows still get their Maglev backend without an entry
@@ -604,7 +605,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
                             if t.down_policy == DownPolicy::Reset {
                                 let _ = s.remove.try_push(key);
-                                if is_tcp && nat::make_rst(pkt.data_mut(), m) {
+                                if is_tcp && crate::reject::answer(pkt, m) {
                                     m.out_port = pkt.in_port();
                                     decisions[i] = Decision::Next(OUT_RESET);
                                     resets += 1;

@@ -221,17 +221,19 @@ fn show_acl_log(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         [_, extra, ..] => return Err(format!("unexpected argument `{extra}`")),
     };
     let counts = crate::acl_log::counts();
+    let writes = crate::acl_log::write_counts();
     let lines = crate::acl_log::recent_lines();
     let last = &lines[lines.len().saturating_sub(n)..];
     let mut text = format!(
-        "{:<16} {:>12} {:>12} {:>12} {:>8}\n",
-        "node", "logged", "rate-limited", "ring-dropped", "stale"
+        "{:<16} {:>12} {:>12} {:>12} {:>8} {:>11} {:>13}\n",
+        "node", "logged", "rate-limited", "ring-dropped", "stale", "below-level", "syslog-failed"
     );
     for (node, c) in &counts {
+        let w = writes.get(node).copied().unwrap_or_default();
         let _ = writeln!(
             text,
-            "{node:<16} {:>12} {:>12} {:>12} {:>8}",
-            c.logged, c.rate_limited, c.ring_dropped, c.stale
+            "{node:<16} {:>12} {:>12} {:>12} {:>8} {:>11} {:>13}",
+            c.logged, c.rate_limited, c.ring_dropped, c.stale, w.below_level, w.syslog_failed
         );
     }
     for l in last {
@@ -240,7 +242,11 @@ fn show_acl_log(_cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
     Ok(Reply::new(
         text,
         json!({
-            "nodes": counts.iter().map(|(n, c)| json!({"node": n, "counts": c})).collect::<Vec<_>>(),
+            "nodes": counts.iter().map(|(n, c)| json!({
+                "node": n,
+                "counts": c,
+                "writes": writes.get(n).copied().unwrap_or_default(),
+            })).collect::<Vec<_>>(),
             "lines": last,
         }),
     ))
