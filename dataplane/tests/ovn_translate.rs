@@ -1204,17 +1204,7 @@ fn follower_publishes_only_changes() {
     let wait_until = |what: &str, pred: &dyn Fn() -> bool| wait_for_follower(&st, WAIT, what, pred);
     let published = || rec.0.lock().unwrap().clone();
     let translations = || st.translations.load(Ordering::Relaxed);
-    wait_until("the first publication", &|| published().len() == 3);
-    let mut first = published();
-    first.sort();
-    assert_eq!(
-        first,
-        [
-            ("acl_in".to_string(), 1),
-            ("acl_out".to_string(), 1),
-            ("lb".to_string(), 1)
-        ]
-    );
+    assert_first_publication(&st, &rec, &[("acl_in", 1), ("acl_out", 1), ("lb", 1)]);
 
     // Elsewhere: translated, nothing published.
     let n = translations();
@@ -1428,16 +1418,10 @@ fn follower_publishes_the_after_lb_stage() {
     let st = std::sync::Arc::clone(f.status());
     let wait_until = |what: &str, pred: &dyn Fn() -> bool| wait_for_follower(&st, WAIT, what, pred);
     let published = || rec.0.lock().unwrap().clone();
-    wait_until("the first publication", &|| published().len() == 3);
-    let mut first = published();
-    first.sort();
-    assert_eq!(
-        first,
-        [
-            ("acl_after".to_string(), 1),
-            ("acl_in".to_string(), 1),
-            ("acl_out".to_string(), 0)
-        ]
+    assert_first_publication(
+        &st,
+        &rec,
+        &[("acl_after", 1), ("acl_in", 1), ("acl_out", 0)],
     );
     let text = st.render();
     assert!(text.contains("last publish: acl_after: 1 rules"), "{text}");
@@ -1532,6 +1516,24 @@ fn follower_config(
         coalesce,
         pacing,
     }
+}
+
+/// Waits for the follower's first publication to every target, then checks it: each node
+/// published once, with these rule (or backend) counts, in name order.
+fn assert_first_publication(
+    st: &dataplane::ovn::follow::FollowerStatus,
+    rec: &Recorder,
+    expected: &[(&str, usize)],
+) {
+    let published = || rec.0.lock().unwrap().clone();
+    wait_for_follower(st, WAIT, "the first publication", &|| {
+        published().len() == expected.len()
+    });
+    let mut first = published();
+    first.sort();
+    let expected: Vec<(String, usize)> =
+        expected.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    assert_eq!(first, expected);
 }
 
 /// Waits up to `limit` for `pred`, failing with `what` and the follower's `show ovn`.
