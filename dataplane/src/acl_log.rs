@@ -88,11 +88,6 @@ pub fn write_counts() -> BTreeMap<String, WriteCounts> {
     shared().writes.clone()
 }
 
-/// How a severity ranks (lower: more severe), as syslog's levels.
-fn rank(s: Severity) -> u8 {
-    syslog_level(s)
-}
-
 /// The syslog level of an ACL severity (RFC 5424: alert 1, warning 4, notice 5, info 6,
 /// debug 7).
 pub fn syslog_level(s: Severity) -> u8 {
@@ -105,9 +100,10 @@ pub fn syslog_level(s: Severity) -> u8 {
     }
 }
 
-/// Whether a line of severity `s` is written at level `min`.
+/// Whether a line of severity `s` is written at level `min` (a lower syslog level is more
+/// severe).
 pub fn written_at(s: Severity, min: Severity) -> bool {
-    rank(s) <= rank(min)
+    syslog_level(s) <= syslog_level(min)
 }
 
 /// The syslog datagram of one line (RFC 3164 without a timestamp, which the syslog daemon

@@ -85,28 +85,35 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// Who decided: `default`, or the deciding rule's NB row in the platform's words: its
+/// `name`, else ovn-kubernetes's `k8s.ovn.org/name`, else Neutron's rule id, else its owner.
+fn decided_by(t: &Translation, rules: &RuleSet, acl: Option<usize>) -> String {
+    let Some(i) = acl else {
+        return "default".to_string();
+    };
+    let o = &t.acl_origins[&rules.acls()[i].name];
+    let ids = &o.external_ids;
+    if !o.name.is_empty() {
+        o.name.clone()
+    } else if let Some(n) = ids
+        .get("k8s.ovn.org/name")
+        .or_else(|| ids.get("neutron:security_group_rule_id"))
+    {
+        n.clone()
+    } else {
+        o.owner.clone()
+    }
+}
+
 /// The verdict of both stages, as OVN applies them: the from-lport ACLs first; if they let
-/// the packet through, the to-lport ACLs. Returns the deciding rule's attribution (its NB
-/// `name`, else its Neutron rule id, else `default`) and the action.
+/// the packet through, the to-lport ACLs. Returns who decided ([`decided_by`]) and the
+/// action.
 fn judge(t: &Translation, pkt: PacketSummary<'_>) -> (String, Action) {
     let mut last = ("default".to_string(), Action::Allow);
     for cfg in [&t.policy.from_lport, &t.policy.to_lport] {
         let rules = RuleSet::from_config(cfg).expect("a translated stage builds");
         let v = evaluate(&rules, &pkt);
-        let who = match v.acl {
-            None => "default".to_string(),
-            Some(i) => {
-                let o = &t.acl_origins[&rules.acls()[i].name];
-                if !o.name.is_empty() {
-                    o.name.clone()
-                } else if let Some(r) = o.external_ids.get("neutron:security_group_rule_id") {
-                    r.clone()
-                } else {
-                    o.owner.clone()
-                }
-            }
-        };
-        last = (who, v.action);
+        last = (decided_by(t, &rules, v.acl), v.action);
         if !v.action.permits() {
             break;
         }
@@ -711,8 +718,7 @@ fn octavia_load_balancers() {
 /// packet from `inport` to `vip:dport`: the from-lport ACLs on the VIP; the service's
 /// `backend`-th backend chosen (DNAT); then the apply-after-lb from-lport ACLs and the
 /// to-lport ACLs on the backend (`outport`). Returns the stage that decided (`-` when all
-/// allowed), the deciding rule's attribution (NB `name`, `k8s.ovn.org/name`, or `default`)
-/// and the action.
+/// allowed), who decided ([`decided_by`]) and the action.
 fn judge_through_lb(
     t: &Translation,
     inport: &str,
@@ -753,17 +759,7 @@ fn judge_through_lb(
         let pkt = tcp(inport, out, src, &dst, port);
         let v = evaluate(&rules, &pkt);
         if !v.action.permits() {
-            let who = match v.acl {
-                None => "default".to_string(),
-                Some(i) => {
-                    let o = &t.acl_origins[&rules.acls()[i].name];
-                    o.external_ids
-                        .get("k8s.ovn.org/name")
-                        .cloned()
-                        .unwrap_or_else(|| o.name.clone())
-                }
-            };
-            return (stage, who, v.action);
+            return (stage, decided_by(t, &rules, v.acl), v.action);
         }
     }
     ("-", "-".into(), Action::Allow)

@@ -375,7 +375,7 @@ impl FollowState {
             .targets
             .both
             .as_ref()
-            .map(|_| self.published.single_stage().address_sets);
+            .map(|_| self.published.address_sets());
         let from = stage_changes(&mut self.published.from_lport, updates);
         let to = stage_changes(&mut self.published.to_lport, updates);
         let after = stage_changes(&mut self.published.after_lb, updates);

@@ -88,12 +88,10 @@ impl Policy {
     /// after-lb ones).
     pub fn single_stage(&self) -> AclConfig {
         let mut out = self.from_lport.clone();
+        out.address_sets = self.address_sets();
         for stage in [&self.after_lb, &self.to_lport] {
             for (k, v) in &stage.port_groups {
                 out.port_groups.insert(k.clone(), v.clone());
-            }
-            for (k, v) in &stage.address_sets {
-                out.address_sets.insert(k.clone(), v.clone());
             }
             for (k, v) in &stage.meters {
                 out.meters.insert(k.clone(), *v);
@@ -101,6 +99,18 @@ impl Policy {
             out.rules.extend(stage.rules.iter().cloned());
         }
         out.rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        out
+    }
+
+    /// The address sets of all stages in one map, as [`Policy::single_stage`] holds them
+    /// (without copying any rule).
+    pub fn address_sets(&self) -> BTreeMap<String, Vec<pipeline::acl::IpNet>> {
+        let mut out = BTreeMap::new();
+        for (_, stage) in self.acl_stages() {
+            for (k, v) in &stage.address_sets {
+                out.insert(k.clone(), v.clone());
+            }
+        }
         out
     }
 
