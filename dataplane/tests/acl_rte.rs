@@ -1,5 +1,5 @@
 //! rte_acl against the reference evaluator: random rule sets (overlapping prefixes, port
-//! ranges, equal priorities, port groups, address sets, IPv4 and IPv6, ICMP) and random
+//! ranges, equal priorities, port groups, address sets, IPv4 and IPv6, ICMP, SCTP) and random
 //! packets; every available classify method must give the reference's verdict for every
 //! packet, and so must the ACL node's verdict cache in front of rte_acl (each chunk twice:
 //! filling the cache, then answered from it). One #[test]: EAL starts once per process.
@@ -87,16 +87,21 @@ fn atom(r: &mut Rng) -> String {
         2 => format!("inport == \"{}\"", r.pick(&PORTS)),
         3 => format!("outport != \"{}\"", r.pick(&PORTS)),
         4 => r
-            .pick(&["ip4", "ip6", "tcp", "udp", "icmp4", "icmp6", "ip", "!tcp"])
+            .pick(&[
+                "ip4", "ip6", "tcp", "udp", "sctp", "icmp4", "icmp6", "ip", "!tcp",
+            ])
             .to_string(),
         5 | 6 => ip4_atom(r),
         7 => ip6_atom(r),
         8 => format!("ip4.src == ${}", r.pick(&["s0", "s1"])),
-        9 => format!("{}.dst == {{80, 443, 8080}}", r.pick(&["tcp", "udp"])),
+        9 => format!(
+            "{}.dst == {{80, 443, 8080}}",
+            r.pick(&["tcp", "udp", "sctp"])
+        ),
         10 => port_range_atom(r),
         11 => format!(
             "{}.src {} {}",
-            r.pick(&["tcp", "udp"]),
+            r.pick(&["tcp", "udp", "sctp"]),
             r.pick(&["<", ">", "!="]),
             r.pick(&[22u16, 1024, 53])
         ),
@@ -260,7 +265,7 @@ fn rte_acl_agrees_with_the_reference() {
             for _ in 0..256 {
                 let v6 = r.below(4) == 0;
                 let (src, dst) = (addr(&mut r, v6), addr(&mut r, v6));
-                let proto = *r.pick(&[6u8, 6, 17, 17, 1, 58, 0, 47]);
+                let proto = *r.pick(&[6u8, 6, 17, 17, 132, 1, 58, 0, 47]);
                 let x = r.next();
                 let sport = *r.pick(&[
                     0u16, 22, 53, 80, 443, 1023, 1024, 1025, 2000, 2001, 21000, 65535, x as u16,

@@ -415,7 +415,7 @@ fn neutron_security_group() {
         "allow-related",
     );
     // Rows we cannot take as written: an unknown remote group (OVN skips it too), an allow
-    // on SCTP (not compiled: left out), a drop on eth.src (not compiled: fail closed).
+    // on IGMP (not compiled: left out), a drop on eth.src (not compiled: fail closed).
     rule(
         "r-bad-remote",
         "to-lport",
@@ -424,10 +424,18 @@ fn neutron_security_group() {
         "allow-related",
     );
     rule(
-        "r-sctp",
+        "r-igmp",
         "to-lport",
         "1002",
-        &format!("outport == @{sg} && sctp"),
+        &format!("outport == @{sg} && igmp"),
+        "allow-related",
+    );
+    // SCTP as Neutron writes it (`--protocol sctp --dst-port 38412`, a 5G core's N2).
+    rule(
+        "r-sctp-n2",
+        "to-lport",
+        "1002",
+        &format!("outport == @{sg} && ip4 && ip4.src == 10.20.0.0/16 && sctp && sctp.dst == 38412"),
         "allow-related",
     );
 
@@ -470,6 +478,33 @@ fn neutron_security_group() {
     assert_eq!(
         into_vm1(&t, "192.168.0.5", 8081),
         s("Port_Group neutron_pg_drop", Action::Drop)
+    );
+    let sctp_into_vm1 = |t: &Translation, src: &str, dport: u16| {
+        judge(
+            t,
+            PacketSummary::sctp(
+                PortId::named("up0"),
+                PortId::named("vf0"),
+                ip(src),
+                ip("10.0.0.11"),
+                40000,
+                dport,
+            ),
+        )
+    };
+    assert_eq!(
+        sctp_into_vm1(&t, "10.20.1.1", 38412),
+        s("r-sctp-n2", Action::AllowRelated)
+    );
+    assert_eq!(
+        sctp_into_vm1(&t, "10.20.1.1", 38413),
+        s("Port_Group neutron_pg_drop", Action::Drop),
+        "another SCTP port"
+    );
+    assert_eq!(
+        into_vm1(&t, "10.20.1.1", 38412),
+        s("Port_Group neutron_pg_drop", Action::Drop),
+        "TCP to the same port"
     );
     assert_eq!(
         judge(
@@ -560,6 +595,54 @@ fn neutron_security_group() {
             .map(|r| r.priority)
             .collect::<Vec<_>>(),
         [1000]
+    );
+
+    // Neutron's network log (`openstack network log create --resource-type security_group`)
+    // on the SSH rule: log, a name, a meter, a unique label and options:log-related, so
+    // that OVN logs the replies of the connections the rule admits too.
+    let ssh = nb
+        .nbctl(&[
+            "--bare",
+            "--columns=_uuid",
+            "find",
+            "ACL",
+            "external_ids:\"neutron:security_group_rule_id\"=\"r-ssh-remote-group\"",
+        ])
+        .trim()
+        .to_string();
+    nb.nbctl(&[
+        "set",
+        "ACL",
+        &ssh,
+        "log=true",
+        "name=neutron-4f3e2d1c-log",
+        "severity=info",
+        "label=101",
+        "options:log-related=true",
+    ]);
+    let t = translate(&synced(&nb, &c), &ports, open);
+    let spec = t
+        .policy
+        .to_lport
+        .rules
+        .iter()
+        .find(|r| r.name.as_deref() == Some(ssh.as_str()))
+        .and_then(|r| r.log.clone())
+        .expect("the SSH rule logs");
+    assert_eq!(spec.name, "neutron-4f3e2d1c-log");
+    assert!(spec.related, "log-related with a label: replies logged");
+    // Without the label OVN cannot tell whose replies they are, and logs only the rule's.
+    nb.nbctl(&["set", "ACL", &ssh, "label=0"]);
+    let t = translate(&synced(&nb, &c), &ports, open);
+    assert!(
+        !t.policy
+            .to_lport
+            .rules
+            .iter()
+            .find(|r| r.name.as_deref() == Some(ssh.as_str()))
+            .and_then(|r| r.log.clone())
+            .unwrap()
+            .related
     );
 }
 

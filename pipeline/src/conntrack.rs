@@ -49,7 +49,7 @@
 //!   the first lookup after a long pause. Each entry stores its expiry unit; every lookup hit
 //!   and TCP update refreshes it from the timeout of the entry's protocol and state
 //!   (VPP-like defaults: UDP 600 s, TCP established 86 400 s, TCP transient 120 s,
-//!   other protocols 30 s). An expired entry is treated as absent by lookups and is
+//!   other protocols 30 s; SCTP associations take UDP's, see [`ConnState::Sctp`]). An expired entry is treated as absent by lookups and is
 //!   reclaimed by [`ConnTrack::age`] (a cursor-based scan of a bounded number of slots per
 //!   call, meant to be called once per poll loop; [`ConnTrack::age_paced_with`] scans only
 //!   as many as sweep the table within an eighth of the shortest timeout), by a new insert
@@ -130,7 +130,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::flow_key::{FlowKey, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{FlowKey, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 /// Longest probe sequence (in slots, from the home slot) an entry may sit at.
 pub const MAX_PROBE: usize = 128;
@@ -153,6 +153,7 @@ const ST_SYN: u8 = 3;
 const ST_EST: u8 = 4;
 const ST_FIN: u8 = 5;
 const ST_CLOSED: u8 = 6;
+const ST_SCTP: u8 = 7;
 const ST_MASK: u8 = 0x07;
 const SEEN_SYN_O: u8 = 0x10;
 const SEEN_SYN_R: u8 = 0x20;
@@ -163,7 +164,7 @@ const SEEN_FIN_R: u8 = 0x80;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutSecs {
-    /// UDP flows (default 600 s).
+    /// UDP flows and SCTP associations (default 600 s).
     pub udp: u64,
     /// TCP after the handshake (default 86 400 s = 24 h).
     pub tcp_established: u64,
@@ -223,6 +224,7 @@ impl Timeouts {
         t[ST_EST as usize] = self.tcp_established;
         t[ST_FIN as usize] = self.tcp_transient;
         t[ST_CLOSED as usize] = self.tcp_transient;
+        t[ST_SCTP as usize] = self.udp;
         t
     }
 }
@@ -241,8 +243,11 @@ pub enum Direction {
 pub enum ConnState {
     /// A UDP flow.
     Udp,
-    /// A flow of a protocol other than TCP and UDP.
+    /// A flow of a protocol other than TCP, UDP and SCTP.
     Other,
+    /// An SCTP association (the UDP timeout: an idle association still sends a HEARTBEAT
+    /// every 30 s by default, RFC 9260 8.3, which `other`'s 30 s would not cover).
+    Sctp,
     /// TCP, handshake in progress (transient timeout).
     TcpSynSeen,
     /// TCP, SYN seen both ways or picked up mid-stream (established timeout).
@@ -261,6 +266,7 @@ impl ConnState {
             ST_EST => Self::TcpEstablished,
             ST_FIN => Self::TcpFinSeen,
             ST_CLOSED => Self::TcpClosed,
+            ST_SCTP => Self::Sctp,
             _ => Self::Other,
         }
     }
@@ -591,6 +597,7 @@ fn initial_state(proto: u8) -> u8 {
     match proto {
         PROTO_TCP => ST_SYN,
         PROTO_UDP => ST_UDP,
+        PROTO_SCTP => ST_SCTP,
         _ => ST_OTHER,
     }
 }
@@ -1260,7 +1267,7 @@ impl<T: Copy + Default> ConnTrack<T> {
             return Some(ConnState::TcpEstablished);
         }
         let mut seen = s.state & !ST_MASK;
-        let new = if st >= ST_SYN {
+        let new = if (ST_SYN..=ST_CLOSED).contains(&st) {
             tcp_next(st, &mut seen, flags, dir)
         } else {
             st
@@ -2411,7 +2418,7 @@ mod tests {
                             // The lookup counts the packet; the TCP update does not.
                             m.packets += 1;
                             let d = dir(m, f);
-                            if m.state >= ST_SYN {
+                            if (ST_SYN..=ST_CLOSED).contains(&m.state) {
                                 m.state = tcp_next(m.state, &mut m.seen, TcpFlags(fl), d);
                             }
                             m.expires = now + tmo[m.state as usize];

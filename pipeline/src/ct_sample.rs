@@ -265,6 +265,7 @@ pub fn state_name(s: ConnState) -> &'static str {
     match s {
         ConnState::Udp => "udp",
         ConnState::Other => "other",
+        ConnState::Sctp => "sctp",
         ConnState::TcpSynSeen => "syn-seen",
         ConnState::TcpEstablished => "established",
         ConnState::TcpFinSeen => "fin-seen",
@@ -585,7 +586,7 @@ pub(crate) fn serve_lb(
 }
 
 /// One step of a stateful `acl` node's sampling (see [`CtServer::serve`]): each entry's
-/// payload is the generation of the rules that allowed it.
+/// payload holds the generation of the rules that allowed it ([`crate::acl::ct_entry`]).
 #[cold]
 #[inline(never)]
 pub(crate) fn serve_acl(server: &mut CtServer, ct: &ConnTrack<u64>, now: u64, hz: u64) {
@@ -593,7 +594,9 @@ pub(crate) fn serve_acl(server: &mut CtServer, ct: &ConnTrack<u64>, now: u64, hz
         ct,
         now,
         hz,
-        |&generation| Extra::Acl { generation },
+        |&p| Extra::Acl {
+            generation: crate::acl::ct_entry::generation(p),
+        },
         || None,
     );
 }
@@ -739,7 +742,7 @@ mod tests {
         assert_eq!(CtQuery::parse::<&str>(&[]).unwrap(), CtQuery::default());
         for (words, want) in [
             (&["sport", "70000"][..], "sport: `70000`"),
-            (&["proto", "sctp"][..], "proto: `sctp`"),
+            (&["proto", "gre"][..], "proto: `gre`"),
             (&["dst"][..], "`dst` needs a value"),
             (&["via", "x"][..], "unknown filter `via`"),
             (&["--limit", "100001"][..], "--limit: `100001`"),
@@ -761,7 +764,9 @@ mod tests {
         // Ten UDP flows at tick 100 (TCP handshakes expire at 20).
         for i in 0..10u8 {
             let k = FlowKey::v4([10, 1, 0, i], [10, 9, 9, 9], 5000, 53, PROTO_UDP);
-            ct.insert(&k, 100, 7).unwrap();
+            // Generation 7, allowed by the third ACL.
+            ct.insert(&k, 100, crate::acl::ct_entry::pack(7, 3))
+                .unwrap();
         }
         let h = ct.lookup(&tcp(3), 100);
         assert!(h.is_none(), "expired");

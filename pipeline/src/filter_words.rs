@@ -5,7 +5,7 @@
 //! command adds its own words (`port NAME`, `--limit N`).
 
 use crate::acl::net::IpNet;
-use crate::flow_key::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 /// The shared words, as error messages list them.
 pub const WORDS: &str = "src, dst, proto, sport, dport";
@@ -46,19 +46,20 @@ impl FilterWord {
             "sport" => FilterWord::SrcPort(port()?),
             "dport" => FilterWord::DstPort(port()?),
             "proto" => FilterWord::Proto(protocol(value).ok_or_else(|| {
-                format!("proto: `{value}` is not tcp, udp, icmp, icmp6 or 0-255")
+                format!("proto: `{value}` is not tcp, udp, sctp, icmp, icmp6 or 0-255")
             })?),
             _ => return Ok(None),
         }))
     }
 }
 
-/// The protocol number of a `proto` value: a name (`tcp`, `udp`, `icmp` or `icmp4`,
-/// `icmp6` or `icmpv6`) or a number 0-255.
+/// The protocol number of a `proto` value: a name (`tcp`, `udp`, `sctp`, `icmp` or
+/// `icmp4`, `icmp6` or `icmpv6`) or a number 0-255.
 pub fn protocol(s: &str) -> Option<u8> {
     match s {
         "tcp" => Some(PROTO_TCP),
         "udp" => Some(PROTO_UDP),
+        "sctp" => Some(PROTO_SCTP),
         "icmp" | "icmp4" => Some(PROTO_ICMP),
         "icmp6" | "icmpv6" => Some(PROTO_ICMPV6),
         n => n.parse().ok(),
@@ -89,6 +90,7 @@ mod tests {
             ("icmp4", 1),
             ("icmp6", 58),
             ("icmpv6", 58),
+            ("sctp", 132),
             ("132", 132),
         ] {
             assert_eq!(p("proto", name), Ok(Some(FilterWord::Proto(n))), "{name}");
@@ -106,8 +108,8 @@ mod tests {
             ("dst", "x", "dst: `x` is not an address"),
             (
                 "proto",
-                "sctp",
-                "proto: `sctp` is not tcp, udp, icmp, icmp6 or 0-255",
+                "gre",
+                "proto: `gre` is not tcp, udp, sctp, icmp, icmp6 or 0-255",
             ),
             ("proto", "256", "proto: `256`"),
         ] {

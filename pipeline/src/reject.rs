@@ -1,7 +1,7 @@
 //! The reply to a packet an ACL rejects (or a load balancer's VIP without a backend, with
-//! `reject`): a TCP RST, or an ICMP/ICMPv6 destination unreachable with the codes
-//! ovn-controller uses (`pinctrl_handle_reject`), written over the packet's own bytes (no
-//! allocation). Shared by the `acl` and `lb` nodes.
+//! `reject`): a TCP RST, an SCTP ABORT, or an ICMP/ICMPv6 destination unreachable with the
+//! codes ovn-controller uses (`pinctrl_handle_reject`), written over the packet's own bytes
+//! (no allocation). Shared by the `acl` and `lb` nodes.
 //!
 //! # Replies
 //! * **TCP** (not a fragment): a RST from the packet's destination to its source (MACs, IP
@@ -10,10 +10,19 @@
 //!   `seq = 0`, `ack = its seq + segment length (+1 for SYN, +1 for FIN)` and the flags are
 //!   `RST|ACK`. No payload, no TCP options, window 0; the IP header has no options (IPv4) or
 //!   extension headers (IPv6), TTL / hop limit [`REPLY_TTL`].
+//! * **SCTP**: an ABORT (RFC 9260 8.4, as ovn-controller's `pinctrl_handle_sctp_abort`): ports
+//!   and addresses swapped, one ABORT chunk (type 6, length 4, no error causes). If the
+//!   offending packet has verification tag 0 and begins with an INIT chunk, the ABORT carries
+//!   the INIT's initiate tag and the T bit clear (8.4 item 3); otherwise it reflects the
+//!   packet's own tag with the T bit set (item 8). The CRC32c checksum covers the SCTP
+//!   packet ([`crate::wire::crc32c`]). A packet whose first chunk is an ABORT or a SHUTDOWN
+//!   COMPLETE gets nothing (8.4 items 2 and 6; ovn-controller answers the second), nor does
+//!   one too short for the common header and a chunk header (or, for an INIT with tag 0,
+//!   the initiate tag).
 //! * **UDP**: ICMPv4 type 3 code 3 (port unreachable) or ICMPv6 type 1 code 4 (port
 //!   unreachable), as OVN sends.
-//! * **Anything else** (ICMP informational messages, other protocols, SCTP, to which OVN
-//!   sends an ABORT, and the first fragment of a TCP segment, whose full length is unknown):
+//! * **Anything else** (ICMP informational messages, other protocols, and the first
+//!   fragment of a TCP segment, whose full length is unknown):
 //!   ICMPv4 type 3 code 1 (host unreachable) or ICMPv6 type 1 code 1 (communication
 //!   administratively prohibited), OVN's codes for these.
 //! * Every ICMPv4 reply quotes the original IP header (options included) and the first 8
@@ -22,7 +31,8 @@
 //!   destination address.
 //!
 //! # Never a reply to (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4(e), RFC 9293)
-//! ICMP/ICMPv6 error messages (and ICMPv6 redirects), TCP RSTs, non-first fragments, packets
+//! ICMP/ICMPv6 error messages (and ICMPv6 redirects), TCP RSTs, SCTP ABORTs and SHUTDOWN
+//! COMPLETEs, non-first fragments, packets
 //! to an Ethernet group address or to an IP broadcast/multicast address, packets from an IP
 //! address that is not a unicast host (unspecified, multicast, IPv4 limited broadcast,
 //! loopback), non-IP packets, and packets whose headers do not fit (see [`NoReply`]).
@@ -36,6 +46,7 @@
 
 use crate::meta::PacketMeta;
 use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum_bytes};
+use crate::wire::crc32c::sctp_checksum_bytes;
 use crate::PacketBuf;
 
 /// Turns `pkt` into its reject reply in place ([`reply_len`], lengthening the packet into
@@ -68,6 +79,15 @@ pub const IPV6_MIN_MTU: usize = 1280;
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
 const PROTO_ICMPV6: u8 = 58;
+const PROTO_SCTP: u8 = 132;
+/// SCTP chunk types the reply looks at.
+const SCTP_INIT: u8 = 1;
+const SCTP_ABORT: u8 = 6;
+const SCTP_SHUTDOWN_COMPLETE: u8 = 14;
+/// The ABORT chunk's T bit: the tag is the packet's own, reflected.
+const SCTP_ABORT_T: u8 = 0x01;
+/// Common header (12 bytes) and one chunk header (4).
+const SCTP_ABORT_LEN: usize = 16;
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -84,6 +104,8 @@ pub enum NoReply {
     IcmpError,
     /// A TCP RST.
     TcpRst,
+    /// An SCTP packet whose first chunk is an ABORT or a SHUTDOWN COMPLETE.
+    SctpAbort,
     /// To an Ethernet group address or an IP broadcast/multicast address.
     NotUnicastDestination,
     /// From an address that is not a unicast host.
@@ -104,6 +126,13 @@ enum Plan {
         seq: u32,
         ack: u32,
         flags: u8,
+    },
+    SctpAbort {
+        v6: bool,
+        sport: u16,
+        dport: u16,
+        vtag: u32,
+        chunk_flags: u8,
     },
     Icmp4 {
         quote: usize,
@@ -261,6 +290,33 @@ fn plan(frame: &[u8], m: &PacketMeta) -> Result<(Plan, usize), NoReply> {
             }
         }
         PROTO_TCP => return Err(NoReply::Malformed),
+        PROTO_SCTP => {
+            if !has_l4 || l4 + SCTP_ABORT_LEN > l3_end {
+                return Err(NoReply::Malformed);
+            }
+            let chunk = frame[l4 + 12];
+            if chunk == SCTP_ABORT || chunk == SCTP_SHUTDOWN_COMPLETE {
+                return Err(NoReply::SctpAbort);
+            }
+            let tag = be32(frame, l4 + 4);
+            let (vtag, chunk_flags) = if tag == 0 && chunk == SCTP_INIT {
+                // The INIT's initiate tag follows its chunk header.
+                if l4 + SCTP_ABORT_LEN + 4 > l3_end {
+                    return Err(NoReply::Malformed);
+                }
+                (be32(frame, l4 + SCTP_ABORT_LEN), 0)
+            } else {
+                (tag, SCTP_ABORT_T)
+            };
+            let plan = Plan::SctpAbort {
+                v6,
+                sport: be16(frame, l4 + 2),
+                dport: be16(frame, l4),
+                vtag,
+                chunk_flags,
+            };
+            return Ok((plan, l3 + if v6 { 40 } else { 20 } + SCTP_ABORT_LEN));
+        }
         _ => {}
     }
     let udp = m.protocol == PROTO_UDP;
@@ -305,7 +361,7 @@ pub fn write_reject(buf: &mut [u8], frame_len: usize, meta: &PacketMeta) -> Resu
         buf.swap(l2 + i, l2 + 6 + i);
     }
     let v6 = match plan {
-        Plan::Rst { v6, .. } => v6,
+        Plan::Rst { v6, .. } | Plan::SctpAbort { v6, .. } => v6,
         Plan::Icmp4 { .. } => false,
         Plan::Icmp6 { .. } => true,
     };
@@ -322,6 +378,7 @@ pub fn write_reject(buf: &mut [u8], frame_len: usize, meta: &PacketMeta) -> Resu
     let ip_hlen = if v6 { 40 } else { 20 };
     let (protocol, l4_len) = match plan {
         Plan::Rst { .. } => (PROTO_TCP, 20),
+        Plan::SctpAbort { .. } => (PROTO_SCTP, SCTP_ABORT_LEN),
         Plan::Icmp4 { quote, .. } => {
             buf.copy_within(l3..l3 + quote, l3 + 28);
             (PROTO_ICMP, 8 + quote)
@@ -350,6 +407,22 @@ pub fn write_reject(buf: &mut [u8], frame_len: usize, meta: &PacketMeta) -> Resu
             seg[12] = 5 << 4;
             seg[13] = flags;
             seg[14..20].fill(0); // window, checksum, urgent pointer
+        }
+        Plan::SctpAbort {
+            sport,
+            dport,
+            vtag,
+            chunk_flags,
+            ..
+        } => {
+            seg[0..2].copy_from_slice(&sport.to_be_bytes());
+            seg[2..4].copy_from_slice(&dport.to_be_bytes());
+            seg[4..8].copy_from_slice(&vtag.to_be_bytes());
+            seg[8..12].fill(0);
+            seg[12..16].copy_from_slice(&[SCTP_ABORT, chunk_flags, 0, 4]);
+            let crc = sctp_checksum_bytes(seg);
+            seg[8..12].copy_from_slice(&crc);
+            return Ok(len);
         }
         Plan::Icmp4 { code, .. } => {
             seg[..8].copy_from_slice(&[3, code, 0, 0, 0, 0, 0, 0]);
@@ -1057,5 +1130,154 @@ mod tests {
         assert_eq!(u32::from_be_bytes([r[38], r[39], r[40], r[41]]), 0);
         assert_eq!(u32::from_be_bytes([r[42], r[43], r[44], r[45]]), 0, "wraps");
         assert_eq!(r[47], TCP_RST | TCP_ACK);
+    }
+
+    /// An SCTP packet: common header (ports, tag, zero checksum) and `chunks`.
+    fn sctp(sport: u16, dport: u16, tag: u32, chunks: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&tag.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(chunks);
+        p
+    }
+
+    /// CRC32c bit at a time (independent of the table in `wire::crc32c`).
+    fn crc32c_bitwise(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// Checks an ABORT reply's SCTP packet `a`: ports, tag, the one chunk, the checksum.
+    fn check_abort(a: &[u8], sport: u16, dport: u16, vtag: u32, t_bit: bool) {
+        assert_eq!(a.len(), 16);
+        assert_eq!(u16::from_be_bytes([a[0], a[1]]), sport);
+        assert_eq!(u16::from_be_bytes([a[2], a[3]]), dport);
+        assert_eq!(u32::from_be_bytes([a[4], a[5], a[6], a[7]]), vtag);
+        assert_eq!(&a[12..16], &[6, u8::from(t_bit), 0, 4], "one ABORT chunk");
+        let mut zeroed = a.to_vec();
+        zeroed[8..12].fill(0);
+        assert_eq!(
+            u32::from_le_bytes([a[8], a[9], a[10], a[11]]),
+            crc32c_bitwise(&zeroed),
+            "CRC32c, least significant byte first"
+        );
+    }
+
+    #[test]
+    fn sctp_init_gets_an_abort_with_its_initiate_tag() {
+        // INIT: type 1, length 20, initiate tag, a_rwnd, streams, initial TSN.
+        let mut init = vec![1, 0, 0, 20];
+        init.extend_from_slice(&0xa1b2_c3d4u32.to_be_bytes());
+        init.extend_from_slice(&[0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
+        let f = v4(
+            [10, 0, 1, 10],
+            [10, 0, 3, 30],
+            132,
+            0x4000,
+            &sctp(40000, 38412, 0, &init),
+        );
+        let m = meta_of(&f);
+        assert_eq!(
+            (m.src_port, m.dst_port),
+            (40000, 38412),
+            "parse reads SCTP ports"
+        );
+        assert_eq!(reply_len(&f, &m), Ok(14 + 20 + 16));
+        let mut buf = f.clone();
+        let n = write_reject(&mut buf, f.len(), &m).unwrap();
+        let r = &buf[..n];
+        assert_eq!(&r[0..6], &f[6..12], "MACs swapped");
+        assert_eq!(&r[6..12], &f[0..6]);
+        assert_eq!(u16::from_be_bytes([r[16], r[17]]), 36, "IPv4 total length");
+        assert_eq!(r[23], 132);
+        assert_eq!(&r[26..30], &[10, 0, 3, 30]);
+        assert_eq!(&r[30..34], &[10, 0, 1, 10]);
+        assert_eq!(
+            fold(sum_bytes(0, &r[14..34])),
+            0xffff,
+            "IPv4 header checksum"
+        );
+        check_abort(&r[34..], 38412, 40000, 0xa1b2_c3d4, false);
+    }
+
+    #[test]
+    fn sctp_data_gets_an_abort_reflecting_its_tag_v4_and_v6() {
+        let data = [
+            0, 3, 0, 17, 0, 0, 0, 9, 0, 1, 0, 0, 0, 0, 0, 60, 0xaa, 0, 0, 0,
+        ];
+        let seg = sctp(36412, 50000, 0x0102_0304, &data);
+        let f = v4([10, 0, 1, 10], [10, 0, 3, 30], 132, 0x4000, &seg);
+        let m = meta_of(&f);
+        let mut buf = f.clone();
+        let n = write_reject(&mut buf, f.len(), &m).unwrap();
+        assert_eq!(n, 50, "shorter than the packet: trimmed");
+        check_abort(&buf[34..n], 50000, 36412, 0x0102_0304, true);
+
+        // IPv6: fixed header only.
+        let (src, dst) = ([0x20, 1, 0xd, 0xb8], [0x20, 1, 0xd, 0xb9]);
+        let mut f6 = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        f6.extend_from_slice(&[0x60, 0, 0, 0]);
+        f6.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+        f6.extend_from_slice(&[132, 64]);
+        for a in [src, dst] {
+            f6.extend_from_slice(&a);
+            f6.extend_from_slice(&[0; 11]);
+            f6.push(1);
+        }
+        f6.extend_from_slice(&seg);
+        let m6 = meta_of(&f6);
+        let mut buf = f6.clone();
+        buf.resize(f6.len().max(14 + 40 + 16), 0);
+        let n = write_reject(&mut buf, f6.len(), &m6).unwrap();
+        assert_eq!(n, 14 + 40 + 16);
+        let r = &buf[..n];
+        assert_eq!(
+            u16::from_be_bytes([r[18], r[19]]),
+            16,
+            "IPv6 payload length"
+        );
+        assert_eq!(r[20], 132);
+        assert_eq!(&r[22..38], &f6[38..54], "from the original destination");
+        check_abort(&r[54..], 50000, 36412, 0x0102_0304, true);
+    }
+
+    #[test]
+    fn sctp_aborts_and_short_packets_get_nothing() {
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let cases = [
+            (sctp(1, 2, 7, &[6, 0, 0, 4]), NoReply::SctpAbort),
+            (sctp(1, 2, 7, &[6, 1, 0, 4]), NoReply::SctpAbort),
+            (sctp(1, 2, 7, &[14, 0, 0, 4]), NoReply::SctpAbort),
+            // No chunk header after the common header.
+            (sctp(1, 2, 7, &[]), NoReply::Malformed),
+            // An INIT with tag 0 cut before its initiate tag.
+            (sctp(1, 2, 0, &[1, 0, 0, 20]), NoReply::Malformed),
+        ];
+        for (seg, why) in cases {
+            let f = v4(a, b, 132, 0x4000, &seg);
+            let m = meta_of(&f);
+            assert_eq!(reply_len(&f, &m), Err(why), "{seg:02x?}");
+            let mut buf = f.clone();
+            buf.resize(f.len() + 64, 0);
+            assert_eq!(write_reject(&mut buf, f.len(), &m), Err(why));
+            assert_eq!(&buf[..f.len()], &f[..], "untouched");
+        }
+        // A tag of 0 on a chunk other than INIT is reflected as it is.
+        let f = v4(a, b, 132, 0x4000, &sctp(1, 2, 0, &[10, 0, 0, 4]));
+        let mut buf = f.clone();
+        let n = write_reject(&mut buf, f.len(), &meta_of(&f)).unwrap();
+        check_abort(&buf[34..n], 2, 1, 0, true);
     }
 }

@@ -95,6 +95,7 @@ fn l4_reason(l4: &L4Model, seg_len: usize, fragment: bool, v6: bool) -> Option<P
             }
         }
         L4Model::Icmp(_) => (seg_len < if v6 { 4 } else { 8 }).then_some(ParseDrop::TruncatedIcmp),
+        L4Model::Sctp { .. } => (seg_len < 12).then_some(ParseDrop::TruncatedSctp),
         L4Model::Other(_) => None,
     }
 }

@@ -3,13 +3,14 @@
 //!
 //! # Supported syntax
 //! - `inport` / `outport` `==` or `!=` `@port_group`, `"port name"`, or `{...}` of those;
-//! - predicates `ip`, `ip4`, `ip6`, `tcp`, `udp`, `icmp4`, `icmp6`, `icmp`, and the
+//! - predicates `ip`, `ip4`, `ip6`, `tcp`, `udp`, `sctp`, `icmp4`, `icmp6`, `icmp`, and the
 //!   constants `1` (true) and `0` (false); `arp`/`rarp` (always false here: only IP packets
 //!   are classified) and `nd`, `nd_ns`, `nd_na`, `nd_rs`, `nd_ra` (ICMPv6 of those types,
 //!   code 0), which ovn-kubernetes's default-deny groups write as `(arp || nd)`;
 //! - `ip4.src`, `ip4.dst`, `ip6.src`, `ip6.dst` `==` or `!=` an address, a prefix
 //!   (`10.0.0.0/8` or `10.0.0.0/255.0.0.0`), `$address_set`, or `{a, b/len, $set}`;
-//! - `tcp.src`, `tcp.dst`, `udp.src`, `udp.dst`, `icmp4.type`, `icmp4.code`,
+//! - `tcp.src`, `tcp.dst`, `udp.src`, `udp.dst`, `sctp.src`, `sctp.dst`, `icmp4.type`,
+//!   `icmp4.code`,
 //!   `icmp6.type`, `icmp6.code`, `ip.proto` with `==`/`!=` (a number or `{n, m}`) and
 //!   `<`, `<=`, `>`, `>=` (a number); the OVN range forms `tcp.dst >= 1000 && tcp.dst <= 2000`
 //!   and `1000 <= tcp.dst <= 2000` both work;
@@ -23,7 +24,8 @@
 //! - Negation is pushed down to the comparisons, and a comparison's prerequisites stay
 //!   positive: `!(tcp.dst == 80)` means `tcp && tcp.dst != 80` (a UDP packet does not match
 //!   it). A field's prerequisites: `ip4.*` needs `ip4`, `ip6.*` needs `ip6`, `tcp.*` needs
-//!   `tcp`, `udp.*` needs `udp`, `icmp4.*` needs `icmp4`, `icmp6.*` needs `icmp6`.
+//!   `tcp`, `udp.*` needs `udp`, `sctp.*` needs `sctp`, `icmp4.*` needs `icmp4`, `icmp6.*`
+//!   needs `icmp6`.
 //! - Only IP packets are classified (non-IP traffic never reaches the ACL stage), so `ip`
 //!   is always true, `!ip` never, and `!ip4` means `ip6`.
 //! - An address set may mix IPv4 and IPv6 entries; `ip4.src == $s` uses its IPv4 entries.
@@ -81,6 +83,9 @@ pub enum L4Proto {
     Tcp,
     /// UDP (IP protocol 17).
     Udp,
+    /// SCTP (IP protocol 132; its ports are the first two fields of the common header, as
+    /// TCP's and UDP's).
+    Sctp,
 }
 
 impl L4Proto {
@@ -89,6 +94,7 @@ impl L4Proto {
         match self {
             L4Proto::Tcp => 6,
             L4Proto::Udp => 17,
+            L4Proto::Sctp => 132,
         }
     }
 
@@ -96,6 +102,7 @@ impl L4Proto {
         match self {
             L4Proto::Tcp => "tcp",
             L4Proto::Udp => "udp",
+            L4Proto::Sctp => "sctp",
         }
     }
 }
@@ -218,7 +225,7 @@ pub enum PortName {
 pub enum Atom {
     /// `ip4` / `ip6`.
     Version(IpVersion),
-    /// `ip.proto` (and `tcp`, `udp`, which are `ip.proto == 6`, `ip.proto == 17`).
+    /// `ip.proto` (and `tcp`, `udp`, `sctp`, which are `ip.proto == 6`, `17`, `132`).
     Proto(Cmp<u8>),
     /// `ipX.src`/`ipX.dst` `==` (or, if `negated`, `!=`) any of `items`. Prerequisite: the
     /// packet is of family `version`.
@@ -234,7 +241,7 @@ pub enum Atom {
     },
     /// `tcp.src`, `udp.dst`, ... Prerequisite: the packet's protocol is `proto`.
     L4Port {
-        /// TCP or UDP.
+        /// TCP, UDP or SCTP.
         proto: L4Proto,
         /// Source or destination port.
         side: Side,
@@ -864,6 +871,8 @@ impl Field {
             "tcp.dst" => Field::L4(L4Proto::Tcp, Side::Dst),
             "udp.src" => Field::L4(L4Proto::Udp, Side::Src),
             "udp.dst" => Field::L4(L4Proto::Udp, Side::Dst),
+            "sctp.src" => Field::L4(L4Proto::Sctp, Side::Src),
+            "sctp.dst" => Field::L4(L4Proto::Sctp, Side::Dst),
             "icmp4.type" => Field::Icmp(V4, IcmpField::Type),
             "icmp4.code" => Field::Icmp(V4, IcmpField::Code),
             "icmp6.type" => Field::Icmp(V6, IcmpField::Type),
@@ -915,6 +924,7 @@ fn predicate(name: &str) -> Option<MatchExpr> {
         "ip6" => version(IpVersion::V6),
         "tcp" => proto(6),
         "udp" => proto(17),
+        "sctp" => proto(132),
         "icmp4" => icmp(IpVersion::V4),
         "icmp6" => icmp(IpVersion::V6),
         "icmp" => MatchExpr::or(vec![icmp(IpVersion::V4), icmp(IpVersion::V6)]),
@@ -929,9 +939,10 @@ fn predicate(name: &str) -> Option<MatchExpr> {
     })
 }
 
-const SUPPORTED: &str = "inport, outport, ip, ip4, ip6, tcp, udp, icmp, icmp4, icmp6, arp, rarp, \
-nd, nd_ns, nd_na, nd_rs, nd_ra, ip.proto, \
-ip4.src, ip4.dst, ip6.src, ip6.dst, tcp.src, tcp.dst, udp.src, udp.dst, icmp4.type, icmp4.code, \
+const SUPPORTED: &str = "inport, outport, ip, ip4, ip6, tcp, udp, sctp, icmp, icmp4, icmp6, arp, \
+rarp, nd, nd_ns, nd_na, nd_rs, nd_ra, ip.proto, \
+ip4.src, ip4.dst, ip6.src, ip6.dst, tcp.src, tcp.dst, udp.src, udp.dst, sctp.src, sctp.dst, \
+icmp4.type, icmp4.code, \
 icmp6.type, icmp6.code";
 
 struct Parser<'a> {

@@ -340,12 +340,12 @@ impl AclKey {
     }
 }
 
-/// The L4 words of a packet: TCP/UDP ports, ICMP type/code for ICMP of the packet's
+/// The L4 words of a packet: TCP/UDP/SCTP ports, ICMP type/code for ICMP of the packet's
 /// family, else zeros.
 #[inline(always)]
 pub fn l4_words(m: &PacketMeta) -> (u16, u16) {
     match (m.ip_version, m.protocol) {
-        (_, 6 | 17) => (m.src_port, m.dst_port),
+        (_, 6 | 17 | 132) => (m.src_port, m.dst_port),
         (4, 1) | (6, 58) => (u16::from(m.icmp_type), u16::from(m.icmp_code)),
         _ => (0, 0),
     }
@@ -733,6 +733,11 @@ pub struct CompiledAcl {
     pub actions: Vec<Action>,
     /// Per ACL index: whether the packets it decides are logged (the ACL has a log spec).
     pub logs: Vec<bool>,
+    /// Per ACL index: whether the replies of the connections it admits are logged (an
+    /// `allow-related` ACL whose log spec says `related`).
+    pub logs_related: Vec<bool>,
+    /// Whether any ACL's `logs_related` is set (the stateful node tests this once a burst).
+    pub any_log_related: bool,
     /// The port references and their bits.
     pub classes: PortClasses,
     /// Port-class bitmask per port id (index = [`PortInfo::index`]; absent ports: 0).
@@ -847,12 +852,19 @@ pub fn compile_with(
         };
         port_bits[usize::from(p.index)] = classes.bits_of(rules, id);
     }
+    let logs_related: Vec<bool> = rules
+        .acls()
+        .iter()
+        .map(|a| a.action == Action::AllowRelated && a.log.as_ref().is_some_and(|l| l.related))
+        .collect();
     Ok(CompiledAcl {
         rules: Arc::new(rules.clone()),
         v4,
         v6,
         actions: rules.acls().iter().map(|a| a.action).collect(),
         logs: rules.acls().iter().map(|a| a.log.is_some()).collect(),
+        logs_related: logs_related.clone(),
+        any_log_related: logs_related.contains(&true),
         classes,
         port_bits,
         layout,

@@ -65,7 +65,8 @@ impl Severity {
     }
 }
 
-/// How one rule logs: the NB ACL's `name`, `severity` and `meter`.
+/// How one rule logs: the NB ACL's `name`, `severity` and `meter`, and whether the replies
+/// of the connections it admits are logged too (`related`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSpec {
@@ -78,6 +79,15 @@ pub struct LogSpec {
     /// The meter's name (`None`: the default limit).
     #[serde(default)]
     pub meter: Option<String>,
+    /// Also log the replies and related ICMP errors of the connections this rule admits
+    /// (OVN's `options:log-related`), with `verdict=allow`. Only an `allow-related` rule of a
+    /// stateful node admits connections; on any other rule it does nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub related: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Longest `name` OVN accepts (the NB schema's `maxLength`).
@@ -639,6 +649,7 @@ mod tests {
             name: "deny-web".into(),
             severity: Severity::Warning,
             meter: None,
+            related: false,
         };
         assert_eq!(
             format_line(&spec, "0b9c", &udp_record()),
@@ -764,6 +775,7 @@ mod tests {
             name: "m".into(),
             severity: Severity::Info,
             meter: Some("acl-meter".into()),
+            related: false,
         };
         let plain = LogSpec::default();
         let mut r = udp_record();

@@ -17,6 +17,7 @@
 //! Pure Rust; no DPDK.
 
 pub mod counters;
+pub mod ct_entry;
 pub mod expand;
 pub mod expr;
 pub mod key;

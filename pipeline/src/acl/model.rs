@@ -633,7 +633,7 @@ pub enum PortSpec {
 /// [acl.rules.fields]
 /// outport = "@pg_DB"          # "@group" or a port name
 /// ip = "ip4"                  # ip4 | ip6; needed with src/dst unless proto implies it
-/// proto = "tcp"               # tcp | udp | icmp4 | icmp6 | icmp | a number
+/// proto = "tcp"               # tcp | udp | sctp | icmp4 | icmp6 | icmp | a number
 /// src = ["$pg_BA_ip4", "10.0.9.7"]
 /// dst_ports = [5432, "6000-6010"]
 /// ```
@@ -649,7 +649,7 @@ pub struct MatchFields {
     /// Address family.
     #[serde(default)]
     pub ip: Option<IpVersion>,
-    /// `tcp`, `udp`, `icmp4`, `icmp6`, `icmp`, or a protocol number.
+    /// `tcp`, `udp`, `sctp`, `icmp4`, `icmp6`, `icmp`, or a protocol number.
     #[serde(default)]
     pub proto: Option<String>,
     /// Source addresses, prefixes and `$sets` (any of them).
@@ -658,10 +658,10 @@ pub struct MatchFields {
     /// Destination addresses, prefixes and `$sets` (any of them).
     #[serde(default)]
     pub dst: Vec<String>,
-    /// Source ports (needs proto tcp or udp).
+    /// Source ports (needs proto tcp, udp or sctp).
     #[serde(default)]
     pub src_ports: Vec<PortSpec>,
-    /// Destination ports (needs proto tcp or udp).
+    /// Destination ports (needs proto tcp, udp or sctp).
     #[serde(default)]
     pub dst_ports: Vec<PortSpec>,
     /// ICMP type (needs proto icmp4 or icmp6).
@@ -703,13 +703,13 @@ impl MatchFields {
         }
         let l4 = match proto {
             None => None,
-            Some(p @ ("tcp" | "udp" | "icmp4" | "icmp6" | "icmp")) => {
+            Some(p @ ("tcp" | "udp" | "sctp" | "icmp4" | "icmp6" | "icmp")) => {
                 parts.push(p.to_string());
                 Some(p)
             }
             Some(n) => {
                 let n: u8 = n.parse().map_err(|_| {
-                    format!("unknown proto '{n}' (tcp, udp, icmp4, icmp6, icmp or 0..=255)")
+                    format!("unknown proto '{n}' (tcp, udp, sctp, icmp4, icmp6, icmp or 0..=255)")
                 })?;
                 parts.push(format!("ip.proto == {n}"));
                 None
@@ -731,8 +731,12 @@ impl MatchFields {
                 continue;
             }
             let p = match l4 {
-                Some(p @ ("tcp" | "udp")) => p,
-                _ => return Err(format!("'{side}_ports' needs proto = \"tcp\" or \"udp\"")),
+                Some(p @ ("tcp" | "udp" | "sctp")) => p,
+                _ => {
+                    return Err(format!(
+                        "'{side}_ports' needs proto = \"tcp\", \"udp\" or \"sctp\""
+                    ))
+                }
             };
             let mut singles = Vec::new();
             let mut alts = Vec::new();

@@ -53,6 +53,7 @@ use arrayvec::ArrayVec;
 
 use serde::Deserialize;
 
+use super::ct_entry;
 use super::key::{
     AclKey, BurstClassifier, ClassLayout, ClassWords, Classify, CompiledAcl, ProtoMap,
 };
@@ -568,7 +569,8 @@ impl<C: Classify> AclNode<C> {
     }
 
     /// The connection table, if stateful.
-    /// Each entry's payload is the generation of the rules that last allowed it.
+    /// Each entry's payload holds the generation of the rules that last allowed it and the
+    /// ACL that did ([`super::ct_entry`]).
     pub fn conntrack(&self) -> Option<&ConnTrack<u64>> {
         self.ct.as_ref()
     }
@@ -693,6 +695,27 @@ fn log_packet<C>(
         in_port,
         m,
     ));
+}
+
+/// Queues the log record of a reply (or related ICMP error) of the connection whose entry
+/// holds `payload`, when the ACL that admitted it logs related traffic (OVN's
+/// `options:log-related`) and the entry was written under the current generation `gen` (its
+/// ACL index then names a rule of `prog`). Logged as allowed, in the ACL's direction. Out of
+/// line: only nodes whose program has such an ACL call it.
+#[cold]
+#[inline(never)]
+fn log_related_packet<C: Classify>(
+    ring: &LogRing,
+    prog: &super::publish::AclProgram<C>,
+    payload: u64,
+    gen: u64,
+    in_port: u16,
+    m: &PacketMeta,
+) {
+    let ud = ct_entry::rule_ud(payload);
+    if ct_entry::is_of(payload, gen) && prog.logs_related(ud) {
+        log_packet(ring, prog, ud, Action::Allow, in_port, m);
+    }
 }
 
 impl RunCounter {
@@ -984,6 +1007,7 @@ impl<C: Classify> AclNode<C> {
         let members = &**members;
         let s = &mut **scratch;
         let default = prog.acl.rules.default_action();
+        let log_related = prog.acl.any_log_related;
         let mut run = RunCounter::new();
 
         // 1. Split IP from non-IP packets; replies the lb node before this node translated
@@ -1034,9 +1058,13 @@ impl<C: Classify> AclNode<C> {
             if let Some((h, dir)) = s.ct[j] {
                 // Replies pass while the entry lives; requests while the rules that allowed
                 // the connection are the current ones (otherwise they are judged again).
-                if dir == Direction::Reply || ct.payload(h) == Some(&gen) {
+                let payload = ct.payload(h).copied().unwrap_or(0);
+                if dir == Direction::Reply || ct_entry::is_of(payload, gen) {
                     if m.protocol == PROTO_TCP {
                         ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
+                    }
+                    if log_related && dir == Direction::Reply {
+                        log_related_packet(log_ring, prog, payload, gen, f.pkts[i].in_port(), m);
                     }
                     f.decisions[i] = Decision::Next(0);
                     ct_hits += 1;
@@ -1046,9 +1074,12 @@ impl<C: Classify> AclNode<C> {
             } else if crate::icmp_error::is_icmp_error(m) {
                 // An ICMP error about a tracked connection's packet passes (rare: one
                 // lookup of the quoted flow, which neither refreshes nor counts).
-                let related = crate::icmp_error::quoted_flow(f.pkts[i].data(), m)
-                    .is_some_and(|k| ct.peek(&k, now).is_some());
-                if related {
+                let entry = crate::icmp_error::quoted_flow(f.pkts[i].data(), m)
+                    .and_then(|k| ct.peek(&k, now).map(|(.., &p)| p));
+                if let Some(payload) = entry {
+                    if log_related {
+                        log_related_packet(log_ring, prog, payload, gen, f.pkts[i].in_port(), m);
+                    }
                     f.decisions[i] = Decision::Next(0);
                     n_related += 1;
                     continue;
@@ -1117,7 +1148,7 @@ impl<C: Classify> AclNode<C> {
                 // A tracked connection judged again under changed rules.
                 if matches!(d, Decision::Next(_)) {
                     if let Some(g) = ct.payload_mut(h) {
-                        *g = gen;
+                        *g = ct_entry::pack(gen, ud);
                     }
                     if m.protocol == PROTO_TCP {
                         ct.update_tcp(h, TcpFlags(m.tcp_flags), dir, now);
@@ -1128,7 +1159,7 @@ impl<C: Classify> AclNode<C> {
                     let _ = s.revoke.try_push(s.flows[j]);
                 }
             } else if action == Action::AllowRelated {
-                match ct.insert(&s.flows[j], now, gen) {
+                match ct.insert(&s.flows[j], now, ct_entry::pack(gen, ud)) {
                     Ok(h) => {
                         created += 1;
                         if m.protocol == PROTO_TCP {
@@ -1454,6 +1485,46 @@ mod tests {
     }
 
     #[test]
+    fn log_related_logs_the_replies_of_the_connections_its_acl_admitted() {
+        use crate::acl::log::{HubLogs, RateLimit};
+        let acl = r#"acl = { default = "drop", rules = [ { name = "web-to-ba", direction = "to-lport", priority = 100, match = "tcp.dst == 8080", action = "allow-related", log = { name = "web", related = true } }, { name = "ssh", direction = "to-lport", priority = 90, match = "tcp.dst == 22", action = "allow-related", log = { name = "ssh" } } ] }"#;
+        let mut g = graph_of("acl-log-related", &format!("{acl}, stateful = 1024"));
+        let (web, ba) = ("10.0.1.10", "10.0.2.20");
+        let mut first: Vec<TestBuf> = (0..3).map(|k| tcp(web, ba, 40000 + k, 8080, 0)).collect();
+        first.extend((0..2).map(|k| tcp(web, ba, 41000 + k, 22, 0)));
+        assert!(run(&mut g, first).iter().all(Option::is_some));
+        // The replies of both, and the requests again (established: passed by the table).
+        let mut second: Vec<TestBuf> = (0..3).map(|k| tcp(ba, web, 8080, 40000 + k, 1)).collect();
+        second.extend((0..2).map(|k| tcp(ba, web, 22, 41000 + k, 1)));
+        second.extend((0..3).map(|k| tcp(web, ba, 40000 + k, 8080, 0)));
+        assert!(run(&mut g, second).iter().all(Option::is_some));
+        let snap = g.snapshot();
+        assert_eq!(snap.node("acl-log-related").unwrap().counter("ct-hits"), 8);
+        let mut logs = HubLogs::new(RateLimit {
+            rate: 0,
+            burst: 1000,
+        });
+        let lines = drain_lines("acl-log-related", &mut logs);
+        let of = |name: &str| -> Vec<&String> {
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("name=\"{name}\"")))
+                .collect()
+        };
+        assert_eq!(
+            of("ssh").len(),
+            2,
+            "without related: the requests only: {lines:?}"
+        );
+        let web_lines = of("web");
+        assert_eq!(web_lines.len(), 6, "3 requests, then 3 replies: {lines:?}");
+        assert!(web_lines[3].starts_with(
+            "name=\"web\", verdict=allow, severity=info, direction=to-lport, acl=web-to-ba: tcp,nw_src=10.0.2.20,nw_dst=10.0.1.10,nw_ttl=64,tp_src=8080,tp_dst=40000"
+        ), "{}", web_lines[3]);
+        assert_eq!(lines.len(), 8);
+    }
+
+    #[test]
     fn an_absent_meter_is_reported_once_and_logs_with_the_default_limit() {
         use crate::acl::log::{HubLogs, RateLimit};
         let acl = LOGGED_ACL.replace("meter = \"m1\"", "meter = \"nope\"");
@@ -1572,7 +1643,7 @@ mod tests {
             name = "no-telnet"
             direction = "from-lport"
             priority = 10
-            match = "inport == \"web0\" && (tcp.dst == 23 || udp.dst == 69)"
+            match = "inport == \"web0\" && (tcp.dst == 23 || udp.dst == 69 || sctp.dst == 38412)"
             action = "reject"
             [[nodes]]
             name = "fwd"
@@ -1623,11 +1694,34 @@ mod tests {
                 };
                 TestBuf::new(build_frame(&spec, 0), 0)
             };
+            // SCTP INITs (tag 0, initiate tag 0x5ca1ab1e) to N2's port and to another.
+            let sctp_init = |dport: u16| {
+                let mut f = tcp(web, ba, 40003, 1, 0).data()[..34].to_vec();
+                f[23] = 132;
+                let mut l4 = vec![0x9c, 0x43];
+                l4.extend_from_slice(&dport.to_be_bytes());
+                l4.extend_from_slice(&[0; 8]); // tag 0, checksum
+                l4.extend_from_slice(&[1, 0, 0, 20, 0x5c, 0xa1, 0xab, 0x1e]);
+                l4.extend_from_slice(&[0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
+                f[16..18].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+                f[24..26].fill(0);
+                let c =
+                    !crate::wire::checksum::fold(crate::wire::checksum::sum_bytes(0, &f[14..34]));
+                f[24..26].copy_from_slice(&c.to_be_bytes());
+                f.extend_from_slice(&l4);
+                TestBuf::new(f, 0)
+            };
             let out = run_out(
                 &mut g,
-                vec![tcp(web, ba, 40000, 23, 0), udp, tcp(web, ba, 40002, 80, 0)],
+                vec![
+                    tcp(web, ba, 40000, 23, 0),
+                    udp,
+                    tcp(web, ba, 40002, 80, 0),
+                    sctp_init(38412),
+                    sctp_init(38413),
+                ],
             );
-            assert_eq!(out.len(), 3, "two answers and one forwarded packet");
+            assert_eq!(out.len(), 5, "three answers and two forwarded packets");
             let mut seen = Vec::new();
             for (port, bytes) in &out {
                 let mut m = PacketMeta::default();
@@ -1656,11 +1750,32 @@ mod tests {
                         assert_eq!((m.icmp_type, m.icmp_code), (3, 3));
                         seen.push("icmp");
                     }
+                    (132, 38413) => {
+                        assert_eq!(*port, 1, "another SCTP port: forwarded");
+                        seen.push("sctp-fwd");
+                    }
+                    (132, _) => {
+                        // An ABORT back, with the INIT's initiate tag and the T bit clear.
+                        assert_eq!(*port, 0);
+                        assert_eq!((src.as_str(), dst.as_str()), (ba, web));
+                        assert_eq!((m.src_port, m.dst_port), (38412, 40003));
+                        let l4 = usize::from(m.l4_offset);
+                        assert_eq!(bytes.len(), l4 + 16);
+                        assert_eq!(&bytes[l4 + 4..l4 + 8], &[0x5c, 0xa1, 0xab, 0x1e]);
+                        assert_eq!(&bytes[l4 + 12..l4 + 16], &[6, 0, 0, 4]);
+                        let mut zeroed = bytes[l4..].to_vec();
+                        zeroed[8..12].fill(0);
+                        assert_eq!(
+                            &bytes[l4 + 8..l4 + 12],
+                            &crate::wire::crc32c::sctp_checksum_bytes(&zeroed)
+                        );
+                        seen.push("sctp-abort");
+                    }
                     other => panic!("unexpected packet {other:?}"),
                 }
             }
             seen.sort();
-            assert_eq!(seen, ["fwd", "icmp", "rst"]);
+            assert_eq!(seen, ["fwd", "icmp", "rst", "sctp-abort", "sctp-fwd"]);
             let n = g.snapshot();
             let n = n.node(&format!("acl-reject-{stateful}")).unwrap();
             assert_eq!(
@@ -1669,10 +1784,10 @@ mod tests {
                     .find(|c| c.name == "reject-replies")
                     .unwrap()
                     .count,
-                2
+                3
             );
             let hub = HUBS.get(&format!("acl-reject-{stateful}")).unwrap();
-            assert_eq!(hub.counters().denials.rule_reject, 2);
+            assert_eq!(hub.counters().denials.rule_reject, 3);
         }
         // Replies off: rejected packets are dropped and counted.
         let mut g = reject_graph("acl-reject-off", false, 0);

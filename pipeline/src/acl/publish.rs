@@ -160,6 +160,19 @@ impl<C: Classify> AclProgram<C> {
             .is_some_and(|i| self.acl.logs.get(i as usize).copied().unwrap_or(false));
         (self.action(userdata), logs)
     }
+
+    /// Whether the replies of connections admitted by classifier result `userdata` are
+    /// logged (never for the default).
+    #[inline(always)]
+    pub fn logs_related(&self, userdata: u32) -> bool {
+        userdata.checked_sub(1).is_some_and(|i| {
+            self.acl
+                .logs_related
+                .get(i as usize)
+                .copied()
+                .unwrap_or(false)
+        })
+    }
 }
 
 impl<C: Classify> BurstClassifier for AclProgram<C> {

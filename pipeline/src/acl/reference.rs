@@ -25,7 +25,7 @@ pub const RTE_ACL_MAX_PRIORITY: u32 = 0x1FFF_FFFF;
 /// What the classifier sees of a packet.
 ///
 /// `src` and `dst` must be of the same family (a packet where they differ matches no
-/// ACL and gets the default action). Ports are read only for TCP/UDP and ICMP type/code
+/// ACL and gets the default action). Ports are read only for TCP/UDP/SCTP and ICMP type/code
 /// only for ICMP of the packet's family; other values are ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketSummary<'a> {
@@ -40,9 +40,9 @@ pub struct PacketSummary<'a> {
     pub dst: IpAddr,
     /// IP protocol (IPv6: the upper-layer protocol after extension headers).
     pub proto: u8,
-    /// TCP/UDP source port.
+    /// TCP/UDP/SCTP source port.
     pub src_port: u16,
-    /// TCP/UDP destination port.
+    /// TCP/UDP/SCTP destination port.
     pub dst_port: u16,
     /// ICMP type.
     pub icmp_type: u8,
@@ -84,6 +84,21 @@ impl<'a> PacketSummary<'a> {
     ) -> Self {
         PacketSummary {
             proto: 17,
+            ..Self::tcp(inport, outport, src, dst, src_port, dst_port)
+        }
+    }
+
+    /// An SCTP packet.
+    pub fn sctp(
+        inport: PortId<'a>,
+        outport: PortId<'a>,
+        src: IpAddr,
+        dst: IpAddr,
+        src_port: u16,
+        dst_port: u16,
+    ) -> Self {
+        PacketSummary {
+            proto: 132,
             ..Self::tcp(inport, outport, src, dst, src_port, dst_port)
         }
     }

@@ -9,7 +9,7 @@
 use crate::graph::{Decision, Frame, KindInfo, Node, Verdict};
 use crate::meta::PacketMeta;
 use crate::wire::ethernet::{ethertype, HEADER_LEN as ETH_LEN};
-use crate::wire::ip_protocol::{ICMP, ICMPV6, TCP, UDP};
+use crate::wire::ip_protocol::{ICMP, ICMPV6, SCTP, TCP, UDP};
 use crate::wire::{
     vlan, walk_ipv6_ext, ArpPacket, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, TcpPacket,
     UdpPacket, VlanTag, WireError,
@@ -61,11 +61,13 @@ pub enum ParseDrop {
     BadUdpLength,
     /// Ends inside the ICMP / ICMPv6 header.
     TruncatedIcmp,
+    /// Ends inside the SCTP common header (12 bytes).
+    TruncatedSctp,
 }
 
 impl ParseDrop {
     /// Every reason, in code order.
-    pub const ALL: [ParseDrop; 20] = [
+    pub const ALL: [ParseDrop; 21] = [
         ParseDrop::TruncatedEthernet,
         ParseDrop::TruncatedVlan,
         ParseDrop::TooManyVlans,
@@ -86,10 +88,11 @@ impl ParseDrop {
         ParseDrop::TruncatedUdp,
         ParseDrop::BadUdpLength,
         ParseDrop::TruncatedIcmp,
+        ParseDrop::TruncatedSctp,
     ];
 
     /// Reason names, in code order (the names counters and traces show).
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "truncated-ethernet",
         "truncated-vlan",
         "too-many-vlans",
@@ -110,6 +113,7 @@ impl ParseDrop {
         "truncated-udp",
         "bad-udp-length",
         "truncated-icmp",
+        "truncated-sctp",
     ];
 
     /// The reason's name.
@@ -422,6 +426,15 @@ fn parse_l4(
                 m.src_port = i.echo_ident();
                 m.dst_port = m.src_port;
             }
+        }
+        (_, SCTP) => {
+            // The common header: source port, destination port, verification tag,
+            // checksum (not verified here).
+            if seg.len() < 12 {
+                return Err(ParseDrop::TruncatedSctp);
+            }
+            m.src_port = u16::from_be_bytes([seg[0], seg[1]]);
+            m.dst_port = u16::from_be_bytes([seg[2], seg[3]]);
         }
         (6, ICMPV6) => {
             let i = Icmpv6Packet::new_checked(seg).map_err(|_| ParseDrop::TruncatedIcmp)?;

@@ -8,6 +8,8 @@ pub const ICMP: u8 = 1;
 pub const TCP: u8 = 6;
 /// UDP.
 pub const UDP: u8 = 17;
+/// SCTP.
+pub const SCTP: u8 = 132;
 /// IPv6 routing extension header.
 pub const IPV6_ROUTE: u8 = 43;
 /// IPv6 fragment extension header.
@@ -34,7 +36,7 @@ pub fn name(proto: u8) -> &'static str {
         AH => "AH",
         IPV6_NONXT => "NoNext",
         47 => "GRE",
-        132 => "SCTP",
+        SCTP => "SCTP",
         _ => "proto",
     }
 }

@@ -10,6 +10,7 @@
 pub mod arp;
 pub mod bytes;
 pub mod checksum;
+pub mod crc32c;
 mod error;
 pub mod ethernet;
 pub mod icmpv4;

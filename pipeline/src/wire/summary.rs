@@ -2,7 +2,7 @@
 //! `IPv4 10.0.0.1:1234 -> 10.0.0.2:80 UDP len 64`. Never panics on malformed input.
 
 use super::ethernet::{ethertype, EthernetFrame, HEADER_LEN as ETH_LEN};
-use super::ip_protocol::{self, ICMP, ICMPV6, TCP, UDP};
+use super::ip_protocol::{self, ICMP, ICMPV6, SCTP, TCP, UDP};
 use super::{
     tcp, vlan, walk_ipv6_ext, ArpPacket, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet,
     TcpPacket, UdpPacket,
@@ -121,6 +121,16 @@ fn summarize_l4(
             }
             Err(_) => detail = " (bad length)".into(),
         },
+        (SCTP, Some(b)) if b.len() >= 16 => {
+            sp = Some(u16::from_be_bytes([b[0], b[1]]));
+            dp = Some(u16::from_be_bytes([b[2], b[3]]));
+            detail = format!(" chunk {}", b[12]);
+        }
+        (SCTP, Some(b)) if b.len() >= 12 => {
+            sp = Some(u16::from_be_bytes([b[0], b[1]]));
+            dp = Some(u16::from_be_bytes([b[2], b[3]]));
+        }
+        (SCTP, Some(_)) => detail = " (truncated)".into(),
         (ICMP, Some(b)) => match Icmpv4Packet::new_checked(b) {
             Ok(i) => detail = format!(" type {} code {}", i.msg_type(), i.msg_code()),
             Err(_) => detail = " (truncated)".into(),
@@ -192,5 +202,29 @@ fn summarize_ipv6(l3: &[u8], out: &mut String) {
         Err(e) => {
             let _ = write!(out, "IPv6 {src} -> {dst} malformed extension headers ({e})");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+
+    /// Ethernet + IPv4 (no options, checksum 0) + `l4`.
+    fn v4(proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0];
+        f.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn sctp_shows_its_ports_and_first_chunk() {
+        let init = [0x9c, 0x40, 0x96, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 20];
+        assert!(summarize(&v4(132, &init))
+            .starts_with("IPv4 10.0.0.1:40000 -> 10.0.0.2:38412 SCTP chunk 1"));
+        assert!(summarize(&v4(132, &init[..12]))
+            .starts_with("IPv4 10.0.0.1:40000 -> 10.0.0.2:38412 SCTP"));
+        assert!(summarize(&v4(132, &init[..6])).contains("SCTP (truncated)"));
     }
 }

@@ -455,6 +455,12 @@ pub enum L4Model {
         checksum: u16,
     },
     Icmp(IcmpHdr),
+    /// SCTP's common header (checksum 0).
+    Sctp {
+        sport: u16,
+        dport: u16,
+        vtag: u32,
+    },
     /// Some other protocol number with opaque bytes.
     Other(u8),
 }
@@ -507,6 +513,7 @@ fn l4_proto(l4: &L4Model, v6: bool) -> u8 {
                 1
             }
         }
+        L4Model::Sctp { .. } => 132,
         L4Model::Other(p) => *p,
     }
 }
@@ -526,6 +533,14 @@ fn encode_l4(l4: &L4Model, payload: &[u8]) -> Vec<u8> {
         }
         .encode(),
         L4Model::Icmp(i) => i.encode(),
+        L4Model::Sctp { sport, dport, vtag } => {
+            let mut h = Vec::with_capacity(12);
+            h.extend_from_slice(&sport.to_be_bytes());
+            h.extend_from_slice(&dport.to_be_bytes());
+            h.extend_from_slice(&vtag.to_be_bytes());
+            h.extend_from_slice(&[0; 4]); // checksum: not verified by parse
+            h
+        }
         L4Model::Other(_) => Vec::new(),
     };
     v.extend_from_slice(payload);
@@ -670,6 +685,10 @@ fn expected_l4(e: &mut Expected, l4: &L4Model, off: usize) {
                 e.dport = e.sport;
             }
         }
+        L4Model::Sctp { sport, dport, .. } => {
+            e.sport = *sport;
+            e.dport = *dport;
+        }
         L4Model::Other(_) => {}
     }
 }
@@ -739,7 +758,8 @@ pub fn arb_l4(v6: bool) -> impl Strategy<Value = L4Model> {
         3 => arb_tcp().prop_map(L4Model::Tcp),
         3 => any::<(u16, u16, u16)>().prop_map(|(sport, dport, checksum)| L4Model::Udp { sport, dport, checksum }),
         1 => arb_icmp(v6).prop_map(L4Model::Icmp),
-        1 => prop::sample::select(vec![47u8, 132, 50, 103]).prop_map(L4Model::Other),
+        1 => any::<(u16, u16, u32)>().prop_map(|(sport, dport, vtag)| L4Model::Sctp { sport, dport, vtag }),
+        1 => prop::sample::select(vec![47u8, 50, 89, 103]).prop_map(L4Model::Other),
     ]
 }
 

@@ -4,7 +4,7 @@
 //! Two kinds of failure, as the issue asks:
 //! - a match OVN itself refuses (a syntax error, an unknown `@group` or `$set`): skipped,
 //!   as ovn-controller skips it ("error parsing match");
-//! - a match OVN accepts but we do not compile (`ct.*`, `eth.*`, `sctp`, ...; an action or
+//! - a match OVN accepts but we do not compile (`ct.*`, `eth.*`, `igmp`, ...; an action or
 //!   option we do not implement): fail closed by default. An allow is left out (it lets
 //!   nothing through); a drop or reject becomes a drop of everything in its direction at its
 //!   priority (over-approximated). With `fail_open_unsupported` both are skipped instead.
@@ -332,9 +332,15 @@ mod tests {
             Err(Failure::Unsupported(m)) if m.starts_with("'ct.est'")
         ));
         assert!(matches!(
-            ok("ip6.src == fe80::1 && sctp", Direction::Ingress),
-            Err(Failure::Unsupported(m)) if m.starts_with("'sctp'")
+            ok("ip6.src == fe80::1 && igmp", Direction::Ingress),
+            Err(Failure::Unsupported(m)) if m.starts_with("'igmp'")
         ));
+        // SCTP compiles (Neutron's SCTP rules, 5G's N2 on 38412).
+        assert!(ok(
+            "outport == @pg_a && ip4 && sctp && sctp.dst == 38412",
+            Direction::Egress
+        )
+        .is_ok());
         assert!(matches!(
             ok("inport == @pg_zz && ct.est", Direction::Ingress),
             Err(Failure::InvalidInOvn(_))

@@ -198,6 +198,9 @@ pub struct AclOrigin {
     pub label: i64,
     /// `log`.
     pub log: bool,
+    /// `options:log-related=true` with a non-zero `label`: the replies of the connections
+    /// the ACL admits are logged too (OVN needs the label to tell whose replies they are).
+    pub log_related: bool,
     /// `severity` (empty: info).
     pub severity: String,
     /// `meter`.
@@ -359,6 +362,7 @@ fn log_spec(origin: &AclOrigin) -> Option<LogSpec> {
         name,
         severity: Severity::from_nb(&origin.severity),
         meter: (!origin.meter.is_empty()).then(|| origin.meter.clone()),
+        related: origin.log_related,
     })
 }
 
@@ -522,6 +526,7 @@ pub fn translate_with(
             action: nb_action.to_string(),
             label: rows::int(row, "label").unwrap_or(0),
             log: rows::boolean(row, "log").unwrap_or(false),
+            log_related: false,
             severity: rows::text(row, "severity").to_string(),
             meter: rows::text(row, "meter").to_string(),
             tier,
@@ -529,6 +534,8 @@ pub fn translate_with(
             fail_closed: None,
         };
         let options = rows::map(row, "options");
+        origin.log_related =
+            options.get("log-related").map(String::as_str) == Some("true") && origin.label != 0;
         let after_lb_option = options.get("apply-after-lb").map(String::as_str) == Some("true");
         let compiled = (|| {
             // An unknown direction is skipped whatever the placeholder says.
@@ -1177,6 +1184,41 @@ mod tests {
                 "deny",
                 logged(acl("to-lport", 50, "ip4", "drop", 0, &[]), true, "", "", ""),
             ),
+            ("rel", {
+                let mut r = logged(
+                    acl(
+                        "to-lport",
+                        110,
+                        "udp",
+                        "allow-related",
+                        0,
+                        &[("log-related", "true")],
+                    ),
+                    true,
+                    "rel",
+                    "",
+                    "",
+                );
+                r.insert("label".into(), i(7));
+                r
+            }),
+            (
+                "rel-unlabelled",
+                logged(
+                    acl(
+                        "to-lport",
+                        120,
+                        "sctp",
+                        "allow-related",
+                        0,
+                        &[("log-related", "true")],
+                    ),
+                    true,
+                    "rel0",
+                    "",
+                    "",
+                ),
+            ),
             (
                 "quiet",
                 logged(
@@ -1241,9 +1283,14 @@ mod tests {
             Some(LogSpec {
                 name: "web-in".into(),
                 severity: Severity::Warning,
-                meter: Some("m1".into())
+                meter: Some("m1".into()),
+                related: false,
             })
         );
+        // log-related: with a label (OVN needs it to find the ACL of a reply), not without.
+        assert!(find(to, "rel").unwrap().related);
+        assert!(!find(to, "rel-unlabelled").unwrap().related);
+        assert!(tr.acl_origins["rel"].log_related);
         assert_eq!(find(to, "deny"), Some(LogSpec::default()), "unnamed, info");
         assert_eq!(find(from, "quiet"), None, "log=false: no spec");
         assert_eq!(find(from, "ghost").unwrap().meter.as_deref(), Some("nope"));
