@@ -482,14 +482,10 @@ fn neutron_security_group() {
     let sctp_into_vm1 = |t: &Translation, src: &str, dport: u16| {
         judge(
             t,
-            PacketSummary::sctp(
-                PortId::named("up0"),
-                PortId::named("vf0"),
-                ip(src),
-                ip("10.0.0.11"),
-                40000,
-                dport,
-            ),
+            PacketSummary {
+                proto: 132,
+                ..tcp("up0", "vf0", src, "10.0.0.11", dport)
+            },
         )
     };
     assert_eq!(

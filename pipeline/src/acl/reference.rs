@@ -88,21 +88,6 @@ impl<'a> PacketSummary<'a> {
         }
     }
 
-    /// An SCTP packet.
-    pub fn sctp(
-        inport: PortId<'a>,
-        outport: PortId<'a>,
-        src: IpAddr,
-        dst: IpAddr,
-        src_port: u16,
-        dst_port: u16,
-    ) -> Self {
-        PacketSummary {
-            proto: 132,
-            ..Self::tcp(inport, outport, src, dst, src_port, dst_port)
-        }
-    }
-
     /// An ICMP (IPv4) or ICMPv6 packet, by the family of `src`.
     pub fn icmp(
         inport: PortId<'a>,
