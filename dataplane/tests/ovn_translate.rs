@@ -132,6 +132,19 @@ fn tcp<'a>(from: &'a str, to: &'a str, src: &str, dst: &str, dport: u16) -> Pack
     )
 }
 
+/// `lsp` added to switch `ls` with `addresses` (one `ovn-nbctl` transaction).
+fn add_lsp(nb: &NbServer, ls: &str, lsp: &str, addresses: &str) {
+    nb.nbctl(&[
+        "lsp-add",
+        ls,
+        lsp,
+        "--",
+        "lsp-set-addresses",
+        lsp,
+        addresses,
+    ]);
+}
+
 #[test]
 fn three_tier_port_groups() {
     let nb = NbServer::start("tiers");
@@ -142,8 +155,7 @@ fn three_tier_port_groups() {
         ("ba1", "0a:00:00:00:02:21 10.0.2.21"),
         ("db0", "0a:00:00:00:03:30 10.0.3.30"),
     ] {
-        nb.nbctl(&["lsp-add", "ls_tiers", lsp]);
-        nb.nbctl(&["lsp-set-addresses", lsp, addr]);
+        add_lsp(&nb, "ls_tiers", lsp, addr);
     }
     nb.nbctl(&["ls-add", "ls_other"]);
     nb.nbctl(&["lsp-add", "ls_other", "elsewhere"]);
@@ -271,8 +283,7 @@ fn three_tier_port_groups() {
 
     // A member added to pg_BA (its address, from dynamic_addresses) opens BA -> DB for it,
     // removing it closes it again.
-    nb.nbctl(&["lsp-add", "ls_tiers", "ba2"]);
-    nb.nbctl(&["lsp-set-addresses", "ba2", "dynamic"]);
+    add_lsp(&nb, "ls_tiers", "ba2", "dynamic");
     nb.nbctl(&[
         "set",
         "Logical_Switch_Port",
@@ -340,8 +351,7 @@ fn neutron_security_group() {
         (vm1, "fa:16:3e:11:11:11 10.0.0.11"),
         (vm2, "fa:16:3e:22:22:22 10.0.0.12"),
     ] {
-        nb.nbctl(&["lsp-add", net, lsp]);
-        nb.nbctl(&["lsp-set-addresses", lsp, addr]);
+        add_lsp(&nb, net, lsp, addr);
         nb.nbctl(&["lsp-set-port-security", lsp, addr]);
     }
     nb.nbctl(&["pg-add", "neutron_pg_drop", vm1, vm2]);
@@ -650,12 +660,7 @@ fn octavia_load_balancers() {
     let nb = NbServer::start("octavia");
     let net = "neutron-7c1d2e3f-0000-4000-8000-000000000001";
     nb.nbctl(&["ls-add", net]);
-    nb.nbctl(&["lsp-add", net, "vip-port"]);
-    nb.nbctl(&[
-        "lsp-set-addresses",
-        "vip-port",
-        "fa:16:3e:aa:aa:aa 10.0.0.100",
-    ]);
+    add_lsp(&nb, net, "vip-port", "fa:16:3e:aa:aa:aa 10.0.0.100");
     nb.nbctl(&["ls-add", "neutron-unrelated"]);
     let octavia = "3f2e1d0c-b9a8-4765-8432-10fedcba9876";
     let lb = |proto: &str, vips: &str, extra: &[&str]| -> String {
@@ -860,8 +865,7 @@ fn ovn_kubernetes_egress_policy_applies_after_lb() {
         ("ns2_web-a", "0a:58:0a:f4:02:0a 10.244.2.10"),
         ("ns2_web-b", "0a:58:0a:f4:02:0b 10.244.2.11"),
     ] {
-        nb.nbctl(&["lsp-add", "node1", lsp]);
-        nb.nbctl(&["lsp-set-addresses", lsp, addr]);
+        add_lsp(&nb, "node1", lsp, addr);
     }
     let lb = nb.nbctl(&[
         "create",
@@ -1063,8 +1067,7 @@ fn ovn_kubernetes_egress_policy_applies_after_lb() {
 fn dataplane_check_with_ovn() {
     let nb = NbServer::start_tls("check");
     nb.nbctl(&["ls-add", "ls0"]);
-    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
-    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    add_lsp(&nb, "ls0", "vm1", "fa:16:3e:11:11:11 10.0.0.11");
     nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
     nb.nbctl(&[
         "--type=port-group",
@@ -1562,8 +1565,7 @@ impl dataplane::ovn::follow::PolicySink for SlowRecorder {
 /// what the follower tests start from.
 fn seed_vm1_in_pg_sg(nb: &NbServer) {
     nb.nbctl(&["ls-add", "ls0"]);
-    nb.nbctl(&["lsp-add", "ls0", "vm1"]);
-    nb.nbctl(&["lsp-set-addresses", "vm1", "fa:16:3e:11:11:11 10.0.0.11"]);
+    add_lsp(nb, "ls0", "vm1", "fa:16:3e:11:11:11 10.0.0.11");
     nb.nbctl(&["pg-add", "pg_sg", "vm1"]);
 }
 

@@ -32,6 +32,18 @@ match = "ip4 && ip4.src == 10.0.2.0/24 && ip4.dst == 10.0.9.100 && tcp.dst == 54
 action = "allow"
 "#;
 
+/// The ACL of an `acl_after` node, after the lb node, where requests carry the chosen
+/// backend: clients in 10.0.2.0/24 may reach TCP 5432, connections committed.
+const ACL_AFTER_LB: &str = r#"
+[nodes.params.acl]
+default = "drop"
+[[nodes.params.acl.rules]]
+direction = "from-lport"
+priority = 100
+match = "ip4 && ip4.src == 10.0.2.0/24 && tcp.dst == 5432"
+action = "allow-related"
+"#;
+
 const LB: &str = r#"
 [nodes.params]
 control = "CONTROL"
@@ -48,7 +60,8 @@ backends = [
 "#;
 
 /// `nodes` in order, then edges along that order, the last node a cross-connect; the `lb`
-/// node follows the control named `control`.
+/// node follows the control named `control`; `acl_params` go to the `acl` node (rules
+/// [`ACL`]) or the `acl_after` node (rules [`ACL_AFTER_LB`]).
 fn spec_with(acl_params: &str, order: &[&str], control: &str) -> GraphSpec {
     GraphSpec::from_toml(&spec_text(acl_params, order, control)).expect("spec parses")
 }
@@ -59,11 +72,11 @@ fn spec_text(acl_params: &str, order: &[&str], control: &str) -> String {
     for n in order {
         match *n {
             "parse" => t += "[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n",
-            "acl" => {
+            "acl" | "acl_after" => {
                 t += &format!(
-                    "[[nodes]]\nname = \"acl\"\nkind = \"acl\"\n[nodes.params]\n{acl_params}\n"
+                    "[[nodes]]\nname = \"{n}\"\nkind = \"acl\"\n[nodes.params]\n{acl_params}\n"
                 );
-                t += ACL;
+                t += if *n == "acl" { ACL } else { ACL_AFTER_LB };
             }
             "scramble" => {
                 t += "[[nodes]]\nname = \"scramble\"\nkind = \"scramble\"\n";
@@ -174,6 +187,16 @@ fn client(i: u16) -> String {
     format!("10.0.2.{}", 10 + i)
 }
 
+/// Replies translated back: the `i`th is valid, comes from VIP:5432 and goes to `client(i)`.
+fn assert_from_the_vip_to_each_client(back: &[Vec<u8>]) {
+    for (i, f) in back.iter().enumerate() {
+        let p = parse(f);
+        assert!(p.valid());
+        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
+        assert_eq!(p.dst.to_string(), client(i as u16));
+    }
+}
+
 #[test]
 fn tracked_connections_skip_the_rules_with_one_lookup() {
     let mut g = shared_graph("acl-lb-shared-tracked");
@@ -214,12 +237,7 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
         .collect();
     let (_, back) = run(&mut g, 1, &replies);
     assert_eq!(back.len(), N as usize);
-    for (i, f) in back.iter().enumerate() {
-        let p = parse(f);
-        assert!(p.valid());
-        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
-        assert_eq!(p.dst.to_string(), client(i as u16));
-    }
+    assert_from_the_vip_to_each_client(&back);
     assert_eq!(counter(&g, "acl", "classified"), u64::from(N));
     assert_eq!(counter(&g, "acl", "ct-hits"), 2 * u64::from(N));
     assert_eq!(lb_lookups(&g), (2 * u64::from(N), 2 * u64::from(N)));
@@ -274,31 +292,11 @@ fn tracked_connections_skip_the_rules_with_one_lookup() {
 /// ACL stages after its load balancer), allowing the clients' requests as they leave the
 /// lb node, to the backends; nothing else.
 fn after_lb_graph(stateful: usize) -> Graph<TestBuf> {
-    let mut t = String::from("[[nodes]]\nname = \"parse\"\nkind = \"parse\"\n");
-    t += "[[nodes]]\nname = \"lb\"\nkind = \"lb\"\n";
-    t += &LB.replace("CONTROL", &format!("acl-after-lb-{stateful}"));
-    t += "[[nodes]]\nname = \"rst\"\nkind = \"forward\"\nparams = { mode = \"by-metadata\" }\n[[edges]]\nfrom = \"lb\"\noutput = \"reset\"\nto = \"rst\"\n";
-    t += &format!(
-        r#"[[nodes]]
-name = "acl_after"
-kind = "acl"
-[nodes.params]
-stateful = {stateful}
-[nodes.params.acl]
-default = "drop"
-[[nodes.params.acl.rules]]
-direction = "from-lport"
-priority = 100
-match = "ip4 && ip4.src == 10.0.2.0/24 && tcp.dst == 5432"
-action = "allow-related"
-"#
-    );
-    t += "[[nodes]]\nname = \"fwd\"\nkind = \"forward\"\nparams = { mode = \"cross-connect\", pairs = [[\"p0\", \"p1\"]] }\n";
-    for (a, b) in [("parse", "lb"), ("lb", "acl_after"), ("acl_after", "fwd")] {
-        t += &format!("[[edges]]\nfrom = \"{a}\"\nto = \"{b}\"\n");
-    }
-    let spec = GraphSpec::from_toml(&t).expect("spec parses");
-    Graph::build(&spec, &registry(), &ports()).unwrap_or_else(|e| panic!("{e:?}"))
+    graph(
+        &format!("stateful = {stateful}"),
+        &["parse", "lb", "acl_after"],
+        &format!("acl-after-lb-{stateful}"),
+    )
 }
 
 /// The stateful acl node after the lb node commits each balanced request keyed by its
@@ -331,12 +329,7 @@ fn an_acl_after_the_lb_passes_the_replies_of_balanced_connections() {
         .collect();
     let (_, back) = run(&mut g, 1, &replies);
     assert_eq!(back.len(), N as usize, "every reply passed");
-    for (i, f) in back.iter().enumerate() {
-        let p = parse(f);
-        assert!(p.valid());
-        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
-        assert_eq!(p.dst.to_string(), client(i as u16));
-    }
+    assert_from_the_vip_to_each_client(&back);
     assert_eq!(counter(&g, "acl_after", "ct-hits"), u64::from(N));
     assert_eq!(drops(&g, "acl_after", "default-deny"), 0);
     // No connection: translated (one service owns the backend) but judged, and dropped.
@@ -450,12 +443,7 @@ fn a_foreign_next_between_the_nodes_costs_lookups_not_correctness() {
     let (_, b) = run(&mut odd, 1, &replies);
     assert_eq!(a, b);
     assert_eq!(b.len(), usize::from(N));
-    for (i, f) in b.iter().enumerate() {
-        let p = parse(f);
-        assert!(p.valid());
-        assert_eq!((p.src.to_string().as_str(), p.sport), (VIP, 5432));
-        assert_eq!(p.dst.to_string(), client(i as u16));
-    }
+    assert_from_the_vip_to_each_client(&b);
     assert_eq!(counter(&odd, "lb", "new-connections"), u64::from(N));
     assert_eq!(counter(&odd, "lb", "reply-untracked"), 0);
     // The plain graph's lb node took every hit over (one lookup per packet); the other
