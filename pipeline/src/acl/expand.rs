@@ -35,7 +35,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::expr::{icmp_proto, AddrItem, Atom, Cmp, IcmpField, MatchExpr, PortName, Side};
-use super::model::{AclError, Action, Direction, GroupId, IpNet, IpVersion, PortId, RuleSet};
+use super::model::{Acl, AclError, Action, Direction, GroupId, IpNet, IpVersion, PortId, RuleSet};
 use super::net::{prefix_mask, Intervals};
 use super::reference::PacketSummary;
 
@@ -915,15 +915,65 @@ impl AclTable {
     /// Expands every ACL; fails if the total goes over `limits.max_flat_rules`. The large
     /// sets become set classes ([`SetClasses::choose`]).
     pub fn new(rules: RuleSet, limits: ExpandLimits) -> Result<AclTable, ExpandError> {
+        AclTable::build(rules, limits, None)
+    }
+
+    /// [`AclTable::new`], taking from `prev` the flat rules of every ACL it expanded the
+    /// same way: when both have the same groups, sets (entries included) and set classes,
+    /// an ACL equal to one of `prev`'s of the same name (direction, priority, match,
+    /// action, log) expands to that one's flat rules, renumbered. The result is the same
+    /// as [`AclTable::new`]'s (`tests::reusing_expands_as_new`); a follower publishing a
+    /// rule set with one ACL added expands that one instead of all of them.
+    pub fn new_reusing(
+        rules: RuleSet,
+        limits: ExpandLimits,
+        prev: &AclTable,
+    ) -> Result<AclTable, ExpandError> {
+        AclTable::build(rules, limits, Some(prev))
+    }
+
+    fn build(
+        rules: RuleSet,
+        limits: ExpandLimits,
+        prev: Option<&AclTable>,
+    ) -> Result<AclTable, ExpandError> {
         let classes = SetClasses::choose(&rules, limits.set_class_min_entries);
+        let prev = prev.filter(|p| {
+            classes == p.classes
+                && rules.port_groups() == p.rules.port_groups()
+                && rules.address_sets() == p.rules.address_sets()
+        });
+        // Name -> (ACL, its flat rules) in `prev`.
+        let before: std::collections::HashMap<&str, (&Acl, &Vec<FlatRule>)> = prev
+            .map(|p| {
+                p.rules
+                    .acls()
+                    .iter()
+                    .zip(&p.per_acl)
+                    .map(|(a, f)| (a.name.as_str(), (a, f)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut per_acl = Vec::with_capacity(rules.acls().len());
         let mut total = 0usize;
         let mut by_set: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for i in 0..rules.acls().len() {
-            let flat = expand_within(&rules, &classes, i, total, limits.max_flat_rules)?;
+        for (i, a) in rules.acls().iter().enumerate() {
+            let same = before
+                .get(a.name.as_str())
+                .filter(|(old, f)| *old == a && total + f.len() <= limits.max_flat_rules);
+            let flat = match same {
+                Some((_, f)) => f
+                    .iter()
+                    .map(|r| FlatRule {
+                        acl: i,
+                        ..r.clone()
+                    })
+                    .collect(),
+                None => expand_within(&rules, &classes, i, total, limits.max_flat_rules)?,
+            };
             total += flat.len();
             per_acl.push(flat);
-            for s in rules.acls()[i].expr.address_sets() {
+            for s in a.expr.address_sets() {
                 by_set.entry(s.to_string()).or_default().push(i);
             }
         }
@@ -1087,17 +1137,18 @@ mod tests {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
+    /// `pg_a` = {a0}, `pg_b` = {b0}.
+    fn two_groups() -> Vec<PortGroup> {
+        ["a", "b"]
+            .map(|g| PortGroup {
+                name: format!("pg_{g}"),
+                members: vec![format!("{g}0")],
+            })
+            .to_vec()
+    }
+
     fn ruleset(sets: &[(&str, Vec<IpNet>)], matches: &[&str]) -> RuleSet {
-        let groups = vec![
-            PortGroup {
-                name: "pg_a".into(),
-                members: vec!["a0".into()],
-            },
-            PortGroup {
-                name: "pg_b".into(),
-                members: vec!["b0".into()],
-            },
-        ];
+        let groups = two_groups();
         let sets = sets
             .iter()
             .map(|(n, e)| AddressSet {
@@ -1465,5 +1516,149 @@ mod tests {
         t.update_port_group("pg_b", vec!["b0".into(), "b1".into()])
             .unwrap();
         assert_eq!(t.expansions_of(1), 2);
+    }
+
+    /// Match texts the reuse property draws from: plain, expanded sets, a set class, groups.
+    const REUSE_MATCHES: [&str; 8] = [
+        "outport == @pg_a && ip4.src == $small && tcp.dst == 80",
+        "outport == @pg_b && ip4.src == $big",
+        "ip4.dst == $small || ip6",
+        "udp.dst == {53, 123} && ip4.src == 10.0.0.0/8",
+        "outport == @pg_a && icmp4",
+        "ip4.src == $big && ip4.dst == $small",
+        "tcp && !(tcp.dst == 22)",
+        "outport == {@pg_a, @pg_b} && ip4.src != $small",
+    ];
+
+    fn named_ruleset(small: u32, big: u32, acls: &[(String, usize, u16)]) -> RuleSet {
+        let groups = two_groups();
+        let sets = vec![
+            AddressSet {
+                name: "small".into(),
+                entries: hosts(small, 0x0a01_0000),
+            },
+            AddressSet {
+                name: "big".into(),
+                entries: hosts(big, 0x0a02_0000),
+            },
+        ];
+        let specs = acls
+            .iter()
+            .map(|(name, m, priority)| AclSpec {
+                name: name.clone(),
+                direction: Direction::Egress,
+                priority: *priority,
+                match_text: REUSE_MATCHES[*m].to_string(),
+                action: Action::Allow,
+                log: None,
+            })
+            .collect();
+        RuleSet::new(Action::Drop, groups, sets, specs).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Whatever the two rule sets (ACLs kept, inserted, removed, edited, reordered; sets
+        /// grown across the set-class threshold), expanding with the first's table reused
+        /// gives what expanding from nothing gives, and so does parsing with it reused.
+        #[test]
+        fn reusing_expands_as_new(
+            before in proptest::collection::vec((0usize..12, 0usize..8, 0u16..3), 0..10),
+            edits in proptest::collection::vec((0u8..4, 0usize..10, 12usize..16, 0usize..8), 0..4),
+            small in (1u32..4, 1u32..4),
+            big in (4u32..12, 4u32..12),
+            sets_change in proptest::bool::weighted(0.3),
+        ) {
+            let limits = ExpandLimits {
+                set_class_min_entries: 8,
+                ..ExpandLimits::default()
+            };
+            let dedup = |v: &[(usize, usize, u16)]| {
+                let mut seen = std::collections::BTreeSet::new();
+                v.iter()
+                    .filter(|(n, ..)| seen.insert(*n))
+                    .map(|&(n, m, p)| (format!("acl{n}"), m, p))
+                    .collect::<Vec<_>>()
+            };
+            // The second rule set is the first edited: ACLs inserted, removed, their match
+            // or priority changed.
+            let first = dedup(&before);
+            let mut second = first.clone();
+            for &(op, at, name, m) in &edits {
+                let at = at.min(second.len());
+                match op {
+                    0 => second.insert(at, (format!("acl{name}"), m, 1)),
+                    _ if at == second.len() => {}
+                    1 => {
+                        second.remove(at);
+                    }
+                    2 => second[at].1 = m,
+                    _ => second[at].2 += 1,
+                }
+            }
+            let mut names = std::collections::BTreeSet::new();
+            second.retain(|a| names.insert(a.0.clone()));
+            let (small1, big1) = if sets_change { (small.1, big.1) } else { (small.0, big.0) };
+            let old = AclTable::new(named_ruleset(small.0, big.0, &first), limits).unwrap();
+            let fresh = named_ruleset(small1, big1, &second);
+            let whole = AclTable::new(fresh.clone(), limits).unwrap();
+            let reused = AclTable::new_reusing(fresh.clone(), limits, &old).unwrap();
+            proptest::prop_assert_eq!(reused.set_classes(), whole.set_classes());
+            proptest::prop_assert_eq!(&reused.per_acl, &whole.per_acl);
+            proptest::prop_assert_eq!(&reused.by_set, &whole.by_set);
+            proptest::prop_assert_eq!(reused.flat_rule_count(), whole.flat_rule_count());
+            let reparsed = RuleSet::new_reusing(
+                Action::Drop,
+                fresh.port_groups().to_vec(),
+                fresh.address_sets().to_vec(),
+                fresh
+                    .acls()
+                    .iter()
+                    .map(|a| AclSpec {
+                        name: a.name.clone(),
+                        direction: a.direction,
+                        priority: a.priority,
+                        match_text: a.match_text.clone(),
+                        action: a.action,
+                        log: None,
+                    })
+                    .collect(),
+                Some(old.rules()),
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(reparsed.acls(), fresh.acls());
+        }
+    }
+
+    /// An ACL added to a table of many is expanded alone; the others' flat rules are the
+    /// ones the old table holds, renumbered past the insertion.
+    #[test]
+    fn reusing_takes_the_kept_acls_flat_rules() {
+        let limits = ExpandLimits::default();
+        let acls: Vec<(String, usize, u16)> =
+            (0..6).map(|i| (format!("acl{i}"), i % 8, 1)).collect();
+        let old = AclTable::new(named_ruleset(2, 5, &acls), limits).unwrap();
+        let mut added = acls.clone();
+        added.insert(2, ("new".into(), 7, 1));
+        let t = AclTable::new_reusing(named_ruleset(2, 5, &added), limits, &old).unwrap();
+        assert_eq!(t.acl_rules(2).iter().map(|r| r.acl).max(), Some(2));
+        for (i, j) in [(0, 0), (1, 1), (3, 2), (4, 3), (5, 4), (6, 5)] {
+            let want: Vec<FlatRule> = old
+                .acl_rules(j)
+                .iter()
+                .map(|r| FlatRule {
+                    acl: i,
+                    ..r.clone()
+                })
+                .collect();
+            assert_eq!(t.acl_rules(i), want.as_slice(), "acl {i}");
+        }
+        // A set's entries changed: nothing is taken (the expansions may differ).
+        let t = AclTable::new_reusing(named_ruleset(3, 5, &added), limits, &old).unwrap();
+        assert_eq!(
+            t.flat_rule_count(),
+            AclTable::new(named_ruleset(3, 5, &added), limits)
+                .unwrap()
+                .flat_rule_count()
+        );
     }
 }

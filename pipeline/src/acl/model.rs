@@ -1,7 +1,7 @@
 //! The ACL rule model: port groups, address sets, ACLs and the rule set, plus the TOML
 //! (serde) configuration form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -288,6 +288,20 @@ impl RuleSet {
         address_sets: Vec<AddressSet>,
         acls: Vec<AclSpec>,
     ) -> Result<RuleSet, AclError> {
+        Self::new_reusing(default_action, port_groups, address_sets, acls, None)
+    }
+
+    /// [`RuleSet::new`], taking the parsed match of every ACL whose text `prev` already
+    /// parsed against the same group and set names (a parsed match names groups and sets
+    /// by index, so only then is it the same). A follower publishing a rule set with one
+    /// ACL added parses that one match instead of all of them.
+    pub fn new_reusing(
+        default_action: Action,
+        port_groups: Vec<PortGroup>,
+        address_sets: Vec<AddressSet>,
+        acls: Vec<AclSpec>,
+        prev: Option<&RuleSet>,
+    ) -> Result<RuleSet, AclError> {
         let mut group_index = BTreeMap::new();
         for (i, g) in port_groups.iter().enumerate() {
             check_name("port group", &g.name)?;
@@ -312,6 +326,15 @@ impl RuleSet {
             groups: &group_index,
             sets: &set_index,
         };
+        let parsed_before: HashMap<&str, &MatchExpr> = prev
+            .filter(|p| p.group_index == group_index && p.set_index == set_index)
+            .map(|p| {
+                p.acls
+                    .iter()
+                    .map(|a| (a.match_text.as_str(), &a.expr))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut seen = BTreeMap::new();
         let mut parsed = Vec::with_capacity(acls.len());
         for spec in acls {
@@ -327,12 +350,16 @@ impl RuleSet {
                     priority: spec.priority,
                 });
             }
-            let expr =
-                expr::parse_with(&spec.match_text, &names).map_err(|error| AclError::Match {
-                    acl: spec.name.clone(),
-                    text: spec.match_text.clone(),
-                    error,
-                })?;
+            let expr = match parsed_before.get(spec.match_text.as_str()) {
+                Some(e) => (*e).clone(),
+                None => {
+                    expr::parse_with(&spec.match_text, &names).map_err(|error| AclError::Match {
+                        acl: spec.name.clone(),
+                        text: spec.match_text.clone(),
+                        error,
+                    })?
+                }
+            };
             if spec.direction == Direction::Ingress && expr.uses_port_field(PortField::Out) {
                 return Err(AclError::OutportInIngress { acl: spec.name });
             }
@@ -370,6 +397,15 @@ impl RuleSet {
 
     /// Builds a rule set from its configuration form (the `[acl]` table).
     pub fn from_config(config: &AclConfig) -> Result<RuleSet, AclError> {
+        Self::from_config_reusing(config, None)
+    }
+
+    /// [`RuleSet::from_config`], taking the matches `prev` parsed already
+    /// ([`RuleSet::new_reusing`]).
+    pub fn from_config_reusing(
+        config: &AclConfig,
+        prev: Option<&RuleSet>,
+    ) -> Result<RuleSet, AclError> {
         let port_groups = config
             .port_groups
             .iter()
@@ -442,7 +478,7 @@ impl RuleSet {
             }
         }
         Ok(
-            RuleSet::new(config.default, port_groups, address_sets, acls)?
+            RuleSet::new_reusing(config.default, port_groups, address_sets, acls, prev)?
                 .with_meters(config.meters.clone()),
         )
     }

@@ -643,17 +643,21 @@ impl<C: Classify> AclHub<C> {
     /// port groups differ from the current ones, as a membership update
     /// ([`AclHub::update_members`] of the differences), otherwise by
     /// [`AclHub::publish_config`].
+    ///
+    /// What the current rule set parsed and expanded already is taken from it
+    /// ([`RuleSet::from_config_reusing`], [`AclTable::new_reusing`]): an ACL added to 10k
+    /// costs the parse and expansion of that one (under the hub's lock, which the workers
+    /// never take).
     pub fn apply_config(&self, cfg: &AclConfig, wait: Duration) -> Result<Applied, StageError> {
         let t0 = Instant::now();
-        let new = RuleSet::from_config(cfg)?;
         let changes = {
             let mut st = self.lock();
             st.sync_model();
+            let new = RuleSet::from_config_reusing(cfg, Some(st.table.rules()))?;
             let cur = st.table.rules();
             if !cur.same_but_members(&new) {
-                let limits = st.table.limits();
+                let table = AclTable::new_reusing(new, st.table.limits(), &st.table)?;
                 drop(st);
-                let table = AclTable::new(new, limits)?;
                 return self.publish_table(table, t0, wait).map(Applied::Rebuilt);
             }
             let mut changes = Vec::new();

@@ -9,6 +9,12 @@
 //! address set names, our LSP names), so the cache empties itself when those change; and it
 //! drops, after each translation, the matches that translation did not ask for (deleted or
 //! edited ACLs), so it never holds more than the NB.
+//!
+//! Tried and not kept: keeping each ACL's whole translation (its rule and attribution) by
+//! UUID with the row, owner and priority it came from, so that an unchanged row is not read
+//! again. `whole_translation_cost` (10k ACLs, an ignored test in [`super`]), the two
+//! builds alternated, medians without / with: 65.9 / 89.3, 93.4 / 90.6, 93.2 / 80.0 ms. The
+//! row comparison and the copies out of the cache cost what reading the row did.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -1345,4 +1345,118 @@ mod tests {
         let remetered = RuleSet::from_config(&tr3.policy.to_lport).unwrap();
         assert!(!built.same_but_members(&remetered), "a meter change too");
     }
+
+    /// Neutron-shaped NB tables: our LSP `l0` in `groups` port groups of `per_group` ACLs
+    /// each (`outport == @pg_sgN && ip4 && ip4.src == ... && tcp.dst == ...`, external_ids),
+    /// UUID-like keys.
+    fn neutron_tables(groups: usize, per_group: usize) -> BTreeMap<String, Table> {
+        let mut t = tables(vec![], &[]);
+        let uuid = |kind: u32, n: usize| format!("{kind:08x}-0000-4000-8000-{n:012x}");
+        let mut pgs = Table::new();
+        let acls = t.get_mut("ACL").unwrap();
+        for g in 0..groups {
+            let mut members = Vec::new();
+            for k in 0..per_group {
+                let n = g * per_group + k;
+                let u = uuid(0xac1, n);
+                let m = format!(
+                    "outport == @pg_sg{g} && ip4 && ip4.src == 10.{}.{}.0/24 && tcp.dst == {}",
+                    n / 250 % 250,
+                    n % 250,
+                    1000 + n % 30000
+                );
+                let mut r = acl("to-lport", 1002, &m, "allow-related", 0, &[]);
+                r.insert(
+                    "external_ids".into(),
+                    map(&[
+                        ("neutron:security_group_rule_id", &uuid(0x5e, n)),
+                        ("neutron:revision_number", "1"),
+                    ]),
+                );
+                acls.insert(u.clone(), r);
+                members.push(u);
+            }
+            let refs_: Vec<&str> = members.iter().map(String::as_str).collect();
+            pgs.insert(
+                uuid(0x96, g),
+                row(vec![
+                    ("name", s(&format!("pg_sg{g}"))),
+                    ("ports", refs(&["l0"])),
+                    ("acls", refs(&refs_)),
+                ]),
+            );
+        }
+        t.insert("Port_Group".into(), pgs);
+        t
+    }
+
+    /// Not a test: what a whole translation costs at 10k ACLs with its match cache warm
+    /// (`cargo test --release -p dataplane --lib -- --ignored --nocapture
+    /// whole_translation_cost`; the median of 15).
+    #[test]
+    #[ignore]
+    fn whole_translation_cost() {
+        let t = neutron_tables(20, 500);
+        let mut cache = MatchCache::default();
+        let first = translate_with(&t, &ports(), TranslateOptions::default(), &mut cache);
+        assert_eq!(first.taken.acls, 10_000);
+        let mut ms: Vec<f64> = (0..15)
+            .map(|_| {
+                let t0 = std::time::Instant::now();
+                let tr = translate_with(&t, &ports(), TranslateOptions::default(), &mut cache);
+                let took = t0.elapsed().as_secs_f64() * 1e3;
+                assert_eq!(tr.policy, first.policy);
+                took
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "whole translation, 10k ACLs, cache warm: median {:.1} ms (min {:.1}, max {:.1})",
+            ms[7], ms[0], ms[14]
+        );
+        // What the acl node's hub then does before its overlay is built.
+        let cfg = &first.policy.to_lport;
+        let time = |f: &mut dyn FnMut()| {
+            let mut v: Vec<f64> = (0..9)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    f();
+                    t0.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[4]
+        };
+        let parse = time(&mut || {
+            RuleSet::from_config(cfg).unwrap();
+        });
+        let rs = RuleSet::from_config(cfg).unwrap();
+        let expand = time(&mut || {
+            pipeline::acl::AclTable::new(rs.clone(), Default::default()).unwrap();
+        });
+        let table = pipeline::acl::AclTable::new(rs.clone(), Default::default()).unwrap();
+        let ports = [pipeline::graph::PortInfo::new(0, "p0", "access")];
+        let compile = time(&mut || {
+            pipeline::acl::key::compile(&table, &ports).unwrap();
+        });
+        // The same with one ACL added, taking what the current rule set parsed and expanded.
+        let mut added = cfg.clone();
+        let mut rule = added.rules[0].clone();
+        rule.name = Some("added".into());
+        rule.match_expr = Some("outport == @pg_sg0 && ip4 && tcp.dst == 9".into());
+        added.rules.insert(1, rule);
+        let parse_reusing = time(&mut || {
+            RuleSet::from_config_reusing(&added, Some(&rs)).unwrap();
+        });
+        let rs_added = RuleSet::from_config(&added).unwrap();
+        let expand_reusing = time(&mut || {
+            pipeline::acl::AclTable::new_reusing(rs_added.clone(), Default::default(), &table)
+                .unwrap();
+        });
+        println!(
+            "then RuleSet::from_config {parse:.1} ms, AclTable::new {expand:.1} ms, key::compile {compile:.1} ms; \
+             one ACL added, reusing the current set: from_config_reusing {parse_reusing:.1} ms, \
+             AclTable::new_reusing {expand_reusing:.1} ms"
+        );
+    }
 }
