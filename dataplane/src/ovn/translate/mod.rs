@@ -1394,7 +1394,7 @@ mod tests {
     /// (`cargo test --release -p dataplane --lib -- --ignored --nocapture
     /// whole_translation_cost`; the median of 15).
     #[test]
-    #[ignore]
+    #[ignore = "benchmark: prints translation and rule-set build times; run in release with --ignored --nocapture"]
     fn whole_translation_cost() {
         let t = neutron_tables(20, 500);
         let mut cache = MatchCache::default();
