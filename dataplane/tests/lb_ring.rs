@@ -5,7 +5,10 @@
 //! binomial bound of their Maglev share; replies from the backends come back un-NATed, and
 //! so do ICMP "fragmentation needed" errors the backends send about requests (from the VIP,
 //! quoting the request as the client sent it); every packet that leaves has valid IPv4 and
-//! TCP (or ICMP) checksums (checked from scratch here).
+//! TCP (or ICMP) checksums (checked from scratch here). An SCTP service beside it (5G's N2
+//! port, backends on another port): associations are balanced with the ports NATed both
+//! ways and every SCTP packet that leaves carries a valid CRC32c (recomputed here over the
+//! whole packet: the node updated it for the changed port alone).
 
 mod common;
 
@@ -24,6 +27,7 @@ use dataplane::dpdk::{Mbuf, Mempool};
 use dataplane::plan;
 use dataplane::runtime::{run_with_eal, RunOptions};
 use pipeline::lb::LbControl;
+use pipeline::wire::crc32c::sctp_checksum_bytes;
 
 const CONTROL: &str = "lb-ring-e2e";
 
@@ -61,6 +65,15 @@ backends = [
   {{ address = "10.0.0.3", port = 8080 }},
   {{ address = "10.0.0.4", port = 8080 }},
 ]
+[[pipeline.nodes.params.services]]
+name = "n2"
+vip = "192.0.2.10"
+protocol = "sctp"
+port = 38412
+backends = [
+  {{ address = "10.0.0.5", port = 38413 }},
+  {{ address = "10.0.0.6", port = 38413 }},
+]
 [[pipeline.nodes]]
 name = "forward"
 kind = "forward"
@@ -95,16 +108,23 @@ fn sum16(mut acc: u32, d: &[u8]) -> u32 {
     acc
 }
 
-/// Ethernet / IPv4 / TCP (20-byte header, 6 bytes payload), correct checksums.
-fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+/// Ethernet and an IPv4 header (`total` bytes, protocol `proto`, correct checksum), then the
+/// ports: the first 38 bytes of a TCP, UDP or SCTP frame.
+fn ipv4_ports(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8, total: u8) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[0x45, 0, 0, total, 0, 1, 0x40, 0, 64, proto, 0, 0]);
     f.extend_from_slice(&src);
     f.extend_from_slice(&dst);
     let c = !(sum16(0, &f[14..34]) as u16);
     f[24..26].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&sport.to_be_bytes());
     f.extend_from_slice(&dport.to_be_bytes());
+    f
+}
+
+/// Ethernet / IPv4 / TCP (20-byte header, 6 bytes payload), correct checksums.
+fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = ipv4_ports(src, sport, dst, dport, 6, 46);
     f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     f.extend_from_slice(b"lbtest");
     let c = !(sum16(pseudo(&f), &f[34..]) as u16);
@@ -128,6 +148,33 @@ fn check(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
     let end = 14 + u16::from_be_bytes([f[16], f[17]]) as usize;
     assert_eq!(sum16(pseudo(f), &f[34..end]), 0xffff, "TCP checksum");
     assert_eq!(&f[54..60], b"lbtest", "payload untouched");
+    let a = |i: usize| [f[i], f[i + 1], f[i + 2], f[i + 3]];
+    let p = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
+    (a(26), p(34), a(30), p(36))
+}
+
+/// Ethernet / IPv4 / SCTP: the common header (verification tag `vtag`, correct CRC32c) and
+/// one DATA chunk carrying `lbtest` (NGAP's payload protocol id, 60).
+fn sctp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, vtag: u32) -> Vec<u8> {
+    let mut f = ipv4_ports(src, sport, dst, dport, 132, 56);
+    f.extend_from_slice(&vtag.to_be_bytes());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&[0, 3, 0, 22, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 60]);
+    f.extend_from_slice(b"lbtest\0\0");
+    let c = sctp_checksum_bytes(&f[34..]);
+    f[42..46].copy_from_slice(&c);
+    f
+}
+
+/// (src, sport, dst, dport) of an SCTP frame whose IPv4 header checksum and CRC32c verify;
+/// panics otherwise.
+fn check_sctp(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    assert_eq!((f[14], f[23], f.len()), (0x45, 132, 70), "IPv4/SCTP");
+    assert_eq!(sum16(0, &f[14..34]), 0xffff, "IPv4 header checksum");
+    let mut p = f[34..].to_vec();
+    p[8..12].fill(0);
+    assert_eq!(sctp_checksum_bytes(&p), f[42..46], "SCTP CRC32c");
+    assert_eq!(&f[62..68], b"lbtest", "payload untouched");
     let a = |i: usize| [f[i], f[i + 1], f[i + 2], f[i + 3]];
     let p = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
     (a(26), p(34), a(30), p(36))
@@ -198,6 +245,7 @@ fn receive(ring: &Ring, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
 }
 
 const F: u32 = 12_000; // flows before the removal
+const S: u32 = 2_000; // SCTP associations to the N2 service
 const G: u32 = 12_000; // new flows after it
 
 #[test]
@@ -262,6 +310,24 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
                     .collect();
                 send(&pool, &w.in1, &errors);
                 let errors_back = receive(&w.out0, errors.len(), Duration::from_secs(30));
+                // SCTP associations to the N2 VIP, then each backend's answer.
+                let n2: Vec<Vec<u8>> = (0..S)
+                    .map(|i| {
+                        let (s, p) = client(i);
+                        sctp_frame(s, p, VIP, 38412, 0x1000 + i)
+                    })
+                    .collect();
+                send(&pool, &w.in0, &n2);
+                let n2_out = receive(&w.out1, n2.len(), Duration::from_secs(30));
+                let n2_replies: Vec<Vec<u8>> = n2_out
+                    .iter()
+                    .map(|f| {
+                        let (s, sp, d, dp) = check_sctp(f);
+                        sctp_frame(d, dp, s, sp, 0x2000)
+                    })
+                    .collect();
+                send(&pool, &w.in1, &n2_replies);
+                let n2_back = receive(&w.out0, n2_replies.len(), Duration::from_secs(30));
                 std::thread::sleep(Duration::from_millis(50));
                 let extra = w.out0.count() + w.out1.count();
                 (
@@ -270,6 +336,7 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
                     replies,
                     back,
                     (errors, errors_back),
+                    (n2_out, n2_back),
                     first_on_removed,
                     extra,
                     ctl.stats(),
@@ -284,8 +351,17 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
         ..Default::default()
     };
     let report = run_with_eal(&eal, &plan, &opts).expect("run");
-    let (first, second, replies, back, (errors, errors_back), on_removed, extra, stats) =
-        traffic.join().expect("traffic thread");
+    let (
+        first,
+        second,
+        replies,
+        back,
+        (errors, errors_back),
+        (n2_out, n2_back),
+        on_removed,
+        extra,
+        stats,
+    ) = traffic.join().expect("traffic thread");
 
     // Phase 1: every SYN was balanced; record each flow's backend.
     assert_eq!(first.len(), F as usize);
@@ -341,6 +417,33 @@ fn flows_stay_put_when_a_backend_is_removed_mid_run() {
         assert_eq!(check_icmp(f), (VIP, client, VIP, 80));
     }
     assert_eq!(lb.counter("icmp-errors"), errors.len() as u64);
+    // SCTP: every association balanced to a backend's port 38413 with a valid CRC32c, both
+    // backends used, and each answer back from the VIP's N2 port to its client.
+    assert_eq!(n2_out.len(), S as usize);
+    let mut n2_load: HashMap<[u8; 4], usize> = HashMap::new();
+    for (i, f) in n2_out.iter().enumerate() {
+        let (s, sp, d, dp) = check_sctp(f);
+        assert_eq!((s, sp), client(i as u32), "association {i}: source kept");
+        assert_eq!(dp, 38413);
+        assert_eq!(
+            u32::from_be_bytes([f[38], f[39], f[40], f[41]]),
+            0x1000 + i as u32
+        );
+        *n2_load.entry(d).or_default() += 1;
+    }
+    evenness(&n2_load, S as usize, 2, "SCTP associations");
+    assert!(n2_load
+        .keys()
+        .all(|d| [[10, 0, 0, 5], [10, 0, 0, 6]].contains(d)));
+    assert_eq!(n2_back.len(), S as usize);
+    for (f, out) in n2_back.iter().zip(&n2_out) {
+        let (s, sp, d, dp) = check_sctp(f);
+        let (cs, csp, _, _) = check_sctp(out);
+        assert_eq!((s, sp, d, dp), (VIP, 38412, cs, csp));
+    }
+    let n2 = stats.service("n2").unwrap();
+    assert_eq!(n2.stats.new_connections, S as u64);
+    assert_eq!(n2.stats.reply_packets, S as u64);
     assert_eq!(lb.drops_for("backend-down"), on_removed as u64, "{lb:?}");
     let web = stats.service("web").unwrap();
     assert_eq!(web.stats.new_connections, (F + G) as u64);

@@ -717,13 +717,25 @@ fn octavia_load_balancers() {
     let c = client(&nb);
     let ports = [by_name("vf0", "vip-port")];
     let t = translate(&synced(&nb, &c), &ports, TranslateOptions::default());
-    assert_eq!(t.taken.load_balancers, 2, "{}", t.report());
-    assert_eq!(t.refused.len(), 1);
-    assert_eq!(t.refused[0].uuid, sctp_lb);
-    assert!(t.refused[0].reason.contains("sctp"));
+    assert_eq!(t.taken.load_balancers, 3, "{}", t.report());
+    assert!(t.refused.is_empty(), "{}", t.report());
     assert_eq!(t.policy.from_lport.rules[0].action, Action::AllowRelated);
     let svcs = &t.policy.services;
-    assert_eq!(svcs.len(), 2);
+    assert_eq!(svcs.len(), 3);
+    // An SCTP listener (Octavia's OVN provider supports them): one SCTP service.
+    let sctp_svc = svcs
+        .iter()
+        .find(|s| s.protocol == L4Protocol::Sctp)
+        .unwrap();
+    assert_eq!(
+        (
+            sctp_svc.vip,
+            sctp_svc.port,
+            sctp_svc.backends[0].display_name()
+        ),
+        (ip("10.0.0.100"), Some(38412), "10.0.0.11:38412".to_string())
+    );
+    assert_eq!(t.lb_origins[&sctp_svc.name].uuid, sctp_lb);
     let tcp_svc = svcs.iter().find(|s| s.protocol == L4Protocol::Tcp).unwrap();
     assert_eq!((tcp_svc.vip, tcp_svc.port), (ip("10.0.0.100"), Some(80)));
     assert_eq!(

@@ -253,6 +253,12 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
         let last = steps.last().unwrap();
         assert_eq!(last["node"], "acl", "{p}");
         assert_eq!(last["outcome"], "drop: acl-deny", "{p}");
+        // ... by the rule that denies port 9, which the trace names.
+        assert_eq!(last["rule"], "deny-discard", "{p}");
+        assert_eq!(
+            last["decided_by"], "rule deny-discard (priority 1500, drop)",
+            "{p}"
+        );
         let summary = steps[0]["summary"].as_str().unwrap();
         assert!(summary.contains(&format!("-> {VIP}:9 UDP")), "{summary}");
         assert_eq!(p["worker"], "lcore 1");
@@ -260,6 +266,12 @@ fn every_command_answers_from_the_running_dataplane_under_traffic() {
     let (rc, text, _) = ctl_raw(&socket, false, "show trace");
     assert_eq!(rc, 0);
     assert_eq!(text.matches("drop: acl-deny").count(), 10, "{text}");
+    assert_eq!(
+        text.matches("by rule deny-discard (priority 1500, drop)")
+            .count(),
+        10,
+        "{text}"
+    );
     // The silent client was closed by the server (EOF), well within its request timeout.
     silent
         .set_read_timeout(Some(Duration::from_secs(15)))

@@ -8,14 +8,17 @@
 //! to the VIP 192.0.2.10:5001 and plays the backends (answers every packet it receives).
 //!
 //! Each case changes the NB while traffic runs and is checked three ways: the per-rule
-//! counters of the running classifier, named by the NB ACL's UUID (`show acl`), flip from
+//! counters of the running classifier, named by the NB ACL's UUID (`show acl`, which also
+//! names the NB row behind each rule: owner and `external_ids`), flip from
 //! the old winner to the new one and the old one stops counting (no mixed verdict); dpgen's
 //! counts (what the backends received, per backend address with `--watch-addr` for the
 //! DNAT); and in = out + counted drops for the case's traffic, exactly.
 //!
 //! `nb_cases_under_traffic` (one dataplane, one standalone NB): a pod's address added to and
 //! removed from an NB `Address_Set`; the pod's LSP joining a port group whose derived
-//! `$pg_pods_ip4` an ACL names; a drop ACL's priority raised over the allow; that ACL
+//! `$pg_pods_ip4` an ACL names; a drop ACL's priority raised over the allow (then "which
+//! security group rule dropped this?": `show acl` and a traced packet name the ACL and its
+//! `neutron:security_group_rule_id`); that ACL
 //! deleted; a `reject` ACL raised over the allow (each rejected request answered by an ICMP
 //! unreachable out of the pod's port, none dropped); the NB server killed (policy kept: the same rule keeps counting, nothing
 //! dropped, `show ovn` says disconnected), restarted hidden, changed by another client
@@ -393,6 +396,47 @@ impl Live {
         took
     }
 
+    /// "Which security group rule dropped this?", asked of the running dataplane while rule
+    /// `uuid` of acl node `node` drops the traffic: `show acl` names the NB row behind the
+    /// rule (owner, Neutron's rule id), and a traced packet's step in `node` names the rule
+    /// that decided, its verdict and the same row.
+    fn answers_which_rule(&self, node: &str, uuid: &str, sg_rule: &str) {
+        let acl = self.ctl(&format!("show acl {node}"));
+        let nb = &acl["nodes"][0]["nb"][uuid];
+        assert_eq!(nb["owner"], "Port_Group pg_fh", "{acl}");
+        assert_eq!(
+            nb["external_ids"]["neutron:security_group_rule_id"], sg_rule,
+            "{acl}"
+        );
+        self.ctl("clear trace");
+        self.ctl("trace add 1 dport 5001");
+        wait_for("a traced packet", 10, || {
+            self.ctl("show trace")["packets"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        });
+        let trace = self.ctl("show trace");
+        let step = trace["packets"][0]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["node"] == node))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {node} step: {trace}"));
+        assert_eq!(step["rule"], uuid, "{trace}");
+        assert_eq!(step["outcome"], "drop: acl-deny", "{trace}");
+        assert!(
+            step["decided_by"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(&format!("rule {uuid} (priority 1100, drop)"))),
+            "{trace}"
+        );
+        let origin = step["origin"].as_str().unwrap_or_default();
+        assert!(
+            origin.contains("Port_Group pg_fh")
+                && origin.contains(&format!("neutron:security_group_rule_id={sg_rule}")),
+            "{trace}"
+        );
+    }
+
     /// Over 300 ms: `rule` of `node` counts more, and nothing is dropped unless `drops`.
     fn keeps(&self, node: &str, rule: &str, drops: bool) {
         let (r1, d1) = (self.rule(node, rule).unwrap_or(0), self.denied());
@@ -541,11 +585,20 @@ fn nb_cases_under_traffic() {
         },
     );
     both_verdicts(&c, "LSP joined");
-    // 4. The from-lport drop raised over the allow: it wins before the load balancer.
+    // 4. The from-lport drop raised over the allow: it wins before the load balancer. It
+    // carries Neutron's rule id, which the operator's answers then name.
+    let sg_rule = "6a1e0c3b-5d7f-4e21-9a8b-0c1d2e3f4a5b";
+    nb.nbctl(&[
+        "set",
+        "ACL",
+        &acls.f_drop,
+        &format!("external_ids:\"neutron:security_group_rule_id\"=\"{sg_rule}\""),
+    ]);
     let c = live.case("a drop ACL's priority raised", 4.0, 2000, |l| {
         l.flip("acl_in", &acls.f_allow, &acls.f_drop, || {
             nb.nbctl(&["set", "ACL", &acls.f_drop, "priority=1100"]);
         });
+        l.answers_which_rule("acl_in", &acls.f_drop, sg_rule);
     });
     both_verdicts(&c, "priority raised");
     // 5. That ACL deleted: allowed again.
@@ -648,6 +701,15 @@ fn nb_cases_under_traffic() {
         let list: Vec<String> = backends.iter().map(|b| format!("{b}:5001")).collect();
         format!("vips:\"{VIP}:5001\"=\"{}\"", list.join(","))
     };
+    // `show lb` names the NB row behind the service.
+    let shown = live.ctl("show lb");
+    let nb_lbs = shown["nodes"][0]["nb"].as_object().expect("nb");
+    assert!(
+        nb_lbs
+            .values()
+            .any(|o| o["uuid"] == lb.as_str() && o["name"] == "svc"),
+        "{shown}"
+    );
     let c = live.case("an LB backend added", 3.0, 25_000, |l| {
         assert!(!l.backends().contains(&format!("{B3}:5001")));
         nb.nbctl(&["set", "Load_Balancer", &lb, &vips(&[B1, B2, B3])]);

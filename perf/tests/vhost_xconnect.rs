@@ -279,7 +279,7 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
             tp[i]
         );
         // Everything testpmd put on the wire reached the dataplane, except what was still in
-        // the virtio ring (256 descriptors) when testpmd tore its port down right after its
+        // the virtio ring (`GENERATOR_RING` descriptors) when testpmd tore its port down right after its
         // last burst...
         let got_by_dut = port(&d, i, "rx");
         assert_eq!(
@@ -297,13 +297,15 @@ fn testpmd_flowgen_peer_counts_match_per_direction() {
         if i == 0 {
             assert!(
                 via_pmd > 0 && direct_rx > 0,
-                "port 0: {via_pmd} packets through the PMD (50 captured), {direct_rx} received directly"
+                "port 0: {via_pmd} packets through the PMD (50 captured), {direct_rx} received directly; ports: {}",
+                d["ports"]
             );
         } else {
             assert_eq!(via_pmd, 0, "port 1 was not captured");
         }
         assert!(
-            got_by_dut <= sent_by_gen && sent_by_gen - got_by_dut <= 256,
+            got_by_dut <= sent_by_gen
+                && sent_by_gen - got_by_dut <= u64::from(perf::topology::GENERATOR_RING),
             "port {i}: testpmd sent {sent_by_gen}, dataplane got {got_by_dut}"
         );
         // ...and left it on the other port or was counted as dropped there.

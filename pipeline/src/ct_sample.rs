@@ -59,7 +59,9 @@ use serde::{Deserialize, Serialize};
 use crate::acl::net::IpNet;
 use crate::conntrack::{ConnState, ConnTrack};
 use crate::filter_words::{FilterWord, WORDS};
-use crate::flow_key::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{
+    FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+};
 use crate::lb::{LbClock, NatEntry, ServiceTable};
 
 /// Slots a node examines per burst (or idle poll) while a sample is being taken (the tags
@@ -277,6 +279,7 @@ fn proto_name(p: u8) -> String {
     match p {
         PROTO_TCP => "tcp".into(),
         PROTO_UDP => "udp".into(),
+        PROTO_SCTP => "sctp".into(),
         PROTO_ICMP => "icmp".into(),
         PROTO_ICMPV6 => "icmpv6".into(),
         n => n.to_string(),

@@ -11,7 +11,9 @@
 //! or ICMPv6 echo requests and replies (a `ping` or `traceroute -I` through a stateful ACL),
 //! whose flow is keyed by the echo identifier as the parse node keys it (both ports).
 
-use crate::flow_key::{FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::flow_key::{
+    FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+};
 use crate::meta::PacketMeta;
 
 /// ICMPv4 error types that quote the offending packet: destination unreachable, time
@@ -74,10 +76,10 @@ impl Quote {
     }
 }
 
-/// The quoted TCP, UDP or ICMP echo packet of the ICMP error `frame` (parsed into `m`): its
-/// 5-tuple as that packet travelled (an echo's identifier in both ports), and where its
-/// headers are; `None` when `m` is no such error, the quote is cut short or is not TCP/UDP
-/// with ports or an echo message, or the error is not addressed to the quoted packet's
+/// The quoted TCP, UDP, SCTP or ICMP echo packet of the ICMP error `frame` (parsed into
+/// `m`): its 5-tuple as that packet travelled (an echo's identifier in both ports), and
+/// where its headers are; `None` when `m` is no such error, the quote is cut short or is
+/// not TCP/UDP/SCTP with ports or an echo message, or the error is not addressed to the quoted packet's
 /// source.
 pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
     if !is_icmp_error(m) || m.l4_offset == 0 {
@@ -110,7 +112,7 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<(FlowKey, Quote)> {
     };
     let word = |o: usize| Some(u16::from_be_bytes([*q.get(hdr + o)?, *q.get(hdr + o + 1)?]));
     let (src_port, dst_port) = match proto {
-        PROTO_TCP | PROTO_UDP => (word(0)?, word(2)?),
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => (word(0)?, word(2)?),
         // An echo request or reply of the quote's own family: its identifier, in both ports.
         PROTO_ICMP | PROTO_ICMPV6 => {
             let echo = match (v4, proto, *q.get(hdr)?) {

@@ -35,6 +35,29 @@ pub struct TraceStep {
     pub summary: String,
     /// The decision: `next <node>`, `tx port <id> (<name>)` or `drop: <reason>`.
     pub outcome: String,
+    /// What the node based the decision on, when it says ([`TraceNote`]; the `acl` node:
+    /// the rule that matched, the default, or the connection the packet belongs to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// The name of the rule that decided, when one did (the NB ACL's UUID for rules from
+    /// OVN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Where that rule came from, filled in by the control side that knows it (for rules
+    /// from OVN: the NB owner and `external_ids`, e.g. `neutron:security_group_rule_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// A node's own account of why it decided what it did for one traced packet
+/// ([`crate::graph::Node::trace_note`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceNote {
+    /// One line: e.g. `rule r1 (priority 1000, drop)`, `no rule matched: default drop`,
+    /// `established connection (conntrack)`.
+    pub text: String,
+    /// The rule that decided, by name, when one did.
+    pub rule: Option<String>,
 }
 
 /// The path of one traced packet.
@@ -193,6 +216,12 @@ pub fn render_trace(traces: &[PacketTrace]) -> String {
         for (i, s) in t.steps.iter().enumerate() {
             let _ = writeln!(out, "  {i:02} {}: {}", s.node, s.summary);
             let _ = writeln!(out, "     -> {}", s.outcome);
+            if let Some(d) = &s.decided_by {
+                let _ = writeln!(out, "        by {d}");
+            }
+            if let Some(o) = &s.origin {
+                let _ = writeln!(out, "        from {o}");
+            }
         }
         out.push('\n');
     }
@@ -284,7 +313,8 @@ impl Tracer {
         }
     }
 
-    /// Records the decision of a node for every traced packet of its vector.
+    /// Records the decision of a node for every traced packet of its vector, with the
+    /// node's note on it (`note(index, meta)`, [`crate::graph::Node::trace_note`]).
     #[cold]
     pub fn record<P: PacketBuf>(
         &mut self,
@@ -293,6 +323,7 @@ impl Tracer {
         meta: &[PacketMeta],
         verdict: Verdict,
         decisions: &[Decision],
+        note: impl Fn(usize, &PacketMeta) -> Option<TraceNote>,
     ) {
         for (j, (p, m)) in pkts.iter().zip(meta).enumerate() {
             if m.trace == 0 {
@@ -323,10 +354,14 @@ impl Tracer {
                         .unwrap_or("invalid-decision")
                 ),
             };
+            let note = note(j, m);
             t.steps.push(TraceStep {
                 node: names.node.to_string(),
                 summary: summary::summarize(p.data()),
                 outcome,
+                rule: note.as_ref().and_then(|n| n.rule.clone()),
+                decided_by: note.map(|n| n.text),
+                origin: None,
             });
         }
     }

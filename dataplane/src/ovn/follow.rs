@@ -40,8 +40,8 @@ use super::client::{CounterValues, OvnClient, OvnConfig, OvnState, Update};
 use super::member_delta::{set_updates, stage_changes, Burst};
 use super::settings::OvnTargets;
 use super::translate::{
-    services_only, translate_with, LoadBalancers, LocalPort, LspSelector, MatchCache, Policy,
-    Refusal, Taken, TranslateOptions,
+    services_only, translate_with, AclOrigin, LbOrigin, LoadBalancers, LocalPort, LspSelector,
+    MatchCache, Policy, Refusal, Taken, TranslateOptions,
 };
 
 /// Where the policy goes.
@@ -94,6 +94,27 @@ pub struct FollowerStatus {
     pub publish_failures: AtomicU64,
     /// The rest, under a lock (read by the control thread).
     pub last: Mutex<LastAccount>,
+    /// Where the taken rules and services came from (swapped whole by each translation).
+    pub origins: Mutex<Origins>,
+}
+
+/// The NB rows behind the published policy, for answers in the platform's words: an ACL
+/// rule's owner and `external_ids` (`neutron:security_group_rule_id`, `k8s.ovn.org/name`),
+/// a service's `Load_Balancer`. Each map is shared: a change to one moves no copy of the
+/// other.
+#[derive(Debug, Default, Clone)]
+pub struct Origins {
+    /// Rule name (the NB ACL's UUID) -> its row's account.
+    pub acls: Arc<BTreeMap<String, AclOrigin>>,
+    /// Service name -> its `Load_Balancer`.
+    pub lbs: Arc<BTreeMap<String, LbOrigin>>,
+}
+
+impl FollowerStatus {
+    /// The origins of the last translation.
+    pub fn origins(&self) -> Origins {
+        self.origins.lock().expect("origins lock").clone()
+    }
 }
 
 /// What the last translation took and refused, and the client's state.
@@ -440,6 +461,8 @@ impl FollowState {
         last.refused.sort();
         last.taken.load_balancers = lbs.taken;
         last.taken.services = lbs.services.len();
+        drop(last);
+        status.origins.lock().expect("origins lock").lbs = Arc::new(lbs.origins.clone());
     }
 
     /// Logs each refusal in `lines` not logged yet; of the logged ones `within` covers,
@@ -594,6 +617,10 @@ impl FollowState {
         }
         self.failed = ok.map(|o| !o);
         self.published = next;
+        *status.origins.lock().expect("origins lock") = Origins {
+            acls: Arc::new(t.acl_origins),
+            lbs: Arc::new(t.lb_origins),
+        };
         let mut last = status.last.lock().expect("status lock");
         last.bindings = t.bindings.iter().map(|b| b.describe()).collect();
         last.taken = t.taken;

@@ -72,6 +72,7 @@ use crate::graph::{
 use crate::meta::PacketMeta;
 use crate::nodes::NodeImpl;
 use crate::reject as reject_reply;
+use crate::trace::TraceNote;
 use crate::PacketBuf;
 
 /// Drop code: an ACL with action `drop` matched.
@@ -241,6 +242,23 @@ struct Scratch {
     /// Connections of the own table that the changed rules no longer allow (removed after
     /// the vector's verdicts, so that the vector's handles stay valid).
     revoke: ArrayVec<FlowKey, VECTOR_SIZE>,
+    /// How the last vector was judged: what [`AclNode::note`] reads the arrays above by.
+    last: LastVector,
+}
+
+/// How the `acl` node judged its last vector (one store per vector), so that a traced
+/// packet's note can be read back from the scratch arrays the vector left.
+#[derive(Debug, Clone, Copy, Default)]
+enum LastVector {
+    /// No vector yet.
+    #[default]
+    None,
+    /// Every packet belonged to a connection the `lb` node tracks.
+    AllTracked,
+    /// Stateless: `nf` keys per family (`fam_idx` holds packet indices).
+    Stateless { nf: [usize; 2], skip: bool },
+    /// Stateful: `nip` IP packets (`ip_idx`), `ncls` of them classified (`cls_idx`).
+    Stateful { nip: usize, ncls: usize, skip: bool },
 }
 
 impl Scratch {
@@ -281,6 +299,7 @@ impl Scratch {
             ct: [None; VECTOR_SIZE],
             tracked: [false; VECTOR_SIZE],
             revoke: ArrayVec::new(),
+            last: LastVector::None,
         })
     }
 }
@@ -970,6 +989,7 @@ impl<C: Classify> AclNode<C> {
             }
         }
         run.flush(counters);
+        s.last = LastVector::Stateless { nf, skip };
         f.counters.add_extra(CTR_CLASSIFIED, (nf[0] + nf[1]) as u64);
         if hits != 0 {
             f.counters.add_extra(CTR_CACHE_HITS, hits);
@@ -1199,6 +1219,7 @@ impl<C: Classify> AclNode<C> {
             f.decisions[i] = d;
         }
         run.flush(counters);
+        s.last = LastVector::Stateful { nip, ncls, skip };
         if replies != 0 {
             f.counters.add_extra(CTR_REJECT_REPLIES, replies);
         }
@@ -1250,6 +1271,7 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
                 // All tracked (the steady state of established traffic) and nothing else
                 // to do per packet (no own table to age, no route to set): one verdict.
                 if tracked == n && self.ct.is_none() && self.outport != OutportMode::ByRoute {
+                    self.scratch.last = LastVector::AllTracked;
                     return Verdict::All(Decision::Next(0));
                 }
             }
@@ -1291,6 +1313,105 @@ impl<C: Classify, P: PacketBuf> Node<P> for AclNode<C> {
 
     fn ct_sampler(&self) -> Option<CtSampler> {
         self.ct.as_ref().map(|_| self.sample.handle())
+    }
+
+    fn trace_note(&self, index: usize, meta: &PacketMeta) -> Option<TraceNote> {
+        Some(self.note(index, meta))
+    }
+}
+
+/// The trace note of classifier result `ud` under `prog`: the rule it names, or the
+/// default.
+fn rule_note<C>(prog: &super::publish::AclProgram<C>, ud: u32, again: bool) -> TraceNote {
+    let again = if again {
+        " (a tracked connection judged again under changed rules)"
+    } else {
+        ""
+    };
+    let rules = &prog.acl.rules;
+    match ud.checked_sub(1).and_then(|r| rules.acls().get(r as usize)) {
+        Some(a) => TraceNote {
+            text: format!(
+                "rule {} (priority {}, {}){again}",
+                a.name,
+                a.priority,
+                action_name(a.action)
+            ),
+            rule: Some(a.name.clone()),
+        },
+        None => TraceNote {
+            text: format!(
+                "no rule matched: default {}{again}",
+                action_name(rules.default_action())
+            ),
+            rule: None,
+        },
+    }
+}
+
+/// An action as the config writes it.
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::AllowRelated => "allow-related",
+        Action::Drop => "drop",
+        Action::Reject => "reject",
+    }
+}
+
+impl<C: Classify> AclNode<C> {
+    /// What decided packet `i` (metadata `m`) of the last vector, read back from the
+    /// scratch arrays it left (the tracer calls this for traced packets only).
+    fn note(&self, i: usize, m: &PacketMeta) -> TraceNote {
+        let s = &*self.scratch;
+        let prog = &*self.installed.0;
+        let plain = |text: &str| TraceNote {
+            text: text.into(),
+            rule: None,
+        };
+        let lb_tracked = "a connection the lb node tracks (not classified)";
+        if m.ip_version != 4 && m.ip_version != 6 {
+            return plain("not IP (not classified)");
+        }
+        match s.last {
+            LastVector::None => plain("not judged"),
+            LastVector::AllTracked => plain(lb_tracked),
+            LastVector::Stateless { nf, skip } => {
+                if skip && s.tracked.get(i) == Some(&true) {
+                    return plain(lb_tracked);
+                }
+                for (fam, &k) in nf.iter().enumerate() {
+                    if let Some(t) = s.fam_idx[fam][..k]
+                        .iter()
+                        .position(|&x| usize::from(x) == i)
+                    {
+                        return rule_note(prog, s.res[fam][t], false);
+                    }
+                }
+                plain("not classified")
+            }
+            LastVector::Stateful { nip, ncls, skip } => {
+                if skip && s.tracked.get(i) == Some(&true) {
+                    return plain(lb_tracked);
+                }
+                if m.flags & PacketMeta::FLAG_LB_REPLY != 0 {
+                    return plain("a reply the lb node translated (its connection passes)");
+                }
+                let Some(j) = (0..nip).find(|&j| usize::from(s.ip_idx[j]) == i) else {
+                    return plain("not classified");
+                };
+                if let Some(c) = (0..ncls).find(|&c| usize::from(s.cls_idx[c]) == j) {
+                    return rule_note(prog, s.cls_res[c], s.ct[j].is_some());
+                }
+                match s.ct[j] {
+                    Some((_, Direction::Reply)) => {
+                        plain("a reply of an established connection (conntrack)")
+                    }
+                    Some(_) => plain("an established connection (conntrack)"),
+                    None => plain("related to an established connection (an ICMP error about it)"),
+                }
+            }
+        }
     }
 }
 
@@ -1619,6 +1740,63 @@ mod tests {
         );
         assert_eq!(c.default_rule.packets, 1);
         assert_eq!(c.denials.rule_drop, 3);
+    }
+
+    /// A trace names what decided each packet in the acl node: the rule that matched (by
+    /// name, with its priority and action), the default, or the connection a reply belongs
+    /// to (stateful), in both of the node's paths.
+    #[test]
+    fn trace_names_the_rule_that_decided() {
+        for stateful in [0, 1024] {
+            let node = format!("acl-trace-{stateful}");
+            let mut g = graph(&node, stateful);
+            let (web, ba, db) = ("10.0.1.10", "10.0.2.20", "10.0.3.30");
+            let trace = g.tracer();
+            trace.arm(3);
+            run(
+                &mut g,
+                vec![
+                    tcp(web, ba, 40000, 8080, 0),
+                    tcp(web, db, 40002, 5432, 0),
+                    tcp(web, "8.8.8.8", 40003, 53, 0),
+                ],
+            );
+            let acl_step = |t: &crate::trace::PacketTrace| {
+                t.steps.iter().find(|s| s.node == node).cloned().unwrap()
+            };
+            let t = trace.take();
+            assert_eq!(t.len(), 3);
+            let (allowed, denied, default) = (acl_step(&t[0]), acl_step(&t[1]), acl_step(&t[2]));
+            assert_eq!(allowed.rule.as_deref(), Some("web-to-ba"));
+            assert_eq!(
+                allowed.decided_by.as_deref(),
+                Some("rule web-to-ba (priority 1002, allow-related)"),
+                "{stateful}"
+            );
+            assert_eq!(denied.rule.as_deref(), Some("tiers-default-drop"));
+            assert_eq!(denied.outcome, "drop: acl-deny");
+            assert_eq!(default.rule, None);
+            assert_eq!(
+                default.decided_by.as_deref(),
+                Some("no rule matched: default drop")
+            );
+            let text = crate::trace::render_trace(&t);
+            assert!(
+                text.contains("        by rule web-to-ba (priority"),
+                "{text}"
+            );
+            if stateful > 0 {
+                // The reply passes by its connection, not by a rule.
+                trace.arm(1);
+                run(&mut g, vec![tcp(ba, web, 8080, 40000, 1)]);
+                let r = acl_step(&trace.take()[0]);
+                assert_eq!(r.rule, None);
+                assert_eq!(
+                    r.decided_by.as_deref(),
+                    Some("a reply of an established connection (conntrack)")
+                );
+            }
+        }
     }
 
     fn reject_graph(node: &str, replies: bool, stateful: usize) -> Graph<TestBuf> {

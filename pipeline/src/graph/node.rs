@@ -55,4 +55,15 @@ pub trait Node<P: PacketBuf>: Send {
     fn ct_sampler(&self) -> Option<crate::ct_sample::CtSampler> {
         None
     }
+
+    /// Why the node decided what it did for packet `index` (metadata `meta`) of the vector
+    /// it just processed: called by the tracer for traced packets only, right after
+    /// [`Node::process`], never otherwise (`None`: the node has nothing to add).
+    fn trace_note(
+        &self,
+        _index: usize,
+        _meta: &crate::meta::PacketMeta,
+    ) -> Option<crate::trace::TraceNote> {
+        None
+    }
 }

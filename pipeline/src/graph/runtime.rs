@@ -345,7 +345,10 @@ impl<P: PacketBuf> Graph<P> {
                     drop_reasons: &node.drop_reasons,
                     ports,
                 };
-                tracer.record(&names, pkts, meta, verdict, decisions);
+                let imp = &node.imp;
+                tracer.record(&names, pkts, meta, verdict, decisions, |j, m| {
+                    imp.trace_note(j, m)
+                });
             }
             let moved = dispatch(verdict, spare, decisions, node, inputs, out, counters);
             burst.tx += moved.tx;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flow_key::split;
 pub use crate::flow_key::{
-    hash5, FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    hash5, FlowKey, IpFamily, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
 };
 
 /// Which fields of a flow select the backend (the Maglev hash key).

@@ -27,7 +27,7 @@
 use std::sync::Arc;
 
 use super::control::LbControl;
-use super::flow::{FlowKey, IpFamily, PROTO_TCP, PROTO_UDP};
+use super::flow::{FlowKey, IpFamily, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use super::node::{LbClock, NatEntry};
 use super::service::{ServiceRt, ServiceTable};
 use crate::conntrack::{ConnTrack, Direction, Handle};
@@ -135,7 +135,7 @@ fn reply_key(svc: &ServiceRt, m: &PacketMeta) -> FlowKey {
     }
 }
 
-/// Step 1 of the `lb` node for one packet: a TCP/UDP packet whose destination is a service
+/// Step 1 of the `lb` node for one packet: a TCP/UDP/SCTP packet whose destination is a service
 /// endpoint is for a VIP (key: its own 5-tuple); one whose source is a backend endpoint is a
 /// reply (key: the reverse of its connection's original key, the source mapped back to the
 /// first candidate service's VIP and port); anything else passes. The key is written to
@@ -147,7 +147,9 @@ pub(crate) fn classify(
     memo: &mut Memos,
     key: &mut FlowKey,
 ) -> Class {
-    if m.l4_offset == 0 || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP) {
+    if m.l4_offset == 0
+        || (m.protocol != PROTO_TCP && m.protocol != PROTO_UDP && m.protocol != PROTO_SCTP)
+    {
         return Class::Pass;
     }
     let (proto, ipv) = (m.protocol, m.ip_version);

@@ -1,6 +1,12 @@
 //! Header rewrites of the load balancer: destination NAT toward a backend and source NAT of
-//! replies back to the VIP, with the IPv4 header and TCP/UDP checksums kept valid. (The RST
-//! a `down_backend = "reset"` flow gets is written by [`crate::reject`], as an ACL's.)
+//! replies back to the VIP, with the IPv4 header and TCP/UDP/SCTP checksums kept valid. (The
+//! RST or ABORT a `down_backend = "reset"` flow gets is written by [`crate::reject`], as an
+//! ACL's.)
+//!
+//! SCTP's checksum is a CRC32c over the SCTP packet alone (no pseudo-header): an address
+//! rewrite leaves it alone, a port rewrite updates it
+//! ([`crate::wire::crc32c::sctp_checksum_fixup`]), always in software (DPDK's SCTP checksum
+//! offload is not asked for; only the IPv4 header checksum may be left to the port).
 //!
 //! Address and port rewrites update the checksums incrementally (RFC 1624 eqn. 3, one fold
 //! for address and port together), in software, so the result is correct on any port; or,
@@ -16,7 +22,8 @@
 use crate::buf::{CsumOffload, L4Csum};
 use crate::meta::PacketMeta;
 use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6};
-use crate::wire::ip_protocol::{TCP, UDP};
+use crate::wire::crc32c::sctp_checksum_fixup;
+use crate::wire::ip_protocol::{SCTP, TCP, UDP};
 
 /// Which end of the packet a rewrite changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +75,10 @@ pub enum Rewritten {
 }
 
 /// Rewrites the source or destination address (first 4 bytes of `addr` for IPv4, all 16
-/// for IPv6) and L4 port of a TCP/UDP packet described by `m`, fixing the IPv4 header
-/// checksum and the TCP/UDP checksum incrementally, and updates `m` to the new tuple.
-/// Returns false, leaving the packet alone, when it is not TCP/UDP over IP or too short.
+/// for IPv6) and L4 port of a TCP/UDP/SCTP packet described by `m`, fixing the IPv4 header
+/// checksum and the TCP/UDP/SCTP checksum incrementally, and updates `m` to the new tuple.
+/// Returns false, leaving the packet alone, when it is not TCP/UDP/SCTP over IP or too
+/// short.
 #[inline]
 pub fn rewrite(d: &mut [u8], m: &mut PacketMeta, end: End, addr: &[u8; 16], port: u16) -> bool {
     rewrite_offloaded(d, m, end, addr, port, Offload::default()).is_some()
@@ -180,6 +188,7 @@ fn rewrite_family<const N: usize>(
     let (csum_at, tcp) = match m.protocol {
         TCP => (16, true),
         UDP => (6, false),
+        SCTP => return rewrite_sctp::<N>(d, m, end, addr, port, off.ip),
         _ => return None,
     };
     let hdr = if N == 4 { 20 } else { 40 };
@@ -190,19 +199,9 @@ fn rewrite_family<const N: usize>(
     let avail = rest.len();
     let ip = head.get_mut(l3..)?;
     let l4h = rest.get_mut(..csum_at + 2)?;
-    let aoff = match (N, end) {
-        (4, End::Src) => 12,
-        (4, End::Dst) => 16,
-        (_, End::Src) => 8,
-        (_, End::Dst) => 24,
-    };
-    let poff = if end == End::Src { 0 } else { 2 };
+    let (aoff, poff) = field_offsets::<N>(end);
     let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");
     let new_port = port.to_be_bytes();
-    let old_addr: [u8; N] = ip[aoff..aoff + N].try_into().expect("in the header");
-    let addr_delta = delta(&old_addr, new_addr);
-    let old_port = [l4h[poff], l4h[poff + 1]];
-    let l4_delta = addr_delta + delta(&old_port, &new_port);
     let hc = u16::from_be_bytes([l4h[csum_at], l4h[csum_at + 1]]);
     // Left to the port: not a UDP/IPv4 "no checksum" (0), and the L4 length must be sane.
     let l4_port = if off.l4 && !(N == 4 && !tcp && hc == 0) {
@@ -211,15 +210,9 @@ fn rewrite_family<const N: usize>(
         None
     };
     let ip_port = N == 4 && off.ip;
-    ip[aoff..aoff + N].copy_from_slice(new_addr);
-    if N == 4 {
-        let new_hc = if ip_port {
-            0
-        } else {
-            csum_fixup(u16::from_be_bytes([ip[10], ip[11]]), addr_delta)
-        };
-        ip[10..12].copy_from_slice(&new_hc.to_be_bytes());
-    }
+    let addr_delta = swap_addr::<N>(ip, aoff, new_addr, ip_port);
+    let old_port = [l4h[poff], l4h[poff + 1]];
+    let l4_delta = addr_delta + delta(&old_port, &new_port);
     l4h[poff..poff + 2].copy_from_slice(&new_port);
     let new = match l4_port {
         Some(len) => fold(pseudo_acc(ip, N == 4, m.protocol, len)),
@@ -233,16 +226,7 @@ fn rewrite_family<const N: usize>(
         None => csum_fixup(hc, l4_delta),
     };
     l4h[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
-    match end {
-        End::Src => {
-            m.src_addr[..N].copy_from_slice(new_addr);
-            m.src_port = port;
-        }
-        End::Dst => {
-            m.dst_addr[..N].copy_from_slice(new_addr);
-            m.dst_port = port;
-        }
-    }
+    set_meta::<N>(m, end, new_addr, port);
     if !ip_port && l4_port.is_none() {
         return Some(Rewritten::Complete);
     }
@@ -257,6 +241,99 @@ fn rewrite_family<const N: usize>(
             (Some(_), false) => L4Csum::Udp,
         },
     }))
+}
+
+/// Writes `new` over the address at `aoff` of the IP header `ip` (family `N`) and, for
+/// IPv4, updates the header checksum (or sets it to 0 when `ip_port` leaves it to the
+/// port); returns the change's checksum delta (the L4 pseudo-header changes by as much).
+#[inline(always)]
+fn swap_addr<const N: usize>(ip: &mut [u8], aoff: usize, new: &[u8; N], ip_port: bool) -> u64 {
+    let old: [u8; N] = ip[aoff..aoff + N].try_into().expect("in the header");
+    let addr_delta = delta(&old, new);
+    ip[aoff..aoff + N].copy_from_slice(new);
+    if N == 4 {
+        let new_hc = if ip_port {
+            0
+        } else {
+            csum_fixup(u16::from_be_bytes([ip[10], ip[11]]), addr_delta)
+        };
+        ip[10..12].copy_from_slice(&new_hc.to_be_bytes());
+    }
+    addr_delta
+}
+
+/// Brings `m`'s tuple in line with a rewrite of `end` to `addr` (family `N`) and `port`.
+#[inline(always)]
+fn set_meta<const N: usize>(m: &mut PacketMeta, end: End, addr: &[u8; N], port: u16) {
+    match end {
+        End::Src => {
+            m.src_addr[..N].copy_from_slice(addr);
+            m.src_port = port;
+        }
+        End::Dst => {
+            m.dst_addr[..N].copy_from_slice(addr);
+            m.dst_port = port;
+        }
+    }
+}
+
+/// The offsets of the address `end` names in an IP header of family `N` (4 or 16 address
+/// bytes) and of its port in a TCP/UDP/SCTP header.
+#[inline(always)]
+fn field_offsets<const N: usize>(end: End) -> (usize, usize) {
+    match (N, end) {
+        (4, End::Src) => (12, 0),
+        (4, End::Dst) => (16, 2),
+        (_, End::Src) => (8, 0),
+        (_, End::Dst) => (24, 2),
+    }
+}
+
+/// [`rewrite_family`] for SCTP (out of line: the TCP/UDP path stays as it was): the
+/// address and the IPv4 header checksum as there (the latter left to the port when
+/// `off_ip`), the port, and the CRC32c updated for the port alone (the address is not
+/// under it). The SCTP packet's length comes from the IP header and must cover its
+/// 12-byte common header.
+#[inline(never)]
+fn rewrite_sctp<const N: usize>(
+    d: &mut [u8],
+    m: &mut PacketMeta,
+    end: End,
+    addr: &[u8; 16],
+    port: u16,
+    off_ip: bool,
+) -> Option<Rewritten> {
+    let l3 = usize::from(m.l3_offset);
+    let l4 = usize::from(m.l4_offset);
+    let hdr = if N == 4 { 20 } else { 40 };
+    if l4 == 0 || l3 + hdr > l4 {
+        return None;
+    }
+    let (head, rest) = d.split_at_mut_checked(l4)?;
+    let ip = head.get_mut(l3..)?;
+    let len = l4_len(ip, l4 - l3, rest.len(), N == 4).filter(|&n| n >= 12)?;
+    let sctp = rest.get_mut(..12)?;
+    let (aoff, poff) = field_offsets::<N>(end);
+    let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");
+    let ip_port = N == 4 && off_ip;
+    swap_addr::<N>(ip, aoff, new_addr, ip_port);
+    let old_ports: [u8; 4] = sctp[..4].try_into().expect("12 bytes");
+    sctp[poff..poff + 2].copy_from_slice(&port.to_be_bytes());
+    let new_ports: [u8; 4] = sctp[..4].try_into().expect("12 bytes");
+    let field: [u8; 4] = sctp[8..12].try_into().expect("12 bytes");
+    sctp[8..12].copy_from_slice(&sctp_checksum_fixup(field, old_ports, new_ports, len));
+    set_meta::<N>(m, end, new_addr, port);
+    Some(if ip_port {
+        Rewritten::NeedsPort(CsumOffload {
+            l2_len: m.l3_offset,
+            l3_len: m.l4_offset - m.l3_offset,
+            ipv4: true,
+            ip: true,
+            l4: L4Csum::None,
+        })
+    } else {
+        Rewritten::Complete
+    })
 }
 
 #[cfg(test)]
@@ -437,6 +514,92 @@ mod tests {
             prop_assert!(finish_checksums(&mut fin, &req));
             prop_assert_eq!(&fin, &soft);
         }
+    }
+
+    /// [`frame`]'s UDP frame turned into an SCTP one (IP protocol 132, the UDP header
+    /// replaced by an SCTP common header with a verification tag and a correct CRC32c).
+    fn sctp_frame(v6: bool, src: (u128, u16), dst: (u128, u16), extra: u16) -> Vec<u8> {
+        let mut f = frame(v6, false, src, dst, extra);
+        let m = meta(&f);
+        let (l3, l4) = (usize::from(m.l3_offset), usize::from(m.l4_offset));
+        if v6 {
+            f[l3 + 6] = SCTP;
+        } else {
+            f[l3 + 9] = SCTP;
+            f[l3 + 10..l3 + 12].fill(0);
+            let c = crate::wire::checksum::ipv4_header_checksum(&f[l3..l4]);
+            f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        f[l4 + 4..l4 + 8].copy_from_slice(&0x5eed_1234u32.to_be_bytes());
+        f[l4 + 8..l4 + 12].fill(0);
+        let c = crate::wire::crc32c::sctp_checksum_bytes(&f[l4..]);
+        f[l4 + 8..l4 + 12].copy_from_slice(&c);
+        f
+    }
+
+    /// The SCTP packet of `f` carries a correct CRC32c and, over IPv4, a correct header
+    /// checksum.
+    fn sctp_valid(f: &[u8]) -> bool {
+        let m = meta(f);
+        let (l3, l4) = (usize::from(m.l3_offset), usize::from(m.l4_offset));
+        let mut p = f[l4..].to_vec();
+        let field = [p[8], p[9], p[10], p[11]];
+        p[8..12].fill(0);
+        let ip_ok =
+            m.ip_version != 4 || Ipv4Packet::new_checked(&f[l3..]).unwrap().verify_checksum();
+        ip_ok && crate::wire::crc32c::sctp_checksum_bytes(&p) == field
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// SCTP: after a rewrite of either end the CRC32c and the IPv4 header checksum
+        /// verify and the metadata equals a fresh parse; with the IPv4 checksum left to the
+        /// port, the field is 0 and the CRC32c is still written in software.
+        #[test]
+        fn sctp_rewrite_keeps_the_crc(v6 in any::<bool>(), src in any::<u128>(), dst in any::<u128>(),
+                                      sp in 1u16.., dp in 1u16.., size in 0u16..1500,
+                                      na in any::<u128>(), np in any::<u16>(), to_src in any::<bool>(),
+                                      ip in any::<bool>()) {
+            let f = sctp_frame(v6, (src, sp), (dst, dp), size);
+            prop_assert!(sctp_valid(&f));
+            let m0 = meta(&f);
+            prop_assert_eq!((m0.protocol, m0.src_port, m0.dst_port), (SCTP, sp, dp));
+            let mut a = na.to_be_bytes();
+            if !v6 { a[4..].fill(0); }
+            let end = if to_src { End::Src } else { End::Dst };
+            let (mut soft, mut ms) = (f.clone(), m0);
+            prop_assert!(rewrite(&mut soft, &mut ms, end, &a, np));
+            prop_assert!(sctp_valid(&soft));
+            prop_assert_eq!(ms, meta(&soft));
+            let (mut hw, mut mh) = (f.clone(), m0);
+            let r = rewrite_offloaded(&mut hw, &mut mh, end, &a, np, Offload { ip, l4: true });
+            prop_assert_eq!(mh, ms);
+            let l3 = usize::from(m0.l3_offset);
+            match r {
+                Some(Rewritten::NeedsPort(req)) => {
+                    prop_assert!(ip && !v6);
+                    prop_assert_eq!((req.ip, req.l4), (true, L4Csum::None));
+                    prop_assert_eq!(&hw[l3 + 10..l3 + 12], &[0u8, 0][..]);
+                    prop_assert!(finish_checksums(&mut hw, &req));
+                }
+                Some(Rewritten::Complete) => prop_assert!(!ip || v6),
+                None => return Err(TestCaseError::fail("rewrite did not fit")),
+            }
+            prop_assert_eq!(&hw, &soft);
+        }
+    }
+
+    #[test]
+    fn sctp_shorter_than_its_common_header_is_left_alone() {
+        let f = sctp_frame(false, (1, 1000), (2, 38412), 0);
+        let mut m = meta(&f);
+        let l3 = usize::from(m.l3_offset);
+        // The IP length says 8 bytes of SCTP: too short to carry the checksum.
+        let mut g = f.clone();
+        g[l3 + 2..l3 + 4].copy_from_slice(&28u16.to_be_bytes());
+        let before = g.clone();
+        assert!(!rewrite(&mut g, &mut m, End::Dst, &[9; 16], 7));
+        assert_eq!(g, before);
     }
 
     #[test]

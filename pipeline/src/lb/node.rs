@@ -1,7 +1,7 @@
 //! `lb`: the L4 load-balancer node (NAT mode).
 //!
 //! Per vector:
-//! 1. **Classify** (no connection table): a TCP/UDP packet whose destination is a service
+//! 1. **Classify** (no connection table): a TCP/UDP/SCTP packet whose destination is a service
 //!    endpoint (VIP, protocol, port) is *for a VIP*; one whose source is a backend
 //!    endpoint is a *reply*; anything else passes unchanged to `next`.
 //! 2. **One batched connection-table lookup** for all of them
@@ -11,11 +11,11 @@
 //! 3. For a packet to a VIP: a hit follows its entry's backend (a table swap never moves
 //!    it); a miss picks a backend with the service's Maglev table (active backends only)
 //!    and inserts the flow (none eligible: dropped as `no-backend`, or, for a `reject`
-//!    service, answered with a TCP RST or an ICMP unreachable ([`crate::reject`]) on the
+//!    service, answered with a TCP RST, an SCTP ABORT or an ICMP unreachable ([`crate::reject`]) on the
 //!    `reset` output and counted `no-backend-rejects`). The packet is then DNATed (destination address and port to the
 //!    backend's) with incremental checksum updates. If the entry's backend is down or no
 //!    longer configured, the packet is dropped (`backend-down`) or, with
-//!    `down_backend = "reset"`, a TCP packet is turned into a RST to the client
+//!    `down_backend = "reset"`, a TCP packet is turned into a RST (SCTP: an ABORT) to the client
 //!    ([`crate::reject`]) and sent on
 //!    the `reset` output (with `meta.out_port` = its input port) and the flow is forgotten;
 //!    with `down_backend = "keep"` (OVN's behaviour) it continues to that backend.
@@ -135,7 +135,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::control::{LbControl, LbCounters};
-use super::flow::PROTO_TCP;
+use super::flow::{PROTO_TCP, PROTO_UDP};
 use super::flows::{classify, take_over, Class, LbFlows, Memos, Scratch, What};
 use super::icmp;
 use super::nat::{self, End};
@@ -605,7 +605,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
                             if t.down_policy == DownPolicy::Reset {
                                 let _ = s.remove.try_push(key);
-                                if is_tcp && crate::reject::answer(pkt, m) {
+                                if key.proto != PROTO_UDP && crate::reject::answer(pkt, m) {
                                     m.out_port = pkt.in_port();
                                     decisions[i] = Decision::Next(OUT_RESET);
                                     resets += 1;

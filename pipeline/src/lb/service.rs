@@ -10,7 +10,7 @@
 //! [[services]]
 //! name = "web"
 //! vip = "192.0.2.10"                  # IPv4 or IPv6
-//! protocol = "tcp"                    # tcp | udp
+//! protocol = "tcp"                    # tcp | udp | sctp
 //! port = 80                           # absent: every port (backends then keep the port)
 //! hash = "five_tuple"                 # five_tuple | src_ip_port | src_ip
 //! table_size = 65537                  # prime, Maglev slots
@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::flow::{fmix64, FlowKey, HashMode, PROTO_TCP, PROTO_UDP};
+use super::flow::{fmix64, FlowKey, HashMode, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use super::maglev::{self, BackendState, Maglev, DEFAULT_TABLE_SIZE};
 use crate::conntrack::{TimeoutSecs, MAX_CAPACITY};
 
@@ -78,8 +78,8 @@ pub enum DownPolicy {
     /// Drop their packets (counted as `backend-down`); the entry stays until it idles out.
     #[default]
     Drop,
-    /// TCP: answer the client with a RST (sent on the node's `reset` output) and forget the
-    /// flow, so the client's next connection gets a live backend. UDP: drop the packet and
+    /// TCP: answer the client with a RST (SCTP: an ABORT; sent on the node's `reset` output)
+    /// and forget the flow, so the client's next connection gets a live backend. UDP: drop the packet and
     /// forget the flow, so the next packet is balanced again.
     Reset,
     /// Established flows continue to their backend, down or removed, both ways (the
@@ -98,6 +98,9 @@ pub enum L4Protocol {
     Tcp,
     /// UDP.
     Udp,
+    /// SCTP (ports NATed with the CRC32c updated, [`crate::lb::nat`]; associations tracked
+    /// with UDP's idle timeout, [`crate::conntrack::ConnState::Sctp`]).
+    Sctp,
 }
 
 impl L4Protocol {
@@ -106,6 +109,7 @@ impl L4Protocol {
         match self {
             L4Protocol::Tcp => PROTO_TCP,
             L4Protocol::Udp => PROTO_UDP,
+            L4Protocol::Sctp => PROTO_SCTP,
         }
     }
 }
@@ -249,7 +253,7 @@ pub struct ServiceConfig {
     pub name: String,
     /// Virtual IP (IPv4 or IPv6).
     pub vip: IpAddr,
-    /// `tcp` or `udp`.
+    /// `tcp`, `udp` or `sctp`.
     pub protocol: L4Protocol,
     /// The service port; absent: every port of the VIP for this protocol.
     #[serde(default)]
@@ -264,7 +268,7 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub forwarding: ForwardingMode,
     /// A new flow finding no eligible backend is answered, not only dropped: a TCP RST,
-    /// ICMP port unreachable for UDP ([`crate::reject`]), sent on the node's `reset` output
+    /// an SCTP ABORT, ICMP port unreachable for UDP ([`crate::reject`]), sent on the node's `reset` output
     /// and counted `no-backend-rejects` (OVN's `options:reject=true`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reject: bool,
@@ -1220,7 +1224,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("bogus = 1", "bogus"),
             (
-                "[[services]]\nname = \"a\"\nvip = \"1.2.3.4\"\nprotocol = \"sctp\"",
+                "[[services]]\nname = \"a\"\nvip = \"1.2.3.4\"\nprotocol = \"dccp\"",
                 "services[0].protocol",
             ),
             (

@@ -72,6 +72,18 @@ impl<P: PacketBuf> NodeImpl<P> {
             _ => None,
         }
     }
+
+    /// [`Node::trace_note`] of the node's kind (built-in kinds add nothing).
+    pub fn trace_note(
+        &self,
+        index: usize,
+        meta: &crate::meta::PacketMeta,
+    ) -> Option<crate::trace::TraceNote> {
+        match self {
+            NodeImpl::Custom(n) => n.trace_note(index, meta),
+            _ => None,
+        }
+    }
 }
 
 /// Registers the built-in kinds: `parse`, `forward`, `macswap`, `drop`, `tap`, `null`

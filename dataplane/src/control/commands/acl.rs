@@ -1,5 +1,6 @@
 //! `show acl [NODE]`, `acl set-add`, `acl set-del`: the ACL stages' rules with their
-//! per-rule counters and the generation each worker runs, and address-set membership changes
+//! per-rule counters, the NB row behind each rule from OVN (owner, `external_ids`), and the
+//! generation each worker runs, and address-set membership changes
 //! published as one batch ([`pipeline::acl::AclHub::update_members`]: a membership update for
 //! a large set, a rebuild for an expanded one; adopted by each worker between bursts).
 
@@ -64,6 +65,10 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
     if names.is_empty() {
         return Ok(Reply::new("no acl nodes\n", json!({ "nodes": [] })));
     }
+    // The NB rows behind rules from OVN (none without `[ovn]`).
+    let origins = crate::ovn::follow::current()
+        .map(|f| f.origins())
+        .unwrap_or_default();
     let mut text = String::new();
     let mut nodes = Vec::new();
     for name in names {
@@ -85,6 +90,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             "priority", "direction", "action", "packets", "bytes", "name"
         );
         let rules = hub.rules();
+        let mut nb = serde_json::Map::new();
         for (c, acl) in counters.acls.iter().zip(rules.acls()) {
             let _ = writeln!(
                 text,
@@ -97,6 +103,16 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
                 c.name,
                 acl.match_text
             );
+            if let Some(o) = origins.acls.get(&c.name) {
+                let _ = writeln!(text, "           from {}", o.describe());
+                nb.insert(
+                    c.name.clone(),
+                    json!({
+                        "owner": o.owner, "name": o.name, "label": o.label,
+                        "external_ids": o.external_ids, "fail_closed": o.fail_closed,
+                    }),
+                );
+            }
         }
         let d = &counters.denials;
         let _ = writeln!(
@@ -118,7 +134,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         nodes.push(json!({
             "node": name, "generation": hub.generation(), "worker_generations": workers,
             "classifier": current.describe(), "counters": json(&counters),
-            "address_sets": sets,
+            "address_sets": sets, "nb": nb,
         }));
     }
     Ok(Reply::new(text, json!({ "nodes": nodes })))

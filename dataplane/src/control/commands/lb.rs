@@ -110,9 +110,14 @@ fn show_lb(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             json!({ "nodes": [] }),
         ));
     }
+    // The NB rows behind services from OVN (none without `[ovn]`).
+    let origins = crate::ovn::follow::current()
+        .map(|f| f.origins())
+        .unwrap_or_default();
     let mut text = String::new();
     let mut nodes = Vec::new();
     for (node, name, control) in all {
+        let mut nb = serde_json::Map::new();
         let stats = control.stats();
         let cfg = control.config();
         let _ = writeln!(
@@ -144,6 +149,16 @@ fn show_lb(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
                 s.stats.new_connections,
                 s.stats.active_connections
             );
+            if let Some(o) = origins.lbs.get(&s.name) {
+                let _ = writeln!(text, "    from {}", o.describe());
+                nb.insert(
+                    s.name.clone(),
+                    json!({
+                        "uuid": o.uuid, "name": o.name, "vip": o.vip,
+                        "external_ids": o.external_ids,
+                    }),
+                );
+            }
             let _ = writeln!(
                 text,
                 "    {:<24} {:<9} {:>6} {:>14} {:>16} {:>12} {:>10}",
@@ -168,6 +183,7 @@ fn show_lb(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         }
         nodes.push(json!({
             "node": node, "control": name, "stats": json(&stats), "config": json(&cfg),
+            "nb": nb,
         }));
     }
     Ok(Reply::new(text, json!({ "nodes": nodes })))

@@ -3,7 +3,9 @@
 //!
 //! - `vips` key `VIP`, `VIP:port` or `[VIP6]:port`; value `IP[:port],IP[:port]` (spaces
 //!   around commas allowed); a VIP without a port is our all-ports service.
-//! - `protocol` `tcp` / `udp` (empty: tcp); `sctp` is not compiled.
+//! - `protocol` `tcp` / `udp` / `sctp` (empty: tcp). SCTP ports are NATed with the CRC32c
+//!   updated; an association is tracked with UDP's idle timeout (OVS's conntrack has an SCTP
+//!   state machine, ours does not).
 //! - `selection_fields` to our hash key: the destination of one service is fixed, so
 //!   `{ip_src, ip_dst}` selects like `src_ip` and `{ip_src, ip_dst, tp_src, tp_dst}` (or none,
 //!   OVN's dp_hash) like `five_tuple`; `{ip_src, tp_src}` is `src_ip_port`. `affinity_timeout`
@@ -63,6 +65,7 @@ pub fn services(uuid: &str, lb: &Row) -> Result<Vec<(String, ServiceConfig)>, St
     let protocol = match rows::text(lb, "protocol") {
         "" | "tcp" => pipeline::lb::service::L4Protocol::Tcp,
         "udp" => pipeline::lb::service::L4Protocol::Udp,
+        "sctp" => pipeline::lb::service::L4Protocol::Sctp,
         other => return Err(format!("protocol {other} is not compiled")),
     };
     let options = rows::map(lb, "options");
@@ -129,6 +132,22 @@ pub struct LbOrigin {
     pub options: BTreeMap<String, String>,
     /// `external_ids` (Octavia's `neutron:vip`, ovn-kubernetes's `k8s.ovn.org/owner`).
     pub external_ids: BTreeMap<String, String>,
+}
+
+impl LbOrigin {
+    /// One line: `NB Load_Balancer <uuid> ("name"), vips key <vip>, k=v...` (its
+    /// `external_ids`).
+    pub fn describe(&self) -> String {
+        let mut s = format!("NB Load_Balancer {}", self.uuid);
+        if !self.name.is_empty() {
+            s += &format!(" ({:?})", self.name);
+        }
+        s += &format!(", vips key {}", self.vip);
+        for (k, v) in &self.external_ids {
+            s += &format!(", {k}={v}");
+        }
+        s
+    }
 }
 
 #[cfg(test)]

@@ -213,6 +213,27 @@ pub struct AclOrigin {
     pub fail_closed: Option<String>,
 }
 
+impl AclOrigin {
+    /// One line in the platform's words: `ACL <uuid> of Port_Group pg_x ("name"),
+    /// neutron:security_group_rule_id=...`; a fail-closed stand-in says so.
+    pub fn describe(&self) -> String {
+        let mut s = format!("NB ACL {} of {}", self.uuid, self.owner);
+        if !self.name.is_empty() {
+            s += &format!(" ({:?})", self.name);
+        }
+        if self.label != 0 {
+            s += &format!(", label {}", self.label);
+        }
+        for (k, v) in &self.external_ids {
+            s += &format!(", {k}={v}");
+        }
+        if let Some(r) = &self.fail_closed {
+            s += &format!(" [fail-closed stand-in: {r}]");
+        }
+        s
+    }
+}
+
 /// What happened to a row that was not taken as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
