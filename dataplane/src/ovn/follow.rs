@@ -644,6 +644,11 @@ pub fn current() -> Option<Arc<FollowerStatus>> {
     CURRENT.lock().expect("current lock").clone()
 }
 
+/// The running follower's origins (empty without a follower).
+pub fn current_origins() -> Origins {
+    current().map(|f| f.origins()).unwrap_or_default()
+}
+
 impl FollowerStatus {
     /// The `show ovn` text.
     pub fn render(&self) -> String {

@@ -116,6 +116,16 @@ impl Action {
     pub fn permits(self) -> bool {
         matches!(self, Action::Allow | Action::AllowRelated)
     }
+
+    /// The action as the config writes it (`allow`, `allow-related`, `drop`, `reject`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::AllowRelated => "allow-related",
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+        }
+    }
 }
 
 /// An ACL as given by the user, before validation (see [`RuleSet::new`]).
@@ -859,6 +869,23 @@ priority = 1000
 match = "outport == @pg_DB && ip4 && ip4.src == $pg_BA_ip4 && tcp.dst == 5432"
 action = "allow-related"
 "#;
+
+    #[test]
+    fn action_names_are_the_config_words() {
+        #[derive(Deserialize)]
+        struct Word {
+            a: Action,
+        }
+        for a in [
+            Action::Allow,
+            Action::AllowRelated,
+            Action::Drop,
+            Action::Reject,
+        ] {
+            let w: Word = toml::from_str(&format!("a = \"{}\"", a.as_str())).unwrap();
+            assert_eq!(w.a, a);
+        }
+    }
 
     #[test]
     fn loads_toml() {

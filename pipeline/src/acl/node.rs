@@ -1335,27 +1335,17 @@ fn rule_note<C>(prog: &super::publish::AclProgram<C>, ud: u32, again: bool) -> T
                 "rule {} (priority {}, {}){again}",
                 a.name,
                 a.priority,
-                action_name(a.action)
+                a.action.as_str()
             ),
             rule: Some(a.name.clone()),
         },
         None => TraceNote {
             text: format!(
                 "no rule matched: default {}{again}",
-                action_name(rules.default_action())
+                rules.default_action().as_str()
             ),
             rule: None,
         },
-    }
-}
-
-/// An action as the config writes it.
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Allow => "allow",
-        Action::AllowRelated => "allow-related",
-        Action::Drop => "drop",
-        Action::Reject => "reject",
     }
 }
 

@@ -183,21 +183,14 @@ fn rewrite_family<const N: usize>(
     port: u16,
     off: Offload,
 ) -> Option<Rewritten> {
-    let l3 = usize::from(m.l3_offset);
-    let l4 = usize::from(m.l4_offset);
     let (csum_at, tcp) = match m.protocol {
         TCP => (16, true),
         UDP => (6, false),
         SCTP => return rewrite_sctp::<N>(d, m, end, addr, port, off.ip),
         _ => return None,
     };
-    let hdr = if N == 4 { 20 } else { 40 };
-    if l4 == 0 || l3 + hdr > l4 {
-        return None;
-    }
-    let (head, rest) = d.split_at_mut_checked(l4)?;
+    let (ip, rest) = headers::<N>(d, m)?;
     let avail = rest.len();
-    let ip = head.get_mut(l3..)?;
     let l4h = rest.get_mut(..csum_at + 2)?;
     let (aoff, poff) = field_offsets::<N>(end);
     let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");
@@ -205,7 +198,7 @@ fn rewrite_family<const N: usize>(
     let hc = u16::from_be_bytes([l4h[csum_at], l4h[csum_at + 1]]);
     // Left to the port: not a UDP/IPv4 "no checksum" (0), and the L4 length must be sane.
     let l4_port = if off.l4 && !(N == 4 && !tcp && hc == 0) {
-        l4_len(ip, l4 - l3, avail, N == 4).filter(|&n| n >= csum_at + 2)
+        l4_len(ip, ip.len(), avail, N == 4).filter(|&n| n >= csum_at + 2)
     } else {
         None
     };
@@ -241,6 +234,24 @@ fn rewrite_family<const N: usize>(
             (Some(_), false) => L4Csum::Udp,
         },
     }))
+}
+
+/// The IP header (from `m.l3_offset`, extension headers included) and the rest of the
+/// packet (from `m.l4_offset`) of a packet of family `N` (4 or 16 address bytes), both
+/// bounds-checked; `None` when the offsets do not leave room for the fixed IP header.
+#[inline(always)]
+fn headers<'a, const N: usize>(
+    d: &'a mut [u8],
+    m: &PacketMeta,
+) -> Option<(&'a mut [u8], &'a mut [u8])> {
+    let l3 = usize::from(m.l3_offset);
+    let l4 = usize::from(m.l4_offset);
+    let hdr = if N == 4 { 20 } else { 40 };
+    if l4 == 0 || l3 + hdr > l4 {
+        return None;
+    }
+    let (head, rest) = d.split_at_mut_checked(l4)?;
+    Some((head.get_mut(l3..)?, rest))
 }
 
 /// Writes `new` over the address at `aoff` of the IP header `ip` (family `N`) and, for
@@ -303,15 +314,8 @@ fn rewrite_sctp<const N: usize>(
     port: u16,
     off_ip: bool,
 ) -> Option<Rewritten> {
-    let l3 = usize::from(m.l3_offset);
-    let l4 = usize::from(m.l4_offset);
-    let hdr = if N == 4 { 20 } else { 40 };
-    if l4 == 0 || l3 + hdr > l4 {
-        return None;
-    }
-    let (head, rest) = d.split_at_mut_checked(l4)?;
-    let ip = head.get_mut(l3..)?;
-    let len = l4_len(ip, l4 - l3, rest.len(), N == 4).filter(|&n| n >= 12)?;
+    let (ip, rest) = headers::<N>(d, m)?;
+    let len = l4_len(ip, ip.len(), rest.len(), N == 4).filter(|&n| n >= 12)?;
     let sctp = rest.get_mut(..12)?;
     let (aoff, poff) = field_offsets::<N>(end);
     let new_addr: &[u8; N] = addr[..N].try_into().expect("N <= 16");

@@ -66,9 +66,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         return Ok(Reply::new("no acl nodes\n", json!({ "nodes": [] })));
     }
     // The NB rows behind rules from OVN (none without `[ovn]`).
-    let origins = crate::ovn::follow::current()
-        .map(|f| f.origins())
-        .unwrap_or_default();
+    let origins = crate::ovn::follow::current_origins();
     let mut text = String::new();
     let mut nodes = Vec::new();
     for name in names {
@@ -82,7 +80,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
             hub.generation(),
             workers,
             current.describe(),
-            json(&counters.default_action).as_str().unwrap_or("?")
+            counters.default_action.as_str()
         );
         let _ = writeln!(
             text,
@@ -97,7 +95,7 @@ fn show_acl(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
                 "  {:>8} {:<10} {:<15} {:>14} {:>16}  {:<24} {}",
                 c.priority,
                 json(&acl.direction).as_str().unwrap_or("?"),
-                json(&c.action).as_str().unwrap_or("?"),
+                c.action.as_str(),
                 c.packets,
                 c.bytes,
                 c.name,

@@ -111,9 +111,7 @@ fn show_lb(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         ));
     }
     // The NB rows behind services from OVN (none without `[ovn]`).
-    let origins = crate::ovn::follow::current()
-        .map(|f| f.origins())
-        .unwrap_or_default();
+    let origins = crate::ovn::follow::current_origins();
     let mut text = String::new();
     let mut nodes = Vec::new();
     for (node, name, control) in all {

@@ -84,12 +84,10 @@ fn show_trace(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
     };
     let mut traces = tracer.traces();
     // Rules from OVN: the NB row behind the rule that decided (owner, external_ids).
-    if let Some(f) = crate::ovn::follow::current() {
-        let origins = f.origins();
-        for s in traces.iter_mut().flat_map(|t| t.steps.iter_mut()) {
-            if let Some(rule) = &s.rule {
-                s.origin = origins.acls.get(rule).map(|o| o.describe());
-            }
+    let origins = crate::ovn::follow::current_origins();
+    for s in traces.iter_mut().flat_map(|t| t.steps.iter_mut()) {
+        if let Some(rule) = &s.rule {
+            s.origin = origins.acls.get(rule).map(|o| o.describe());
         }
     }
     let pending = tracer.pending();
