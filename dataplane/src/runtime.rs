@@ -609,21 +609,21 @@ fn control_loop(
     let mut control = bind_control(plan, opts);
     let mut control_state = ControlState::default();
     let mut last_runtime = runtime_snapshots(graphs);
-    let exporter = opts
-        .prometheus
-        .and_then(|a| match crate::metrics_export::Exporter::start(a) {
-            Ok(e) => {
-                eprintln!(
-                    "metrics: Prometheus endpoint http://{}/metrics",
-                    e.local_addr().unwrap_or(a)
-                );
-                Some(e)
-            }
-            Err(e) => {
-                eprintln!("warning: no Prometheus endpoint: {e}");
-                None
-            }
-        });
+    let mut exporter =
+        opts.prometheus
+            .and_then(|a| match crate::metrics_export::Exporter::start(a) {
+                Ok(e) => {
+                    eprintln!(
+                        "metrics: Prometheus endpoint http://{}/metrics",
+                        e.local_addr().unwrap_or(a)
+                    );
+                    Some(e)
+                }
+                Err(e) => {
+                    eprintln!("warning: no Prometheus endpoint: {e}");
+                    None
+                }
+            });
     let port_names: Vec<String> = plan.ports.iter().map(|p| p.name.clone()).collect();
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut last: Vec<PortStats> = ports.iter().map(Port::stats).collect();
@@ -650,7 +650,7 @@ fn control_loop(
                 control::commands::registry().run(&mut cx, &req.argv)
             });
         }
-        if let Some(e) = &exporter {
+        if let Some(e) = &mut exporter {
             if last_publish.elapsed() >= Duration::from_millis(500) {
                 last_publish = Instant::now();
                 for (port, pp) in ports.iter().zip(&plan.ports) {

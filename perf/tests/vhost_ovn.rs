@@ -437,6 +437,42 @@ impl Live {
         );
     }
 
+    /// "Which load balancer sent this where?", asked under traffic to the VIP: a traced
+    /// request's `lb` step names the service, the backend it went to and the NB
+    /// `Load_Balancer` row `uuid` behind the service.
+    fn answers_which_load_balancer(&self, uuid: &str) {
+        self.ctl("clear trace");
+        self.ctl(&format!("trace add 1 dst {VIP} dport 5001"));
+        wait_for("a traced request", 10, || {
+            self.ctl("show trace")["packets"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        });
+        let trace = self.ctl("show trace");
+        let step = trace["packets"][0]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["node"] == "lb"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no lb step: {trace}"));
+        let service = step["service"].as_str().unwrap_or_default();
+        assert!(!service.is_empty(), "{trace}");
+        let by = step["decided_by"].as_str().unwrap_or_default();
+        assert!(
+            by.contains(&format!("service {service} (VIP {VIP}:5001)"))
+                && [B1, B2]
+                    .iter()
+                    .any(|b| by.contains(&format!("backend {b}:5001"))),
+            "{trace}"
+        );
+        let origin = step["origin"].as_str().unwrap_or_default();
+        assert!(
+            origin.starts_with(&format!("NB Load_Balancer {uuid} (\"svc\")")),
+            "{trace}"
+        );
+        let text = perf::ctl::run_ctl(&self.socket, false, &["show", "trace"]).1;
+        assert!(text.contains("        from NB Load_Balancer "), "{text}");
+    }
+
     /// Over 300 ms: `rule` of `node` counts more, and nothing is dropped unless `drops`.
     fn keeps(&self, node: &str, rule: &str, drops: bool) {
         let (r1, d1) = (self.rule(node, rule).unwrap_or(0), self.denied());
@@ -711,6 +747,7 @@ fn nb_cases_under_traffic() {
         "{shown}"
     );
     let c = live.case("an LB backend added", 3.0, 25_000, |l| {
+        l.answers_which_load_balancer(&lb);
         assert!(!l.backends().contains(&format!("{B3}:5001")));
         nb.nbctl(&["set", "Load_Balancer", &lb, &vips(&[B1, B2, B3])]);
         wait_for("the new backend", 20, || {

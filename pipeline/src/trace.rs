@@ -43,21 +43,27 @@ pub struct TraceStep {
     /// OVN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// Where that rule came from, filled in by the control side that knows it (for rules
-    /// from OVN: the NB owner and `external_ids`, e.g. `neutron:security_group_rule_id`).
+    /// The load-balancer service whose connection decided, when one did (the `lb` node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Where that rule or service came from, filled in by the control side that knows it
+    /// (from OVN: the NB ACL's owner and `external_ids`, e.g.
+    /// `neutron:security_group_rule_id`, or the NB `Load_Balancer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
 }
 
 /// A node's own account of why it decided what it did for one traced packet
 /// ([`crate::graph::Node::trace_note`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceNote {
     /// One line: e.g. `rule r1 (priority 1000, drop)`, `no rule matched: default drop`,
     /// `established connection (conntrack)`.
     pub text: String,
     /// The rule that decided, by name, when one did.
     pub rule: Option<String>,
+    /// The load-balancer service, by name, when one decided.
+    pub service: Option<String>,
 }
 
 /// The path of one traced packet.
@@ -360,6 +366,7 @@ impl Tracer {
                 summary: summary::summarize(p.data()),
                 outcome,
                 rule: note.as_ref().and_then(|n| n.rule.clone()),
+                service: note.as_ref().and_then(|n| n.service.clone()),
                 decided_by: note.map(|n| n.text),
                 origin: None,
             });

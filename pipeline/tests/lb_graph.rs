@@ -128,6 +128,83 @@ fn configured_through_the_registry_inline_and_from_a_file() {
     assert!(["2001:db8:1::1", "2001:db8:1::2"].contains(&p.dst.to_string().as_str()));
 }
 
+/// A traced packet's `lb` step names the service, the backend and how the backend was
+/// found: a new connection's Maglev pick, the connection table, a reply's backend
+/// endpoint, a backend gone down; a packet for no service says so.
+#[test]
+fn trace_names_the_service_and_backend() {
+    let params = r#"
+        [nodes.params]
+        control = "lb-graph-trace"
+        [[nodes.params.services]]
+        name = "web"
+        vip = "192.0.2.10"
+        protocol = "tcp"
+        port = 80
+        backends = [{ address = "10.0.0.1", port = 8080 }]
+    "#;
+    let mut g = Graph::build(&spec(params), &registry(), &ports()).unwrap();
+    let tracer = g.tracer();
+    let lb_step = |t: &pipeline::trace::PacketTrace| {
+        t.steps.iter().find(|s| s.node == "lb").cloned().unwrap()
+    };
+    let steps = |g: &mut Graph<TestBuf>, frames: &[Vec<u8>]| {
+        tracer.arm(frames.len() as u32);
+        run(g, frames);
+        let t = tracer.take();
+        assert_eq!(t.len(), frames.len());
+        t.iter().map(lb_step).collect::<Vec<_>>()
+    };
+    let syn = build(&Spec::tcp("198.51.100.1", 1000, "192.0.2.10", 80, SYN));
+    let ack = build(&Spec::tcp("198.51.100.1", 1000, "192.0.2.10", 80, ACK));
+    let reply = build(&Spec::tcp(
+        "10.0.0.1",
+        8080,
+        "198.51.100.1",
+        1000,
+        SYN | ACK,
+    ));
+    let other = build(&Spec::udp("198.51.100.1", 1000, "192.0.2.99", 80));
+    // (The reply in a later vector: a vector's lookups are made before its inserts.)
+    let first = steps(&mut g, &[syn, other]);
+    let second = steps(&mut g, &[reply, ack.clone()]);
+    let s = [&first[0], &second[0], &second[1], &first[1]];
+    assert_eq!(
+        s[0].decided_by.as_deref(),
+        Some("new connection to service web (VIP 192.0.2.10:80): backend 10.0.0.1:8080, the Maglev pick")
+    );
+    assert_eq!(
+        s[1].decided_by.as_deref(),
+        Some("reply of a tracked connection from backend 10.0.0.1:8080 of service web: source back to VIP 192.0.2.10:80")
+    );
+    assert_eq!(
+        s[2].decided_by.as_deref(),
+        Some("established connection (conntrack) of service web (VIP 192.0.2.10:80): backend 10.0.0.1:8080")
+    );
+    for step in &s[..3] {
+        assert_eq!(step.service.as_deref(), Some("web"), "{step:?}");
+        assert_eq!(step.rule, None);
+    }
+    assert_eq!(s[3].service, None);
+    assert_eq!(
+        s[3].decided_by.as_deref(),
+        Some("not to a service VIP nor from a backend (unchanged)")
+    );
+    // The backend goes down: the connection's next packet is dropped, and the trace says why.
+    LbControl::named("lb-graph-trace")
+        .unwrap()
+        .set_backend_state("web", "10.0.0.1:8080", lb::BackendState::Down)
+        .unwrap();
+    let s = steps(&mut g, &[ack]);
+    assert_eq!(s[0].outcome, "drop: backend-down");
+    assert_eq!(
+        s[0].decided_by.as_deref(),
+        Some("the connection's backend 10.0.0.1:8080 of service web (VIP 192.0.2.10:80) is down or removed")
+    );
+    let text = pipeline::trace::render_trace(&tracer.take());
+    assert!(text.is_empty() || text.contains("No packets"), "{text}");
+}
+
 #[test]
 fn bad_parameters_are_refused_with_the_key() {
     let cases = [

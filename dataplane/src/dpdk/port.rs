@@ -380,6 +380,7 @@ impl RxQueue {
             if !vhost::has_callbacks(self.port, self.queue, true) {
                 return g.rx(vhost::rx_virtqueue(self.queue), out, room);
             }
+            g.count_pmd_burst(vhost::rx_virtqueue(self.queue));
         }
         let len = out.len();
         // SAFETY: the queue is owned by this worker alone (not Sync, handed out once). The
@@ -418,6 +419,7 @@ impl TxQueue {
             if !vhost::has_callbacks(self.port, self.queue, false) {
                 return g.tx(vhost::tx_virtqueue(self.queue), pkts);
             }
+            g.count_pmd_burst(vhost::tx_virtqueue(self.queue));
         }
         // Mbuf is repr(transparent) over NonNull<rte_mbuf>, so the vector is an array of
         // `struct rte_mbuf *`.

@@ -28,7 +28,11 @@
 //! A port with checksum offload on transmit (the PMD may compute checksums in software for
 //! a guest that did not negotiate them) uses the PMD throughout. A queue with ethdev rx/tx
 //! callbacks registered (e.g. `dpdk-dumpcap`'s capture through pdump) goes through the PMD
-//! while they are: the callbacks run in `rte_eth_rx_burst` / `rte_eth_tx_burst`.
+//! while they are: the callbacks run in `rte_eth_rx_burst` / `rte_eth_tx_burst`. Those
+//! bursts are counted (`pmd_rx_bursts`, `pmd_tx_bursts`), whatever they moved: a tx
+//! callback sees every packet handed to the PMD, also those a full guest ring refused, so a
+//! capture may hold packets the port never sent (and the same packets again when a worker
+//! retries them).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,6 +63,8 @@ struct VqSlot {
     busy: AtomicBool,
     packets: AtomicU64,
     bytes: AtomicU64,
+    /// Bursts handed to the PMD instead because ethdev callbacks were on.
+    pmd_bursts: AtomicU64,
 }
 
 /// The direct data path's shared state of one `net_vhost` port.
@@ -86,6 +92,12 @@ pub struct GateCounts {
     pub tx_packets: u64,
     /// Sent bytes.
     pub tx_bytes: u64,
+    /// Receive bursts made through the PMD (`rte_eth_rx_burst`) because ethdev rx
+    /// callbacks were on (a capture), whether or not they received anything.
+    pub pmd_rx_bursts: u64,
+    /// Transmit bursts handed to the PMD because tx callbacks were on (a capture sees
+    /// their packets even when the guest's ring takes none of them).
+    pub pmd_tx_bursts: u64,
 }
 
 impl VhostGate {
@@ -138,16 +150,19 @@ impl VhostGate {
     pub fn counts(&self) -> GateCounts {
         let mut c = GateCounts::default();
         for (i, vq) in self.vqs.iter().enumerate() {
-            let (p, b) = (
+            let (p, b, pmd) = (
                 vq.packets.load(Ordering::Relaxed),
                 vq.bytes.load(Ordering::Relaxed),
+                vq.pmd_bursts.load(Ordering::Relaxed),
             );
             if i % 2 == 1 {
                 c.rx_packets += p;
                 c.rx_bytes += b;
+                c.pmd_rx_bursts += pmd;
             } else {
                 c.tx_packets += p;
                 c.tx_bytes += b;
+                c.pmd_tx_bursts += pmd;
             }
         }
         c
@@ -261,6 +276,15 @@ impl VhostGate {
         }
         self.vqs[usize::from(vq)].count(n, bytes);
         n
+    }
+
+    /// Counts a burst of virtqueue `vq` made through the PMD instead (callbacks on; called
+    /// by the virtqueue's one worker).
+    #[cold]
+    pub fn count_pmd_burst(&self, vq: u16) {
+        if let Some(slot) = self.vqs.get(usize::from(vq)) {
+            bump(&slot.pmd_bursts, 1);
+        }
     }
 
     /// Sends as many of `pkts` as virtqueue `vq` takes, from the front, and frees them;

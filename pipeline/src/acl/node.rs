@@ -1338,13 +1338,14 @@ fn rule_note<C>(prog: &super::publish::AclProgram<C>, ud: u32, again: bool) -> T
                 a.action.as_str()
             ),
             rule: Some(a.name.clone()),
+            service: None,
         },
         None => TraceNote {
             text: format!(
                 "no rule matched: default {}{again}",
                 rules.default_action().as_str()
             ),
-            rule: None,
+            ..TraceNote::default()
         },
     }
 }
@@ -1357,7 +1358,7 @@ impl<C: Classify> AclNode<C> {
         let prog = &*self.installed.0;
         let plain = |text: &str| TraceNote {
             text: text.into(),
-            rule: None,
+            ..TraceNote::default()
         };
         let lb_tracked = "a connection the lb node tracks (not classified)";
         if m.ip_version != 4 && m.ip_version != 6 {

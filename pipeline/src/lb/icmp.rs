@@ -48,6 +48,9 @@ pub(crate) struct IcmpNat {
     /// Toward the client: the backend's address (an error it sent itself comes from the
     /// VIP after translation).
     backend: [u8; 16],
+    /// The connection's service and backend ids (for a trace).
+    pub(crate) service_id: u32,
+    pub(crate) backend_id: u32,
 }
 
 /// The translation of the ICMP error `frame` (parsed into `m`) if it is about a connection
@@ -78,6 +81,8 @@ pub(crate) fn related(
             addr: be.addr,
             port: e.port,
             backend: be.addr,
+            service_id: sid,
+            backend_id: e.backend,
         });
     }
     // About a request: the quote went to a backend endpoint.
@@ -98,6 +103,8 @@ pub(crate) fn related(
                     addr: svc.vip,
                     port: vport,
                     backend: be.addr,
+                    service_id: sid,
+                    backend_id: bid,
                 });
             }
         }

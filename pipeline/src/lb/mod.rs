@@ -24,6 +24,7 @@ pub mod maglev;
 pub mod nat;
 pub mod node;
 pub mod service;
+pub mod traced;
 
 #[cfg(test)]
 mod bench;

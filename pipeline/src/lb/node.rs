@@ -140,6 +140,7 @@ use super::flows::{classify, take_over, Class, LbFlows, Memos, Scratch, What};
 use super::icmp;
 use super::nat::{self, End};
 use super::service::{DownPolicy, LbConfig, ServiceTable};
+use super::traced::{How, Traced};
 use crate::conntrack::{ConnTrack, Direction, InsertError, TcpFlags, MAX_PACED_SCAN};
 use crate::ct_sample::{serve_lb, CtSampler, CtServer};
 use crate::graph::{
@@ -318,6 +319,8 @@ pub struct LbNode {
     offload: nat::Offload,
     /// `show conntrack` sampling of the connection table.
     sample: CtServer,
+    /// The last vector's decisions on traced packets.
+    traced: Box<Traced>,
 }
 
 impl std::fmt::Debug for LbNode {
@@ -364,6 +367,7 @@ impl LbNode {
             counters,
             offload: nat::Offload::default(),
             sample: CtServer::new(),
+            traced: Box::default(),
         }
     }
 
@@ -462,6 +466,8 @@ impl<P: PacketBuf> Node<P> for LbNode {
             ..
         } = fl;
         let c: &LbCounters = &self.counters;
+        let traced: &mut Traced = &mut self.traced;
+        traced.clear();
         let t: &ServiceTable = table;
         let s: &mut Scratch = s;
         let n = pkts.len();
@@ -551,9 +557,13 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                 },
                             },
                             // Stored from the other side: not a connection this node created.
-                            Some((_, Direction::Reply)) => continue,
+                            Some((_, Direction::Reply)) => {
+                                traced.note(m, i, How::OtherSide, sid, 0);
+                                continue;
+                            }
                             None => {
                                 let Some(bid) = t.pick(sid, &key) else {
+                                    traced.note(m, i, How::NoBackend, sid, 0);
                                     decisions[i] = Decision::Drop(DROP_NO_BACKEND);
                                     if t.services[sid as usize].reject
                                         && crate::reject::answer(pkt, m)
@@ -602,6 +612,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         };
                         let be = &t.backends[entry.backend as usize];
                         if !be.status.serves_established() && t.down_policy != DownPolicy::Keep {
+                            traced.note(m, i, How::BackendDown, sid, entry.backend);
                             decisions[i] = Decision::Drop(DROP_BACKEND_DOWN);
                             if t.down_policy == DownPolicy::Reset {
                                 let _ = s.remove.try_push(key);
@@ -622,6 +633,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             match pkt.data_mut().get_mut(..6) {
                                 Some(d) => d.copy_from_slice(&mac),
                                 None => {
+                                    traced.note(m, i, How::Unrewritable, sid, entry.backend);
                                     decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                                     continue;
                                 }
@@ -635,6 +647,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                             off,
                             &mut offloaded,
                         ) {
+                            traced.note(m, i, How::Unrewritable, sid, entry.backend);
                             decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }
@@ -646,6 +659,12 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         sc.bytes.add(len);
                         bc.packets.add(1);
                         bc.bytes.add(len);
+                        let how = match (s.out[j], h) {
+                            (Some(_), _) => How::Established,
+                            (None, Some(_)) => How::New,
+                            (None, None) => How::Untracked,
+                        };
+                        traced.note(m, i, how, sid, entry.backend);
                     }
                     What::Reply { start, count } => {
                         let cands = &t.cands[start as usize..(start + count) as usize];
@@ -676,6 +695,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                 }
                             }
                         }
+                        let tracked = hit.is_some();
                         let (sid, bid) = match hit {
                             Some((h, cand, blocked)) => {
                                 if is_tcp {
@@ -692,6 +712,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                                     cand
                                 }
                                 _ => {
+                                    traced.note(m, i, How::ReplyAmbiguous, 0, 0);
                                     ambiguous += 1;
                                     continue;
                                 }
@@ -701,6 +722,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         let vport = svc.port.unwrap_or(m.src_port);
                         let len = pkt.data().len() as u64;
                         if !rewrite(pkt, m, End::Src, &svc.vip, vport, off, &mut offloaded) {
+                            traced.note(m, i, How::Unrewritable, sid, bid);
                             decisions[i] = Decision::Drop(DROP_BAD_PACKET);
                             continue;
                         }
@@ -709,6 +731,12 @@ impl<P: PacketBuf> Node<P> for LbNode {
                         sc.reply_bytes.add(len);
                         bc.reply_packets.add(1);
                         bc.reply_bytes.add(len);
+                        let how = if tracked {
+                            How::Reply
+                        } else {
+                            How::ReplyUntracked
+                        };
+                        traced.note(m, i, how, sid, bid);
                     }
                 }
             }
@@ -723,6 +751,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             };
             if icmp::translate(pkt.data_mut(), m, &nat) {
                 icmp_errors += 1;
+                traced.note(m, i, How::IcmpRelated, nat.service_id, nat.backend_id);
             }
         }
         for key in &s.remove {
@@ -732,6 +761,7 @@ impl<P: PacketBuf> Node<P> for LbNode {
             }
         }
         n_closed += ct.age_paced_with(now, MAX_PACED_SCAN, |_, e| closed(c, e)) as u64;
+        traced.keep_table(table);
 
         for (idx, v) in [
             (C_NEW, new_conns),
@@ -773,6 +803,10 @@ impl<P: PacketBuf> Node<P> for LbNode {
             &fl.clock,
         );
         self.sample.wants()
+    }
+
+    fn trace_note(&self, index: usize, _meta: &PacketMeta) -> Option<crate::trace::TraceNote> {
+        self.traced.note_on(index)
     }
 
     fn ct_sampler(&self) -> Option<CtSampler> {

@@ -83,12 +83,15 @@ fn show_trace(cx: &mut Ctx<'_>, args: &[String]) -> Result<Reply, String> {
         ));
     };
     let mut traces = tracer.traces();
-    // Rules from OVN: the NB row behind the rule that decided (owner, external_ids).
+    // Rules and services from OVN: the NB row behind what decided (an ACL's owner and
+    // external_ids, a service's Load_Balancer).
     let origins = crate::ovn::follow::current_origins();
     for s in traces.iter_mut().flat_map(|t| t.steps.iter_mut()) {
-        if let Some(rule) = &s.rule {
-            s.origin = origins.acls.get(rule).map(|o| o.describe());
-        }
+        s.origin = match (&s.rule, &s.service) {
+            (Some(rule), _) => origins.acls.get(rule).map(|o| o.describe()),
+            (None, Some(service)) => origins.lbs.get(service).map(|o| o.describe()),
+            (None, None) => None,
+        };
     }
     let pending = tracer.pending();
     let mut text = render_trace(&traces);
