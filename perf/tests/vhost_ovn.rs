@@ -408,19 +408,7 @@ impl Live {
             nb["external_ids"]["neutron:security_group_rule_id"], sg_rule,
             "{acl}"
         );
-        self.ctl("clear trace");
-        self.ctl("trace add 1 dport 5001");
-        wait_for("a traced packet", 10, || {
-            self.ctl("show trace")["packets"]
-                .as_array()
-                .is_some_and(|p| !p.is_empty())
-        });
-        let trace = self.ctl("show trace");
-        let step = trace["packets"][0]["steps"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["node"] == node))
-            .cloned()
-            .unwrap_or_else(|| panic!("no {node} step: {trace}"));
+        let (trace, step) = self.traced_step("dport 5001", node);
         assert_eq!(step["rule"], uuid, "{trace}");
         assert_eq!(step["outcome"], "drop: acl-deny", "{trace}");
         assert!(
@@ -437,13 +425,12 @@ impl Live {
         );
     }
 
-    /// "Which load balancer sent this where?", asked under traffic to the VIP: a traced
-    /// request's `lb` step names the service, the backend it went to and the NB
-    /// `Load_Balancer` row `uuid` behind the service.
-    fn answers_which_load_balancer(&self, uuid: &str) {
+    /// Traces the next packet that matches `filter` and returns `show trace`'s answer with
+    /// that packet's step in `node`.
+    fn traced_step(&self, filter: &str, node: &str) -> (Value, Value) {
         self.ctl("clear trace");
-        self.ctl(&format!("trace add 1 dst {VIP} dport 5001"));
-        wait_for("a traced request", 10, || {
+        self.ctl(&format!("trace add 1 {filter}"));
+        wait_for("a traced packet", 10, || {
             self.ctl("show trace")["packets"]
                 .as_array()
                 .is_some_and(|p| !p.is_empty())
@@ -451,9 +438,17 @@ impl Live {
         let trace = self.ctl("show trace");
         let step = trace["packets"][0]["steps"]
             .as_array()
-            .and_then(|s| s.iter().find(|s| s["node"] == "lb"))
+            .and_then(|s| s.iter().find(|s| s["node"] == node))
             .cloned()
-            .unwrap_or_else(|| panic!("no lb step: {trace}"));
+            .unwrap_or_else(|| panic!("no {node} step: {trace}"));
+        (trace, step)
+    }
+
+    /// "Which load balancer sent this where?", asked under traffic to the VIP: a traced
+    /// request's `lb` step names the service, the backend it went to and the NB
+    /// `Load_Balancer` row `uuid` behind the service.
+    fn answers_which_load_balancer(&self, uuid: &str) {
+        let (trace, step) = self.traced_step(&format!("dst {VIP} dport 5001"), "lb");
         let service = step["service"].as_str().unwrap_or_default();
         assert!(!service.is_empty(), "{trace}");
         let by = step["decided_by"].as_str().unwrap_or_default();

@@ -46,6 +46,24 @@ fn spec(params: &str) -> GraphSpec {
     .expect("spec parses")
 }
 
+/// The lb node's parameters: control `control`, the `extra` lines, and one TCP service
+/// `web` (192.0.2.10:80) with one backend, 10.0.0.1:8080.
+fn web_params(control: &str, extra: &str) -> String {
+    format!(
+        r#"
+        [nodes.params]
+        control = "{control}"
+        {extra}
+        [[nodes.params.services]]
+        name = "web"
+        vip = "192.0.2.10"
+        protocol = "tcp"
+        port = 80
+        backends = [{{ address = "10.0.0.1", port = 8080 }}]
+        "#
+    )
+}
+
 fn registry() -> Registry<TestBuf> {
     let mut r = Registry::with_builtins();
     lb::register(&mut r).unwrap();
@@ -74,18 +92,8 @@ fn run(g: &mut Graph<TestBuf>, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<Vec<u8>
 
 #[test]
 fn configured_through_the_registry_inline_and_from_a_file() {
-    let inline = r#"
-        [nodes.params]
-        control = "lb-graph-inline"
-        down_backend = "reset"
-        [[nodes.params.services]]
-        name = "web"
-        vip = "192.0.2.10"
-        protocol = "tcp"
-        port = 80
-        backends = [{ address = "10.0.0.1", port = 8080 }]
-    "#;
-    let mut g = Graph::build(&spec(inline), &registry(), &ports()).unwrap();
+    let inline = web_params("lb-graph-inline", "down_backend = \"reset\"");
+    let mut g = Graph::build(&spec(&inline), &registry(), &ports()).unwrap();
     let syn = build(&Spec::tcp("198.51.100.1", 1000, "192.0.2.10", 80, SYN));
     let other = build(&Spec::udp("198.51.100.1", 1000, "192.0.2.99", 80));
     let (out, back) = run(&mut g, &[syn, other.clone()]);
@@ -133,17 +141,8 @@ fn configured_through_the_registry_inline_and_from_a_file() {
 /// endpoint, a backend gone down; a packet for no service says so.
 #[test]
 fn trace_names_the_service_and_backend() {
-    let params = r#"
-        [nodes.params]
-        control = "lb-graph-trace"
-        [[nodes.params.services]]
-        name = "web"
-        vip = "192.0.2.10"
-        protocol = "tcp"
-        port = 80
-        backends = [{ address = "10.0.0.1", port = 8080 }]
-    "#;
-    let mut g = Graph::build(&spec(params), &registry(), &ports()).unwrap();
+    let params = web_params("lb-graph-trace", "");
+    let mut g = Graph::build(&spec(&params), &registry(), &ports()).unwrap();
     let tracer = g.tracer();
     let lb_step = |t: &pipeline::trace::PacketTrace| {
         t.steps.iter().find(|s| s.node == "lb").cloned().unwrap()
