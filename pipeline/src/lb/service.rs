@@ -237,11 +237,7 @@ impl BackendConfig {
         if let Some(n) = &self.name {
             return n.clone();
         }
-        match (self.address, self.port) {
-            (IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
-            (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-            (a, None) => a.to_string(),
-        }
+        crate::wire::summary::endpoint(self.address, self.port)
     }
 }
 

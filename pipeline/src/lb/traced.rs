@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::service::ServiceTable;
 use crate::meta::PacketMeta;
 use crate::trace::TraceNote;
+use crate::wire::summary::endpoint;
 
 /// Most traced packets of one vector the node keeps a decision for (the rest get no note).
 pub const MAX_TRACED: usize = 32;
@@ -209,14 +210,5 @@ fn describe(t: &ServiceTable, d: &Decided) -> TraceNote {
         text,
         rule: None,
         service,
-    }
-}
-
-/// `addr:port` (`[addr]:port` for IPv6), or the address alone for all ports.
-fn endpoint(addr: std::net::IpAddr, port: Option<u16>) -> String {
-    match (addr, port) {
-        (std::net::IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-        (a, Some(p)) => format!("{a}:{p}"),
-        (a, None) => a.to_string(),
     }
 }

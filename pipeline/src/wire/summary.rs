@@ -87,7 +87,8 @@ fn summarize_arp(l3: &[u8], out: &mut String) {
     }
 }
 
-fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
+/// `addr:port` (`[addr]:port` for IPv6), or the address alone without a port.
+pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
     match (addr, port) {
         (IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
         (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
